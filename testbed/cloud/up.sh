@@ -1,0 +1,347 @@
+#!/bin/bash
+# Stand up a minimal real OpenStack (Debian bookworm = Zed) on 127.0.0.1, no systemd.
+#   keystone, glance, placement, nova (api/conductor/scheduler/compute+FakeDriver),
+#   neutron-server (ML2/openvswitch + router; a fake "OVS agent" is registered so
+#   ports bind), octavia (api + worker with noop amphora/compute/network drivers).
+# All state, configs, logs and pids live under $TC_HOME (default /tmp/testcloud),
+# which is wiped first. Stop everything with down.sh.
+# Usage: TC_HOME=/some/dir ./up.sh   [SKIP_OCTAVIA=1]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+T0=$(ts)
+
+if [ -d "$RUN" ] && ls "$RUN"/*.pid >/dev/null 2>&1; then
+  echo "pid files exist in $RUN: run down.sh first" >&2; exit 1
+fi
+# wipe only a directory that up.sh made before (marker file) or an empty/absent one
+if [ -e "$TC_HOME" ] && [ ! -e "$TC_HOME/.testcloud" ] && [ -n "$(ls -A "$TC_HOME")" ]; then
+  echo "$TC_HOME exists, is not empty and was not made by up.sh: refusing to wipe it" >&2; exit 1
+fi
+rm -rf "$TC_HOME"
+mkdir -p "$TC_HOME" && touch "$TC_HOME/.testcloud"
+mkdir -p "$ETC"/{keystone,glance,placement,nova,neutron,octavia} "$LOG" "$RUN" \
+         "$DATA"/{mysql,rabbit/home,keystone,glance/images,glance/staging,glance/tasks,nova/instances,locks}
+cd "$TC_HOME"
+
+# bg_sync NAME CMD...: run a schema migration in the background (they overlap
+# with keystone start-up); waited for before the services start.
+declare -A SYNC
+bg_sync() { local n=$1; shift; "$@" > "$LOG/$n-dbsync.log" 2>&1 & SYNC[$n]=$!; }
+
+########################################################################## infra
+say "mariadb"
+mariadb-install-db --no-defaults --datadir="$DATA/mysql" --user=root \
+  --auth-root-authentication-method=socket --skip-test-db > "$LOG/mysql-install.log" 2>&1
+start mysqld mariadbd --no-defaults --datadir="$DATA/mysql" --user=root \
+  --bind-address=$IP --port=3306 --socket="$RUN/mysql.sock" --pid-file="$RUN/mysqld.self.pid" \
+  --skip-name-resolve --innodb-buffer-pool-size=32M --performance-schema=OFF \
+  --max-connections=1000 --innodb-flush-log-at-trx-commit=0 --skip-log-bin \
+  --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+  --log-error="$LOG/mysqld.err"
+
+say "rabbitmq"
+# epmd is started by us in the foreground (so we own its pid) and bound to loopback.
+start epmd /usr/bin/epmd -address 127.0.0.1
+wait_port 4369 20   # else erl would spawn its own (daemonised) epmd
+echo '[].' > "$ETC/rabbit_enabled_plugins"
+printf 'listeners.tcp.default = %s:5672\nloopback_users = none\n' $IP > "$ETC/rabbitmq.conf"
+# run the real server script as root (the /usr/sbin wrapper would `su rabbitmq`);
+# HOME holds the erlang cookie; dist port + epmd bound to loopback.
+start rabbitmq env HOME=$DATA/rabbit/home RABBITMQ_NODENAME=rabbit@localhost \
+  RABBITMQ_NODE_IP_ADDRESS=$IP RABBITMQ_NODE_PORT=5672 RABBITMQ_DIST_PORT=25672 \
+  RABBITMQ_MNESIA_BASE=$DATA/rabbit/mnesia RABBITMQ_LOG_BASE=$LOG/rabbit \
+  RABBITMQ_CONFIG_FILE=$ETC/rabbitmq RABBITMQ_ENABLED_PLUGINS_FILE=$ETC/rabbit_enabled_plugins \
+  ERL_EPMD_ADDRESS=$IP \
+  RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+  /usr/lib/rabbitmq/bin/rabbitmq-server
+
+wait_port 3306 60
+mariadb --no-defaults -S "$RUN/mysql.sock" -uroot <<EOF
+CREATE USER 'os'@'127.0.0.1' IDENTIFIED BY '$TC_PW';
+CREATE DATABASE keystone; CREATE DATABASE glance; CREATE DATABASE placement;
+CREATE DATABASE nova_api; CREATE DATABASE nova; CREATE DATABASE nova_cell0;
+CREATE DATABASE neutron; CREATE DATABASE octavia;
+GRANT ALL PRIVILEGES ON *.* TO 'os'@'127.0.0.1';
+EOF
+
+####################################################################### keystone
+say "keystone config + db"
+cat > "$ETC/keystone/keystone.conf" <<EOF
+[DEFAULT]
+log_file = $LOG/keystone-app.log
+[database]
+connection = $DB_URL/keystone?charset=utf8
+[identity]
+# bcrypt cost 4 instead of 12: every service/user auth gets ~0.2 s faster
+password_hash_rounds = 4
+[token]
+provider = fernet
+[fernet_tokens]
+key_repository = $DATA/keystone/fernet-keys
+[fernet_receipts]
+key_repository = $DATA/keystone/fernet-keys
+[credential]
+key_repository = $DATA/keystone/credential-keys
+EOF
+KM="keystone-manage --config-file $ETC/keystone/keystone.conf"
+{ # (keystone-manage prints harmless eventlet tracebacks at exit: keep them in a log)
+$KM db_sync
+$KM fernet_setup --keystone-user root --keystone-group root
+$KM credential_setup --keystone-user root --keystone-group root
+$KM bootstrap --bootstrap-password "$TC_PW" --bootstrap-region-id RegionOne \
+  --bootstrap-admin-url $KS_URL/v3/ --bootstrap-internal-url $KS_URL/v3/ \
+  --bootstrap-public-url $KS_URL/v3/
+} >> "$LOG/keystone-manage.log" 2>&1 || { echo "keystone-manage failed: $LOG/keystone-manage.log" >&2; exit 1; }
+start keystone uwsgi --plugin python3 --http-socket $IP:5000 --master --die-on-term \
+  --processes 1 --threads 8 --enable-threads --lazy-apps --buffer-size 65535 --add-header "Connection: close" \
+  --env OS_KEYSTONE_CONFIG_FILES="$ETC/keystone/keystone.conf" \
+  --wsgi-file /usr/bin/keystone-wsgi-public
+
+cat > "$TC_HOME/adminrc" <<EOF
+export OS_AUTH_URL=$KS_URL/v3 OS_IDENTITY_API_VERSION=3 OS_REGION_NAME=RegionOne
+export OS_USERNAME=admin OS_PASSWORD=$TC_PW OS_PROJECT_NAME=admin
+export OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
+EOF
+cat > "$TC_HOME/demorc" <<EOF
+export OS_AUTH_URL=$KS_URL/v3 OS_IDENTITY_API_VERSION=3 OS_REGION_NAME=RegionOne
+export OS_USERNAME=demo OS_PASSWORD=$TC_PW OS_PROJECT_NAME=demo
+export OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
+EOF
+cat > "$TC_HOME/clouds.yaml" <<EOF
+clouds:
+  testbed-admin:
+    auth: {auth_url: "$KS_URL/v3", username: admin, password: "$TC_PW", project_name: admin,
+           user_domain_name: Default, project_domain_name: Default}
+    region_name: RegionOne
+    identity_api_version: 3
+  testbed-demo:
+    auth: {auth_url: "$KS_URL/v3", username: demo, password: "$TC_PW", project_name: demo,
+           user_domain_name: Default, project_domain_name: Default}
+    region_name: RegionOne
+    identity_api_version: 3
+EOF
+
+##################################################################### glance cfg
+say "glance config + db"
+cat > "$ETC/glance/glance-api.conf" <<EOF
+[DEFAULT]
+bind_host = $IP
+bind_port = 9292
+workers = 1
+log_file = $LOG/glance-app.log
+enabled_backends = fs:file
+[database]
+connection = $DB_URL/glance?charset=utf8
+$(authtoken glance)
+[paste_deploy]
+flavor = keystone
+config_file = /etc/glance/glance-api-paste.ini
+[glance_store]
+default_backend = fs
+[fs]
+filesystem_store_datadir = $DATA/glance/images
+[os_glance_staging_store]
+filesystem_store_datadir = $DATA/glance/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $DATA/glance/tasks
+[oslo_concurrency]
+lock_path = $DATA/locks
+EOF
+bg_sync glance glance-manage --config-file "$ETC/glance/glance-api.conf" db_sync
+
+################################################################## placement cfg
+say "placement config + db"
+cat > "$ETC/placement/placement.conf" <<EOF
+[DEFAULT]
+log_file = $LOG/placement-app.log
+[placement_database]
+connection = $DB_URL/placement?charset=utf8
+[api]
+auth_strategy = keystone
+$(authtoken placement)
+EOF
+bg_sync placement placement-manage --config-file "$ETC/placement/placement.conf" db sync
+
+#################################################################### neutron cfg
+say "neutron config + db"
+cat > "$ETC/neutron/neutron.conf" <<EOF
+[DEFAULT]
+bind_host = $IP
+bind_port = 9696
+core_plugin = ml2
+service_plugins = router
+allow_overlapping_ips = true
+auth_strategy = keystone
+transport_url = $RABBIT_URL
+api_workers = 1
+rpc_workers = 1
+rpc_state_report_workers = 1
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+dhcp_agent_notification = false
+# the fake OVS agent reports once; keep it "alive" for ~24 days
+agent_down_time = 2000000
+log_file = $LOG/neutron-app.log
+state_path = $DATA/neutron
+[database]
+connection = $DB_URL/neutron?charset=utf8
+$(authtoken neutron)
+[oslo_concurrency]
+lock_path = $DATA/locks
+EOF
+cat > "$ETC/neutron/ml2_conf.ini" <<EOF
+[ml2]
+type_drivers = flat,vxlan
+tenant_network_types = vxlan
+mechanism_drivers = openvswitch
+extension_drivers = port_security
+[ml2_type_flat]
+flat_networks = public
+[ml2_type_vxlan]
+vni_ranges = 1:1000
+[securitygroup]
+firewall_driver = noop
+EOF
+NCONF=(--config-file "$ETC/neutron/neutron.conf" --config-file "$ETC/neutron/ml2_conf.ini")
+bg_sync neutron neutron-db-manage "${NCONF[@]}" upgrade heads
+
+####################################################################### nova cfg
+say "nova config + db"
+cat > "$ETC/nova/nova.conf" <<EOF
+[DEFAULT]
+host = $TC_HOST
+my_ip = $IP
+transport_url = $RABBIT_URL
+compute_driver = fake.FakeDriver
+# periodic tasks (incl. the scheduler's host discovery) start at once, not after a random 0-60 s
+periodic_fuzzy_delay = 0
+enabled_apis = osapi_compute
+osapi_compute_listen = $IP
+osapi_compute_listen_port = 8774
+osapi_compute_workers = 1
+state_path = $DATA/nova
+instances_path = $DATA/nova/instances
+[api]
+auth_strategy = keystone
+[api_database]
+connection = $DB_URL/nova_api?charset=utf8
+[database]
+connection = $DB_URL/nova?charset=utf8
+[conductor]
+workers = 1
+[scheduler]
+workers = 1
+discover_hosts_in_cells_interval = 5
+[filter_scheduler]
+enabled_filters = ComputeFilter,ImagePropertiesFilter
+$(authtoken nova)
+[placement]
+$(ksa placement)
+[neutron]
+$(ksa neutron)
+[glance]
+region_name = RegionOne
+[oslo_concurrency]
+lock_path = $DATA/locks
+[vnc]
+enabled = false
+[oslo_messaging_notifications]
+driver = noop
+EOF
+cp /etc/nova/api-paste.ini "$ETC/nova/"
+NM="nova-manage --config-file $ETC/nova/nova.conf"
+NOVA=(--config-file "$ETC/nova/nova.conf")
+nova_sync() {
+  $NM api_db sync && $NM cell_v2 map_cell0 --database_connection "$DB_URL/nova_cell0?charset=utf8" &&
+  $NM cell_v2 create_cell --name cell1 && $NM db sync
+}
+bg_sync nova nova_sync
+
+#################################################################### octavia cfg
+if [ -z "${SKIP_OCTAVIA:-}" ]; then
+say "octavia config + db"
+# the amphora create flow signs a (never used) amphora cert and reads client_ca
+mkdir -p "$DATA/octavia"
+openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=tc-octavia-ca \
+  -keyout "$DATA/octavia/ca.key" -out "$DATA/octavia/ca.pem" 2> /dev/null
+cat > "$ETC/octavia/octavia.conf" <<EOF
+[DEFAULT]
+transport_url = $RABBIT_URL
+log_file = $LOG/octavia-app.log
+[api_settings]
+bind_host = $IP
+bind_port = 9876
+auth_strategy = keystone
+enabled_provider_drivers = amphora:'Amphora (noop drivers)'
+default_provider_driver = amphora
+[database]
+connection = $DB_URL/octavia?charset=utf8
+$(authtoken octavia)
+[service_auth]
+$(ksa octavia)
+[controller_worker]
+amphora_driver = amphora_noop_driver
+compute_driver = compute_noop_driver
+network_driver = network_noop_driver
+volume_driver = volume_noop_driver
+image_driver = image_noop_driver
+loadbalancer_topology = SINGLE
+workers = 1
+client_ca = $DATA/octavia/ca.pem
+[certificates]
+ca_certificate = $DATA/octavia/ca.pem
+ca_private_key = $DATA/octavia/ca.key
+[task_flow]
+jobboard_enabled = False
+[oslo_messaging]
+topic = octavia_prov
+[oslo_concurrency]
+lock_path = $DATA/locks
+EOF
+bg_sync octavia octavia-db-manage --config-file "$ETC/octavia/octavia.conf" upgrade head
+fi
+
+################################################ keystone catalog, users, seeds
+say "waiting for keystone"
+wait_http $KS_URL/v3 60
+say "keystone catalog/users"
+$PY "$HERE/seed_keystone.py" "$TC_PW" ${SKIP_OCTAVIA:+no-octavia}
+say "waiting for db syncs"
+for n in "${!SYNC[@]}"; do
+  wait "${SYNC[$n]}" || { echo "db sync of $n failed, see $LOG/$n-dbsync.log" >&2; exit 1; }
+done
+say "starting services"
+start glance-api glance-api --config-file "$ETC/glance/glance-api.conf"
+start placement uwsgi --plugin python3 --http-socket $IP:8778 --master --die-on-term \
+  --processes 1 --threads 8 --enable-threads --lazy-apps --buffer-size 65535 --add-header "Connection: close" \
+  --env OS_PLACEMENT_CONFIG_DIR="$ETC/placement" --wsgi-file /usr/bin/placement-api
+start neutron-server neutron-server "${NCONF[@]}"
+for svc in api conductor scheduler; do
+  start nova-$svc nova-$svc "${NOVA[@]}" --log-file "$LOG/nova-$svc-app.log"
+done
+# no nova-compute package (it would pull libvirt/qemu): start it from python3-nova
+start nova-compute $PY -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' \
+  "${NOVA[@]}" --log-file "$LOG/nova-compute-app.log"
+if [ -z "${SKIP_OCTAVIA:-}" ]; then
+  start octavia-api octavia-api --config-file "$ETC/octavia/octavia.conf"
+  start octavia-worker octavia-worker --config-file "$ETC/octavia/octavia.conf"
+fi
+
+# fake OVS agent (so ML2/openvswitch binds ports on $TC_HOST): its report_state
+# RPC call waits until neutron-server's RPC workers consume
+$PY "$HERE/fake_ovs_agent.py" "${NCONF[@]}" --host "$TC_HOST" > "$LOG/fake-ovs-agent.log" 2>&1 &
+AGENT=$!
+say "waiting for the other APIs"
+wait_http http://$IP:9292/ 120
+wait_http http://$IP:8778/ 120
+wait_http http://$IP:9696/ 120
+wait_http http://$IP:8774/ 120
+if [ -z "${SKIP_OCTAVIA:-}" ]; then wait_http http://$IP:9876/ 120; fi
+
+say "waiting for the fake OVS agent registration"
+wait "$AGENT" || { echo "fake OVS agent registration failed: $LOG/fake-ovs-agent.log" >&2; exit 1; }
+
+say "seed: flavor, image, external network"
+$PY "$HERE/seed_cloud.py" "$TC_HOME/clouds.yaml" "$TC_HOST"
+say "UP. source $TC_HOME/adminrc or $TC_HOME/demorc; OS_CLIENT_CONFIG_FILE=$TC_HOME/clouds.yaml"
