@@ -1,28 +1,53 @@
 #!/bin/bash
-# Stand up a minimal real OpenStack (Debian bookworm = Zed) on 127.0.0.1, no systemd.
-#   keystone, glance, placement, nova (api/conductor/scheduler/compute+FakeDriver),
-#   neutron-server (ML2/openvswitch + router; a fake "OVS agent" is registered so
-#   ports bind), octavia (api + worker with noop amphora/compute/network drivers).
-# All state, configs, logs and pids live under $TC_HOME (default /tmp/testcloud),
-# which is wiped first. Stop everything with down.sh.
-# Usage: TC_HOME=/some/dir ./up.sh   [SKIP_OCTAVIA=1]
+# Start the test cloud: a small real OpenStack (Debian bookworm = Zed) on 127.0.0.1, no systemd.
+#   MariaDB, RabbitMQ, Keystone, Glance, Placement, Nova (api/conductor/scheduler + nova-compute
+#   with the fake driver), Neutron (ML2/openvswitch + router plugin; a fake "OVS agent" is
+#   registered so ports bind), Octavia (api + worker with noop amphora/compute/network drivers).
+# Then it seeds the cloud for kos (seed_keystone.py, seed_cloud.py) and writes $TC_HOME/env.sh.
+#
+# Idempotent: if the cloud of this $TC_HOME is already up and answering it returns at once;
+# a stale or half-started one is stopped (down.sh) and wiped first. On a failed start it prints
+# the tail of the failing log and stops what it started (logs stay in $TC_HOME/log).
+# Works in the root network namespace or inside one: `ip netns exec NS env TC_HOME=DIR up.sh`.
+# Usage: [TC_HOME=DIR] testbed/cloud/up.sh        (default TC_HOME=/tmp/kos-test-cloud)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 T0=$(ts)
 
-if [ -d "$RUN" ] && ls "$RUN"/*.pid >/dev/null 2>&1; then
-  echo "pid files exist in $RUN: run down.sh first" >&2; exit 1
+loopback_up
+if [ -e "$UP_MARK" ] && answering; then
+  cat "$UP_MARK"
+  exit 0
+fi
+if compgen -G "$RUN/*.pid" > /dev/null; then
+  echo "test cloud: stale state in $TC_HOME (not up, or not answering): stopping it first"
+  "$HERE/down.sh"
 fi
 # wipe only a directory that up.sh made before (marker file) or an empty/absent one
-if [ -e "$TC_HOME" ] && [ ! -e "$TC_HOME/.testcloud" ] && [ -n "$(ls -A "$TC_HOME")" ]; then
-  echo "$TC_HOME exists, is not empty and was not made by up.sh: refusing to wipe it" >&2; exit 1
+if [ -e "$TC_HOME" ] && [ ! -e "$TC_HOME/.kos-test-cloud" ] && [ -n "$(ls -A "$TC_HOME")" ]; then
+  die "$TC_HOME exists, is not empty and was not made by up.sh: refusing to wipe it (set TC_HOME)"
 fi
+check_ports_free
 rm -rf "$TC_HOME"
-mkdir -p "$TC_HOME" && touch "$TC_HOME/.testcloud"
+mkdir -p "$TC_HOME" && touch "$TC_HOME/.kos-test-cloud"
 mkdir -p "$ETC"/{keystone,glance,placement,nova,neutron,octavia} "$LOG" "$RUN" \
          "$DATA"/{mysql,rabbit/home,keystone,glance/images,glance/staging,glance/tasks,nova/instances,locks}
 cd "$TC_HOME"
+
+# On any failure: say where, show the log of the step, stop what was started.
+STEP_LOGS=()
+step() { say "$1"; shift; STEP_LOGS=("$@"); }
+failed() {
+  local rc=$?
+  trap - EXIT
+  [ $rc = 0 ] && return
+  echo "test cloud: start FAILED (exit $rc); logs in $LOG" >&2
+  [ -n "${TC_DIED:-}" ] || tail_log "${STEP_LOGS[@]}"
+  "$HERE/down.sh" > /dev/null 2>&1 || true
+  exit $rc
+}
+trap failed EXIT
 
 # bg_sync NAME CMD...: run a schema migration in the background (they overlap
 # with keystone start-up); waited for before the services start.
@@ -30,9 +55,10 @@ declare -A SYNC
 bg_sync() { local n=$1; shift; "$@" > "$LOG/$n-dbsync.log" 2>&1 & SYNC[$n]=$!; }
 
 ########################################################################## infra
-say "mariadb"
+step "mariadb" "$LOG/mysql-install.log" "$LOG/mysqld.err" "$LOG/mysqld.log"
 mariadb-install-db --no-defaults --datadir="$DATA/mysql" --user=root \
   --auth-root-authentication-method=socket --skip-test-db > "$LOG/mysql-install.log" 2>&1
+STEP_LOGS=("$LOG/mysqld.err" "$LOG/mysqld.log")
 start mysqld mariadbd --no-defaults --datadir="$DATA/mysql" --user=root \
   --bind-address=$IP --port=3306 --socket="$RUN/mysql.sock" --pid-file="$RUN/mysqld.self.pid" \
   --skip-name-resolve --innodb-buffer-pool-size=32M --performance-schema=OFF \
@@ -40,10 +66,11 @@ start mysqld mariadbd --no-defaults --datadir="$DATA/mysql" --user=root \
   --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
   --log-error="$LOG/mysqld.err"
 
-say "rabbitmq"
+step "rabbitmq" "$LOG/epmd.log"
 # epmd is started by us in the foreground (so we own its pid) and bound to loopback.
 start epmd /usr/bin/epmd -address 127.0.0.1
-wait_port 4369 20   # else erl would spawn its own (daemonised) epmd
+wait_port epmd 4369 20   # else erl would spawn its own (daemonised) epmd
+STEP_LOGS=("$LOG/rabbitmq.log")
 echo '[].' > "$ETC/rabbit_enabled_plugins"
 printf 'listeners.tcp.default = %s:5672\nloopback_users = none\n' $IP > "$ETC/rabbitmq.conf"
 # run the real server script as root (the /usr/sbin wrapper would `su rabbitmq`);
@@ -56,7 +83,7 @@ start rabbitmq env HOME=$DATA/rabbit/home RABBITMQ_NODENAME=rabbit@localhost \
   RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
   /usr/lib/rabbitmq/bin/rabbitmq-server
 
-wait_port 3306 60
+wait_port mysqld 3306 60
 mariadb --no-defaults -S "$RUN/mysql.sock" -uroot <<EOF
 CREATE USER 'os'@'127.0.0.1' IDENTIFIED BY '$TC_PW';
 CREATE DATABASE keystone; CREATE DATABASE glance; CREATE DATABASE placement;
@@ -66,7 +93,7 @@ GRANT ALL PRIVILEGES ON *.* TO 'os'@'127.0.0.1';
 EOF
 
 ####################################################################### keystone
-say "keystone config + db"
+step "keystone config + db" "$LOG/keystone-manage.log"
 cat > "$ETC/keystone/keystone.conf" <<EOF
 [DEFAULT]
 log_file = $LOG/keystone-app.log
@@ -92,44 +119,43 @@ $KM credential_setup --keystone-user root --keystone-group root
 $KM bootstrap --bootstrap-password "$TC_PW" --bootstrap-region-id RegionOne \
   --bootstrap-admin-url $KS_URL/v3/ --bootstrap-internal-url $KS_URL/v3/ \
   --bootstrap-public-url $KS_URL/v3/
-} >> "$LOG/keystone-manage.log" 2>&1 || { echo "keystone-manage failed: $LOG/keystone-manage.log" >&2; exit 1; }
+} >> "$LOG/keystone-manage.log" 2>&1 || die "keystone-manage failed" "$LOG/keystone-manage.log"
 start keystone uwsgi --plugin python3 --http-socket $IP:5000 --master --die-on-term \
   --processes 1 --threads 8 --enable-threads --lazy-apps --buffer-size 65535 --add-header "Connection: close" \
   --env OS_KEYSTONE_CONFIG_FILES="$ETC/keystone/keystone.conf" \
   --wsgi-file /usr/bin/keystone-wsgi-public
 
-cat > "$TC_HOME/adminrc" <<EOF
-export OS_AUTH_URL=$KS_URL/v3 OS_IDENTITY_API_VERSION=3 OS_REGION_NAME=RegionOne
-export OS_USERNAME=admin OS_PASSWORD=$TC_PW OS_PROJECT_NAME=admin
-export OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
-EOF
-cat > "$TC_HOME/demorc" <<EOF
-export OS_AUTH_URL=$KS_URL/v3 OS_IDENTITY_API_VERSION=3 OS_REGION_NAME=RegionOne
-export OS_USERNAME=demo OS_PASSWORD=$TC_PW OS_PROJECT_NAME=demo
-export OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
-EOF
-cat > "$TC_HOME/clouds.yaml" <<EOF
-clouds:
-  testbed-admin:
-    auth: {auth_url: "$KS_URL/v3", username: admin, password: "$TC_PW", project_name: admin,
+# clouds.yaml: the admin cloud (operator: seeding, admin-only checks) and the project user's
+# cloud (member + load-balancer_member of project demo): the only one kos's tests use.
+cloud_entry() {
+  cat <<EOF
+  $1:
+    auth: {auth_url: "$KS_URL/v3", username: $2, password: "$TC_PW", project_name: $3,
            user_domain_name: Default, project_domain_name: Default}
     region_name: RegionOne
     identity_api_version: 3
-  testbed-demo:
-    auth: {auth_url: "$KS_URL/v3", username: demo, password: "$TC_PW", project_name: demo,
-           user_domain_name: Default, project_domain_name: Default}
-    region_name: RegionOne
-    identity_api_version: 3
+EOF
+}
+{ echo "clouds:"; cloud_entry $TC_ADMIN_CLOUD admin admin; cloud_entry $TC_USER_CLOUD demo demo; } \
+  > "$TC_HOME/clouds.yaml"
+# env.sh: what with-cloud.sh exports; `. $TC_HOME/env.sh` in a shell does the same.
+cat > "$TC_HOME/env.sh" <<EOF
+export TC_HOME=$TC_HOME
+export KOS_TEST_CLOUD=1
+export OS_CLIENT_CONFIG_FILE=$TC_HOME/clouds.yaml
+export OS_CLOUD=$TC_USER_CLOUD
+export KOS_TEST_CLOUD_USER=$TC_USER_CLOUD
+export KOS_TEST_CLOUD_ADMIN=$TC_ADMIN_CLOUD
 EOF
 
 ##################################################################### glance cfg
-say "glance config + db"
+step "glance config + db"
 cat > "$ETC/glance/glance-api.conf" <<EOF
 [DEFAULT]
 bind_host = $IP
 bind_port = 9292
 workers = 1
-log_file = $LOG/glance-app.log
+log_file = $LOG/glance-api-app.log
 enabled_backends = fs:file
 [database]
 connection = $DB_URL/glance?charset=utf8
@@ -151,7 +177,7 @@ EOF
 bg_sync glance glance-manage --config-file "$ETC/glance/glance-api.conf" db_sync
 
 ################################################################## placement cfg
-say "placement config + db"
+step "placement config + db"
 cat > "$ETC/placement/placement.conf" <<EOF
 [DEFAULT]
 log_file = $LOG/placement-app.log
@@ -164,7 +190,7 @@ EOF
 bg_sync placement placement-manage --config-file "$ETC/placement/placement.conf" db sync
 
 #################################################################### neutron cfg
-say "neutron config + db"
+step "neutron config + db"
 cat > "$ETC/neutron/neutron.conf" <<EOF
 [DEFAULT]
 bind_host = $IP
@@ -182,7 +208,9 @@ notify_nova_on_port_data_changes = false
 dhcp_agent_notification = false
 # the fake OVS agent reports once; keep it "alive" for ~24 days
 agent_down_time = 2000000
-log_file = $LOG/neutron-app.log
+# a router's extra-route limit, known to kos's tests (preflight)
+max_routes = $TC_MAX_ROUTES
+log_file = $LOG/neutron-server-app.log
 state_path = $DATA/neutron
 [database]
 connection = $DB_URL/neutron?charset=utf8
@@ -207,7 +235,7 @@ NCONF=(--config-file "$ETC/neutron/neutron.conf" --config-file "$ETC/neutron/ml2
 bg_sync neutron neutron-db-manage "${NCONF[@]}" upgrade heads
 
 ####################################################################### nova cfg
-say "nova config + db"
+step "nova config + db"
 cat > "$ETC/nova/nova.conf" <<EOF
 [DEFAULT]
 host = $TC_HOST
@@ -259,8 +287,7 @@ nova_sync() {
 bg_sync nova nova_sync
 
 #################################################################### octavia cfg
-if [ -z "${SKIP_OCTAVIA:-}" ]; then
-say "octavia config + db"
+step "octavia config + db"
 # the amphora create flow signs a (never used) amphora cert and reads client_ca
 mkdir -p "$DATA/octavia"
 openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=tc-octavia-ca \
@@ -300,18 +327,17 @@ topic = octavia_prov
 lock_path = $DATA/locks
 EOF
 bg_sync octavia octavia-db-manage --config-file "$ETC/octavia/octavia.conf" upgrade head
-fi
 
 ################################################ keystone catalog, users, seeds
-say "waiting for keystone"
-wait_http $KS_URL/v3 60
-say "keystone catalog/users"
-$PY "$HERE/seed_keystone.py" "$TC_PW" ${SKIP_OCTAVIA:+no-octavia}
-say "waiting for db syncs"
+step "waiting for keystone" "$LOG/keystone.log" "$LOG/keystone-app.log"
+wait_http keystone $KS_URL/v3 60
+step "keystone catalog/users" "$LOG/seed-keystone.log"
+$PY "$HERE/seed_keystone.py" "$TC_PW" > "$LOG/seed-keystone.log" 2>&1
+step "waiting for db syncs"
 for n in "${!SYNC[@]}"; do
-  wait "${SYNC[$n]}" || { echo "db sync of $n failed, see $LOG/$n-dbsync.log" >&2; exit 1; }
+  wait "${SYNC[$n]}" || die "db sync of $n failed" "$LOG/$n-dbsync.log"
 done
-say "starting services"
+step "starting services"
 start glance-api glance-api --config-file "$ETC/glance/glance-api.conf"
 start placement uwsgi --plugin python3 --http-socket $IP:8778 --master --die-on-term \
   --processes 1 --threads 8 --enable-threads --lazy-apps --buffer-size 65535 --add-header "Connection: close" \
@@ -323,25 +349,31 @@ done
 # no nova-compute package (it would pull libvirt/qemu): start it from python3-nova
 start nova-compute $PY -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' \
   "${NOVA[@]}" --log-file "$LOG/nova-compute-app.log"
-if [ -z "${SKIP_OCTAVIA:-}" ]; then
-  start octavia-api octavia-api --config-file "$ETC/octavia/octavia.conf"
-  start octavia-worker octavia-worker --config-file "$ETC/octavia/octavia.conf"
-fi
+for svc in api worker; do
+  start octavia-$svc octavia-$svc --config-file "$ETC/octavia/octavia.conf" --log-file "$LOG/octavia-$svc-app.log"
+done
 
 # fake OVS agent (so ML2/openvswitch binds ports on $TC_HOST): its report_state
 # RPC call waits until neutron-server's RPC workers consume
 $PY "$HERE/fake_ovs_agent.py" "${NCONF[@]}" --host "$TC_HOST" > "$LOG/fake-ovs-agent.log" 2>&1 &
 AGENT=$!
-say "waiting for the other APIs"
-wait_http http://$IP:9292/ 120
-wait_http http://$IP:8778/ 120
-wait_http http://$IP:9696/ 120
-wait_http http://$IP:8774/ 120
-if [ -z "${SKIP_OCTAVIA:-}" ]; then wait_http http://$IP:9876/ 120; fi
+step "waiting for the other APIs"
+for name in "${!TC_APIS[@]}"; do wait_http "$name" "${TC_APIS[$name]}"; done
+for name in nova-conductor nova-scheduler nova-compute octavia-worker; do
+  alive $name || die "$name exited" $(service_logs $name)
+done
 
-say "waiting for the fake OVS agent registration"
-wait "$AGENT" || { echo "fake OVS agent registration failed: $LOG/fake-ovs-agent.log" >&2; exit 1; }
+step "waiting for the fake OVS agent registration" "$LOG/fake-ovs-agent.log"
+wait "$AGENT" || die "fake OVS agent registration failed" "$LOG/fake-ovs-agent.log" $(service_logs neutron-server)
 
-say "seed: flavor, image, external network"
-$PY "$HERE/seed_cloud.py" "$TC_HOME/clouds.yaml" "$TC_HOST"
-say "UP. source $TC_HOME/adminrc or $TC_HOME/demorc; OS_CLIENT_CONFIG_FILE=$TC_HOME/clouds.yaml"
+step "seed: flavors, image, networks, router, keypair, quotas" "$LOG/seed-cloud.log"
+( . "$TC_HOME/env.sh"; exec $PY "$HERE/seed_cloud.py" ) > "$LOG/seed-cloud.log" 2>&1
+trap - EXIT
+{
+  echo "test cloud UP in $(awk -v a="$(ts)" -v b="$T0" 'BEGIN{printf "%.1f", a-b}') s, TC_HOME=$TC_HOME (logs: $LOG)"
+  echo "  clouds.yaml: $TC_HOME/clouds.yaml"
+  echo "    $TC_USER_CLOUD   user demo, project demo, roles member + load-balancer_member (for kos)"
+  echo "    $TC_ADMIN_CLOUD  user admin, project admin (operator only)"
+  echo "  environment: . $TC_HOME/env.sh   (OS_CLIENT_CONFIG_FILE, OS_CLOUD=$TC_USER_CLOUD, KOS_TEST_CLOUD=1)"
+  sed 's/^/  /' "$LOG/seed-cloud.log"
+} | tee "$UP_MARK"

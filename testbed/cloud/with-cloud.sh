@@ -1,13 +1,18 @@
 #!/bin/bash
-# CI helper: bring the test cloud up, run a command against it, always tear down.
-#   ./with-cloud.sh cargo test --test openstack_it
-# The command sees OS_* (admin) and OS_CLIENT_CONFIG_FILE (clouds testbed-admin/testbed-demo)
-# plus TC_HOME (demorc, adminrc, logs under $TC_HOME/log).
+# Run a command with the test cloud up, and always stop the cloud after (for CI and developers).
+#   testbed/cloud/with-cloud.sh cargo nextest run ...
+# The command sees $TC_HOME/env.sh: KOS_TEST_CLOUD=1, OS_CLIENT_CONFIG_FILE, OS_CLOUD (the
+# project user's cloud), KOS_TEST_CLOUD_USER, KOS_TEST_CLOUD_ADMIN, TC_HOME. Any OS_* variable
+# of the caller is dropped first, so it can't point the command at another cloud.
+# Exit code: the command's; 1 if the cloud failed to start (up.sh printed the failing log).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
+[ $# -gt 0 ] || { echo "usage: $0 COMMAND [ARG...]" >&2; exit 2; }
 trap '"$HERE/down.sh" > /dev/null' EXIT
-"$HERE/up.sh" || { echo "test cloud failed to start; logs in $LOG" >&2; exit 1; }
-export TC_HOME OS_CLIENT_CONFIG_FILE=$TC_HOME/clouds.yaml
-. "$TC_HOME/adminrc"
+"$HERE/up.sh" || exit 1
+for v in $(compgen -e | grep '^OS_'); do unset "$v"; done
+. "$TC_HOME/env.sh"
 "$@"
+rc=$?
+exit $rc
