@@ -6,3 +6,4 @@
 //! so every decision can be unit-tested.
 
 pub mod plan;
+pub mod settings;
