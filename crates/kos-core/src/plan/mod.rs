@@ -1,4 +1,184 @@
-//! The cluster plan: settings + what was observed in the cloud → every decision
-//! kos makes (pod CIDRs, service IPs, certificates, files per node), as plain values.
+//! The cluster plan: settings + what was observed in the cloud → every decision kos
+//! makes (pod CIDRs, service IPs, API endpoints, instance metadata, certificates), as
+//! plain values. Executors (cloud, nodes, renderers) only carry these decisions out.
 
 pub mod certificates;
+pub mod observed;
+mod pod_cidrs;
+
+pub use certificates::{CaId, CertSpec, CertificatePlan, Usage};
+pub use observed::{Observed, ObservedNode};
+
+use crate::settings::{KubeVersion, Role, Settings};
+use ipnet::Ipv4Net;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Instance metadata and Neutron tag keys that mark a resource as the cluster's.
+pub mod marks {
+    /// `kos-cluster=<name>`: the mark every resource kos creates carries.
+    pub const CLUSTER: &str = "kos-cluster";
+    /// `kos-node=<name>`: the node a server or port belongs to.
+    pub const NODE: &str = "kos-node";
+    /// `kos-role=master|worker`.
+    pub const ROLE: &str = "kos-role";
+    /// `kos-pod-cidr=<cidr>`: the node's pod range, kept for the node's life.
+    pub const POD_CIDR: &str = "kos-pod-cidr";
+    /// The seed system's group tag, read by its dynamic inventory.
+    pub const ANSIBLE_GROUPS: &str = "ansible_host_groups";
+    /// The seed system's host-vars tag (`ansible_user->debian`).
+    pub const ANSIBLE_VARS: &str = "ansible_host_vars";
+}
+
+/// Everything decided for one cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterPlan {
+    pub cluster: String,
+    pub version: KubeVersion,
+    pub nodes: Vec<NodePlan>,
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    /// The `kubernetes` service's address: the first of `service_cidr`.
+    pub kubernetes_service_ip: Ipv4Addr,
+    pub dns_ip: Ipv4Addr,
+    pub domain: String,
+    pub api_port: u16,
+    /// Where nodes reach the API server (LB VIP, else the first master's fixed IP);
+    /// `None` before the cloud gave addresses.
+    pub internal_api: Option<Ipv4Addr>,
+    /// Where the operator reaches the API server (a floating IP when there is one).
+    pub external_api: Option<Ipv4Addr>,
+    pub certificates: CertificatePlan,
+}
+
+/// Everything decided for one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodePlan {
+    /// Kubernetes node name and host name.
+    pub name: String,
+    pub role: Role,
+    /// Nova server name: `<cluster>-<name>`.
+    pub server_name: String,
+    pub flavor: String,
+    pub pod_cidr: Ipv4Net,
+    /// The pod bridge `cbr0`'s address: the first of `pod_cidr`.
+    pub pod_gateway: Ipv4Addr,
+    pub fixed_ip: Option<Ipv4Addr>,
+    pub floating_ip: Option<Ipv4Addr>,
+    pub wants_floating_ip: bool,
+    /// Instance metadata: the user's, the seed's Ansible tags and kos's marks.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl NodePlan {
+    /// Where kos reaches the node over SSH: floating IP, else fixed IP.
+    pub fn ssh_address(&self) -> Option<Ipv4Addr> {
+        self.floating_ip.or(self.fixed_ip)
+    }
+}
+
+impl ClusterPlan {
+    pub fn masters(&self) -> impl Iterator<Item = &NodePlan> {
+        self.nodes.iter().filter(|n| n.role == Role::Master)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &NodePlan> {
+        self.nodes.iter().filter(|n| n.role == Role::Worker)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodePlan> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Names of nodes whose tenant address is not known yet.
+    pub fn nodes_without_address(&self) -> Vec<&str> {
+        self.nodes.iter().filter(|n| n.fixed_ip.is_none()).map(|n| n.name.as_str()).collect()
+    }
+}
+
+/// Why no plan could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "node `{node}` was created with pod CIDR {recorded} (recorded on its instance), which is not a /{node_prefix} inside pod_cidr {pod_cidr}; pods on a running node cannot move: restore the old networking settings, or delete the node first"
+    )]
+    RecordedCidrOutsidePodCidr { node: String, recorded: Ipv4Net, pod_cidr: Ipv4Net, node_prefix: u8 },
+    #[error("instances `{a}` and `{b}` both record pod CIDR {cidr}: fix the `kos-pod-cidr` metadata of one of them, or delete it")]
+    RecordedCidrsCollide { a: String, b: String, cidr: Ipv4Net },
+    #[error(
+        "node `{node}` runs with pod CIDR {recorded} (recorded on its instance) but the settings pin {pinned}: pods on a running node cannot move; remove the pin or pin {recorded}"
+    )]
+    PinDiffersFromRecorded { node: String, pinned: Ipv4Net, recorded: Ipv4Net },
+    #[error("the pod CIDR {pinned} pinned for `{node}` is in use by the existing instance `{holder}`: pin another range")]
+    PinTaken { node: String, pinned: Ipv4Net, holder: String },
+    #[error("no free pod range left for node `{node}`: use a larger pod_cidr or a longer node_prefix")]
+    NoRoom { node: String },
+}
+
+/// Settings + observations → the plan.
+pub fn plan(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, PlanError> {
+    let pod_cidrs = pod_cidrs::assign(settings, observed)?;
+    let net = &settings.networking;
+    let mut nodes = Vec::with_capacity(settings.nodes.len());
+    for n in &settings.nodes {
+        let pod_cidr = pod_cidrs[&n.name];
+        let seen = observed.nodes.get(&n.name);
+        let mut metadata = n.metadata.clone();
+        metadata.insert(marks::ANSIBLE_GROUPS.into(), n.role.ansible_group().into());
+        metadata.insert(marks::ANSIBLE_VARS.into(), format!("ansible_user->{}", settings.ssh.user));
+        metadata.insert(marks::CLUSTER.into(), settings.cluster.name.clone());
+        metadata.insert(marks::NODE.into(), n.name.clone());
+        metadata.insert(marks::ROLE.into(), n.role.as_str().into());
+        metadata.insert(marks::POD_CIDR.into(), pod_cidr.to_string());
+        nodes.push(NodePlan {
+            name: n.name.clone(),
+            role: n.role,
+            server_name: format!("{}-{}", settings.cluster.name, n.name),
+            flavor: n.flavor.clone().unwrap_or_else(|| settings.cloud.flavor.clone()),
+            pod_gateway: first_host(pod_cidr),
+            pod_cidr,
+            fixed_ip: seen.and_then(|s| s.fixed_ip),
+            floating_ip: seen.and_then(|s| s.floating_ip),
+            wants_floating_ip: n.floating_ip,
+            metadata,
+        });
+    }
+
+    let first_master = nodes.iter().find(|n| n.role == Role::Master);
+    let (internal_api, external_api) = if settings.cluster.api_load_balancer {
+        (observed.api_vip, observed.api_floating_ip.or(observed.api_vip))
+    } else {
+        (first_master.and_then(|m| m.fixed_ip), first_master.and_then(NodePlan::ssh_address))
+    };
+    let kubernetes_service_ip = first_host(net.service_cidr);
+    let mut plan = ClusterPlan {
+        cluster: settings.cluster.name.clone(),
+        version: settings.cluster.kubernetes_version,
+        nodes,
+        pod_cidr: net.pod_cidr,
+        service_cidr: net.service_cidr,
+        kubernetes_service_ip,
+        dns_ip: net.dns_ip,
+        domain: net.domain.clone(),
+        api_port: settings.cluster.api_port,
+        internal_api,
+        external_api,
+        certificates: CertificatePlan::default(),
+    };
+    let api_ips: Vec<Ipv4Addr> = [observed.api_vip, observed.api_floating_ip].into_iter().flatten().collect();
+    plan.certificates = certificates::plan_certificates(&plan, &api_ips, settings.runtime.docker_tls);
+    Ok(plan)
+}
+
+/// The first usable address of a network (`10.1.3.0/24` → `10.1.3.1`).
+pub fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).saturating_add(1))
+}
+
+/// IPv4 addresses as SAN entries.
+fn ips(addrs: impl IntoIterator<Item = Ipv4Addr>) -> Vec<IpAddr> {
+    addrs.into_iter().map(IpAddr::V4).collect()
+}
+
+#[cfg(test)]
+mod tests;

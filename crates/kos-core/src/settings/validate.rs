@@ -132,7 +132,7 @@ impl Validator<'_> {
                     self.report(
                         &path,
                         format!("metadata key `{key}` is set by kos itself"),
-                        "remove it; kos writes ansible_host_groups and its kos_* tags from the node's role and the plan",
+                        "remove it; kos writes ansible_host_groups, ansible_host_vars and its kos-* marks from the node's role and the plan",
                     );
                 }
                 if key.is_empty() || key.len() > MAX_METADATA_LEN || value.len() > MAX_METADATA_LEN {

@@ -1,0 +1,206 @@
+//! The plan, computed without I/O: pod CIDRs stay put across changes, and the
+//! certificate list says what each component needs.
+
+use super::*;
+use crate::settings::Settings;
+use std::path::Path;
+
+fn settings(nodes: &[(&str, &str)], extra: &str) -> Settings {
+    let mut text = String::from(
+        "cluster: {name: demo}\ncloud: {image: tiny, flavor: m1.tiny, network: net, router: r, floating_ip_pool: public}\nssh: {user: debian, private_key: k}\nnodes:\n",
+    );
+    for (name, role) in nodes {
+        text.push_str(&format!("  - {{name: {name}, role: {role}}}\n"));
+    }
+    text.push_str(extra);
+    Settings::parse(Path::new("s.yaml"), &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn cidrs(plan: &ClusterPlan) -> Vec<(String, String)> {
+    plan.nodes.iter().map(|n| (n.name.clone(), n.pod_cidr.to_string())).collect()
+}
+
+fn observed_from(plan: &ClusterPlan) -> Observed {
+    Observed {
+        nodes: plan
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (n.name.clone(), ObservedNode {
+                    fixed_ip: Some(Ipv4Addr::new(192, 168, 50, 10 + i as u8)),
+                    floating_ip: None,
+                    pod_cidr: Some(n.pod_cidr),
+                })
+            })
+            .collect(),
+        ..Observed::default()
+    }
+}
+
+const THREE: &[(&str, &str)] = &[("master-1", "master"), ("worker-1", "worker"), ("worker-2", "worker")];
+
+#[test]
+fn fresh_cluster_gets_the_lowest_ranges_in_file_order() {
+    let p = plan(&settings(THREE, ""), &Observed::default()).unwrap();
+    assert_eq!(
+        cidrs(&p),
+        [("master-1", "10.1.0.0/24"), ("worker-1", "10.1.1.0/24"), ("worker-2", "10.1.2.0/24")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(p.nodes[1].pod_gateway.to_string(), "10.1.1.1");
+    assert_eq!(p.kubernetes_service_ip.to_string(), "10.96.0.1");
+    assert_eq!(p.dns_ip.to_string(), "10.96.0.10");
+    assert_eq!(p.nodes[0].server_name, "demo-master-1");
+}
+
+#[test]
+fn pins_come_first_and_others_fill_around_them() {
+    let s = settings(THREE, "networking:\n  pod_cidrs:\n    worker-2: 10.1.0.0/24\n");
+    let p = plan(&s, &Observed::default()).unwrap();
+    assert_eq!(p.node("worker-2").unwrap().pod_cidr.to_string(), "10.1.0.0/24");
+    assert_eq!(p.node("master-1").unwrap().pod_cidr.to_string(), "10.1.1.0/24");
+    assert_eq!(p.node("worker-1").unwrap().pod_cidr.to_string(), "10.1.2.0/24");
+}
+
+#[test]
+fn a_node_keeps_its_range_when_another_is_removed_and_a_new_one_added() {
+    let before = plan(&settings(THREE, ""), &Observed::default()).unwrap();
+    let mut seen = observed_from(&before);
+    // worker-1 removed from the file but its server still exists; worker-3 added.
+    let s = settings(&[("master-1", "master"), ("worker-2", "worker"), ("worker-3", "worker")], "");
+    let p = plan(&s, &seen).unwrap();
+    assert_eq!(p.node("master-1").unwrap().pod_cidr.to_string(), "10.1.0.0/24");
+    assert_eq!(p.node("worker-2").unwrap().pod_cidr.to_string(), "10.1.2.0/24");
+    // worker-1's range stays reserved while its instance exists
+    assert_eq!(p.node("worker-3").unwrap().pod_cidr.to_string(), "10.1.3.0/24");
+    // once worker-1's server is gone, its range is free again for the next new node
+    seen.nodes.remove("worker-1");
+    let s = settings(&[("master-1", "master"), ("worker-2", "worker"), ("worker-4", "worker")], "");
+    let p = plan(&s, &seen).unwrap();
+    assert_eq!(p.node("worker-4").unwrap().pod_cidr.to_string(), "10.1.1.0/24");
+}
+
+#[test]
+fn recorded_range_wins_over_file_order() {
+    let mut seen = Observed::default();
+    seen.nodes.insert(
+        "worker-2".into(),
+        ObservedNode { pod_cidr: Some("10.1.0.0/24".parse().unwrap()), ..Default::default() },
+    );
+    let p = plan(&settings(THREE, ""), &seen).unwrap();
+    assert_eq!(p.node("worker-2").unwrap().pod_cidr.to_string(), "10.1.0.0/24");
+    assert_eq!(p.node("master-1").unwrap().pod_cidr.to_string(), "10.1.1.0/24");
+}
+
+#[test]
+fn a_pin_that_contradicts_the_recorded_range_is_refused() {
+    let s = settings(THREE, "networking:\n  pod_cidrs:\n    worker-1: 10.1.9.0/24\n");
+    let mut seen = Observed::default();
+    seen.nodes.insert("worker-1".into(), ObservedNode { pod_cidr: Some("10.1.1.0/24".parse().unwrap()), ..Default::default() });
+    let err = plan(&s, &seen).unwrap_err();
+    assert!(matches!(err, PlanError::PinDiffersFromRecorded { .. }), "{err}");
+    assert!(err.to_string().contains("remove the pin or pin 10.1.1.0/24"), "{err}");
+}
+
+#[test]
+fn a_pin_on_a_range_held_by_another_instance_is_refused() {
+    let s = settings(THREE, "networking:\n  pod_cidrs:\n    worker-1: 10.1.7.0/24\n");
+    let mut seen = Observed::default();
+    seen.nodes.insert("old-node".into(), ObservedNode { pod_cidr: Some("10.1.7.0/24".parse().unwrap()), ..Default::default() });
+    assert_eq!(
+        plan(&s, &seen).unwrap_err(),
+        PlanError::PinTaken { node: "worker-1".into(), pinned: "10.1.7.0/24".parse().unwrap(), holder: "old-node".into() }
+    );
+}
+
+#[test]
+fn a_recorded_range_outside_a_changed_pod_cidr_is_refused() {
+    let s = settings(THREE, "networking:\n  pod_cidr: 10.2.0.0/16\n");
+    let mut seen = Observed::default();
+    seen.nodes.insert("master-1".into(), ObservedNode { pod_cidr: Some("10.1.0.0/24".parse().unwrap()), ..Default::default() });
+    assert!(matches!(plan(&s, &seen).unwrap_err(), PlanError::RecordedCidrOutsidePodCidr { .. }));
+}
+
+#[test]
+fn running_out_of_ranges_names_the_node() {
+    let s = settings(&[("m", "master"), ("w", "worker")], "networking:\n  pod_cidr: 10.1.0.0/25\n  node_prefix: 26\n");
+    let mut seen = Observed::default();
+    seen.nodes.insert("gone-1".into(), ObservedNode { pod_cidr: Some("10.1.0.0/26".parse().unwrap()), ..Default::default() });
+    seen.nodes.insert("gone-2".into(), ObservedNode { pod_cidr: Some("10.1.0.64/26".parse().unwrap()), ..Default::default() });
+    assert_eq!(plan(&s, &seen).unwrap_err(), PlanError::NoRoom { node: "m".into() });
+}
+
+#[test]
+fn metadata_carries_the_seed_tags_and_the_cluster_marks() {
+    let s = settings(THREE, "");
+    let p = plan(&s, &Observed::default()).unwrap();
+    let m = &p.nodes[0].metadata;
+    assert_eq!(m["ansible_host_groups"], "k8s_master");
+    assert_eq!(m["ansible_host_vars"], "ansible_user->debian");
+    assert_eq!(m["kos-cluster"], "demo");
+    assert_eq!(m["kos-role"], "master");
+    assert_eq!(m["kos-pod-cidr"], "10.1.0.0/24");
+    assert_eq!(p.nodes[2].metadata["ansible_host_groups"], "k8s_worker");
+}
+
+#[test]
+fn api_endpoints_follow_the_master_or_the_load_balancer() {
+    let s = settings(THREE, "");
+    let first = plan(&s, &Observed::default()).unwrap();
+    assert_eq!(first.internal_api, None);
+    assert_eq!(first.nodes_without_address(), ["master-1", "worker-1", "worker-2"]);
+    let mut seen = observed_from(&first);
+    seen.nodes.get_mut("master-1").unwrap().floating_ip = Some("203.0.113.7".parse().unwrap());
+    let p = plan(&s, &seen).unwrap();
+    assert_eq!(p.internal_api, Some("192.168.50.10".parse().unwrap()));
+    assert_eq!(p.external_api, Some("203.0.113.7".parse().unwrap()));
+
+    let text = "cluster: {name: demo, api_load_balancer: true}\ncloud: {image: i, flavor: f, network: n, router: r}\nssh: {user: debian, private_key: k}\nnodes:\n  - {name: m1, role: master}\n  - {name: m2, role: master}\n";
+    let s = Settings::parse(Path::new("s.yaml"), text).unwrap();
+    let seen = Observed { api_vip: Some("192.168.50.100".parse().unwrap()), ..Default::default() };
+    let p = plan(&s, &seen).unwrap();
+    assert_eq!(p.internal_api, Some("192.168.50.100".parse().unwrap()));
+    assert!(p.certificates.get("apiserver").unwrap().ip_addresses.contains(&"192.168.50.100".parse().unwrap()));
+}
+
+#[test]
+fn apiserver_certificate_names_every_way_to_reach_it() {
+    let s = settings(THREE, "networking:\n  domain: k8s.example\n");
+    let first = plan(&s, &Observed::default()).unwrap();
+    let mut seen = observed_from(&first);
+    seen.nodes.get_mut("master-1").unwrap().floating_ip = Some("203.0.113.7".parse().unwrap());
+    let p = plan(&s, &seen).unwrap();
+    let api = p.certificates.get("apiserver").unwrap();
+    for dns in ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.k8s.example"] {
+        assert!(api.dns_names.iter().any(|d| d == dns), "{dns} missing from {:?}", api.dns_names);
+    }
+    for ip in ["10.96.0.1", "127.0.0.1", "192.168.50.10", "203.0.113.7"] {
+        assert!(api.ip_addresses.contains(&ip.parse().unwrap()), "{ip} missing from {:?}", api.ip_addresses);
+    }
+    assert_eq!(api.usages, [Usage::Server]);
+    assert_eq!(api.issuer, CaId::Cluster);
+}
+
+#[test]
+fn certificate_list_is_kubeadm_grade() {
+    let p = plan(&settings(THREE, "runtime: {kind: docker, docker_tls: true}\n"), &Observed::default()).unwrap();
+    let stems: Vec<&str> = p.certificates.leaves.iter().map(|c| c.file_stem.as_str()).collect();
+    insta::assert_yaml_snapshot!(stems);
+    let kubelet = p.certificates.get("nodes/worker-1/kubelet-client").unwrap();
+    assert_eq!(kubelet.common_name, "system:node:worker-1");
+    assert_eq!(kubelet.organizations, ["system:nodes"]);
+    assert_eq!(p.certificates.get("apiserver-etcd-client").unwrap().issuer, CaId::Etcd);
+    assert_eq!(p.certificates.get("front-proxy-client").unwrap().issuer, CaId::FrontProxy);
+    let peer = p.certificates.get("etcd/peer-master-1").unwrap();
+    assert_eq!(peer.usages, [Usage::Server, Usage::Client]);
+    assert!(p.certificates.get("etcd/server-worker-1").is_none(), "only masters run etcd");
+    assert_eq!(p.certificates.get("admin").unwrap().organizations, [certificates::CLUSTER_ADMINS_GROUP]);
+}
+
+#[test]
+fn observed_state_file_parses_and_rejects_unknown_keys() {
+    let o = Observed::parse("nodes:\n  master-1: {fixed_ip: 192.168.50.11, pod_cidr: 10.1.0.0/24}\napi_vip: 192.168.50.100\n").unwrap();
+    assert_eq!(o.nodes["master-1"].fixed_ip, Some("192.168.50.11".parse().unwrap()));
+    assert!(Observed::parse("nodes:\n  m: {fixed: 1.2.3.4}\n").is_err());
+}
