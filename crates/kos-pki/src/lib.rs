@@ -229,6 +229,25 @@ impl Pki {
         self.key_file_pem(&leaf_files(ca.file_stem()).1)
     }
 
+    /// `encryption.key`: 32 random bytes (base64) with which the API server encrypts
+    /// Secrets at rest. Created on first use and never replaced: losing it makes every
+    /// stored Secret unreadable.
+    pub fn encryption_key(&self) -> Result<SecretString, PkiError> {
+        const FILE: &str = "encryption.key";
+        if let Some(key) = self.store.read_secret(FILE)? {
+            return Ok(key);
+        }
+        use base64::Engine as _;
+        use std::io::Read as _;
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|source| PkiError::Io { action: "read", path: "/dev/urandom".into(), source })?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        self.store.write(FILE, encoded.as_bytes(), store::Visibility::Secret)?;
+        self.key_file_pem(FILE)
+    }
+
     /// `sa.key`: the PKCS#8 PEM key the API server signs service-account tokens with.
     pub fn sa_key_pem(&self) -> Result<SecretString, PkiError> {
         self.key_file_pem("sa.key")

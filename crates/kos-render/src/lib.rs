@@ -1,1 +1,137 @@
-//! Rendering (being written).
+//! Every file a cluster needs, rendered from the plan.
+//!
+//! Input: validated settings, the plan, and the key material (through [`Material`], so
+//! this crate never touches the PKI directory itself). Output: a flat list of
+//! [`RenderedFile`]s, each bound for one node's filesystem or for the operator's machine.
+//! Kubernetes objects are built as typed values (k8s-openapi, kube's `Kubeconfig`) and
+//! serialised; text without a schema (systemd units, scripts) comes from minijinja
+//! templates. Nothing here does I/O except [`write_tree`].
+
+pub mod addons;
+pub mod control_plane;
+pub mod kubeconfig;
+pub mod local;
+pub mod node;
+mod material;
+mod output;
+#[cfg(test)]
+pub(crate) mod fixture;
+
+pub use output::{write_tree, RenderedFile, Target};
+
+use kos_core::plan::{CaId, ClusterPlan};
+use kos_core::settings::Settings;
+
+/// Key material the renderer embeds or copies. Implemented by `kos_pki::Pki` (via the
+/// binary) and by test fixtures.
+pub trait Material {
+    /// A CA's certificate, PEM.
+    fn ca_cert(&self, ca: CaId) -> Result<String, RenderError>;
+    /// A CA's private key, PEM (only ever written to masters, mode 0600).
+    fn ca_key(&self, ca: CaId) -> Result<String, RenderError>;
+    /// A leaf certificate by file stem (`apiserver`, `nodes/w1/kubelet-client`), PEM.
+    fn cert(&self, stem: &str) -> Result<String, RenderError>;
+    /// A leaf's private key by file stem, PEM.
+    fn key(&self, stem: &str) -> Result<String, RenderError>;
+    /// The service-account signing key (private, PEM).
+    fn sa_key(&self) -> Result<String, RenderError>;
+    /// The service-account verification key (public, PEM).
+    fn sa_pub(&self) -> Result<String, RenderError>;
+    /// 32 random bytes, base64, for encrypting Secrets at rest; stable across runs.
+    fn encryption_key(&self) -> Result<String, RenderError>;
+}
+
+/// What the renderer needs besides the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub settings: &'a Settings,
+    pub plan: &'a ClusterPlan,
+    /// The tenant subnet, when known: pod traffic to it is not masqueraded.
+    pub tenant_cidr: Option<ipnet::Ipv4Net>,
+    /// Absolute path the operator's files will live in (`<out>/local`), for files that
+    /// name their neighbours (`DOCKER_CERT_PATH` in `<node>.env`).
+    pub local_dir: &'a std::path::Path,
+}
+
+/// Rendering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("key material `{what}` is missing or unreadable: {why}")]
+    Material { what: String, why: String },
+    #[error(
+        "the address of {what} is not known yet: run `kos up --only instances` first, or pass the addresses with --observed FILE (see examples/observed.yaml)"
+    )]
+    AddressUnknown { what: String },
+    #[error("cannot serialise {what}")]
+    Serialise {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("template {name}")]
+    Template {
+        name: String,
+        #[source]
+        source: minijinja::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Render every file of the cluster: each node's, the operator's and the add-ons.
+pub fn render(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<RenderedFile>, RenderError> {
+    let plan = inputs.plan;
+    if let Some(missing) = plan.nodes_without_address().first() {
+        return Err(RenderError::AddressUnknown { what: format!("node `{missing}`") });
+    }
+    let mut files = Vec::new();
+    for node in &plan.nodes {
+        files.extend(node::render_node(inputs, node, material)?);
+        if node.role == kos_core::settings::Role::Master {
+            files.extend(control_plane::render_master(inputs, node, material)?);
+        }
+    }
+    files.extend(local::render_local(inputs, material)?);
+    files.extend(addons::render_addons(inputs)?);
+    Ok(files)
+}
+
+/// Serialise a value as YAML (the form Kubernetes tools and humans read).
+pub(crate) fn to_yaml<T: serde::Serialize>(what: &str, value: &T) -> Result<String, RenderError> {
+    serde_saphyr::to_string(value).map_err(|e| RenderError::Serialise { what: what.to_string(), source: Box::new(e) })
+}
+
+/// Several objects as one multi-document YAML file.
+pub(crate) fn to_yaml_documents(what: &str, docs: &[serde_json::Value]) -> Result<String, RenderError> {
+    let mut out = String::new();
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&to_yaml(what, doc)?);
+    }
+    Ok(out)
+}
+
+/// A Kubernetes object as JSON value with apiVersion/kind set (k8s-openapi's Resource).
+pub(crate) fn object<T: k8s_openapi::Resource + serde::Serialize>(what: &str, value: &T) -> Result<serde_json::Value, RenderError> {
+    serde_json::to_value(value).map_err(|e| RenderError::Serialise { what: what.to_string(), source: Box::new(e) })
+}
+
+/// Render a minijinja template (units, scripts) with `ctx`. Templates keep their
+/// trailing newline.
+pub(crate) fn template(name: &str, source: &str, ctx: minijinja::Value) -> Result<String, RenderError> {
+    let mut env = minijinja::Environment::new();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .trim_blocks(true)
+        .build()
+        .map_err(|source| RenderError::Template { name: name.to_string(), source })?;
+    env.set_syntax(syntax);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.render_str(source, ctx).map_err(|source| RenderError::Template { name: name.to_string(), source })
+}

@@ -19,6 +19,9 @@ pub struct Observed {
     /// The API load balancer's VIP, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_vip: Option<Ipv4Addr>,
+    /// The tenant subnet the nodes live on (pod traffic to it is not masqueraded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_cidr: Option<Ipv4Net>,
     /// The floating IP on the API load balancer's VIP, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_floating_ip: Option<Ipv4Addr>,

@@ -1,0 +1,73 @@
+//! A rendered example cluster for the tests of every module: the repository's
+//! `examples/settings.yaml` with `examples/observed.yaml`, and a real PKI generated in
+//! a temporary folder (ECDSA keys are cheap).
+
+use crate::{Inputs, RenderedFile, Target};
+use kos_core::plan::{self, ClusterPlan, Observed};
+use kos_core::settings::Settings;
+use std::path::Path;
+
+pub const SETTINGS: &str = include_str!("../../../examples/settings.yaml");
+pub const OBSERVED: &str = include_str!("../../../examples/observed.yaml");
+
+/// A cluster rendered from settings text (the example's, or a variant of it).
+pub struct Rendered {
+    pub settings: Settings,
+    pub plan: ClusterPlan,
+    pub files: Vec<RenderedFile>,
+    pub pki_dir: tempfile::TempDir,
+}
+
+impl Rendered {
+    /// The file at `path` on `target`; panics with the list of paths when absent.
+    pub fn file(&self, target: &Target, path: &str) -> &RenderedFile {
+        self.files.iter().find(|f| &f.target == target && f.path == path).unwrap_or_else(|| {
+            let paths: Vec<String> = self.files.iter().filter(|f| &f.target == target).map(|f| f.path.clone()).collect();
+            panic!("no {path} for {target:?}; have: {paths:#?}")
+        })
+    }
+
+    pub fn node_file(&self, node: &str, path: &str) -> &RenderedFile {
+        self.file(&Target::Node(node.to_string()), path)
+    }
+
+    pub fn local_file(&self, path: &str) -> &RenderedFile {
+        self.file(&Target::Local, path)
+    }
+
+    /// Paths of one target, sorted.
+    pub fn paths(&self, target: &Target) -> Vec<String> {
+        let mut v: Vec<String> = self.files.iter().filter(|f| &f.target == target).map(|f| f.path.clone()).collect();
+        v.sort();
+        v
+    }
+}
+
+/// Render the example cluster (optionally with the settings text changed by `edit`).
+pub fn render_example(edit: impl FnOnce(String) -> String) -> Rendered {
+    let text = edit(SETTINGS.to_string());
+    let settings = Settings::parse(Path::new("examples/settings.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    let observed = Observed::parse(OBSERVED).unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan::plan(&settings, &observed).unwrap_or_else(|e| panic!("{e}"));
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = kos_pki::Pki::open(pki_dir.path().join("pki"));
+    pki.ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc()).unwrap();
+    let inputs = Inputs {
+        settings: &settings,
+        plan: &plan,
+        tenant_cidr: observed.tenant_cidr,
+        local_dir: Path::new("/home/operator/.kos/demo/local"),
+    };
+    let files = crate::render(&inputs, &pki).unwrap_or_else(|e| panic!("{e}"));
+    Rendered { settings, plan, files, pki_dir }
+}
+
+/// insta settings that replace what changes on every run (PEM bodies, base64 key
+/// material) with stable placeholders.
+pub fn snapshot_settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(r"-----BEGIN ([A-Z ]+)-----[\s\S]*?-----END [A-Z ]+-----", "[$1 PEM]");
+    s.add_filter(r"(client-certificate-data|client-key-data|certificate-authority-data): [A-Za-z0-9+/=]+", "$1: [BASE64]");
+    s.add_filter(r"secret: [A-Za-z0-9+/=]{40,}", "secret: [ENCRYPTION KEY]");
+    s
+}
