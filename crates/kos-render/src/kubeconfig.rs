@@ -32,6 +32,7 @@ pub fn kubeconfig(
                 certificate_authority_data: Some(b64(ca_pem)),
                 ..Cluster::default()
             }),
+            ..NamedCluster::default()
         }],
         auth_infos: vec![NamedAuthInfo {
             name: user_name.into(),
@@ -40,10 +41,12 @@ pub fn kubeconfig(
                 client_key_data: Some(b64(key_pem).into()),
                 ..AuthInfo::default()
             }),
+            ..NamedAuthInfo::default()
         }],
         contexts: vec![NamedContext {
             name: context.into(),
             context: Some(Context { cluster: cluster_name.into(), user: Some(user_name.into()), ..Context::default() }),
+            ..NamedContext::default()
         }],
         current_context: Some(context.into()),
         ..Kubeconfig::default()
