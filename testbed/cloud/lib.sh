@@ -114,7 +114,7 @@ check_ports_free() {
   for port in "${!TC_PORTS[@]}"; do
     holder=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -1)
     [ -n "$holder" ] || continue
-    holder=$(sed -n 's/.*users:((\("[^"]*",pid=[0-9]*\).*/\1/p' <<< "$holder" | tr -d '"')
+    holder=$(sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' <<< "$holder")
     busy+=("  port $port (for ${TC_PORTS[$port]}) is in use by ${holder:-an unknown process}")
   done
   [ ${#busy[@]} = 0 ] && return 0

@@ -24,7 +24,8 @@ fn repo_root() -> PathBuf {
 }
 
 /// Runs `openstack ARGS` as the project user, against the clouds.yaml `with-cloud.sh` exported.
-fn openstack(args: &[&str]) -> Output {
+/// (Shared with the other test-bed modules: `crate::testbed_cloud::{openstack, openstack_ok}`.)
+pub(crate) fn openstack(args: &[&str]) -> Output {
     let cloud = std::env::var("KOS_TEST_CLOUD_USER").unwrap_or_else(|_| {
         panic!("KOS_TEST_CLOUD_USER is not set: testbed/cloud/with-cloud.sh sets it (. $TC_HOME/env.sh)")
     });
@@ -38,19 +39,19 @@ fn openstack(args: &[&str]) -> Output {
         })
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The stdout of `openstack ARGS`, which must succeed.
-fn openstack_ok(args: &[&str]) -> String {
+/// The stdout of `openstack ARGS`, which must succeed, trimmed.
+pub(crate) fn openstack_ok(args: &[&str]) -> String {
     let out = openstack(args);
     assert!(
         out.status.success(),
         "openstack {args:?} failed: {}",
         text(&out.stderr)
     );
-    text(&out.stdout)
+    text(&out.stdout).trim().to_owned()
 }
 
 #[test]
