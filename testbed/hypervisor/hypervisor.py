@@ -135,6 +135,8 @@ class Hypervisor:
                 "gateway": self.gw, "deployer_ip": dep, "router_external_ip": self.ext_ip}
         with open(os.path.join(RUN, "sandbox.json"), "w") as f:
             json.dump(info, f)
+        with open(os.path.join(RUN, "sandbox.env"), "w") as f:  # the same, for shells and tests
+            f.writelines(f"{k}={v or ''}\n" for k, v in info.items())
 
     def find_router(self):
         routers = [r for r in self.conn.network.routers()
@@ -272,9 +274,14 @@ class Hypervisor:
                 node = self.nodes[id8]
                 self.spawn(id8, f"remove ({node['name']}: server deleted)", node_script("down", id8),
                            lambda i=id8: self.nodes.pop(i, None))
-        self.mirror_routes(router)
-        self.mirror_portsec(ports)
-        self.mirror_fips(fips)
+        # one failing mirror must not hold up the others (nor the nodes above)
+        for what, mirror, arg in (("routes", self.mirror_routes, router),
+                                  ("anti-spoofing", self.mirror_portsec, ports),
+                                  ("floating IPs", self.mirror_fips, fips)):
+            try:
+                mirror(arg)
+            except Exception as e:
+                log(f"mirroring {what} failed: {type(e).__name__}: {e}")
 
     def create(self, s, port):
         id8 = short_id(s.id)
@@ -381,6 +388,7 @@ class Hypervisor:
         chain, port = f"TB-PS-{id8}", f"{PREFIX}n{id8}"
         for hook in ("INPUT", "FORWARD"):
             rns("ebtables", "-D", hook, "-i", port, "-j", chain, check=False, quiet=True)
+        rns("ebtables", "-F", chain, check=False, quiet=True)
         rns("ebtables", "-X", chain, check=False, quiet=True)
 
     def mirror_fips(self, fips):
@@ -426,7 +434,7 @@ def teardown():
             p.wait()
             log(f"node {i}: removed (rc={p.returncode})")
     run(os.path.join(NODES_DIR, "sandbox.sh"), "down")
-    for f in ("sandbox.json", "ready"):
+    for f in ("sandbox.json", "sandbox.env", "ready"):
         try:
             os.unlink(os.path.join(RUN, f))
         except FileNotFoundError:

@@ -16,7 +16,8 @@
 #   sandbox.sh up GW/PLEN DEPLOYER_IP [EXT_GW/PLEN ROUTER_EXT_IP]   router, ext, deployer's eth0 (idempotent)
 #   sandbox.sh down                       remove router and ext (nodes first: node.sh down)
 #   sandbox.sh down-deployer              remove $P-deployer (after the test cloud is stopped)
-#   sandbox.sh leaks [all]                list what is left of the nodes (all: and of the sandbox); exit 1 if any
+#   sandbox.sh leaks [all | ID...]        list what is left of the nodes (all: and of the sandbox; ID...:
+#                                         of those nodes only); exit 1 if anything is
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 D=$(ns deployer); R=$(ns router); X=$(ns ext)
@@ -77,25 +78,28 @@ down-deployer)
   [[ -e /run/netns/$D ]] && ip netns del "$D" && log "deleted netns $D"
   true ;;
 leaks)
-  all=${2:-}; found=0
+  # leaks [all]: every node (all: and the sandbox);  leaks ID...: only those nodes
+  shift; all=; ids='[0-9a-f]{8}'
+  if [[ ${1:-} == all ]]; then all=all; elif (( $# )); then ids="($(IFS='|'; echo "$*"))"; fi
+  found=0
   leak() { echo "LEAK: $*"; found=1; }
   for n in $(ls /run/netns 2>/dev/null); do
-    case $n in "$TB_PREFIX"-n????????) leak "netns $n" ;;
-               "$D"|"$R"|"$X") [[ $all == all ]] && leak "netns $n" ;; esac
+    [[ $n =~ ^$TB_PREFIX-n$ids$ ]] && leak "netns $n"
+    [[ $all == all ]] && [[ $n == "$D" || $n == "$R" || $n == "$X" ]] && leak "netns $n"
   done
-  for n in $(ls "$TB_RUN/nodes" 2>/dev/null); do leak "node dir $TB_RUN/nodes/$n"; done
-  grep " $TB_RUN/" /proc/mounts | while read -r _ m _; do echo "LEAK: mount $m"; done
-  grep -q " $TB_RUN/" /proc/mounts && found=1
-  for c in $(find /sys/fs/cgroup -mindepth 1 -type d -name "$TB_PREFIX-????????" 2>/dev/null); do leak "cgroup $c"; done
-  for p in $(pgrep -f -- "--machine=$TB_PREFIX-[0-9a-f]{8} " || true; pgrep -f "node-start.sh [0-9a-f]{8}$" || true); do
-    [[ $(cat "/proc/$p/environ" 2>/dev/null | tr '\0' '\n' | grep -c "^TB_PREFIX=$TB_PREFIX$") == 1 ]] \
+  for n in $(ls "$TB_RUN/nodes" 2>/dev/null); do [[ $n =~ ^$ids$ ]] && leak "node dir $TB_RUN/nodes/$n"; done
+  while read -r _ m _; do [[ $m =~ ^$TB_RUN/nodes/$ids/ ]] && leak "mount $m"; done </proc/mounts
+  for c in $(find /sys/fs/cgroup -mindepth 1 -type d -name "$TB_PREFIX-????????" 2>/dev/null); do
+    [[ ${c##*/} =~ ^$TB_PREFIX-$ids$ ]] && leak "cgroup $c"; done
+  for p in $(pgrep -f -- "--machine=$TB_PREFIX-$ids " || true; pgrep -f "node-start.sh $ids$" || true); do
+    [[ $(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -c "^TB_PREFIX=$TB_PREFIX$") == 1 ]] \
       && leak "process $p: $(tr '\0' ' ' <"/proc/$p/cmdline")"
   done
   if [[ $all == all ]]; then
     alive "$(cat "$TB_RUN/httpd.pid" 2>/dev/null)" && leak "apt repo server pid $(cat "$TB_RUN/httpd.pid")"
     alive "$(cat "$TB_RUN/hypervisor.pid" 2>/dev/null)" && leak "hypervisor pid $(cat "$TB_RUN/hypervisor.pid")"
   fi
-  [[ $found == 0 ]] && echo "no leaks (prefix $TB_PREFIX${all:+, $all})"
+  [[ $found == 0 ]] && echo "no leaks (prefix $TB_PREFIX, nodes $ids${all:+, and the sandbox})"
   exit $found ;;
 *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

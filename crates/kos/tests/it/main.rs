@@ -5,3 +5,4 @@
 //! never a silent skip.
 
 mod support;
+mod testbed_nodes;

@@ -1,0 +1,51 @@
+#!/bin/bash
+# with-testbed.sh CMD [ARG...] -- run CMD with the whole test bed up, and always tear it down after:
+#   1. testbed/nodes/install.sh            host packages + node base (a no-op when done; the test
+#                                          cloud's packages: testbed/cloud/install.sh, run it first)
+#   2. netns $TB_PREFIX-deployer           the test cloud runs inside it (testbed/cloud/up.sh, its own
+#                                          127.0.0.1, TC_HOME=$TB_TC_HOME), so it never meets another cloud
+#   3. testbed/hypervisor/hv.sh start      router/ext namespaces, every Nova server becomes a node
+#   4. CMD, inside the deployer namespace  (nsenter --net): reaches OpenStack on 127.0.0.1 and the
+#                                          nodes on their Neutron IPs; nothing else is reachable
+#   5. hypervisor stop (nodes + sandbox), cloud down, deployer netns deleted, leak check
+# CMD sees the cloud's env.sh (KOS_TEST_CLOUD=1, OS_CLIENT_CONFIG_FILE, OS_CLOUD, KOS_TEST_CLOUD_USER,
+# KOS_TEST_CLOUD_ADMIN, TC_HOME) plus KOS_TEST_NODES=1, TB_PREFIX, TB_RUN (sandbox.json: the tenant
+# network, subnet, router, gateway, deployer address), TB_CACHE.
+# Exit code: CMD's; 1 if the test bed failed to start, or if CMD passed but the teardown leaked.
+# Env: TB_PREFIX (default kos; two test beds with different prefixes can run side by side),
+#      TB_TC_HOME (default /var/tmp/kos-testbed-run/$TB_PREFIX-cloud), see testbed/nodes/lib.sh.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/testbed/nodes/lib.sh"
+[[ $# -gt 0 ]] || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+export TC_HOME=${TB_TC_HOME:-/var/tmp/kos-testbed-run/$TB_PREFIX-cloud}
+DEP=/run/netns/$(ns deployer)
+t0=$(date +%s)
+secs() { echo "$(( $(date +%s) - t0 ))s"; }
+
+teardown() {
+  local rc=$? leaked=0
+  trap - EXIT INT TERM
+  log "tearing down the test bed ($(secs))"
+  "$ROOT/testbed/hypervisor/hv.sh" stop || leaked=1
+  [[ -e $DEP ]] && nsenter --net="$DEP" "$ROOT/testbed/cloud/down.sh" >/dev/null
+  "$TB_NODES_DIR/sandbox.sh" down-deployer
+  "$TB_NODES_DIR/sandbox.sh" leaks all || leaked=1
+  log "test bed down ($(secs)); hypervisor log: $TB_RUN/hypervisor.log, cloud logs: $TC_HOME/log"
+  [[ $rc == 0 && $leaked == 1 ]] && { log "ERROR: the test bed leaked (see above)"; rc=1; }
+  exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+"$TB_NODES_DIR/install.sh" || exit 1
+[[ -e $DEP ]] && die "$DEP exists: another test bed with prefix $TB_PREFIX is running (or stale: testbed/hypervisor/hv.sh stop; testbed/nodes/sandbox.sh down-deployer)"
+"$TB_NODES_DIR/sandbox.sh" deployer
+log "starting the test cloud in $(ns deployer) (TC_HOME=$TC_HOME)"
+nsenter --net="$DEP" "$ROOT/testbed/cloud/up.sh" || { log "ERROR: the test cloud did not start"; exit 1; }
+for v in $(compgen -e | grep '^OS_'); do unset "$v"; done
+source "$TC_HOME/env.sh"
+"$ROOT/testbed/hypervisor/hv.sh" start || exit 1
+export KOS_TEST_NODES=1 TB_PREFIX TB_RUN TB_CACHE
+log "test bed up in $(secs): running $* in $(ns deployer)"
+nsenter --net="$DEP" -- "$@"
