@@ -199,9 +199,9 @@ fn coredns_deployment(inputs: &Inputs<'_>, app: &BTreeMap<String, String>) -> Re
     let container = Container {
         name: COREDNS.into(),
         image: Some(image),
-        // checkov CKV_K8S_15: re-check the registry on every start (tags can move;
-        // digests are not pinned, see the checkov skip list).
-        image_pull_policy: Some("Always".into()),
+        // Not `Always` (checkov CKV_K8S_15, skipped in .checkov.yaml): cluster DNS must be
+        // able to restart while the registry is unreachable; the tag is pinned.
+        image_pull_policy: Some("IfNotPresent".into()),
         args: Some(vec!["-conf".into(), "/etc/coredns/Corefile".into()]),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([("cpu".into(), quantity("100m")), ("memory".into(), quantity("70Mi"))])),
