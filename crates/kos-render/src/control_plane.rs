@@ -1,10 +1,522 @@
 //! A master's control plane: static pods for etcd, kube-apiserver,
-//! kube-controller-manager and kube-scheduler, their certificates and keys, and the
-//! apiserver's encryption, audit and authentication configs.
+//! kube-controller-manager and kube-scheduler (typed `Pod`s), their certificates and
+//! keys, the component kubeconfigs, and the API server's encryption-at-rest, audit,
+//! authentication and admission configs.
+//!
+//! Secure defaults: no insecure port anywhere; etcd speaks TLS to clients and peers and
+//! demands client certificates; the API server authorises with `Node,RBAC`, accepts
+//! anonymous requests only on its health paths, encrypts Secrets at rest and audits;
+//! profiling is off; every component binds its own ports to loopback unless it must
+//! serve the network.
 
-use crate::{Inputs, Material, RenderError, RenderedFile};
-use kos_core::plan::NodePlan;
+use crate::kubeconfig::{client_kubeconfig, loopback_server_url};
+use crate::{object, to_yaml, Inputs, Material, RenderError, RenderedFile};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ExecAction, HTTPGetAction, HostPathVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kos_core::plan::{CaId, NodePlan};
+use serde_json::json;
+use std::collections::BTreeMap;
 
-pub fn render_master(_inputs: &Inputs<'_>, _node: &NodePlan, _material: &dyn Material) -> Result<Vec<RenderedFile>, RenderError> {
-    Ok(Vec::new())
+/// Where the control plane's files live on a master (kubeadm's layout).
+pub const PKI: &str = "/etc/kubernetes/pki";
+pub const MANIFESTS: &str = "/etc/kubernetes/manifests";
+const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
+const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";
+const AUTHENTICATION_CONFIG: &str = "/etc/kubernetes/authentication-config.yaml";
+const ADMISSION_CONFIG: &str = "/etc/kubernetes/admission-config.yaml";
+const AUDIT_LOG_DIR: &str = "/var/log/kubernetes/audit";
+const ETCD_DATA: &str = "/var/lib/etcd";
+
+/// etcd image tag: the 3.6 series kubeadm pins for Kubernetes 1.35–1.37.
+pub const ETCD_IMAGE_TAG: &str = "3.6.5-0";
+
+/// TLS 1.2 suites allowed on every control-plane port (TLS 1.3 suites are not
+/// configurable and all strong).
+pub const TLS_CIPHER_SUITES: &str = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305";
+
+/// Every file of one master beyond what every node gets.
+pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material) -> Result<Vec<RenderedFile>, RenderError> {
+    let mut files = Vec::new();
+    let n = node.name.as_str();
+    let mut put = |path: String, mode: u32, contents: String| files.push(RenderedFile::node(n, &path, mode, contents));
+
+    // Certificates and keys. The cluster CA's key is here because the controller-manager
+    // signs kubelet CSRs; the etcd and front-proxy CA keys stay on the operator's machine.
+    put(format!("{PKI}/ca.key"), 0o600, material.ca_key(CaId::Cluster)?);
+    put(format!("{PKI}/etcd/ca.crt"), 0o644, material.ca_cert(CaId::Etcd)?);
+    put(format!("{PKI}/front-proxy-ca.crt"), 0o644, material.ca_cert(CaId::FrontProxy)?);
+    for stem in ["apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-client"] {
+        put(format!("{PKI}/{stem}.crt"), 0o644, material.cert(stem)?);
+        put(format!("{PKI}/{stem}.key"), 0o600, material.key(stem)?);
+    }
+    for (kind, stem) in [("server", "server"), ("peer", "peer"), ("healthcheck-client", "healthcheck-client")] {
+        let source = format!("etcd/{stem}-{n}");
+        put(format!("{PKI}/etcd/{kind}.crt"), 0o644, material.cert(&source)?);
+        put(format!("{PKI}/etcd/{kind}.key"), 0o600, material.key(&source)?);
+    }
+    put(format!("{PKI}/sa.key"), 0o600, material.sa_key()?);
+    put(format!("{PKI}/sa.pub"), 0o644, material.sa_pub()?);
+
+    // Components on a master talk to their own API server over loopback.
+    let ca = material.ca_cert(CaId::Cluster)?;
+    let server = loopback_server_url(inputs);
+    for (file, stem, user) in [
+        ("controller-manager.conf", "controller-manager", "system:kube-controller-manager"),
+        ("scheduler.conf", "scheduler", "system:kube-scheduler"),
+    ] {
+        let kc = client_kubeconfig(inputs, &ca, &server, user, &material.cert(stem)?, &material.key(stem)?)?;
+        put(format!("/etc/kubernetes/{file}"), 0o600, kc);
+    }
+
+    put(ENCRYPTION_CONFIG.into(), 0o600, encryption_config(&material.encryption_key()?)?);
+    put(AUDIT_POLICY.into(), 0o644, audit_policy()?);
+    put(AUTHENTICATION_CONFIG.into(), 0o644, authentication_config()?);
+    put(ADMISSION_CONFIG.into(), 0o644, admission_config()?);
+
+    // Static pods: the kubelet starts them from this folder. 0600 as CIS 1.1.1 asks.
+    for (name, pod) in [
+        ("etcd", etcd_pod(inputs, node)),
+        ("kube-apiserver", apiserver_pod(inputs, node)),
+        ("kube-controller-manager", controller_manager_pod(inputs)),
+        ("kube-scheduler", scheduler_pod(inputs)),
+    ] {
+        put(format!("{MANIFESTS}/{name}.yaml"), 0o600, to_yaml(name, &object(name, &pod?)?)?);
+    }
+    Ok(files)
 }
+
+/// The node's fixed IP, which every master has once rendering is possible.
+fn address(node: &NodePlan) -> Result<std::net::Ipv4Addr, RenderError> {
+    node.fixed_ip.ok_or_else(|| RenderError::AddressUnknown { what: format!("node `{}`", node.name) })
+}
+
+fn image(inputs: &Inputs<'_>, name: &str) -> String {
+    format!("{}/{name}:v{}", inputs.settings.artifacts.image_repository, inputs.plan.version)
+}
+
+/// A host folder or file mounted into a control-plane container.
+struct Mount {
+    name: &'static str,
+    host: &'static str,
+    read_only: bool,
+    /// `Directory`, `DirectoryOrCreate`, `File`.
+    kind: &'static str,
+}
+
+const fn mount(name: &'static str, host: &'static str, read_only: bool, kind: &'static str) -> Mount {
+    Mount { name, host, read_only, kind }
+}
+
+fn https_probe(host: &str, port: i32, path: &str, initial: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            host: Some(host.into()),
+            path: Some(path.into()),
+            port: IntOrString::Int(port),
+            scheme: Some("HTTPS".into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial),
+        period_seconds: Some(10),
+        timeout_seconds: Some(15),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn quantity(s: &str) -> Quantity {
+    Quantity(s.into())
+}
+
+/// A control-plane static pod: host network (it *is* the network's API), its own
+/// seccomp profile, no capabilities, read-only root, no service-account token.
+fn static_pod(
+    name: &str,
+    image: String,
+    command: Vec<String>,
+    mounts: &[Mount],
+    probes: (Probe, Probe, Probe),
+    requests: (&str, &str),
+) -> Pod {
+    let labels = BTreeMap::from([("component".to_string(), name.to_string()), ("tier".to_string(), "control-plane".to_string())]);
+    let (liveness, readiness, startup) = probes;
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("kube-system".into()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            host_network: Some(true),
+            priority_class_name: Some("system-node-critical".into()),
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![Container {
+                name: name.into(),
+                image: Some(image),
+                image_pull_policy: Some("IfNotPresent".into()),
+                command: Some(command),
+                volume_mounts: Some(
+                    mounts
+                        .iter()
+                        .map(|m| VolumeMount {
+                            name: m.name.into(),
+                            mount_path: m.host.into(),
+                            read_only: Some(m.read_only),
+                            ..VolumeMount::default()
+                        })
+                        .collect(),
+                ),
+                liveness_probe: Some(liveness),
+                readiness_probe: Some(readiness),
+                startup_probe: Some(startup),
+                resources: Some(ResourceRequirements {
+                    requests: Some(BTreeMap::from([
+                        ("cpu".to_string(), quantity(requests.0)),
+                        ("memory".to_string(), quantity(requests.1)),
+                    ])),
+                    ..ResourceRequirements::default()
+                }),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    privileged: Some(false),
+                    read_only_root_filesystem: Some(true),
+                    capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+                    seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+                    ..SecurityContext::default()
+                }),
+                ..Container::default()
+            }],
+            volumes: Some(
+                mounts
+                    .iter()
+                    .map(|m| Volume {
+                        name: m.name.into(),
+                        host_path: Some(HostPathVolumeSource { path: m.host.into(), type_: Some(m.kind.into()) }),
+                        ..Volume::default()
+                    })
+                    .collect(),
+            ),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+fn flags(binary: &str, flags: &[(&str, String)]) -> Vec<String> {
+    std::iter::once(binary.to_string()).chain(flags.iter().map(|(k, v)| format!("--{k}={v}"))).collect()
+}
+
+/// etcd's command line, by itself: the etcd test starts a real etcd from it.
+pub fn etcd_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'static str, String)>, RenderError> {
+    let ip = address(node)?;
+    let mut initial = Vec::new();
+    for m in inputs.plan.masters() {
+        initial.push(format!("{}=https://{}:2380", m.name, address(m)?));
+    }
+    let pki = format!("{PKI}/etcd");
+    Ok(vec![
+        ("name", node.name.clone()),
+        ("data-dir", ETCD_DATA.into()),
+        ("listen-client-urls", format!("https://127.0.0.1:2379,https://{ip}:2379")),
+        ("advertise-client-urls", format!("https://{ip}:2379")),
+        ("listen-peer-urls", format!("https://{ip}:2380")),
+        ("initial-advertise-peer-urls", format!("https://{ip}:2380")),
+        ("initial-cluster", initial.join(",")),
+        ("initial-cluster-state", "new".into()),
+        ("initial-cluster-token", inputs.plan.cluster.clone()),
+        ("client-cert-auth", "true".into()),
+        ("trusted-ca-file", format!("{pki}/ca.crt")),
+        ("cert-file", format!("{pki}/server.crt")),
+        ("key-file", format!("{pki}/server.key")),
+        ("peer-client-cert-auth", "true".into()),
+        ("peer-trusted-ca-file", format!("{pki}/ca.crt")),
+        ("peer-cert-file", format!("{pki}/peer.crt")),
+        ("peer-key-file", format!("{pki}/peer.key")),
+        ("auto-tls", "false".into()),
+        ("peer-auto-tls", "false".into()),
+        ("cipher-suites", TLS_CIPHER_SUITES.into()),
+        ("snapshot-count", "10000".into()),
+    ])
+}
+
+fn etcd_pod(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Pod, RenderError> {
+    let command = flags("etcd", &etcd_flags(inputs, node)?);
+    // No plaintext metrics port to probe: the probe asks etcd itself over TLS with the
+    // health-check client certificate made for exactly this.
+    let health = |initial: i32, failures: i32| Probe {
+        exec: Some(ExecAction {
+            command: Some(
+                [
+                    "etcdctl",
+                    "--endpoints=https://127.0.0.1:2379",
+                    "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+                    "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+                    "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+                    "--command-timeout=5s",
+                    "endpoint",
+                    "health",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+        }),
+        initial_delay_seconds: Some(initial),
+        period_seconds: Some(10),
+        timeout_seconds: Some(15),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+    let image = format!("{}/etcd:{ETCD_IMAGE_TAG}", inputs.settings.artifacts.image_repository);
+    Ok(static_pod(
+        "etcd",
+        image,
+        command,
+        &[mount("etcd-data", ETCD_DATA, false, "DirectoryOrCreate"), mount("etcd-certs", "/etc/kubernetes/pki/etcd", true, "Directory")],
+        (health(10, 8), health(0, 3), health(10, 24)),
+        ("100m", "100Mi"),
+    ))
+}
+
+/// The API server's command line.
+pub fn apiserver_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'static str, String)>, RenderError> {
+    let plan = inputs.plan;
+    let ip = address(node)?;
+    Ok(vec![
+        ("advertise-address", ip.to_string()),
+        ("secure-port", plan.api_port.to_string()),
+        ("allow-privileged", "true".into()),
+        ("authorization-mode", "Node,RBAC".into()),
+        // Anonymous requests only on /livez, /readyz, /healthz (probes, load balancer
+        // health checks); everything else needs a client certificate or token.
+        ("authentication-config", AUTHENTICATION_CONFIG.into()),
+        ("client-ca-file", format!("{PKI}/ca.crt")),
+        ("enable-admission-plugins", "NamespaceLifecycle,ServiceAccount,NodeRestriction,EventRateLimit".into()),
+        ("admission-control-config-file", ADMISSION_CONFIG.into()),
+        ("etcd-servers", "https://127.0.0.1:2379".into()),
+        ("etcd-cafile", format!("{PKI}/etcd/ca.crt")),
+        ("etcd-certfile", format!("{PKI}/apiserver-etcd-client.crt")),
+        ("etcd-keyfile", format!("{PKI}/apiserver-etcd-client.key")),
+        ("kubelet-client-certificate", format!("{PKI}/apiserver-kubelet-client.crt")),
+        ("kubelet-client-key", format!("{PKI}/apiserver-kubelet-client.key")),
+        ("kubelet-certificate-authority", format!("{PKI}/ca.crt")),
+        ("kubelet-preferred-address-types", "InternalIP,Hostname".into()),
+        ("proxy-client-cert-file", format!("{PKI}/front-proxy-client.crt")),
+        ("proxy-client-key-file", format!("{PKI}/front-proxy-client.key")),
+        ("requestheader-client-ca-file", format!("{PKI}/front-proxy-ca.crt")),
+        ("requestheader-allowed-names", "front-proxy-client".into()),
+        ("requestheader-extra-headers-prefix", "X-Remote-Extra-".into()),
+        ("requestheader-group-headers", "X-Remote-Group".into()),
+        ("requestheader-username-headers", "X-Remote-User".into()),
+        ("service-account-issuer", format!("https://kubernetes.default.svc.{}", plan.domain)),
+        ("service-account-key-file", format!("{PKI}/sa.pub")),
+        ("service-account-signing-key-file", format!("{PKI}/sa.key")),
+        ("service-account-lookup", "true".into()),
+        ("service-cluster-ip-range", plan.service_cidr.to_string()),
+        ("tls-cert-file", format!("{PKI}/apiserver.crt")),
+        ("tls-private-key-file", format!("{PKI}/apiserver.key")),
+        ("tls-min-version", "VersionTLS12".into()),
+        ("tls-cipher-suites", TLS_CIPHER_SUITES.into()),
+        ("encryption-provider-config", ENCRYPTION_CONFIG.into()),
+        ("audit-policy-file", AUDIT_POLICY.into()),
+        ("audit-log-path", format!("{AUDIT_LOG_DIR}/audit.log")),
+        ("audit-log-maxage", "30".into()),
+        ("audit-log-maxbackup", "10".into()),
+        ("audit-log-maxsize", "100".into()),
+        ("request-timeout", "60s".into()),
+        ("profiling", "false".into()),
+    ])
+}
+
+fn apiserver_pod(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Pod, RenderError> {
+    let ip = address(node)?.to_string();
+    let port = i32::from(inputs.plan.api_port);
+    Ok(static_pod(
+        "kube-apiserver",
+        image(inputs, "kube-apiserver"),
+        flags("kube-apiserver", &apiserver_flags(inputs, node)?),
+        &[
+            mount("k8s-certs", PKI, true, "Directory"),
+            mount("encryption-config", ENCRYPTION_CONFIG, true, "File"),
+            mount("audit-policy", AUDIT_POLICY, true, "File"),
+            mount("authentication-config", AUTHENTICATION_CONFIG, true, "File"),
+            mount("admission-config", ADMISSION_CONFIG, true, "File"),
+            mount("audit-log", AUDIT_LOG_DIR, false, "DirectoryOrCreate"),
+            mount("ca-certs", "/etc/ssl/certs", true, "DirectoryOrCreate"),
+        ],
+        (
+            https_probe(&ip, port, "/livez", 10, 8),
+            https_probe(&ip, port, "/readyz", 0, 3),
+            https_probe(&ip, port, "/livez", 10, 24),
+        ),
+        ("250m", "256Mi"),
+    ))
+}
+
+/// The controller-manager's command line.
+pub fn controller_manager_flags(inputs: &Inputs<'_>) -> Vec<(&'static str, String)> {
+    let plan = inputs.plan;
+    let kubeconfig = "/etc/kubernetes/controller-manager.conf".to_string();
+    vec![
+        ("kubeconfig", kubeconfig.clone()),
+        ("authentication-kubeconfig", kubeconfig.clone()),
+        ("authorization-kubeconfig", kubeconfig),
+        ("bind-address", "127.0.0.1".into()),
+        ("client-ca-file", format!("{PKI}/ca.crt")),
+        ("requestheader-client-ca-file", format!("{PKI}/front-proxy-ca.crt")),
+        ("cluster-name", plan.cluster.clone()),
+        // kos gives each node its pod range (recorded on the instance, routed by the
+        // Neutron router); the controller-manager must not hand out others.
+        ("allocate-node-cidrs", "false".into()),
+        ("cluster-cidr", plan.pod_cidr.to_string()),
+        ("service-cluster-ip-range", plan.service_cidr.to_string()),
+        ("cluster-signing-cert-file", format!("{PKI}/ca.crt")),
+        ("cluster-signing-key-file", format!("{PKI}/ca.key")),
+        ("root-ca-file", format!("{PKI}/ca.crt")),
+        ("service-account-private-key-file", format!("{PKI}/sa.key")),
+        ("use-service-account-credentials", "true".into()),
+        ("controllers", "*,bootstrapsigner,tokencleaner".into()),
+        ("leader-elect", "true".into()),
+        ("terminated-pod-gc-threshold", "1000".into()),
+        ("tls-min-version", "VersionTLS12".into()),
+        ("tls-cipher-suites", TLS_CIPHER_SUITES.into()),
+        ("profiling", "false".into()),
+    ]
+}
+
+fn controller_manager_pod(inputs: &Inputs<'_>) -> Result<Pod, RenderError> {
+    let probe = |initial, failures| https_probe("127.0.0.1", 10257, "/healthz", initial, failures);
+    Ok(static_pod(
+        "kube-controller-manager",
+        image(inputs, "kube-controller-manager"),
+        flags("kube-controller-manager", &controller_manager_flags(inputs)),
+        &[
+            mount("k8s-certs", PKI, true, "Directory"),
+            mount("kubeconfig", "/etc/kubernetes/controller-manager.conf", true, "File"),
+            mount("ca-certs", "/etc/ssl/certs", true, "DirectoryOrCreate"),
+        ],
+        (probe(10, 8), probe(0, 3), probe(10, 24)),
+        ("200m", "128Mi"),
+    ))
+}
+
+/// The scheduler's command line.
+pub fn scheduler_flags() -> Vec<(&'static str, String)> {
+    let kubeconfig = "/etc/kubernetes/scheduler.conf".to_string();
+    vec![
+        ("kubeconfig", kubeconfig.clone()),
+        ("authentication-kubeconfig", kubeconfig.clone()),
+        ("authorization-kubeconfig", kubeconfig),
+        ("bind-address", "127.0.0.1".into()),
+        ("leader-elect", "true".into()),
+        ("tls-min-version", "VersionTLS12".into()),
+        ("tls-cipher-suites", TLS_CIPHER_SUITES.into()),
+        ("profiling", "false".into()),
+    ]
+}
+
+fn scheduler_pod(inputs: &Inputs<'_>) -> Result<Pod, RenderError> {
+    let probe = |initial, failures| https_probe("127.0.0.1", 10259, "/healthz", initial, failures);
+    Ok(static_pod(
+        "kube-scheduler",
+        image(inputs, "kube-scheduler"),
+        flags("kube-scheduler", &scheduler_flags()),
+        &[mount("kubeconfig", "/etc/kubernetes/scheduler.conf", true, "File")],
+        (probe(10, 8), probe(0, 3), probe(10, 24)),
+        ("100m", "64Mi"),
+    ))
+}
+
+/// Secrets encrypted with secretbox (XSalsa20-Poly1305); `identity` last so Secrets
+/// written before encryption was on can still be read (and get rewritten encrypted).
+fn encryption_config(key_b64: &str) -> Result<String, RenderError> {
+    to_yaml(
+        "encryption config",
+        &json!({
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "EncryptionConfiguration",
+            "resources": [{
+                "resources": ["secrets"],
+                "providers": [
+                    {"secretbox": {"keys": [{"name": "key1", "secret": key_b64}]}},
+                    {"identity": {}}
+                ]
+            }]
+        }),
+    )
+}
+
+/// Metadata for everything (never request bodies of Secrets, ConfigMaps or token
+/// reviews), nothing for health checks and the high-volume reads of system components.
+fn audit_policy() -> Result<String, RenderError> {
+    to_yaml(
+        "audit policy",
+        &json!({
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [
+                {"level": "None", "nonResourceURLs": ["/healthz*", "/livez*", "/readyz*", "/version"]},
+                {"level": "None", "users": ["system:kube-proxy"], "verbs": ["watch"],
+                 "resources": [{"group": "", "resources": ["endpoints", "services"]},
+                               {"group": "discovery.k8s.io", "resources": ["endpointslices"]}]},
+                {"level": "None", "userGroups": ["system:nodes"], "verbs": ["get"],
+                 "resources": [{"group": "", "resources": ["nodes", "nodes/status"]}]},
+                {"level": "None", "users": ["system:kube-controller-manager", "system:kube-scheduler"], "verbs": ["get", "update"],
+                 "namespaces": ["kube-system"], "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}]},
+                {"level": "Metadata", "resources": [{"group": "", "resources": ["secrets", "configmaps", "serviceaccounts/token"]},
+                                                    {"group": "authentication.k8s.io", "resources": ["tokenreviews"]}]},
+                {"level": "Metadata"}
+            ]
+        }),
+    )
+}
+
+/// Structured authentication (GA since 1.34): anonymous only for health paths.
+fn authentication_config() -> Result<String, RenderError> {
+    to_yaml(
+        "authentication config",
+        &json!({
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "AuthenticationConfiguration",
+            "anonymous": {
+                "enabled": true,
+                "conditions": [{"path": "/livez"}, {"path": "/readyz"}, {"path": "/healthz"}]
+            }
+        }),
+    )
+}
+
+/// EventRateLimit: one misbehaving client cannot flood the API server with events.
+fn admission_config() -> Result<String, RenderError> {
+    to_yaml(
+        "admission config",
+        &json!({
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "AdmissionConfiguration",
+            "plugins": [{
+                "name": "EventRateLimit",
+                "configuration": {
+                    "apiVersion": "eventratelimit.admission.k8s.io/v1alpha1",
+                    "kind": "Configuration",
+                    "limits": [
+                        {"type": "Server", "qps": 50, "burst": 100},
+                        {"type": "Namespace", "qps": 20, "burst": 50, "cacheSize": 2000}
+                    ]
+                }
+            }]
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,38 @@
-fn main() {}
+//! The `kos` binary: parse the command line, run one command, print its error once and
+//! choose the exit code (0 done, 1 failed, 2 bad input).
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod env_vars;
+mod printer;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use printer::{Level, Printer};
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if cli.quiet {
+        Level::Quiet
+    } else if cli.verbose {
+        Level::Verbose
+    } else {
+        Level::Normal
+    };
+    let printer = Printer::new(level);
+    let result = match &cli.command {
+        Command::Validate(args) => commands::validate(args, printer),
+        Command::Render(args) => commands::render(args, printer),
+        Command::Certs(args) => commands::certs(args, printer),
+    };
+    if let Err(err) = result {
+        match &err {
+            // Diagnostics are already complete sentences with their own locations.
+            commands::CommandError::Settings(d) => eprintln!("{d}"),
+            other => printer.error(other),
+        }
+        std::process::exit(err.exit_code());
+    }
+}

@@ -68,10 +68,21 @@ static EMPTY: [(Key, Node); 0] = [];
 #[derive(Default)]
 struct Reader {
     problems: Vec<Diagnostic>,
+    /// Set when a value could not be read at all (wrong type, bad syntax): then there
+    /// are no settings to check further. Unknown keys and missing plain strings are
+    /// reported but let the cross-field checks run, so one round shows every problem.
+    fatal: bool,
 }
 
 impl Reader {
+    /// A problem that leaves a value unreadable.
     fn report(&mut self, d: Diagnostic) {
+        self.problems.push(d);
+        self.fatal = true;
+    }
+
+    /// A problem that still lets the rest of the file be checked.
+    fn note(&mut self, d: Diagnostic) {
         self.problems.push(d);
     }
 
@@ -95,7 +106,7 @@ impl Reader {
                 let known = keys_of(schema);
                 for (key, _) in entries {
                     if !known.contains(&key.name.as_str()) {
-                        self.report(unknown_key(path, schema, &key.name, key.at, known));
+                        self.note(unknown_key(path, schema, &key.name, key.at, known));
                     }
                 }
                 Some(Section { path: path.to_string(), at, entries })
@@ -152,8 +163,17 @@ impl Reader {
         sec.get(key).and_then(|n| self.string(n, &sec.field(key)))
     }
 
+    /// A required string. When it is missing the problem is noted and an empty string
+    /// stands in, so the cross-field checks still run (none of them reads these values).
     fn req_string(&mut self, sec: &Section<'_>, key: &str, example: &str) -> Option<String> {
-        self.required(sec, key, example).and_then(|n| self.string(n, &sec.field(key)))
+        match sec.get(key) {
+            Some(n) => self.string(n, &sec.field(key)),
+            None => {
+                let field = sec.field(key);
+                self.note(Diagnostic::new(sec.at, format!("missing `{field}`")).fix(format!("add `{key}: {example}`")));
+                Some(String::new())
+            }
+        }
     }
 
     fn boolean(&mut self, sec: &Section<'_>, key: &str, default: bool) -> Option<bool> {
@@ -346,7 +366,7 @@ fn parse_v4net(text: &str) -> Result<Ipv4Net, String> {
 pub(super) fn decode(path: &Path, root: &Node) -> (Option<Settings>, Vec<Diagnostic>) {
     let mut r = Reader::default();
     let settings = read_settings(&mut r, path, root);
-    (settings.filter(|_| r.problems.is_empty()), r.problems)
+    (settings.filter(|_| !r.fatal), r.problems)
 }
 
 fn read_settings(r: &mut Reader, path: &Path, root: &Node) -> Option<Settings> {

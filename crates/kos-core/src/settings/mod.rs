@@ -60,13 +60,12 @@ impl Settings {
             )
         })?;
         let (settings, mut problems) = decode::decode(path, &root);
-        match settings {
-            Some(settings) if problems.is_empty() => {
-                problems.extend(validate::validate(&settings, &root));
-                if problems.is_empty() { Ok(settings) } else { Err(Diagnostics::new(path, problems)) }
-            }
-            _ => Err(Diagnostics::new(path, problems)),
-        }
+        let Some(settings) = settings else { return Err(Diagnostics::new(path, problems)) };
+        // Cross-field checks run even after unknown or missing keys, so one round shows
+        // every problem; a name left empty by a missing key is reported once, as missing.
+        let decoded = problems.clone();
+        problems.extend(validate::validate(&settings, &root).into_iter().filter(|p| !decoded.iter().any(|d| d.at == p.at)));
+        if problems.is_empty() { Ok(settings) } else { Err(Diagnostics::new(path, problems)) }
     }
 
     /// The folder relative paths in the file are resolved against.

@@ -17,3 +17,70 @@ pub fn testbed(var: &str, how_to_start: &str) -> bool {
     eprintln!("skipped: this test needs the test bed; run it with `{how_to_start}`");
     false
 }
+
+/// Folder of the test tools `scripts/install-test-tools.sh` installs.
+pub fn tools_dir() -> std::path::PathBuf {
+    std::env::var_os("KOS_TOOLS").map(Into::into).unwrap_or_else(|| "/opt/kos-test-tools".into())
+}
+
+/// Path of a test tool (PyPI tools from the tools virtualenv, else the system's), or
+/// `None` outside CI when it is missing (the test then skips with a note). In CI a
+/// missing tool fails the test: `.ci/run` installs them all.
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let venv = tools_dir().join("bin").join(name);
+    if venv.exists() {
+        return Some(venv);
+    }
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.exists()))
+        .unwrap_or(None);
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but `{name}` is missing: scripts/install-test-tools.sh should have installed it"
+        );
+        eprintln!("skipped: `{name}` is not installed (run scripts/install-test-tools.sh)");
+    }
+    found
+}
+
+/// Run a command, returning (success, stdout, stderr).
+pub fn run(cmd: &mut std::process::Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// `kos render` of the repository's example into a fresh temporary folder; returns
+/// (tempdir guard, output folder).
+pub fn render_example(extra_args: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    let root = repo_root();
+    let mut cmd = assert_cmd::Command::cargo_bin("kos").expect("kos binary");
+    cmd.current_dir(tmp.path())
+        .args(["render", "-f"])
+        .arg(root.join("examples/settings.yaml"))
+        .arg("--observed")
+        .arg(root.join("examples/observed.yaml"))
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .arg("--out")
+        .arg(&out)
+        .args(extra_args);
+    cmd.assert().success();
+    (tmp, out)
+}

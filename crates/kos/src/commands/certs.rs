@@ -1,0 +1,51 @@
+//! `kos certs check` and `kos certs renew`.
+
+use super::state::State;
+use super::CommandError;
+use crate::cli::{CertsAction, CertsArgs};
+use crate::printer::Printer;
+use anyhow::Context as _;
+use kos_core::plan::{self, Observed};
+use kos_core::settings::Settings;
+use kos_pki::{OffsetDateTime, RenewFilter};
+
+pub fn certs(args: &CertsArgs, printer: Printer) -> Result<(), CommandError> {
+    match &args.action {
+        CertsAction::Check(s) => {
+            let settings = Settings::load(&s.file)?;
+            let pki = State::for_settings(s, &settings).pki();
+            let statuses = pki.check(OffsetDateTime::now_utc()).context("cannot read the PKI")?;
+            if statuses.is_empty() {
+                return Err(CommandError::Invalid(format!(
+                    "no certificates in {}: `kos render` or `kos up` creates them",
+                    pki.dir().display()
+                )));
+            }
+            printer.data(format!("{:<48} {:>9}  {}", "CERTIFICATE", "DAYS LEFT", "EXPIRES"));
+            for s in statuses {
+                match s.details {
+                    Ok(d) => printer.data(format!("{:<48} {:>9}  {}", s.file, d.days_left, d.not_after.date())),
+                    Err(e) => printer.data(format!("{:<48} {:>9}  {e}", s.file, "?")),
+                }
+            }
+            Ok(())
+        }
+        CertsAction::Renew { settings: s, only } => {
+            let settings = Settings::load(&s.file)?;
+            let state = State::for_settings(s, &settings);
+            let observed = std::fs::read_to_string(state.observed_file())
+                .ok()
+                .and_then(|t| Observed::parse(&t).ok())
+                .unwrap_or_default();
+            let plan = plan::plan(&settings, &observed).map_err(|e| CommandError::Invalid(e.to_string()))?;
+            let filter = if only.is_empty() { RenewFilter::All } else { RenewFilter::Only(only.clone()) };
+            let report = state
+                .pki()
+                .renew(&plan.certificates, &filter, OffsetDateTime::now_utc())
+                .map_err(|e| CommandError::Invalid(e.to_string()))?;
+            printer.line(report.to_string());
+            printer.line("run `kos up --only kubernetes` to put the renewed certificates on the nodes");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! One function per subcommand, and the error type they share.
+
+mod certs;
+mod render;
+mod state;
+mod validate;
+
+pub use certs::certs;
+pub use render::render;
+pub use validate::validate;
+
+use kos_core::settings::{Diagnostics, LoadError};
+
+/// What went wrong, sorted by the exit code it gives.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The user's input is wrong (exit 2): the message says where and how to fix it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The settings file has problems (exit 2).
+    #[error("{0}")]
+    Settings(Diagnostics),
+    /// Anything else (exit 1).
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CommandError::Invalid(_) | CommandError::Settings(_) => 2,
+            CommandError::Failed(_) => 1,
+        }
+    }
+}
+
+impl From<LoadError> for CommandError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Invalid(d) => CommandError::Settings(d),
+            other => CommandError::Failed(anyhow::Error::new(other)),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `kos render`: settings + observed addresses → PKI (created or reused) → every file,
+//! written as a tree for review.
+
+use super::state::State;
+use super::CommandError;
+use crate::cli::RenderArgs;
+use crate::printer::Printer;
+use anyhow::Context as _;
+use kos_core::plan::{self, Observed};
+use kos_core::settings::Settings;
+use kos_render::{Inputs, Target};
+
+pub fn render(args: &RenderArgs, printer: Printer) -> Result<(), CommandError> {
+    let settings = Settings::load(&args.settings.file)?;
+    let state = State::for_settings(&args.settings, &settings);
+    let observed_path = args.observed.clone().unwrap_or_else(|| state.observed_file());
+    let observed = match std::fs::read_to_string(&observed_path) {
+        Ok(text) => Observed::parse(&text)
+            .map_err(|e| CommandError::Invalid(format!("{}: {e}", observed_path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.observed.is_none() => Observed::default(),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read {}", observed_path.display())).into()),
+    };
+    let plan = plan::plan(&settings, &observed).map_err(|e| CommandError::Invalid(e.to_string()))?;
+    if let Some(node) = plan.nodes_without_address().first() {
+        return Err(CommandError::Invalid(format!(
+            "the address of node `{node}` is not known yet: run `kos up --only instances` first (it records addresses in {}), or pass --observed FILE (see examples/observed.yaml)",
+            state.observed_file().display()
+        )));
+    }
+
+    let pki = state.pki();
+    let report = pki
+        .ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc())
+        .with_context(|| format!("cannot prepare the PKI in {}", pki.dir().display()))?;
+    printer.detail(report.to_string());
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let out = std::fs::canonicalize(&args.out).with_context(|| format!("cannot resolve {}", args.out.display()))?;
+    let local_dir = out.join("local");
+    let inputs = Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: &local_dir };
+    let files = kos_render::render(&inputs, &pki).context("cannot render the cluster's files")?;
+    kos_render::write_tree(&out, &files).context("cannot write the rendered files")?;
+
+    let local = files.iter().filter(|f| f.target == Target::Local).count();
+    printer.line(format!(
+        "rendered {} files for {} nodes and {} for you into {} (PKI in {})",
+        files.len() - local,
+        plan.nodes.len(),
+        local,
+        args.out.display(),
+        pki.dir().display()
+    ));
+    Ok(())
+}

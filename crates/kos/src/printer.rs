@@ -1,0 +1,52 @@
+//! All terminal output goes through one printer: quiet prints only errors, verbose adds
+//! detail. Commands never call `println!` themselves.
+
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    level: Level,
+}
+
+impl Printer {
+    pub fn new(level: Level) -> Self {
+        Printer { level }
+    }
+
+    /// A result line (normal and verbose).
+    pub fn line(&self, text: impl AsRef<str>) {
+        if self.level != Level::Quiet {
+            let _ = writeln!(std::io::stdout(), "{}", text.as_ref());
+        }
+    }
+
+    /// Detail shown with `-v`.
+    pub fn detail(&self, text: impl AsRef<str>) {
+        if self.level == Level::Verbose {
+            let _ = writeln!(std::io::stdout(), "{}", text.as_ref());
+        }
+    }
+
+    /// Data a command exists to print (shown even with `-q`).
+    pub fn data(&self, text: impl AsRef<str>) {
+        let _ = writeln!(std::io::stdout(), "{}", text.as_ref());
+    }
+
+    /// An error, with its chain of causes.
+    pub fn error(&self, err: &(dyn std::error::Error + 'static)) {
+        let mut out = std::io::stderr();
+        let _ = writeln!(out, "error: {err}");
+        let mut source = err.source();
+        while let Some(cause) = source {
+            let _ = writeln!(out, "  caused by: {cause}");
+            source = cause.source();
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The `kos` command line as a user meets it: transcripts of `validate` on good and bad
+//! files, exit codes, and `certs check` after a render.
+
+use crate::support::{render_example, repo_root};
+use assert_cmd::Command;
+
+fn kos() -> Command {
+    Command::cargo_bin("kos").expect("kos binary")
+}
+
+#[test]
+fn validate_accepts_the_example() {
+    let out = kos().args(["validate", "-f"]).arg(repo_root().join("examples/settings.yaml")).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("valid (cluster demo, Kubernetes 1.37.2, 1 master, 2 workers)"), "{text}");
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_line_and_fix_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "cluster:\n  name: demo\n  kubernetes_version: \"1.30.1\"\ncloud:\n  image: i\n  flavour: f\n  network: n\n  router: r\nnodes:\n  - {name: w1, role: worker}\n  - {name: w1, role: worker}\nnetworking:\n  pod_cidr: 10.96.0.0/16\n  dns_ip: 10.1.0.10\nruntime: {docker_tls: true}\nssh: {user: debian, private_key: k}\n",
+    )
+    .unwrap();
+    let out = kos().current_dir(tmp.path()).args(["validate", "-f", "bad.yaml"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn settings_file_comes_from_kos_settings_when_no_flag() {
+    kos()
+        .env("KOS_SETTINGS", repo_root().join("examples/settings.yaml"))
+        .arg("validate")
+        .assert()
+        .success();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = kos().current_dir(tmp.path()).env_remove("KOS_SETTINGS").arg("validate").assert().failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("cannot read settings file settings.yaml"), "{stderr}");
+}
+
+#[test]
+fn render_without_addresses_says_how_to_get_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = kos()
+        .current_dir(tmp.path())
+        .args(["render", "-f"])
+        .arg(repo_root().join("examples/settings.yaml"))
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .args(["--out", "out"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("the address of node `master-1` is not known yet"), "{stderr}");
+    assert!(stderr.contains("--observed FILE"), "{stderr}");
+    assert!(!tmp.path().join("out").exists(), "nothing written");
+}
+
+#[test]
+fn render_twice_reuses_the_pki_and_certs_check_lists_expiry() {
+    let (tmp, out) = render_example(&[]);
+    let key = out.join("nodes/master-1/etc/kubernetes/pki/apiserver.key");
+    let first = std::fs::read(&key).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let root = repo_root();
+    kos()
+        .current_dir(tmp.path())
+        .args(["render", "-f"])
+        .arg(root.join("examples/settings.yaml"))
+        .arg("--observed")
+        .arg(root.join("examples/observed.yaml"))
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(&key).unwrap(), first, "second render reuses the apiserver key");
+
+    let check = kos()
+        .args(["certs", "check", "-f"])
+        .arg(root.join("examples/settings.yaml"))
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&check.get_output().stdout).into_owned();
+    let days = |file: &str| -> i64 {
+        let line = text.lines().find(|l| l.split_whitespace().next() == Some(file)).unwrap_or_else(|| panic!("{file}:\n{text}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    // Certificates start 5 minutes in the past, so a fresh one shows 364 full days.
+    assert!((364..=365).contains(&days("apiserver.crt")), "{text}");
+    assert!((3649..=3650).contains(&days("ca.crt")), "{text}");
+    assert!((364..=365).contains(&days("nodes/worker-1/kubelet-client.crt")), "{text}");
+
+    let renew = kos()
+        .args(["certs", "renew", "--only", "apiserver", "-f"])
+        .arg(root.join("examples/settings.yaml"))
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&renew.get_output().stdout).into_owned();
+    assert!(text.contains("apiserver"), "{text}");
+}
