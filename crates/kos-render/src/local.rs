@@ -64,3 +64,44 @@ pub fn render_local(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::{render_example, snapshot_settings};
+    use crate::Target;
+
+    #[test]
+    fn snapshots_of_the_operators_files() {
+        let r = render_example(|s| s);
+        assert_eq!(
+            r.paths(&Target::Local),
+            [
+                "addons/cluster-admins.yaml",
+                "addons/coredns.yaml",
+                "admin.kubeconfig",
+                "certs/ca.pem",
+                "certs/cert.pem",
+                "certs/key.pem",
+                "super-admin.kubeconfig"
+            ]
+        );
+        snapshot_settings().bind(|| {
+            insta::assert_snapshot!("admin.kubeconfig", r.local_file("admin.kubeconfig").contents);
+            insta::assert_snapshot!("super-admin.kubeconfig", r.local_file("super-admin.kubeconfig").contents);
+        });
+        assert_eq!(r.local_file("admin.kubeconfig").mode, 0o600);
+        assert_eq!(r.local_file("certs/key.pem").mode, 0o600);
+    }
+
+    #[test]
+    fn docker_tls_gives_a_node_env_file_each_with_the_seeds_cert_names() {
+        let r = render_example(|s| s.replace("  kind: containerd ", "  kind: docker ").replace("  # docker_tls: true ", "  docker_tls: true "));
+        let env = &r.local_file("master-1.env").contents;
+        insta::assert_snapshot!("master-1.env", env);
+        assert!(env.contains("DOCKER_HOST=tcp://203.0.113.11:2376"), "floating IP when there is one");
+        assert!(r.local_file("worker-2.env").contents.contains("DOCKER_HOST=tcp://192.168.50.13:2376"));
+        let client = &r.local_file("certs/cert.pem").contents;
+        let pki = kos_pki::Pki::open(r.pki_dir.path().join("pki"));
+        assert_eq!(client, &pki.cert_pem("docker-client").unwrap(), "certs/cert.pem is docker's client certificate");
+    }
+}

@@ -232,15 +232,6 @@ kernel.keys.root_maxkeys = 1000000
 kernel.keys.root_maxbytes = 25000000
 ";
 
-/// TLS cipher suites for TLS 1.2 (1.3's are not configurable): ECDHE with AEAD only.
-const TLS_CIPHER_SUITES: [&str; 6] = [
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
-];
 
 /// `kubelet.config.k8s.io/v1beta1` KubeletConfiguration: the fields kos sets.
 #[derive(Debug, Serialize)]
@@ -333,7 +324,7 @@ fn kubelet_configuration(inputs: &Inputs<'_>, node: &NodePlan, ranges: &PodRange
         tls_cert_file: paths::KUBELET_SERVING_CERT,
         tls_private_key_file: paths::KUBELET_SERVING_KEY,
         tls_min_version: "VersionTLS12",
-        tls_cipher_suites: TLS_CIPHER_SUITES.to_vec(),
+        tls_cipher_suites: crate::control_plane::TLS_CIPHER_SUITES.split(',').collect(),
         cgroup_driver: "systemd",
         container_runtime_endpoint: paths::CONTAINERD_SOCKET,
         read_only_port: 0,
