@@ -99,9 +99,13 @@ wait_port() {
   done
 }
 
-# answering: every API of the cloud answers (the test for "already up").
+# answering: every service of this cloud still runs and every API answers ("already up").
 answering() {
-  local name
+  local f name
+  for f in "$RUN"/*.pid; do
+    case $f in *.self.pid) continue;; esac
+    alive "$(basename "$f" .pid)" || return 1
+  done
   for name in "${!TC_APIS[@]}"; do
     curl -s -o /dev/null --max-time 2 "${TC_APIS[$name]}" || return 1
   done

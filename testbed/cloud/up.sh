@@ -48,6 +48,7 @@ failed() {
   exit $rc
 }
 trap failed EXIT
+trap "exit 130" INT; trap "exit 143" TERM HUP
 
 # bg_sync NAME CMD...: run a schema migration in the background (they overlap
 # with keystone start-up); waited for before the services start.

@@ -10,6 +10,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 [ $# -gt 0 ] || { echo "usage: $0 COMMAND [ARG...]" >&2; exit 2; }
 trap '"$HERE/down.sh" > /dev/null' EXIT
+trap "exit 130" INT; trap "exit 143" TERM HUP
 "$HERE/up.sh" || exit 1
 for v in $(compgen -e | grep '^OS_'); do unset "$v"; done
 . "$TC_HOME/env.sh"
