@@ -12,7 +12,6 @@ pub const OBSERVED: &str = include_str!("../../../examples/observed.yaml");
 
 /// A cluster rendered from settings text (the example's, or a variant of it).
 pub struct Rendered {
-    pub settings: Settings,
     pub plan: ClusterPlan,
     pub files: Vec<RenderedFile>,
     pub pki_dir: tempfile::TempDir,
@@ -59,7 +58,7 @@ pub fn render_example(edit: impl FnOnce(String) -> String) -> Rendered {
         local_dir: Path::new("/home/operator/.kos/demo/local"),
     };
     let files = crate::render(&inputs, &pki).unwrap_or_else(|e| panic!("{e}"));
-    Rendered { settings, plan, files, pki_dir }
+    Rendered { plan, files, pki_dir }
 }
 
 /// insta settings that replace what changes on every run (PEM bodies, base64 key

@@ -4,6 +4,9 @@
 //! wrappers set (see `support::testbed`); in CI (`CI` set) a missing test bed or tool is a
 //! failure, never a silent skip.
 
+// A test binary: panicking on unexpected errors is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod rendered_cluster;
 mod support;
