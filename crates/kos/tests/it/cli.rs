@@ -1,7 +1,7 @@
 //! The `kos` command line as a user meets it: transcripts of `validate` on good and bad
 //! files, exit codes, and `certs check` after a render.
 
-use crate::support::{render_example, repo_root};
+use crate::support::{render_command, render_example, repo_root};
 use assert_cmd::Command;
 
 fn kos() -> Command {
@@ -62,24 +62,13 @@ fn render_without_addresses_says_how_to_get_them() {
 
 #[test]
 fn render_twice_reuses_the_pki_and_certs_check_lists_expiry() {
-    let (tmp, out) = render_example(&[]);
+    let (tmp, out) = render_example();
     let key = out.join("nodes/master-1/etc/kubernetes/pki/apiserver.key");
     let first = std::fs::read(&key).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    render_command(&tmp.path().join("state"), &out).assert().success();
     let root = repo_root();
-    kos()
-        .current_dir(tmp.path())
-        .args(["render", "-f"])
-        .arg(root.join("examples/settings.yaml"))
-        .arg("--observed")
-        .arg(root.join("examples/observed.yaml"))
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
     assert_eq!(std::fs::read(&key).unwrap(), first, "second render reuses the apiserver key");
 
     let check = kos()

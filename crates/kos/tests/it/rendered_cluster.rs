@@ -28,7 +28,7 @@ fn object_files(out: &Path) -> Vec<PathBuf> {
 #[test]
 fn every_object_passes_kubernetes_validate_for_1_37() {
     let Some(validate) = tool("kubernetes-validate") else { return };
-    let (_tmp, out) = render_example(&[]);
+    let (_tmp, out) = render_example();
     let files = object_files(&out);
     assert!(files.len() >= 5, "static pods and add-ons expected, found {files:?}");
     let (ok, stdout, stderr) = run(Command::new(validate).args(["-k", "1.37.0", "--strict", "--no-warn"]).args(&files));
@@ -71,7 +71,7 @@ fn docker_variant_objects_pass_kubernetes_validate_too() {
 #[test]
 fn checkov_finds_no_failed_check() {
     let Some(checkov) = tool("checkov") else { return };
-    let (_tmp, out) = render_example(&[]);
+    let (_tmp, out) = render_example();
     // checkov ignores files below hidden folders, and tempfile's default names start
     // with a dot.
     let scan_dir = tempfile::Builder::new().prefix("kos-checkov-").tempdir().unwrap();
@@ -134,7 +134,7 @@ fn node_certificates(node_root: &Path) -> Vec<(PathBuf, PathBuf)> {
 #[test]
 fn openssl_verifies_every_certificate_on_every_node_against_its_ca() {
     let Some(openssl) = tool("openssl") else { return };
-    let (_tmp, out) = render_example(&[]);
+    let (_tmp, out) = render_example();
     let mut checked = 0;
     for node in ["master-1", "worker-1", "worker-2"] {
         let pairs = node_certificates(&out.join("nodes").join(node));
@@ -179,7 +179,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 #[test]
 fn kubectl_accepts_the_admin_kubeconfig_and_speaks_mutual_tls_to_the_rendered_apiserver_cert() {
     let (Some(kubectl), Some(openssl)) = (tool("kubectl"), tool("openssl")) else { return };
-    let (tmp, out) = render_example(&[]);
+    let (tmp, out) = render_example();
     let kubeconfig = out.join("local/admin.kubeconfig");
     let (ok, view, stderr) = run(Command::new(&kubectl).args(["config", "view", "--raw", "--minify", "--kubeconfig"]).arg(&kubeconfig));
     assert!(ok, "{stderr}");
@@ -249,7 +249,7 @@ fn etcd_command(out: &Path) -> Vec<String> {
 #[test]
 fn real_etcd_runs_from_the_rendered_static_pod_with_tls_and_client_cert_auth() {
     let (Some(etcd), Some(etcdctl)) = (tool("etcd"), tool("etcdctl")) else { return };
-    let (tmp, out) = render_example(&[]);
+    let (tmp, out) = render_example();
     let command = etcd_command(&out);
     assert_eq!(command.first().map(String::as_str), Some("etcd"), "{command:?}");
     let node_root = out.join("nodes/master-1");

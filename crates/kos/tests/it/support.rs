@@ -64,23 +64,27 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// `kos render` of the repository's example into a fresh temporary folder; returns
-/// (tempdir guard, output folder).
-pub fn render_example(extra_args: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let out = tmp.path().join("out");
+/// `kos render` of the repository's example (settings + observed addresses) with its
+/// state in `state` and its output in `out`.
+pub fn render_command(state: &std::path::Path, out: &std::path::Path) -> assert_cmd::Command {
     let root = repo_root();
     let mut cmd = assert_cmd::Command::cargo_bin("kos").expect("kos binary");
-    cmd.current_dir(tmp.path())
-        .args(["render", "-f"])
+    cmd.args(["render", "-f"])
         .arg(root.join("examples/settings.yaml"))
         .arg("--observed")
         .arg(root.join("examples/observed.yaml"))
         .arg("--state-dir")
-        .arg(tmp.path().join("state"))
+        .arg(state)
         .arg("--out")
-        .arg(&out)
-        .args(extra_args);
-    cmd.assert().success();
+        .arg(out);
+    cmd
+}
+
+/// `kos render` of the repository's example into a fresh temporary folder; returns
+/// (tempdir guard, output folder). The state folder is `<tempdir>/state`.
+pub fn render_example() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    render_command(&tmp.path().join("state"), &out).current_dir(tmp.path()).assert().success();
     (tmp, out)
 }
