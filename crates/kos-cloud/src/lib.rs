@@ -1,0 +1,11 @@
+//! Everything kos does through OpenStack APIs.
+//!
+//! `model` holds the few fields kos reads of each OpenStack resource (its own small serde
+//! structs, not the SDK's generated types); `api` is the [`Cloud`] trait every cloud call
+//! goes through, so the reconciliation logic is tested against [`fake::FakeCloud`] and the
+//! real client (`openstack`, over `openstack_sdk`) is tested once against the test cloud.
+
+pub mod api;
+pub mod model;
+
+pub use api::{Cloud, CloudError};
