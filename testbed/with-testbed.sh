@@ -9,15 +9,16 @@
 #                                          nodes on their Neutron IPs; nothing else is reachable
 #   5. hypervisor stop (nodes + sandbox), cloud down, deployer netns deleted, leak check
 # CMD sees the cloud's env.sh (KOS_TEST_CLOUD=1, OS_CLIENT_CONFIG_FILE, OS_CLOUD, KOS_TEST_CLOUD_USER,
-# KOS_TEST_CLOUD_ADMIN, TC_HOME) plus KOS_TEST_NODES=1, TB_PREFIX, TB_RUN (sandbox.json: the tenant
+# KOS_TEST_CLOUD_ADMIN, TC_HOME) plus KOS_TEST_NODES=1, TB_PREFIX, TB_RUN (sandbox.env/.json: the tenant
 # network, subnet, router, gateway, deployer address), TB_CACHE.
 # Exit code: CMD's; 1 if the test bed failed to start, or if CMD passed but the teardown leaked.
+# with-testbed.sh --down: only the teardown, for a test bed left over by a killed run.
 # Env: TB_PREFIX (default kos; two test beds with different prefixes can run side by side),
 #      TB_TC_HOME (default /var/tmp/kos-testbed-run/$TB_PREFIX-cloud), see testbed/nodes/lib.sh.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/testbed/nodes/lib.sh"
-[[ $# -gt 0 ]] || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 export TC_HOME=${TB_TC_HOME:-/var/tmp/kos-testbed-run/$TB_PREFIX-cloud}
 DEP=/run/netns/$(ns deployer)
 t0=$(date +%s)
@@ -28,18 +29,24 @@ teardown() {
   trap - EXIT INT TERM
   log "tearing down the test bed ($(secs))"
   "$ROOT/testbed/hypervisor/hv.sh" stop || leaked=1
-  [[ -e $DEP ]] && nsenter --net="$DEP" "$ROOT/testbed/cloud/down.sh" >/dev/null
+  if [[ -e $DEP ]]; then
+    nsenter --net="$DEP" "$ROOT/testbed/cloud/down.sh" >/dev/null
+    for p in $(ip netns pids "$(ns deployer)"); do   # all stopped? (listed, not killed)
+      echo "LEAK: process $p still in $(ns deployer): $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; leaked=1
+    done
+  fi
   "$TB_NODES_DIR/sandbox.sh" down-deployer
   "$TB_NODES_DIR/sandbox.sh" leaks all || leaked=1
   log "test bed down ($(secs)); hypervisor log: $TB_RUN/hypervisor.log, cloud logs: $TC_HOME/log"
   [[ $rc == 0 && $leaked == 1 ]] && { log "ERROR: the test bed leaked (see above)"; rc=1; }
   exit "$rc"
 }
-trap teardown EXIT
-trap 'exit 130' INT TERM
-
+if [[ $1 == --down ]]; then trap teardown EXIT; exit 0; fi
 "$TB_NODES_DIR/install.sh" || exit 1
-[[ -e $DEP ]] && die "$DEP exists: another test bed with prefix $TB_PREFIX is running (or stale: testbed/hypervisor/hv.sh stop; testbed/nodes/sandbox.sh down-deployer)"
+[[ -e $DEP ]] && die "$DEP exists: another test bed with prefix $TB_PREFIX is running (another TB_PREFIX" \
+  "runs one next to it), or a stale one: TB_PREFIX=$TB_PREFIX testbed/with-testbed.sh --down removes it"
+trap teardown EXIT    # from here on, everything is ours to tear down
+trap 'exit 130' INT TERM
 "$TB_NODES_DIR/sandbox.sh" deployer
 log "starting the test cloud in $(ns deployer) (TC_HOME=$TC_HOME)"
 nsenter --net="$DEP" "$ROOT/testbed/cloud/up.sh" || { log "ERROR: the test cloud did not start"; exit 1; }
