@@ -33,11 +33,11 @@ declare -A TC_APIS=(
 ts() { date +%s.%N; }
 say() { awk -v a="$(ts)" -v b="${T0:-$(ts)}" -v m="$*" 'BEGIN{printf "[%6.1fs] %s\n", a-b, m}'; }
 
-# tail_log FILE...: the last lines of each file that exists, framed, on stderr.
+# tail_log FILE...: the last lines of each file, framed, on stderr.
 tail_log() {
   local f
   for f in "$@"; do
-    [ -s "$f" ] || continue
+    [ -s "$f" ] || { echo "----- $f: empty" >&2; continue; }
     echo "----- last 25 lines of $f" >&2
     tail -n 25 "$f" >&2
   done

@@ -44,6 +44,7 @@ failed() {
   [ $rc = 0 ] && return
   echo "test cloud: start FAILED (exit $rc); logs in $LOG" >&2
   [ -n "${TC_DIED:-}" ] || tail_log "${STEP_LOGS[@]}"
+  kill $(jobs -p) 2> /dev/null || true   # migrations, the fake agent's retries
   "$HERE/down.sh" > /dev/null 2>&1 || true
   exit $rc
 }
