@@ -1,0 +1,195 @@
+//! The pure half of the cloud layer: the plan + what the cloud shows → the changes to
+//! make. No I/O; `up` executes these changes through the [`crate::Cloud`] trait.
+//!
+//! Ownership rules (the seed system's hazards): kos changes only resources carrying the
+//! cluster's mark; of a router's routes it touches only those whose destination is a pod
+//! range inside this cluster's `pod_cidr` AND whose next hop is one of this cluster's
+//! node addresses. Every other route — another cluster's, a human's — is kept.
+
+use crate::model::{FloatingIp, Port, Route, Router, Server};
+use kos_core::plan::{marks, ClusterPlan, NodePlan, Observed, ObservedNode};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+/// The Neutron tag that marks a resource as the cluster's (`kos-cluster=<name>`).
+pub fn cluster_tag(cluster: &str) -> String {
+    format!("{}={cluster}", marks::CLUSTER)
+}
+
+/// The Neutron tag that names the node a port belongs to.
+pub fn node_tag(node: &str) -> String {
+    format!("{}={node}", marks::NODE)
+}
+
+/// What the cloud holds of one cluster, found by its marks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterResources {
+    /// Servers whose metadata carries `kos-cluster=<name>`, by node name.
+    pub servers: BTreeMap<String, Server>,
+    /// Ports tagged `kos-cluster=<name>`, by node name (from `kos-node=` tags).
+    pub ports: BTreeMap<String, Port>,
+    /// Floating IPs tagged `kos-cluster=<name>`.
+    pub floating_ips: Vec<FloatingIp>,
+}
+
+impl ClusterResources {
+    /// Sort what the cloud listed into this cluster's resources.
+    pub fn collect(cluster: &str, servers: Vec<Server>, ports: Vec<Port>, floating_ips: Vec<FloatingIp>) -> Self {
+        let ctag = cluster_tag(cluster);
+        let mut r = ClusterResources::default();
+        for s in servers {
+            if s.metadata.get(marks::CLUSTER).map(String::as_str) == Some(cluster)
+                && let Some(node) = s.metadata.get(marks::NODE).cloned()
+            {
+                r.servers.insert(node, s);
+            }
+        }
+        for p in ports {
+            if !p.tags.contains(&ctag) {
+                continue;
+            }
+            let prefix = format!("{}=", marks::NODE);
+            if let Some(node) = p.tags.iter().find_map(|t| t.strip_prefix(&prefix)) {
+                r.ports.insert(node.to_string(), p);
+            }
+        }
+        r.floating_ips = floating_ips.into_iter().filter(|f| f.tags.contains(&ctag)).collect();
+        r
+    }
+
+    /// The plan's view of these resources: addresses and recorded pod CIDRs per node.
+    pub fn observed(&self, tenant_cidr: Option<ipnet::Ipv4Net>) -> Observed {
+        let mut nodes = BTreeMap::new();
+        let names: BTreeSet<&String> = self.servers.keys().chain(self.ports.keys()).collect();
+        for name in names {
+            let server = self.servers.get(name);
+            let port = self.ports.get(name);
+            let fixed_ip = port.and_then(|p| p.fixed_ips.first().map(|f| f.ip_address));
+            let floating_ip = port.and_then(|p| {
+                self.floating_ips.iter().find(|f| f.port_id.as_deref() == Some(p.id.as_str())).map(|f| f.floating_ip_address)
+            });
+            let pod_cidr = server
+                .and_then(|s| s.metadata.get(marks::POD_CIDR))
+                .and_then(|c| c.parse().ok())
+                .or_else(|| port.and_then(|p| p.allowed_address_pairs.first()).and_then(|a| a.ip_address.parse().ok()));
+            nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr });
+        }
+        Observed { nodes, tenant_cidr, ..Observed::default() }
+    }
+}
+
+/// One change to a node's cloud resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeChange {
+    /// Create the node's port (with its pod CIDR as allowed address pair).
+    CreatePort { node: String },
+    /// The port's allowed address pairs differ from the node's pod CIDR.
+    SetAddressPairs { node: String, port_id: String, cidrs: Vec<String> },
+    /// Create the server on its port.
+    CreateServer { node: String },
+    /// The server is in ERROR: delete it and create it again (once per run).
+    RecreateServer { node: String, server_id: String, fault: Option<String> },
+    /// Give the node a floating IP: reuse a free one of the cluster's, else allocate.
+    AttachFloatingIp { node: String, reuse: Option<String> },
+    /// The node is no longer in the settings: delete its server, port and floating IP.
+    Remove { node: String, server_id: Option<String>, port_id: Option<String>, floating_ip_ids: Vec<String> },
+}
+
+/// The changes that make the cloud match the plan's nodes.
+pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChange> {
+    let mut changes = Vec::new();
+    let mut free_fips: Vec<&FloatingIp> = have.floating_ips.iter().filter(|f| f.port_id.is_none()).collect();
+    for node in &plan.nodes {
+        let want_pairs = vec![node.pod_cidr.to_string()];
+        match have.ports.get(&node.name) {
+            None => changes.push(NodeChange::CreatePort { node: node.name.clone() }),
+            Some(port) => {
+                let mut pairs: Vec<String> = port.allowed_address_pairs.iter().map(|p| p.ip_address.clone()).collect();
+                pairs.sort();
+                if pairs != want_pairs {
+                    changes.push(NodeChange::SetAddressPairs { node: node.name.clone(), port_id: port.id.clone(), cidrs: want_pairs });
+                }
+            }
+        }
+        match have.servers.get(&node.name) {
+            None => changes.push(NodeChange::CreateServer { node: node.name.clone() }),
+            Some(s) if s.status == "ERROR" => changes.push(NodeChange::RecreateServer {
+                node: node.name.clone(),
+                server_id: s.id.clone(),
+                fault: s.fault.clone(),
+            }),
+            Some(_) => {}
+        }
+        if node.wants_floating_ip && !has_floating_ip(node, have) {
+            let reuse = if free_fips.is_empty() { None } else { Some(free_fips.remove(0).id.clone()) };
+            changes.push(NodeChange::AttachFloatingIp { node: node.name.clone(), reuse });
+        }
+    }
+    let wanted: BTreeSet<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+    let gone: BTreeSet<&String> = have.servers.keys().chain(have.ports.keys()).filter(|n| !wanted.contains(n.as_str())).collect();
+    for name in gone {
+        let port = have.ports.get(name);
+        changes.push(NodeChange::Remove {
+            node: name.clone(),
+            server_id: have.servers.get(name).map(|s| s.id.clone()),
+            port_id: port.map(|p| p.id.clone()),
+            floating_ip_ids: port
+                .map(|p| have.floating_ips.iter().filter(|f| f.port_id.as_deref() == Some(p.id.as_str())).map(|f| f.id.clone()).collect())
+                .unwrap_or_default(),
+        });
+    }
+    changes
+}
+
+fn has_floating_ip(node: &NodePlan, have: &ClusterResources) -> bool {
+    have.ports
+        .get(&node.name)
+        .is_some_and(|p| have.floating_ips.iter().any(|f| f.port_id.as_deref() == Some(p.id.as_str())))
+}
+
+/// How to bring the router's routes to the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteChange {
+    /// Nothing to do.
+    None,
+    /// `extraroute-atomic`: add and remove exactly these.
+    Atomic { add: Vec<Route>, remove: Vec<Route> },
+    /// Plain `extraroute`: the whole new list (foreign routes kept), only if the router
+    /// is still at `revision`.
+    Replace { routes: Vec<Route>, revision: u64, add: Vec<Route>, remove: Vec<Route> },
+}
+
+/// Routes are "ours" when the destination lies in this cluster's pod range and the next
+/// hop is one of this cluster's node addresses (current or past ports of the cluster).
+pub fn route_changes(plan: &ClusterPlan, router: &Router, node_addresses: &BTreeSet<Ipv4Addr>, atomic: bool) -> RouteChange {
+    let desired: BTreeSet<Route> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| n.fixed_ip.map(|ip| Route { destination: n.pod_cidr, nexthop: ip }))
+        .collect();
+    let current: BTreeSet<Route> = router.routes.iter().cloned().collect();
+    let ours = |r: &Route| plan.pod_cidr.contains(&r.destination) && node_addresses.contains(&r.nexthop);
+    let add: Vec<Route> = desired.difference(&current).cloned().collect();
+    let remove: Vec<Route> = current.iter().filter(|r| ours(r) && !desired.contains(r)).cloned().collect();
+    if add.is_empty() && remove.is_empty() {
+        return RouteChange::None;
+    }
+    if atomic {
+        RouteChange::Atomic { add, remove }
+    } else {
+        let routes: Vec<Route> = current.iter().filter(|r| !remove.contains(r)).cloned().chain(add.iter().cloned()).collect();
+        RouteChange::Replace { routes, revision: router.revision_number, add, remove }
+    }
+}
+
+/// Routes the router will hold after the change (for the route-limit check).
+pub fn routes_after(router: &Router, change: &RouteChange) -> usize {
+    match change {
+        RouteChange::None => router.routes.len(),
+        RouteChange::Atomic { add, remove } => router.routes.len() + add.len() - remove.len().min(router.routes.len() + add.len()),
+        RouteChange::Replace { routes, .. } => routes.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

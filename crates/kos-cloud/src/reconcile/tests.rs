@@ -1,0 +1,222 @@
+//! Reconciliation decisions on hand-made cloud states: idempotence, node removal,
+//! ERROR servers, floating-IP reuse, and routes that are not ours left alone.
+
+use super::*;
+use crate::model::{AddressPair, FixedIp};
+use kos_core::plan::{plan, Observed};
+use kos_core::settings::Settings;
+use std::path::Path;
+
+fn settings(nodes: &[&str]) -> Settings {
+    let mut text = String::from(
+        "cluster: {name: demo}\ncloud: {image: tiny, flavor: m1.tiny, network: net, router: r, floating_ip_pool: public}\nssh: {user: debian, private_key: k}\nnodes:\n",
+    );
+    for (i, n) in nodes.iter().enumerate() {
+        let role = if i == 0 { "master" } else { "worker" };
+        let fip = if i == 0 { ", floating_ip: true" } else { "" };
+        text.push_str(&format!("  - {{name: {n}, role: {role}{fip}}}\n"));
+    }
+    Settings::parse(Path::new("s.yaml"), &text).unwrap()
+}
+
+fn port(node: &str, ip: [u8; 4], pair: &str) -> Port {
+    Port {
+        id: format!("port-{node}"),
+        name: format!("demo-{node}"),
+        network_id: "net".into(),
+        fixed_ips: vec![FixedIp { subnet_id: "sub".into(), ip_address: Ipv4Addr::from(ip) }],
+        allowed_address_pairs: vec![AddressPair { ip_address: pair.into() }],
+        device_id: format!("srv-{node}"),
+        device_owner: "compute:nova".into(),
+        tags: vec![cluster_tag("demo"), node_tag(node)],
+        security_groups: vec![],
+        port_security_enabled: Some(true),
+    }
+}
+
+fn server(node: &str, status: &str, cidr: &str) -> Server {
+    Server {
+        id: format!("srv-{node}"),
+        name: format!("demo-{node}"),
+        status: status.into(),
+        metadata: [("kos-cluster", "demo"), ("kos-node", node), ("kos-pod-cidr", cidr)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        fault: (status == "ERROR").then(|| "No valid host was found.".to_string()),
+        addresses: vec![],
+        key_name: None,
+        flavor_id: None,
+    }
+}
+
+/// A converged 3-node cluster as the cloud would show it.
+fn converged() -> (Settings, ClusterResources) {
+    let s = settings(&["master-1", "worker-1", "worker-2"]);
+    let mut have = ClusterResources::default();
+    for (i, n) in ["master-1", "worker-1", "worker-2"].iter().enumerate() {
+        let cidr = format!("10.1.{i}.0/24");
+        have.ports.insert(n.to_string(), port(n, [192, 168, 50, 11 + i as u8], &cidr));
+        have.servers.insert(n.to_string(), server(n, "ACTIVE", &cidr));
+    }
+    have.floating_ips.push(FloatingIp {
+        id: "fip-1".into(),
+        floating_ip_address: Ipv4Addr::new(203, 0, 113, 11),
+        floating_network_id: "public".into(),
+        port_id: Some("port-master-1".into()),
+        fixed_ip_address: None,
+        tags: vec![cluster_tag("demo")],
+    });
+    (s, have)
+}
+
+#[test]
+fn a_converged_cluster_needs_no_change() {
+    let (s, have) = converged();
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(node_changes(&p, &have), []);
+    let router = Router {
+        id: "r".into(),
+        name: "r".into(),
+        routes: p.nodes.iter().map(|n| Route { destination: n.pod_cidr, nexthop: n.fixed_ip.unwrap() }).collect(),
+        revision_number: 7,
+        external_network_id: None,
+        tags: vec![],
+    };
+    let addrs = p.nodes.iter().filter_map(|n| n.fixed_ip).collect();
+    assert_eq!(route_changes(&p, &router, &addrs, true), RouteChange::None);
+}
+
+#[test]
+fn a_fresh_cluster_creates_ports_servers_and_one_floating_ip() {
+    let s = settings(&["master-1", "worker-1"]);
+    let p = plan(&s, &Observed::default()).unwrap();
+    let changes = node_changes(&p, &ClusterResources::default());
+    assert_eq!(
+        changes,
+        [
+            NodeChange::CreatePort { node: "master-1".into() },
+            NodeChange::CreateServer { node: "master-1".into() },
+            NodeChange::AttachFloatingIp { node: "master-1".into(), reuse: None },
+            NodeChange::CreatePort { node: "worker-1".into() },
+            NodeChange::CreateServer { node: "worker-1".into() },
+        ]
+    );
+}
+
+#[test]
+fn observed_state_keeps_pod_cidrs_recorded_on_instances() {
+    let (_, have) = converged();
+    let seen = have.observed(None);
+    assert_eq!(seen.nodes["worker-2"].pod_cidr, Some("10.1.2.0/24".parse().unwrap()));
+    assert_eq!(seen.nodes["worker-2"].fixed_ip, Some(Ipv4Addr::new(192, 168, 50, 13)));
+    assert_eq!(seen.nodes["master-1"].floating_ip, Some(Ipv4Addr::new(203, 0, 113, 11)));
+    // A 4th node gets the next free range; the others keep theirs.
+    let s = settings(&["master-1", "worker-1", "worker-2", "worker-3"]);
+    let p = plan(&s, &seen).unwrap();
+    assert_eq!(p.node("worker-3").unwrap().pod_cidr.to_string(), "10.1.3.0/24");
+    assert_eq!(
+        node_changes(&p, &have),
+        [NodeChange::CreatePort { node: "worker-3".into() }, NodeChange::CreateServer { node: "worker-3".into() }]
+    );
+}
+
+#[test]
+fn a_node_removed_from_the_settings_is_removed_with_its_port_and_floating_ip() {
+    let (_, have) = converged();
+    let s = settings(&["worker-1", "worker-2"]); // master-1 gone (worker-1 becomes master)
+    let p = plan(&s, &have.observed(None)).unwrap();
+    let changes = node_changes(&p, &have);
+    assert!(changes.contains(&NodeChange::Remove {
+        node: "master-1".into(),
+        server_id: Some("srv-master-1".into()),
+        port_id: Some("port-master-1".into()),
+        floating_ip_ids: vec!["fip-1".into()],
+    }));
+}
+
+#[test]
+fn an_error_server_is_recreated_with_novas_fault() {
+    let (s, mut have) = converged();
+    have.servers.insert("worker-1".into(), server("worker-1", "ERROR", "10.1.1.0/24"));
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(
+        node_changes(&p, &have),
+        [NodeChange::RecreateServer {
+            node: "worker-1".into(),
+            server_id: "srv-worker-1".into(),
+            fault: Some("No valid host was found.".into())
+        }]
+    );
+}
+
+#[test]
+fn a_free_floating_ip_of_the_cluster_is_reused_before_allocating() {
+    let (s, mut have) = converged();
+    have.floating_ips[0].port_id = None; // detached, still the cluster's
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(node_changes(&p, &have), [NodeChange::AttachFloatingIp { node: "master-1".into(), reuse: Some("fip-1".into()) }]);
+}
+
+#[test]
+fn wrong_address_pairs_are_corrected() {
+    let (s, mut have) = converged();
+    have.ports.get_mut("worker-1").unwrap().allowed_address_pairs.clear();
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(
+        node_changes(&p, &have),
+        [NodeChange::SetAddressPairs { node: "worker-1".into(), port_id: "port-worker-1".into(), cidrs: vec!["10.1.1.0/24".into()] }]
+    );
+}
+
+fn route(dst: &str, hop: [u8; 4]) -> Route {
+    Route { destination: dst.parse().unwrap(), nexthop: Ipv4Addr::from(hop) }
+}
+
+#[test]
+fn routes_of_others_are_never_touched_and_stale_ones_of_ours_go() {
+    let (_, have) = converged();
+    let s = settings(&["master-1", "worker-1"]); // worker-2 removed
+    let p = plan(&s, &have.observed(None)).unwrap();
+    let router = Router {
+        id: "r".into(),
+        name: "r".into(),
+        routes: vec![
+            route("10.1.0.0/24", [192, 168, 50, 11]),  // ours, wanted
+            route("10.1.2.0/24", [192, 168, 50, 13]),  // ours (worker-2's), stale
+            route("10.1.9.0/24", [192, 168, 50, 99]),  // in our pod range but a foreign next hop
+            route("172.16.0.0/24", [192, 168, 50, 11]), // our next hop but not a pod range
+            route("0.0.0.0/0", [192, 168, 50, 250]),    // a human's default route
+        ],
+        revision_number: 41,
+        external_network_id: None,
+        tags: vec![],
+    };
+    let addrs: BTreeSet<Ipv4Addr> = have.ports.values().map(|p| p.fixed_ips[0].ip_address).collect();
+    let atomic = route_changes(&p, &router, &addrs, true);
+    assert_eq!(
+        atomic,
+        RouteChange::Atomic { add: vec![route("10.1.1.0/24", [192, 168, 50, 12])], remove: vec![route("10.1.2.0/24", [192, 168, 50, 13])] }
+    );
+    assert_eq!(routes_after(&router, &atomic), 5);
+    let RouteChange::Replace { routes, revision, .. } = route_changes(&p, &router, &addrs, false) else { panic!() };
+    assert_eq!(revision, 41, "the whole-list update is conditional on the revision read");
+    for kept in [route("10.1.9.0/24", [192, 168, 50, 99]), route("172.16.0.0/24", [192, 168, 50, 11]), route("0.0.0.0/0", [192, 168, 50, 250])] {
+        assert!(routes.contains(&kept), "foreign route {kept:?} lost");
+    }
+    assert!(!routes.contains(&route("10.1.2.0/24", [192, 168, 50, 13])));
+    assert!(routes.contains(&route("10.1.1.0/24", [192, 168, 50, 12])));
+}
+
+#[test]
+fn resources_of_other_clusters_are_not_collected() {
+    let (_, have) = converged();
+    let mut foreign_server = server("worker-1", "ACTIVE", "10.1.1.0/24");
+    foreign_server.metadata.insert("kos-cluster".into(), "other".into());
+    let mut foreign_port = port("worker-1", [192, 168, 50, 50], "10.1.1.0/24");
+    foreign_port.tags = vec![cluster_tag("other"), node_tag("worker-1")];
+    let servers: Vec<Server> = have.servers.values().cloned().chain([foreign_server]).collect();
+    let ports: Vec<Port> = have.ports.values().cloned().chain([foreign_port]).collect();
+    let collected = ClusterResources::collect("demo", servers, ports, have.floating_ips.clone());
+    assert_eq!(collected, have);
+}
