@@ -6,6 +6,10 @@
 //! real client (`openstack`, over `openstack_sdk`) is tested once against the test cloud.
 
 pub mod api;
+pub mod apply;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod model;
+pub mod reconcile;
 
 pub use api::{Cloud, CloudError};

@@ -1,0 +1,486 @@
+//! Carrying out the reconciliation through a [`Cloud`]: discovery (a constant number of
+//! calls whatever the cluster's size), the cluster security group, nodes (port → server
+//! → ACTIVE → floating IP, in parallel), and router routes.
+//!
+//! Failure rules: a server that boots into ERROR is deleted and created once more, then
+//! its Nova fault is reported verbatim; a floating IP allocated for a node whose attach
+//! fails is released again; everything created carries the cluster's mark first, so a
+//! re-run or `kos destroy` finds whatever an interrupted run left.
+
+use crate::api::{Cloud, CloudError, PortFilter, PortSpec, RuleSpec, ServerSpec};
+use crate::model::{Flavor, Network, Route, Router, Subnet};
+use crate::reconcile::{cluster_tag, node_changes, node_tag, route_changes, routes_after, ClusterResources, NodeChange, RouteChange};
+use kos_core::plan::{ClusterPlan, NodePlan};
+use kos_core::settings::Settings;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Why applying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{what}")]
+    Cloud {
+        what: String,
+        #[source]
+        source: CloudError,
+    },
+    #[error("server `{server}` went to ERROR twice; Nova says: {fault}")]
+    Boot { server: String, fault: String },
+    #[error("server `{server}` is still {status} after {seconds} s; re-run `kos up` to keep waiting, or check the cloud's compute service")]
+    Timeout { server: String, status: String, seconds: u64 },
+    #[error(
+        "router `{router}` would hold {needed} routes but Neutron allows {limit} per router (max_routes): ask the cloud's operators for a higher limit, or use fewer nodes"
+    )]
+    RouteLimit { router: String, needed: usize, limit: u32 },
+    #[error("the network `{network}` has no IPv4 subnet: create one, or name another network in cloud.network")]
+    NoSubnet { network: String },
+}
+
+fn cloud_err(what: impl Into<String>) -> impl FnOnce(CloudError) -> ApplyError {
+    let what = what.into();
+    move |source| ApplyError::Cloud { what, source }
+}
+
+/// The settings' names resolved to cloud objects.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub image_id: String,
+    /// By flavor name as written in the settings.
+    pub flavors: BTreeMap<String, Flavor>,
+    pub network: Network,
+    pub subnet: Subnet,
+    pub router: Router,
+    pub external_network_id: Option<String>,
+    pub atomic_routes: bool,
+    pub max_routes: Option<u32>,
+}
+
+/// Resolve image, flavors, network (+ its IPv4 subnet), router, floating-IP pool and
+/// Neutron's route extension.
+pub async fn resolve<C: Cloud>(cloud: &C, settings: &Settings) -> Result<Resolved, ApplyError> {
+    let c = &settings.cloud;
+    let image = cloud.image(&c.image).await.map_err(cloud_err("cloud.image"))?;
+    let mut flavors = BTreeMap::new();
+    let names: BTreeSet<&String> = std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
+    for name in names {
+        let f = cloud.flavor(name).await.map_err(cloud_err(format!("flavor `{name}`")))?;
+        flavors.insert(name.clone(), f);
+    }
+    let network = cloud.network(&c.network).await.map_err(cloud_err("cloud.network"))?;
+    let subnet = cloud
+        .subnets(&network.id)
+        .await
+        .map_err(cloud_err("subnets of cloud.network"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApplyError::NoSubnet { network: network.name.clone() })?;
+    let router = cloud.router(&c.router).await.map_err(cloud_err("cloud.router"))?;
+    let external_network_id = match &c.floating_ip_pool {
+        Some(pool) => Some(cloud.network(pool).await.map_err(cloud_err("cloud.floating_ip_pool"))?.id),
+        None => None,
+    };
+    let extensions = cloud.network_extensions().await.map_err(cloud_err("Neutron extensions"))?;
+    let max_routes = cloud.max_routes().await.map_err(cloud_err("Neutron route limit"))?;
+    Ok(Resolved {
+        image_id: image.id,
+        flavors,
+        network,
+        subnet,
+        router,
+        external_network_id,
+        atomic_routes: extensions.contains("extraroute-atomic"),
+        max_routes,
+    })
+}
+
+/// The cluster's resources as the cloud shows them: three list calls.
+pub async fn discover<C: Cloud>(cloud: &C, cluster: &str) -> Result<ClusterResources, ApplyError> {
+    let tag = vec![cluster_tag(cluster)];
+    let servers = cloud.servers().await.map_err(cloud_err("list servers"))?;
+    let ports = cloud.ports(&PortFilter { tags: tag.clone(), ..PortFilter::default() }).await.map_err(cloud_err("list ports"))?;
+    let fips = cloud.floating_ips(&tag).await.map_err(cloud_err("list floating IPs"))?;
+    Ok(ClusterResources::collect(cluster, servers, ports, fips))
+}
+
+/// The rules of the cluster security group.
+pub fn security_group_rules(settings: &Settings, plan: &ClusterPlan) -> Vec<RuleSpec> {
+    // SSH from the bastion when there is one, else from anywhere (kos reaches nodes by
+    // their floating IPs).
+    let ssh_from = settings
+        .ssh
+        .bastion
+        .as_ref()
+        .and_then(|b| b.host.parse::<Ipv4Addr>().ok())
+        .map_or_else(|| "0.0.0.0/0".to_string(), |ip| format!("{ip}/32"));
+    let tcp = |min: u16, max: u16, from: &str| RuleSpec {
+        direction: "ingress",
+        protocol: Some("tcp"),
+        port_min: Some(min),
+        port_max: Some(max),
+        remote_ip_prefix: Some(from.to_string()),
+        remote_self: false,
+    };
+    vec![
+        tcp(settings.ssh.port, settings.ssh.port, &ssh_from),
+        tcp(plan.api_port, plan.api_port, "0.0.0.0/0"),
+        tcp(30000, 32767, "0.0.0.0/0"),
+        // Node to node: etcd, kubelet, everything.
+        RuleSpec { direction: "ingress", protocol: None, port_min: None, port_max: None, remote_ip_prefix: None, remote_self: true },
+        // Pods of other nodes, routed by the tenant router with their own addresses.
+        RuleSpec {
+            direction: "ingress",
+            protocol: None,
+            port_min: None,
+            port_max: None,
+            remote_ip_prefix: Some(plan.pod_cidr.to_string()),
+            remote_self: false,
+        },
+    ]
+}
+
+/// Find the cluster's security group by its mark, or create it with its rules.
+/// Returns its ID and whether it was created.
+pub async fn ensure_security_group<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Result<(String, bool), ApplyError> {
+    let tag = vec![cluster_tag(&plan.cluster)];
+    let existing = cloud.security_groups(&tag).await.map_err(cloud_err("list security groups"))?;
+    if let Some(g) = existing.into_iter().next() {
+        return Ok((g.id, false));
+    }
+    let name = format!("{}-nodes", plan.cluster);
+    let g = cloud
+        .create_security_group(&name, &format!("kos cluster {}: nodes", plan.cluster), &tag)
+        .await
+        .map_err(cloud_err(format!("create security group `{name}`")))?;
+    for rule in security_group_rules(settings, plan) {
+        cloud.add_security_group_rule(&g.id, &rule).await.map_err(cloud_err(format!("add a rule to `{name}`")))?;
+    }
+    Ok((g.id, true))
+}
+
+/// How long to wait for a server to become ACTIVE, and how often to look.
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    pub active_timeout: Duration,
+    pub poll: Duration,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits { active_timeout: Duration::from_secs(600), poll: Duration::from_millis(500) }
+    }
+}
+
+/// What one phase changed, one line per change, for the run's report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes(pub Vec<String>);
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Everything `up --only instances` needs besides the cloud.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeContext<'a> {
+    pub settings: &'a Settings,
+    pub plan: &'a ClusterPlan,
+    pub resolved: &'a Resolved,
+    pub security_groups: &'a [String],
+    pub waits: Waits,
+}
+
+/// Make the cloud's nodes match the plan: removed nodes first (their routes, server,
+/// port, floating IP), then every other node in parallel.
+pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &ClusterResources) -> Result<Changes, ApplyError> {
+    let changes = node_changes(ctx.plan, have);
+    let mut done = Changes::default();
+    let mut per_node: BTreeMap<String, Vec<NodeChange>> = BTreeMap::new();
+    for change in changes {
+        if let NodeChange::Remove { node, server_id, port_id, floating_ip_ids } = &change {
+            remove_node(cloud, ctx, have, node, server_id.as_deref(), port_id.as_deref(), floating_ip_ids, &mut done).await?;
+            continue;
+        }
+        per_node.entry(node_of(&change).to_string()).or_default().push(change);
+    }
+    let runs = per_node.into_iter().map(|(name, changes)| async move {
+        let mut lines = Vec::new();
+        let node = ctx.plan.node(&name).ok_or_else(|| ApplyError::Boot { server: name.clone(), fault: "not in the plan".into() })?;
+        apply_node(cloud, ctx, have, node, &changes, &mut lines).await.map(|()| lines)
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(lines) => done.0.extend(lines),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+fn node_of(change: &NodeChange) -> &str {
+    match change {
+        NodeChange::CreatePort { node }
+        | NodeChange::SetAddressPairs { node, .. }
+        | NodeChange::CreateServer { node }
+        | NodeChange::RecreateServer { node, .. }
+        | NodeChange::AttachFloatingIp { node, .. }
+        | NodeChange::Remove { node, .. } => node,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn remove_node<C: Cloud>(
+    cloud: &C,
+    ctx: NodeContext<'_>,
+    have: &ClusterResources,
+    node: &str,
+    server_id: Option<&str>,
+    port_id: Option<&str>,
+    floating_ip_ids: &[String],
+    done: &mut Changes,
+) -> Result<(), ApplyError> {
+    // The node's routes go first: once its port is gone, nothing would say they were ours.
+    if let Some(port) = port_id.and_then(|id| have.ports.values().find(|p| p.id == id))
+        && let Some(ip) = port.fixed_ips.first().map(|f| f.ip_address)
+    {
+        let router = cloud.router(&ctx.resolved.router.id).await.map_err(cloud_err("read the router"))?;
+        let stale: Vec<Route> =
+            router.routes.iter().filter(|r| r.nexthop == ip && ctx.plan.pod_cidr.contains(&r.destination)).cloned().collect();
+        if !stale.is_empty() {
+            remove_routes(cloud, ctx.resolved, &stale).await?;
+            done.0.push(format!("removed {} route(s) of node {node}", stale.len()));
+        }
+    }
+    for id in floating_ip_ids {
+        cloud.delete_floating_ip(id).await.map_err(cloud_err(format!("release floating IP of {node}")))?;
+        done.0.push(format!("released floating IP of node {node}"));
+    }
+    if let Some(id) = server_id {
+        cloud.delete_server(id).await.map_err(cloud_err(format!("delete server of {node}")))?;
+        wait_gone(cloud, id, ctx.waits).await?;
+        done.0.push(format!("deleted server of node {node}"));
+    }
+    if let Some(id) = port_id {
+        cloud.delete_port(id).await.map_err(cloud_err(format!("delete port of {node}")))?;
+        done.0.push(format!("deleted port of node {node}"));
+    }
+    Ok(())
+}
+
+async fn remove_routes<C: Cloud>(cloud: &C, resolved: &Resolved, routes: &[Route]) -> Result<(), ApplyError> {
+    if resolved.atomic_routes {
+        cloud.remove_routes(&resolved.router.id, routes).await.map_err(cloud_err("remove router routes"))?;
+        return Ok(());
+    }
+    // Whole-list update guarded by the revision; re-read and retry on a lost race.
+    for _ in 0..5 {
+        let router = cloud.router(&resolved.router.id).await.map_err(cloud_err("read the router"))?;
+        let keep: Vec<Route> = router.routes.iter().filter(|r| !routes.contains(r)).cloned().collect();
+        match cloud.replace_routes(&router.id, &keep, router.revision_number).await {
+            Ok(_) => return Ok(()),
+            Err(CloudError::Conflict { .. }) => continue,
+            Err(e) => return Err(cloud_err("update router routes")(e)),
+        }
+    }
+    Err(cloud_err("update router routes")(CloudError::Conflict { kind: "router", id: resolved.router.id.clone() }))
+}
+
+async fn apply_node<C: Cloud>(
+    cloud: &C,
+    ctx: NodeContext<'_>,
+    have: &ClusterResources,
+    node: &NodePlan,
+    changes: &[NodeChange],
+    lines: &mut Vec<String>,
+) -> Result<(), ApplyError> {
+    let mut port = have.ports.get(&node.name).cloned();
+    for change in changes {
+        match change {
+            NodeChange::CreatePort { .. } => {
+                let spec = PortSpec {
+                    name: node.server_name.clone(),
+                    network_id: ctx.resolved.network.id.clone(),
+                    security_group_ids: ctx.security_groups.to_vec(),
+                    allowed_address_pairs: vec![node.pod_cidr.to_string()],
+                    tags: vec![cluster_tag(&ctx.plan.cluster), node_tag(&node.name)],
+                };
+                let p = cloud.create_port(&spec).await.map_err(cloud_err(format!("create port of {}", node.name)))?;
+                lines.push(format!("created port {} ({}) with pod CIDR {} allowed", p.name, first_ip(&p), node.pod_cidr));
+                port = Some(p);
+            }
+            NodeChange::SetAddressPairs { port_id, cidrs, .. } => {
+                cloud.set_allowed_address_pairs(port_id, cidrs).await.map_err(cloud_err(format!("set address pairs of {}", node.name)))?;
+                lines.push(format!("set allowed address pairs of {} to {}", node.name, cidrs.join(",")));
+            }
+            NodeChange::CreateServer { .. } => {
+                let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+                boot(cloud, ctx, node, &port_id, lines).await?;
+            }
+            NodeChange::RecreateServer { server_id, fault, .. } => {
+                cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete failed server of {}", node.name)))?;
+                wait_gone(cloud, server_id, ctx.waits).await?;
+                lines.push(format!("deleted server {} in ERROR ({})", node.server_name, fault.as_deref().unwrap_or("no fault given")));
+                let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+                boot(cloud, ctx, node, &port_id, lines).await?;
+            }
+            NodeChange::AttachFloatingIp { reuse, .. } => {
+                let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+                attach_floating_ip(cloud, ctx, node, &port_id, reuse.as_deref(), lines).await?;
+            }
+            NodeChange::Remove { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+fn first_ip(p: &crate::model::Port) -> String {
+    p.fixed_ips.first().map_or_else(|| "no address".to_string(), |f| f.ip_address.to_string())
+}
+
+/// Create the server and wait for ACTIVE; a server in ERROR is deleted and created once
+/// more before giving up with Nova's fault.
+async fn boot<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, node: &NodePlan, port_id: &str, lines: &mut Vec<String>) -> Result<(), ApplyError> {
+    let flavor_name = ctx.settings.nodes.iter().find(|n| n.name == node.name).and_then(|n| n.flavor.clone()).unwrap_or_else(|| ctx.settings.cloud.flavor.clone());
+    let flavor_id = ctx.resolved.flavors.get(&flavor_name).map(|f| f.id.clone()).unwrap_or(flavor_name);
+    let spec = ServerSpec {
+        name: node.server_name.clone(),
+        image_id: ctx.resolved.image_id.clone(),
+        flavor_id,
+        port_id: port_id.to_string(),
+        key_name: ctx.settings.cloud.key_name.clone(),
+        availability_zone: ctx.settings.cloud.availability_zone.clone(),
+        metadata: node.metadata.clone(),
+        user_data: None,
+    };
+    for attempt in 1..=2 {
+        let server = cloud.create_server(&spec).await.map_err(cloud_err(format!("create server {}", spec.name)))?;
+        let state = wait_active(cloud, &server.id, &spec.name, ctx.waits).await?;
+        if state.status == "ACTIVE" {
+            lines.push(format!("created server {} (ACTIVE)", spec.name));
+            return Ok(());
+        }
+        let fault = state.fault.unwrap_or_else(|| "no fault message".into());
+        cloud.delete_server(&server.id).await.map_err(cloud_err(format!("delete failed server {}", spec.name)))?;
+        wait_gone(cloud, &server.id, ctx.waits).await?;
+        if attempt == 2 {
+            return Err(ApplyError::Boot { server: spec.name.clone(), fault });
+        }
+        lines.push(format!("server {} went to ERROR ({fault}); deleted, creating it once more", spec.name));
+    }
+    Ok(())
+}
+
+async fn wait_active<C: Cloud>(cloud: &C, id: &str, name: &str, waits: Waits) -> Result<crate::model::Server, ApplyError> {
+    let start = tokio::time::Instant::now();
+    loop {
+        let s = cloud.server(id).await.map_err(cloud_err(format!("read server {name}")))?;
+        match s {
+            Some(s) if s.status == "ACTIVE" || s.status == "ERROR" => return Ok(s),
+            Some(s) if start.elapsed() >= waits.active_timeout => {
+                return Err(ApplyError::Timeout { server: name.into(), status: s.status, seconds: waits.active_timeout.as_secs() });
+            }
+            None => return Err(ApplyError::Boot { server: name.into(), fault: "the server disappeared while booting".into() }),
+            Some(_) => tokio::time::sleep(waits.poll).await,
+        }
+    }
+}
+
+async fn wait_gone<C: Cloud>(cloud: &C, id: &str, waits: Waits) -> Result<(), ApplyError> {
+    let start = tokio::time::Instant::now();
+    while cloud.server(id).await.map_err(cloud_err("read a deleted server"))?.is_some() {
+        if start.elapsed() >= waits.active_timeout {
+            return Err(ApplyError::Timeout { server: id.into(), status: "DELETING".into(), seconds: waits.active_timeout.as_secs() });
+        }
+        tokio::time::sleep(waits.poll).await;
+    }
+    Ok(())
+}
+
+async fn attach_floating_ip<C: Cloud>(
+    cloud: &C,
+    ctx: NodeContext<'_>,
+    node: &NodePlan,
+    port_id: &str,
+    reuse: Option<&str>,
+    lines: &mut Vec<String>,
+) -> Result<(), ApplyError> {
+    let (id, created) = match reuse {
+        Some(id) => (id.to_string(), false),
+        None => {
+            let net = ctx.resolved.external_network_id.clone().unwrap_or_default();
+            let f = cloud
+                .create_floating_ip(&net, &[cluster_tag(&ctx.plan.cluster)])
+                .await
+                .map_err(cloud_err(format!("allocate a floating IP for {}", node.name)))?;
+            (f.id, true)
+        }
+    };
+    match cloud.set_floating_ip_port(&id, Some(port_id)).await {
+        Ok(f) => {
+            lines.push(format!("{} floating IP {} to {}", if created { "attached new" } else { "re-attached" }, f.floating_ip_address, node.name));
+            Ok(())
+        }
+        Err(e) => {
+            // Never leak an address allocated for this attempt.
+            if created {
+                let _ = cloud.delete_floating_ip(&id).await;
+            }
+            Err(cloud_err(format!("attach a floating IP to {}", node.name))(e))
+        }
+    }
+}
+
+/// Bring the router's routes to the plan (after the nodes exist). `node_addresses` are
+/// the fixed IPs of every port of the cluster (also of nodes being removed).
+pub async fn apply_routes<C: Cloud>(
+    cloud: &C,
+    plan: &ClusterPlan,
+    resolved: &Resolved,
+    node_addresses: &BTreeSet<Ipv4Addr>,
+) -> Result<Changes, ApplyError> {
+    for _ in 0..5 {
+        let router = cloud.router(&resolved.router.id).await.map_err(cloud_err("read the router"))?;
+        let change = route_changes(plan, &router, node_addresses, resolved.atomic_routes);
+        if let Some(limit) = resolved.max_routes {
+            let needed = routes_after(&router, &change);
+            if needed > limit as usize {
+                return Err(ApplyError::RouteLimit { router: router.name.clone(), needed, limit });
+            }
+        }
+        let describe = |add: &[Route], remove: &[Route]| {
+            let mut lines = Vec::new();
+            lines.extend(add.iter().map(|r| format!("added route {} via {}", r.destination, r.nexthop)));
+            lines.extend(remove.iter().map(|r| format!("removed route {} via {}", r.destination, r.nexthop)));
+            Changes(lines)
+        };
+        match change {
+            RouteChange::None => return Ok(Changes::default()),
+            RouteChange::Atomic { add, remove } => {
+                if !remove.is_empty() {
+                    cloud.remove_routes(&router.id, &remove).await.map_err(cloud_err("remove router routes"))?;
+                }
+                if !add.is_empty() {
+                    cloud.add_routes(&router.id, &add).await.map_err(cloud_err("add router routes"))?;
+                }
+                return Ok(describe(&add, &remove));
+            }
+            RouteChange::Replace { routes, revision, add, remove } => match cloud.replace_routes(&router.id, &routes, revision).await {
+                Ok(_) => return Ok(describe(&add, &remove)),
+                Err(CloudError::Conflict { .. }) => continue,
+                Err(e) => return Err(cloud_err("update router routes")(e)),
+            },
+        }
+    }
+    Err(cloud_err("update router routes")(CloudError::Conflict { kind: "router", id: resolved.router.id.clone() }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! The executors against the in-memory fake cloud: what a run changes, that a second run
+//! changes nothing, and the failure paths (ERROR servers, quota, lost route races).
+
+use super::*;
+use crate::fake::FakeCloud;
+use crate::model::Route;
+use kos_core::plan::plan;
+use std::path::Path;
+
+fn settings(nodes: &[&str]) -> Settings {
+    let mut text = String::from(
+        "cluster: {name: demo}\ncloud: {image: tiny, flavor: m1.tiny, network: net, router: router, floating_ip_pool: public, key_name: kos-key}\nssh: {user: debian, private_key: k}\nnodes:\n",
+    );
+    for (i, n) in nodes.iter().enumerate() {
+        let (role, fip) = if i == 0 { ("master", ", floating_ip: true") } else { ("worker", "") };
+        text.push_str(&format!("  - {{name: {n}, role: {role}{fip}}}\n"));
+    }
+    Settings::parse(Path::new("s.yaml"), &text).unwrap()
+}
+
+const FAST: Waits = Waits { active_timeout: Duration::from_secs(5), poll: Duration::from_millis(1) };
+
+/// One `up --only instances,network` through the executors; returns what changed.
+async fn up(cloud: &FakeCloud, s: &Settings) -> Vec<String> {
+    let resolved = resolve(cloud, s).await.unwrap();
+    let have = discover(cloud, &s.cluster.name).await.unwrap();
+    let p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
+    let (sg, created) = ensure_security_group(cloud, s, &p).await.unwrap();
+    let ctx = NodeContext { settings: s, plan: &p, resolved: &resolved, security_groups: &[sg], waits: FAST };
+    let mut lines = if created { vec!["created security group".to_string()] } else { Vec::new() };
+    lines.extend(apply_nodes(cloud, ctx, &have).await.unwrap().0);
+    let have = discover(cloud, &s.cluster.name).await.unwrap();
+    let p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
+    let addrs = have.ports.values().filter_map(|p| p.fixed_ips.first().map(|f| f.ip_address)).collect();
+    lines.extend(apply_routes(cloud, &p, &resolved, &addrs).await.unwrap().0);
+    lines
+}
+
+fn routes(cloud: &FakeCloud) -> Vec<Route> {
+    let mut r = cloud.state.lock().unwrap().router.clone().unwrap().routes;
+    r.sort();
+    r
+}
+
+#[tokio::test]
+async fn first_run_builds_everything_and_the_second_changes_nothing() {
+    let cloud = FakeCloud::new();
+    let s = settings(&["master-1", "worker-1", "worker-2"]);
+    let lines = up(&cloud, &s).await;
+    assert_eq!(lines.iter().filter(|l| l.starts_with("created port")).count(), 3, "{lines:#?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("created server")).count(), 3, "{lines:#?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("added route")).count(), 3, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("attached new floating IP")), "{lines:#?}");
+    {
+        let st = cloud.state.lock().unwrap();
+        assert_eq!(st.servers.len(), 3);
+        let g = st.security_groups.values().next().unwrap();
+        assert_eq!(g.name, "demo-nodes");
+        assert!(g.rules.iter().any(|r| r.port_range_min == Some(6443)));
+        assert!(g.rules.iter().any(|r| r.remote_group_id.as_deref() == Some(g.id.as_str())), "node to node");
+        let m = st.servers.values().find(|s| s.name == "demo-master-1").unwrap();
+        assert_eq!(m.metadata["ansible_host_groups"], "k8s_master");
+        assert_eq!(m.metadata["kos-pod-cidr"], "10.1.0.0/24");
+        assert_eq!(m.key_name.as_deref(), Some("kos-key"));
+        for p in st.ports.values() {
+            assert!(p.tags.contains(&"kos-cluster=demo".to_string()));
+            assert_eq!(p.allowed_address_pairs.len(), 1);
+        }
+    }
+    let writes = cloud.write_count();
+    let calls = cloud.call_count();
+    let again = up(&cloud, &s).await;
+    assert!(again.is_empty(), "second run changed: {again:#?}");
+    assert_eq!(cloud.write_count(), writes, "no write on a converged cluster");
+    // discovery + resolution: a constant number of reads whatever the node count
+    assert!(cloud.call_count() - calls <= 12, "{} calls for a no-op run", cloud.call_count() - calls);
+}
+
+#[tokio::test]
+async fn adding_a_node_adds_one_server_and_one_route_and_keeps_the_others() {
+    let cloud = FakeCloud::new();
+    up(&cloud, &settings(&["master-1", "worker-1", "worker-2"])).await;
+    let before = routes(&cloud);
+    let lines = up(&cloud, &settings(&["master-1", "worker-1", "worker-2", "worker-3"])).await;
+    assert_eq!(lines.iter().filter(|l| l.starts_with("created server")).count(), 1, "{lines:#?}");
+    let after = routes(&cloud);
+    assert_eq!(after.len(), 4);
+    for r in &before {
+        assert!(after.contains(r), "{r:?} changed");
+    }
+    assert!(after.iter().any(|r| r.destination.to_string() == "10.1.3.0/24"));
+}
+
+#[tokio::test]
+async fn removing_a_node_removes_its_route_server_and_port_but_not_foreign_routes() {
+    let cloud = FakeCloud::new();
+    up(&cloud, &settings(&["master-1", "worker-1", "worker-2"])).await;
+    let foreign = Route { destination: "10.1.200.0/24".parse().unwrap(), nexthop: Ipv4Addr::new(192, 168, 50, 250) };
+    cloud.state.lock().unwrap().router.as_mut().unwrap().routes.push(foreign.clone());
+    let lines = up(&cloud, &settings(&["master-1", "worker-1"])).await;
+    assert!(lines.iter().any(|l| l.contains("route(s) of node worker-2")), "{lines:#?}");
+    let st = cloud.state.lock().unwrap();
+    assert_eq!(st.servers.len(), 2);
+    assert_eq!(st.ports.len(), 2);
+    let r = &st.router.as_ref().unwrap().routes;
+    assert!(r.contains(&foreign), "foreign route kept");
+    assert!(!r.iter().any(|x| x.destination.to_string() == "10.1.2.0/24"));
+}
+
+#[tokio::test]
+async fn a_server_in_error_is_recreated_once_then_nova_fault_is_reported() {
+    let cloud = FakeCloud::new();
+    cloud.state.lock().unwrap().failing_boots.insert("demo-worker-1".into(), 1);
+    let lines = up(&cloud, &settings(&["master-1", "worker-1"])).await;
+    assert!(lines.iter().any(|l| l.contains("went to ERROR (No valid host was found")), "{lines:#?}");
+    assert_eq!(cloud.state.lock().unwrap().servers.values().filter(|s| s.status == "ACTIVE").count(), 2);
+
+    // In ERROR twice: the run fails with Nova's words, and no server is left in ERROR.
+    let cloud = FakeCloud::new();
+    cloud.state.lock().unwrap().failing_boots.insert("demo-master-1".into(), 2);
+    let s = settings(&["master-1"]);
+    let resolved = resolve(&cloud, &s).await.unwrap();
+    let have = discover(&cloud, "demo").await.unwrap();
+    let p = plan(&s, &have.observed(None)).unwrap();
+    let ctx = NodeContext { settings: &s, plan: &p, resolved: &resolved, security_groups: &[], waits: FAST };
+    let err = apply_nodes(&cloud, ctx, &have).await.unwrap_err();
+    assert!(matches!(&err, ApplyError::Boot { server, .. } if server == "demo-master-1"), "{err:?}");
+    assert!(err.to_string().contains("Nova says: No valid host was found. There are not enough hosts available."), "{err}");
+    assert!(cloud.state.lock().unwrap().servers.is_empty(), "no server left in ERROR");
+}
+
+#[tokio::test]
+async fn quota_exceeded_mid_run_fails_clearly_and_a_rerun_converges_without_leaks() {
+    let cloud = FakeCloud::new();
+    cloud.state.lock().unwrap().instance_quota = 2;
+    let s = settings(&["master-1", "worker-1", "worker-2"]);
+    let resolved = resolve(&cloud, &s).await.unwrap();
+    let have = discover(&cloud, "demo").await.unwrap();
+    let p = plan(&s, &have.observed(None)).unwrap();
+    let (sg, _) = ensure_security_group(&cloud, &s, &p).await.unwrap();
+    let ctx = NodeContext { settings: &s, plan: &p, resolved: &resolved, security_groups: std::slice::from_ref(&sg), waits: FAST };
+    let err = apply_nodes(&cloud, ctx, &have).await.unwrap_err();
+    assert!(err.to_string().contains("create server"), "{err}");
+    assert!(matches!(err, ApplyError::Cloud { source: CloudError::Quota { .. }, .. }), "{err:?}");
+    // Every port that was created carries the mark, so the next run finds and reuses it.
+    let ports = cloud.state.lock().unwrap().ports.len();
+    assert_eq!(ports, 3);
+    cloud.state.lock().unwrap().instance_quota = 10;
+    let lines = up(&cloud, &s).await;
+    assert_eq!(lines.iter().filter(|l| l.starts_with("created port")).count(), 0, "ports reused: {lines:#?}");
+    assert_eq!(cloud.state.lock().unwrap().servers.len(), 3);
+    assert_eq!(cloud.state.lock().unwrap().ports.len(), 3, "no port leaked");
+}
+
+#[tokio::test]
+async fn without_extraroute_atomic_routes_are_replaced_guarded_by_revision() {
+    let cloud = FakeCloud::new();
+    cloud.state.lock().unwrap().extensions.remove("extraroute-atomic");
+    let foreign = Route { destination: "172.16.0.0/16".parse().unwrap(), nexthop: Ipv4Addr::new(192, 168, 50, 5) };
+    cloud.state.lock().unwrap().router.as_mut().unwrap().routes.push(foreign.clone());
+    up(&cloud, &settings(&["master-1", "worker-1"])).await;
+    let st = cloud.state.lock().unwrap();
+    assert!(st.calls.contains_key("replace_routes"), "whole-list update used");
+    assert!(!st.calls.contains_key("add_routes"));
+    let r = &st.router.as_ref().unwrap().routes;
+    assert_eq!(r.len(), 3);
+    assert!(r.contains(&foreign));
+}
