@@ -255,7 +255,7 @@ async fn remove_node<C: Cloud>(
         let stale: Vec<Route> =
             router.routes.iter().filter(|r| r.nexthop == ip && ctx.plan.pod_cidr.contains(&r.destination)).cloned().collect();
         if !stale.is_empty() {
-            remove_routes(cloud, ctx.resolved, &stale).await?;
+            remove_routes(cloud, &ctx.resolved.router.id, ctx.resolved.atomic_routes, &stale).await?;
             done.0.push(format!("removed {} route(s) of node {node}", stale.len()));
         }
     }
@@ -275,14 +275,15 @@ async fn remove_node<C: Cloud>(
     Ok(())
 }
 
-async fn remove_routes<C: Cloud>(cloud: &C, resolved: &Resolved, routes: &[Route]) -> Result<(), ApplyError> {
-    if resolved.atomic_routes {
-        cloud.remove_routes(&resolved.router.id, routes).await.map_err(cloud_err("remove router routes"))?;
+/// Remove exactly `routes` from a router: atomically where Neutron can, else by a
+/// whole-list update guarded by the router's revision, re-read and retried on a lost race.
+pub(crate) async fn remove_routes<C: Cloud>(cloud: &C, router_id: &str, atomic: bool, routes: &[Route]) -> Result<(), ApplyError> {
+    if atomic {
+        cloud.remove_routes(router_id, routes).await.map_err(cloud_err("remove router routes"))?;
         return Ok(());
     }
-    // Whole-list update guarded by the revision; re-read and retry on a lost race.
     for _ in 0..5 {
-        let router = cloud.router(&resolved.router.id).await.map_err(cloud_err("read the router"))?;
+        let router = cloud.router(router_id).await.map_err(cloud_err("read the router"))?;
         let keep: Vec<Route> = router.routes.iter().filter(|r| !routes.contains(r)).cloned().collect();
         match cloud.replace_routes(&router.id, &keep, router.revision_number).await {
             Ok(_) => return Ok(()),
@@ -290,7 +291,7 @@ async fn remove_routes<C: Cloud>(cloud: &C, resolved: &Resolved, routes: &[Route
             Err(e) => return Err(cloud_err("update router routes")(e)),
         }
     }
-    Err(cloud_err("update router routes")(CloudError::Conflict { kind: "router", id: resolved.router.id.clone() }))
+    Err(cloud_err("update router routes")(CloudError::Conflict { kind: "router", id: router_id.to_string() }))
 }
 
 async fn apply_node<C: Cloud>(

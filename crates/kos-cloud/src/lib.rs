@@ -10,6 +10,7 @@ pub mod apply;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod model;
+pub mod ops;
 pub mod reconcile;
 
 pub use api::{Cloud, CloudError};
