@@ -59,16 +59,28 @@ fn os(words: &str, args: &[&str]) -> String {
 }
 
 /// Polls `check` every 0.2 s until it returns `Some`, for at most `secs` seconds.
-fn wait_for<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(what: &str, secs: u64, check: impl FnMut() -> Option<T>) -> T {
+    wait_or_explain(what, secs, check, String::new)
+}
+
+/// [`wait_for`], and on a timeout the panic message carries `explain()`'s view of the state.
+fn wait_or_explain<T>(
+    what: &str,
+    secs: u64,
+    mut check: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for: {what}"
-        );
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {secs} s waiting for: {what}\n{}",
+                explain()
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -226,6 +238,37 @@ fn pod_to_pod(ssh: &Ssh, a: &Node, pod_b: &str) -> Option<String> {
     .filter(|seen| !seen.is_empty())
 }
 
+/// The data plane between nodes A and B as it is: the router namespace's routes and anti-spoofing
+/// rules, and both nodes' addresses and routes (for a failing pod-network check).
+fn data_plane(ssh: &Ssh, a: &Node, b: &Node) -> String {
+    let router = format!("{}-router", env("TB_PREFIX"));
+    let mut report = String::new();
+    for cmd in [
+        &["ip", "route"][..],
+        &["ebtables", "-L"][..],
+        &["ip", "neigh"][..],
+    ] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &router])
+            .args(cmd)
+            .output();
+        let out = out.map_or_else(|e| e.to_string(), |o| text(&o.stdout) + &text(&o.stderr));
+        report += &format!("--- {router}: {}\n{out}", cmd.join(" "));
+    }
+    let show = "ip -4 -o addr; ip route; ip netns exec pod ip -4 -o addr; ss -ltnp";
+    for n in [a, b] {
+        let out = ssh.command(None, &n.root(), show);
+        report += &format!(
+            "--- {} ({}):\n{}{}",
+            n.name,
+            n.ip,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    report
+}
+
 /// `testbed/nodes/sandbox.sh leaks ID...`: what is left of these nodes (netns, cgroups, mounts,
 /// processes, disk); it succeeds when nothing is.
 fn leaks(nodes: &[Node]) -> Output {
@@ -304,10 +347,14 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
         "0",
         "debian: passwordless sudo"
     );
-    assert_eq!(
-        ssh.ok(&a.root(), "systemctl is-system-running --wait"),
-        "running"
-    );
+    for node in &nodes {
+        let state = ssh.ok(&node.root(), "systemctl is-system-running --wait");
+        assert_eq!(
+            state, "running",
+            "systemd on {} finished booting",
+            node.name
+        );
+    }
     let addr = ssh.ok(&a.root(), "ip -4 -o addr show eth0 | awk '{print $4}'");
     assert_eq!(
         addr,
@@ -354,9 +401,12 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
         "router add route",
         &[router, "--route", &route_a, "--route", &route_b],
     );
-    let seen = wait_for("pod A reaches pod B through the router", 20, || {
-        pod_to_pod(&ssh, a, &pod_b)
-    });
+    let seen = wait_or_explain(
+        "pod A reaches pod B through the router",
+        20,
+        || pod_to_pod(&ssh, a, &pod_b),
+        || data_plane(&ssh, a, b),
+    );
     assert_eq!(
         seen, "10.244.1.2",
         "pod B sees pod A's own address as the source (no NAT)"
@@ -367,9 +417,12 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
     os("router remove route", &[router, "--route", &route_b]);
     wait_for("pod traffic stops without the route to pod B", 20, stopped);
     os("router add route", &[router, "--route", &route_b]);
-    wait_for("pod traffic flows again with the route", 20, || {
-        pod_to_pod(&ssh, a, &pod_b)
-    });
+    wait_or_explain(
+        "pod traffic flows again with the route",
+        20,
+        || pod_to_pod(&ssh, a, &pod_b),
+        || data_plane(&ssh, a, b),
+    );
 
     // anti-spoofing: without pod A's allowed address pair its packets are dropped at its port
     os("port set --no-allowed-address", &[&port_a]);
