@@ -90,7 +90,7 @@ class Hypervisor:
         self.conn = openstack.connect(cloud=CLOUD)
         self.admin = None    # only for what a project user cannot see (the external subnet)
         self.nodes = {}      # id8 -> {"server": uuid, "name", "power": "on"/"off", "reboots": int, "updated"}
-        self.busy = {}       # id8 -> (Popen, what, on_done)
+        self.busy = {}       # id8 -> (Popen, what, on_done, on_failure)
         self.keys = {}       # keypair name -> public key
         self.applied_routes = None
         self.applied_portsec = {}
@@ -216,7 +216,7 @@ class Hypervisor:
             self.sleep(POLL)
 
     def reap(self):
-        for id8, (p, what, done) in list(self.busy.items()):
+        for id8, (p, what, done, failed) in list(self.busy.items()):
             rc = p.poll()
             if rc is None:
                 continue
@@ -228,12 +228,14 @@ class Hypervisor:
                     done()
             else:
                 log(f"node {id8}: {what} FAILED rc={rc}: {err}")
+                if failed:
+                    failed()
 
-    def spawn(self, id8, what, cmd, done=None):
+    def spawn(self, id8, what, cmd, done=None, failed=None):
         log(f"node {id8}: {what}")
         log("  $ " + " ".join(cmd))
         self.busy[id8] = (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                           text=True), what, done)
+                                           text=True), what, done, failed)
 
     def reconcile(self):
         servers = list(self.conn.compute.servers(details=True))
@@ -307,9 +309,13 @@ class Hypervisor:
         def done():
             os.unlink(keyfile)
             self.save(id8)
+
+        def failed():  # clean up what exists of it; the next loop creates it again
+            self.nodes.pop(id8, None)
+            run(*node_script("down", id8), check=False)
         self.spawn(id8, f"create ({s.name}: {ip} {port.mac_address}, key {s.key_name or '-'})",
                    node_script("up", id8, f"{ip}/{plen}", self.gw, port.mac_address,
-                               hostname_of(s.name), keyfile), done)
+                               hostname_of(s.name), keyfile), done, failed)
 
     def save(self, id8):
         path = os.path.join(RUN, "nodes", id8, "meta.json")
@@ -465,7 +471,7 @@ def main():
     except Exception as e:
         log(f"FATAL: {type(e).__name__}: {e}")
         hv.stop, rc = "teardown", 1
-    for p, what, _ in hv.busy.values():
+    for p, *_ in hv.busy.values():
         p.wait()
     if hv.stop == "detach":
         log("detached: nodes and sandbox left running for the next hypervisor")
