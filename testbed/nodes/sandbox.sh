@@ -39,6 +39,7 @@ up)
     # a router, not a host: forward, and no ICMP redirects (pod traffic must really hop through it)
     ip netns exec "$R" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 \
        net.ipv4.conf.default.send_redirects=0 net.ipv4.conf.tenant0.send_redirects=0
+    ip -n "$R" route add unreachable default   # replaced by the external gateway's route, if any
     log "created netns $R: tenant0 $gwp"
   fi
   if ! alive "$(cat "$TB_RUN/httpd.pid" 2>/dev/null)"; then
@@ -66,7 +67,9 @@ up)
     ip -n "$R" link set qg up
     ip -n "$X" addr add "$xgwp" dev eth0
     ip -n "$X" link set eth0 up
-    ip -n "$R" route add default via "${xgwp%/*}" dev qg
+    ip -n "$R" route replace default via "${xgwp%/*}" dev qg
+    ip -n "$X" route add unreachable default   # the end of the world: fail fast, send nothing further
+    ip netns exec "$X" sysctl -qw net.ipv4.ip_forward=1   # (answers "net unreachable" for what it gets)
     log "created netns $X: eth0 $xgwp; router qg $rext/$xplen, default via ${xgwp%/*}"
   fi ;;
 down)
