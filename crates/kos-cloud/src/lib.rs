@@ -11,6 +11,7 @@ pub mod apply;
 pub mod fake;
 pub mod model;
 pub mod ops;
+pub mod openstack;
 pub mod reconcile;
 
 pub use api::{Cloud, CloudError};

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod cloud_client;
 mod rendered_cluster;
 mod support;
 mod testbed_cloud;

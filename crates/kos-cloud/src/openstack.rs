@@ -1,0 +1,846 @@
+//! The real [`Cloud`]: OpenStack's Nova, Neutron, Glance and Octavia APIs through
+//! `openstack_sdk`, with the project user's rights only.
+//!
+//! `openstack_sdk` does the configuration (clouds.yaml, secure.yaml, `OS_*`), Keystone
+//! authentication (password, application credentials, token), the catalog and TLS
+//! (system roots, or the cloud's `cacert`). Its on-disk token cache (`~/.osc`) is always
+//! off: a cached token would outlive a changed password and hide bad credentials, and
+//! kos authenticates once per run anyway.
+//!
+//! Every request is a [`transport::Call`] sent with retries by [`transport::Transport`];
+//! answers are decoded by [`wire`] into [`crate::model`]. What each operation costs in API
+//! calls is written on it (the `calls:` lines), so the callers can keep reads constant
+//! in the size of the cluster.
+
+mod transport;
+mod wire;
+
+use crate::api::*;
+use crate::model::*;
+use base64::Engine as _;
+use http::HeaderValue;
+use openstack_sdk::AsyncOpenStack;
+use openstack_sdk::config::{CloudConfig, ConfigFile};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+use transport::{Call, Service, Transport, decode, error_chain};
+
+/// How often kos polls a resource that is changing state.
+const POLL: Duration = Duration::from_millis(300);
+/// How long kos waits for an Octavia load balancer to leave `PENDING_*`.
+const LB_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long kos waits for a deleted server to disappear.
+const SERVER_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A connection to one OpenStack cloud as one project user.
+#[derive(Debug)]
+pub struct OpenStackCloud {
+    transport: Transport,
+    /// The project the token is scoped to (Neutron's quota API wants it).
+    project_id: String,
+    /// Whether Neutron takes `tags` in a create body (`tag-creation`); asked once.
+    tags_on_create: OnceCell<bool>,
+}
+
+impl OpenStackCloud {
+    /// Authenticate to the cloud named `cloud_name`, else `$OS_CLOUD`, else the `OS_*`
+    /// variables (`OS_AUTH_URL`, ...). clouds.yaml is read from `$OS_CLIENT_CONFIG_FILE`
+    /// (with a `secure.yaml` next to it) and the usual places (`./`,
+    /// `~/.config/openstack/`, `/etc/openstack/`).
+    ///
+    /// Bad or missing credentials are [`CloudError::Auth`] naming the cloud; an identity
+    /// service that does not answer is retried, then [`CloudError::Unavailable`].
+    pub async fn connect(cloud_name: Option<&str>) -> Result<Self, CloudError> {
+        let (name, config) = load_config(cloud_name)?;
+        Self::connect_config(name, config).await
+    }
+
+    /// Authenticate to `cloud_name` of the clouds.yaml at `clouds_yaml` (and the
+    /// `secure.yaml` next to it), whatever the environment says.
+    pub async fn connect_file(clouds_yaml: &std::path::Path, cloud_name: &str) -> Result<Self, CloudError> {
+        let (name, config) = config_from_file(Some(clouds_yaml.to_path_buf()), cloud_name.to_owned())?;
+        Self::connect_config(name, config).await
+    }
+
+    /// Authenticate with a configuration already resolved (a caller that reads
+    /// clouds.yaml itself).
+    pub async fn connect_config(name: String, config: CloudConfig) -> Result<Self, CloudError> {
+        let policy = transport::RetryPolicy::default();
+        let start = Instant::now();
+        let mut attempt = 0;
+        let session = loop {
+            attempt += 1;
+            match AsyncOpenStack::builder(&config).disable_auth_cache(true).connect().await {
+                Ok(session) => break session,
+                Err(err) => {
+                    let message = error_chain(&err);
+                    if !connect_error_is_transient(&err) {
+                        return Err(CloudError::Auth { cloud: name, message });
+                    }
+                    let failure = transport::Transient::Connect;
+                    let wait = policy.delay(attempt, None, 0.5);
+                    if !policy.should_retry(attempt, true, &failure) || start.elapsed() + wait > policy.budget {
+                        return Err(CloudError::Unavailable { service: "identity", attempts: attempt, message });
+                    }
+                    tracing::warn!(cloud = %name, attempt, "identity service not answering, retrying: {message}");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        };
+        discover_versions(&session, &name).await?;
+        let project_id = session
+            .get_auth_info()
+            .and_then(|info| info.token.project)
+            .and_then(|p| p.id)
+            .ok_or_else(|| CloudError::Auth {
+                cloud: name.clone(),
+                message: "the token is not scoped to a project: set project_name (or project_id) for this cloud".into(),
+            })?;
+        Ok(OpenStackCloud { transport: Transport::new(session, name), project_id, tags_on_create: OnceCell::new() })
+    }
+
+    /// HTTP requests sent to the cloud's APIs so far, retries included (authentication
+    /// not counted). For figures and tests.
+    pub fn api_calls(&self) -> u64 {
+        self.transport.calls()
+    }
+
+    /// The project the client works in.
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+
+    fn t(&self) -> &Transport {
+        &self.transport
+    }
+
+    async fn tags_on_create(&self) -> CloudResult<bool> {
+        self.tags_on_create
+            .get_or_try_init(|| async { Ok(self.network_extensions().await?.contains("tag-creation")) })
+            .await
+            .copied()
+    }
+
+    /// Create a Neutron resource carrying `tags`: in the create body when Neutron takes it
+    /// (atomic), else create then `PUT .../tags`, deleting the resource when tagging
+    /// fails, because an untagged resource is one kos would never find again.
+    /// calls: 1 (`tag-creation`), else 2 (3 when tagging fails).
+    async fn create_tagged<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+        mut body: serde_json::Map<String, serde_json::Value>,
+        tags: &[String],
+        action: &str,
+    ) -> CloudResult<T> {
+        let atomic = tags.is_empty() || self.tags_on_create().await?;
+        if atomic && !tags.is_empty() {
+            body.insert("tags".into(), json!(tags));
+        }
+        let call = Call::post(Service::Network, collection, json!({ key: body }));
+        let reply = self.t().ok(&call, action).await?;
+        let created: serde_json::Value = decode(&call, action, &reply.body)?;
+        let mut object = created.get(key).cloned().unwrap_or(serde_json::Value::Null);
+        if !atomic {
+            let id = object.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let tag = Call::put(Service::Network, format!("{collection}/{id}/tags"), json!({ "tags": tags }));
+            if let Err(err) = self.t().ok(&tag, action).await {
+                let undo = Call::delete(Service::Network, format!("{collection}/{id}"));
+                if let Err(undo_err) = self.t().delete(&undo, action).await {
+                    tracing::error!(resource = %collection, %id, "created but neither tagged nor deleted: {undo_err}");
+                    return Err(CloudError::Refused {
+                        service: "network",
+                        action: action.to_owned(),
+                        message: format!("{err}; and deleting the untagged {collection} {id} failed too ({undo_err}): delete it by hand"),
+                    });
+                }
+                return Err(err);
+            }
+            if let Some(map) = object.as_object_mut() {
+                map.insert("tags".into(), json!(tags));
+            }
+        }
+        serde_json::from_value(object).map_err(|e| CloudError::Refused {
+            service: "network",
+            action: action.to_owned(),
+            message: format!("unexpected answer to {}: {e}", call.describe()),
+        })
+    }
+
+    /// Poll a load balancer until it is `ACTIVE`. calls: 1 per 0.3 s while pending.
+    async fn wait_lb_active(&self, id: &str) -> CloudResult<LoadBalancer> {
+        let start = Instant::now();
+        let call = Call::get(Service::LoadBalancer, format!("lbaas/loadbalancers/{id}"));
+        let mut polls = 0;
+        loop {
+            polls += 1;
+            let lb = self
+                .t()
+                .json_opt::<wire::LoadBalancerOne>(&call, "wait for the load balancer")
+                .await?
+                .ok_or_else(|| CloudError::NotFound { kind: "load balancer", name: id.to_owned() })?
+                .loadbalancer;
+            match lb.provisioning_status.as_str() {
+                "ACTIVE" => return Ok(lb),
+                "ERROR" => {
+                    return Err(CloudError::Refused {
+                        service: "load-balancer",
+                        action: format!("build load balancer `{}`", lb.name),
+                        message: format!("{id} went to provisioning_status ERROR (operating_status {})", lb.operating_status),
+                    });
+                }
+                _ if start.elapsed() > LB_TIMEOUT => {
+                    return Err(CloudError::Unavailable {
+                        service: "load-balancer",
+                        attempts: polls,
+                        message: format!("load balancer {id} still {} after {} s", lb.provisioning_status, LB_TIMEOUT.as_secs()),
+                    });
+                }
+                _ => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+}
+
+impl OpenStackCloud {
+    /// The steps of [`Cloud::create_load_balancer`] after the load balancer exists.
+    async fn build_load_balancer(&self, id: &str, spec: &LoadBalancerSpec, action: &str) -> CloudResult<LoadBalancer> {
+        self.wait_lb_active(id).await?;
+        let listener = json!({"listener": {
+            "name": format!("{}-tcp-{}", spec.name, spec.listener_port),
+            "protocol": "TCP",
+            "protocol_port": spec.listener_port,
+            "loadbalancer_id": id,
+        }});
+        let call = Call::post(Service::LoadBalancer, "lbaas/listeners", listener);
+        let reply = self.octavia_write(&call, id, action).await?;
+        let listener_id = decode::<wire::ListenerOne>(&call, action, &reply.body)?.listener.id;
+        self.wait_lb_active(id).await?;
+        let pool = json!({"pool": {
+            "name": format!("{}-pool", spec.name),
+            "protocol": "TCP",
+            "lb_algorithm": "ROUND_ROBIN",
+            "listener_id": listener_id,
+        }});
+        let call = Call::post(Service::LoadBalancer, "lbaas/pools", pool);
+        let reply = self.octavia_write(&call, id, action).await?;
+        let pool_id = decode::<wire::PoolOne>(&call, action, &reply.body)?.pool.id;
+        self.wait_lb_active(id).await?;
+        let members = json!({"members": members_json(&spec.members, spec.member_port, Some(&spec.subnet_id))});
+        let call = Call::put(Service::LoadBalancer, format!("lbaas/pools/{pool_id}/members"), members);
+        self.octavia_write(&call, id, action).await?;
+        self.wait_lb_active(id).await?;
+        let monitor = json!({"healthmonitor": {"pool_id": pool_id, "type": "TCP", "delay": 5, "timeout": 5, "max_retries": 3}});
+        let call = Call::post(Service::LoadBalancer, "lbaas/healthmonitors", monitor);
+        self.octavia_write(&call, id, action).await?;
+        self.wait_lb_active(id).await
+    }
+
+    /// An Octavia write, repeated while Octavia calls the object immutable (409: the
+    /// load balancer or one of its children is still `PENDING_*`, which happens for a
+    /// moment even after the load balancer itself shows `ACTIVE`).
+    /// calls: 1, plus 1 per 0.3 s while immutable.
+    async fn octavia_write(&self, call: &Call, lb_id: &str, action: &str) -> CloudResult<transport::Reply> {
+        let start = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let reply = self.t().send(call).await?;
+            match reply.status {
+                200..=299 => return Ok(reply),
+                409 if start.elapsed() < LB_TIMEOUT => {
+                    tracing::debug!(lb = %lb_id, attempts, "immutable, waiting: {}", transport::api_message(&reply.body));
+                    tokio::time::sleep(POLL).await;
+                }
+                409 => {
+                    return Err(CloudError::Unavailable {
+                        service: "load-balancer",
+                        attempts,
+                        message: format!("{action}: {}", transport::api_message(&reply.body)),
+                    });
+                }
+                status => return Err(transport::error_from_response(self.name(), call, action, status, &reply.body)),
+            }
+        }
+    }
+}
+
+/// Which cloud and configuration `connect` uses (see [`OpenStackCloud::connect`]).
+fn load_config(cloud_name: Option<&str>) -> Result<(String, CloudConfig), CloudError> {
+    let named = cloud_name.map(str::to_owned).or_else(|| std::env::var("OS_CLOUD").ok().filter(|s| !s.is_empty()));
+    let Some(name) = named else {
+        if std::env::var_os("OS_AUTH_URL").is_some() {
+            let name = "envvars".to_owned();
+            let mut config = CloudConfig::from_env()
+                .map_err(|e| CloudError::Auth { cloud: name.clone(), message: format!("OS_* variables: {}", error_chain(&e)) })?;
+            config.name = Some(name.clone());
+            return Ok((name, config));
+        }
+        return Err(CloudError::Auth {
+            cloud: "(none)".into(),
+            message: "no cloud configured: set OS_CLOUD to a cloud of clouds.yaml, or export OS_AUTH_URL and the other OS_* variables".into(),
+        });
+    };
+    config_from_file(std::env::var_os("OS_CLIENT_CONFIG_FILE").map(PathBuf::from), name)
+}
+
+/// The cloud `name` of the clouds.yaml `clouds_file` (else of the usual places).
+fn config_from_file(clouds_file: Option<PathBuf>, name: String) -> Result<(String, CloudConfig), CloudError> {
+    let secure_file = clouds_file
+        .as_ref()
+        .and_then(|f| f.parent())
+        .map(|dir| dir.join("secure.yaml"))
+        .filter(|f| f.is_file());
+    let files = ConfigFile::new_with_user_specified_configs(clouds_file.as_ref(), secure_file.as_ref())
+        .map_err(|e| CloudError::Auth { cloud: name.clone(), message: format!("cannot read clouds.yaml: {}", error_chain(&e)) })?;
+    let config = files
+        .get_cloud_config(&name)
+        .map_err(|e| CloudError::Auth { cloud: name.clone(), message: error_chain(&e) })?
+        .ok_or_else(|| {
+            let mut known = files.get_available_clouds();
+            known.sort();
+            CloudError::Auth {
+                cloud: name.clone(),
+                message: format!(
+                    "not in clouds.yaml (clouds found: {}); point OS_CLIENT_CONFIG_FILE at the right file",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+            }
+        })?;
+    Ok((name, config))
+}
+
+/// Version discovery of the services kos uses (one `GET` of each root, in parallel): the
+/// catalog usually lists unversioned URLs (`http://host:9696`), and the SDK resolves the
+/// versioned base (`.../v2.0/`) from the discovery document. A service missing from the
+/// catalog is skipped here (its calls fail with a clear message; `services()` shows it).
+async fn discover_versions(session: &AsyncOpenStack, cloud: &str) -> Result<(), CloudError> {
+    use openstack_sdk::types::ServiceType;
+    let found = tokio::join!(
+        session.discover_service_endpoint(&ServiceType::Compute),
+        session.discover_service_endpoint(&ServiceType::Network),
+        session.discover_service_endpoint(&ServiceType::Image),
+        session.discover_service_endpoint(&ServiceType::LoadBalancer),
+    );
+    for (service, result) in [("compute", found.0), ("network", found.1), ("image", found.2), ("load-balancer", found.3)] {
+        if let Err(err) = result {
+            return Err(CloudError::Unavailable { service, attempts: 1, message: format!("version discovery on cloud `{cloud}`: {}", error_chain(&err)) });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a failed connect is worth retrying (no answer from Keystone) rather than a
+/// credentials or configuration problem.
+fn connect_error_is_transient(err: &openstack_sdk::OpenStackError) -> bool {
+    use openstack_sdk::{AuthError, OpenStackError};
+    matches!(
+        err,
+        OpenStackError::Discovery { .. }
+            | OpenStackError::Communication { .. }
+            | OpenStackError::AuthError { source: AuthError::Reqwest { .. } }
+    )
+}
+
+/// Whether `s` has the shape of an OpenStack ID (UUID, with or without dashes): only
+/// then is a lookup by ID tried before the lookup by name.
+fn looks_like_id(s: &str) -> bool {
+    let hex = s.chars().filter(|c| *c != '-').collect::<String>();
+    hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) && (s.len() == 32 || s.len() == 36)
+}
+
+/// The one element of `found`, or `NotFound` / `Ambiguous`.
+fn exactly_one<T>(kind: &'static str, name: &str, mut found: Vec<T>) -> CloudResult<T> {
+    match found.len() {
+        0 => Err(CloudError::NotFound { kind, name: name.to_owned() }),
+        1 => Ok(found.remove(0)),
+        count => Err(CloudError::Ambiguous { kind, name: name.to_owned(), count }),
+    }
+}
+
+fn route_json(routes: &[Route]) -> Vec<serde_json::Value> {
+    routes.iter().map(|r| json!({"destination": r.destination.to_string(), "nexthop": r.nexthop.to_string()})).collect()
+}
+
+fn members_json(members: &[(String, Ipv4Addr)], port: u16, subnet_id: Option<&str>) -> Vec<serde_json::Value> {
+    members
+        .iter()
+        .map(|(name, ip)| {
+            let mut m = json!({"name": name, "address": ip.to_string(), "protocol_port": port});
+            if let (Some(subnet), Some(map)) = (subnet_id, m.as_object_mut()) {
+                map.insert("subnet_id".into(), json!(subnet));
+            }
+            m
+        })
+        .collect()
+}
+
+fn with_tags(call: Call, tags: &[String]) -> Call {
+    if tags.is_empty() { call } else { call.query("tags", tags.join(",")) }
+}
+
+impl Cloud for OpenStackCloud {
+    fn name(&self) -> &str {
+        &self.transport.cloud
+    }
+
+    /// calls: 0 (the token's catalog).
+    async fn services(&self) -> CloudResult<BTreeSet<String>> {
+        Ok(self.t().session.get_token_catalog().unwrap_or_default().into_iter().map(|s| s.service_type).collect())
+    }
+
+    /// calls: 1.
+    async fn network_extensions(&self) -> CloudResult<BTreeSet<String>> {
+        let call = Call::get(Service::Network, "extensions");
+        let list: wire::ExtensionList = self.t().json(&call, "list network extensions").await?;
+        Ok(list.extensions.into_iter().map(|e| e.alias).collect())
+    }
+
+    /// Nova's `GET /limits` (a project user may always read it, unlike
+    /// `os-quota-sets/.../detail`) and Neutron's quota details. calls: 2, in parallel.
+    async fn quotas(&self) -> CloudResult<Quotas> {
+        let limits = Call::get(Service::Compute, "limits");
+        let neutron = Call::get(Service::Network, format!("quotas/{}/details.json", self.project_id));
+        let (limits, neutron) = tokio::try_join!(
+            self.t().json::<wire::Limits>(&limits, "read compute limits"),
+            self.t().json::<wire::NeutronQuotaDetails>(&neutron, "read network quotas"),
+        )?;
+        let (instances, cores, ram) = limits.compute();
+        Ok(Quotas {
+            instances,
+            cores,
+            ram,
+            ports: neutron.get("port"),
+            floating_ips: neutron.get("floatingip"),
+            security_groups: neutron.get("security_group"),
+            security_group_rules: neutron.get("security_group_rule"),
+        })
+    }
+
+    /// Neutron's `max_routes` is a server option no API shows to a project user (and
+    /// kos never probes by writing): always `None`. calls: 0.
+    async fn max_routes(&self) -> CloudResult<Option<u32>> {
+        Ok(None)
+    }
+
+    /// By ID (`GET /v2/images/{id}`) when it looks like one, else by name. calls: 1–2.
+    async fn image(&self, name_or_id: &str) -> CloudResult<Image> {
+        if looks_like_id(name_or_id) {
+            let call = Call::get(Service::Image, format!("images/{name_or_id}"));
+            if let Some(image) = self.t().json_opt::<Image>(&call, "read image").await? {
+                return Ok(image);
+            }
+        }
+        let call = Call::get(Service::Image, "images").query("name", name_or_id);
+        let list: wire::ImageList = self.t().json(&call, "list images").await?;
+        exactly_one("image", name_or_id, list.images)
+    }
+
+    /// Flavor IDs may be any string: always by ID first, then by name in the list.
+    /// calls: 1–2.
+    async fn flavor(&self, name_or_id: &str) -> CloudResult<Flavor> {
+        let call = Call::get(Service::Compute, format!("flavors/{name_or_id}"));
+        if let Some(one) = self.t().json_opt::<wire::FlavorOne>(&call, "read flavor").await? {
+            return Ok(one.flavor);
+        }
+        let call = Call::get(Service::Compute, "flavors/detail");
+        let list: wire::FlavorList = self.t().json(&call, "list flavors").await?;
+        exactly_one("flavor", name_or_id, list.flavors.into_iter().filter(|f| f.name == name_or_id).collect())
+    }
+
+    /// calls: 1.
+    async fn keypair(&self, name: &str) -> CloudResult<Option<Keypair>> {
+        let call = Call::get(Service::Compute, format!("os-keypairs/{name}"));
+        Ok(self.t().json_opt::<wire::KeypairOne>(&call, "read keypair").await?.map(|k| k.keypair))
+    }
+
+    /// calls: 1–2.
+    async fn network(&self, name_or_id: &str) -> CloudResult<Network> {
+        if looks_like_id(name_or_id) {
+            let call = Call::get(Service::Network, format!("networks/{name_or_id}"));
+            if let Some(one) = self.t().json_opt::<wire::NetworkOne>(&call, "read network").await? {
+                return Ok(one.network.into());
+            }
+        }
+        let call = Call::get(Service::Network, "networks").query("name", name_or_id);
+        let list: wire::NetworkList = self.t().json(&call, "list networks").await?;
+        exactly_one("network", name_or_id, list.networks.into_iter().map(Network::from).collect())
+    }
+
+    /// IPv4 subnets of the network. calls: 1.
+    async fn subnets(&self, network_id: &str) -> CloudResult<Vec<Subnet>> {
+        let call = Call::get(Service::Network, "subnets").query("network_id", network_id);
+        let list: wire::SubnetList = self.t().json(&call, "list subnets").await?;
+        Ok(list.subnets.into_iter().filter_map(wire::WireSubnet::into_model).collect())
+    }
+
+    /// calls: 1–2.
+    async fn router(&self, name_or_id: &str) -> CloudResult<Router> {
+        if looks_like_id(name_or_id) {
+            let call = Call::get(Service::Network, format!("routers/{name_or_id}"));
+            if let Some(one) = self.t().json_opt::<wire::RouterOne>(&call, "read router").await? {
+                return Ok(one.router.into());
+            }
+        }
+        let call = Call::get(Service::Network, "routers").query("name", name_or_id);
+        let list: wire::RouterList = self.t().json(&call, "list routers").await?;
+        exactly_one("router", name_or_id, list.routers.into_iter().map(Router::from).collect())
+    }
+
+    /// `GET /servers/detail`, following Nova's `next` links (1000 servers a page by
+    /// default). calls: 1 per 1000 servers.
+    async fn servers(&self) -> CloudResult<Vec<Server>> {
+        let mut servers = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut call = Call::get(Service::Compute, "servers/detail");
+            if let Some(m) = &marker {
+                call = call.query("marker", m.clone());
+            }
+            let page: wire::ServerList = self.t().json(&call, "list servers").await?;
+            let next = wire::next_marker(&page.servers_links);
+            let empty = page.servers.is_empty();
+            servers.extend(page.servers.into_iter().map(Server::from));
+            match next {
+                Some(m) if !empty && marker.as_ref() != Some(&m) => marker = Some(m),
+                _ => return Ok(servers),
+            }
+        }
+    }
+
+    /// calls: 1.
+    async fn server(&self, id: &str) -> CloudResult<Option<Server>> {
+        let call = Call::get(Service::Compute, format!("servers/{id}"));
+        Ok(self.t().json_opt::<wire::ServerOne>(&call, "read server").await?.map(|s| s.server.into()))
+    }
+
+    /// Neutron filters: `tags` (all of them), `network_id`, `device_id`. calls: 1.
+    async fn ports(&self, filter: &PortFilter) -> CloudResult<Vec<Port>> {
+        let mut call = with_tags(Call::get(Service::Network, "ports"), &filter.tags);
+        if let Some(n) = &filter.network_id {
+            call = call.query("network_id", n.clone());
+        }
+        if let Some(d) = &filter.device_id {
+            call = call.query("device_id", d.clone());
+        }
+        let list: wire::PortList = self.t().json(&call, "list ports").await?;
+        Ok(list.ports.into_iter().map(Port::from).collect())
+    }
+
+    /// calls: 1.
+    async fn floating_ips(&self, tags: &[String]) -> CloudResult<Vec<FloatingIp>> {
+        let call = with_tags(Call::get(Service::Network, "floatingips"), tags);
+        Ok(self.t().json::<wire::FloatingIpList>(&call, "list floating IPs").await?.floatingips)
+    }
+
+    /// Rules are the IPv4 ones (Neutron's default IPv6 egress rule is left out). calls: 1.
+    async fn security_groups(&self, tags: &[String]) -> CloudResult<Vec<SecurityGroup>> {
+        let call = with_tags(Call::get(Service::Network, "security-groups"), tags);
+        let list: wire::SecurityGroupList = self.t().json(&call, "list security groups").await?;
+        Ok(list.security_groups.into_iter().map(SecurityGroup::from).collect())
+    }
+
+    /// calls: 1.
+    async fn load_balancers(&self) -> CloudResult<Vec<LoadBalancer>> {
+        let call = Call::get(Service::LoadBalancer, "lbaas/loadbalancers");
+        Ok(self.t().json::<wire::LoadBalancerList>(&call, "list load balancers").await?.loadbalancers)
+    }
+
+    /// calls: 1–2 (see `create_tagged`), plus 1 the first time (extensions).
+    async fn create_security_group(&self, name: &str, description: &str, tags: &[String]) -> CloudResult<SecurityGroup> {
+        let mut body = serde_json::Map::new();
+        body.insert("name".into(), json!(name));
+        body.insert("description".into(), json!(description));
+        let group: wire::WireSecurityGroup =
+            self.create_tagged("security-groups", "security_group", body, tags, &format!("create security group `{name}`")).await?;
+        Ok(group.into())
+    }
+
+    /// An IPv4 rule; one that exists already is success. calls: 1.
+    async fn add_security_group_rule(&self, group_id: &str, rule: &RuleSpec) -> CloudResult<()> {
+        let mut body = serde_json::Map::new();
+        body.insert("security_group_id".into(), json!(group_id));
+        body.insert("direction".into(), json!(rule.direction));
+        body.insert("ethertype".into(), json!("IPv4"));
+        if let Some(p) = rule.protocol {
+            body.insert("protocol".into(), json!(p));
+        }
+        if let Some(p) = rule.port_min {
+            body.insert("port_range_min".into(), json!(p));
+        }
+        if let Some(p) = rule.port_max {
+            body.insert("port_range_max".into(), json!(p));
+        }
+        if let Some(prefix) = &rule.remote_ip_prefix {
+            body.insert("remote_ip_prefix".into(), json!(prefix));
+        }
+        if rule.remote_self {
+            body.insert("remote_group_id".into(), json!(group_id));
+        }
+        let call = Call::post(Service::Network, "security-group-rules", json!({ "security_group_rule": body }));
+        let action = format!("add a rule to security group {group_id}");
+        let reply = self.t().send(&call).await?;
+        match reply.status {
+            200..=299 => Ok(()),
+            409 if transport::neutron_error_type(&reply.body).as_deref() == Some("SecurityGroupRuleExists") => Ok(()),
+            status => Err(transport::error_from_response(self.name(), &call, &action, status, &reply.body)),
+        }
+    }
+
+    /// calls: 1.
+    async fn delete_security_group(&self, id: &str) -> CloudResult<()> {
+        let call = Call::delete(Service::Network, format!("security-groups/{id}"));
+        self.t().delete(&call, &format!("delete security group {id}")).await
+    }
+
+    /// calls: 1–2 (see `create_tagged`).
+    async fn create_port(&self, spec: &PortSpec) -> CloudResult<Port> {
+        let mut body = serde_json::Map::new();
+        body.insert("name".into(), json!(spec.name));
+        body.insert("network_id".into(), json!(spec.network_id));
+        body.insert("security_groups".into(), json!(spec.security_group_ids));
+        let pairs: Vec<_> = spec.allowed_address_pairs.iter().map(|c| json!({"ip_address": c})).collect();
+        body.insert("allowed_address_pairs".into(), json!(pairs));
+        let port: wire::WirePort =
+            self.create_tagged("ports", "port", body, &spec.tags, &format!("create port `{}`", spec.name)).await?;
+        Ok(port.into())
+    }
+
+    /// calls: 1.
+    async fn set_allowed_address_pairs(&self, port_id: &str, cidrs: &[String]) -> CloudResult<Port> {
+        let pairs: Vec<_> = cidrs.iter().map(|c| json!({"ip_address": c})).collect();
+        let call = Call::put(Service::Network, format!("ports/{port_id}"), json!({"port": {"allowed_address_pairs": pairs}}));
+        let one: wire::PortOne = self.t().json(&call, &format!("set the address pairs of port {port_id}")).await?;
+        Ok(one.port.into())
+    }
+
+    /// calls: 1.
+    async fn delete_port(&self, id: &str) -> CloudResult<()> {
+        let call = Call::delete(Service::Network, format!("ports/{id}"));
+        self.t().delete(&call, &format!("delete port {id}")).await
+    }
+
+    /// Nova answers a create with the ID only; the returned server is the spec with that
+    /// ID, status `BUILD` and no addresses yet (poll [`Cloud::server`]). calls: 1.
+    async fn create_server(&self, spec: &ServerSpec) -> CloudResult<Server> {
+        let mut server = json!({
+            "name": spec.name,
+            "imageRef": spec.image_id,
+            "flavorRef": spec.flavor_id,
+            "networks": [{"port": spec.port_id}],
+            "metadata": spec.metadata,
+        });
+        if let Some(map) = server.as_object_mut() {
+            if let Some(key) = &spec.key_name {
+                map.insert("key_name".into(), json!(key));
+            }
+            if let Some(az) = &spec.availability_zone {
+                map.insert("availability_zone".into(), json!(az));
+            }
+            if let Some(data) = &spec.user_data {
+                map.insert("user_data".into(), json!(base64::engine::general_purpose::STANDARD.encode(data)));
+            }
+        }
+        let call = Call::post(Service::Compute, "servers", json!({ "server": server }));
+        let action = format!("create server `{}`", spec.name);
+        let created: serde_json::Value = self.t().json(&call, &action).await?;
+        let id = created
+            .get("server")
+            .and_then(|s| s.get("id"))
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| CloudError::Refused { service: "compute", action: action.clone(), message: "no server ID in the answer".into() })?;
+        Ok(Server {
+            id: id.to_owned(),
+            name: spec.name.clone(),
+            status: "BUILD".into(),
+            metadata: spec.metadata.clone(),
+            fault: None,
+            addresses: Vec::new(),
+            key_name: spec.key_name.clone(),
+            flavor_id: Some(spec.flavor_id.clone()),
+        })
+    }
+
+    /// Returns once Nova no longer lists the server, so its port is free and a leftover
+    /// check right after sees nothing. calls: 1 + 1 per 0.3 s until gone.
+    async fn delete_server(&self, id: &str) -> CloudResult<()> {
+        let call = Call::delete(Service::Compute, format!("servers/{id}"));
+        let action = format!("delete server {id}");
+        self.t().delete(&call, &action).await?;
+        let start = Instant::now();
+        let mut polls = 0;
+        while let Some(server) = self.server(id).await? {
+            polls += 1;
+            if start.elapsed() > SERVER_DELETE_TIMEOUT {
+                return Err(CloudError::Unavailable {
+                    service: "compute",
+                    attempts: polls,
+                    message: format!("server {id} still {} {} s after its deletion", server.status, SERVER_DELETE_TIMEOUT.as_secs()),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
+    }
+
+    /// calls: 1–2 (see `create_tagged`).
+    async fn create_floating_ip(&self, network_id: &str, tags: &[String]) -> CloudResult<FloatingIp> {
+        let mut body = serde_json::Map::new();
+        body.insert("floating_network_id".into(), json!(network_id));
+        self.create_tagged("floatingips", "floatingip", body, tags, "create a floating IP").await
+    }
+
+    /// calls: 1.
+    async fn set_floating_ip_port(&self, id: &str, port_id: Option<&str>) -> CloudResult<FloatingIp> {
+        let call = Call::put(Service::Network, format!("floatingips/{id}"), json!({"floatingip": {"port_id": port_id}}));
+        let action = match port_id {
+            Some(p) => format!("attach floating IP {id} to port {p}"),
+            None => format!("detach floating IP {id}"),
+        };
+        Ok(self.t().json::<wire::FloatingIpOne>(&call, &action).await?.floatingip)
+    }
+
+    /// calls: 1.
+    async fn delete_floating_ip(&self, id: &str) -> CloudResult<()> {
+        let call = Call::delete(Service::Network, format!("floatingips/{id}"));
+        self.t().delete(&call, &format!("delete floating IP {id}")).await
+    }
+
+    /// calls: 1.
+    async fn add_routes(&self, router_id: &str, routes: &[Route]) -> CloudResult<Router> {
+        let call =
+            Call::put(Service::Network, format!("routers/{router_id}/add_extraroutes"), json!({"router": {"routes": route_json(routes)}}));
+        let one: wire::RouterOne = self.t().json(&call, &format!("add routes to router {router_id}")).await?;
+        Ok(one.router.into())
+    }
+
+    /// calls: 1.
+    async fn remove_routes(&self, router_id: &str, routes: &[Route]) -> CloudResult<Router> {
+        let call = Call::put(
+            Service::Network,
+            format!("routers/{router_id}/remove_extraroutes"),
+            json!({"router": {"routes": route_json(routes)}}),
+        );
+        let one: wire::RouterOne = self.t().json(&call, &format!("remove routes from router {router_id}")).await?;
+        Ok(one.router.into())
+    }
+
+    /// Reads the router first, because routes kos's model can't hold (IPv6) must be
+    /// written back as they are; then `PUT` with `If-Match: revision_number=N`.
+    /// calls: 2.
+    async fn replace_routes(&self, router_id: &str, routes: &[Route], revision: u64) -> CloudResult<Router> {
+        let conflict = || CloudError::Conflict { kind: "router", id: router_id.to_owned() };
+        let read = Call::get(Service::Network, format!("routers/{router_id}"));
+        let current = self
+            .t()
+            .json_opt::<wire::RouterOne>(&read, "read router")
+            .await?
+            .ok_or_else(|| CloudError::NotFound { kind: "router", name: router_id.to_owned() })?
+            .router;
+        let mut all = route_json(routes);
+        all.extend(current.foreign_raw_routes());
+        if Router::from(current).revision_number != revision {
+            return Err(conflict());
+        }
+        let if_match = HeaderValue::from_str(&format!("revision_number={revision}")).map_err(|e| CloudError::Refused {
+            service: "network",
+            action: "replace routes".into(),
+            message: e.to_string(),
+        })?;
+        let call = Call::put(Service::Network, format!("routers/{router_id}"), json!({"router": {"routes": all}}))
+            .header("If-Match", if_match);
+        let action = format!("replace the routes of router {router_id}");
+        let reply = self.t().send(&call).await?;
+        match reply.status {
+            200..=299 => Ok(decode::<wire::RouterOne>(&call, &action, &reply.body)?.router.into()),
+            412 => Err(conflict()),
+            status => Err(transport::error_from_response(self.name(), &call, &action, status, &reply.body)),
+        }
+    }
+
+    /// Step by step, each step waiting for the load balancer to be `ACTIVE` again: load
+    /// balancer (VIP subnet, description = kos's mark), TCP listener, ROUND_ROBIN TCP pool,
+    /// members (one batch), TCP health monitor. (Octavia's single-call "fully populated"
+    /// create is one request, but on the test cloud (Octavia 11, Zed) it leaves the pool
+    /// in `PENDING_CREATE` for good, so it can never be updated.) When a step fails the
+    /// half-built load balancer is cascade-deleted; if that fails too, its description
+    /// still carries the mark, so `destroy` finds it.
+    /// calls: 5 creates + 1 poll per 0.3 s of each wait (≈ 5 + 5×2 on the test cloud).
+    async fn create_load_balancer(&self, spec: &LoadBalancerSpec) -> CloudResult<LoadBalancer> {
+        let action = format!("create load balancer `{}`", spec.name);
+        let body = json!({"loadbalancer": {
+            "name": spec.name,
+            "description": spec.description,
+            "vip_subnet_id": spec.subnet_id,
+        }});
+        let call = Call::post(Service::LoadBalancer, "lbaas/loadbalancers", body);
+        let created: wire::LoadBalancerOne = self.t().json(&call, &action).await?;
+        let id = created.loadbalancer.id;
+        match self.build_load_balancer(&id, spec, &action).await {
+            Ok(lb) => Ok(lb),
+            Err(err) => {
+                if let Err(undo) = self.delete_load_balancer(&id).await {
+                    tracing::error!(lb = %id, "half-built load balancer not deleted: {undo}");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Octavia's batch member update (`PUT /pools/{id}/members`) replaces the whole list.
+    /// calls: 1 (load balancer) + 1 (update) + 1 per 0.3 s until ACTIVE.
+    async fn set_load_balancer_members(&self, id: &str, member_port: u16, members: &[(String, Ipv4Addr)]) -> CloudResult<()> {
+        let read = Call::get(Service::LoadBalancer, format!("lbaas/loadbalancers/{id}"));
+        let reply = self.t().ok(&read, "read load balancer").await?;
+        let lb: wire::LoadBalancerOne = decode(&read, "read load balancer", &reply.body)?;
+        let detail: wire::LoadBalancerDetail = decode(&read, "read load balancer", &reply.body)?;
+        if lb.loadbalancer.provisioning_status != "ACTIVE" {
+            self.wait_lb_active(id).await?;
+        }
+        let pool = exactly_one("pool of load balancer", id, detail.loadbalancer.pools)?;
+        let body = json!({"members": members_json(members, member_port, detail.loadbalancer.vip_subnet_id.as_deref())});
+        let call = Call::put(Service::LoadBalancer, format!("lbaas/pools/{}/members", pool.id), body);
+        self.octavia_write(&call, id, &format!("set the members of load balancer {id}")).await?;
+        self.wait_lb_active(id).await.map(drop)
+    }
+
+    /// `DELETE ...?cascade=true`, waiting first while the load balancer is `PENDING_*`
+    /// (Octavia refuses with 409 then), and after until it is gone.
+    /// calls: 1 + 1 per 0.3 s until gone.
+    async fn delete_load_balancer(&self, id: &str) -> CloudResult<()> {
+        let call = Call::delete(Service::LoadBalancer, format!("lbaas/loadbalancers/{id}")).query("cascade", "true");
+        let read = Call::get(Service::LoadBalancer, format!("lbaas/loadbalancers/{id}"));
+        let action = format!("delete load balancer {id}");
+        let start = Instant::now();
+        let mut polls = 0;
+        let mut deleted = false;
+        loop {
+            polls += 1;
+            if !deleted {
+                let reply = self.t().send(&call).await?;
+                match reply.status {
+                    200..=299 | 404 => deleted = true,
+                    // PENDING_*: immutable for now; try again after the poll below.
+                    409 => {}
+                    status => return Err(transport::error_from_response(self.name(), &call, &action, status, &reply.body)),
+                }
+            }
+            match self.t().json_opt::<wire::LoadBalancerOne>(&read, "read load balancer").await? {
+                None => return Ok(()),
+                Some(lb) if lb.loadbalancer.provisioning_status == "DELETED" => return Ok(()),
+                Some(lb) if start.elapsed() > LB_TIMEOUT => {
+                    return Err(CloudError::Unavailable {
+                        service: "load-balancer",
+                        attempts: polls,
+                        message: format!("load balancer {id} still {} after {} s", lb.loadbalancer.provisioning_status, LB_TIMEOUT.as_secs()),
+                    });
+                }
+                Some(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! One HTTP call to an OpenStack API, its retries, and what its answer means for kos.
+//!
+//! Requests go through `openstack_sdk`'s generic endpoint machinery (catalog lookup, token
+//! header, re-authentication on 401, Nova microversion header) with kos's own [`Call`]
+//! instead of the SDK's generated endpoint builders: kos needs the raw status, the
+//! `Retry-After` header and the error body verbatim, and decodes answers into its own model.
+//!
+//! The decisions are pure functions ([`RetryPolicy`], [`error_from_response`]) so they are
+//! unit-tested without a cloud.
+
+use crate::api::{CloudError, CloudResult};
+use http::{HeaderMap, HeaderValue, Method};
+use openstack_sdk::AsyncOpenStack;
+use openstack_sdk::api::rest_endpoint_prelude::{ApiVersion, BodyError, Cow, QueryParams, RestEndpoint, ServiceType};
+use openstack_sdk::api::{ApiError, QueryAsync, raw};
+use serde::de::DeserializeOwned;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The OpenStack services kos talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    Compute,
+    Network,
+    Image,
+    LoadBalancer,
+}
+
+impl Service {
+    /// The catalog's service type, also used in error messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Service::Compute => "compute",
+            Service::Network => "network",
+            Service::Image => "image",
+            Service::LoadBalancer => "load-balancer",
+        }
+    }
+
+    fn sdk_type(self) -> ServiceType {
+        match self {
+            Service::Compute => ServiceType::Compute,
+            Service::Network => ServiceType::Network,
+            Service::Image => ServiceType::Image,
+            Service::LoadBalancer => ServiceType::LoadBalancer,
+        }
+    }
+
+    /// The API version kos speaks. For Nova it is also the microversion sent: 2.1 is
+    /// enough for everything kos does (and keeps `flavor.id` in server details).
+    fn version(self) -> ApiVersion {
+        match self {
+            Service::Compute => ApiVersion::new(2, 1),
+            Service::Network | Service::Image | Service::LoadBalancer => ApiVersion::new(2, 0),
+        }
+    }
+}
+
+/// One request, as a value: what [`Transport::send`] sends (and re-sends on retry).
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) service: Service,
+    /// Path below the service's versioned endpoint, e.g. `ports` or `servers/detail`.
+    pub(crate) path: String,
+    pub(crate) query: Vec<(&'static str, String)>,
+    pub(crate) body: Option<serde_json::Value>,
+    pub(crate) headers: HeaderMap,
+}
+
+impl Call {
+    pub(crate) fn new(method: Method, service: Service, path: impl Into<String>) -> Self {
+        Call { method, service, path: path.into(), query: Vec::new(), body: None, headers: HeaderMap::new() }
+    }
+    pub(crate) fn get(service: Service, path: impl Into<String>) -> Self {
+        Self::new(Method::GET, service, path)
+    }
+    pub(crate) fn post(service: Service, path: impl Into<String>, body: serde_json::Value) -> Self {
+        Self::new(Method::POST, service, path).body(body)
+    }
+    pub(crate) fn put(service: Service, path: impl Into<String>, body: serde_json::Value) -> Self {
+        Self::new(Method::PUT, service, path).body(body)
+    }
+    pub(crate) fn delete(service: Service, path: impl Into<String>) -> Self {
+        Self::new(Method::DELETE, service, path)
+    }
+    pub(crate) fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+    pub(crate) fn body(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+    pub(crate) fn header(mut self, name: &'static str, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Whether sending it twice does no more than sending it once. A POST that timed out
+    /// may have been carried out; retrying it could make a second (untagged) resource.
+    fn idempotent(&self) -> bool {
+        self.method != Method::POST
+    }
+
+    /// `GET network/ports` (for messages and logs; never carries a body or a secret).
+    pub(crate) fn describe(&self) -> String {
+        format!("{} {}/{}", self.method, self.service.name(), self.path)
+    }
+}
+
+impl RestEndpoint for Call {
+    fn method(&self) -> Method {
+        self.method.clone()
+    }
+    fn endpoint(&self) -> Cow<'static, str> {
+        self.path.clone().into()
+    }
+    fn service_type(&self) -> ServiceType {
+        self.service.sdk_type()
+    }
+    fn parameters(&self) -> QueryParams<'_> {
+        let mut params = QueryParams::default();
+        for (key, value) in &self.query {
+            params.push(*key, value);
+        }
+        params
+    }
+    fn body(&self) -> Result<Option<(&'static str, Vec<u8>)>, BodyError> {
+        match &self.body {
+            Some(body) => Ok(Some(("application/json", serde_json::to_vec(body)?))),
+            None => Ok(None),
+        }
+    }
+    fn request_headers(&self) -> Option<&HeaderMap> {
+        (!self.headers.is_empty()).then_some(&self.headers)
+    }
+    fn api_version(&self) -> Option<ApiVersion> {
+        Some(self.service.version())
+    }
+}
+
+/// An HTTP answer (any status) after retries.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+}
+
+/// How often and how long to retry transient failures.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    /// Attempts in all (the first included).
+    pub(crate) max_attempts: u32,
+    /// Delay before the second attempt; doubles each time (before jitter).
+    pub(crate) base_delay: Duration,
+    /// No single wait is longer, `Retry-After` included.
+    pub(crate) max_delay: Duration,
+    /// No retry starts after this much time since the first attempt.
+    pub(crate) budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 6 attempts within about 30 s: waits of ~0.5, 1, 2, 4, 8 s (± jitter).
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+            budget: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What went wrong with one attempt, as far as retrying is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Transient {
+    /// An HTTP status, with `Retry-After` when the server sent one.
+    Status(u16, Option<Duration>),
+    /// The connection could not be made: the request was certainly not carried out.
+    Connect,
+    /// Timeout or broken connection after the request left: it may have been carried out.
+    Interrupted,
+}
+
+impl RetryPolicy {
+    /// Whether `failure` on attempt number `attempt` (1-based) of a call that is or isn't
+    /// `idempotent` deserves another attempt (budget aside).
+    pub(crate) fn should_retry(&self, attempt: u32, idempotent: bool, failure: &Transient) -> bool {
+        if attempt >= self.max_attempts {
+            return false;
+        }
+        match failure {
+            Transient::Connect => true,
+            // 429 and 503 mean "not now": the request was not processed. Other 5xx and
+            // timeouts may have been processed, so only idempotent calls repeat them.
+            Transient::Status(429 | 503, _) => true,
+            Transient::Status(500..=599, _) | Transient::Interrupted => idempotent,
+            Transient::Status(_, _) => false,
+        }
+    }
+
+    /// Wait before attempt `attempt + 1`: exponential, with "full jitter" in the upper
+    /// half (`jitter` in 0..1), at least `Retry-After`, never more than `max_delay`.
+    pub(crate) fn delay(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let exp = exp.min(self.max_delay);
+        let jittered = exp.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+        retry_after.map_or(jittered, |ra| ra.max(jittered)).min(self.max_delay)
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for OpenStack; ignored).
+pub(crate) fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
+    value?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A number in 0..1 that differs between calls and processes (jitter needs no more).
+fn jitter() -> f64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The API's own error message from an error body: Neutron's `NeutronError.message`,
+/// Nova's `{"<kind>": {"message"}}`, Octavia's `faultstring`/`description`, Keystone's
+/// `error.message`; else the body's text (shortened).
+pub(crate) fn api_message(body: &[u8]) -> String {
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
+        let pick = |v: &serde_json::Value, key: &str| v.get(key).and_then(|m| m.as_str()).map(str::to_owned);
+        if let Some(found) = pick(&json, "faultstring")
+            .or_else(|| pick(&json, "description"))
+            .or_else(|| pick(&json, "message"))
+            .or_else(|| json.get("NeutronError").and_then(|e| pick(e, "message")))
+            .or_else(|| json.get("error").and_then(|e| pick(e, "message")))
+            .or_else(|| json.as_object().and_then(|o| o.values().find_map(|v| pick(v, "message"))))
+        {
+            return found;
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() > 300 { text.chars().take(300).collect::<String>() + "…" } else { text }
+}
+
+/// Neutron's error type (`OverQuota`, `SecurityGroupRuleExists`, ...), when present.
+pub(crate) fn neutron_error_type(body: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(json.get("NeutronError")?.get("type")?.as_str()?.to_owned())
+}
+
+/// Whether an error answer is a quota refusal (Nova 403/413 "Quota exceeded ...",
+/// Neutron 409 `OverQuota`, Octavia 403 "Quota has been met ...").
+fn is_quota(status: u16, body: &[u8], message: &str) -> bool {
+    if !matches!(status, 403 | 409 | 413) {
+        return false;
+    }
+    if neutron_error_type(body).is_some_and(|t| t == "OverQuota") {
+        return true;
+    }
+    let m = message.to_lowercase();
+    m.contains("quota exceeded")
+        || m.contains("overquota")
+        || m.contains("over quota")
+        || m.contains("quota has been met")
+        || m.contains("exceeds quota")
+        || (m.contains("maximum number of") && m.contains("exceeded"))
+}
+
+/// The error a non-success answer means. 404 and 412 are mapped generically here
+/// (`NotFound` of the path, `Conflict`); callers that expect them handle them first.
+pub(crate) fn error_from_response(cloud: &str, call: &Call, action: &str, status: u16, body: &[u8]) -> CloudError {
+    let message = api_message(body);
+    let service = call.service.name();
+    if is_quota(status, body, &message) {
+        return CloudError::Quota { message };
+    }
+    match status {
+        401 => CloudError::Auth { cloud: cloud.to_owned(), message: format!("{service} refused the token: {message}") },
+        404 => CloudError::NotFound { kind: service, name: call.path.clone() },
+        412 => CloudError::Conflict { kind: service, id: call.path.clone() },
+        _ => CloudError::Refused { service, action: action.to_owned(), message: format!("{message} (HTTP {status})") },
+    }
+}
+
+/// Sends [`Call`]s with retries; counts them (for figures and tests).
+#[derive(Debug)]
+pub(crate) struct Transport {
+    pub(crate) session: AsyncOpenStack,
+    pub(crate) cloud: String,
+    pub(crate) policy: RetryPolicy,
+    calls: AtomicU64,
+}
+
+impl Transport {
+    pub(crate) fn new(session: AsyncOpenStack, cloud: String) -> Self {
+        Transport { session, cloud, policy: RetryPolicy::default(), calls: AtomicU64::new(0) }
+    }
+
+    /// HTTP requests sent so far (retries included).
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Send `call`, retrying transient failures; any final HTTP answer is returned as is.
+    pub(crate) async fn send(&self, call: &Call) -> CloudResult<Reply> {
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let (failure, last_message) = match raw(call.clone()).skip_error_check(true).query_async(&self.session).await {
+                Ok(rsp) => {
+                    let status = rsp.status().as_u16();
+                    if status != 429 && status < 500 {
+                        return Ok(Reply { status, body: rsp.body().to_vec() });
+                    }
+                    let retry_after = parse_retry_after(rsp.headers().get(http::header::RETRY_AFTER));
+                    let message = format!("HTTP {status}: {}", api_message(rsp.body()));
+                    if !self.policy.should_retry(attempt, call.idempotent(), &Transient::Status(status, retry_after)) {
+                        // A final 5xx is the API's answer for a non-idempotent call, but
+                        // "unavailable" once retries are used up.
+                        if attempt == 1 {
+                            return Ok(Reply { status, body: rsp.body().to_vec() });
+                        }
+                        return Err(self.unavailable(call, attempt, message));
+                    }
+                    (Transient::Status(status, retry_after), message)
+                }
+                Err(err) => {
+                    let failure = match &err {
+                        ApiError::Client { source: openstack_sdk::RestError::Communication { source } } => {
+                            if source.is_connect() { Transient::Connect } else { Transient::Interrupted }
+                        }
+                        ApiError::Client { source: openstack_sdk::RestError::AuthError { .. } } => {
+                            return Err(CloudError::Auth { cloud: self.cloud.clone(), message: error_chain(&err) });
+                        }
+                        // Retrying can't help: no such service in the catalog, bad URL, ...
+                        _ => {
+                            return Err(CloudError::Refused {
+                                service: call.service.name(),
+                                action: call.describe(),
+                                message: error_chain(&err),
+                            });
+                        }
+                    };
+                    let message = error_chain(&err);
+                    if !self.policy.should_retry(attempt, call.idempotent(), &failure) {
+                        return Err(self.unavailable(call, attempt, message));
+                    }
+                    (failure, message)
+                }
+            };
+            let retry_after = match failure {
+                Transient::Status(_, ra) => ra,
+                _ => None,
+            };
+            let wait = self.policy.delay(attempt, retry_after, jitter());
+            if start.elapsed() + wait > self.policy.budget {
+                return Err(self.unavailable(call, attempt, last_message));
+            }
+            tracing::warn!(call = %call.describe(), attempt, wait_ms = wait.as_millis() as u64, "retrying: {last_message}");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn unavailable(&self, call: &Call, attempts: u32, message: String) -> CloudError {
+        CloudError::Unavailable { service: call.service.name(), attempts, message: format!("{}: {message}", call.describe()) }
+    }
+
+    /// Send and require a 2xx answer; anything else is mapped to an error.
+    pub(crate) async fn ok(&self, call: &Call, action: &str) -> CloudResult<Reply> {
+        let reply = self.send(call).await?;
+        if (200..300).contains(&reply.status) {
+            Ok(reply)
+        } else {
+            Err(error_from_response(&self.cloud, call, action, reply.status, &reply.body))
+        }
+    }
+
+    /// Send, require 2xx, decode the JSON body.
+    pub(crate) async fn json<T: DeserializeOwned>(&self, call: &Call, action: &str) -> CloudResult<T> {
+        let reply = self.ok(call, action).await?;
+        decode(call, action, &reply.body)
+    }
+
+    /// Like [`Transport::json`], with 404 as `None`.
+    pub(crate) async fn json_opt<T: DeserializeOwned>(&self, call: &Call, action: &str) -> CloudResult<Option<T>> {
+        let reply = self.send(call).await?;
+        match reply.status {
+            404 => Ok(None),
+            200..=299 => decode(call, action, &reply.body).map(Some),
+            status => Err(error_from_response(&self.cloud, call, action, status, &reply.body)),
+        }
+    }
+
+    /// A DELETE where "already gone" (404) is success.
+    pub(crate) async fn delete(&self, call: &Call, action: &str) -> CloudResult<()> {
+        let reply = self.send(call).await?;
+        match reply.status {
+            404 | 200..=299 => Ok(()),
+            status => Err(error_from_response(&self.cloud, call, action, status, &reply.body)),
+        }
+    }
+}
+
+/// Decode a JSON answer into kos's model.
+pub(crate) fn decode<T: DeserializeOwned>(call: &Call, action: &str, body: &[u8]) -> CloudResult<T> {
+    serde_json::from_slice(body).map_err(|e| CloudError::Refused {
+        service: call.service.name(),
+        action: action.to_owned(),
+        message: format!("unexpected answer to {}: {e}", call.describe()),
+    })
+}
+
+/// An error and its sources on one line.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
