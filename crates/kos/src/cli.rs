@@ -26,6 +26,60 @@ pub enum Command {
     Render(RenderArgs),
     /// Inspect or renew the cluster's certificates.
     Certs(CertsArgs),
+    /// Preflight against the cloud (creates nothing): every finding OK / WARN / FAIL with the fix.
+    Check(SettingsArg),
+    /// Bring the cluster to the settings (available phases: instances, network).
+    Up(UpArgs),
+    /// Ansible dynamic inventory of the cluster (`ansible -i` a script calling `kos inventory "$@"`).
+    Inventory(InventoryArgs),
+    /// Delete everything the cluster owns in the cloud (shows it first; asks unless --yes).
+    Destroy(DestroyArgs),
+}
+
+/// A phase of `kos up`, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Phase {
+    /// Security group, ports with allowed address pairs, servers, floating IPs.
+    Instances,
+    /// Router routes: each node's pod CIDR via its fixed IP.
+    Network,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub settings: SettingsArg,
+    /// Run only these phases (comma-separated); default: all available.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<Phase>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct InventoryMode {
+    /// Every group and host (Ansible's `--list`).
+    #[arg(long)]
+    pub list: bool,
+    /// One host's variables (Ansible's `--host NAME`).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    #[command(flatten)]
+    pub settings: SettingsArg,
+    #[command(flatten)]
+    pub mode: InventoryMode,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub settings: SettingsArg,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, Args)]

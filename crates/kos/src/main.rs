@@ -26,6 +26,10 @@ fn main() {
         Command::Validate(args) => commands::validate(args, printer),
         Command::Render(args) => commands::render(args, printer),
         Command::Certs(args) => commands::certs(args, printer),
+        Command::Check(args) => commands::check(args, printer),
+        Command::Up(args) => commands::up(args, printer),
+        Command::Inventory(args) => commands::inventory(args, printer),
+        Command::Destroy(args) => commands::destroy(args, printer),
     };
     if let Err(err) = result {
         match &err {

@@ -1,11 +1,13 @@
 //! One function per subcommand, and the error type they share.
 
 mod certs;
+mod cloud;
 mod render;
 mod state;
 mod validate;
 
 pub use certs::certs;
+pub use cloud::{check, destroy, inventory, up};
 pub use render::render;
 pub use validate::validate;
 

@@ -9,6 +9,7 @@
 
 mod cli;
 mod cloud_client;
+mod cloud_commands;
 mod rendered_cluster;
 mod support;
 mod testbed_cloud;

@@ -1,0 +1,171 @@
+//! The commands that talk to OpenStack: `check`, `up`, `inventory`, `destroy`. Each
+//! connects with the settings' cloud (else `OS_CLOUD` / `OS_*`), runs the matching
+//! function of `kos_cloud` and prints its result.
+
+use super::state::State;
+use super::CommandError;
+use crate::cli::{DestroyArgs, InventoryArgs, Phase, SettingsArg, UpArgs};
+use crate::printer::Printer;
+use anyhow::Context as _;
+use kos_cloud::apply::{self, NodeContext, Waits};
+use kos_cloud::ops::{self, Verdict};
+use kos_cloud::Cloud as _;
+use kos_cloud::openstack::OpenStackCloud;
+use kos_core::plan::{self, ClusterPlan, Observed};
+use kos_core::settings::Settings;
+use std::time::Instant;
+
+fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?)
+}
+
+async fn connect(settings: &Settings) -> Result<OpenStackCloud, CommandError> {
+    OpenStackCloud::connect(settings.cloud.name.as_deref()).await.map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
+}
+
+fn plan_for(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, CommandError> {
+    plan::plan(settings, observed).map_err(|e| CommandError::Invalid(e.to_string()))
+}
+
+fn failed(e: impl std::error::Error + Send + Sync + 'static) -> CommandError {
+    CommandError::Failed(anyhow::Error::new(e))
+}
+
+/// `kos check`: exit 1 when any finding is FAIL.
+pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
+    let settings = Settings::load(&args.file)?;
+    runtime()?.block_on(async {
+        let cloud = connect(&settings).await?;
+        let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
+        let plan = plan_for(&settings, &have.observed(None))?;
+        let findings = ops::check(&cloud, &settings, &plan).await;
+        for f in &findings {
+            printer.data(format!("{:<4} {}", f.verdict.to_string(), f.what));
+            if let Some(fix) = &f.fix {
+                printer.data(format!("     → {fix}"));
+            }
+        }
+        let fails = findings.iter().filter(|f| f.verdict == Verdict::Fail).count();
+        let warns = findings.iter().filter(|f| f.verdict == Verdict::Warn).count();
+        printer.line(format!("{} checks: {fails} failed, {warns} warnings", findings.len()));
+        if fails > 0 {
+            return Err(CommandError::Failed(anyhow::anyhow!("{fails} preflight check(s) failed; nothing was created")));
+        }
+        Ok(())
+    })
+}
+
+/// `kos up --only instances,network`.
+pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
+    let settings = Settings::load(&args.settings.file)?;
+    let state = State::for_settings(&args.settings, &settings);
+    let phases: Vec<Phase> = if args.only.is_empty() { vec![Phase::Instances, Phase::Network] } else { args.only.clone() };
+    let started = Instant::now();
+    runtime()?.block_on(async {
+        let cloud = connect(&settings).await?;
+        let resolved = apply::resolve(&cloud, &settings).await.map_err(failed)?;
+        let mut have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
+        let mut plan = plan_for(&settings, &have.observed(Some(resolved.subnet.cidr)))?;
+        let mut changed = 0usize;
+        if phases.contains(&Phase::Instances) {
+            let mut groups = Vec::new();
+            if settings.cloud.manage_security_group {
+                let (id, created) = apply::ensure_security_group(&cloud, &settings, &plan).await.map_err(failed)?;
+                if created {
+                    printer.line(format!("instances: created security group {}-nodes", plan.cluster));
+                    changed += 1;
+                }
+                groups.push(id);
+            }
+            for name in &settings.cloud.security_groups {
+                groups.push(name.clone());
+            }
+            let ctx = NodeContext { settings: &settings, plan: &plan, resolved: &resolved, security_groups: &groups, waits: Waits::default() };
+            let done = apply::apply_nodes(&cloud, ctx, &have).await.map_err(failed)?;
+            for line in &done.0 {
+                printer.line(format!("instances: {line}"));
+            }
+            changed += done.0.len();
+            have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
+            plan = plan_for(&settings, &have.observed(Some(resolved.subnet.cidr)))?;
+        }
+        if phases.contains(&Phase::Network) {
+            let addresses = have.ports.values().filter_map(|p| p.fixed_ips.first().map(|f| f.ip_address)).collect();
+            let done = apply::apply_routes(&cloud, &plan, &resolved, &addresses).await.map_err(failed)?;
+            for line in &done.0 {
+                printer.line(format!("network: {line}"));
+            }
+            changed += done.0.len();
+        }
+        // Remember what the cloud gave, for `kos render` and later runs (the cloud stays the truth).
+        let observed = have.observed(Some(resolved.subnet.cidr));
+        std::fs::create_dir_all(&state.dir).with_context(|| format!("cannot create {}", state.dir.display()))?;
+        let text = serde_saphyr::to_string(&observed).context("cannot serialise the observed state")?;
+        std::fs::write(state.observed_file(), text).with_context(|| format!("cannot write {}", state.observed_file().display()))?;
+        let secs = started.elapsed().as_secs_f64();
+        if changed == 0 {
+            printer.line(format!("up to date: 0 changes ({secs:.1} s, {} API calls)", cloud.api_calls()));
+        } else {
+            printer.line(format!("{changed} change(s) ({secs:.1} s, {} API calls)", cloud.api_calls()));
+        }
+        Ok(())
+    })
+}
+
+/// `kos inventory --list | --host NAME`.
+pub fn inventory(args: &InventoryArgs, printer: Printer) -> Result<(), CommandError> {
+    let settings = Settings::load(&args.settings.file)?;
+    runtime()?.block_on(async {
+        let cloud = connect(&settings).await?;
+        let inv = ops::inventory(&cloud, &settings.cluster.name).await.map_err(failed)?;
+        let out = match &args.mode.host {
+            Some(host) => inv["_meta"]["hostvars"].get(host).cloned().unwrap_or_else(|| serde_json::json!({})),
+            None => inv,
+        };
+        printer.data(serde_json::to_string_pretty(&out).context("cannot print the inventory")?);
+        Ok(())
+    })
+}
+
+/// `kos destroy [--yes]`.
+pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError> {
+    let settings = Settings::load(&args.settings.file)?;
+    runtime()?.block_on(async {
+        let cloud = connect(&settings).await?;
+        let found = ops::find_teardown(&cloud, &settings).await.map_err(failed)?;
+        if found.is_empty() {
+            printer.line(format!("nothing of cluster {} in cloud {}", settings.cluster.name, cloud.name()));
+            return Ok(());
+        }
+        printer.data(format!("kos destroy will delete from cloud {}:", cloud.name()));
+        for line in found.lines() {
+            printer.data(format!("  {line}"));
+        }
+        if !args.yes && !confirm(&settings.cluster.name)? {
+            return Err(CommandError::Invalid("not confirmed; nothing was deleted".into()));
+        }
+        let left = ops::destroy(&cloud, &settings, &found, Waits::default()).await.map_err(failed)?;
+        if left.is_empty() {
+            printer.line(format!("deleted {} resources; nothing of cluster {} is left", found.lines().len(), settings.cluster.name));
+            Ok(())
+        } else {
+            for line in left.lines() {
+                printer.data(format!("  left: {line}"));
+            }
+            Err(CommandError::Failed(anyhow::anyhow!("{} resource(s) are left; run `kos destroy` again", left.lines().len())))
+        }
+    })
+}
+
+/// Ask on the terminal; without one, refuse (use --yes).
+fn confirm(cluster: &str) -> Result<bool, CommandError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(CommandError::Invalid("kos destroy needs --yes when not run on a terminal".into()));
+    }
+    eprint!("type the cluster's name ({cluster}) to delete all of this: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the answer")?;
+    Ok(line.trim() == cluster)
+}

@@ -1,0 +1,203 @@
+//! `kos check`, `up --only instances,network`, `inventory` and `destroy` against the real
+//! test cloud, as the project user: the issue's 3-node walk-through, with an independent
+//! view of the cloud through the `openstack` CLI and Ansible's own `ansible-inventory`.
+
+use crate::support::{testbed, tool};
+use crate::testbed_cloud::{openstack, openstack_ok};
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+const HOW: &str = "testbed/cloud/with-cloud.sh cargo nextest run -p kos -E 'test(cloud_commands)'";
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        Cluster { dir: tempfile::tempdir().unwrap(), name: format!("it{}", std::process::id()) }
+    }
+
+    fn settings(&self, nodes: &[&str]) -> PathBuf {
+        let mut text = format!(
+            "cluster: {{name: {}}}\ncloud: {{image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}}\nssh: {{user: debian, private_key: k}}\nnodes:\n",
+            self.name
+        );
+        for (i, n) in nodes.iter().enumerate() {
+            let (role, fip) = if i == 0 { ("master", ", floating_ip: true") } else { ("worker", "") };
+            text.push_str(&format!("  - {{name: {n}, role: {role}{fip}}}\n"));
+        }
+        let path = self.dir.path().join("settings.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn kos(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::cargo_bin("kos").unwrap().current_dir(self.dir.path()).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    fn kos_ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.kos(args);
+        assert!(ok, "kos {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    }
+
+    /// The cluster's servers by name, as the `openstack` CLI sees them.
+    fn servers(&self) -> Vec<String> {
+        let json = openstack_ok(&["server", "list", "-f", "json", "-c", "Name"]);
+        let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let prefix = format!("{}-", self.name);
+        let mut names: Vec<String> =
+            list.as_array().unwrap().iter().filter_map(|s| s["Name"].as_str()).filter(|n| n.starts_with(&prefix)).map(String::from).collect();
+        names.sort();
+        names
+    }
+
+    /// The router's routes in this cluster's pod range.
+    fn routes(&self) -> Vec<(String, String)> {
+        let json = openstack_ok(&["router", "show", "demo-router", "-f", "json", "-c", "routes"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut routes: Vec<(String, String)> = v["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["destination"].as_str().unwrap().to_string(), r["nexthop"].as_str().unwrap().to_string()))
+            .collect();
+        routes.sort();
+        routes
+    }
+}
+
+impl Drop for Cluster {
+    /// Never leave the cluster behind, whatever failed.
+    fn drop(&mut self) {
+        let file = self.dir.path().join("settings.yaml");
+        if file.exists() {
+            let _ = Command::cargo_bin("kos").map(|mut c| c.current_dir(self.dir.path()).args(["destroy", "--yes", "-f"]).arg(&file).output());
+        }
+    }
+}
+
+fn file(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let three = c.settings(&["master-1", "worker-1", "worker-2"]);
+
+    let out = c.kos_ok(&["check", "-f", file(&three)]);
+    assert!(out.contains("0 failed"), "{out}");
+    assert!(out.contains("OK   Neutron extraroute-atomic"), "{out}");
+
+    let out = c.kos_ok(&["up", "--only", "instances,network", "-f", file(&three)]);
+    assert_eq!(out.matches("instances: created server").count(), 3, "{out}");
+    assert_eq!(out.matches("network: added route").count(), 3, "{out}");
+    assert_eq!(c.servers(), [format!("{}-master-1", c.name), format!("{}-worker-1", c.name), format!("{}-worker-2", c.name)]);
+    let routes = c.routes();
+    let ours: Vec<_> = routes.iter().filter(|(d, _)| d.starts_with("10.1.")).collect();
+    assert_eq!(ours.len(), 3, "{routes:?}");
+    let tagged = openstack_ok(&["port", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value", "-c", "ID"]);
+    assert_eq!(tagged.lines().count(), 3, "3 marked ports: {tagged}");
+    let meta = openstack_ok(&["server", "show", &format!("{}-master-1", c.name), "-f", "json", "-c", "properties"]);
+    assert!(meta.contains("k8s_master") && meta.contains(&format!("\"kos-cluster\": \"{}\"", c.name)), "{meta}");
+
+    let again = c.kos_ok(&["up", "--only", "instances,network", "-f", file(&three)]);
+    assert!(again.contains("up to date: 0 changes"), "second run must change nothing:\n{again}");
+
+    // The seed's dynamic inventory, read by Ansible itself through a one-line wrapper.
+    if let Some(ansible_inventory) = tool("ansible-inventory") {
+        let wrapper = c.dir.path().join("inventory.sh");
+        let kos = assert_cmd::cargo::cargo_bin("kos");
+        std::fs::write(&wrapper, format!("#!/bin/sh\nexec {} inventory \"$@\"\n", kos.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new(ansible_inventory)
+            .args(["-i"])
+            .arg(&wrapper)
+            .arg("--graph")
+            .env("KOS_SETTINGS", &three)
+            .env("ANSIBLE_LOCAL_TEMP", c.dir.path())
+            .env("ANSIBLE_HOME", c.dir.path())
+            .output()
+            .unwrap();
+        let graph = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{graph}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(graph.contains("@k8s_master:") && graph.contains("|--master-1"), "{graph}");
+        assert!(graph.contains("@k8s_worker:") && graph.contains("|--worker-2"), "{graph}");
+    }
+    let host = c.kos_ok(&["inventory", "--host", "master-1", "-f", file(&three)]);
+    assert!(host.contains("\"ansible_user\": \"debian\"") && host.contains("\"kos_pod_cidr\": \"10.1.0.0/24\""), "{host}");
+    assert!(host.contains("\"ansible_host\": \"203.0.113."), "floating IP first: {host}");
+
+    // A fourth node: one server and one route more, the others untouched.
+    let four = c.settings(&["master-1", "worker-1", "worker-2", "worker-3"]);
+    let out = c.kos_ok(&["up", "--only", "instances,network", "-f", file(&four)]);
+    assert_eq!(out.matches("instances: created server").count(), 1, "{out}");
+    let grown = c.routes();
+    for r in &ours {
+        assert!(grown.contains(r), "route {r:?} changed when a node was added");
+    }
+    assert!(grown.iter().any(|(d, _)| d == "10.1.3.0/24"), "{grown:?}");
+
+    // Removing it again removes its route, server and port.
+    let three = c.settings(&["master-1", "worker-1", "worker-2"]);
+    let out = c.kos_ok(&["up", "--only", "instances,network", "-f", file(&three)]);
+    assert!(out.contains("deleted server of node worker-3") && out.contains("deleted port of node worker-3"), "{out}");
+    assert_eq!(c.servers().len(), 3);
+    assert!(!c.routes().iter().any(|(d, _)| d == "10.1.3.0/24"));
+
+    // Foreign resources in the same project survive `destroy`.
+    let tag = format!("{}f", c.name);
+    openstack_ok(&["security", "group", "create", &format!("{tag}-sg")]);
+    openstack_ok(&["port", "create", "--network", "demo-net", &format!("{tag}-port")]);
+    let foreign_route = "destination=10.1.250.0/24,gateway=10.0.0.250";
+    openstack_ok(&["router", "add", "route", "demo-router", "--route", foreign_route]);
+
+    let out = c.kos_ok(&["destroy", "--yes", "-f", file(&three)]);
+    assert!(out.contains("nothing of cluster"), "{out}");
+    assert!(c.servers().is_empty());
+    assert!(openstack_ok(&["port", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value"]).is_empty());
+    assert!(openstack_ok(&["floating", "ip", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value"]).is_empty());
+    let routes = c.routes();
+    assert_eq!(routes, [("10.1.250.0/24".to_string(), "10.0.0.250".to_string())], "only the foreign route is left");
+    assert!(openstack(&["security", "group", "show", &format!("{tag}-sg")]).status.success(), "foreign security group kept");
+    assert!(openstack(&["port", "show", &format!("{tag}-port")]).status.success(), "foreign port kept");
+
+    openstack_ok(&["router", "remove", "route", "demo-router", "--route", foreign_route]);
+    openstack_ok(&["port", "delete", &format!("{tag}-port")]);
+    openstack_ok(&["security", "group", "delete", &format!("{tag}-sg")]);
+}
+
+#[test]
+fn invalid_credentials_are_one_line_naming_the_cloud() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let settings = c.settings(&["master-1"]);
+    let good = std::env::var("OS_CLIENT_CONFIG_FILE").unwrap();
+    let bad = c.dir.path().join("clouds.yaml");
+    let text = std::fs::read_to_string(good).unwrap().replace("password: \"secret\"", "password: \"wrong\"");
+    assert!(text.contains("password: \"wrong\""), "the test must really break the password:\n{text}");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::cargo_bin("kos")
+        .unwrap()
+        .current_dir(c.dir.path())
+        .env("OS_CLIENT_CONFIG_FILE", &bad)
+        .args(["check", "-f"])
+        .arg(&settings)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let cloud = std::env::var("OS_CLOUD").unwrap();
+    assert!(stderr.contains(&format!("cannot authenticate to cloud `{cloud}`")), "{stderr}");
+    std::fs::remove_file(c.dir.path().join("settings.yaml")).unwrap(); // nothing to destroy
+}
