@@ -28,6 +28,8 @@ impl Cluster {
             let (role, fip) = if i == 0 { ("master", ", floating_ip: true") } else { ("worker", "") };
             text.push_str(&format!("  - {{name: {n}, role: {role}{fip}}}\n"));
         }
+        // Its own pod range: other tests route 10.1.0.0/16 through the same router.
+        text.push_str("networking: {pod_cidr: 10.77.0.0/16}\n");
         let path = self.dir.path().join("settings.yaml");
         std::fs::write(&path, text).unwrap();
         path
@@ -55,7 +57,7 @@ impl Cluster {
         names
     }
 
-    /// The router's routes in this cluster's pod range.
+    /// The router's routes in this cluster's pod range (10.77.0.0/16).
     fn routes(&self) -> Vec<(String, String)> {
         let json = openstack_ok(&["router", "show", "demo-router", "-f", "json", "-c", "routes"]);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -64,6 +66,7 @@ impl Cluster {
             .unwrap()
             .iter()
             .map(|r| (r["destination"].as_str().unwrap().to_string(), r["nexthop"].as_str().unwrap().to_string()))
+            .filter(|(d, _)| d.starts_with("10.77."))
             .collect();
         routes.sort();
         routes
@@ -101,7 +104,7 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     assert_eq!(out.matches("network: added route").count(), 3, "{out}");
     assert_eq!(c.servers(), [format!("{}-master-1", c.name), format!("{}-worker-1", c.name), format!("{}-worker-2", c.name)]);
     let routes = c.routes();
-    let ours: Vec<_> = routes.iter().filter(|(d, _)| d.starts_with("10.1.")).collect();
+    let ours: Vec<_> = routes.iter().collect();
     assert_eq!(ours.len(), 3, "{routes:?}");
     let tagged = openstack_ok(&["port", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value", "-c", "ID"]);
     assert_eq!(tagged.lines().count(), 3, "3 marked ports: {tagged}");
@@ -133,7 +136,7 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
         assert!(graph.contains("@k8s_worker:") && graph.contains("|--worker-2"), "{graph}");
     }
     let host = c.kos_ok(&["inventory", "--host", "master-1", "-f", file(&three)]);
-    assert!(host.contains("\"ansible_user\": \"debian\"") && host.contains("\"kos_pod_cidr\": \"10.1.0.0/24\""), "{host}");
+    assert!(host.contains("\"ansible_user\": \"debian\"") && host.contains("\"kos_pod_cidr\": \"10.77.0.0/24\""), "{host}");
     assert!(host.contains("\"ansible_host\": \"203.0.113."), "floating IP first: {host}");
 
     // A fourth node: one server and one route more, the others untouched.
@@ -144,20 +147,21 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     for r in &ours {
         assert!(grown.contains(r), "route {r:?} changed when a node was added");
     }
-    assert!(grown.iter().any(|(d, _)| d == "10.1.3.0/24"), "{grown:?}");
+    assert!(grown.iter().any(|(d, _)| d == "10.77.3.0/24"), "{grown:?}");
 
     // Removing it again removes its route, server and port.
     let three = c.settings(&["master-1", "worker-1", "worker-2"]);
     let out = c.kos_ok(&["up", "--only", "instances,network", "-f", file(&three)]);
     assert!(out.contains("deleted server of node worker-3") && out.contains("deleted port of node worker-3"), "{out}");
     assert_eq!(c.servers().len(), 3);
-    assert!(!c.routes().iter().any(|(d, _)| d == "10.1.3.0/24"));
+    assert!(!c.routes().iter().any(|(d, _)| d == "10.77.3.0/24"));
 
     // Foreign resources in the same project survive `destroy`.
     let tag = format!("{}f", c.name);
     openstack_ok(&["security", "group", "create", &format!("{tag}-sg")]);
     openstack_ok(&["port", "create", "--network", "demo-net", &format!("{tag}-port")]);
-    let foreign_route = "destination=10.1.250.0/24,gateway=10.0.0.250";
+    // In our pod range, but not via one of our nodes: not ours.
+    let foreign_route = "destination=10.77.250.0/24,gateway=10.0.0.250";
     openstack_ok(&["router", "add", "route", "demo-router", "--route", foreign_route]);
 
     let out = c.kos_ok(&["destroy", "--yes", "-f", file(&three)]);
@@ -166,7 +170,7 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     assert!(openstack_ok(&["port", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value"]).is_empty());
     assert!(openstack_ok(&["floating", "ip", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value"]).is_empty());
     let routes = c.routes();
-    assert_eq!(routes, [("10.1.250.0/24".to_string(), "10.0.0.250".to_string())], "only the foreign route is left");
+    assert_eq!(routes, [("10.77.250.0/24".to_string(), "10.0.0.250".to_string())], "only the foreign route is left");
     assert!(openstack(&["security", "group", "show", &format!("{tag}-sg")]).status.success(), "foreign security group kept");
     assert!(openstack(&["port", "show", &format!("{tag}-port")]).status.success(), "foreign port kept");
 
