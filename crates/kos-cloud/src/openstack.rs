@@ -79,7 +79,7 @@ impl OpenStackCloud {
                 Err(err) => {
                     let message = error_chain(&err);
                     if !connect_error_is_transient(&err) {
-                        return Err(CloudError::Auth { cloud: name, message });
+                        return Err(CloudError::Auth { cloud: name, message: auth_message(&err) });
                     }
                     let failure = transport::Transient::Connect;
                     let wait = policy.delay(attempt, None, 0.5);
@@ -169,6 +169,33 @@ impl OpenStackCloud {
             action: action.to_owned(),
             message: format!("unexpected answer to {}: {e}", call.describe()),
         })
+    }
+
+    /// Name-or-ID lookup in `collection`: `GET collection/{id}` when `name_or_id` looks
+    /// like an ID (404: go on by name), else (or then) `GET collection?name=...`, which
+    /// must match exactly one. calls: 1–2.
+    async fn find<T, One, Many>(
+        &self,
+        service: Service,
+        collection: &str,
+        kind: &'static str,
+        name_or_id: &str,
+        from_one: impl FnOnce(One) -> T,
+        from_many: impl FnOnce(Many) -> Vec<T>,
+    ) -> CloudResult<T>
+    where
+        One: serde::de::DeserializeOwned,
+        Many: serde::de::DeserializeOwned,
+    {
+        if looks_like_id(name_or_id) {
+            let call = Call::get(service, format!("{collection}/{name_or_id}"));
+            if let Some(one) = self.t().json_opt::<One>(&call, &format!("read {kind}")).await? {
+                return Ok(from_one(one));
+            }
+        }
+        let call = Call::get(service, collection).query("name", name_or_id);
+        let many: Many = self.t().json(&call, &format!("list {kind}s")).await?;
+        exactly_one(kind, name_or_id, from_many(many))
     }
 
     /// Poll a load balancer until it is `ACTIVE`. calls: 1 per 0.3 s while pending.
@@ -346,6 +373,20 @@ fn connect_error_is_transient(err: &openstack_sdk::OpenStackError) -> bool {
     )
 }
 
+/// A failed login in words the user can act on: Keystone's own message when it refused
+/// the credentials (the SDK wraps it in "error setting auth header: ..."), else the chain.
+fn auth_message(err: &openstack_sdk::OpenStackError) -> String {
+    use openstack_sdk::{AuthError, OpenStackError};
+    match err {
+        OpenStackError::AuthError { source: source @ AuthError::Identity(_) } => {
+            let text = source.to_string();
+            let keystone = text.strip_prefix("authentication method error: ").unwrap_or(&text);
+            format!("Keystone refused the credentials ({keystone}): check the user, password or application credential of this cloud")
+        }
+        _ => error_chain(err),
+    }
+}
+
 /// Whether `s` has the shape of an OpenStack ID (UUID, with or without dashes): only
 /// then is a lookup by ID tried before the lookup by name.
 fn looks_like_id(s: &str) -> bool {
@@ -429,15 +470,7 @@ impl Cloud for OpenStackCloud {
 
     /// By ID (`GET /v2/images/{id}`) when it looks like one, else by name. calls: 1–2.
     async fn image(&self, name_or_id: &str) -> CloudResult<Image> {
-        if looks_like_id(name_or_id) {
-            let call = Call::get(Service::Image, format!("images/{name_or_id}"));
-            if let Some(image) = self.t().json_opt::<Image>(&call, "read image").await? {
-                return Ok(image);
-            }
-        }
-        let call = Call::get(Service::Image, "images").query("name", name_or_id);
-        let list: wire::ImageList = self.t().json(&call, "list images").await?;
-        exactly_one("image", name_or_id, list.images)
+        self.find(Service::Image, "images", "image", name_or_id, |one: Image| one, |many: wire::ImageList| many.images).await
     }
 
     /// Flavor IDs may be any string: always by ID first, then by name in the list.
@@ -460,15 +493,9 @@ impl Cloud for OpenStackCloud {
 
     /// calls: 1–2.
     async fn network(&self, name_or_id: &str) -> CloudResult<Network> {
-        if looks_like_id(name_or_id) {
-            let call = Call::get(Service::Network, format!("networks/{name_or_id}"));
-            if let Some(one) = self.t().json_opt::<wire::NetworkOne>(&call, "read network").await? {
-                return Ok(one.network.into());
-            }
-        }
-        let call = Call::get(Service::Network, "networks").query("name", name_or_id);
-        let list: wire::NetworkList = self.t().json(&call, "list networks").await?;
-        exactly_one("network", name_or_id, list.networks.into_iter().map(Network::from).collect())
+        let one = |one: wire::NetworkOne| one.network.into();
+        let many = |many: wire::NetworkList| many.networks.into_iter().map(Network::from).collect();
+        self.find(Service::Network, "networks", "network", name_or_id, one, many).await
     }
 
     /// IPv4 subnets of the network. calls: 1.
@@ -480,15 +507,9 @@ impl Cloud for OpenStackCloud {
 
     /// calls: 1–2.
     async fn router(&self, name_or_id: &str) -> CloudResult<Router> {
-        if looks_like_id(name_or_id) {
-            let call = Call::get(Service::Network, format!("routers/{name_or_id}"));
-            if let Some(one) = self.t().json_opt::<wire::RouterOne>(&call, "read router").await? {
-                return Ok(one.router.into());
-            }
-        }
-        let call = Call::get(Service::Network, "routers").query("name", name_or_id);
-        let list: wire::RouterList = self.t().json(&call, "list routers").await?;
-        exactly_one("router", name_or_id, list.routers.into_iter().map(Router::from).collect())
+        let one = |one: wire::RouterOne| one.router.into();
+        let many = |many: wire::RouterList| many.routers.into_iter().map(Router::from).collect();
+        self.find(Service::Network, "routers", "router", name_or_id, one, many).await
     }
 
     /// `GET /servers/detail`, following Nova's `next` links (1000 servers a page by
@@ -842,5 +863,32 @@ impl Cloud for OpenStackCloud {
                 Some(_) => tokio::time::sleep(POLL).await,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_uuid_shaped_strings_are_tried_as_ids() {
+        assert!(looks_like_id("c5380123-b48e-451d-9e49-681a43dba1b6"));
+        assert!(looks_like_id("c5380123b48e451d9e49681a43dba1b6"));
+        assert!(!looks_like_id("demo-net"));
+        assert!(!looks_like_id("c5380123-b48e-451d-9e49-681a43dba1bz"));
+    }
+
+    #[test]
+    fn a_name_must_match_exactly_one() {
+        assert_eq!(exactly_one("image", "a", vec![1]), Ok(1));
+        assert_eq!(exactly_one::<u8>("image", "a", vec![]), Err(CloudError::NotFound { kind: "image", name: "a".into() }));
+        assert_eq!(exactly_one("image", "a", vec![1, 2]), Err(CloudError::Ambiguous { kind: "image", name: "a".into(), count: 2 }));
+    }
+
+    #[test]
+    fn members_carry_the_subnet_when_known() {
+        let m = members_json(&[("w1".into(), Ipv4Addr::new(10, 0, 0, 5))], 30080, Some("sub"));
+        assert_eq!(m[0], json!({"name": "w1", "address": "10.0.0.5", "protocol_port": 30080, "subnet_id": "sub"}));
+        assert!(members_json(&[("w1".into(), Ipv4Addr::new(10, 0, 0, 5))], 1, None)[0].get("subnet_id").is_none());
     }
 }

@@ -429,3 +429,135 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+    }
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 6,
+        base_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(10),
+        budget: Duration::from_secs(30),
+    };
+
+    #[test]
+    fn transient_failures_are_retried_and_others_are_not() {
+        for idempotent in [true, false] {
+            assert!(POLICY.should_retry(1, idempotent, &Transient::Status(429, None)));
+            assert!(POLICY.should_retry(1, idempotent, &Transient::Status(503, None)));
+            assert!(POLICY.should_retry(1, idempotent, &Transient::Connect));
+            assert!(!POLICY.should_retry(1, idempotent, &Transient::Status(400, None)));
+            assert!(!POLICY.should_retry(1, idempotent, &Transient::Status(409, None)));
+        }
+        // May have been carried out: only repeated when repeating is harmless.
+        assert!(POLICY.should_retry(1, true, &Transient::Status(500, None)));
+        assert!(POLICY.should_retry(1, true, &Transient::Interrupted));
+        assert!(!POLICY.should_retry(1, false, &Transient::Status(500, None)));
+        assert!(!POLICY.should_retry(1, false, &Transient::Status(504, None)));
+        assert!(!POLICY.should_retry(1, false, &Transient::Interrupted));
+        // Bounded.
+        assert!(POLICY.should_retry(5, true, &Transient::Connect));
+        assert!(!POLICY.should_retry(6, true, &Transient::Connect));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_honours_retry_after_and_is_capped() {
+        assert_eq!(POLICY.delay(1, None, 1.0), Duration::from_millis(500));
+        assert_eq!(POLICY.delay(1, None, 0.0), Duration::from_millis(250));
+        assert_eq!(POLICY.delay(2, None, 1.0), Duration::from_secs(1));
+        assert_eq!(POLICY.delay(5, None, 1.0), Duration::from_secs(8));
+        assert_eq!(POLICY.delay(9, None, 1.0), Duration::from_secs(10), "capped");
+        assert_eq!(POLICY.delay(1, Some(Duration::from_secs(3)), 0.0), Duration::from_secs(3), "Retry-After wins when longer");
+        assert_eq!(POLICY.delay(1, Some(Duration::from_secs(120)), 0.0), Duration::from_secs(10), "but is capped");
+        // All waits of a call fit the budget: 0.5 + 1 + 2 + 4 + 8 = 15.5 s at most.
+        let worst: Duration = (1..POLICY.max_attempts).map(|a| POLICY.delay(a, None, 1.0)).sum();
+        assert!(worst < POLICY.budget, "{worst:?}");
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j));
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_is_read_and_dates_are_ignored() {
+        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("7"))), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"))), None);
+        assert_eq!(parse_retry_after(None), None);
+    }
+
+    #[test]
+    fn the_apis_own_message_is_kept_verbatim() {
+        assert_eq!(api_message(&sample("neutron-404.json")), "Port 00000000-0000-0000-0000-000000000000 could not be found.");
+        assert_eq!(api_message(&sample("nova-404.json")), "Instance 00000000-0000-0000-0000-000000000000 could not be found.");
+        assert_eq!(api_message(&sample("octavia-404.json")), "Load Balancer 00000000-0000-0000-0000-000000000000 not found.");
+        assert_eq!(api_message(br#"{"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}"#), "The request you have made requires authentication.");
+        assert_eq!(api_message(b"<html><body>502 Bad  Gateway</body></html>\n"), "<html><body>502 Bad Gateway</body></html>");
+        assert_eq!(neutron_error_type(&sample("neutron-409-rule-exists.json")).as_deref(), Some("SecurityGroupRuleExists"));
+    }
+
+    fn port_call() -> Call {
+        Call::post(Service::Network, "ports", serde_json::json!({}))
+    }
+
+    #[test]
+    fn quota_refusals_of_nova_neutron_and_octavia_are_quota_errors_with_the_message() {
+        let nova = br#"{"forbidden": {"code": 403, "message": "Quota exceeded for instances: Requested 1, but already used 25 of 25 instances"}}"#;
+        let neutron = br#"{"NeutronError": {"type": "OverQuota", "message": "Quota exceeded for resources: ['port'].", "detail": ""}}"#;
+        let octavia = br#"{"faultcode": "Client", "faultstring": "Quota has been met for resources: Load Balancer", "debuginfo": null}"#;
+        let nova_ports = br#"{"forbidden": {"code": 403, "message": "Maximum number of ports exceeded"}}"#;
+        for (status, body, message) in [
+            (403, &nova[..], "Quota exceeded for instances: Requested 1, but already used 25 of 25 instances"),
+            (409, &neutron[..], "Quota exceeded for resources: ['port']."),
+            (403, &octavia[..], "Quota has been met for resources: Load Balancer"),
+            (403, &nova_ports[..], "Maximum number of ports exceeded"),
+            (413, &nova[..], "Quota exceeded for instances: Requested 1, but already used 25 of 25 instances"),
+        ] {
+            assert_eq!(error_from_response("c", &port_call(), "create", status, body), CloudError::Quota { message: message.into() });
+        }
+        // A policy refusal that merely mentions quotas is not a quota error.
+        let policy = br#"{"forbidden": {"code": 403, "message": "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed."}}"#;
+        assert!(matches!(error_from_response("c", &port_call(), "read", 403, policy), CloudError::Refused { .. }));
+    }
+
+    #[test]
+    fn other_answers_map_to_what_the_caller_can_do() {
+        let call = Call::put(Service::Network, "routers/r1", serde_json::json!({}));
+        assert_eq!(
+            error_from_response("c", &call, "replace routes", 412, &sample("neutron-412-if-match.json")),
+            CloudError::Conflict { kind: "network", id: "routers/r1".into() }
+        );
+        assert!(matches!(
+            error_from_response("mycloud", &call, "x", 401, b"{}"),
+            CloudError::Auth { cloud, .. } if cloud == "mycloud"
+        ));
+        let refused = error_from_response("c", &port_call(), "create port `a`", 400, br#"{"NeutronError": {"type": "HTTPBadRequest", "message": "Invalid input for operation: 'x' is not a valid IP address.", "detail": ""}}"#);
+        assert_eq!(refused.to_string(), "network refused create port `a`: Invalid input for operation: 'x' is not a valid IP address. (HTTP 400)");
+    }
+
+    #[test]
+    fn only_post_is_treated_as_non_idempotent() {
+        assert!(!port_call().idempotent());
+        assert!(Call::put(Service::Network, "ports/x", serde_json::json!({})).idempotent());
+        assert!(Call::delete(Service::Network, "ports/x").idempotent());
+        assert!(Call::get(Service::Network, "ports").idempotent());
+    }
+
+    #[test]
+    fn a_call_becomes_the_sdk_endpoint_it_describes() {
+        let call = Call::get(Service::Network, "ports").query("tags", "a,b").header("If-Match", HeaderValue::from_static("revision_number=3"));
+        assert_eq!(RestEndpoint::method(&call), Method::GET);
+        assert_eq!(call.endpoint(), "ports");
+        assert_eq!(call.service_type(), ServiceType::Network);
+        assert_eq!(call.api_version(), Some(ApiVersion::new(2, 0)));
+        assert_eq!(call.request_headers().and_then(|h| h.get("If-Match")).unwrap(), "revision_number=3");
+        assert_eq!(call.describe(), "GET network/ports");
+        let compute = Call::post(Service::Compute, "servers", serde_json::json!({"server": {}}));
+        assert_eq!(compute.api_version(), Some(ApiVersion::new(2, 1)));
+        assert_eq!(RestEndpoint::body(&compute).unwrap().unwrap().0, "application/json");
+    }
+}

@@ -492,3 +492,131 @@ where
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Decoding of answers recorded from the test cloud (`tests/data/`, Zed APIs).
+    use super::*;
+
+    fn sample<T: serde::de::DeserializeOwned>(name: &str) -> T {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn nova_servers_keep_metadata_fixed_and_floating_addresses_and_the_flavor() {
+        let list: ServerList = sample("nova-servers-detail.json");
+        assert_eq!(next_marker(&list.servers_links), None);
+        let s = Server::from(list.servers.into_iter().next().unwrap());
+        assert_eq!(s.name, "kos-sample");
+        assert_eq!(s.status, "ACTIVE");
+        assert_eq!(s.metadata["kos-role"], "master");
+        assert_eq!(s.key_name.as_deref(), Some("demo-key"));
+        assert_eq!(s.flavor_id.as_deref(), Some("b12873da-31d1-42ce-9f46-858e6ebfb913"));
+        assert_eq!(s.fault, None);
+        assert!(s.addresses.iter().any(|a| a.kind == "fixed" && a.network == "demo-net" && a.ip == Ipv4Addr::new(10, 0, 0, 33)), "{:?}", s.addresses);
+    }
+
+    #[test]
+    fn a_server_in_error_carries_novas_fault_message_and_ipv6_is_skipped() {
+        let w: WireServer = serde_json::from_value(serde_json::json!({
+            "id": "s1", "name": "n", "status": "ERROR",
+            "fault": {"code": 500, "message": "No valid host was found. There are not enough hosts available.", "created": "x"},
+            "addresses": {"net": [
+                {"version": 6, "addr": "fd00::5", "OS-EXT-IPS:type": "fixed"},
+                {"version": 4, "addr": "10.0.0.5", "OS-EXT-IPS:type": "fixed"},
+                {"version": 4, "addr": "203.0.113.9", "OS-EXT-IPS:type": "floating"}
+            ]}
+        }))
+        .unwrap();
+        let s = Server::from(w);
+        assert_eq!(s.fault.as_deref(), Some("No valid host was found. There are not enough hosts available."));
+        assert_eq!(s.addresses.len(), 2);
+        assert_eq!(s.addresses[1].kind, "floating");
+    }
+
+    #[test]
+    fn the_next_page_marker_comes_from_novas_next_link() {
+        let links = vec![Link { rel: "next".into(), href: "http://h/v2.1/servers/detail?limit=1000&marker=abc-123".into() }];
+        assert_eq!(next_marker(&links).as_deref(), Some("abc-123"));
+        assert_eq!(next_marker(&[Link { rel: "prev".into(), href: "http://h/x?marker=z".into() }]), None);
+    }
+
+    #[test]
+    fn neutron_ports_keep_pairs_tags_groups_and_owner() {
+        let list: PortList = sample("neutron-ports.json");
+        let p = Port::from(list.ports.into_iter().next().unwrap());
+        assert_eq!(p.allowed_address_pairs, vec![AddressPair { ip_address: "10.244.3.0/24".into() }]);
+        assert_eq!(p.tags, vec!["kos-cluster=sample"]);
+        assert_eq!(p.fixed_ips[0].ip_address, Ipv4Addr::new(10, 0, 0, 33));
+        assert_eq!(p.device_owner, "compute:nova");
+        assert_eq!(p.security_groups.len(), 1);
+        assert_eq!(p.port_security_enabled, Some(true));
+    }
+
+    #[test]
+    fn routers_give_revision_gateway_and_ipv4_routes_and_keep_the_others_raw() {
+        let list: RouterList = sample("neutron-routers.json");
+        let r = Router::from(list.routers.into_iter().next().unwrap());
+        assert_eq!(r.name, "demo-router");
+        assert_eq!(r.revision_number, 20);
+        assert_eq!(r.external_network_id.as_deref(), Some("b45a6811-da1b-4af7-8420-f9bcb48f3030"));
+        let w: WireRouter = serde_json::from_value(serde_json::json!({
+            "id": "r", "routes": [
+                {"destination": "10.244.1.0/24", "nexthop": "10.0.0.11"},
+                {"destination": "fd00:1::/64", "nexthop": "fd00::11"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(w.foreign_raw_routes(), vec![serde_json::json!({"destination": "fd00:1::/64", "nexthop": "fd00::11"})]);
+        let r = Router::from(w);
+        assert_eq!(r.routes, vec![Route { destination: "10.244.1.0/24".parse().unwrap(), nexthop: Ipv4Addr::new(10, 0, 0, 11) }]);
+        let null_routes: WireRouter = serde_json::from_value(serde_json::json!({"id": "r", "routes": null})).unwrap();
+        assert!(Router::from(null_routes).routes.is_empty());
+    }
+
+    #[test]
+    fn security_groups_keep_ipv4_rules_sorted() {
+        let list: SecurityGroupList = sample("neutron-security-groups.json");
+        let g = SecurityGroup::from(list.security_groups.into_iter().next().unwrap());
+        assert_eq!(g.tags, vec!["kos-cluster=sample"]);
+        assert!(g.rules.iter().any(|r| r.port_range_min == Some(22) && r.remote_ip_prefix.as_deref() == Some("192.0.2.0/24")));
+        // Neutron's defaults: egress IPv4 + IPv6; only the IPv4 one is kept.
+        assert_eq!(g.rules.iter().filter(|r| r.direction == "egress").count(), 1);
+        let mut sorted = g.rules.clone();
+        sorted.sort();
+        assert_eq!(sorted, g.rules);
+    }
+
+    #[test]
+    fn quotas_come_from_nova_limits_and_neutron_details() {
+        let limits: Limits = sample("nova-limits.json");
+        let (instances, cores, ram) = limits.compute();
+        assert_eq!(instances, Quota { limit: 25, used: 1 });
+        assert_eq!(cores, Quota { limit: 50, used: 1 });
+        assert_eq!(ram, Quota { limit: 51200, used: 512 });
+        let neutron: NeutronQuotaDetails = sample("neutron-quota-details.json");
+        assert_eq!(neutron.get("port"), Quota { limit: 100, used: 2 });
+        assert_eq!(neutron.get("floatingip"), Quota { limit: 25, used: 1 });
+        assert_eq!(neutron.get("security_group_rule"), Quota { limit: 100, used: 7 });
+        assert_eq!(neutron.get("no-such-resource"), Quota { limit: -1, used: 0 });
+    }
+
+    #[test]
+    fn floating_ips_and_images_decode_into_the_model() {
+        let fips: FloatingIpList = sample("neutron-floatingips.json");
+        let f = &fips.floatingips[0];
+        assert_eq!(f.floating_ip_address, Ipv4Addr::new(203, 0, 113, 151));
+        assert_eq!(f.fixed_ip_address, Some(Ipv4Addr::new(10, 0, 0, 33)));
+        let images: ImageList = sample("glance-images.json");
+        assert_eq!((images.images[0].name.as_str(), images.images[0].status.as_str()), ("tiny", "active"));
+    }
+
+    #[test]
+    fn ipv6_subnets_are_skipped() {
+        let v6: WireSubnet = serde_json::from_value(serde_json::json!({"id": "s", "network_id": "n", "cidr": "fd00::/64"})).unwrap();
+        assert!(v6.into_model().is_none());
+        let v4: WireSubnet = serde_json::from_value(serde_json::json!({"id": "s", "network_id": "n", "cidr": "10.0.0.0/24", "gateway_ip": null})).unwrap();
+        assert_eq!(v4.into_model().unwrap().gateway_ip, None);
+    }
+}

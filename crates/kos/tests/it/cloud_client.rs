@@ -275,7 +275,7 @@ async fn routes(cloud: &OpenStackCloud, router_id: &str, mine: &[Route]) -> Resu
     assert!(matches!(stale, Err(CloudError::Conflict { kind: "router", .. })), "{stale:?}");
     assert_eq!(cloud.router(router_id).await.unwrap().routes.len(), r.routes.len());
 
-    let r = cloud.remove_routes(router_id, &[foreign.clone()]).await.unwrap();
+    let r = cloud.remove_routes(router_id, std::slice::from_ref(&foreign)).await.unwrap();
     assert!(!r.routes.contains(&foreign));
     Ok(())
 }
