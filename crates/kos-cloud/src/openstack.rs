@@ -82,7 +82,7 @@ impl OpenStackCloud {
                         return Err(CloudError::Auth { cloud: name, message: auth_message(&err) });
                     }
                     let failure = transport::Transient::Connect;
-                    let wait = policy.delay(attempt, None, 0.5);
+                    let wait = policy.delay(attempt, None, transport::jitter());
                     if !policy.should_retry(attempt, true, &failure) || start.elapsed() + wait > policy.budget {
                         return Err(CloudError::Unavailable { service: "identity", attempts: attempt, message });
                     }
