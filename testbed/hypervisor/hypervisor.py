@@ -3,7 +3,7 @@
 the emulated data plane. Reconciling and restart-safe: every loop compares the cloud with what exists.
 
 Cloud side (project user's view, cloud TB_CLOUD; the admin cloud TB_ADMIN_CLOUD only reads the
-external subnet, polled every TB_POLL seconds):
+external subnet and keypairs of other users, polled every TB_POLL seconds):
   Nova servers        ACTIVE -> node booted (testbed/nodes/node.sh up): eth0 = the server's Neutron
                       port (fixed IP and MAC), hostname = server name, authorized_keys of root and
                       `debian` = the public key of the server's keypair; SHUTOFF/SUSPENDED/PAUSED ->
@@ -88,7 +88,7 @@ class Stop(Exception):
 class Hypervisor:
     def __init__(self):
         self.conn = openstack.connect(cloud=CLOUD)
-        self.admin = None    # only for what a project user cannot see (the external subnet)
+        self.admin = None    # only for what the project user cannot see (external subnet, others' keypairs)
         self.nodes = {}      # id8 -> {"server": uuid, "name", "power": "on"/"off", "reboots": int, "updated"}
         self.busy = {}       # id8 -> (Popen, what, on_done, on_failure)
         self.keys = {}       # keypair name -> public key
@@ -295,7 +295,7 @@ class Hypervisor:
         if ip is None:
             self.warn_once(f"noip-{s.id}", f"server {s.name}: port has no address on the tenant subnet")
             return
-        key = self.pubkey(s.key_name) if s.key_name else ""
+        key = self.pubkey(s) if s.key_name else ""
         if not s.key_name:
             self.warn_once(f"nokey-{s.id}", f"server {s.name}: no keypair, nobody can log in")
         keyfile = os.path.join(RUN, f"key-{id8}.pub")
@@ -323,14 +323,25 @@ class Hypervisor:
             with open(path, "w") as f:
                 json.dump(self.nodes[id8], f)
 
-    def pubkey(self, name):
-        if name not in self.keys:
+    def pubkey(self, server):
+        """The public key of the server's keypair: the project user's own, else (a keypair of another
+        user of the project) read by the admin with the server's user_id (Nova >= 2.10)."""
+        k = (server.user_id, server.key_name)
+        if k not in self.keys:
             try:
-                self.keys[name] = self.conn.compute.get_keypair(name).public_key.strip()
-            except Exception as e:
-                log(f"keypair {name}: cannot read it ({e}); node gets no key")
-                return ""
-        return self.keys[name]
+                self.keys[k] = self.conn.compute.get_keypair(server.key_name).public_key.strip()
+            except Exception:
+                try:
+                    self.admin = self.admin or openstack.connect(cloud=ADMIN_CLOUD)
+                    r = self.admin.compute.get(f"/os-keypairs/{server.key_name}?user_id={server.user_id}",
+                                               microversion="2.10")
+                    r.raise_for_status()
+                    self.keys[k] = r.json()["keypair"]["public_key"].strip()
+                except Exception as e:
+                    log(f"keypair {server.key_name} of user {server.user_id}: cannot read it ({e});"
+                        " the node gets no key")
+                    return ""
+        return self.keys[k]
 
     def reboot_count(self, server_id):
         r = self.conn.compute.get(f"/servers/{server_id}/os-instance-actions")
