@@ -337,3 +337,72 @@ pub async fn destroy<C: Cloud>(cloud: &C, settings: &Settings, found: &Teardown,
 
 #[cfg(test)]
 mod tests;
+
+/// What `kos expose` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exposed {
+    Created { name: String, vip: Ipv4Addr, members: usize },
+    Updated { name: String, vip: Ipv4Addr, members: usize },
+    Deleted { name: String },
+    Absent { name: String },
+}
+
+/// The load balancer's name and kos's mark for a service of the cluster.
+fn lb_identity(cluster: &str, service: &str) -> (String, String) {
+    (format!("{cluster}-{service}"), format!("{}={cluster} service={service}", marks::CLUSTER))
+}
+
+/// The seed's load-balancer step: an Octavia load balancer on the tenant subnet with a
+/// TCP listener on `port` and every worker as member on `node_port`, with a health
+/// monitor. Idempotent: an existing one (found by name and mark) gets its members set.
+pub async fn expose<C: Cloud>(
+    cloud: &C,
+    settings: &Settings,
+    plan: &ClusterPlan,
+    service: &str,
+    node_port: u16,
+    port: u16,
+) -> Result<Exposed, ApplyError> {
+    let err = |what: String| move |source| ApplyError::Cloud { what, source };
+    let (name, mark) = lb_identity(&plan.cluster, service);
+    let members: Vec<(String, Ipv4Addr)> = plan.workers().filter_map(|w| w.fixed_ip.map(|ip| (w.name.clone(), ip))).collect();
+    let existing = cloud.load_balancers().await.map_err(err("list load balancers".into()))?;
+    if let Some(lb) = existing.into_iter().find(|l| l.name == name && l.description.contains(&mark)) {
+        cloud.set_load_balancer_members(&lb.id, node_port, &members).await.map_err(err(format!("set members of {name}")))?;
+        return Ok(Exposed::Updated { name, vip: lb.vip_address, members: members.len() });
+    }
+    let network = cloud.network(&settings.cloud.network).await.map_err(err("cloud.network".into()))?;
+    let subnet = cloud
+        .subnets(&network.id)
+        .await
+        .map_err(err("subnets of cloud.network".into()))?
+        .into_iter()
+        .next()
+        .ok_or(ApplyError::NoSubnet { network: network.name.clone() })?;
+    let spec = crate::api::LoadBalancerSpec {
+        name: name.clone(),
+        description: mark,
+        subnet_id: subnet.id,
+        listener_port: port,
+        member_port: node_port,
+        members: members.clone(),
+    };
+    let lb = cloud.create_load_balancer(&spec).await.map_err(err(format!("create load balancer {name}")))?;
+    Ok(Exposed::Created { name, vip: lb.vip_address, members: members.len() })
+}
+
+/// `kos expose --delete`.
+pub async fn unexpose<C: Cloud>(cloud: &C, cluster: &str, service: &str) -> Result<Exposed, ApplyError> {
+    let (name, mark) = lb_identity(cluster, service);
+    let existing = cloud.load_balancers().await.map_err(|source| ApplyError::Cloud { what: "list load balancers".into(), source })?;
+    match existing.into_iter().find(|l| l.name == name && l.description.contains(&mark)) {
+        Some(lb) => {
+            cloud
+                .delete_load_balancer(&lb.id)
+                .await
+                .map_err(|source| ApplyError::Cloud { what: format!("delete load balancer {name}"), source })?;
+            Ok(Exposed::Deleted { name })
+        }
+        None => Ok(Exposed::Absent { name }),
+    }
+}

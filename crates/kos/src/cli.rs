@@ -34,6 +34,25 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Delete everything the cluster owns in the cloud (shows it first; asks unless --yes).
     Destroy(DestroyArgs),
+    /// Put an Octavia load balancer in front of a NodePort service (every worker a member).
+    Expose(ExposeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExposeArgs {
+    #[command(flatten)]
+    pub settings: SettingsArg,
+    /// The service's name (names the load balancer `<cluster>-<service>`).
+    pub service: String,
+    /// The service's nodePort on the workers.
+    #[arg(long, required_unless_present = "delete")]
+    pub node_port: Option<u16>,
+    /// The port the load balancer listens on.
+    #[arg(long, default_value_t = 80)]
+    pub port: u16,
+    /// Remove the load balancer instead.
+    #[arg(long)]
+    pub delete: bool,
 }
 
 /// A phase of `kos up`, in the order they run.

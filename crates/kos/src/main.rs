@@ -30,6 +30,7 @@ fn main() {
         Command::Up(args) => commands::up(args, printer),
         Command::Inventory(args) => commands::inventory(args, printer),
         Command::Destroy(args) => commands::destroy(args, printer),
+        Command::Expose(args) => commands::expose(args, printer),
     };
     if let Err(err) = result {
         match &err {

@@ -140,3 +140,21 @@ async fn destroy_leaves_nothing_of_the_cluster_and_everything_foreign() {
     assert_eq!(st.servers.values().filter(|s| s.metadata.get("kos-cluster").map(String::as_str) == Some("other")).count(), 1, "the other cluster is untouched");
     assert_eq!(st.router.as_ref().unwrap().routes.len(), 2, "the other cluster's route and the human's");
 }
+
+#[tokio::test]
+async fn expose_creates_one_load_balancer_with_the_workers_and_is_idempotent() {
+    let cloud = FakeCloud::new();
+    let s = settings("demo", &["master-1", "worker-1", "worker-2"]);
+    up(&cloud, &s).await;
+    let have = discover(&cloud, "demo").await.unwrap();
+    let p = plan(&s, &have.observed(None)).unwrap();
+    let first = expose(&cloud, &s, &p, "web", 30080, 80).await.unwrap();
+    assert!(matches!(first, Exposed::Created { members: 2, .. }), "workers only, not the master: {first:?}");
+    let second = expose(&cloud, &s, &p, "web", 30080, 80).await.unwrap();
+    assert!(matches!(second, Exposed::Updated { members: 2, .. }), "{second:?}");
+    assert_eq!(cloud.state.lock().unwrap().load_balancers.len(), 1);
+    let found = find_teardown(&cloud, &s).await.unwrap();
+    assert_eq!(found.load_balancers.len(), 1, "destroy finds kos's load balancers by their mark");
+    assert_eq!(unexpose(&cloud, "demo", "web").await.unwrap(), Exposed::Deleted { name: "demo-web".into() });
+    assert_eq!(unexpose(&cloud, "demo", "web").await.unwrap(), Exposed::Absent { name: "demo-web".into() });
+}

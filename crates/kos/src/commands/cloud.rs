@@ -4,11 +4,11 @@
 
 use super::state::State;
 use super::CommandError;
-use crate::cli::{DestroyArgs, InventoryArgs, Phase, SettingsArg, UpArgs};
+use crate::cli::{DestroyArgs, ExposeArgs, InventoryArgs, Phase, SettingsArg, UpArgs};
 use crate::printer::Printer;
 use anyhow::Context as _;
 use kos_cloud::apply::{self, NodeContext, Waits};
-use kos_cloud::ops::{self, Verdict};
+use kos_cloud::ops::{self, Exposed, Verdict};
 use kos_cloud::Cloud as _;
 use kos_cloud::openstack::OpenStackCloud;
 use kos_core::plan::{self, ClusterPlan, Observed};
@@ -168,4 +168,27 @@ fn confirm(cluster: &str) -> Result<bool, CommandError> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).context("cannot read the answer")?;
     Ok(line.trim() == cluster)
+}
+
+/// `kos expose SERVICE --node-port P [--port 80] [--delete]`.
+pub fn expose(args: &ExposeArgs, printer: Printer) -> Result<(), CommandError> {
+    let settings = Settings::load(&args.settings.file)?;
+    runtime()?.block_on(async {
+        let cloud = connect(&settings).await?;
+        let result = if args.delete {
+            ops::unexpose(&cloud, &settings.cluster.name, &args.service).await.map_err(failed)?
+        } else {
+            let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
+            let plan = plan_for(&settings, &have.observed(None))?;
+            let node_port = args.node_port.ok_or_else(|| CommandError::Invalid("--node-port is required".into()))?;
+            ops::expose(&cloud, &settings, &plan, &args.service, node_port, args.port).await.map_err(failed)?
+        };
+        printer.line(match result {
+            Exposed::Created { name, vip, members } => format!("created load balancer {name}: {vip}:{} → {members} worker(s)", args.port),
+            Exposed::Updated { name, vip, members } => format!("load balancer {name} ({vip}) has its {members} worker(s) as members"),
+            Exposed::Deleted { name } => format!("deleted load balancer {name}"),
+            Exposed::Absent { name } => format!("no load balancer {name}: nothing to delete"),
+        });
+        Ok(())
+    })
 }

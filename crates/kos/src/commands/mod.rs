@@ -7,7 +7,7 @@ mod state;
 mod validate;
 
 pub use certs::certs;
-pub use cloud::{check, destroy, inventory, up};
+pub use cloud::{check, destroy, expose, inventory, up};
 pub use render::render;
 pub use validate::validate;
 

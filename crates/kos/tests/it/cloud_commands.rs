@@ -156,6 +156,16 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     assert_eq!(c.servers().len(), 3);
     assert!(!c.routes().iter().any(|(d, _)| d == "10.77.3.0/24"));
 
+    // The seed's load-balancer step: an Octavia LB with the workers on the nodePort.
+    let out = c.kos_ok(&["expose", "web", "--node-port", "30080", "-f", file(&three)]);
+    assert!(out.contains(&format!("created load balancer {}-web", c.name)) && out.contains("2 worker(s)"), "{out}");
+    let lb = openstack_ok(&["loadbalancer", "show", &format!("{}-web", c.name), "-f", "value", "-c", "provisioning_status"]);
+    assert_eq!(lb, "ACTIVE");
+    let members = openstack_ok(&["loadbalancer", "member", "list", &format!("{}-web-pool", c.name), "-f", "value", "-c", "protocol_port"]);
+    assert_eq!(members.lines().filter(|l| l.trim() == "30080").count(), 2, "{members}");
+    let out = c.kos_ok(&["expose", "web", "--node-port", "30080", "-f", file(&three)]);
+    assert!(out.contains("has its 2 worker(s) as members"), "idempotent: {out}");
+
     // Foreign resources in the same project survive `destroy`.
     let tag = format!("{}f", c.name);
     openstack_ok(&["security", "group", "create", &format!("{tag}-sg")]);
@@ -167,6 +177,7 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     let out = c.kos_ok(&["destroy", "--yes", "-f", file(&three)]);
     assert!(out.contains("nothing of cluster"), "{out}");
     assert!(c.servers().is_empty());
+    assert!(!openstack(&["loadbalancer", "show", &format!("{}-web", c.name)]).status.success(), "the load balancer is gone");
     assert!(openstack_ok(&["port", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value"]).is_empty());
     assert!(openstack_ok(&["floating", "ip", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value"]).is_empty());
     let routes = c.routes();
