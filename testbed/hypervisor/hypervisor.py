@@ -349,22 +349,32 @@ class Hypervisor:
 
     # ------------------------------------------------------------------ data plane
     def mirror_routes(self, router):
-        want = {(r["destination"], r["nexthop"]) for r in (router.routes or [])
-                if ipaddress.ip_network(r["destination"], strict=False).version == 4}
+        """The router namespace's routes (marked proto 42) = Neutron's list. Routes to the same
+        destination through several nexthops become one multipath route (ECMP)."""
+        want = {}
+        for r in router.routes or []:
+            if ipaddress.ip_network(r["destination"], strict=False).version == 4:
+                want.setdefault(r["destination"], set()).add(r["nexthop"])
+        want = {d: tuple(sorted(nhs)) for d, nhs in want.items()}
         if self.applied_routes is None:  # first loop (or restart): read what is there
-            have = set()
+            have = {}
             for r in json.loads(rns("ip", "-j", "route", "show", "proto", ROUTE_PROTO, quiet=True) or "[]"):
                 dst = r["dst"] if "/" in r["dst"] else r["dst"] + "/32"
-                have.add((dst, r.get("gateway")))
+                nhs = [h.get("gateway") for h in r.get("nexthops", [])] or [r.get("gateway")]
+                have[dst] = tuple(sorted(nhs))
             self.applied_routes = have
         if want == self.applied_routes:
             return
-        for dst, nh in sorted(self.applied_routes - want):
-            log(f"router: route {dst} via {nh} removed in Neutron")
-            rns("ip", "route", "del", dst, "via", nh, "proto", ROUTE_PROTO, check=False)
-        for dst, nh in sorted(want - self.applied_routes):
-            log(f"router: route {dst} via {nh} added in Neutron")
-            rns("ip", "route", "replace", dst, "via", nh, "dev", "tenant0", "proto", ROUTE_PROTO)
+        for dst in sorted(set(self.applied_routes) - set(want)):
+            log(f"router: route {dst} via {', '.join(self.applied_routes[dst])} removed in Neutron")
+            rns("ip", "route", "del", dst, "proto", ROUTE_PROTO, check=False)
+        for dst, nhs in sorted(want.items()):
+            if self.applied_routes.get(dst) == nhs:
+                continue
+            log(f"router: route {dst} via {', '.join(nhs)} in Neutron")
+            via = ["via", nhs[0], "dev", "tenant0"] if len(nhs) == 1 else \
+                [w for nh in nhs for w in ("nexthop", "via", nh, "dev", "tenant0")]
+            rns("ip", "route", "replace", dst, "proto", ROUTE_PROTO, *via)
         self.applied_routes = want
 
     def mirror_portsec(self, ports):

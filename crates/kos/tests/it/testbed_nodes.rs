@@ -16,9 +16,10 @@ use crate::support;
 
 const HOW_TO_START: &str =
     "testbed/with-testbed.sh cargo nextest run -p kos --test it testbed_nodes";
-/// Pod CIDRs of nodes A and B: a /16 no test-bed network uses.
-const POD_A: &str = "10.244.1.0/24";
-const POD_B: &str = "10.244.2.0/24";
+/// Pod CIDRs of nodes A and B: a /16 of this test alone (other tests route theirs through the same
+/// router at the same time).
+const POD_A: &str = "10.88.1.0/24";
+const POD_B: &str = "10.88.2.0/24";
 
 fn nodes_are_up() -> bool {
     support::testbed("KOS_TEST_NODES", HOW_TO_START)
@@ -408,7 +409,7 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
         || data_plane(&ssh, a, b),
     );
     assert_eq!(
-        seen, "10.244.1.2",
+        seen, "10.88.1.2",
         "pod B sees pod A's own address as the source (no NAT)"
     );
 
