@@ -56,5 +56,5 @@ status)
     echo "node $i: $(cat "$TB_RUN/nodes/$i/meta.json" 2>/dev/null) mem(MiB charged rss): $("$TB_NODES_DIR/node.sh" mem "$i")"
   done ;;
 leaks) "$TB_NODES_DIR/sandbox.sh" leaks "${2:-}" ;;
-*) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
