@@ -104,5 +104,5 @@ leaks)
   fi
   [[ $found == 0 ]] && echo "no leaks (prefix $TB_PREFIX, nodes $ids${all:+, and the sandbox})"
   exit $found ;;
-*) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
