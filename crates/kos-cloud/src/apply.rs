@@ -394,7 +394,8 @@ async fn wait_active<C: Cloud>(cloud: &C, id: &str, name: &str, waits: Waits) ->
     }
 }
 
-async fn wait_gone<C: Cloud>(cloud: &C, id: &str, waits: Waits) -> Result<(), ApplyError> {
+/// Wait until a deleted server is gone.
+pub(crate) async fn wait_gone<C: Cloud>(cloud: &C, id: &str, waits: Waits) -> Result<(), ApplyError> {
     let start = tokio::time::Instant::now();
     while cloud.server(id).await.map_err(cloud_err("read a deleted server"))?.is_some() {
         if start.elapsed() >= waits.active_timeout {

@@ -317,14 +317,8 @@ pub async fn destroy<C: Cloud>(cloud: &C, settings: &Settings, found: &Teardown,
     for (id, name) in &found.servers {
         cloud.delete_server(id).await.map_err(err(format!("delete server {name}")))?;
     }
-    let start = tokio::time::Instant::now();
-    for (id, name) in &found.servers {
-        while cloud.server(id).await.map_err(err(format!("read server {name}")))?.is_some() {
-            if start.elapsed() > waits.active_timeout {
-                return Err(ApplyError::Timeout { server: name.clone(), status: "DELETING".into(), seconds: waits.active_timeout.as_secs() });
-            }
-            tokio::time::sleep(waits.poll).await;
-        }
+    for (id, _) in &found.servers {
+        crate::apply::wait_gone(cloud, id, waits).await?;
     }
     for (id, name) in &found.ports {
         cloud.delete_port(id).await.map_err(err(format!("delete port {name}")))?;
