@@ -216,3 +216,22 @@ fn invalid_credentials_are_one_line_naming_the_cloud() {
     assert!(stderr.contains(&format!("cannot authenticate to cloud `{cloud}`")), "{stderr}");
     std::fs::remove_file(c.dir.path().join("settings.yaml")).unwrap(); // nothing to destroy
 }
+
+#[test]
+fn a_plan_over_the_instance_quota_fails_preflight_and_creates_nothing() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    // The test cloud's project allows 25 instances.
+    let names: Vec<String> = (1..=26).map(|i| format!("n{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let settings = c.settings(&refs);
+    let (ok, stdout, stderr) = c.kos(&["check", "-f", file(&settings)]);
+    assert!(!ok, "check must fail:\n{stdout}");
+    assert!(stdout.contains("FAIL quota instances: need 26 more"), "{stdout}");
+    assert!(stdout.contains("→ ask for a higher quota"), "{stdout}");
+    assert!(stderr.contains("preflight check(s) failed; nothing was created"), "{stderr}");
+    assert!(c.servers().is_empty(), "check created nothing");
+    std::fs::remove_file(c.dir.path().join("settings.yaml")).unwrap(); // nothing to destroy
+}
