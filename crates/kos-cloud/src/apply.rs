@@ -139,23 +139,40 @@ pub fn security_group_rules(settings: &Settings, plan: &ClusterPlan) -> Vec<Rule
     ]
 }
 
-/// Find the cluster's security group by its mark, or create it with its rules.
-/// Returns its ID and whether it was created.
+/// Find the cluster's security group by its mark, or create it, and add whichever of its
+/// rules are missing (a run interrupted between the group and its rules is finished by the
+/// next). Returns its ID and whether anything changed.
 pub async fn ensure_security_group<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Result<(String, bool), ApplyError> {
     let tag = vec![cluster_tag(&plan.cluster)];
-    let existing = cloud.security_groups(&tag).await.map_err(cloud_err("list security groups"))?;
-    if let Some(g) = existing.into_iter().next() {
-        return Ok((g.id, false));
-    }
     let name = format!("{}-nodes", plan.cluster);
-    let g = cloud
-        .create_security_group(&name, &format!("kos cluster {}: nodes", plan.cluster), &tag)
-        .await
-        .map_err(cloud_err(format!("create security group `{name}`")))?;
+    let existing = cloud.security_groups(&tag).await.map_err(cloud_err("list security groups"))?;
+    let (group, mut changed) = match existing.into_iter().next() {
+        Some(g) => (g, false),
+        None => {
+            let g = cloud
+                .create_security_group(&name, &format!("kos cluster {}: nodes", plan.cluster), &tag)
+                .await
+                .map_err(cloud_err(format!("create security group `{name}`")))?;
+            (g, true)
+        }
+    };
     for rule in security_group_rules(settings, plan) {
-        cloud.add_security_group_rule(&g.id, &rule).await.map_err(cloud_err(format!("add a rule to `{name}`")))?;
+        if !group.rules.iter().any(|have| rule_matches(have, &rule, &group.id)) {
+            cloud.add_security_group_rule(&group.id, &rule).await.map_err(cloud_err(format!("add a rule to `{name}`")))?;
+            changed = true;
+        }
     }
-    Ok((g.id, true))
+    Ok((group.id, changed))
+}
+
+/// Whether an existing rule is the one `want` describes.
+fn rule_matches(have: &crate::model::SecurityGroupRule, want: &RuleSpec, group_id: &str) -> bool {
+    have.direction == want.direction
+        && have.protocol.as_deref() == want.protocol
+        && have.port_range_min == want.port_min
+        && have.port_range_max == want.port_max
+        && have.remote_ip_prefix.as_deref().filter(|p| *p != "0.0.0.0/0") == want.remote_ip_prefix.as_deref().filter(|p| *p != "0.0.0.0/0")
+        && (have.remote_group_id.as_deref() == Some(group_id)) == want.remote_self
 }
 
 /// How long to wait for a server to become ACTIVE, and how often to look.

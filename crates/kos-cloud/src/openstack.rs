@@ -347,30 +347,52 @@ fn config_from_file(clouds_file: Option<PathBuf>, name: String) -> Result<(Strin
 /// catalog is skipped here (its calls fail with a clear message; `services()` shows it).
 async fn discover_versions(session: &AsyncOpenStack, cloud: &str) -> Result<(), CloudError> {
     use openstack_sdk::types::ServiceType;
-    let found = tokio::join!(
-        session.discover_service_endpoint(&ServiceType::Compute),
-        session.discover_service_endpoint(&ServiceType::Network),
-        session.discover_service_endpoint(&ServiceType::Image),
-        session.discover_service_endpoint(&ServiceType::LoadBalancer),
-    );
-    for (service, result) in [("compute", found.0), ("network", found.1), ("image", found.2), ("load-balancer", found.3)] {
-        if let Err(err) = result {
-            return Err(CloudError::Unavailable { service, attempts: 1, message: format!("version discovery on cloud `{cloud}`: {}", error_chain(&err)) });
+    // Discovery is a plain GET: retried like every other read when a service stumbles.
+    let policy = transport::RetryPolicy::default();
+    let start = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let found = tokio::join!(
+            session.discover_service_endpoint(&ServiceType::Compute),
+            session.discover_service_endpoint(&ServiceType::Network),
+            session.discover_service_endpoint(&ServiceType::Image),
+            session.discover_service_endpoint(&ServiceType::LoadBalancer),
+        );
+        let failed = [("compute", found.0), ("network", found.1), ("image", found.2), ("load-balancer", found.3)]
+            .into_iter()
+            .find_map(|(service, result)| result.err().map(|err| (service, error_chain(&err))));
+        let Some((service, message)) = failed else { return Ok(()) };
+        let wait = policy.delay(attempt, None, transport::jitter());
+        if !policy.should_retry(attempt, true, &transport::Transient::Connect) || start.elapsed() + wait > policy.budget {
+            return Err(CloudError::Unavailable { service, attempts: attempt, message: format!("version discovery on cloud `{cloud}`: {message}") });
         }
+        tracing::warn!(cloud, service, attempt, "version discovery failed, retrying: {message}");
+        tokio::time::sleep(wait).await;
     }
-    Ok(())
 }
 
 /// Whether a failed connect is worth retrying (no answer from Keystone) rather than a
 /// credentials or configuration problem.
 fn connect_error_is_transient(err: &openstack_sdk::OpenStackError) -> bool {
     use openstack_sdk::{AuthError, OpenStackError};
-    matches!(
+    if matches!(
         err,
-        OpenStackError::Discovery { .. }
-            | OpenStackError::Communication { .. }
-            | OpenStackError::AuthError { source: AuthError::Reqwest { .. } }
-    )
+        OpenStackError::Discovery { .. } | OpenStackError::Communication { .. } | OpenStackError::AuthError { source: AuthError::Reqwest { .. } }
+    ) {
+        return true;
+    }
+    // Keystone answering 5xx or 429 to the login is the service's trouble, not the
+    // credentials' (the fault-injecting proxy of the test bed found this); the SDK reports
+    // it as an "identity service error" with the HTTP status, possibly wrapped.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(AuthError::UnknownAuth { code, .. }) = e.downcast_ref::<AuthError>() {
+            return *code >= 500 || *code == 429;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// A failed login in words the user can act on: Keystone's own message when it refused

@@ -166,3 +166,19 @@ async fn without_extraroute_atomic_routes_are_replaced_guarded_by_revision() {
     assert_eq!(r.len(), 3);
     assert!(r.contains(&foreign));
 }
+
+#[tokio::test]
+async fn a_security_group_left_without_its_rules_gets_them_on_the_next_run() {
+    let cloud = FakeCloud::new();
+    let s = settings(&["master-1"]);
+    let p = plan(&s, &Default::default()).unwrap();
+    // An interrupted run: the marked group exists, its rules do not.
+    cloud.create_security_group("demo-nodes", "", &[cluster_tag("demo")]).await.unwrap();
+    let (id, changed) = ensure_security_group(&cloud, &s, &p).await.unwrap();
+    assert!(changed);
+    let rules = cloud.state.lock().unwrap().security_groups[&id].rules.len();
+    assert_eq!(rules, security_group_rules(&s, &p).len());
+    let (_, changed) = ensure_security_group(&cloud, &s, &p).await.unwrap();
+    assert!(!changed, "complete rules are left alone");
+    assert_eq!(cloud.state.lock().unwrap().security_groups[&id].rules.len(), rules);
+}

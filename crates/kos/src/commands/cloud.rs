@@ -72,7 +72,7 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
             if settings.cloud.manage_security_group {
                 let (id, created) = apply::ensure_security_group(&cloud, &settings, &plan).await.map_err(failed)?;
                 if created {
-                    printer.line(format!("instances: created security group {}-nodes", plan.cluster));
+                    printer.line(format!("instances: security group {}-nodes created or completed", plan.cluster));
                     changed += 1;
                 }
                 groups.push(id);

@@ -235,3 +235,101 @@ fn a_plan_over_the_instance_quota_fails_preflight_and_creates_nothing() {
     assert!(c.servers().is_empty(), "check created nothing");
     std::fs::remove_file(c.dir.path().join("settings.yaml")).unwrap(); // nothing to destroy
 }
+
+/// The fault-injecting proxy of the test bed in front of every API kos uses; killed on drop.
+struct FaultProxy {
+    child: std::process::Child,
+    state: PathBuf,
+    clouds_yaml: PathBuf,
+}
+
+impl FaultProxy {
+    /// Start `testbed/cloud/faultproxy.py` (every `every`-th request per service faulted:
+    /// 503, 429 with Retry-After, 502) and write a clouds.yaml whose cloud `testbed-faulty`
+    /// reaches Keystone, Nova, Neutron, Glance and Octavia only through it.
+    fn start(dir: &Path, every: u32) -> FaultProxy {
+        let services = [("identity", 5000, "/v3"), ("compute", 8774, "/v2.1"), ("network", 9696, "/v2.0"), ("image", 9292, "/v2"), ("load_balancer", 9876, "/v2")];
+        let ports: Vec<(u16, u16)> = services.iter().map(|(_, up, _)| (crate::support::free_port(), *up)).collect();
+        let state = dir.join("faultproxy.json");
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(crate::support::repo_root().join("testbed/cloud/faultproxy.py"))
+            .arg("--state")
+            .arg(&state)
+            .arg("--every")
+            .arg(every.to_string())
+            .args(ports.iter().map(|(l, u)| format!("{l}={u}")))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(std::fs::File::create(dir.join("faultproxy.log")).unwrap()));
+        let child = cmd.spawn().expect("python3 runs the fault proxy");
+        for (listen, _) in &ports {
+            let start = std::time::Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", *listen)).is_err() {
+                assert!(start.elapsed().as_secs() < 10, "fault proxy did not listen on {listen}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        // The project user's cloud, with every endpoint pointed at the proxy.
+        let good = std::fs::read_to_string(std::env::var("OS_CLIENT_CONFIG_FILE").unwrap()).unwrap();
+        let all: serde_json::Value = serde_saphyr::from_str(&good).unwrap();
+        let user = std::env::var("OS_CLOUD").unwrap();
+        let mut cloud = all["clouds"][&user].clone();
+        let base = |i: usize| format!("http://127.0.0.1:{}{}", ports[i].0, services[i].2);
+        cloud["auth"]["auth_url"] = serde_json::json!(base(0));
+        // Keystone through auth_url (kos makes no identity call but the login); the
+        // others through endpoint overrides, which replace the catalog's URLs.
+        for (i, (name, _, _)) in services.iter().enumerate().skip(1) {
+            cloud[format!("{name}_endpoint_override")] = serde_json::json!(base(i));
+        }
+        let clouds_yaml = dir.join("clouds-faulty.yaml");
+        // JSON is YAML.
+        std::fs::write(&clouds_yaml, serde_json::json!({"clouds": {"testbed-faulty": cloud}}).to_string()).unwrap();
+        FaultProxy { child, state, clouds_yaml }
+    }
+
+    fn faults(&self) -> u64 {
+        let text = std::fs::read_to_string(&self.state).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["faults"].as_u64()).unwrap_or(0)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn up_and_destroy_converge_through_an_api_failing_every_third_request() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let proxy = FaultProxy::start(c.dir.path(), 3);
+    let settings = c.settings(&["master-1", "worker-1"]);
+    let kos = |args: &[&str]| {
+        let out = Command::cargo_bin("kos")
+            .unwrap()
+            .current_dir(c.dir.path())
+            .env("OS_CLIENT_CONFIG_FILE", &proxy.clouds_yaml)
+            .env("OS_CLOUD", "testbed-faulty")
+            .args(args)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "kos {args:?} through the fault proxy failed:\n{stdout}\n{stderr}");
+        stdout
+    };
+    let out = kos(&["up", "--only", "instances,network", "-f", file(&settings)]);
+    assert_eq!(out.matches("instances: created server").count(), 2, "{out}");
+    assert_eq!(out.matches("network: added route").count(), 2, "{out}");
+    let again = kos(&["up", "--only", "instances,network", "-f", file(&settings)]);
+    assert!(again.contains("up to date: 0 changes"), "{again}");
+    assert_eq!(c.servers().len(), 2, "exactly the planned servers, no duplicates from retries");
+    let out = kos(&["destroy", "--yes", "-f", file(&settings)]);
+    assert!(out.contains("nothing of cluster"), "{out}");
+    assert!(c.servers().is_empty());
+    let faults = proxy.faults();
+    assert!(faults >= 10, "the proxy injected only {faults} faults");
+    eprintln!("converged through {faults} injected faults (503, 429, 502)");
+}
