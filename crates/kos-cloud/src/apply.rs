@@ -175,16 +175,19 @@ fn rule_matches(have: &crate::model::SecurityGroupRule, want: &RuleSpec, group_i
         && (have.remote_group_id.as_deref() == Some(group_id)) == want.remote_self
 }
 
-/// How long to wait for a server to become ACTIVE, and how often to look.
+/// How long to wait for a server to become ACTIVE, how often to look, and how many nodes
+/// to bring up at once.
 #[derive(Debug, Clone, Copy)]
 pub struct Waits {
     pub active_timeout: Duration,
     pub poll: Duration,
+    /// Nodes handled at once (port → server → ACTIVE → floating IP).
+    pub parallel: usize,
 }
 
 impl Default for Waits {
     fn default() -> Self {
-        Waits { active_timeout: Duration::from_secs(600), poll: Duration::from_millis(500) }
+        Waits { active_timeout: Duration::from_secs(600), poll: Duration::from_millis(500), parallel: 8 }
     }
 }
 
@@ -226,7 +229,11 @@ pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Clust
         let node = ctx.plan.node(&name).ok_or_else(|| ApplyError::Boot { server: name.clone(), fault: "not in the plan".into() })?;
         apply_node(cloud, ctx, have, node, &changes, &mut lines).await.map(|()| lines)
     });
-    let results = futures_util::future::join_all(runs).await;
+    // Bounded: a 50-node cluster must not send 50 creates at once to a cloud whose API has
+    // a few workers (the launch benchmark made a one-worker Neutron time out a POST).
+    use futures_util::StreamExt as _;
+    let results: Vec<Result<Vec<String>, ApplyError>> =
+        futures_util::stream::iter(runs).buffer_unordered(ctx.waits.parallel.max(1)).collect().await;
     let mut first_error = None;
     for r in results {
         match r {

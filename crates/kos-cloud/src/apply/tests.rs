@@ -18,7 +18,7 @@ fn settings(nodes: &[&str]) -> Settings {
     Settings::parse(Path::new("s.yaml"), &text).unwrap()
 }
 
-const FAST: Waits = Waits { active_timeout: Duration::from_secs(5), poll: Duration::from_millis(1) };
+const FAST: Waits = Waits { active_timeout: Duration::from_secs(5), poll: Duration::from_millis(1), parallel: 2 };
 
 /// One `up --only instances,network` through the executors; returns what changed.
 async fn up(cloud: &FakeCloud, s: &Settings) -> Vec<String> {

@@ -8,7 +8,7 @@ use kos_core::plan::plan;
 use std::path::Path;
 use std::time::Duration;
 
-const FAST: Waits = Waits { active_timeout: Duration::from_secs(5), poll: Duration::from_millis(1) };
+const FAST: Waits = Waits { active_timeout: Duration::from_secs(5), poll: Duration::from_millis(1), parallel: 2 };
 
 fn settings(name: &str, nodes: &[&str]) -> Settings {
     let mut text = format!(
