@@ -170,6 +170,7 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     let tag = format!("{}f", c.name);
     openstack_ok(&["security", "group", "create", &format!("{tag}-sg")]);
     openstack_ok(&["port", "create", "--network", "demo-net", &format!("{tag}-port")]);
+    openstack_ok(&["server", "create", "--flavor", "m1.tiny", "--image", "tiny", "--network", "demo-net", "--wait", &format!("{tag}-vm")]);
     // In our pod range, but not via one of our nodes: not ours.
     let foreign_route = "destination=10.77.250.0/24,gateway=10.0.0.250";
     openstack_ok(&["router", "add", "route", "demo-router", "--route", foreign_route]);
@@ -184,8 +185,10 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     assert_eq!(routes, [("10.77.250.0/24".to_string(), "10.0.0.250".to_string())], "only the foreign route is left");
     assert!(openstack(&["security", "group", "show", &format!("{tag}-sg")]).status.success(), "foreign security group kept");
     assert!(openstack(&["port", "show", &format!("{tag}-port")]).status.success(), "foreign port kept");
+    assert!(openstack(&["server", "show", &format!("{tag}-vm")]).status.success(), "foreign server kept");
 
     openstack_ok(&["router", "remove", "route", "demo-router", "--route", foreign_route]);
+    openstack_ok(&["server", "delete", "--wait", &format!("{tag}-vm")]);
     openstack_ok(&["port", "delete", &format!("{tag}-port")]);
     openstack_ok(&["security", "group", "delete", &format!("{tag}-sg")]);
 }
