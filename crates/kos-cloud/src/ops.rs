@@ -284,7 +284,7 @@ pub async fn find_teardown<C: Cloud>(cloud: &C, settings: &Settings) -> Result<T
     } else {
         Vec::new()
     };
-    let addresses: BTreeSet<Ipv4Addr> = have.ports.values().filter_map(|p| p.fixed_ips.first().map(|f| f.ip_address)).collect();
+    let addresses = have.node_addresses();
     let router = cloud.router(&settings.cloud.router).await.map_err(err("read the router"))?;
     let pod_cidr = settings.networking.pod_cidr;
     let routes = router.routes.iter().filter(|r| pod_cidr.contains(&r.destination) && addresses.contains(&r.nexthop)).cloned().collect();

@@ -57,6 +57,12 @@ impl ClusterResources {
         r
     }
 
+    /// The fixed IPs of every port of the cluster (nodes being removed included): the
+    /// next hops that make a router route this cluster's.
+    pub fn node_addresses(&self) -> BTreeSet<Ipv4Addr> {
+        self.ports.values().filter_map(|p| p.fixed_ips.first().map(|f| f.ip_address)).collect()
+    }
+
     /// The plan's view of these resources: addresses and recorded pod CIDRs per node.
     pub fn observed(&self, tenant_cidr: Option<ipnet::Ipv4Net>) -> Observed {
         let mut nodes = BTreeMap::new();

@@ -31,8 +31,7 @@ async fn up(cloud: &FakeCloud, s: &Settings) -> Vec<String> {
     lines.extend(apply_nodes(cloud, ctx, &have).await.unwrap().0);
     let have = discover(cloud, &s.cluster.name).await.unwrap();
     let p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
-    let addrs = have.ports.values().filter_map(|p| p.fixed_ips.first().map(|f| f.ip_address)).collect();
-    lines.extend(apply_routes(cloud, &p, &resolved, &addrs).await.unwrap().0);
+    lines.extend(apply_routes(cloud, &p, &resolved, &have.node_addresses()).await.unwrap().0);
     lines
 }
 

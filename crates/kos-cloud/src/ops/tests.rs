@@ -30,8 +30,7 @@ async fn up(cloud: &FakeCloud, s: &Settings) {
     apply_nodes(cloud, ctx, &have).await.unwrap();
     let have = discover(cloud, &s.cluster.name).await.unwrap();
     let p = plan(s, &have.observed(None)).unwrap();
-    let addrs = have.ports.values().filter_map(|p| p.fixed_ips.first().map(|f| f.ip_address)).collect();
-    apply_routes(cloud, &p, &resolved, &addrs).await.unwrap();
+    apply_routes(cloud, &p, &resolved, &have.node_addresses()).await.unwrap();
 }
 
 #[tokio::test]

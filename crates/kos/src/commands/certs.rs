@@ -1,11 +1,10 @@
 //! `kos certs check` and `kos certs renew`.
 
 use super::state::State;
-use super::CommandError;
+use super::{plan_for, CommandError};
 use crate::cli::{CertsAction, CertsArgs};
 use crate::printer::Printer;
 use anyhow::Context as _;
-use kos_core::plan::{self, Observed};
 use kos_core::settings::Settings;
 use kos_pki::{OffsetDateTime, RenewFilter};
 
@@ -33,11 +32,7 @@ pub fn certs(args: &CertsArgs, printer: Printer) -> Result<(), CommandError> {
         CertsAction::Renew { settings: s, only } => {
             let settings = Settings::load(&s.file)?;
             let state = State::for_settings(s, &settings);
-            let observed = std::fs::read_to_string(state.observed_file())
-                .ok()
-                .and_then(|t| Observed::parse(&t).ok())
-                .unwrap_or_default();
-            let plan = plan::plan(&settings, &observed).map_err(|e| CommandError::Invalid(e.to_string()))?;
+            let plan = plan_for(&settings, &state.observed()?)?;
             let filter = if only.is_empty() { RenewFilter::All } else { RenewFilter::Only(only.clone()) };
             let report = state
                 .pki()

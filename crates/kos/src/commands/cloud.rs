@@ -3,7 +3,7 @@
 //! function of `kos_cloud` and prints its result.
 
 use super::state::State;
-use super::CommandError;
+use super::{plan_for, CommandError};
 use crate::cli::{DestroyArgs, ExposeArgs, InventoryArgs, Phase, SettingsArg, UpArgs};
 use crate::printer::Printer;
 use anyhow::Context as _;
@@ -11,7 +11,6 @@ use kos_cloud::apply::{self, NodeContext, Waits};
 use kos_cloud::ops::{self, Exposed, Verdict};
 use kos_cloud::Cloud as _;
 use kos_cloud::openstack::OpenStackCloud;
-use kos_core::plan::{self, ClusterPlan, Observed};
 use kos_core::settings::Settings;
 use std::time::Instant;
 
@@ -21,10 +20,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 
 async fn connect(settings: &Settings) -> Result<OpenStackCloud, CommandError> {
     OpenStackCloud::connect(settings.cloud.name.as_deref()).await.map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
-}
-
-fn plan_for(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, CommandError> {
-    plan::plan(settings, observed).map_err(|e| CommandError::Invalid(e.to_string()))
 }
 
 fn failed(e: impl std::error::Error + Send + Sync + 'static) -> CommandError {
@@ -90,18 +85,14 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
             plan = plan_for(&settings, &have.observed(Some(resolved.subnet.cidr)))?;
         }
         if phases.contains(&Phase::Network) {
-            let addresses = have.ports.values().filter_map(|p| p.fixed_ips.first().map(|f| f.ip_address)).collect();
-            let done = apply::apply_routes(&cloud, &plan, &resolved, &addresses).await.map_err(failed)?;
+            let done = apply::apply_routes(&cloud, &plan, &resolved, &have.node_addresses()).await.map_err(failed)?;
             for line in &done.0 {
                 printer.line(format!("network: {line}"));
             }
             changed += done.0.len();
         }
         // Remember what the cloud gave, for `kos render` and later runs (the cloud stays the truth).
-        let observed = have.observed(Some(resolved.subnet.cidr));
-        std::fs::create_dir_all(&state.dir).with_context(|| format!("cannot create {}", state.dir.display()))?;
-        let text = serde_saphyr::to_string(&observed).context("cannot serialise the observed state")?;
-        std::fs::write(state.observed_file(), text).with_context(|| format!("cannot write {}", state.observed_file().display()))?;
+        state.write_observed(&have.observed(Some(resolved.subnet.cidr)))?;
         let secs = started.elapsed().as_secs_f64();
         if changed == 0 {
             printer.line(format!("up to date: 0 changes ({secs:.1} s, {} API calls)", cloud.api_calls()));

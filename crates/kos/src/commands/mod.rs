@@ -11,7 +11,13 @@ pub use cloud::{check, destroy, expose, inventory, up};
 pub use render::render;
 pub use validate::validate;
 
-use kos_core::settings::{Diagnostics, LoadError};
+use kos_core::plan::{ClusterPlan, Observed};
+use kos_core::settings::{Diagnostics, LoadError, Settings};
+
+/// The plan, with its refusals (a pin contradicting a recorded range, ...) as bad input.
+pub(crate) fn plan_for(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, CommandError> {
+    kos_core::plan::plan(settings, observed).map_err(|e| CommandError::Invalid(e.to_string()))
+}
 
 /// What went wrong, sorted by the exit code it gives.
 #[derive(Debug, thiserror::Error)]

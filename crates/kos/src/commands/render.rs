@@ -1,26 +1,22 @@
 //! `kos render`: settings + observed addresses → PKI (created or reused) → every file,
 //! written as a tree for review.
 
-use super::state::State;
-use super::CommandError;
+use super::state::{read_observed, State};
+use super::{plan_for, CommandError};
 use crate::cli::RenderArgs;
 use crate::printer::Printer;
 use anyhow::Context as _;
-use kos_core::plan::{self, Observed};
 use kos_core::settings::Settings;
 use kos_render::{Inputs, Target};
 
 pub fn render(args: &RenderArgs, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.settings.file)?;
     let state = State::for_settings(&args.settings, &settings);
-    let observed_path = args.observed.clone().unwrap_or_else(|| state.observed_file());
-    let observed = match std::fs::read_to_string(&observed_path) {
-        Ok(text) => Observed::parse(&text)
-            .map_err(|e| CommandError::Invalid(format!("{}: {e}", observed_path.display())))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.observed.is_none() => Observed::default(),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read {}", observed_path.display())).into()),
+    let observed = match &args.observed {
+        Some(file) => read_observed(file, true)?,
+        None => state.observed()?,
     };
-    let plan = plan::plan(&settings, &observed).map_err(|e| CommandError::Invalid(e.to_string()))?;
+    let plan = plan_for(&settings, &observed)?;
     if let Some(node) = plan.nodes_without_address().first() {
         return Err(CommandError::Invalid(format!(
             "the address of node `{node}` is not known yet: run `kos up --only instances` first (it records addresses in {}), or pass --observed FILE (see examples/observed.yaml)",

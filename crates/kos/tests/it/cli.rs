@@ -98,3 +98,24 @@ fn render_twice_reuses_the_pki_and_certs_check_lists_expiry() {
     let text = String::from_utf8_lossy(&renew.get_output().stdout).into_owned();
     assert!(text.contains("apiserver"), "{text}");
 }
+
+/// Regression: `certs renew` read a malformed observed.yaml as "no addresses" and would have
+/// re-issued the API server's certificate without its IP SANs.
+#[test]
+fn certs_renew_refuses_a_malformed_observed_state_instead_of_dropping_addresses() {
+    let (tmp, _out) = render_example();
+    let state = tmp.path().join("state");
+    let observed = state.join("demo/observed.yaml");
+    std::fs::write(&observed, "nodes: [this is not a map\n").unwrap();
+    let before = std::fs::read(state.join("demo/pki/apiserver.crt")).unwrap();
+    let out = kos()
+        .args(["certs", "renew", "--only", "apiserver", "-f"])
+        .arg(repo_root().join("examples/settings.yaml"))
+        .arg("--state-dir")
+        .arg(&state)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("observed.yaml"), "the error names the file: {stderr}");
+    assert_eq!(std::fs::read(state.join("demo/pki/apiserver.crt")).unwrap(), before, "nothing re-issued");
+}
