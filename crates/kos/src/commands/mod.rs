@@ -2,12 +2,21 @@
 
 mod certs;
 mod cloud;
+mod nodes;
+mod plan;
+mod status;
+mod up;
+mod kubeconfig;
 mod render;
 mod state;
 mod validate;
 
 pub use certs::certs;
-pub use cloud::{check, destroy, expose, inventory, up};
+pub use cloud::{check, destroy, expose, inventory};
+pub use plan::plan;
+pub use status::status;
+pub use up::up;
+pub use kubeconfig::kubeconfig;
 pub use render::render;
 pub use validate::validate;
 

@@ -24,6 +24,16 @@ impl State {
         kos_pki::Pki::open(self.dir.join("pki"))
     }
 
+    /// The operator's files: admin kubeconfigs, `<node>.env` + certs, add-on manifests.
+    pub fn local_dir(&self) -> PathBuf {
+        self.dir.join("local")
+    }
+
+    /// The generated ssh_config and the cluster's known_hosts.
+    pub fn ssh_dir(&self) -> PathBuf {
+        self.dir.join("ssh")
+    }
+
     pub fn observed_file(&self) -> PathBuf {
         self.dir.join("observed.yaml")
     }

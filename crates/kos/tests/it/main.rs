@@ -10,6 +10,7 @@
 mod cli;
 mod cloud_client;
 mod cloud_commands;
+mod kubeconfig;
 mod rendered_cluster;
 mod support;
 mod testbed_cloud;

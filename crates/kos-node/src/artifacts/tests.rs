@@ -1,0 +1,435 @@
+use super::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const KUBELET: &[u8] = b"#!/bin/sh\necho kubelet\n";
+const KUBE_PROXY: &[u8] = b"#!/bin/sh\necho kube-proxy\n";
+const KUBECTL: &[u8] = b"#!/bin/sh\necho kubectl\n";
+
+fn hex(bytes: &[u8]) -> String {
+    sha256_hex(bytes)
+}
+
+/// A folder with the three binaries and a SHA256SUMS written by the given function.
+fn local_folder(sums: impl FnOnce(&str, &str, &str) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kubelet"), KUBELET).unwrap();
+    std::fs::write(dir.path().join("kube-proxy"), KUBE_PROXY).unwrap();
+    std::fs::write(dir.path().join("kubectl"), KUBECTL).unwrap();
+    std::fs::write(
+        dir.path().join(SHA256SUMS),
+        sums(&hex(KUBELET), &hex(KUBE_PROXY), &hex(KUBECTL)),
+    )
+    .unwrap();
+    dir
+}
+
+fn local(dir: &Path) -> ArtifactSource {
+    ArtifactSource::Local {
+        dir: dir.to_path_buf(),
+    }
+}
+
+#[test]
+fn node_arch_maps_uname() {
+    assert_eq!(node_arch("x86_64").unwrap(), "amd64");
+    assert_eq!(node_arch("aarch64\n").unwrap(), "arm64");
+    let err = node_arch("riscv64").unwrap_err().to_string();
+    assert!(
+        err.contains("`riscv64`") && err.contains("x86_64 (amd64) and aarch64 (arm64)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fetch_debug_never_shows_bytes() {
+    let f = Fetch::Upload(Arc::new(b"-----BEGIN secret".to_vec()));
+    assert_eq!(format!("{f:?}"), "Upload(17 bytes)");
+}
+
+#[tokio::test]
+async fn local_folder_is_uploaded_after_checking_each_hash() {
+    // Text mode, binary mode and `./` prefixes, as sha256sum writes them.
+    let dir = local_folder(|a, b, c| {
+        format!(
+            "{a}  kubelet\n{b} *kube-proxy\n\n{}  ./kubectl\n",
+            c.to_uppercase()
+        )
+    });
+    let got = resolve(&local(dir.path()), Path::new("/nowhere"), "1.31.2", "amd64")
+        .await
+        .unwrap();
+    let names: Vec<_> = got.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, BINARIES);
+    assert_eq!(got[0].sha256, hex(KUBELET));
+    assert_eq!(got[2].sha256, hex(KUBECTL), "hash is lowercased");
+    assert_eq!(got[1].install_path, "/usr/local/bin/kube-proxy");
+    assert_eq!(got[1].fetch, Fetch::Upload(Arc::new(KUBE_PROXY.to_vec())));
+}
+
+#[tokio::test]
+async fn relative_local_dir_is_relative_to_the_settings_folder() {
+    let settings_dir = tempfile::tempdir().unwrap();
+    let dir = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n"));
+    std::fs::rename(dir.path(), settings_dir.path().join("bin")).unwrap();
+    let source = ArtifactSource::Local {
+        dir: "./bin".into(),
+    };
+    let got = resolve(&source, settings_dir.path(), "1.31.2", "amd64")
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+}
+
+#[tokio::test]
+async fn local_folder_without_sha256sums_says_how_to_make_it() {
+    let dir = local_folder(|_, _, _| String::new());
+    std::fs::remove_file(dir.path().join(SHA256SUMS)).unwrap();
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ArtifactError::NoSums { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("sha256sum kubelet kube-proxy kubectl > SHA256SUMS"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn local_binary_missing_from_folder_is_named() {
+    let dir = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n"));
+    std::fs::remove_file(dir.path().join("kube-proxy")).unwrap();
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
+        .await
+        .unwrap_err();
+    let ArtifactError::Unreadable { name, path, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(name, "kube-proxy");
+    assert_eq!(path, &dir.path().join("kube-proxy"));
+    assert!(err.to_string().contains("kube-proxy"), "{err}");
+}
+
+#[tokio::test]
+async fn local_binary_missing_from_sha256sums_is_named() {
+    let dir = local_folder(|a, b, _| format!("{a}  kubelet\n{b}  kube-proxy\n"));
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
+        .await
+        .unwrap_err();
+    let ArtifactError::NotListed { name, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(name, "kubectl");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("SHA256SUMS has no line for `kubectl`"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn local_checksum_mismatch_names_file_and_line() {
+    let dir = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n"));
+    // The binary changed after SHA256SUMS was written.
+    std::fs::write(dir.path().join("kube-proxy"), b"something else").unwrap();
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
+        .await
+        .unwrap_err();
+    let ArtifactError::Mismatch(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(m.path, dir.path().join("kube-proxy"));
+    assert_eq!(m.line_no, 2);
+    assert_eq!(m.expected, hex(KUBE_PROXY));
+    assert_eq!(m.actual, hex(b"something else"));
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("SHA256SUMS:2 (`{}  kube-proxy`)", hex(KUBE_PROXY))),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("checksum mismatch") && msg.contains("re-download"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn local_malformed_sha256sums_line_is_quoted() {
+    let dir = local_folder(|a, _, _| format!("{a}  kubelet\nnot a checksum line\n"));
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
+        .await
+        .unwrap_err();
+    let ArtifactError::BadSumsLine { line_no, line, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((*line_no, line.as_str()), (2, "not a checksum line"));
+}
+
+#[test]
+fn binary_url_follows_dl_k8s_io_layout() {
+    assert_eq!(
+        binary_url(UPSTREAM_BASE, "v1.31.2", "arm64", "kubelet"),
+        "https://dl.k8s.io/release/v1.31.2/bin/linux/arm64/kubelet"
+    );
+    assert_eq!(
+        binary_url("http://m.example/k8s/", "1.31.2", "amd64", "kubectl"),
+        "http://m.example/k8s/v1.31.2/bin/linux/amd64/kubectl"
+    );
+}
+
+#[test]
+fn published_checksum_formats() {
+    let h = "ab".repeat(32);
+    assert_eq!(
+        parse_checksum(&format!("{h}\n"), "kubelet"),
+        Some(h.clone())
+    );
+    assert_eq!(
+        parse_checksum(&format!("{}  kubelet\n", h.to_uppercase()), "kubelet"),
+        Some(h.clone())
+    );
+    assert_eq!(
+        parse_checksum(&format!("{h} *bin/kubelet"), "kubelet"),
+        Some(h.clone())
+    );
+    assert_eq!(
+        parse_checksum(&format!("{h}  kubectl"), "kubelet"),
+        None,
+        "a line for another binary"
+    );
+    assert_eq!(parse_checksum(&h[..63], "kubelet"), None);
+    assert_eq!(parse_checksum("<html>404</html>", "kubelet"), None);
+    assert_eq!(parse_checksum("", "kubelet"), None);
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1: each path answers with its queued responses in
+/// turn (the last one repeats); unknown paths get a 404. Records every path requested.
+struct TestServer {
+    base: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+async fn serve(routes: HashMap<String, Vec<(u16, String)>>) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::<String>::new()));
+    let routes = Arc::new(Mutex::new(routes));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let routes = routes.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(path.clone());
+                let (status, body) = {
+                    let mut routes = routes.lock().unwrap();
+                    match routes.get_mut(&path) {
+                        Some(queue) if queue.len() > 1 => queue.remove(0),
+                        Some(queue) => queue[0].clone(),
+                        None => (404, "404 page not found\n".to_string()),
+                    }
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    TestServer { base, requests }
+}
+
+fn sums_route(prefix: &str, name: &str, reply: (u16, String)) -> (String, Vec<(u16, String)>) {
+    (
+        format!("{prefix}/v1.31.2/bin/linux/amd64/{name}.sha256"),
+        vec![reply],
+    )
+}
+
+#[tokio::test]
+async fn mirror_checksums_are_fetched_and_the_node_downloads_the_binary() {
+    let (a, b, c) = ("a".repeat(64), "B".repeat(64), "c".repeat(64));
+    let server = serve(HashMap::from([
+        sums_route("/k8s", "kubelet", (200, a.clone())),
+        sums_route("/k8s", "kube-proxy", (200, format!("{b}  kube-proxy\n"))),
+        sums_route("/k8s", "kubectl", (200, format!("{c}\n"))),
+    ]))
+    .await;
+    let source = ArtifactSource::Mirror {
+        url: format!("{}/k8s", server.base),
+    };
+    let got = resolve(&source, Path::new("."), "v1.31.2", "amd64")
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].sha256, a);
+    assert_eq!(got[1].sha256, "b".repeat(64));
+    assert_eq!(
+        got[2].fetch,
+        Fetch::Download {
+            url: format!("{}/k8s/v1.31.2/bin/linux/amd64/kubectl", server.base)
+        }
+    );
+    assert_eq!(got[2].install_path, "/usr/local/bin/kubectl");
+    let mut seen = server.requests.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "/k8s/v1.31.2/bin/linux/amd64/kube-proxy.sha256",
+            "/k8s/v1.31.2/bin/linux/amd64/kubectl.sha256",
+            "/k8s/v1.31.2/bin/linux/amd64/kubelet.sha256",
+        ],
+        "only the small checksum files are fetched here"
+    );
+}
+
+#[tokio::test]
+async fn mirror_404_names_the_url_and_the_layout() {
+    let h = "d".repeat(64);
+    let server = serve(HashMap::from([
+        sums_route("", "kubelet", (200, h.clone())),
+        sums_route("", "kubectl", (200, h)),
+    ]))
+    .await;
+    let source = ArtifactSource::Mirror {
+        url: server.base.clone(),
+    };
+    let err = resolve(&source, Path::new("."), "1.31.2", "amd64")
+        .await
+        .unwrap_err();
+    let ArtifactError::Status { url, status, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        url,
+        &format!("{}/v1.31.2/bin/linux/amd64/kube-proxy.sha256", server.base)
+    );
+    assert_eq!(*status, 404);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("HTTP 404") && msg.contains("Kubernetes 1.31.2 exists for linux/amd64"),
+        "{msg}"
+    );
+    let tries = server
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.ends_with("kube-proxy.sha256"))
+        .count();
+    assert_eq!(tries, 1, "a 404 is not retried");
+}
+
+#[tokio::test]
+async fn mirror_malformed_checksum_is_refused_with_what_was_served() {
+    let h = "e".repeat(64);
+    let server = serve(HashMap::from([
+        sums_route("", "kubelet", (200, h.clone())),
+        sums_route("", "kube-proxy", (200, h)),
+        sums_route(
+            "",
+            "kubectl",
+            (
+                200,
+                "<html><body>Welcome to our mirror</body></html>".to_string(),
+            ),
+        ),
+    ]))
+    .await;
+    let source = ArtifactSource::Mirror {
+        url: server.base.clone(),
+    };
+    let err = resolve(&source, Path::new("."), "1.31.2", "amd64")
+        .await
+        .unwrap_err();
+    let ArtifactError::BadChecksum { url, got } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        url.ends_with("/v1.31.2/bin/linux/amd64/kubectl.sha256"),
+        "{url}"
+    );
+    assert!(got.contains("Welcome to our mirror"), "{got}");
+}
+
+#[tokio::test]
+async fn mirror_server_error_is_retried_once() {
+    let h = "f".repeat(64);
+    let server = serve(HashMap::from([
+        sums_route("", "kubelet", (200, h.clone())),
+        (
+            "/v1.31.2/bin/linux/amd64/kube-proxy.sha256".to_string(),
+            vec![(503, "busy".to_string()), (200, h.clone())],
+        ),
+        (
+            "/v1.31.2/bin/linux/amd64/kubectl.sha256".to_string(),
+            vec![(500, "down".to_string())],
+        ),
+    ]))
+    .await;
+    let source = ArtifactSource::Mirror {
+        url: server.base.clone(),
+    };
+    let err = resolve(&source, Path::new("."), "1.31.2", "amd64")
+        .await
+        .unwrap_err();
+    let ArtifactError::Status { url, status, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(url.ends_with("kubectl.sha256") && *status == 500, "{err}");
+    let seen = server.requests.lock().unwrap().clone();
+    let count = |name: &str| seen.iter().filter(|p| p.ends_with(name)).count();
+    assert_eq!(
+        count("kube-proxy.sha256"),
+        2,
+        "one 503, then the retry succeeds"
+    );
+    assert_eq!(
+        count("kubectl.sha256"),
+        2,
+        "a persistent 500: one retry, then the error"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_mirror_names_the_url() {
+    // A port nobody listens on: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let source = ArtifactSource::Mirror {
+        url: format!("http://127.0.0.1:{port}/k8s"),
+    };
+    let err = resolve(&source, Path::new("."), "1.31.2", "amd64")
+        .await
+        .unwrap_err();
+    let ArtifactError::Fetch { url, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        url.starts_with(&format!(
+            "http://127.0.0.1:{port}/k8s/v1.31.2/bin/linux/amd64/"
+        )),
+        "{url}"
+    );
+}

@@ -1,0 +1,207 @@
+//! The node diff, the probe and the executor's script, run for real against files in a
+//! temporary folder through a local `/bin/sh` (`LocalShell`: the same scripts kos sends
+//! over SSH, without the SSH; units are left out, there is no systemd here).
+
+use super::*;
+use crate::execute;
+use crate::probe::{self, FileState, NodeState, UnitState};
+use crate::remote::{Output, Remote, RemoteError};
+use crate::wanted::{Content, NodeWants, PhaseWants, WantedFile, WantedUnit};
+
+/// Runs scripts with the local `/bin/sh` as the current user (root on CI).
+struct LocalShell;
+
+impl Remote for LocalShell {
+    fn node(&self) -> &str {
+        "local"
+    }
+
+    async fn run(&self, script: &str, stdin: Vec<u8>) -> Result<Output, RemoteError> {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| RemoteError::Transport { node: "local".into(), detail: e.to_string() })?;
+        let mut input = child.stdin.take().expect("stdin");
+        let writer = tokio::spawn(async move {
+            let _ = input.write_all(&stdin).await;
+        });
+        let out = child.wait_with_output().await.map_err(|e| RemoteError::Transport { node: "local".into(), detail: e.to_string() })?;
+        let _ = writer.await;
+        Ok(Output { status: out.status.code(), stdout: out.stdout, stderr: out.stderr })
+    }
+}
+
+fn phase_with(files: Vec<WantedFile>) -> PhaseWants {
+    PhaseWants { files, ..Default::default() }
+}
+
+fn node_with(phase: PhaseWants) -> NodeWants {
+    NodeWants { node: "local".into(), phases: vec![(NodePhase::Kubernetes, phase)] }
+}
+
+fn state_with(path: &str, sha: &str, mode: u32) -> NodeState {
+    let mut st = NodeState { os_id: "debian".into(), has_apt: true, ..Default::default() };
+    st.files.insert(path.into(), FileState { sha256: sha.into(), mode, owner: "root:root".into() });
+    st
+}
+
+#[test]
+fn unchanged_files_and_running_units_give_no_changes() {
+    let f = WantedFile::from_bytes("/etc/kubernetes/kubelet.conf", 0o600, b"x".to_vec());
+    let mut wants = phase_with(vec![f.clone()]);
+    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec!["/etc/kubernetes/kubelet.conf".into()] });
+    let mut has = state_with(&f.path, &f.sha256, 0o600);
+    has.units.insert("kubelet".into(), UnitState { enabled: "enabled".into(), active: "active".into() });
+    assert_eq!(diff_phase(NodePhase::Kubernetes, &wants, &has), vec![]);
+}
+
+#[test]
+fn a_changed_file_restarts_exactly_the_units_that_read_it() {
+    let conf = WantedFile::from_bytes("/etc/kubernetes/kubelet.conf", 0o600, b"new".to_vec());
+    let proxy = WantedFile::from_bytes("/var/lib/kube-proxy/config.yaml", 0o644, b"same".to_vec());
+    let mut wants = phase_with(vec![conf.clone(), proxy.clone()]);
+    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec![conf.path.clone()] });
+    wants.units.push(WantedUnit { name: "kube-proxy", restart_on: vec![proxy.path.clone()] });
+    let mut has = state_with(&conf.path, "old", 0o600);
+    has.files.insert(proxy.path.clone(), FileState { sha256: proxy.sha256.clone(), mode: 0o644, owner: "root:root".into() });
+    for u in ["kubelet", "kube-proxy"] {
+        has.units.insert(u.into(), UnitState { enabled: "enabled".into(), active: "active".into() });
+    }
+    let changes = diff_phase(NodePhase::Kubernetes, &wants, &has);
+    assert_eq!(
+        changes,
+        vec![
+            Change::WriteFile { path: conf.path.clone(), mode: "0600".into(), reason: FileReason::Content },
+            Change::RestartUnit { unit: "kubelet".into(), why: "/etc/kubernetes/kubelet.conf changed".into() },
+        ]
+    );
+}
+
+#[test]
+fn a_wrong_mode_is_fixed_without_a_restart() {
+    let key = WantedFile::from_bytes("/var/lib/kubelet/pki/kubelet.key", 0o600, b"k".to_vec());
+    let mut wants = phase_with(vec![key.clone()]);
+    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec![key.path.clone()] });
+    let mut has = state_with(&key.path, &key.sha256, 0o644);
+    has.units.insert("kubelet".into(), UnitState { enabled: "enabled".into(), active: "active".into() });
+    assert_eq!(
+        diff_phase(NodePhase::Kubernetes, &wants, &has),
+        vec![Change::WriteFile { path: key.path.clone(), mode: "0600".into(), reason: FileReason::Mode }]
+    );
+}
+
+#[test]
+fn a_restart_left_pending_by_a_killed_run_is_done_by_the_next() {
+    // The killed run wrote the file (so it matches now) but never restarted the unit.
+    let conf = WantedFile::from_bytes("/etc/containerd/config.toml", 0o644, b"c".to_vec());
+    let mut wants = phase_with(vec![conf.clone()]);
+    wants.units.push(WantedUnit { name: "containerd", restart_on: vec![conf.path.clone()] });
+    let mut has = state_with(&conf.path, &conf.sha256, 0o644);
+    has.units.insert("containerd".into(), UnitState { enabled: "enabled".into(), active: "active".into() });
+    has.pending = vec!["unit-containerd".into()];
+    assert_eq!(
+        diff_phase(NodePhase::Runtime, &wants, &has),
+        vec![Change::RestartUnit { unit: "containerd".into(), why: "left pending by an interrupted run".into() }]
+    );
+}
+
+#[test]
+fn missing_packages_swap_and_stopped_units() {
+    let wants = PhaseWants {
+        packages: vec!["containerd".into(), "runc".into()],
+        units: vec![WantedUnit { name: "containerd", restart_on: vec![] }],
+        swap_off: true,
+        ..Default::default()
+    };
+    let has = NodeState { os_id: "debian".into(), has_apt: true, installed: vec!["runc".into()], swaps: 1, ..Default::default() };
+    let lines: Vec<String> = diff_phase(NodePhase::Runtime, &wants, &has).iter().map(|c| c.to_string()).collect();
+    assert_eq!(lines, vec!["install containerd", "turn swap off", "enable containerd", "restart containerd (not running)"]);
+}
+
+#[test]
+fn unsupported_distributions_are_refused_with_the_fix() {
+    let has = NodeState { os_id: "fedora".into(), os_version: "40".into(), ..Default::default() };
+    let err = check_supported("worker-1", &has).unwrap_err();
+    assert!(err.contains("worker-1 runs `fedora` 40") && err.contains("Debian"), "{err}");
+    let ok = NodeState { os_id: "ubuntu".into(), has_apt: true, ..Default::default() };
+    assert!(check_supported("w", &ok).is_ok());
+}
+
+#[test]
+fn the_probe_output_is_parsed_and_garbage_is_refused() {
+    let out = "os\tdebian\t12\nmachine\tx86_64\napt\nswaps\t0\npending\tunit-kubelet\npkg\tcontainerd\tii \npkg\trunc\trc \n\
+               file\t/etc/a\tabc\t600\troot:root\nunit\tkubelet\tenabled\tactive\n";
+    let st = probe::parse(out).unwrap();
+    assert_eq!(st.os_id, "debian");
+    assert_eq!(st.installed, vec!["containerd"]);
+    assert_eq!(st.files["/etc/a"], FileState { sha256: "abc".into(), mode: 0o600, owner: "root:root".into() });
+    assert_eq!(st.unit("kubelet"), UnitState { enabled: "enabled".into(), active: "active".into() });
+    assert_eq!(st.pending, vec!["unit-kubelet"]);
+    assert!(probe::parse("what is this\n").is_err());
+    assert!(probe::parse("").is_err());
+}
+
+#[tokio::test]
+async fn files_are_written_with_their_modes_and_a_second_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let key = WantedFile::from_bytes(&format!("{root}/etc/kubernetes/pki/kubelet.key"), 0o600, b"secret\n".to_vec());
+    // 3 MiB of non-text bytes: the tar stream carries binaries too.
+    let blob: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let bin = WantedFile::from_bytes(&format!("{root}/usr/local/bin/kubelet"), 0o755, blob);
+    let quote = WantedFile::from_bytes(&format!("{root}/etc/it's here/a b.conf"), 0o644, b"odd path\n".to_vec());
+    let node = node_with(phase_with(vec![key.clone(), bin.clone(), quote.clone()]));
+    let phase = node.phase(NodePhase::Kubernetes).unwrap();
+
+    let before = crate::provision::probe(&LocalShell, &node).await.unwrap();
+    let changes = diff_phase(NodePhase::Kubernetes, phase, &before);
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    let warnings = execute::execute(&LocalShell, NodePhase::Kubernetes, phase, &changes).await.unwrap();
+    assert!(warnings.is_empty());
+
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&key, &bin, &quote] {
+        let meta = std::fs::metadata(&f.path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, f.mode, "{}", f.path);
+        let Content::Bytes(b) = &f.content else { unreachable!() };
+        assert_eq!(&std::fs::read(&f.path).unwrap(), b.as_ref());
+    }
+    let after = crate::provision::probe(&LocalShell, &node).await.unwrap();
+    assert_eq!(diff_phase(NodePhase::Kubernetes, phase, &after), vec![], "second run must change nothing");
+    // No staging leftovers next to the files.
+    let leftovers: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.ends_with(".kos-new")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn a_download_with_the_wrong_checksum_is_refused_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("kubelet.src");
+    std::fs::write(&src, b"binary").unwrap();
+    let target = dir.path().join("bin/kubelet").to_str().unwrap().to_string();
+    let f = WantedFile { path: target.clone(), mode: 0o755, sha256: "0".repeat(64), content: Content::Download { url: format!("file://{}", src.display()) } };
+    let phase = phase_with(vec![f]);
+    let changes = vec![Change::WriteFile { path: target.clone(), mode: "0755".into(), reason: FileReason::New }];
+    let err = execute::execute(&LocalShell, NodePhase::Kubernetes, &phase, &changes).await.unwrap_err().to_string();
+    assert!(err.contains("SHA-256 differs"), "{err}");
+    assert!(!std::path::Path::new(&target).exists());
+    assert!(!std::path::Path::new(&format!("{target}.kos-new")).exists());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}

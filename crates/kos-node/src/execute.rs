@@ -1,0 +1,150 @@
+//! Carry out one phase's [`Change`]s on a node in one SSH round trip: a shell script
+//! that installs packages, unpacks the changed files from a tar stream on stdin and
+//! moves each into place atomically (owner root, its mode), then reloads, applies and
+//! restarts what the changes name.
+//!
+//! Every post-write action is first recorded as a marker under [`PENDING_DIR`] and the
+//! marker removed once the action succeeded, so a run killed in between is finished by
+//! the next run (the probe reports the markers).
+
+use crate::changes::Change;
+use crate::probe::{sh_quote, PENDING_DIR};
+use crate::remote::{Remote, RemoteError};
+use crate::wanted::{Content, NodePhase, PhaseWants};
+
+/// The phase failed on the node.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error("{node}: {phase} failed (exit {status}): {detail}")]
+    Script { node: String, phase: NodePhase, status: String, detail: String },
+    #[error("{node}: cannot pack the files to upload: {detail}")]
+    Pack { node: String, detail: String },
+}
+
+/// What the node printed as warnings (`kos-warning: ...` lines), e.g. a sysctl the
+/// kernel does not offer.
+pub type Warnings = Vec<String>;
+
+/// The script and the stdin (a tar of the files to upload) for one phase's changes.
+pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>), String> {
+    let mut s = String::from(
+        "set -eu\n\
+         umask 022\n\
+         warn() { echo \"kos-warning: $*\"; }\n",
+    );
+    s.push_str(&format!("mkdir -p {PENDING_DIR}\n"));
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut puts = String::new();
+    let mut after = String::new();
+    let mut markers = Vec::new();
+    let mut index = 0usize;
+    for change in changes {
+        match change {
+            Change::InstallPackages { packages } => {
+                let list: Vec<String> = packages.iter().map(|p| sh_quote(p)).collect();
+                // --force-confold: a config kos already wrote is kept if the package ships one too.
+                s.push_str(&format!(
+                    "export DEBIAN_FRONTEND=noninteractive\n\
+                     apt-get -q -o DPkg::Lock::Timeout=300 update </dev/null >/tmp/kos-apt.log 2>&1 || {{ tail -5 /tmp/kos-apt.log >&2; exit 1; }}\n\
+                     apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends {} </dev/null >>/tmp/kos-apt.log 2>&1 || {{ tail -15 /tmp/kos-apt.log >&2; exit 1; }}\n",
+                    list.join(" ")
+                ));
+            }
+            Change::SwapOff => {
+                s.push_str("swapoff -a\nsed -i.kos-bak -E 's@^([^#].*[[:space:]]swap[[:space:]].*)$@# \\1  # swap off: kos (the kubelet needs it)@' /etc/fstab\n");
+            }
+            Change::WriteFile { path, .. } => {
+                let Some(file) = wants.files.iter().find(|f| &f.path == path) else {
+                    return Err(format!("no wanted file {path}"));
+                };
+                let target = sh_quote(path);
+                let mode = format!("{:04o}", file.mode);
+                match &file.content {
+                    Content::Bytes(bytes) => {
+                        let mut header = tar::Header::new_gnu();
+                        header.set_size(bytes.len() as u64);
+                        header.set_mode(0o600);
+                        header.set_uid(0);
+                        header.set_gid(0);
+                        header.set_cksum();
+                        tar.append_data(&mut header, index.to_string(), bytes.as_slice()).map_err(|e| e.to_string())?;
+                        puts.push_str(&format!("put {index} {target} {mode}\n"));
+                        index += 1;
+                    }
+                    Content::Download { url } => {
+                        puts.push_str(&format!("fetch {} {} {target} {mode}\n", sh_quote(url), sh_quote(&file.sha256)));
+                    }
+                }
+            }
+            Change::DaemonReload => {
+                markers.push("daemon-reload".to_string());
+                after.push_str(&format!("systemctl daemon-reload\nrm -f {PENDING_DIR}/daemon-reload\n"));
+            }
+            Change::ApplySysctls => {
+                markers.push("sysctl".to_string());
+                // A key the kernel does not offer (bridge-nf-call-* before br_netfilter is
+                // loaded) is a warning: pod-network.sh sets ip_forward itself at every boot.
+                after.push_str(&format!(
+                    "sysctl -q -p {} 2>/tmp/kos-sysctl.err || warn \"sysctl: $(tr '\\n' ' ' </tmp/kos-sysctl.err)\"\nrm -f {PENDING_DIR}/sysctl\n",
+                    kos_render::node::paths::SYSCTL
+                ));
+            }
+            Change::LoadModules => {
+                markers.push("modules".to_string());
+                after.push_str(&format!(
+                    "modprobe -a overlay br_netfilter 2>/tmp/kos-modprobe.err || warn \"modprobe: $(tr '\\n' ' ' </tmp/kos-modprobe.err)\"\nrm -f {PENDING_DIR}/modules\n"
+                ));
+            }
+            Change::EnableUnit { unit } => {
+                after.push_str(&format!("systemctl enable -q {} 2>&1\n", sh_quote(unit)));
+            }
+            Change::RestartUnit { unit, .. } => {
+                let marker = format!("unit-{unit}");
+                let q = sh_quote(unit);
+                markers.push(marker.clone());
+                after.push_str(&format!(
+                    "systemctl restart {q} || {{ systemctl status --no-pager -n 10 {q} >&2 || true; exit 1; }}\nrm -f {PENDING_DIR}/{marker}\n"
+                ));
+            }
+        }
+    }
+    // Markers first: from here until each action has run, an interrupted run leaves a trace.
+    for m in &markers {
+        s.push_str(&format!("touch {PENDING_DIR}/{m}\n"));
+    }
+    if index > 0 || !puts.is_empty() {
+        s.push_str(
+            "d=$(mktemp -d /var/tmp/kos-upload.XXXXXX)\n\
+             trap 'rm -rf \"$d\"' EXIT\n\
+             put() { mkdir -p \"$(dirname \"$2\")\"; chown root:root \"$d/$1\"; chmod \"$3\" \"$d/$1\"; mv -f \"$d/$1\" \"$2.kos-new\"; mv -f \"$2.kos-new\" \"$2\"; }\n\
+             fetch() {\n  mkdir -p \"$(dirname \"$3\")\"\n  curl -fsSL --retry 3 --connect-timeout 20 -o \"$3.kos-new\" \"$1\" || { rm -f \"$3.kos-new\"; echo \"download of $1 failed\" >&2; exit 1; }\n  echo \"$2  $3.kos-new\" | sha256sum -c --quiet >/dev/null 2>&1 || { rm -f \"$3.kos-new\"; echo \"$1: SHA-256 differs from the published checksum $2\" >&2; exit 1; }\n  chown root:root \"$3.kos-new\"; chmod \"$4\" \"$3.kos-new\"; mv -f \"$3.kos-new\" \"$3\"\n}\n",
+        );
+        if index > 0 {
+            s.push_str("tar -x -o -f - -C \"$d\"\n");
+        }
+        s.push_str(&puts);
+    }
+    s.push_str(&after);
+    let stdin = if index > 0 { tar.into_inner().map_err(|e| e.to_string())? } else { Vec::new() };
+    Ok((s, stdin))
+}
+
+/// Run one phase's changes on a node; returns the warnings it printed.
+pub async fn execute<R: Remote>(remote: &R, phase: NodePhase, wants: &PhaseWants, changes: &[Change]) -> Result<Warnings, ExecuteError> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let node = remote.node().to_string();
+    let (script, stdin) = build(wants, changes).map_err(|detail| ExecuteError::Pack { node: node.clone(), detail })?;
+    let out = remote.run(&script, stdin).await?;
+    if !out.success() {
+        let err = out.stderr_text();
+        let tail: Vec<&str> = err.lines().rev().take(12).collect();
+        let detail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        let status = out.status.map_or("signal".to_string(), |s| s.to_string());
+        return Err(ExecuteError::Script { node, phase, status, detail });
+    }
+    Ok(out.stdout_text().lines().filter_map(|l| l.strip_prefix("kos-warning: ")).map(str::to_string).collect())
+}

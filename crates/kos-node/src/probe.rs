@@ -1,0 +1,139 @@
+//! One read-only look at a node, in one SSH round trip: its distribution, architecture,
+//! which of the wanted packages are installed, the SHA-256, mode and owner of every
+//! wanted file, the state of kos's units, and whether swap is on.
+//!
+//! [`script`] builds the shell script from the node's wants; [`parse`] reads its output
+//! back. Both are pure, so the format is tested without a node.
+
+use crate::wanted::NodeWants;
+use std::collections::BTreeMap;
+
+/// A file as the node has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub sha256: String,
+    pub mode: u32,
+    /// `user:group`
+    pub owner: String,
+}
+
+/// A systemd unit as the node has it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnitState {
+    /// `systemctl is-enabled` (`enabled`, `disabled`, `not-found`, ...).
+    pub enabled: String,
+    /// `systemctl is-active` (`active`, `inactive`, `failed`, ...).
+    pub active: String,
+}
+
+/// What the probe saw.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeState {
+    /// `ID` of /etc/os-release (`debian`, `ubuntu`, ...).
+    pub os_id: String,
+    pub os_version: String,
+    /// `uname -m`
+    pub machine: String,
+    pub installed: Vec<String>,
+    /// Only the wanted paths that exist.
+    pub files: BTreeMap<String, FileState>,
+    pub units: BTreeMap<String, UnitState>,
+    /// Active swap devices.
+    pub swaps: u32,
+    /// The apt/dpkg world is there (`apt-get` found).
+    pub has_apt: bool,
+    /// Actions an interrupted run left undone (markers in [`PENDING_DIR`]): `daemon-reload`,
+    /// `sysctl`, `modules`, `unit-<name>`.
+    pub pending: Vec<String>,
+}
+
+impl NodeState {
+    pub fn unit(&self, name: &str) -> UnitState {
+        self.units.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// Where the executor marks actions it still owes (a restart after a file changed), so
+/// that a run killed between writing a file and restarting its unit is finished by the
+/// next one instead of leaving the old configuration running.
+pub const PENDING_DIR: &str = "/var/lib/kos/pending";
+
+/// Quote for /bin/sh: single quotes, with embedded single quotes closed and escaped.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The probe script for a node's wants. Prints one record per line, fields separated
+/// by a tab; it changes nothing.
+pub fn script(wants: &NodeWants) -> String {
+    let mut s = String::from(
+        "set -u\n\
+         . /etc/os-release 2>/dev/null; printf 'os\\t%s\\t%s\\n' \"${ID:-unknown}\" \"${VERSION_ID:-}\"\n\
+         printf 'machine\\t%s\\n' \"$(uname -m)\"\n\
+         command -v apt-get >/dev/null 2>&1 && printf 'apt\\n'\n\
+         printf 'swaps\\t%s\\n' \"$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)\"\n",
+    );
+    s.push_str(&format!("for m in {PENDING_DIR}/*; do [ -e \"$m\" ] && printf 'pending\\t%s\\n' \"${{m##*/}}\"; done\n"));
+    let packages = wants.all_packages();
+    if !packages.is_empty() {
+        let list: Vec<String> = packages.iter().map(|p| sh_quote(p)).collect();
+        s.push_str(&format!(
+            "command -v dpkg-query >/dev/null 2>&1 && dpkg-query -W -f='pkg\\t${{Package}}\\t${{db:Status-Abbrev}}\\n' {} 2>/dev/null\n",
+            list.join(" ")
+        ));
+    }
+    let paths = wants.all_paths();
+    if !paths.is_empty() {
+        let list: Vec<String> = paths.iter().map(|p| sh_quote(p)).collect();
+        s.push_str(&format!(
+            "for f in {}; do\n  [ -f \"$f\" ] || continue\n  h=$(sha256sum < \"$f\" | cut -d' ' -f1)\n  printf 'file\\t%s\\t%s\\t%s\\n' \"$f\" \"$h\" \"$(stat --printf '%a\\t%U:%G' \"$f\")\"\ndone\n",
+            list.join(" ")
+        ));
+    }
+    for unit in wants.all_units() {
+        let q = sh_quote(unit);
+        s.push_str(&format!(
+            "printf 'unit\\t%s\\t%s\\t%s\\n' {q} \"$(systemctl is-enabled {q} 2>/dev/null || true)\" \"$(systemctl is-active {q} 2>/dev/null || true)\"\n"
+        ));
+    }
+    s.push_str("exit 0\n");
+    s
+}
+
+/// Read the probe's output.
+pub fn parse(out: &str) -> Result<NodeState, String> {
+    let mut st = NodeState::default();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["os", id, version] => {
+                st.os_id = id.to_string();
+                st.os_version = version.to_string();
+            }
+            ["machine", m] => st.machine = m.to_string(),
+            ["apt"] => st.has_apt = true,
+            ["pending", what] => st.pending.push(what.to_string()),
+            ["swaps", n] => st.swaps = n.trim().parse().map_err(|_| format!("bad swap count in `{line}`"))?,
+            // `ii ` = desired install, installed; anything else (rc, iU, ...) is not usable.
+            ["pkg", name, status] => {
+                if status.trim() == "ii" {
+                    st.installed.push(name.to_string());
+                }
+            }
+            ["file", path, sha, mode, owner] => {
+                let mode = u32::from_str_radix(mode, 8).map_err(|_| format!("bad mode in `{line}`"))?;
+                st.files.insert(path.to_string(), FileState { sha256: sha.to_string(), mode, owner: owner.to_string() });
+            }
+            ["unit", name, enabled, active] => {
+                let pick = |s: &str| s.lines().last().unwrap_or("").trim().to_string();
+                st.units.insert(name.to_string(), UnitState { enabled: pick(enabled), active: pick(active) });
+            }
+            [""] => {}
+            _ => return Err(format!("unexpected probe output line `{line}`")),
+        }
+    }
+    if st.os_id.is_empty() {
+        return Err("the probe printed no `os` line (is /bin/sh there?)".into());
+    }
+    Ok(st)
+}

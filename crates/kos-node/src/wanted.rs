@@ -1,0 +1,228 @@
+//! What a node should have, per phase: packages, files (with their SHA-256), and the
+//! systemd units that run from them. Built from the rendered files and the resolved
+//! artifacts; pure, no I/O.
+//!
+//! Which file belongs to which phase, and which unit must restart when a file changes,
+//! is decided here, in one table ([`phase_of`], [`UNITS`]), so the executor and `kos plan`
+//! agree.
+
+use crate::artifacts::{Artifact, Fetch};
+use kos_core::settings::{Role, RuntimeKind, Settings};
+use kos_render::node::paths;
+use kos_render::{RenderedFile, Target};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// A phase of provisioning, in the order `kos up` runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodePhase {
+    /// OS preparation and the container runtime.
+    Runtime,
+    /// Certificates, kubeconfigs, binaries, kubelet and kube-proxy, the control plane.
+    Kubernetes,
+    /// The node side of the routed pod network: CNI config, cbr0, masquerade rule.
+    Network,
+}
+
+impl std::fmt::Display for NodePhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodePhase::Runtime => "runtime",
+            NodePhase::Kubernetes => "kubernetes",
+            NodePhase::Network => "network",
+        })
+    }
+}
+
+/// Where a file's bytes come from.
+#[derive(Clone)]
+pub enum Content {
+    /// Uploaded by kos.
+    Bytes(Arc<Vec<u8>>),
+    /// Downloaded by the node itself and checked against the file's SHA-256.
+    Download { url: String },
+}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Content::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Content::Download { url } => write!(f, "Download({url})"),
+        }
+    }
+}
+
+/// One file as it must be on the node (owner root:root).
+#[derive(Clone)]
+pub struct WantedFile {
+    pub path: String,
+    pub mode: u32,
+    /// Lowercase hex SHA-256 of the contents.
+    pub sha256: String,
+    pub content: Content,
+}
+
+impl std::fmt::Debug for WantedFile {
+    /// Never the contents: they may be private keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WantedFile({} {:o} {})", self.path, self.mode, &self.sha256[..self.sha256.len().min(12)])
+    }
+}
+
+impl WantedFile {
+    pub fn from_bytes(path: &str, mode: u32, bytes: Vec<u8>) -> WantedFile {
+        WantedFile { path: path.to_string(), mode, sha256: sha256_hex(&bytes), content: Content::Bytes(Arc::new(bytes)) }
+    }
+}
+
+/// A systemd unit kos runs, and the files whose change means it must restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedUnit {
+    pub name: &'static str,
+    /// Restart (or start) it when one of these changed in this run.
+    pub restart_on: Vec<String>,
+}
+
+/// Everything one phase wants on one node.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseWants {
+    pub packages: Vec<String>,
+    pub files: Vec<WantedFile>,
+    pub units: Vec<WantedUnit>,
+    /// Swap must be off (the kubelet refuses to run with it by default).
+    pub swap_off: bool,
+}
+
+/// Everything a node wants, by phase.
+#[derive(Debug, Clone)]
+pub struct NodeWants {
+    pub node: String,
+    pub phases: Vec<(NodePhase, PhaseWants)>,
+}
+
+impl NodeWants {
+    pub fn phase(&self, phase: NodePhase) -> Option<&PhaseWants> {
+        self.phases.iter().find(|(p, _)| *p == phase).map(|(_, w)| w)
+    }
+
+    /// Every file path of every phase (what the probe looks at).
+    pub fn all_paths(&self) -> Vec<&str> {
+        self.phases.iter().flat_map(|(_, w)| w.files.iter().map(|f| f.path.as_str())).collect()
+    }
+
+    pub fn all_packages(&self) -> Vec<&str> {
+        self.phases.iter().flat_map(|(_, w)| w.packages.iter().map(String::as_str)).collect()
+    }
+
+    pub fn all_units(&self) -> Vec<&'static str> {
+        self.phases.iter().flat_map(|(_, w)| w.units.iter().map(|u| u.name)).collect()
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The phase a rendered node file belongs to.
+pub fn phase_of(path: &str) -> NodePhase {
+    match path {
+        paths::SYSCTL | paths::MODULES | paths::CONTAINERD_CONFIG | paths::CONTAINERD_PROXY => NodePhase::Runtime,
+        p if p.starts_with("/etc/docker/") || p.starts_with("/etc/systemd/system/docker.service.d/") => NodePhase::Runtime,
+        paths::CNI_CONFLIST | paths::POD_NETWORK_SCRIPT | paths::POD_NETWORK_UNIT => NodePhase::Network,
+        _ => NodePhase::Kubernetes,
+    }
+}
+
+/// Units kos runs: (unit, phase, runs only with docker, files that restart it; a
+/// trailing `/` means every file below that folder).
+const UNITS: &[(&str, NodePhase, bool, &[&str])] = &[
+    ("containerd", NodePhase::Runtime, false, &[paths::CONTAINERD_CONFIG, paths::CONTAINERD_PROXY]),
+    ("docker", NodePhase::Runtime, true, &["/etc/docker/", "/etc/systemd/system/docker.service.d/"]),
+    (
+        "kubelet",
+        NodePhase::Kubernetes,
+        false,
+        &[
+            paths::KUBELET_UNIT,
+            paths::KUBELET_CONFIG,
+            paths::KUBELET_KUBECONFIG,
+            paths::KUBELET_SERVING_CERT,
+            paths::KUBELET_SERVING_KEY,
+            paths::KUBELET_CLIENT_CERT,
+            paths::KUBELET_CLIENT_KEY,
+            paths::CA_CERT,
+            "/usr/local/bin/kubelet",
+        ],
+    ),
+    (
+        "kube-proxy",
+        NodePhase::Kubernetes,
+        false,
+        &[paths::KUBE_PROXY_UNIT, paths::KUBE_PROXY_CONFIG, paths::KUBE_PROXY_KUBECONFIG, "/usr/local/bin/kube-proxy"],
+    ),
+    ("kos-pod-network", NodePhase::Network, false, &[paths::POD_NETWORK_SCRIPT, paths::POD_NETWORK_UNIT]),
+];
+
+/// Distribution packages per phase (Debian/Ubuntu names).
+fn packages(phase: NodePhase, runtime: RuntimeKind) -> Vec<String> {
+    let mut p: Vec<&str> = match phase {
+        // conntrack and iptables: kube-proxy; curl + ca-certificates: binaries the node downloads.
+        NodePhase::Runtime => vec!["containerd", "runc", "containernetworking-plugins", "iptables", "conntrack", "ca-certificates", "curl"],
+        NodePhase::Kubernetes | NodePhase::Network => vec![],
+    };
+    if phase == NodePhase::Runtime && runtime == RuntimeKind::Docker {
+        p.push("docker.io");
+    }
+    p.into_iter().map(str::to_string).collect()
+}
+
+/// The artifacts a node of `role` gets (kubectl only on masters).
+fn wants_artifact(name: &str, role: Role) -> bool {
+    name != "kubectl" || role == Role::Master
+}
+
+/// Build one node's wants from its rendered files and the cluster's artifacts.
+pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[RenderedFile], artifacts: &[Artifact]) -> NodeWants {
+    let runtime = settings.runtime.kind;
+    let mut phases: Vec<(NodePhase, PhaseWants)> = [NodePhase::Runtime, NodePhase::Kubernetes, NodePhase::Network]
+        .into_iter()
+        .map(|p| (p, PhaseWants { packages: packages(p, runtime), swap_off: p == NodePhase::Runtime, ..Default::default() }))
+        .collect();
+    let slot = |phases: &mut Vec<(NodePhase, PhaseWants)>, phase: NodePhase| -> usize {
+        phases.iter().position(|(p, _)| *p == phase).unwrap_or(0)
+    };
+    for file in rendered.iter().filter(|f| f.target == Target::Node(node.to_string())) {
+        let i = slot(&mut phases, phase_of(&file.path));
+        phases[i].1.files.push(WantedFile::from_bytes(&file.path, file.mode, file.contents.clone().into_bytes()));
+    }
+    let k = slot(&mut phases, NodePhase::Kubernetes);
+    for a in artifacts.iter().filter(|a| wants_artifact(&a.name, role)) {
+        let content = match &a.fetch {
+            Fetch::Upload(bytes) => Content::Bytes(bytes.clone()),
+            Fetch::Download { url } => Content::Download { url: url.clone() },
+        };
+        phases[k].1.files.push(WantedFile { path: a.install_path.clone(), mode: 0o755, sha256: a.sha256.clone(), content });
+    }
+    for (name, phase, docker_only, restart_on) in UNITS {
+        if *docker_only && runtime != RuntimeKind::Docker {
+            continue;
+        }
+        let i = slot(&mut phases, *phase);
+        let restart_on = restart_on.iter().map(|s| s.to_string()).collect();
+        phases[i].1.units.push(WantedUnit { name, restart_on });
+    }
+    for (_, w) in &mut phases {
+        w.files.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    NodeWants { node: node.to_string(), phases }
+}
+
+/// Whether a change to `path` restarts a unit with these triggers.
+pub fn triggers(restart_on: &[String], path: &str) -> bool {
+    restart_on.iter().any(|t| if t.ends_with('/') { path.starts_with(t.as_str()) } else { t == path })
+}
+
+#[cfg(test)]
+mod tests;

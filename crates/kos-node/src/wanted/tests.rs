@@ -1,0 +1,79 @@
+//! What each node of the example cluster wants, from its real rendered files.
+
+use super::*;
+use crate::changes::diff;
+use crate::probe::NodeState;
+use kos_core::plan::{self, Observed};
+use std::path::Path;
+
+const SETTINGS: &str = include_str!("../../../../examples/settings.yaml");
+const OBSERVED: &str = include_str!("../../../../examples/observed.yaml");
+
+fn example(edit: impl FnOnce(String) -> String) -> (Settings, Vec<NodeWants>) {
+    let settings = Settings::parse(Path::new("examples/settings.yaml"), &edit(SETTINGS.to_string())).unwrap();
+    let observed = Observed::parse(OBSERVED).unwrap();
+    let plan = plan::plan(&settings, &observed).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = kos_pki::Pki::open(dir.path().join("pki"));
+    pki.ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc()).unwrap();
+    let inputs = kos_render::Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: Path::new("/tmp/local") };
+    let files = kos_render::render(&inputs, &pki).unwrap();
+    let bin = |name: &str| Artifact {
+        name: name.to_string(),
+        sha256: sha256_hex(name.as_bytes()),
+        fetch: Fetch::Upload(Arc::new(name.as_bytes().to_vec())),
+        install_path: format!("/usr/local/bin/{name}"),
+    };
+    let arts = vec![bin("kubelet"), bin("kube-proxy"), bin("kubectl")];
+    let wants = plan.nodes.iter().map(|n| node_wants(&settings, &n.name, n.role, &files, &arts)).collect();
+    (settings, wants)
+}
+
+fn paths(w: &NodeWants, phase: NodePhase) -> Vec<String> {
+    w.phase(phase).unwrap().files.iter().map(|f| f.path.clone()).collect()
+}
+
+#[test]
+fn files_go_to_their_phase_and_workers_never_get_a_ca_key_or_kubectl() {
+    let (_, wants) = example(|s| s);
+    let master = wants.iter().find(|w| w.node == "master-1").unwrap();
+    let worker = wants.iter().find(|w| w.node == "worker-1").unwrap();
+    assert!(paths(master, NodePhase::Runtime).contains(&"/etc/containerd/config.toml".to_string()));
+    assert!(paths(master, NodePhase::Network).contains(&"/etc/cni/net.d/10-kos.conflist".to_string()));
+    let k = paths(master, NodePhase::Kubernetes);
+    assert!(k.contains(&"/etc/kubernetes/manifests/etcd.yaml".to_string()), "{k:?}");
+    assert!(k.contains(&"/usr/local/bin/kubectl".to_string()));
+    assert!(k.iter().any(|p| p == "/etc/kubernetes/pki/ca.key"), "{k:?}");
+    let all: Vec<&str> = worker.all_paths();
+    assert!(!all.iter().any(|p| p.ends_with("ca.key") || p.contains("/manifests/") || p.ends_with("kubectl")), "{all:?}");
+    // Every private key is 0600.
+    for w in &wants {
+        for (_, pw) in &w.phases {
+            for f in pw.files.iter().filter(|f| f.path.ends_with(".key") || f.path.ends_with(".conf") && f.path.starts_with("/etc/kubernetes/")) {
+                assert_eq!(f.mode, 0o600, "{}", f.path);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_docker_runtime_adds_its_package_and_unit() {
+    let (_, wants) = example(|s| s.replace("kind: containerd", "kind: docker\n  docker_tls: true"));
+    let rt = wants[0].phase(NodePhase::Runtime).unwrap();
+    assert!(rt.packages.contains(&"docker.io".to_string()));
+    let docker = rt.units.iter().find(|u| u.name == "docker").unwrap();
+    assert!(triggers(&docker.restart_on, "/etc/docker/tls/server.crt"));
+    assert!(!triggers(&docker.restart_on, "/etc/containerd/config.toml"));
+}
+
+/// What `kos up` does on a fresh Debian node, as `kos plan` lists it.
+#[test]
+fn a_fresh_worker_plan() {
+    let (_, wants) = example(|s| s);
+    let worker = wants.iter().find(|w| w.node == "worker-1").unwrap();
+    let fresh = NodeState { os_id: "debian".into(), has_apt: true, machine: "x86_64".into(), ..Default::default() };
+    let phases = [NodePhase::Runtime, NodePhase::Kubernetes, NodePhase::Network];
+    let lines: Vec<String> =
+        diff(worker, &fresh, &phases).iter().flat_map(|(p, cs)| cs.iter().map(move |c| format!("{p}: {c}"))).collect();
+    insta::assert_snapshot!(lines.join("\n"));
+}

@@ -1,0 +1,55 @@
+//! `kos kubeconfig`: the admin kubeconfig from the cluster's PKI, printed or merged into
+//! the user's kubeconfig.
+//!
+//! It reads the PKI and never changes it: a kubeconfig for a CA that no cluster trusts
+//! would only mislead, so without a PKI the command says which command creates one.
+
+use super::state::{State, read_observed};
+use super::{CommandError, plan_for};
+use crate::cli::KubeconfigArgs;
+use crate::printer::Printer;
+use anyhow::Context as _;
+use kos_core::plan::CaId;
+use kos_core::settings::Settings;
+use kos_render::{Inputs, RenderError};
+
+/// The rendered file [`kubeconfig`] prints.
+const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
+
+pub fn kubeconfig(args: &KubeconfigArgs, printer: Printer) -> Result<(), CommandError> {
+    let settings = Settings::load(&args.settings.file)?;
+    let state = State::for_settings(&args.settings, &settings);
+    let observed = match &args.observed {
+        Some(file) => read_observed(file, true)?,
+        None => state.observed()?,
+    };
+    let plan = plan_for(&settings, &observed)?;
+
+    let pki = state.pki();
+    if pki.ca_cert_pem(CaId::Cluster).is_err() {
+        return Err(CommandError::Invalid(format!(
+            "cluster `{}` has no PKI in {} yet: `kos up` (or `kos render`) creates it",
+            settings.cluster.name,
+            pki.dir().display()
+        )));
+    }
+    let inputs = Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: &state.dir };
+    let files = kos_render::local::render_local(&inputs, &pki).map_err(|e| match e {
+        e @ RenderError::AddressUnknown { .. } => CommandError::Invalid(e.to_string()),
+        other => anyhow::Error::new(other).context("cannot render the admin kubeconfig").into(),
+    })?;
+    let admin = files
+        .into_iter()
+        .find(|f| f.path == ADMIN_KUBECONFIG)
+        .context("kos rendered no admin kubeconfig (a bug in kos)")?;
+
+    if !args.merge {
+        // The YAML ends with a newline already.
+        printer.data(admin.contents.trim_end());
+        return Ok(());
+    }
+    let outcome = crate::kubeconfig::merge_admin_kubeconfig(&admin.contents, &settings.cluster.name)
+        .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+    printer.line(outcome.to_string());
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! What `up`, `plan` and `status` share on the node side: the PKI and every rendered
+//! file, the artifacts, each node's wants, the per-cluster ssh_config and one SSH
+//! session per node, and the verify checks.
+
+use super::state::State;
+use super::CommandError;
+use crate::printer::Printer;
+use anyhow::Context as _;
+use futures_util::stream::{self, StreamExt};
+use kos_cloud::reconcile::ClusterResources;
+use kos_core::plan::ClusterPlan;
+use kos_core::settings::Settings;
+use kos_node::artifacts;
+use kos_node::provision::{self, Progress};
+use kos_node::remote::Remote as _;
+use kos_node::ssh::{SshConfig, SshNode, SshTarget};
+use kos_node::wanted::{node_wants, NodeWants};
+use kos_render::{Inputs, Target};
+use std::time::Duration;
+
+/// The cluster's node-side material, ready to provision.
+pub struct Cluster {
+    pub wants: Vec<NodeWants>,
+    /// `admin.kubeconfig` (group kos:cluster-admins): what the user gets.
+    pub admin_kubeconfig: String,
+    /// `super-admin.kubeconfig` (system:masters): only for applying the add-ons, which
+    /// include the binding that gives `admin` its rights.
+    pub super_admin_kubeconfig: String,
+    /// Add-on manifests: (file name, multi-document YAML).
+    pub addons: Vec<(String, String)>,
+}
+
+/// PKI (created or completed), every file rendered, the operator's files written to
+/// `<state>/local/`, the artifacts resolved (only when `with_binaries`).
+pub async fn prepare(
+    settings: &Settings,
+    state: &State,
+    plan: &ClusterPlan,
+    tenant_cidr: Option<ipnet::Ipv4Net>,
+    with_binaries: bool,
+    printer: Printer,
+) -> Result<Cluster, CommandError> {
+    if let Some(node) = plan.nodes_without_address().first() {
+        return Err(CommandError::Invalid(format!(
+            "node `{node}` has no address yet: run `kos up` (or `kos up --only instances`) first"
+        )));
+    }
+    let pki = state.pki();
+    let report = pki
+        .ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc())
+        .with_context(|| format!("cannot prepare the PKI in {}", pki.dir().display()))?;
+    printer.detail(report.to_string());
+    let local_dir = state.local_dir();
+    let inputs = Inputs { settings, plan, tenant_cidr, local_dir: &local_dir };
+    let files = kos_render::render(&inputs, &pki).context("cannot render the cluster's files")?;
+    let local: Vec<_> = files.iter().filter(|f| f.target == Target::Local).cloned().collect();
+    kos_render::write_tree(&state.dir, &local).context("cannot write the operator's files")?;
+    let find = |path: &str| local.iter().find(|f| f.path == path).map(|f| f.contents.clone());
+    let admin_kubeconfig = find("admin.kubeconfig").context("the admin kubeconfig was not rendered")?;
+    let super_admin_kubeconfig = find("super-admin.kubeconfig").context("the super-admin kubeconfig was not rendered")?;
+    let addons = local.iter().filter(|f| f.path.starts_with("addons/")).map(|f| (f.path.clone(), f.contents.clone())).collect();
+    let arts = if with_binaries {
+        artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
+            .await
+            .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?
+    } else {
+        Vec::new()
+    };
+    let wants = plan.nodes.iter().map(|n| node_wants(settings, &n.name, n.role, &files, &arts)).collect();
+    Ok(Cluster { wants, admin_kubeconfig, super_admin_kubeconfig, addons })
+}
+
+/// A node's SSH session, or why there is none.
+pub enum NodeSession {
+    Up(SshNode),
+    Failed { node: String, error: String },
+}
+
+/// SSH targets of the plan's nodes (alias `<cluster>-<node>`, host key alias = server ID).
+pub fn targets(plan: &ClusterPlan, have: &ClusterResources) -> Vec<SshTarget> {
+    plan.nodes
+        .iter()
+        .filter_map(|n| {
+            let address = n.ssh_address()?;
+            Some(SshTarget {
+                node: n.name.clone(),
+                alias: n.server_name.clone(),
+                address: address.to_string(),
+                host_key_alias: have.servers.get(&n.name).map(|s| s.id.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Write the ssh_config and open a session to every node (waiting for SSH to answer,
+/// at most `wait`), in parallel.
+pub async fn connect_all(
+    settings: &Settings,
+    state: &State,
+    plan: &ClusterPlan,
+    have: &ClusterResources,
+    wait: Duration,
+    printer: Printer,
+) -> Result<Vec<NodeSession>, CommandError> {
+    let targets = targets(plan, have);
+    let config = SshConfig::write(&state.ssh_dir(), settings, &targets).map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+    printer.detail(format!("ssh: {} (try `ssh -F {} {}`)", config.file.display(), config.file.display(), targets.first().map_or("", |t| t.alias.as_str())));
+    let config = &config;
+    let sessions: Vec<NodeSession> = stream::iter(targets.iter())
+        .map(|t| async move {
+            match SshNode::connect(config, t, wait).await {
+                Ok(s) => NodeSession::Up(s),
+                Err(e) => NodeSession::Failed { node: t.node.clone(), error: e.to_string() },
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    // Keep the settings' order.
+    let mut sessions = sessions;
+    sessions.sort_by_key(|s| {
+        let name = match s {
+            NodeSession::Up(n) => n.node().to_string(),
+            NodeSession::Failed { node, .. } => node.clone(),
+        };
+        plan.nodes.iter().position(|n| n.name == name).unwrap_or(usize::MAX)
+    });
+    Ok(sessions)
+}
+
+/// The reachable nodes with their wants.
+pub fn pairs<'a>(sessions: &'a [NodeSession], wants: &'a [NodeWants]) -> Vec<(&'a SshNode, &'a NodeWants)> {
+    sessions
+        .iter()
+        .filter_map(|s| match s {
+            NodeSession::Up(n) => wants.iter().find(|w| w.node == n.node()).map(|w| (n, w)),
+            NodeSession::Failed { .. } => None,
+        })
+        .collect()
+}
+
+pub async fn close_all(sessions: Vec<NodeSession>) {
+    for s in sessions {
+        if let NodeSession::Up(n) = s {
+            n.close().await;
+        }
+    }
+}
+
+/// Progress as plain lines with `-v`.
+pub struct PrinterProgress(pub Printer);
+
+impl Progress for PrinterProgress {
+    fn event(&self, node: &str, message: &str) {
+        self.0.detail(format!("{node}: {message}"));
+    }
+}
+
+/// The units kos runs on a node of these settings.
+pub fn units(settings: &Settings) -> Vec<&'static str> {
+    let mut u = vec!["containerd", "kubelet", "kube-proxy", "kos-pod-network"];
+    if settings.runtime.kind == kos_core::settings::RuntimeKind::Docker {
+        u.insert(1, "docker");
+    }
+    u
+}
+
+/// Verify every reachable node; returns the failures as lines.
+pub async fn verify_all(sessions: &[NodeSession], plan: &ClusterPlan, settings: &Settings, printer: Printer) -> Vec<String> {
+    let units = units(settings);
+    let units = &units;
+    let results: Vec<(String, Result<Vec<provision::Check>, String>)> = stream::iter(sessions.iter())
+        .filter_map(|s| async move {
+            match s {
+                NodeSession::Up(n) => Some(n),
+                NodeSession::Failed { .. } => None,
+            }
+        })
+        .map(|n| async move {
+            let gateway = plan.nodes.iter().find(|p| p.name == n.node()).map(|p| p.pod_gateway.to_string()).unwrap_or_default();
+            (n.node().to_string(), provision::verify(n, units, &gateway).await.map_err(|e| e.to_string()))
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut bad = Vec::new();
+    for (node, r) in results {
+        match r {
+            Ok(checks) => {
+                let failed: Vec<_> = checks.iter().filter(|c| !c.ok).collect();
+                if failed.is_empty() {
+                    printer.line(format!("verify: {node}: {} checks ok", checks.len()));
+                } else {
+                    for c in failed {
+                        bad.push(format!("{node} (verify): {} ({})", c.what, c.detail));
+                    }
+                }
+            }
+            Err(e) => bad.push(format!("{node} (verify): {e}")),
+        }
+    }
+    bad
+}

@@ -1,0 +1,97 @@
+//! `kos status`: one line per node: server state, addresses, pod CIDR, whether its
+//! route is on the router, whether SSH answers and the kubelet unit's state; then the
+//! API server's view of the nodes when it answers.
+
+use super::cloud::{connect, failed, runtime};
+use super::nodes::{self, NodeSession};
+use super::state::State;
+use super::{plan_for, CommandError};
+use crate::cli::StatusArgs;
+use crate::printer::Printer;
+use kos_cloud::apply;
+use kos_cloud::model::Route;
+use kos_core::settings::Settings;
+use kos_node::remote::Remote as _;
+use std::time::Duration;
+
+pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
+    let settings = Settings::load(&args.settings.file)?;
+    let state = State::for_settings(&args.settings, &settings);
+    runtime()?.block_on(async {
+        let cloud = connect(&settings).await?;
+        let resolved = apply::resolve(&cloud, &settings).await.map_err(failed)?;
+        let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
+        let plan = plan_for(&settings, &have.observed(Some(resolved.subnet.cidr)))?;
+        let sessions = nodes::connect_all(&settings, &state, &plan, &have, Duration::from_secs(args.ssh_wait), printer).await?;
+        printer.data(format!("{:<14} {:<8} {:<15} {:<15} {:<15} {:<6} {:<6} {}", "NODE", "SERVER", "FIXED IP", "FLOATING IP", "POD CIDR", "ROUTE", "SSH", "KUBELET"));
+        for n in &plan.nodes {
+            let server = have.servers.get(&n.name).map_or("absent".to_string(), |s| s.status.clone());
+            let route = n.fixed_ip.is_some_and(|ip| resolved.router.routes.contains(&Route { destination: n.pod_cidr, nexthop: ip }));
+            let session = sessions.iter().find(|s| match s {
+                NodeSession::Up(x) => x.node() == n.name,
+                NodeSession::Failed { node, .. } => *node == n.name,
+            });
+            let (ssh, kubelet) = match session {
+                Some(NodeSession::Up(x)) => {
+                    let out = x.run("systemctl is-active kubelet 2>/dev/null || true", Vec::new()).await;
+                    ("ok", out.map(|o| o.stdout_text().trim().to_string()).unwrap_or_else(|e| e.to_string()))
+                }
+                Some(NodeSession::Failed { .. }) => ("no", "?".to_string()),
+                None => ("-", "?".to_string()),
+            };
+            let ip = |v: Option<std::net::Ipv4Addr>| v.map_or("-".to_string(), |a| a.to_string());
+            printer.data(format!(
+                "{:<14} {:<8} {:<15} {:<15} {:<15} {:<6} {:<6} {}",
+                n.name,
+                server,
+                ip(n.fixed_ip),
+                ip(n.floating_ip),
+                n.pod_cidr.to_string(),
+                if route { "yes" } else { "no" },
+                ssh,
+                kubelet
+            ));
+        }
+        for s in &sessions {
+            if let NodeSession::Failed { node, error } = s {
+                printer.line(format!("{node}: {error}"));
+            }
+        }
+        nodes::close_all(sessions).await;
+        let admin = state.local_dir().join("admin.kubeconfig");
+        match std::fs::read_to_string(&admin) {
+            Ok(kubeconfig) => match node_view(&kubeconfig, Duration::from_secs(5)).await {
+                Ok(lines) => {
+                    printer.data("API server's view:");
+                    for l in lines {
+                        printer.data(format!("  {l}"));
+                    }
+                }
+                Err(e) => printer.data(format!("API server: {e}")),
+            },
+            Err(_) => printer.data(format!("API server: no admin kubeconfig yet ({}); run `kos up`", admin.display())),
+        }
+        Ok(())
+    })
+}
+
+/// The API server's nodes with their Ready condition and kubelet version.
+async fn node_view(kubeconfig: &str, wait: Duration) -> Result<Vec<String>, String> {
+    use k8s_openapi::api::core::v1::Node;
+    let client = crate::addons::wait_for_api(kubeconfig, wait).await.map_err(|e| e.to_string())?;
+    let nodes = kube::Api::<Node>::all(client).list(&Default::default()).await.map_err(|e| format!("cannot list nodes: {e}"))?;
+    Ok(nodes
+        .items
+        .iter()
+        .map(|n| {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            let status = n.status.as_ref();
+            let ready = status
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .map_or("Unknown".to_string(), |c| if c.status == "True" { "Ready".into() } else { "NotReady".into() });
+            let version = status.and_then(|s| s.node_info.as_ref()).map_or(String::new(), |i| i.kubelet_version.clone());
+            format!("{name:<14} {ready:<9} {version}")
+        })
+        .collect())
+}
