@@ -105,7 +105,7 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>)
                 let q = sh_quote(unit);
                 markers.push(marker.clone());
                 after.push_str(&format!(
-                    "systemctl restart {q} || {{ systemctl status --no-pager -n 10 {q} >&2 || true; exit 1; }}\nrm -f {PENDING_DIR}/{marker}\n"
+                    "systemctl reset-failed {q} 2>/dev/null || true\nsystemctl restart {q} || {{ systemctl status --no-pager -n 10 {q} >&2 || true; exit 1; }}\nrm -f {PENDING_DIR}/{marker}\n"
                 ));
             }
         }

@@ -93,8 +93,30 @@ pub fn private_key_path(settings: &Settings, home: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The files an ssh_config names.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigPaths<'a> {
+    /// The ssh_config itself: the hop through the bastion reads it again, and logs next to it.
+    pub file: &'a Path,
+    /// The private key.
+    pub identity: &'a Path,
+    pub known_hosts: &'a Path,
+    /// The user's own config, included last ([`USER_SSH_CONFIG`]); `None` leaves it out.
+    pub user_config: Option<&'a Path>,
+}
+
+/// Where the hop through the bastion to `alias` logs its errors (see [`render_ssh_config`]).
+pub fn jump_log(config_file: &Path, alias: &str) -> PathBuf {
+    config_file.with_file_name(format!("{alias}.jump.log"))
+}
+
 /// The cluster's ssh_config: one `Host` block per target (and one for the bastion, which
-/// the nodes then reach through `ProxyJump`), then the user's own config.
+/// the nodes are reached through), then the user's own config.
+///
+/// The hop through the bastion is the `ProxyCommand` that `ProxyJump` stands for (`ssh -F
+/// <this file> -W [%h]:%p <bastion>`), written out to add `-E <log>`: otherwise the hop's
+/// errors go nowhere (ssh gives a ProxyCommand its own stderr, which is /dev/null under a
+/// ControlMaster) and a refused bastion would look like a slow node.
 ///
 /// ssh keeps the first value it obtains for each option, reading the file top to bottom.
 /// Our blocks come first, so what kos relies on (address, user, key, known_hosts, batch
@@ -103,13 +125,8 @@ pub fn private_key_path(settings: &Settings, home: Option<&Path>) -> PathBuf {
 /// ProxyCommand for hosts kos does not name). `ssh -F` would otherwise skip it entirely.
 ///
 /// Paths must be absolute, valid UTF-8 and free of line breaks ([`SshConfig::write`] checks).
-pub fn render_ssh_config(
-    settings: &Settings,
-    identity: &Path,
-    known_hosts: &Path,
-    user_config: Option<&Path>,
-    targets: &[SshTarget],
-) -> String {
+pub fn render_ssh_config(settings: &Settings, paths: &ConfigPaths<'_>, targets: &[SshTarget]) -> String {
+    let ConfigPaths { file, identity, known_hosts, user_config } = *paths;
     let cluster = &settings.cluster.name;
     let ssh = &settings.ssh;
     let mut out = String::new();
@@ -146,12 +163,18 @@ pub fn render_ssh_config(
             let _ = writeln!(out, "  HostKeyAlias {}", value(alias));
         }
         if ssh.bastion.is_some() {
-            let _ = writeln!(out, "  ProxyJump {}", bastion_alias(cluster));
+            let _ = writeln!(
+                out,
+                "  ProxyCommand ssh -F {} -E {} -W '[%h]:%p' {}",
+                sh_quote(&file.to_string_lossy().replace('%', "%%")),
+                sh_quote(&jump_log(file, &t.alias).to_string_lossy().replace('%', "%%")),
+                bastion_alias(cluster)
+            );
         }
         common(&mut out);
     }
     if let Some(b) = &ssh.bastion {
-        // ssh hands `-F <this file>` on to the jump connection, so this block applies to it.
+        // The hop runs `ssh -F <this file>`, so this block applies to it.
         let _ = writeln!(out, "\nHost {}", bastion_alias(cluster));
         let _ = writeln!(out, "  HostName {}", value(&b.host.replace('%', "%%")));
         let _ = writeln!(out, "  User {}", value(&b.user));
@@ -186,6 +209,11 @@ fn value(s: &str) -> String {
     q
 }
 
+/// A word for the shell that runs a ProxyCommand.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// A path value of an option that expands `%` tokens (IdentityFile, UserKnownHostsFile).
 fn path_value(p: &Path) -> String {
     value(&p.to_string_lossy().replace('%', "%%"))
@@ -206,6 +234,9 @@ pub struct SshConfig {
     port: u16,
     /// What the file says about each node (a connection must use the same).
     targets: Vec<SshTarget>,
+    /// The bastion nodes are reached through, if any (for messages).
+    bastion: Option<SshTarget>,
+    bastion_port: u16,
 }
 
 impl SshConfig {
@@ -266,13 +297,13 @@ impl SshConfig {
             });
         }
 
-        let text = render_ssh_config(
-            settings,
-            &key,
-            &known_hosts,
-            Some(Path::new(USER_SSH_CONFIG)),
-            targets,
-        );
+        let paths = ConfigPaths {
+            file: &file,
+            identity: &key,
+            known_hosts: &known_hosts,
+            user_config: Some(Path::new(USER_SSH_CONFIG)),
+        };
+        let text = render_ssh_config(settings, &paths, targets);
         // Written aside and renamed, so an ssh started meanwhile reads a whole file.
         let tmp = dir.join("config.tmp");
         let mut f = std::fs::OpenOptions::new()
@@ -295,6 +326,8 @@ impl SshConfig {
             user: ssh.user.clone(),
             port: ssh.port,
             targets: targets.to_vec(),
+            bastion: ssh.bastion.as_ref().map(|b| SshTarget::new(&settings.cluster.name, "bastion", &b.host, None)),
+            bastion_port: ssh.bastion.as_ref().map_or(22, |b| b.port),
         })
     }
 }
@@ -364,11 +397,29 @@ fn classify_connect_error(text: &str) -> Attempt {
     Attempt::Retry
 }
 
+/// What to do after a failed attempt, the line that says why, and whether it was the hop
+/// through the bastion (`jump`, its log) that failed rather than the node's own ssh (`master`).
+fn diagnose(master: &str, jump: &str) -> (Attempt, String, bool) {
+    let hop = classify_connect_error(jump);
+    if hop != Attempt::Retry {
+        return (hop, format!("bastion: {}", last_line(jump)), true);
+    }
+    let own = classify_connect_error(master);
+    // Reaching the node failed on the way (the master only says "Connection closed by
+    // UNKNOWN"); the hop's log names the cause.
+    if own == Attempt::Retry && !jump.trim().is_empty() {
+        return (own, format!("bastion: {}", last_line(jump)), true);
+    }
+    (own, last_line(master), false)
+}
+
 /// The most telling line of ssh's log: the last one that is not a warning about adding a key.
 fn last_line(text: &str) -> String {
     text.lines()
         .map(|l| l.trim())
-        .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
+        .rfind(|l| {
+            !l.is_empty() && !l.starts_with("Warning: Permanently added") && *l != "stdio forwarding failed"
+        })
         .unwrap_or("no message from ssh")
         .to_string()
 }
@@ -413,8 +464,11 @@ impl SshNode {
         let deadline = start + wait;
         let mut backoff = Duration::from_millis(200);
         let mut first_denied: Option<Instant> = None;
+        let jump_log_file = jump_log(&config.file, &target.alias);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            // The hop through the bastion appends to its log; each attempt reads only its own.
+            let _ = std::fs::remove_file(&jump_log_file);
             let mut builder = SessionBuilder::default();
             builder
                 .config_file(&config.file)
@@ -454,22 +508,29 @@ impl SshNode {
                     });
                 }
             };
+            let jump = match config.bastion {
+                Some(_) => std::fs::read_to_string(&jump_log_file).unwrap_or_default(),
+                None => String::new(),
+            };
+            let (attempt, why, via_bastion) = diagnose(&text, &jump);
             let now = Instant::now();
-            match classify_connect_error(&text) {
+            match attempt {
                 Attempt::HostKeyChanged { name } => {
+                    let hop = if via_bastion { config.bastion.as_ref() } else { None };
+                    let fallback = match hop {
+                        Some(b) => b.known_hosts_name(config.bastion_port),
+                        None => target.known_hosts_name(config.port),
+                    };
                     return Err(RemoteError::HostKeyChanged {
                         node: target.node.clone(),
                         known_hosts: config.known_hosts.display().to_string(),
-                        alias: name.unwrap_or_else(|| target.known_hosts_name(config.port)),
+                        alias: name.unwrap_or(fallback),
                     });
                 }
                 Attempt::Denied => {
                     let since = *first_denied.get_or_insert(now);
                     if now >= deadline || now.duration_since(since) >= DENIED_GRACE {
-                        return Err(RemoteError::Denied {
-                            node: target.node.clone(),
-                            detail: last_line(&text),
-                        });
+                        return Err(RemoteError::Denied { node: target.node.clone(), detail: why });
                     }
                 }
                 Attempt::Retry => {
@@ -478,12 +539,12 @@ impl SshNode {
                         return Err(RemoteError::Unreachable {
                             node: target.node.clone(),
                             secs: wait.as_secs(),
-                            last: last_line(&text),
+                            last: why,
                         });
                     }
                 }
             }
-            tracing::debug!(node = %target.node, error = %last_line(&text), "ssh: not yet, retrying");
+            tracing::debug!(node = %target.node, error = %why, "ssh: not yet, retrying");
             tokio::time::sleep(backoff.min(deadline.saturating_duration_since(now))).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }

@@ -125,9 +125,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The phase a rendered node file belongs to.
-pub fn phase_of(path: &str) -> NodePhase {
+/// The phase a rendered node file belongs to. With the docker runtime, the pod
+/// bridge's script and unit come with the runtime: dockerd does not start without cbr0.
+pub fn phase_of(path: &str, runtime: RuntimeKind) -> NodePhase {
     match path {
+        paths::POD_NETWORK_SCRIPT | paths::POD_NETWORK_UNIT if runtime == RuntimeKind::Docker => NodePhase::Runtime,
         paths::SYSCTL | paths::MODULES | paths::CONTAINERD_CONFIG | paths::CONTAINERD_PROXY => NodePhase::Runtime,
         p if p.starts_with("/etc/docker/") || p.starts_with("/etc/systemd/system/docker.service.d/") => NodePhase::Runtime,
         paths::CNI_CONFLIST | paths::POD_NETWORK_SCRIPT | paths::POD_NETWORK_UNIT => NodePhase::Network,
@@ -137,7 +139,9 @@ pub fn phase_of(path: &str) -> NodePhase {
 
 /// Units kos runs: (unit, phase, runs only with docker, files that restart it; a
 /// trailing `/` means every file below that folder).
+/// The pod bridge comes first: docker needs it.
 const UNITS: &[(&str, NodePhase, bool, &[&str])] = &[
+    ("kos-pod-network", NodePhase::Network, false, &[paths::POD_NETWORK_SCRIPT, paths::POD_NETWORK_UNIT]),
     ("containerd", NodePhase::Runtime, false, &[paths::CONTAINERD_CONFIG, paths::CONTAINERD_PROXY]),
     ("docker", NodePhase::Runtime, true, &["/etc/docker/", "/etc/systemd/system/docker.service.d/"]),
     (
@@ -162,7 +166,6 @@ const UNITS: &[(&str, NodePhase, bool, &[&str])] = &[
         false,
         &[paths::KUBE_PROXY_UNIT, paths::KUBE_PROXY_CONFIG, paths::KUBE_PROXY_KUBECONFIG, "/usr/local/bin/kube-proxy"],
     ),
-    ("kos-pod-network", NodePhase::Network, false, &[paths::POD_NETWORK_SCRIPT, paths::POD_NETWORK_UNIT]),
 ];
 
 /// Distribution packages per phase (Debian/Ubuntu names).
@@ -194,7 +197,7 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
         phases.iter().position(|(p, _)| *p == phase).unwrap_or(0)
     };
     for file in rendered.iter().filter(|f| f.target == Target::Node(node.to_string())) {
-        let i = slot(&mut phases, phase_of(&file.path));
+        let i = slot(&mut phases, phase_of(&file.path, runtime));
         phases[i].1.files.push(WantedFile::from_bytes(&file.path, file.mode, file.contents.clone().into_bytes()));
     }
     let k = slot(&mut phases, NodePhase::Kubernetes);
@@ -209,7 +212,8 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
         if *docker_only && runtime != RuntimeKind::Docker {
             continue;
         }
-        let i = slot(&mut phases, *phase);
+        let phase = if *name == "kos-pod-network" { phase_of(paths::POD_NETWORK_UNIT, runtime) } else { *phase };
+        let i = slot(&mut phases, phase);
         let restart_on = restart_on.iter().map(|s| s.to_string()).collect();
         phases[i].1.units.push(WantedUnit { name, restart_on });
     }

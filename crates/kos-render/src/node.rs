@@ -504,7 +504,6 @@ struct DockerDaemon {
     #[serde(skip_serializing_if = "Option::is_none")]
     mtu: Option<u16>,
     exec_opts: Vec<&'static str>,
-    containerd: &'static str,
     iptables: bool,
     ip_masq: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -529,7 +528,9 @@ fn docker_daemon_json(inputs: &Inputs<'_>, node_ip: Ipv4Addr, ranges: &PodRanges
         fixed_cidr: ranges.docker,
         mtu: inputs.settings.networking.mtu,
         exec_opts: vec!["native.cgroupdriver=systemd"],
-        containerd: "/run/containerd/containerd.sock",
+        // No `containerd` here: the packaged units (Debian's and Docker's) pass
+        // `--containerd=/run/containerd/containerd.sock`, and dockerd refuses a setting
+        // given both as a flag and in this file.
         // docker keeps its port-publishing and isolation rules, but never NATs the pod
         // range: pod-network.sh masquerades only what leaves the pod network.
         iptables: true,

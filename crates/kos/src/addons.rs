@@ -249,13 +249,15 @@ fn objects(manifests: &[(String, String)]) -> Result<Vec<Object>, AddonError> {
             let Some(kind) =
                 kinds.iter().find(|k| k.resource.api_version == types.api_version && k.resource.kind == types.kind)
             else {
-                let known = kinds.iter().map(|k| format!("{}/{}", k.resource.api_version, k.resource.kind)).collect();
+                let known: Vec<String> =
+                    kinds.iter().map(|k| format!("{}/{}", k.resource.api_version, k.resource.kind)).collect();
+                let known = known.join(", ");
                 return Err(AddonError::UnknownKind {
                     file: file.clone(),
                     api_version: types.api_version,
                     kind: types.kind,
                     name,
-                    known: join(known),
+                    known,
                 });
             };
             let namespace = match (kind.namespaced, object.metadata.namespace.clone()) {
@@ -275,10 +277,6 @@ fn objects(manifests: &[(String, String)]) -> Result<Vec<Object>, AddonError> {
         }
     }
     Ok(objects)
-}
-
-fn join(items: Vec<String>) -> String {
-    items.join(", ")
 }
 
 /// A kube error as one readable line: the API's message, else the innermost cause that

@@ -64,6 +64,10 @@ fn the_docker_runtime_adds_its_package_and_unit() {
     let docker = rt.units.iter().find(|u| u.name == "docker").unwrap();
     assert!(triggers(&docker.restart_on, "/etc/docker/tls/server.crt"));
     assert!(!triggers(&docker.restart_on, "/etc/containerd/config.toml"));
+    // dockerd does not start without cbr0: the bridge comes with the runtime, before docker.
+    let names: Vec<&str> = rt.units.iter().map(|u| u.name).collect();
+    assert_eq!(names, vec!["kos-pod-network", "containerd", "docker"]);
+    assert!(rt.files.iter().any(|f| f.path == "/usr/local/lib/kos/pod-network.sh"));
 }
 
 /// What `kos up` does on a fresh Debian node, as `kos plan` lists it.

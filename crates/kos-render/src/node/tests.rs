@@ -201,7 +201,7 @@ fn docker_never_listens_on_tcp_without_tls() {
                 }
                 assert!(hosts.contains(&format!("tcp://{}:2376", node.fixed_ip.unwrap()).as_str()));
                 let drop_in = unit(r.node_file(&node.name, paths::DOCKER_DROP_IN));
-                assert_eq!(drop_in["Service"]["ExecStart"], vec!["".to_string(), "/usr/bin/dockerd --containerd=/run/containerd/containerd.sock".into()]);
+                assert_eq!(drop_in["Service"]["ExecStart"], vec!["".to_string(), "/usr/bin/env dockerd --containerd=/run/containerd/containerd.sock".into()]);
             } else {
                 assert!(!r.paths(&Target::Node(node.name.clone())).contains(&paths::DOCKER_DROP_IN.to_string()));
             }

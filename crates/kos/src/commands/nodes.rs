@@ -166,14 +166,14 @@ pub fn units(settings: &Settings) -> Vec<&'static str> {
 }
 
 /// Verify every reachable node; returns the failures as lines.
-pub async fn verify_all(sessions: &[NodeSession], plan: &ClusterPlan, settings: &Settings, printer: Printer) -> Vec<String> {
+pub async fn verify_all(sessions: &[NodeSession], plan: &ClusterPlan, settings: &Settings, skip: &[&str], printer: Printer) -> Vec<String> {
     let units = units(settings);
     let units = &units;
     let results: Vec<(String, Result<Vec<provision::Check>, String>)> = stream::iter(sessions.iter())
         .filter_map(|s| async move {
             match s {
-                NodeSession::Up(n) => Some(n),
-                NodeSession::Failed { .. } => None,
+                NodeSession::Up(n) if !skip.contains(&n.node()) => Some(n),
+                _ => None,
             }
         })
         .map(|n| async move {

@@ -161,7 +161,9 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
             }
             if phases.contains(&Phase::Verify) {
                 let t = Instant::now();
-                let bad = nodes::verify_all(&sessions, &plan, &settings, printer).await;
+                // Nodes that already failed are named once, not again for every check.
+                let failed_nodes: Vec<&str> = failures.iter().filter_map(|f| f.split([' ', ':']).next()).collect();
+                let bad = nodes::verify_all(&sessions, &plan, &settings, &failed_nodes, printer).await;
                 failures.extend(bad);
                 timings.push(("verify".into(), t.elapsed().as_secs_f64()));
             }
