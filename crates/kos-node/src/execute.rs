@@ -32,9 +32,18 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>)
     let mut s = String::from(
         "set -eu\n\
          umask 022\n\
-         warn() { echo \"kos-warning: $*\"; }\n",
+         warn() { echo \"kos-warning: $*\"; }\n\
+         t=$(mktemp -d /var/tmp/kos-run.XXXXXX)\n\
+         trap 'rm -rf \"$t\"' EXIT\n",
     );
     s.push_str(&format!("mkdir -p {PENDING_DIR}\n"));
+    // The proxy for apt and curl, in both spellings (apt reads only the lower case one).
+    for line in &wants.env {
+        if let Some((name, value)) = line.split_once('=') {
+            let v = sh_quote(value);
+            s.push_str(&format!("export {name}={v} {}={v}\n", name.to_ascii_lowercase()));
+        }
+    }
     let mut tar = tar::Builder::new(Vec::new());
     let mut puts = String::new();
     let mut after = String::new();
@@ -47,8 +56,8 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>)
                 // --force-confold: a config kos already wrote is kept if the package ships one too.
                 s.push_str(&format!(
                     "export DEBIAN_FRONTEND=noninteractive\n\
-                     apt-get -q -o DPkg::Lock::Timeout=300 update </dev/null >/tmp/kos-apt.log 2>&1 || {{ tail -5 /tmp/kos-apt.log >&2; exit 1; }}\n\
-                     apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends {} </dev/null >>/tmp/kos-apt.log 2>&1 || {{ tail -15 /tmp/kos-apt.log >&2; exit 1; }}\n",
+                     apt-get -q -o DPkg::Lock::Timeout=300 update </dev/null >\"$t/apt.log\" 2>&1 || {{ tail -5 \"$t/apt.log\" >&2; exit 1; }}\n\
+                     apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends {} </dev/null >>\"$t/apt.log\" 2>&1 || {{ tail -15 \"$t/apt.log\" >&2; exit 1; }}\n",
                     list.join(" ")
                 ));
             }
@@ -87,14 +96,14 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>)
                 // A key the kernel does not offer (bridge-nf-call-* before br_netfilter is
                 // loaded) is a warning: pod-network.sh sets ip_forward itself at every boot.
                 after.push_str(&format!(
-                    "sysctl -q -p {} 2>/tmp/kos-sysctl.err || warn \"sysctl: $(tr '\\n' ' ' </tmp/kos-sysctl.err)\"\nrm -f {PENDING_DIR}/sysctl\n",
+                    "sysctl -q -p {} 2>\"$t/sysctl.err\" || warn \"sysctl: $(tr '\\n' ' ' <\"$t/sysctl.err\")\"\nrm -f {PENDING_DIR}/sysctl\n",
                     kos_render::node::paths::SYSCTL
                 ));
             }
             Change::LoadModules => {
                 markers.push("modules".to_string());
                 after.push_str(&format!(
-                    "modprobe -a overlay br_netfilter 2>/tmp/kos-modprobe.err || warn \"modprobe: $(tr '\\n' ' ' </tmp/kos-modprobe.err)\"\nrm -f {PENDING_DIR}/modules\n"
+                    "modprobe -a overlay br_netfilter 2>\"$t/modprobe.err\" || warn \"modprobe: $(tr '\\n' ' ' <\"$t/modprobe.err\")\"\nrm -f {PENDING_DIR}/modules\n"
                 ));
             }
             Change::EnableUnit { unit } => {
@@ -116,8 +125,7 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>)
     }
     if index > 0 || !puts.is_empty() {
         s.push_str(
-            "d=$(mktemp -d /var/tmp/kos-upload.XXXXXX)\n\
-             trap 'rm -rf \"$d\"' EXIT\n\
+            "d=\"$t/files\"; mkdir -m 0700 \"$d\"\n\
              put() { mkdir -p \"$(dirname \"$2\")\"; chown root:root \"$d/$1\"; chmod \"$3\" \"$d/$1\"; mv -f \"$d/$1\" \"$2.kos-new\"; mv -f \"$2.kos-new\" \"$2\"; }\n\
              fetch() {\n  mkdir -p \"$(dirname \"$3\")\"\n  curl -fsSL --retry 3 --connect-timeout 20 -o \"$3.kos-new\" \"$1\" || { rm -f \"$3.kos-new\"; echo \"download of $1 failed\" >&2; exit 1; }\n  echo \"$2  $3.kos-new\" | sha256sum -c --quiet >/dev/null 2>&1 || { rm -f \"$3.kos-new\"; echo \"$1: SHA-256 differs from the published checksum $2\" >&2; exit 1; }\n  chown root:root \"$3.kos-new\"; chmod \"$4\" \"$3.kos-new\"; mv -f \"$3.kos-new\" \"$3\"\n}\n",
         );

@@ -125,8 +125,17 @@ pub fn jump_log(config_file: &Path, alias: &str) -> PathBuf {
 /// ProxyCommand for hosts kos does not name). `ssh -F` would otherwise skip it entirely.
 ///
 /// Paths must be absolute, valid UTF-8 and free of line breaks ([`SshConfig::write`] checks).
-pub fn render_ssh_config(settings: &Settings, paths: &ConfigPaths<'_>, targets: &[SshTarget]) -> String {
-    let ConfigPaths { file, identity, known_hosts, user_config } = *paths;
+pub fn render_ssh_config(
+    settings: &Settings,
+    paths: &ConfigPaths<'_>,
+    targets: &[SshTarget],
+) -> String {
+    let ConfigPaths {
+        file,
+        identity,
+        known_hosts,
+        user_config,
+    } = *paths;
     let cluster = &settings.cluster.name;
     let ssh = &settings.ssh;
     let mut out = String::new();
@@ -167,7 +176,11 @@ pub fn render_ssh_config(settings: &Settings, paths: &ConfigPaths<'_>, targets: 
                 out,
                 "  ProxyCommand ssh -F {} -E {} -W '[%h]:%p' {}",
                 sh_quote(&file.to_string_lossy().replace('%', "%%")),
-                sh_quote(&jump_log(file, &t.alias).to_string_lossy().replace('%', "%%")),
+                sh_quote(
+                    &jump_log(file, &t.alias)
+                        .to_string_lossy()
+                        .replace('%', "%%")
+                ),
                 bastion_alias(cluster)
             );
         }
@@ -326,7 +339,10 @@ impl SshConfig {
             user: ssh.user.clone(),
             port: ssh.port,
             targets: targets.to_vec(),
-            bastion: ssh.bastion.as_ref().map(|b| SshTarget::new(&settings.cluster.name, "bastion", &b.host, None)),
+            bastion: ssh
+                .bastion
+                .as_ref()
+                .map(|b| SshTarget::new(&settings.cluster.name, "bastion", &b.host, None)),
             bastion_port: ssh.bastion.as_ref().map_or(22, |b| b.port),
         })
     }
@@ -418,7 +434,9 @@ fn last_line(text: &str) -> String {
     text.lines()
         .map(|l| l.trim())
         .rfind(|l| {
-            !l.is_empty() && !l.starts_with("Warning: Permanently added") && *l != "stdio forwarding failed"
+            !l.is_empty()
+                && !l.starts_with("Warning: Permanently added")
+                && *l != "stdio forwarding failed"
         })
         .unwrap_or("no message from ssh")
         .to_string()
@@ -516,7 +534,11 @@ impl SshNode {
             let now = Instant::now();
             match attempt {
                 Attempt::HostKeyChanged { name } => {
-                    let hop = if via_bastion { config.bastion.as_ref() } else { None };
+                    let hop = if via_bastion {
+                        config.bastion.as_ref()
+                    } else {
+                        None
+                    };
                     let fallback = match hop {
                         Some(b) => b.known_hosts_name(config.bastion_port),
                         None => target.known_hosts_name(config.port),
@@ -530,7 +552,10 @@ impl SshNode {
                 Attempt::Denied => {
                     let since = *first_denied.get_or_insert(now);
                     if now >= deadline || now.duration_since(since) >= DENIED_GRACE {
-                        return Err(RemoteError::Denied { node: target.node.clone(), detail: why });
+                        return Err(RemoteError::Denied {
+                            node: target.node.clone(),
+                            detail: why,
+                        });
                     }
                 }
                 Attempt::Retry => {

@@ -92,6 +92,8 @@ pub struct PhaseWants {
     pub units: Vec<WantedUnit>,
     /// Swap must be off (the kubelet refuses to run with it by default).
     pub swap_off: bool,
+    /// `NAME=value` for apt and downloads on the node (the settings' proxy).
+    pub env: Vec<String>,
 }
 
 /// Everything a node wants, by phase.
@@ -102,6 +104,14 @@ pub struct NodeWants {
 }
 
 impl NodeWants {
+    /// Give every phase these environment lines (`HTTP_PROXY=...`).
+    pub fn with_env(mut self, env: &[String]) -> NodeWants {
+        for (_, w) in &mut self.phases {
+            w.env = env.to_vec();
+        }
+        self
+    }
+
     pub fn phase(&self, phase: NodePhase) -> Option<&PhaseWants> {
         self.phases.iter().find(|(p, _)| *p == phase).map(|(_, w)| w)
     }

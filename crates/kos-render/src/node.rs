@@ -559,7 +559,7 @@ fn json<T: Serialize>(what: &str, value: &T) -> Result<String, RenderError> {
 ///
 /// NO_PROXY keeps cluster-internal traffic off the proxy: loopback, the pod and service
 /// ranges, the tenant subnet, every node, the API endpoint and cluster DNS names.
-fn proxy_environment(inputs: &Inputs<'_>) -> Option<Vec<String>> {
+pub fn proxy_environment(inputs: &Inputs<'_>) -> Option<Vec<String>> {
     let proxy = inputs.settings.proxy.as_ref()?;
     let plan = inputs.plan;
     let mut no_proxy: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), plan.pod_cidr.to_string(), plan.service_cidr.to_string()];

@@ -205,3 +205,22 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// The script one phase sends: proxy exported for apt and curl, packages before files
+/// (a package's own config file must not win over kos's), markers before the actions
+/// they stand for, each removed once its action succeeded.
+#[test]
+fn the_phase_script() {
+    let conf = WantedFile::from_bytes("/etc/containerd/config.toml", 0o644, b"version = 2\n".to_vec());
+    let mut wants = phase_with(vec![conf.clone()]);
+    wants.env = vec!["HTTP_PROXY=http://proxy.example.org:3128".into(), "NO_PROXY=10.0.0.0/24".into()];
+    let changes = vec![
+        Change::InstallPackages { packages: vec!["containerd".into()] },
+        Change::WriteFile { path: conf.path.clone(), mode: "0644".into(), reason: FileReason::New },
+        Change::EnableUnit { unit: "containerd".into() },
+        Change::RestartUnit { unit: "containerd".into(), why: "not running".into() },
+    ];
+    let (script, tar) = execute::build(&wants, &changes).unwrap();
+    insta::assert_snapshot!(script);
+    assert!(tar.len() >= 1024, "one file in a tar stream");
+}

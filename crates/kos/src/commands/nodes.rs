@@ -66,7 +66,8 @@ pub async fn prepare(
     } else {
         Vec::new()
     };
-    let wants = plan.nodes.iter().map(|n| node_wants(settings, &n.name, n.role, &files, &arts)).collect();
+    let env = kos_render::node::proxy_environment(&inputs).unwrap_or_default();
+    let wants = plan.nodes.iter().map(|n| node_wants(settings, &n.name, n.role, &files, &arts).with_env(&env)).collect();
     Ok(Cluster { wants, admin_kubeconfig, super_admin_kubeconfig, addons })
 }
 
