@@ -1,5 +1,5 @@
-//! Reaching nodes over SSH with the system `ssh`, so agents, `~/.ssh/config`, ProxyJump and
-//! known_hosts behave exactly as they do for the user's own `ssh`.
+//! Reaching nodes over SSH with the system `ssh`, so agents, `~/.ssh/config`, jump hosts
+//! and known_hosts behave exactly as they do for the user's own `ssh`.
 //!
 //! kos writes one ssh_config per cluster ([`render_ssh_config`], a pure function, and
 //! [`SshConfig::write`]) into `<state>/ssh/` next to the cluster's own known_hosts file, and
@@ -442,6 +442,11 @@ fn last_line(text: &str) -> String {
         .to_string()
 }
 
+fn ssh_in_path() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ssh").is_file()))
+}
+
 /// A message and its sources, one line.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -509,14 +514,19 @@ impl SshNode {
                 Err(e) => e,
             };
             let text = match &error {
-                // launch_master spawns `ssh`; NotFound is the program (or its log) missing.
-                openssh::Error::Connect(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                // launch_master spawns `ssh` and then reads its log: NotFound is either missing.
+                openssh::Error::Connect(io)
+                    if io.kind() == std::io::ErrorKind::NotFound && !ssh_in_path() =>
+                {
                     return Err(RemoteError::Local {
                         what:
                             "cannot run `ssh`; install the OpenSSH client (Debian: openssh-client)"
                                 .to_string(),
                         source: Some(std::io::Error::new(io.kind(), io.to_string())),
                     });
+                }
+                openssh::Error::Connect(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                    "ssh failed without a message".to_string()
                 }
                 openssh::Error::Connect(io) => io.to_string(),
                 other => {

@@ -20,6 +20,13 @@ impl Printer {
         Printer { level }
     }
 
+    /// Live progress bars only at the normal level on a terminal; `-v` prints every
+    /// step as a line instead, and pipes get plain lines.
+    pub fn wants_bars(&self) -> bool {
+        use std::io::IsTerminal;
+        self.level == Level::Normal && std::io::stdout().is_terminal()
+    }
+
     /// A result line (normal and verbose).
     pub fn line(&self, text: impl AsRef<str>) {
         if self.level != Level::Quiet {

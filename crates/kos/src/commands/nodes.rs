@@ -148,12 +148,52 @@ pub async fn close_all(sessions: Vec<NodeSession>) {
     }
 }
 
-/// Progress as plain lines with `-v`.
-pub struct PrinterProgress(pub Printer);
+/// Progress: a spinner per node on a terminal (indicatif), else lines with `-v`.
+pub struct NodeProgress {
+    printer: Printer,
+    bars: Option<(indicatif::MultiProgress, Vec<(String, indicatif::ProgressBar)>)>,
+}
 
-impl Progress for PrinterProgress {
+impl NodeProgress {
+    pub fn new(printer: Printer, nodes: &[&str]) -> NodeProgress {
+        if !printer.wants_bars() {
+            return NodeProgress { printer, bars: None };
+        }
+        let multi = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:<14} {wide_msg} {elapsed:>4}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let bars = nodes
+            .iter()
+            .map(|n| {
+                let bar = multi.add(indicatif::ProgressBar::new_spinner().with_style(style.clone()).with_prefix(n.to_string()));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                (n.to_string(), bar)
+            })
+            .collect();
+        NodeProgress { printer, bars: Some((multi, bars)) }
+    }
+
+    /// Remove the bars (before the summary lines).
+    pub fn finish(&self) {
+        if let Some((multi, bars)) = &self.bars {
+            for (_, b) in bars {
+                b.finish_and_clear();
+            }
+            let _ = multi.clear();
+        }
+    }
+}
+
+impl Progress for NodeProgress {
     fn event(&self, node: &str, message: &str) {
-        self.0.detail(format!("{node}: {message}"));
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some((_, bar)) = bars.iter().find(|(n, _)| n == node) {
+                    bar.set_message(message.to_string());
+                }
+            }
+            None => self.printer.detail(format!("{node}: {message}")),
+        }
     }
 }
 

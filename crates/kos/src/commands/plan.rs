@@ -71,7 +71,8 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<(), CommandError> {
             let sessions = nodes::connect_all(&settings, &state, &plan, &have, Duration::from_secs(args.ssh_wait), printer).await?;
             let how = Provision { phases: vec![NodePhase::Runtime, NodePhase::Kubernetes, NodePhase::Network], dry_run: true, parallel: 10 };
             let pairs = nodes::pairs(&sessions, &cluster.wants);
-            let reports = provision::provision_all(&pairs, &how, &nodes::PrinterProgress(printer)).await;
+            let progress = nodes::NodeProgress::new(printer, &[]);
+            let reports = provision::provision_all(&pairs, &how, &progress).await;
             for s in &sessions {
                 if let NodeSession::Failed { node, error } = s {
                     if have.servers.contains_key(node) {

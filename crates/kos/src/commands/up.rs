@@ -16,6 +16,7 @@ use kos_cloud::apply::{self, NodeContext, Waits};
 use kos_cloud::ops::{self, Verdict};
 use kos_core::settings::Settings;
 use kos_node::provision::{self, Provision};
+use kos_node::remote::Remote as _;
 use kos_node::wanted::NodePhase;
 use std::time::{Duration, Instant};
 
@@ -121,7 +122,10 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
                 let t = Instant::now();
                 let how = Provision { phases: node_phases.clone(), dry_run: false, parallel: args.parallel };
                 let pairs = nodes::pairs(&sessions, &cluster.wants);
-                let reports = provision::provision_all(&pairs, &how, &nodes::PrinterProgress(printer)).await;
+                let names: Vec<&str> = pairs.iter().map(|(n, _)| n.node()).collect();
+                let progress = nodes::NodeProgress::new(printer, &names);
+                let reports = provision::provision_all(&pairs, &how, &progress).await;
+                progress.finish();
                 for r in &reports {
                     for (phase, list) in &r.changes {
                         printer.line(format!("{phase}: {}: {} change(s)", r.node, list.len()));
