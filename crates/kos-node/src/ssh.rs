@@ -31,6 +31,12 @@ const SERVER_ALIVE_COUNT_MAX: u32 = 4;
 /// How long [`SshNode::connect`] keeps retrying a refused login: on a fresh server sshd may
 /// answer a few seconds before cloud-init has written the authorized key. Longer than that,
 /// the key or user is wrong and waiting would only hide it.
+/// Seconds an idle SSH master stays up (see `connect`).
+const MASTER_IDLE_EXIT: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(900) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
+
 pub const DENIED_GRACE: Duration = Duration::from_secs(15);
 
 /// The user's own ssh configuration, read after kos's (see [`render_ssh_config`]).
@@ -497,6 +503,9 @@ impl SshNode {
                 .config_file(&config.file)
                 .control_directory(&config.control_dir)
                 .known_hosts_check(KnownHosts::Add)
+                // A kos killed by SIGKILL or Ctrl-C cannot close its masters: they exit by
+                // themselves after this long idle (longer than any wait inside one run).
+                .control_persist(openssh::ControlPersist::IdleFor(MASTER_IDLE_EXIT))
                 .connect_timeout(Duration::from_secs(
                     remaining.as_secs().clamp(1, CONNECT_TIMEOUT_SECS),
                 ));
