@@ -4,13 +4,12 @@
 //! and the same diff `up` carries out. (The local PKI is created if it is missing: the
 //! node files cannot be compared without it.)
 
-use super::cloud::{connect, failed, runtime};
+use super::cloud::{observe, runtime, Observation};
 use super::nodes::{self, NodeSession};
 use super::state::State;
-use super::{plan_for, CommandError};
+use super::CommandError;
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::printer::Printer;
-use kos_cloud::apply;
 use kos_cloud::Cloud as _;
 use kos_cloud::reconcile::{node_changes, route_changes, NodeChange, RouteChange};
 use kos_core::settings::Settings;
@@ -38,10 +37,7 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.settings.file)?;
     let state = State::for_settings(&args.settings, &settings);
     runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
-        let resolved = apply::resolve(&cloud, &settings).await.map_err(failed)?;
-        let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
-        let plan = plan_for(&settings, &have.observed(Some(resolved.subnet.cidr)))?;
+        let Observation { cloud, resolved, have, plan } = observe(&settings).await?;
         let mut cloud_lines: Vec<String> = node_changes(&plan, &have).iter().map(describe).collect();
         let router = cloud.router(&resolved.router.id).await.map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
         match route_changes(&plan, &router, &have.node_addresses(), resolved.atomic_routes) {
@@ -74,12 +70,12 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<(), CommandError> {
             let progress = nodes::NodeProgress::new(printer, &[]);
             let reports = provision::provision_all(&pairs, &how, &progress).await;
             for s in &sessions {
-                if let NodeSession::Failed { node, error } = s {
-                    if have.servers.contains_key(node) {
-                        node_lines.push(format!("{node}: cannot look: {error}"));
-                        node_json.insert(node.clone(), json!({"error": error}));
-                        unreachable += 1;
-                    }
+                if let NodeSession::Failed { node, error } = s
+                    && have.servers.contains_key(node)
+                {
+                    node_lines.push(format!("{node}: cannot look: {error}"));
+                    node_json.insert(node.clone(), json!({"error": error}));
+                    unreachable += 1;
                 }
             }
             for r in &reports {

@@ -2,13 +2,12 @@
 //! route is on the router, whether SSH answers and the kubelet unit's state; then the
 //! API server's view of the nodes when it answers.
 
-use super::cloud::{connect, failed, runtime};
+use super::cloud::{observe, runtime, Observation};
 use super::nodes::{self, NodeSession};
 use super::state::State;
-use super::{plan_for, CommandError};
+use super::CommandError;
 use crate::cli::StatusArgs;
 use crate::printer::Printer;
-use kos_cloud::apply;
 use kos_cloud::model::Route;
 use kos_core::settings::Settings;
 use kos_node::remote::Remote as _;
@@ -18,10 +17,7 @@ pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.settings.file)?;
     let state = State::for_settings(&args.settings, &settings);
     runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
-        let resolved = apply::resolve(&cloud, &settings).await.map_err(failed)?;
-        let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
-        let plan = plan_for(&settings, &have.observed(Some(resolved.subnet.cidr)))?;
+        let Observation { cloud: _, resolved, have, plan } = observe(&settings).await?;
         let sessions = nodes::connect_all(&settings, &state, &plan, &have, Duration::from_secs(args.ssh_wait), printer).await?;
         printer.data(format!("{:<14} {:<8} {:<15} {:<15} {:<15} {:<6} {:<6} {}", "NODE", "SERVER", "FIXED IP", "FLOATING IP", "POD CIDR", "ROUTE", "SSH", "KUBELET"));
         for n in &plan.nodes {

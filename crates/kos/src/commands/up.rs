@@ -6,7 +6,7 @@
 //! phases (the seed's tags). Every phase compares before it changes, so a re-run after a
 //! failure or Ctrl-C resumes, and a re-run on a converged cluster changes nothing.
 
-use super::cloud::{connect, failed, runtime};
+use super::cloud::{failed, observe, runtime, Observation};
 use super::nodes::{self, NodeSession};
 use super::state::State;
 use super::{plan_for, CommandError};
@@ -40,10 +40,7 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
     let started = Instant::now();
     let mut timings: Vec<(String, f64)> = Vec::new();
     runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
-        let resolved = apply::resolve(&cloud, &settings).await.map_err(failed)?;
-        let mut have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
-        let mut plan = plan_for(&settings, &have.observed(Some(resolved.subnet.cidr)))?;
+        let Observation { cloud, resolved, mut have, mut plan } = observe(&settings).await?;
         let mut changed = 0usize;
 
         if phases.contains(&Phase::Check) {
@@ -53,10 +50,10 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
             for f in &findings {
                 let line = format!("check: {:<4} {}", f.verdict.to_string(), f.what);
                 if f.verdict == Verdict::Ok { printer.detail(line) } else { printer.line(line) }
-                if f.verdict != Verdict::Ok {
-                    if let Some(fix) = &f.fix {
-                        printer.line(format!("           → {fix}"));
-                    }
+                if let Some(fix) = &f.fix
+                    && f.verdict != Verdict::Ok
+                {
+                    printer.line(format!("           → {fix}"));
                 }
             }
             timings.push(("check".into(), t.elapsed().as_secs_f64()));

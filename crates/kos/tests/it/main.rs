@@ -15,3 +15,4 @@ mod rendered_cluster;
 mod support;
 mod testbed_cloud;
 mod testbed_nodes;
+mod testbed_up;

@@ -1,0 +1,849 @@
+//! `kos up` end to end on the test bed (`testbed/with-testbed.sh`): the test cloud's servers
+//! become real Debian nodes (systemd, sshd, apt from an offline repo), and kos provisions them
+//! over SSH exactly as it would on a real cloud. Each test builds its own cluster, looks at
+//! the nodes with its own eyes (through the ssh_config kos writes, as a user would), and
+//! destroys the cluster at the end, also when it fails (a drop guard).
+//!
+//! The binaries come from `artifacts: {source: local}` (`testbed/artifacts/build.sh`):
+//! kubelet and kube-proxy are a TEST STAND-IN (`crates/kos-test-standin`) that checks the
+//! flags and files kos renders and reports what it checked; kubectl is the real one. No
+//! kube-apiserver exists on this machine, so the cluster's API never answers: the tests run
+//! every phase but `addons`, and check that `addons` fails in bounds with a message that
+//! says what to do. What they prove instead, with real programs: containerd runs containers
+//! on the rendered CNI config with routed pod IPs, etcd runs from the rendered static pod with
+//! TLS, docker's TLS API answers the operator's `<node>.env`, a reboot brings everything back,
+//! and a `kos up` killed at any point converges when run again.
+
+use crate::support;
+use crate::testbed_cloud::{openstack, openstack_ok};
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const HOW_TO_START: &str = "TB_PREFIX=kose testbed/with-testbed.sh cargo nextest run -p kos --test it testbed_up";
+
+/// Every phase of `kos up` but `addons`, which needs the API server this machine cannot run.
+const CLUSTER_PHASES: &str = "check,instances,runtime,kubernetes,network,verify";
+
+/// The units kos runs on every node of a containerd cluster.
+const UNITS: [&str; 4] = ["containerd", "kubelet", "kube-proxy", "kos-pod-network"];
+
+/// The image the container checks run: the node's own socat and dash (with their libraries),
+/// packed as an OCI image on the node and imported into containerd's Kubernetes namespace.
+const PROBE_IMAGE: &str = "docker.io/kos-test/probe:1";
+
+fn nodes_are_up() -> bool {
+    support::testbed("KOS_TEST_NODES", HOW_TO_START)
+}
+
+fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set by `{HOW_TO_START}`"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Polls `check` every 0.5 s until it returns `Some`, for at most `secs` seconds; on a
+/// timeout the panic carries `explain()`.
+fn wait_for<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>, explain: impl FnOnce() -> String) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for: {what}\n{}", explain());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Whether `ip` lies in `cidr` (`a.b.c.d/n`).
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let (net, len) = cidr.split_once('/').expect("a CIDR");
+    let (ip, net): (Ipv4Addr, Ipv4Addr) = (ip.parse().expect("an IPv4 address"), net.parse().expect("an IPv4 network"));
+    let mask = u32::MAX.checked_shl(32 - len.parse::<u32>().expect("a prefix length")).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// The first address of a /24 pod range: the node's pod gateway on cbr0.
+fn gateway(cidr: &str) -> String {
+    let net = cidr.split_once('/').expect("a CIDR").0;
+    let mut octets: Vec<&str> = net.split('.').collect();
+    octets[3] = "1";
+    octets.join(".")
+}
+
+/// A node of the settings.
+#[derive(Debug, Clone)]
+struct NodeSpec {
+    name: &'static str,
+    master: bool,
+    floating_ip: bool,
+}
+
+const fn master(name: &'static str, floating_ip: bool) -> NodeSpec {
+    NodeSpec { name, master: true, floating_ip }
+}
+
+const fn worker(name: &'static str) -> NodeSpec {
+    NodeSpec { name, master: false, floating_ip: false }
+}
+
+/// What one `kos` run did.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    secs: f64,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The `time: <phase>: X s` lines of `-v`.
+    fn phase_times(&self) -> Vec<(String, String)> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("time: "))
+            .filter_map(|l| l.rsplit_once(": ").map(|(p, t)| (p.to_owned(), t.to_owned())))
+            .collect()
+    }
+}
+
+/// A row of `kos status`.
+#[derive(Debug, Clone)]
+struct StatusRow {
+    server: String,
+    fixed_ip: String,
+    floating_ip: String,
+    pod_cidr: String,
+    route: String,
+    ssh: String,
+    kubelet: String,
+}
+
+/// One cluster of the test, in its own folder (settings, `.kos/` state, a HOME and a
+/// KUBECONFIG of its own, so the user's ~/.kube/config is never touched); destroyed on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    name: String,
+    nodes: Vec<NodeSpec>,
+    destroyed: bool,
+}
+
+impl Cluster {
+    /// Writes `settings.yaml` for these nodes (first one: master) on the seeded test cloud,
+    /// with the stand-in artifacts built into the cluster's folder.
+    fn new(prefix: &str, nodes: &[NodeSpec], pod_cidr: &str, runtime: &str) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = format!("{prefix}{}", std::process::id());
+        let artifacts = dir.path().join("artifacts");
+        let build = Command::new(support::repo_root().join("testbed/artifacts/build.sh"))
+            .arg(&artifacts)
+            // Inside the sandbox nothing but the cargo cache is reachable.
+            .env("CARGO_NET_OFFLINE", "true")
+            .output()
+            .expect("testbed/artifacts/build.sh runs");
+        assert!(build.status.success(), "testbed/artifacts/build.sh failed:\n{}", text(&build.stderr));
+        let key = Path::new(&env("TC_HOME")).join("demo-key.pem");
+        assert!(key.exists(), "the seeded keypair's private key {} is missing", key.display());
+        let mut settings = format!(
+            "cluster: {{name: {name}}}\n\
+             cloud: {{image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}}\n\
+             ssh: {{user: debian, private_key: {key}}}\n\
+             networking: {{pod_cidr: {pod_cidr}}}\n\
+             runtime: {runtime}\n\
+             artifacts: {{source: local, dir: {art}}}\n\
+             nodes:\n",
+            key = key.display(),
+            art = artifacts.display(),
+        );
+        for n in nodes {
+            let role = if n.master { "master" } else { "worker" };
+            settings += &format!("  - {{name: {}, role: {role}, floating_ip: {}}}\n", n.name, n.floating_ip);
+        }
+        std::fs::write(dir.path().join("settings.yaml"), settings).expect("settings written");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        Cluster { dir, name, nodes: nodes.to_vec(), destroyed: false }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.home().join("kubeconfig")
+    }
+
+    /// `<settings dir>/.kos/<cluster>/`.
+    fn state(&self) -> PathBuf {
+        self.dir.path().join(".kos").join(&self.name)
+    }
+
+    fn ssh_config(&self) -> PathBuf {
+        self.state().join("ssh/config")
+    }
+
+    /// `kos ARGS -f settings.yaml`, run from the settings' folder with a relative path, as a
+    /// user would.
+    fn kos_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("kos"));
+        cmd.current_dir(self.dir.path())
+            .env("HOME", self.home())
+            .env("KUBECONFIG", self.kubeconfig())
+            .args(args)
+            .args(["-f", "settings.yaml"]);
+        cmd
+    }
+
+    fn kos(&self, args: &[&str]) -> Run {
+        let t = Instant::now();
+        let out = self.kos_command(args).output().expect("kos runs");
+        let run = Run { code: out.status.code(), stdout: text(&out.stdout), stderr: text(&out.stderr), secs: t.elapsed().as_secs_f64() };
+        eprintln!("kos {} -> {:?} in {:.1} s", args.join(" "), run.code, run.secs);
+        run
+    }
+
+    fn kos_ok(&self, args: &[&str]) -> Run {
+        let run = self.kos(args);
+        assert!(run.ok(), "kos {args:?} failed ({:?}):\n{}\n{}", run.code, run.stdout, run.stderr);
+        run
+    }
+
+    /// `kos up` of every phase but `addons`.
+    fn up(&self) -> Run {
+        self.kos_ok(&["up", "-v", "--only", CLUSTER_PHASES])
+    }
+
+    /// Runs `script` as root on `node` (`ssh -F <state>/ssh/config <cluster>-<node> sudo bash`,
+    /// the script on stdin).
+    fn root(&self, node: &str, script: &str) -> Output {
+        let mut child = Command::new("ssh")
+            .arg("-F")
+            .arg(self.ssh_config())
+            .arg(format!("{}-{node}", self.name))
+            .args(["sudo", "-n", "bash", "-s"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh runs");
+        child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("script sent");
+        child.wait_with_output().expect("ssh finishes")
+    }
+
+    /// [`Cluster::root`] of a script that must succeed: its trimmed stdout.
+    fn root_ok(&self, node: &str, script: &str) -> String {
+        let out = self.root(node, script);
+        assert!(
+            out.status.success(),
+            "on {node}: script failed:\n{script}\n--- stdout\n{}--- stderr\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout).trim().to_owned()
+    }
+
+    /// `kos status`, by node.
+    fn status(&self) -> BTreeMap<String, StatusRow> {
+        let run = self.kos_ok(&["status"]);
+        let mut lines = run.stdout.lines();
+        let header = lines.next().unwrap_or_default();
+        for col in ["SERVER", "FIXED IP", "FLOATING IP", "POD CIDR", "ROUTE", "SSH", "KUBELET"] {
+            assert!(header.contains(col), "kos status has no {col} column:\n{}", run.stdout);
+        }
+        let mut rows = BTreeMap::new();
+        for line in lines {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let Some(spec) = self.nodes.iter().find(|n| f.first() == Some(&n.name)) else { continue };
+            assert_eq!(f.len(), 8, "a status row has 8 columns: {line:?}\n{}", run.stdout);
+            let row = StatusRow {
+                server: f[1].into(),
+                fixed_ip: f[2].into(),
+                floating_ip: f[3].into(),
+                pod_cidr: f[4].into(),
+                route: f[5].into(),
+                ssh: f[6].into(),
+                kubelet: f[7].into(),
+            };
+            rows.insert(spec.name.to_owned(), row);
+        }
+        assert_eq!(rows.len(), self.nodes.len(), "a status row per node:\n{}", run.stdout);
+        rows
+    }
+
+    /// What the cloud still holds of this cluster, as the `openstack` CLI sees it: servers,
+    /// ports and floating IPs tagged `kos-cluster=<name>`, its security group, its routes.
+    fn leftovers(&self) -> Vec<String> {
+        let tag = format!("kos-cluster={}", self.name);
+        let mut left = Vec::new();
+        let servers = openstack_ok(&["server", "list", "-f", "value", "-c", "Name", "--name", &format!("^{}-", self.name)]);
+        left.extend(servers.lines().map(|s| format!("server {s}")));
+        for kind in ["port", "floating ip"] {
+            let mut args: Vec<&str> = kind.split(' ').collect();
+            args.extend(["list", "--tags", &tag, "-f", "value", "-c", "ID"]);
+            left.extend(openstack_ok(&args).lines().map(|id| format!("{kind} {id}")));
+        }
+        let group = format!("{}-nodes", self.name);
+        if openstack(&["security", "group", "show", &group]).status.success() {
+            left.push(format!("security group {group}"));
+        }
+        let routes = openstack_ok(&["router", "show", "demo-router", "-f", "json", "-c", "routes"]);
+        let routes: serde_json::Value = serde_json::from_str(&routes).expect("router JSON");
+        let pod_range = self.pod_range_prefix();
+        for r in routes["routes"].as_array().into_iter().flatten() {
+            let dest = r["destination"].as_str().unwrap_or_default();
+            if dest.starts_with(&pod_range) {
+                left.push(format!("route {dest} via {}", r["nexthop"]));
+            }
+        }
+        left
+    }
+
+    /// `10.55.` of `pod_cidr: 10.55.0.0/16`.
+    fn pod_range_prefix(&self) -> String {
+        let settings = std::fs::read_to_string(self.dir.path().join("settings.yaml")).expect("settings");
+        let cidr = settings.split("pod_cidr: ").nth(1).expect("pod_cidr").split('}').next().expect("cidr");
+        let mut octets = cidr.split('.');
+        format!("{}.{}.", octets.next().expect("octet"), octets.next().expect("octet"))
+    }
+
+    /// `kos destroy --yes`, then nothing of the cluster is left in the cloud.
+    fn destroy(&mut self) {
+        let run = self.kos_ok(&["destroy", "--yes"]);
+        assert!(run.stdout.contains(&format!("nothing of cluster {} is left", self.name)), "{}", run.stdout);
+        self.destroyed = true;
+        let left = self.leftovers();
+        assert!(left.is_empty(), "kos destroy left resources of cluster {} behind: {left:?}", self.name);
+    }
+
+    /// ssh processes whose command line names this cluster's ssh_config: kos's ControlMaster
+    /// connections (kos closes them when it ends).
+    fn ssh_processes(&self) -> Vec<(u32, String)> {
+        let needle = self.ssh_config().display().to_string();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = text(&cmdline).replace('\0', " ");
+            if cmdline.starts_with("ssh ") && cmdline.contains(&needle) && cmdline.contains(" -M ") {
+                found.push((pid, cmdline));
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Cluster {
+    /// Never leave the cluster behind, whatever failed; and no ssh master of it.
+    fn drop(&mut self) {
+        if !self.destroyed {
+            let _ = self.kos_command(&["destroy", "--yes"]).output();
+        }
+        for (pid, _) in self.ssh_processes() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// A child process (e.g. a listener in a test-bed namespace) killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One node's state as `key\tvalue` lines: file modes and owners, units, cbr0, the NAT jump,
+/// ip_forward, static pod manifests, the stand-in's reports.
+fn facts(c: &Cluster, node: &str, files: &[&str]) -> BTreeMap<String, String> {
+    let mut script = String::from("f() { printf '%s\\t%s\\n' \"$1\" \"$2\"; }\n");
+    for p in files {
+        script += &format!("f 'file {p}' \"$(stat -c '%a %U:%G' {p} 2>/dev/null || echo absent)\"\n");
+    }
+    for u in UNITS.iter().chain(["docker"].iter()) {
+        script += &format!("f 'unit {u}' \"$(systemctl is-enabled {u} 2>/dev/null)/$(systemctl is-active {u} 2>/dev/null)\"\n");
+    }
+    script += "f cbr0 \"$(ip -4 -o addr show dev cbr0 2>/dev/null | awk '{print $4}')\"\n\
+               f masq \"$(iptables -w -t nat -S POSTROUTING | grep -c -- '-j KOS-POD-MASQ')\"\n\
+               f forward \"$(cat /proc/sys/net/ipv4/ip_forward)\"\n\
+               f manifests \"$(ls /etc/kubernetes/manifests 2>/dev/null | tr '\\n' ' ')\"\n\
+               f eth0 \"$(ip -4 -o addr show dev eth0 | awk '{print $4}')\"\n\
+               for b in kubelet kube-proxy; do f \"standin $b\" \"$(tr -d '\\n' </run/kos-test-standin/$b.json 2>/dev/null)\"; done\n";
+    c.root_ok(node, &script)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Files every node has (path, mode): configs readable, credentials root-only.
+const NODE_FILES: [(&str, &str); 10] = [
+    ("/var/lib/kubelet/config.yaml", "644"),
+    ("/etc/kubernetes/kubelet.conf", "600"),
+    ("/etc/kubernetes/kube-proxy.conf", "600"),
+    ("/var/lib/kubelet/pki/kubelet.key", "600"),
+    ("/var/lib/kubelet/pki/kubelet-client.key", "600"),
+    ("/var/lib/kubelet/pki/kubelet.crt", "644"),
+    ("/etc/kubernetes/pki/ca.crt", "644"),
+    ("/etc/cni/net.d/10-kos.conflist", "644"),
+    ("/usr/local/bin/kubelet", "755"),
+    ("/usr/local/bin/kube-proxy", "755"),
+];
+
+/// Files only masters have: the CAs' keys, the API server's and etcd's credentials.
+const MASTER_FILES: [(&str, &str); 5] = [
+    ("/etc/kubernetes/pki/ca.key", "600"),
+    ("/etc/kubernetes/pki/sa.key", "600"),
+    ("/etc/kubernetes/pki/apiserver.key", "600"),
+    ("/etc/kubernetes/pki/etcd/server.key", "600"),
+    ("/etc/kubernetes/pki/apiserver-etcd-client.key", "600"),
+];
+
+const STATIC_PODS: &str = "etcd.yaml kube-apiserver.yaml kube-controller-manager.yaml kube-scheduler.yaml";
+
+/// Everything `kos up` promised on one node holds: files with their modes, root-owned; units
+/// enabled and active; the stand-ins checked their configs; cbr0 with the pod gateway; the
+/// NAT jump; a master's static pods and CA keys, a worker's lack of them.
+fn assert_node(c: &Cluster, spec: &NodeSpec, row: &StatusRow, units: &[&str]) {
+    let all: Vec<&str> = NODE_FILES.iter().chain(MASTER_FILES.iter()).map(|(p, _)| *p).collect();
+    let f = facts(c, spec.name, &all);
+    let node = spec.name;
+    let get = |k: &str| f.get(k).cloned().unwrap_or_else(|| panic!("{node}: no fact {k:?} in {f:#?}"));
+    for (path, mode) in NODE_FILES {
+        assert_eq!(get(&format!("file {path}")), format!("{mode} root:root"), "{node}: {path}");
+    }
+    for (path, mode) in MASTER_FILES {
+        let want = if spec.master { format!("{mode} root:root") } else { "absent".to_owned() };
+        assert_eq!(get(&format!("file {path}")), want, "{node}: {path} (master: {})", spec.master);
+    }
+    let manifests = if spec.master { STATIC_PODS } else { "" };
+    assert_eq!(get("manifests"), manifests, "{node}: static pod manifests");
+    for u in units {
+        assert_eq!(get(&format!("unit {u}")), "enabled/active", "{node}: unit {u}");
+    }
+    assert_eq!(get("cbr0"), format!("{}/24", gateway(&row.pod_cidr)), "{node}: cbr0 holds the pod gateway");
+    assert_eq!(get("masq"), "1", "{node}: exactly one POSTROUTING jump to KOS-POD-MASQ");
+    assert_eq!(get("forward"), "1", "{node}: ip_forward");
+    assert_eq!(get("eth0"), format!("{}/24", row.fixed_ip), "{node}: eth0 has the fixed IP kos status shows");
+    for (binary, config) in [("kubelet", "/var/lib/kubelet/config.yaml"), ("kube-proxy", "/var/lib/kube-proxy/config.yaml")] {
+        let report = get(&format!("standin {binary}"));
+        let report: serde_json::Value =
+            serde_json::from_str(&report).unwrap_or_else(|e| panic!("{node}: no {binary} stand-in report ({e}): {report:?}"));
+        assert_eq!(report["binary"], binary, "{node}: {report}");
+        let checked: Vec<&str> = report["checked"].as_array().expect("checked").iter().filter_map(|v| v.as_str()).collect();
+        assert!(checked.iter().any(|l| l.starts_with(&format!("{config}: kind "))), "{node}: {binary} checked {config}: {checked:?}");
+        assert!(checked.iter().any(|l| l.contains("client-key-data: a PEM private key")), "{node}: {binary} checked its kubeconfig: {checked:?}");
+        if binary == "kubelet" {
+            assert!(checked.contains(&format!("--hostname-override {node}").as_str()), "{node}: {checked:?}");
+            assert!(checked.iter().any(|l| l.starts_with(&format!("--node-ip {}", row.fixed_ip))), "{node}: {checked:?}");
+        }
+    }
+}
+
+/// Builds [`PROBE_IMAGE`] on the node from its own socat and dash and imports it into
+/// containerd (namespace k8s.io, where the kubelet's containers live).
+const IMAGE_SCRIPT: &str = r#"set -eu
+ref=docker.io/kos-test/probe:1
+if ctr -n k8s.io image ls -q | grep -qx "$ref"; then exit 0; fi
+d=$(mktemp -d); r=$d/rootfs; o=$d/oci
+mkdir -p "$r/bin" "$r/tmp" "$o/blobs/sha256"
+cp /usr/bin/socat /bin/dash "$r/bin/"; ln -s dash "$r/bin/sh"
+for lib in $(ldd /usr/bin/socat /bin/dash | awk '$2 == "=>" {print $3} $1 ~ /^\/.*[^:]$/ {print $1}' | sort -u); do
+  mkdir -p "$r$(dirname "$lib")"; cp -L "$lib" "$r$lib"
+done
+blob() { local h; h=$(sha256sum "$1" | cut -d' ' -f1); mv "$1" "$o/blobs/sha256/$h"; echo "$h $(stat -c %s "$o/blobs/sha256/$h")"; }
+tar -C "$r" -cf "$d/layer" .
+read -r layer lsize < <(blob "$d/layer")
+printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/bin/socat"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$layer" >"$d/config"
+read -r config csize < <(blob "$d/config")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' "$config" "$csize" "$layer" "$lsize" >"$d/manifest"
+read -r manifest msize < <(blob "$d/manifest")
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"1"}}]}' "$manifest" "$msize" "$ref" >"$o/index.json"
+echo '{"imageLayoutVersion":"1.0.0"}' >"$o/oci-layout"
+tar -C "$o" -cf "$d/image.tar" .
+ctr -n k8s.io image import "$d/image.tar" >/dev/null
+rm -rf "$d"
+ctr -n k8s.io image ls -q | grep -qx "$ref"
+"#;
+
+/// A pod sandbox made the way a CRI runtime makes one: a network namespace `netns` with
+/// loopback up, and every plugin of the node's rendered `/etc/cni/net.d/10-kos.conflist`
+/// called in order (CNI ADD, each given the previous result) from Debian's plugin folder.
+/// Returns the pod's IP.
+fn cni_add(c: &Cluster, node: &str, netns: &str) -> String {
+    let list = c.root_ok(node, "cat /etc/cni/net.d/10-kos.conflist");
+    let list: serde_json::Value = serde_json::from_str(&list).expect("the rendered conflist is JSON");
+    c.root_ok(node, &format!("ip netns add {netns} && ip -n {netns} link set lo up"));
+    let mut prev: Option<serde_json::Value> = None;
+    for plugin in list["plugins"].as_array().expect("plugins") {
+        let mut conf = plugin.clone();
+        conf["cniVersion"] = list["cniVersion"].clone();
+        conf["name"] = list["name"].clone();
+        if let Some(p) = &prev {
+            conf["prevResult"] = p.clone();
+        }
+        if conf.get("capabilities").is_some_and(|caps| caps.get("portMappings").is_some()) {
+            conf["runtimeConfig"] = serde_json::json!({"portMappings": []});
+        }
+        let kind = conf["type"].as_str().expect("plugin type").to_owned();
+        let out = c.root_ok(
+            node,
+            &format!(
+                "CNI_COMMAND=ADD CNI_CONTAINERID={netns} CNI_NETNS=/var/run/netns/{netns} CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
+                 /usr/lib/cni/{kind} <<'CONF'\n{conf}\nCONF\n"
+            ),
+        );
+        prev = Some(serde_json::from_str(&out).unwrap_or_else(|e| panic!("{node}: CNI {kind} answered no JSON ({e}): {out}")));
+    }
+    let result = prev.expect("the conflist has plugins");
+    let address = result["ips"][0]["address"].as_str().unwrap_or_else(|| panic!("{node}: no IP in {result}"));
+    address.split('/').next().expect("address").to_owned()
+}
+
+/// `ctr run` of [`PROBE_IMAGE`] in the network namespace `netns`: `args` for socat; detached
+/// (a server) or attached (a client whose stdout is returned, `None` if it failed).
+fn ctr_run(c: &Cluster, node: &str, netns: &str, name: &str, detach: bool, args: &str) -> Option<String> {
+    let mode = if detach { "-d" } else { "--rm" };
+    let out = c.root(
+        node,
+        &format!("ctr -n k8s.io run {mode} --with-ns network:/var/run/netns/{netns} {PROBE_IMAGE} {name} /bin/socat {args} </dev/null\n"),
+    );
+    out.status.success().then(|| text(&out.stdout).trim().to_owned())
+}
+
+/// An echo server in a container: answers each connection with the address it sees as the peer.
+const ECHO_PEER: &str = "TCP-LISTEN:7777,fork,reuseaddr 'SYSTEM:echo $SOCAT_PEERADDR'";
+
+/// A container on `node` connects to `to` (`ip:port`) and returns what the server answered.
+fn ask(c: &Cluster, node: &str, netns: &str, to: &str, attempt: &mut u32) -> Option<String> {
+    *attempt += 1;
+    let name = format!("{netns}-client-{attempt}");
+    ctr_run(c, node, netns, &name, false, &format!("-u TCP:{to},connect-timeout=3 STDOUT")).filter(|s| !s.is_empty())
+}
+
+#[test]
+fn up_provisions_three_real_nodes_routes_pods_survives_a_reboot_and_converges() {
+    if !nodes_are_up() {
+        return;
+    }
+    let nodes = [master("master-1", true), worker("worker-1"), worker("worker-2")];
+    let mut c = Cluster::new("up", &nodes, "10.55.0.0/16", "{kind: containerd}");
+
+    // 1. From nothing: 3 servers, 3 provisioned nodes, every node verified.
+    let first = c.up();
+    eprintln!("first kos up: {:.1} s; phases: {:?}", first.secs, first.phase_times());
+    assert_eq!(first.stdout.matches("instances: created server").count(), 3, "{}", first.stdout);
+    for n in &nodes {
+        for phase in ["runtime", "kubernetes", "network"] {
+            assert!(first.stdout.contains(&format!("{phase}: {}: ", n.name)), "no {phase} changes on {}:\n{}", n.name, first.stdout);
+        }
+        assert!(first.stdout.lines().any(|l| l.starts_with(&format!("verify: {}: ", n.name)) && l.ends_with("checks ok")), "{}", first.stdout);
+        assert!(!first.stdout.contains("FAILED"), "{}", first.stdout);
+    }
+    assert!(first.stdout.lines().last().unwrap_or_default().contains(" change(s) ("), "{}", first.stdout);
+    // The admin kubeconfig went into $KUBECONFIG (a temp file), not the user's ~/.kube/config.
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig()).expect("kos merged the admin kubeconfig into $KUBECONFIG");
+    assert!(kubeconfig.contains(&format!("current-context: kos-{}", c.name)), "{kubeconfig}");
+
+    let status = c.status();
+    for (i, n) in nodes.iter().enumerate() {
+        let row = &status[n.name];
+        assert_eq!(row.server, "ACTIVE", "{row:?}");
+        assert_eq!(row.pod_cidr, format!("10.55.{i}.0/24"), "pod ranges: lowest free, in the settings' order: {row:?}");
+        assert_eq!((row.route.as_str(), row.ssh.as_str(), row.kubelet.as_str()), ("yes", "ok", "active"), "{row:?}");
+        assert_eq!(row.floating_ip.starts_with("203.0.113."), n.floating_ip, "{row:?}");
+        assert_node(&c, n, row, &UNITS);
+    }
+    let (m, w1, w2) = (&status["master-1"], &status["worker-1"], &status["worker-2"]);
+
+    // 2. containerd runs containers on the rendered CNI config: pod IPs from the node's range,
+    // routed between nodes with their own source address, masqueraded only to the outside.
+    for node in ["worker-1", "worker-2"] {
+        c.root_ok(node, IMAGE_SCRIPT);
+    }
+    let pod_a = cni_add(&c, "worker-1", "kt-a");
+    let pod_b = cni_add(&c, "worker-2", "kt-b");
+    assert!(in_cidr(&pod_a, &w1.pod_cidr), "pod A {pod_a} is in worker-1's range {}", w1.pod_cidr);
+    assert!(in_cidr(&pod_b, &w2.pod_cidr), "pod B {pod_b} is in worker-2's range {}", w2.pod_cidr);
+    assert!(ctr_run(&c, "worker-2", "kt-b", "kt-b-echo", true, ECHO_PEER).is_some(), "the echo container starts on worker-2");
+    let mut attempt = 0;
+    let seen = wait_for(
+        "a container on worker-1 reaches a container on worker-2 by its pod IP",
+        30,
+        || ask(&c, "worker-1", "kt-a", &format!("{pod_b}:7777"), &mut attempt),
+        || c.root_ok("worker-1", "ip route; iptables -t nat -S; ctr -n k8s.io task ls"),
+    );
+    assert_eq!(seen, pod_a, "the container on worker-2 sees the client's own pod IP (routed, no NAT)");
+
+    // Outside the pod range and the tenant network: the external network's upstream
+    // (203.0.113.1 in the test bed's `-ext` namespace) answers with the peer it sees. A pod
+    // address could not get an answer back from there (no route to pod ranges), so an answer
+    // at all means the node masqueraded; conntrack on the node shows it.
+    let ext_ns = format!("{}-ext", env("TB_PREFIX"));
+    let _listener = Child(
+        Command::new("ip")
+            .args(["netns", "exec", &ext_ns, "socat", "TCP-LISTEN:7778,fork,reuseaddr", "SYSTEM:echo $SOCAT_PEERADDR"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat runs in the external namespace"),
+    );
+    let outside = wait_for(
+        "a container on worker-1 reaches 203.0.113.1 (outside)",
+        30,
+        || ask(&c, "worker-1", "kt-a", "203.0.113.1:7778", &mut attempt),
+        String::new,
+    );
+    assert_ne!(outside, pod_a, "the outside must not see the pod IP");
+    let track = c.root_ok("worker-1", "conntrack -L -p tcp -d 203.0.113.1 --dport 7778 2>/dev/null");
+    let flow = track.lines().find(|l| l.contains(&format!("src={pod_a} "))).unwrap_or_else(|| panic!("no flow from {pod_a}:\n{track}"));
+    let reply_dst = flow.split_whitespace().filter_map(|w| w.strip_prefix("dst=")).nth(1);
+    assert_eq!(reply_dst, Some(w1.fixed_ip.as_str()), "masqueraded to worker-1's address: {flow}");
+    eprintln!("pods: A {pod_a} -> B {pod_b} seen as {seen}; A -> outside seen as {outside}, masqueraded: {flow}");
+
+    // 3. etcd runs on the master from the rendered static pod's command, with TLS and client
+    // certificates: the API server's etcd client (the operator's PKI) gets in, a client
+    // without a certificate does not.
+    etcd_from_the_static_pod(&c, &m.fixed_ip);
+
+    // 4. A reboot from inside the node (`systemctl reboot`; the test hypervisor boots it
+    // again): everything of 1. holds again.
+    c.root_ok("worker-1", "touch /run/kos-before-reboot");
+    // The connection may drop before `systemctl reboot` returns: its status says nothing.
+    let _ = c.root("worker-1", "systemctl reboot");
+    let t = Instant::now();
+    wait_for(
+        "worker-1 rebooted (/run is fresh) and finished booting",
+        120,
+        || {
+            let out = c.root("worker-1", "test ! -e /run/kos-before-reboot && systemctl is-system-running --wait");
+            (out.status.code().is_some_and(|code| code <= 1) && !text(&out.stdout).trim().is_empty()).then_some(())
+        },
+        || format!("hypervisor log: {}/hypervisor.log", env("TB_RUN")),
+    );
+    eprintln!("worker-1 rebooted in {:.1} s", t.elapsed().as_secs_f64());
+    assert_node(&c, &nodes[1], w1, &UNITS);
+
+    // 5. A second run changes nothing; plan agrees.
+    let second = c.up();
+    let last = second.stdout.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("up to date: 0 changes ("), "the second kos up must change nothing:\n{}", second.stdout);
+    eprintln!("second kos up: {last} (measured {:.1} s); phases: {:?}", second.secs, second.phase_times());
+    assert!(second.phase_times().iter().any(|(p, _)| p == "verify"), "{}", second.stdout);
+    let plan = c.kos_ok(&["plan"]);
+    assert!(plan.stdout.contains("nothing to change: the cluster matches the settings"), "{}", plan.stdout);
+    let plan = c.kos_ok(&["plan", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap_or_else(|e| panic!("{e}: {}", plan.stdout));
+    assert_eq!(json["changes"], 0, "{json:#}");
+
+    // The add-ons need the API server, which does not exist here: a bounded failure that
+    // names the address and says how to resume.
+    let addons = c.kos(&["up", "--only", "addons", "--api-wait", "5"]);
+    assert_eq!(addons.code, Some(1), "{}\n{}", addons.stdout, addons.stderr);
+    assert!(addons.secs < 40.0, "--api-wait 5 took {:.1} s", addons.secs);
+    let message = format!("{}{}", addons.stdout, addons.stderr);
+    assert!(message.contains(&format!("https://{}:6443", m.floating_ip)), "the message names the API server: {message}");
+    assert!(message.contains("kos up --only addons"), "the message says how to resume: {message}");
+
+    c.destroy();
+}
+
+/// Part 3 of the big test: `apt-get install etcd-server` on the master (the offline repo),
+/// etcd started with exactly the arguments of `/etc/kubernetes/manifests/etcd.yaml`, then
+/// etcdctl from the deployer with the operator's PKI.
+fn etcd_from_the_static_pod(c: &Cluster, master_ip: &str) {
+    let Some(etcdctl) = support::tool("etcdctl") else { return };
+    // Debian starts the packaged etcd on install; policy-rc.d keeps it from taking 2379.
+    c.root_ok(
+        "master-1",
+        "set -e; printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d\n\
+         trap 'rm -f /usr/sbin/policy-rc.d' EXIT\n\
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server >/tmp/etcd-install.log 2>&1 || { tail -20 /tmp/etcd-install.log; exit 1; }",
+    );
+    let manifest = c.root_ok("master-1", "cat /etc/kubernetes/manifests/etcd.yaml");
+    let pod: serde_json::Value = serde_saphyr::from_str(&manifest).expect("etcd.yaml is YAML");
+    let command: Vec<String> = pod["spec"]["containers"][0]["command"]
+        .as_array()
+        .expect("etcd container has a command")
+        .iter()
+        .map(|v| v.as_str().expect("string argument").to_owned())
+        .collect();
+    assert_eq!(command.first().map(String::as_str), Some("etcd"), "{command:?}");
+    for needed in ["--client-cert-auth=true", "--peer-client-cert-auth=true", "--auto-tls=false"] {
+        assert!(command.iter().any(|a| a == needed), "{needed} missing from {command:?}");
+    }
+    assert!(command.iter().any(|a| a.starts_with("--listen-client-urls=") && a.contains(&format!("https://{master_ip}:2379"))), "{command:?}");
+    // The arguments as they are (no mapping: the node is the real place), single-quoted.
+    let args: Vec<String> = command[1..].iter().map(|a| format!("'{}'", a.replace('\'', r"'\''"))).collect();
+    c.root_ok("master-1", &format!("systemd-run --unit=kos-test-etcd --property=Type=notify /usr/bin/etcd {}", args.join(" ")));
+
+    let pki = c.state().join("pki");
+    let ctl = |with_cert: bool, op: &[&str]| {
+        let mut cmd = Command::new(&etcdctl);
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=https://{master_ip}:2379"))
+            .args(["--dial-timeout=3s", "--command-timeout=5s"])
+            .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()));
+        if with_cert {
+            cmd.arg(format!("--cert={}", pki.join("apiserver-etcd-client.crt").display()));
+            cmd.arg(format!("--key={}", pki.join("apiserver-etcd-client.key").display()));
+        }
+        support::run(cmd.args(op))
+    };
+    wait_for(
+        "etcd on the master takes a put with the apiserver-etcd-client certificate",
+        30,
+        || ctl(true, &["put", "/kos/e2e", "routed-not-overlaid"]).0.then_some(()),
+        || c.root_ok("master-1", "journalctl -u kos-test-etcd --no-pager | tail -20"),
+    );
+    let (ok, value, err) = ctl(true, &["get", "/kos/e2e", "--print-value-only"]);
+    assert!(ok, "{err}");
+    assert_eq!(value.trim(), "routed-not-overlaid");
+    let (ok, _, err) = ctl(false, &["get", "/kos/e2e"]);
+    assert!(!ok, "a client without a certificate must be refused");
+    let journal = c.root_ok("master-1", "journalctl -u kos-test-etcd --no-pager");
+    assert!(journal.contains("client didn't provide a certificate"), "etcd refused for want of a certificate:\n{err}\n{journal}");
+    c.root_ok("master-1", "systemctl stop kos-test-etcd");
+}
+
+#[test]
+fn up_with_docker_tls_lets_the_operators_env_file_reach_docker_and_no_one_else() {
+    if !nodes_are_up() {
+        return;
+    }
+    let Some(docker) = support::tool("docker") else { return };
+    let nodes = [master("node-1", false)];
+    let mut c = Cluster::new("dk", &nodes, "10.56.0.0/16", "{kind: docker, docker_tls: true}");
+    let up = c.up();
+    eprintln!("kos up (docker): {:.1} s; phases: {:?}", up.secs, up.phase_times());
+    assert!(up.stdout.contains("verify: node-1: "), "{}", up.stdout);
+    let status = c.status();
+    let units = ["containerd", "docker", "kubelet", "kube-proxy", "kos-pod-network"];
+    assert_node(&c, &nodes[0], &status["node-1"], &units);
+    let on_node = c.root_ok("node-1", "docker version --format '{{.Server.Version}}'");
+
+    // As the seed's users do: `source <node>.env; docker version`, from wherever they are.
+    let env_file = c.state().join("local/node-1.env");
+    let body = std::fs::read_to_string(&env_file).expect("kos wrote <state>/local/node-1.env");
+    assert!(body.contains(&format!("DOCKER_HOST=tcp://{}:2376", status["node-1"].fixed_ip)), "{body}");
+    let docker_version = |cert_path: Option<&Path>| {
+        let mut script = format!("source '{}'\n", env_file.display());
+        if let Some(p) = cert_path {
+            script += &format!("export DOCKER_CERT_PATH='{}'\n", p.display());
+        }
+        script += &format!("exec '{}' version --format '{{{{.Server.Version}}}}'\n", docker.display());
+        let out = Command::new("bash")
+            .args(["-c", &script])
+            .current_dir(c.home())
+            .env("HOME", c.home())
+            .env("DOCKER_CONFIG", c.home().join(".docker"))
+            .output()
+            .expect("bash runs");
+        (out.status.success(), text(&out.stdout).trim().to_owned(), text(&out.stderr))
+    };
+    let (ok, version, err) = docker_version(None);
+    assert!(ok, "docker over TLS with the env file failed:\n{err}\n{body}");
+    assert_eq!(version, on_node, "the client reached this node's dockerd");
+
+    // The same, with a folder holding only the CA: the client has no certificate to show.
+    let ca_only = c.dir.path().join("ca-only");
+    std::fs::create_dir_all(&ca_only).expect("dir");
+    std::fs::copy(c.state().join("local/certs/ca.pem"), ca_only.join("ca.pem")).expect("ca.pem");
+    let (ok, _, err) = docker_version(Some(&ca_only));
+    assert!(!ok, "docker without a client certificate must be refused");
+    assert!(err.contains("bad certificate") || err.contains("certificate required"), "refused by the server's TLS: {err}");
+    c.destroy();
+}
+
+/// Where a kill of `kos up` lands: `delay` after the first stdout line containing `after`
+/// (after the start when empty).
+struct KillPoint {
+    after: &'static str,
+    delay: Duration,
+}
+
+/// Runs `kos up -v` and SIGKILLs it at `point`; returns the last lines it printed and whether
+/// it had already finished.
+fn up_killed(c: &Cluster, point: &KillPoint) -> (bool, String) {
+    let mut child = c.kos_command(&["up", "-v", "--only", CLUSTER_PHASES]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("kos runs");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().expect("lines").push(line);
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut seen_at: Option<Instant> = point.after.is_empty().then_some(start);
+    let finished = loop {
+        if child.try_wait().expect("kos status").is_some() {
+            break true;
+        }
+        if seen_at.is_none() && lines.lock().expect("lines").iter().any(|l| l.contains(point.after)) {
+            seen_at = Some(Instant::now());
+        }
+        if seen_at.is_some_and(|t| t.elapsed() >= point.delay) {
+            child.kill().expect("SIGKILL kos");
+            let _ = child.wait();
+            break false;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "kos up never printed {:?}", point.after);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = reader.join();
+    let lines = lines.lock().expect("lines");
+    let tail = lines.iter().rev().take(2).rev().cloned().collect::<Vec<_>>().join(" | ");
+    (finished, format!("after {:.1} s: {tail}", start.elapsed().as_secs_f64()))
+}
+
+#[test]
+fn up_killed_at_any_point_converges_when_run_again_and_destroy_leaves_nothing() {
+    if !nodes_are_up() {
+        return;
+    }
+    let nodes = [master("master-1", true), worker("worker-1")];
+    let mut c = Cluster::new("kl", &nodes, "10.57.0.0/16", "{kind: containerd}");
+    let points = [
+        // during the preflight or the first ports
+        KillPoint { after: "", delay: Duration::from_secs(2) },
+        // while servers are being created (ports and servers exist in part)
+        KillPoint { after: "", delay: Duration::from_secs(5) },
+        // on the nodes, in the runtime phase (apt-get install)
+        KillPoint { after: ": runtime: ", delay: Duration::from_secs(2) },
+        // on the nodes, in the middle of writing the Kubernetes files
+        KillPoint { after: ": kubernetes: ", delay: Duration::from_millis(300) },
+    ];
+    for (i, point) in points.iter().enumerate() {
+        let (finished, last) = up_killed(&c, point);
+        eprintln!("run {}: {} {last}", i + 1, if finished { "finished before the kill point" } else { "killed" });
+    }
+    let orphans = c.ssh_processes();
+    let last = c.up();
+    for n in &nodes {
+        assert!(last.stdout.lines().any(|l| l.starts_with(&format!("verify: {}: ", n.name)) && l.ends_with("checks ok")), "{}", last.stdout);
+    }
+    let again = c.up();
+    assert!(again.stdout.lines().last().unwrap_or_default().starts_with("up to date: 0 changes ("), "converged:\n{}", again.stdout);
+    let status = c.status();
+    for n in &nodes {
+        assert_node(&c, n, &status[n.name], &UNITS);
+    }
+    c.destroy();
+    assert!(
+        orphans.is_empty(),
+        "killed `kos up` runs left ssh ControlMaster processes behind (ControlPersist=yes: they live as long as the node does):\n{orphans:#?}"
+    );
+}
