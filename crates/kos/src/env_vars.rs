@@ -9,3 +9,6 @@ pub const KOS_STATE_DIR: &str = "KOS_STATE_DIR";
 /// kubectl's kubeconfig search list; `kos kubeconfig --merge` and `kos up` merge the
 /// admin kubeconfig into its first file (else `~/.kube/config`). Read, never set.
 pub const KUBECONFIG: &str = "KUBECONFIG";
+/// Log filter (tracing's `EnvFilter` syntax, e.g. `kos_node=debug`); `-v` without it
+/// logs every script run on a node and every SSH connection attempt.
+pub const KOS_LOG: &str = "KOS_LOG";

@@ -24,6 +24,7 @@ fn main() {
         Level::Normal
     };
     let printer = Printer::new(level);
+    init_logs(level);
     let result = match &cli.command {
         Command::Validate(args) => commands::validate(args, printer),
         Command::Render(args) => commands::render(args, printer),
@@ -45,4 +46,21 @@ fn main() {
         }
         std::process::exit(err.exit_code());
     }
+}
+
+/// Logs go to stderr: what `KOS_LOG` asks for; else with `-v` every script kos runs on a
+/// node (never the files it uploads: those travel on stdin and are not logged).
+fn init_logs(level: Level) {
+    let filter = match std::env::var(env_vars::KOS_LOG) {
+        Ok(f) => tracing_subscriber::EnvFilter::new(f),
+        Err(_) if level == Level::Verbose => tracing_subscriber::EnvFilter::new("kos_node=debug"),
+        Err(_) => return,
+    };
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .try_init();
 }
