@@ -109,6 +109,17 @@ pub async fn connect_all(
     let config = &config;
     let sessions: Vec<NodeSession> = stream::iter(targets.iter())
         .map(|t| async move {
+            // A server that is not running will not answer: say so now instead of waiting.
+            if let Some(server) = have.servers.get(&t.node)
+                && server.status != "ACTIVE"
+            {
+                let fix = match server.status.as_str() {
+                    "SHUTOFF" => format!(": start it (`openstack server start {}`) and run `kos up` again", server.name),
+                    "BUILD" | "REBOOT" | "HARD_REBOOT" => ": wait for it to become ACTIVE and run `kos up` again".to_string(),
+                    _ => String::new(),
+                };
+                return NodeSession::Failed { node: t.node.clone(), error: format!("{}: server {} is {}{fix}", t.node, server.name, server.status) };
+            }
             match SshNode::connect(config, t, wait).await {
                 Ok(s) => NodeSession::Up(s),
                 Err(e) => NodeSession::Failed { node: t.node.clone(), error: e.to_string() },

@@ -111,8 +111,8 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
             let sessions = nodes::connect_all(&settings, &state, &plan, &have, Duration::from_secs(args.ssh_wait), printer).await?;
             timings.push(("ssh".into(), t.elapsed().as_secs_f64()));
             for s in &sessions {
-                if let NodeSession::Failed { node, error } = s {
-                    failures.push(format!("{node}: {error}"));
+                if let NodeSession::Failed { error, .. } = s {
+                    failures.push(error.clone());
                 }
             }
             if !node_phases.is_empty() {
@@ -134,7 +134,7 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
                         printer.line(format!("warning: {}: {w}", r.node));
                     }
                     if let Some(e) = &r.error {
-                        failures.push(format!("{} ({}): {e}", r.node, r.failed_phase.as_deref().unwrap_or("?")));
+                        failures.push(e.clone());
                     }
                     changed += r.change_count();
                 }
