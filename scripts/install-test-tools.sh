@@ -19,6 +19,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v sudo >/dev/null || need_apt+=(sudo)
+# the docker variant of the end-to-end test talks to a node's dockerd with the docker CLI
+command -v docker >/dev/null || need_apt+=(docker.io)   # bookworm has no separate client package; policy-rc.d keeps its daemon stopped
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-test-tools: apt: ${need_apt[*]}"
   # The package's postinst must not start a daemon (no systemd here anyway).
