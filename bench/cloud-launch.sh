@@ -66,7 +66,8 @@ YAML
 }
 
 printf "%-8s %14s %14s %12s %16s %16s\n" N "kos up (s)" "no-op (s)" "kos calls" "ansible up (s)" "ansible del (s)"
-for n in "${@:-1 10 20}"; do
+[ $# -gt 0 ] || set -- 1 10 20
+for n in "$@"; do
   settings "$n" "b$n"
   t0=$(now); out=$("$KOS" up --only instances -f "$WORK/b$n.yaml"); t1=$(now)
   calls=$(echo "$out" | sed -n 's/.*, \([0-9]*\) API calls).*/\1/p')

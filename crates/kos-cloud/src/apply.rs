@@ -218,6 +218,11 @@ pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Clust
     let mut done = Changes::default();
     let mut per_node: BTreeMap<String, Vec<NodeChange>> = BTreeMap::new();
     for change in changes {
+        if let NodeChange::DeleteStrayPort { port_id, name } = &change {
+            cloud.delete_port(port_id).await.map_err(cloud_err(format!("delete stray port {name}")))?;
+            done.0.push(format!("deleted stray port {name} ({port_id}): a second port of the node, made by an interrupted create"));
+            continue;
+        }
         if let NodeChange::Remove { node, server_id, port_id, floating_ip_ids } = &change {
             remove_node(cloud, ctx, have, node, server_id.as_deref(), port_id.as_deref(), floating_ip_ids, &mut done).await?;
             continue;
@@ -257,6 +262,7 @@ fn node_of(change: &NodeChange) -> &str {
         | NodeChange::RecreateServer { node, .. }
         | NodeChange::AttachFloatingIp { node, .. }
         | NodeChange::Remove { node, .. } => node,
+        NodeChange::DeleteStrayPort { name, .. } => name,
     }
 }
 
@@ -360,7 +366,7 @@ async fn apply_node<C: Cloud>(
                 let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
                 attach_floating_ip(cloud, ctx, node, &port_id, reuse.as_deref(), lines).await?;
             }
-            NodeChange::Remove { .. } => {}
+            NodeChange::Remove { .. } | NodeChange::DeleteStrayPort { .. } => {}
         }
     }
     Ok(())

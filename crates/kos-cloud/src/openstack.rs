@@ -141,6 +141,13 @@ impl OpenStackCloud {
         if atomic && !tags.is_empty() {
             body.insert("tags".into(), json!(tags));
         }
+        if !tags.is_empty() {
+            // The marks also go into the description, which is part of the create itself:
+            // a run killed between the create and the tagging leaves a resource that later
+            // runs still recognise as the cluster's (see `with_description_marks`).
+            let description = body.get("description").and_then(|d| d.as_str()).unwrap_or_default().to_owned();
+            body.insert("description".into(), json!(wire::describe_marks(&description, tags)));
+        }
         let call = Call::post(Service::Network, collection, json!({ key: body }));
         let reply = self.t().ok(&call, action).await?;
         let created: serde_json::Value = decode(&call, action, &reply.body)?;
@@ -442,9 +449,6 @@ fn members_json(members: &[(String, Ipv4Addr)], port: u16, subnet_id: Option<&st
         .collect()
 }
 
-fn with_tags(call: Call, tags: &[String]) -> Call {
-    if tags.is_empty() { call } else { call.query("tags", tags.join(",")) }
-}
 
 impl Cloud for OpenStackCloud {
     fn name(&self) -> &str {
@@ -563,28 +567,32 @@ impl Cloud for OpenStackCloud {
 
     /// Neutron filters: `tags` (all of them), `network_id`, `device_id`. calls: 1.
     async fn ports(&self, filter: &PortFilter) -> CloudResult<Vec<Port>> {
-        let mut call = with_tags(Call::get(Service::Network, "ports"), &filter.tags);
+        // No server-side tag filter: a port whose tagging was interrupted carries its
+        // marks only in its description.
+        let mut call = Call::get(Service::Network, "ports");
         if let Some(n) = &filter.network_id {
             call = call.query("network_id", n.clone());
         }
         if let Some(d) = &filter.device_id {
             call = call.query("device_id", d.clone());
         }
-        let list: wire::PortList = self.t().json(&call, "list ports").await?;
-        Ok(list.ports.into_iter().map(Port::from).collect())
+        let list: wire::PortList = wire::with_description_marks(self.t().json(&call, "list ports").await?, "ports")?;
+        Ok(list.ports.into_iter().map(Port::from).filter(|p| filter.tags.iter().all(|t| p.tags.contains(t))).collect())
     }
 
     /// calls: 1.
     async fn floating_ips(&self, tags: &[String]) -> CloudResult<Vec<FloatingIp>> {
-        let call = with_tags(Call::get(Service::Network, "floatingips"), tags);
-        Ok(self.t().json::<wire::FloatingIpList>(&call, "list floating IPs").await?.floatingips)
+        let call = Call::get(Service::Network, "floatingips");
+        let list: wire::FloatingIpList = wire::with_description_marks(self.t().json(&call, "list floating IPs").await?, "floatingips")?;
+        Ok(list.floatingips.into_iter().filter(|f| tags.iter().all(|t| f.tags.contains(t))).collect())
     }
 
     /// Rules are the IPv4 ones (Neutron's default IPv6 egress rule is left out). calls: 1.
     async fn security_groups(&self, tags: &[String]) -> CloudResult<Vec<SecurityGroup>> {
-        let call = with_tags(Call::get(Service::Network, "security-groups"), tags);
-        let list: wire::SecurityGroupList = self.t().json(&call, "list security groups").await?;
-        Ok(list.security_groups.into_iter().map(SecurityGroup::from).collect())
+        let call = Call::get(Service::Network, "security-groups");
+        let list: wire::SecurityGroupList =
+            wire::with_description_marks(self.t().json(&call, "list security groups").await?, "security_groups")?;
+        Ok(list.security_groups.into_iter().map(SecurityGroup::from).filter(|g| tags.iter().all(|t| g.tags.contains(t))).collect())
     }
 
     /// calls: 1.

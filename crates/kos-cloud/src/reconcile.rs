@@ -30,6 +30,10 @@ pub struct ClusterResources {
     pub ports: BTreeMap<String, Port>,
     /// Floating IPs tagged `kos-cluster=<name>`.
     pub floating_ips: Vec<FloatingIp>,
+    /// A second port marked for a node that has one: a create whose answer was lost (a
+    /// timed-out POST, a killed run) and that was made again. Not attached to anything, so
+    /// `up` deletes it.
+    pub stray_ports: Vec<Port>,
 }
 
 impl ClusterResources {
@@ -49,8 +53,18 @@ impl ClusterResources {
                 continue;
             }
             let prefix = format!("{}=", marks::NODE);
-            if let Some(node) = p.tags.iter().find_map(|t| t.strip_prefix(&prefix)) {
-                r.ports.insert(node.to_string(), p);
+            let Some(node) = p.tags.iter().find_map(|t| t.strip_prefix(&prefix)).map(str::to_string) else { continue };
+            // Of two ports of one node, the one its server uses (else the first) is the node's.
+            let uses = |port: &Port| r.servers.get(&node).is_some_and(|s| s.id == port.device_id);
+            match r.ports.remove(&node) {
+                None => {
+                    r.ports.insert(node, p);
+                }
+                Some(kept) => {
+                    let (keep, stray) = if uses(&p) && !uses(&kept) { (p, kept) } else { (kept, p) };
+                    r.ports.insert(node, keep);
+                    r.stray_ports.push(stray);
+                }
             }
         }
         r.floating_ips = floating_ips.into_iter().filter(|f| f.tags.contains(&ctag)).collect();
@@ -97,6 +111,8 @@ pub enum NodeChange {
     RecreateServer { node: String, server_id: String, fault: Option<String> },
     /// Give the node a floating IP: reuse a free one of the cluster's, else allocate.
     AttachFloatingIp { node: String, reuse: Option<String> },
+    /// A second, unattached port of a node (see [`ClusterResources::stray_ports`]): delete it.
+    DeleteStrayPort { port_id: String, name: String },
     /// The node is no longer in the settings: delete its server, port and floating IP.
     Remove { node: String, server_id: Option<String>, port_id: Option<String>, floating_ip_ids: Vec<String> },
 }
@@ -143,6 +159,9 @@ pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChan
                 .map(|p| have.floating_ips.iter().filter(|f| f.port_id.as_deref() == Some(p.id.as_str())).map(|f| f.id.clone()).collect())
                 .unwrap_or_default(),
         });
+    }
+    for p in have.stray_ports.iter().filter(|p| p.device_id.is_empty()) {
+        changes.push(NodeChange::DeleteStrayPort { port_id: p.id.clone(), name: p.name.clone() });
     }
     changes
 }

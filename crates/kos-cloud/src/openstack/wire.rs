@@ -620,3 +620,78 @@ mod tests {
         assert_eq!(v4.into_model().unwrap().gateway_ip, None);
     }
 }
+
+/// Where the marks go in a description: `[kos-tags: kos-cluster=demo kos-node=w1]`.
+const MARKS_OPEN: &str = "[kos-tags: ";
+
+/// A description carrying `tags` after whatever it said before.
+pub(crate) fn describe_marks(description: &str, tags: &[String]) -> String {
+    let marks = format!("{MARKS_OPEN}{}]", tags.join(" "));
+    if description.is_empty() { marks } else { format!("{description} {marks}") }
+}
+
+/// The marks a description carries (none when it has no `[kos-tags: ...]`).
+pub(crate) fn marks_in(description: &str) -> Vec<String> {
+    description
+        .split_once(MARKS_OPEN)
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(marks, _)| marks.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Add the marks found in each object's description to its `tags`, then decode: the
+/// objects of `list_key` in a Neutron list answer.
+pub(crate) fn with_description_marks<T: serde::de::DeserializeOwned>(
+    mut answer: serde_json::Value,
+    list_key: &str,
+) -> crate::api::CloudResult<T> {
+    if let Some(items) = answer.get_mut(list_key).and_then(|v| v.as_array_mut()) {
+        for item in items {
+            let marks = marks_in(item.get("description").and_then(|d| d.as_str()).unwrap_or_default());
+            if marks.is_empty() {
+                continue;
+            }
+            let Some(obj) = item.as_object_mut() else { continue };
+            let tags = obj.entry("tags").or_insert_with(|| serde_json::json!([]));
+            if let Some(list) = tags.as_array_mut() {
+                for m in marks {
+                    if !list.iter().any(|t| t.as_str() == Some(m.as_str())) {
+                        list.push(serde_json::Value::String(m));
+                    }
+                }
+            }
+        }
+    }
+    serde_json::from_value(answer).map_err(|e| crate::api::CloudError::Refused {
+        service: "network",
+        action: format!("list {list_key}"),
+        message: format!("unexpected answer: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod marks_tests {
+    use super::*;
+
+    #[test]
+    fn marks_round_trip_through_a_description() {
+        let tags = vec!["kos-cluster=demo".to_string(), "kos-node=worker-1".to_string()];
+        let d = describe_marks("kos cluster demo: nodes", &tags);
+        assert_eq!(d, "kos cluster demo: nodes [kos-tags: kos-cluster=demo kos-node=worker-1]");
+        assert_eq!(marks_in(&d), tags);
+        assert!(marks_in("a port of someone else").is_empty());
+    }
+
+    /// Regression: a run killed between creating a port and tagging it left a port no
+    /// later run found (found by it::testbed_up's kill test).
+    #[test]
+    fn an_untagged_port_is_found_by_the_marks_in_its_description() {
+        let answer = serde_json::json!({"ports": [
+            {"id": "p1", "name": "demo-w1", "network_id": "n", "tags": [], "description": "[kos-tags: kos-cluster=demo kos-node=w1]"},
+            {"id": "p2", "name": "other", "network_id": "n", "tags": ["x"], "description": ""}
+        ]});
+        let list: PortList = with_description_marks(answer, "ports").unwrap();
+        let p1 = Port::from(list.ports.into_iter().next().unwrap());
+        assert_eq!(p1.tags, vec!["kos-cluster=demo", "kos-node=w1"]);
+    }
+}

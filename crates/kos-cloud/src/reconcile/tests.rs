@@ -220,3 +220,23 @@ fn resources_of_other_clusters_are_not_collected() {
     let collected = ClusterResources::collect("demo", servers, ports, have.floating_ips.clone());
     assert_eq!(collected, have);
 }
+
+/// Regression (it::testbed_up's kill test): a create whose answer was lost leaves a second,
+/// unattached port marked for the node; the one its server uses stays, the other goes.
+#[test]
+fn a_second_unattached_port_of_a_node_is_deleted_and_the_used_one_kept() {
+    let (s, have) = converged();
+    let mut stray = port("worker-1", [192, 168, 50, 99], "10.1.1.0/24");
+    stray.id = "port-worker-1-again".into();
+    stray.device_id = String::new();
+    // Listed before the port in use: order must not decide.
+    let ports: Vec<Port> = std::iter::once(stray).chain(have.ports.values().cloned()).collect();
+    let again = ClusterResources::collect("demo", have.servers.values().cloned().collect(), ports, have.floating_ips.clone());
+    assert_eq!(again.ports["worker-1"].id, "port-worker-1");
+    assert_eq!(again.stray_ports.len(), 1);
+    let p = plan(&s, &again.observed(None)).unwrap();
+    assert_eq!(
+        node_changes(&p, &again),
+        [NodeChange::DeleteStrayPort { port_id: "port-worker-1-again".into(), name: "demo-worker-1".into() }]
+    );
+}

@@ -235,6 +235,8 @@ pub async fn verify_all(sessions: &[NodeSession], plan: &ClusterPlan, settings: 
         .buffer_unordered(16)
         .collect()
         .await;
+    let mut results = results;
+    results.sort_by_key(|(node, _)| plan.nodes.iter().position(|n| &n.name == node).unwrap_or(usize::MAX));
     let mut bad = Vec::new();
     for (node, r) in results {
         match r {

@@ -29,6 +29,7 @@ fn describe(c: &NodeChange) -> String {
         NodeChange::AttachFloatingIp { node, reuse } => {
             format!("{} floating IP for {node}", if reuse.is_some() { "attach a free" } else { "allocate a" })
         }
+        NodeChange::DeleteStrayPort { name, port_id } => format!("delete stray port {name} ({port_id}): a second, unattached port of its node"),
         NodeChange::Remove { node, .. } => format!("remove {node} (server, port, floating IP): it is no longer in the settings"),
     }
 }

@@ -17,6 +17,9 @@ pub struct State {
 impl State {
     pub fn for_settings(arg: &SettingsArg, settings: &Settings) -> State {
         let root = arg.state_dir.clone().unwrap_or_else(|| settings.base_dir().join(".kos"));
+        // Absolute: files kos writes name their neighbours (`DOCKER_CERT_PATH` in
+        // `<node>.env`), and must work from any folder they are used in.
+        let root = std::path::absolute(&root).unwrap_or(root);
         State { dir: root.join(&settings.cluster.name) }
     }
 

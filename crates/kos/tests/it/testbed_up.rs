@@ -286,11 +286,9 @@ impl Cluster {
         let mut left = Vec::new();
         let servers = openstack_ok(&["server", "list", "-f", "value", "-c", "Name", "--name", &format!("^{}-", self.name)]);
         left.extend(servers.lines().map(|s| format!("server {s}")));
-        for kind in ["port", "floating ip"] {
-            let mut args: Vec<&str> = kind.split(' ').collect();
-            args.extend(["list", "--tags", &tag, "-f", "value", "-c", "ID"]);
-            left.extend(openstack_ok(&args).lines().map(|id| format!("{kind} {id}")));
-        }
+        left.extend(self.ports_named().into_iter().map(|(id, name, tags)| format!("port {id} {name} tags {tags:?}")));
+        let fips = openstack_ok(&["floating", "ip", "list", "--tags", &tag, "-f", "value", "-c", "ID"]);
+        left.extend(fips.lines().map(|id| format!("floating ip {id}")));
         let group = format!("{}-nodes", self.name);
         if openstack(&["security", "group", "show", &group]).status.success() {
             left.push(format!("security group {group}"));
@@ -305,6 +303,31 @@ impl Cluster {
             }
         }
         left
+    }
+
+    /// Ports named like this cluster's (`<cluster>-<node>`), marked or not: (id, name, marks).
+    /// Marks are the Neutron tags plus those kos writes into the description at creation
+    /// (`[kos-tags: ...]`), which a run killed before tagging leaves as the only ones.
+    fn ports_named(&self) -> Vec<(String, String, Vec<String>)> {
+        let json = openstack_ok(&["port", "list", "--long", "-f", "json", "-c", "ID", "-c", "Name", "-c", "Tags", "-c", "Description"]);
+        let ports: serde_json::Value = serde_json::from_str(&json).expect("port list JSON");
+        let prefix = format!("{}-", self.name);
+        let mut named: Vec<_> = ports
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|p| p["Name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+            .map(|p| {
+                let mut tags: Vec<String> = p["Tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).map(str::to_owned).collect();
+                let description = p["Description"].as_str().unwrap_or_default();
+                if let Some((_, rest)) = description.split_once("[kos-tags: ") {
+                    tags.extend(rest.split(']').next().unwrap_or_default().split_whitespace().map(str::to_owned));
+                }
+                (p["ID"].as_str().unwrap_or_default().to_owned(), p["Name"].as_str().unwrap_or_default().to_owned(), tags)
+            })
+            .collect();
+        named.sort_by(|a, b| a.1.cmp(&b.1));
+        named
     }
 
     /// `10.55.` of `pod_cidr: 10.55.0.0/16`.
@@ -346,6 +369,15 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if !self.destroyed {
             let _ = self.kos_command(&["destroy", "--yes"]).output();
+            // What kos destroy could not remove (a failed test already said why) must not
+            // burden the next test on the same cloud: removed by hand, by this cluster's names.
+            if std::thread::panicking() {
+                for (id, name, _) in self.ports_named() {
+                    eprintln!("cleanup: deleting port {name} ({id}) that kos destroy left");
+                    let _ = openstack(&["port", "delete", &id]);
+                }
+                let _ = openstack(&["security", "group", "delete", &format!("{}-nodes", self.name)]);
+            }
         }
         for (pid, _) in self.ssh_processes() {
             let _ = Command::new("kill").arg(pid.to_string()).status();
@@ -819,8 +851,9 @@ fn up_killed_at_any_point_converges_when_run_again_and_destroy_leaves_nothing() 
     let points = [
         // during the preflight or the first ports
         KillPoint { after: "", delay: Duration::from_secs(2) },
-        // while servers are being created (ports and servers exist in part)
-        KillPoint { after: "", delay: Duration::from_secs(5) },
+        // while ports and servers are being created (the preflight's last line is the
+        // service range's)
+        KillPoint { after: "service_cidr", delay: Duration::from_millis(1500) },
         // on the nodes, in the runtime phase (apt-get install)
         KillPoint { after: ": runtime: ", delay: Duration::from_secs(2) },
         // on the nodes, in the middle of writing the Kubernetes files
@@ -831,6 +864,31 @@ fn up_killed_at_any_point_converges_when_run_again_and_destroy_leaves_nothing() 
         eprintln!("run {}: {} {last}", i + 1, if finished { "finished before the kill point" } else { "killed" });
     }
     let orphans = c.ssh_processes();
+    let ports = c.ports_named();
+    eprintln!("after the kills: {} ssh master(s) of the cluster alive, ports {ports:?}", orphans.len());
+    // A kill between creating a port and tagging it (two calls where Neutron cannot tag on
+    // create, as in the test cloud) leaves a port with the node's name, the cluster's security
+    // group, no tag and only the marks kos put in its description at creation. That window is
+    // a few milliseconds wide; when the kills above missed it, make the same leftover by hand,
+    // so what follows is checked every time.
+    let untagged = ports.iter().any(|(id, _, _)| {
+        let tags = openstack_ok(&["port", "show", id, "-f", "value", "-c", "tags"]);
+        tags.trim().is_empty() || tags.trim() == "[]"
+    });
+    if !untagged {
+        let group = format!("{}-nodes", c.name);
+        let group_exists = openstack(&["security", "group", "show", &group]).status.success();
+        let mut args = vec!["port", "create", "--network", "demo-net", "-f", "value", "-c", "id"];
+        if group_exists {
+            args.extend(["--security-group", &group]);
+        }
+        let name = format!("{}-worker-1", c.name);
+        let marks = format!("[kos-tags: kos-cluster={} kos-node=worker-1]", c.name);
+        args.extend(["--description", &marks]);
+        args.push(&name);
+        let id = openstack_ok(&args);
+        eprintln!("the kills missed the create-then-tag window: made its leftover by hand, untagged port {name} {id}");
+    }
     let last = c.up();
     for n in &nodes {
         assert!(last.stdout.lines().any(|l| l.starts_with(&format!("verify: {}: ", n.name)) && l.ends_with("checks ok")), "{}", last.stdout);
@@ -841,9 +899,16 @@ fn up_killed_at_any_point_converges_when_run_again_and_destroy_leaves_nothing() 
     for n in &nodes {
         assert_node(&c, n, &status[n.name], &UNITS);
     }
+    // Exactly one port per node, each marked as the cluster's: a port created by a killed run
+    // (before it was tagged) must be adopted, not left to hold the security group.
+    let ports = c.ports_named();
+    let cluster_tag = format!("kos-cluster={}", c.name);
+    let tagged = ports.iter().filter(|(_, _, tags)| tags.contains(&cluster_tag)).count();
+    assert!(ports.len() == nodes.len() && tagged == nodes.len(), "one tagged port per node, nothing else: {ports:#?}");
     c.destroy();
-    assert!(
-        orphans.is_empty(),
-        "killed `kos up` runs left ssh ControlMaster processes behind (ControlPersist=yes: they live as long as the node does):\n{orphans:#?}"
-    );
+    // A killed kos cannot close its SSH masters; they must end on their own (an idle limit),
+    // not live as long as the node. (The drop guard ends them at once, for the test bed's
+    // leak check.)
+    let forever: Vec<_> = orphans.iter().filter(|(_, cmd)| cmd.contains("ControlPersist=yes")).collect();
+    assert!(forever.is_empty(), "killed `kos up` runs left SSH masters that never exit:\n{forever:#?}");
 }

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Benchmark (prints figures; not a test): `kos up` of N real nodes from nothing on the test bed.
+#
+#   testbed/with-testbed.sh bench/up.sh [N ...]     (default N: 1 3 10)
+#
+# For each N: 1 master (with a floating IP) + N-1 workers; `kos up -v` of every phase but `addons`
+# (no kube-apiserver exists on this machine: kubelet and kube-proxy are the test stand-in of
+# testbed/artifacts/build.sh), then the no-op re-run, then `kos destroy`. Printed: wall time of
+# both runs, kos's API calls, kos's peak RSS (GNU time's "Maximum resident set size"), and the
+# first run's time per phase (kos's own `time:` lines). Mind the test cloud's quota (25 instances).
+# Env: KOS (default: target/release/kos, built with cargo when KOS is not set), KEEP=1 keeps the
+# work folder (settings, logs, state).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+: "${KOS_TEST_NODES:?run me under testbed/with-testbed.sh}"
+: "${TC_HOME:?run me under testbed/with-testbed.sh}"
+TIME=/usr/bin/time
+[ -x "$TIME" ] || { echo "GNU time is missing: apt-get install time" >&2; exit 1; }
+if [ -z "${KOS:-}" ]; then
+  KOS=$ROOT/target/release/kos
+  (cd "$ROOT" && CARGO_NET_OFFLINE=true cargo build -q --release -p kos)
+fi
+WORK=$(mktemp -d /tmp/kos-bench-up.XXXXXX)
+CLUSTERS=()
+cleanup() {
+  for s in "${CLUSTERS[@]}"; do "$KOS" destroy --yes -q -f "$s" >/dev/null 2>&1 || echo "destroy of $s failed" >&2; done
+  [ "${KEEP:-}" = 1 ] && echo "work folder kept: $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+CARGO_NET_OFFLINE=true "$ROOT/testbed/artifacts/build.sh" "$WORK/artifacts" 2>/dev/null
+export HOME=$WORK/home KUBECONFIG=$WORK/home/kubeconfig   # never the user's ~/.kube/config
+mkdir -p "$HOME"
+
+settings() { # settings N CLUSTER -> path
+  local f=$WORK/$2/settings.yaml
+  mkdir -p "$WORK/$2"
+  {
+    echo "cluster: {name: $2}"
+    echo "cloud: {image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}"
+    echo "ssh: {user: debian, private_key: $TC_HOME/demo-key.pem}"
+    echo "networking: {pod_cidr: 10.58.0.0/16}"
+    echo "artifacts: {source: local, dir: $WORK/artifacts}"
+    echo "nodes:"
+    echo "  - {name: m1, role: master, floating_ip: true}"
+    for i in $(seq 2 "$1"); do echo "  - {name: w$i, role: worker}"; done
+  } >"$f"
+  echo "$f"
+}
+
+# run LOG SETTINGS: kos up under GNU time; prints "seconds rss_mib api_calls"
+run() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  if ! "$TIME" -v -o "$1.time" "$KOS" up -v --only check,instances,runtime,kubernetes,network,verify -f "$2" >"$1" 2>&1; then
+    echo "kos up failed (log $1):" >&2; grep -E 'FAILED|error' "$1" | tail -5 >&2; return 1
+  fi
+  t1=$(date +%s.%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f ", b - a }'
+  awk -F': ' '/Maximum resident set size/ { printf "%.0f ", $2 / 1024 }' "$1.time"
+  sed -n 's/.*, \([0-9]*\) API calls).*/\1/p' "$1" | tail -n1
+}
+
+phase() { # phase LOG NAME: seconds of kos's `time: NAME: X s` line
+  sed -n "s/^time: $2: \([0-9.]*\) s$/\1/p" "$1" | tail -n1
+}
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s\n" \
+  N "up (s)" "no-op" calls "RSS MiB" "no-op" check instances routes "render" ssh "on nodes" verify
+[ $# -gt 0 ] || set -- 1 3 10
+for n in "$@"; do
+  name=bu$n
+  s=$(settings "$n" "$name")
+  CLUSTERS+=("$s")
+  read -r up rss calls < <(run "$WORK/$name/up.log" "$s") || { "$KOS" destroy --yes -q -f "$s" || true; continue; }
+  grep -q '^up to date: 0 changes' "$WORK/$name/up.log" && echo "warning: the first run of N=$n changed nothing?" >&2
+  read -r noop noop_rss _ < <(run "$WORK/$name/noop.log" "$s") || noop=failed
+  grep -q '^up to date: 0 changes' "$WORK/$name/noop.log" || echo "warning: the re-run of N=$n changed something (log $WORK/$name/noop.log)" >&2
+  l=$WORK/$name/up.log
+  printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s\n" "$n" "$up" "$noop" "$calls" "$rss" "${noop_rss:-}" \
+    "$(phase "$l" check)" "$(phase "$l" instances)" "$(phase "$l" 'network (routes)')" "$(phase "$l" 'render + artifacts')" \
+    "$(phase "$l" ssh)" "$(phase "$l" 'runtime + kubernetes + network')" "$(phase "$l" verify)"
+  "$KOS" destroy --yes -q -f "$s" >/dev/null
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
