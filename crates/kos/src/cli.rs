@@ -86,7 +86,9 @@ pub enum Phase {
     Runtime,
     /// On nodes: certificates, kubeconfigs, kubelet, kube-proxy, kubectl, control plane.
     Kubernetes,
-    /// Router routes (each node's pod CIDR via its fixed IP); on nodes: CNI, cbr0, masquerade.
+    /// Only the cloud side of `network`: router routes, each node's pod CIDR via its fixed IP.
+    Routes,
+    /// Router routes (as `routes`), then on nodes: CNI config, cbr0, masquerade rule.
     Network,
     /// CoreDNS and the cluster-admins binding, through the API server.
     Addons,

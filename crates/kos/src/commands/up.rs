@@ -90,7 +90,7 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
         // Remember what the cloud gave, for `kos render` and later runs (the cloud stays the truth).
         state.write_observed(&have.observed(Some(resolved.subnet.cidr)))?;
 
-        if phases.contains(&Phase::Network) {
+        if phases.contains(&Phase::Network) || phases.contains(&Phase::Routes) {
             let t = Instant::now();
             let done = apply::apply_routes(&cloud, &plan, &resolved, &have.node_addresses()).await.map_err(failed)?;
             for line in &done.0 {

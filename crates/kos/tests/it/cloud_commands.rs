@@ -1,4 +1,4 @@
-//! `kos check`, `up --only instances,network`, `inventory` and `destroy` against the real
+//! `kos check`, `up --only instances,routes`, `inventory` and `destroy` against the real
 //! test cloud, as the project user: the 3-node walk-through, with an independent
 //! view of the cloud through the `openstack` CLI and Ansible's own `ansible-inventory`.
 
@@ -99,7 +99,7 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     assert!(out.contains("0 failed"), "{out}");
     assert!(out.contains("OK   Neutron extraroute-atomic"), "{out}");
 
-    let out = c.kos_ok(&["up", "--only", "instances,network", "-f", file(&three)]);
+    let out = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&three)]);
     assert_eq!(out.matches("instances: created server").count(), 3, "{out}");
     assert_eq!(out.matches("network: added route").count(), 3, "{out}");
     assert_eq!(c.servers(), [format!("{}-master-1", c.name), format!("{}-worker-1", c.name), format!("{}-worker-2", c.name)]);
@@ -111,7 +111,7 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     let meta = openstack_ok(&["server", "show", &format!("{}-master-1", c.name), "-f", "json", "-c", "properties"]);
     assert!(meta.contains("k8s_master") && meta.contains(&format!("\"kos-cluster\": \"{}\"", c.name)), "{meta}");
 
-    let again = c.kos_ok(&["up", "--only", "instances,network", "-f", file(&three)]);
+    let again = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&three)]);
     assert!(again.contains("up to date: 0 changes"), "second run must change nothing:\n{again}");
 
     // The seed's dynamic inventory, read by Ansible itself through a one-line wrapper.
@@ -141,7 +141,7 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
 
     // A fourth node: one server and one route more, the others untouched.
     let four = c.settings(&["master-1", "worker-1", "worker-2", "worker-3"]);
-    let out = c.kos_ok(&["up", "--only", "instances,network", "-f", file(&four)]);
+    let out = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&four)]);
     assert_eq!(out.matches("instances: created server").count(), 1, "{out}");
     let grown = c.routes();
     for r in &ours {
@@ -151,7 +151,7 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
 
     // Removing it again removes its route, server and port.
     let three = c.settings(&["master-1", "worker-1", "worker-2"]);
-    let out = c.kos_ok(&["up", "--only", "instances,network", "-f", file(&three)]);
+    let out = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&three)]);
     assert!(out.contains("deleted server of node worker-3") && out.contains("deleted port of node worker-3"), "{out}");
     assert_eq!(c.servers().len(), 3);
     assert!(!c.routes().iter().any(|(d, _)| d == "10.77.3.0/24"));
@@ -323,10 +323,10 @@ fn up_and_destroy_converge_through_an_api_failing_every_third_request() {
         assert!(out.status.success(), "kos {args:?} through the fault proxy failed:\n{stdout}\n{stderr}");
         stdout
     };
-    let out = kos(&["up", "--only", "instances,network", "-f", file(&settings)]);
+    let out = kos(&["up", "--only", "instances,routes", "-f", file(&settings)]);
     assert_eq!(out.matches("instances: created server").count(), 2, "{out}");
     assert_eq!(out.matches("network: added route").count(), 2, "{out}");
-    let again = kos(&["up", "--only", "instances,network", "-f", file(&settings)]);
+    let again = kos(&["up", "--only", "instances,routes", "-f", file(&settings)]);
     assert!(again.contains("up to date: 0 changes"), "{again}");
     assert_eq!(c.servers().len(), 2, "exactly the planned servers, no duplicates from retries");
     let out = kos(&["destroy", "--yes", "-f", file(&settings)]);
@@ -335,4 +335,66 @@ fn up_and_destroy_converge_through_an_api_failing_every_third_request() {
     let faults = proxy.faults();
     assert!(faults >= 10, "the proxy injected only {faults} faults");
     eprintln!("converged through {faults} injected faults (503, 429, 502)");
+}
+
+/// The project's instance quota, set by the test cloud's admin; put back to the seed's 25 on drop.
+struct InstanceQuota;
+
+impl InstanceQuota {
+    fn set(n: usize) -> InstanceQuota {
+        Self::apply(n);
+        InstanceQuota
+    }
+
+    fn apply(n: usize) {
+        let admin = std::env::var("KOS_TEST_CLOUD_ADMIN").expect("KOS_TEST_CLOUD_ADMIN is set by testbed/cloud/env.sh");
+        let out = std::process::Command::new("openstack")
+            .args(["--os-cloud", &admin, "quota", "set", "--instances", &n.to_string(), "demo"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "quota set: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for InstanceQuota {
+    fn drop(&mut self) {
+        InstanceQuota::apply(25);
+    }
+}
+
+/// The quota runs out in the middle of `kos up` (someone else took it after the preflight;
+/// here: `--only instances` skips the preflight): a clear error, and every resource made
+/// before it carries the cluster's mark, so a re-run finishes and `destroy` finds it all.
+#[test]
+fn quota_exhausted_mid_run_leaves_nothing_unmarked_and_a_rerun_converges() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let settings = c.settings(&["m1", "w1", "w2"]);
+    let in_use: Vec<serde_json::Value> = serde_json::from_str(&openstack_ok(&["server", "list", "-f", "json", "-c", "ID"])).unwrap();
+    let quota = InstanceQuota::set(in_use.len() + 2);
+    let (ok, stdout, stderr) = c.kos(&["up", "--only", "instances", "-f", file(&settings)]);
+    assert!(!ok, "the third server is over the quota:\n{stdout}\n{stderr}");
+    assert!(stderr.to_lowercase().contains("quota"), "the error names the quota: {stderr}");
+    // What was made is the cluster's: its servers carry the mark, its ports the mark (tag or
+    // description), nothing of it is unmarked.
+    let servers = c.servers();
+    assert!(servers.len() <= 2, "{servers:?}");
+    let ports: Vec<serde_json::Value> =
+        serde_json::from_str(&openstack_ok(&["port", "list", "--long", "-f", "json", "-c", "Name", "-c", "Tags", "-c", "Description"])).unwrap();
+    let mark = format!("kos-cluster={}", c.name);
+    for p in ports.iter().filter(|p| p["Name"].as_str().is_some_and(|n| n.starts_with(&format!("{}-", c.name)))) {
+        let tagged = p["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t.as_str() == Some(mark.as_str())));
+        let described = p["Description"].as_str().is_some_and(|d| d.contains(&mark));
+        assert!(tagged || described, "an unmarked port was left: {p}");
+    }
+    drop(quota);
+    let out = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&settings)]);
+    assert_eq!(c.servers().len(), 3, "{out}");
+    let again = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&settings)]);
+    assert!(again.contains("up to date: 0 changes"), "{again}");
+    c.kos_ok(&["destroy", "--yes", "-f", file(&settings)]);
+    assert!(c.servers().is_empty());
+    assert!(c.routes().is_empty());
 }
