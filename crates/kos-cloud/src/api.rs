@@ -137,6 +137,9 @@ pub trait Cloud: Send + Sync {
     fn create_port(&self, spec: &PortSpec) -> impl Future<Output = CloudResult<Port>> + Send;
     fn set_allowed_address_pairs(&self, port_id: &str, cidrs: &[String]) -> impl Future<Output = CloudResult<Port>> + Send;
     fn delete_port(&self, id: &str) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Replace the tags of a Neutron resource (`collection`: `ports`, `floatingips`,
+    /// `security-groups`): completes a create whose tagging was interrupted.
+    fn set_tags(&self, collection: &'static str, id: &str, tags: &[String]) -> impl Future<Output = CloudResult<()>> + Send;
 
     fn create_server(&self, spec: &ServerSpec) -> impl Future<Output = CloudResult<Server>> + Send;
     fn delete_server(&self, id: &str) -> impl Future<Output = CloudResult<()>> + Send;

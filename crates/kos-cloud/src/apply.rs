@@ -103,6 +103,21 @@ pub async fn discover<C: Cloud>(cloud: &C, cluster: &str) -> Result<ClusterResou
     Ok(ClusterResources::collect(cluster, servers, ports, fips))
 }
 
+/// Finish the tagging of the cluster's ports and floating IPs whose create was
+/// interrupted before its tags were set (found by the marks in their description).
+pub async fn complete_tags<C: Cloud>(cloud: &C, have: &ClusterResources) -> Result<Changes, ApplyError> {
+    let mut done = Changes::default();
+    let ports = have.ports.values().chain(have.stray_ports.iter()).map(|p| ("ports", &p.id, &p.name, &p.tags));
+    let fips = have.floating_ips.iter().map(|f| ("floatingips", &f.id, &f.id, &f.tags));
+    for (collection, id, name, tags) in ports.chain(fips) {
+        if let Some(tags) = crate::reconcile::tags_to_complete(tags) {
+            cloud.set_tags(collection, id, &tags).await.map_err(cloud_err(format!("tag {name}")))?;
+            done.0.push(format!("tagged {} {name}: its tagging had been interrupted", &collection[..collection.len() - 1]));
+        }
+    }
+    Ok(done)
+}
+
 /// The rules of the cluster security group.
 pub fn security_group_rules(settings: &Settings, plan: &ClusterPlan) -> Vec<RuleSpec> {
     // SSH from the bastion when there is one, else from anywhere (kos reaches nodes by
@@ -147,7 +162,13 @@ pub async fn ensure_security_group<C: Cloud>(cloud: &C, settings: &Settings, pla
     let name = format!("{}-nodes", plan.cluster);
     let existing = cloud.security_groups(&tag).await.map_err(cloud_err("list security groups"))?;
     let (group, mut changed) = match existing.into_iter().next() {
-        Some(g) => (g, false),
+        Some(g) => match crate::reconcile::tags_to_complete(&g.tags) {
+            Some(tags) => {
+                cloud.set_tags("security-groups", &g.id, &tags).await.map_err(cloud_err(format!("tag `{name}`")))?;
+                (g, true)
+            }
+            None => (g, false),
+        },
         None => {
             let g = cloud
                 .create_security_group(&name, &format!("kos cluster {}: nodes", plan.cluster), &tag)

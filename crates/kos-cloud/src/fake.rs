@@ -253,6 +253,19 @@ impl Cloud for FakeCloud {
             Ok(p.clone())
         })
     }
+    async fn set_tags(&self, collection: &'static str, id: &str, tags: &[String]) -> CloudResult<()> {
+        self.with("set_tags", |s| {
+            let slot = match collection {
+                "ports" => s.ports.get_mut(id).map(|p| &mut p.tags),
+                "floatingips" => s.floating_ips.get_mut(id).map(|f| &mut f.tags),
+                "security-groups" => s.security_groups.get_mut(id).map(|g| &mut g.tags),
+                _ => None,
+            };
+            let slot = slot.ok_or_else(|| not_found(collection, id))?;
+            *slot = tags.to_vec();
+            Ok(())
+        })
+    }
     async fn delete_port(&self, id: &str) -> CloudResult<()> {
         self.with("delete_port", |s| s.ports.remove(id).map(|_| ()).ok_or_else(|| not_found("port", id)))
     }

@@ -670,6 +670,12 @@ impl Cloud for OpenStackCloud {
     }
 
     /// calls: 1.
+    async fn set_tags(&self, collection: &'static str, id: &str, tags: &[String]) -> CloudResult<()> {
+        let call = Call::put(Service::Network, format!("{collection}/{id}/tags"), json!({ "tags": tags }));
+        self.t().ok(&call, &format!("tag {collection} {id}")).await.map(|_| ())
+    }
+
+    /// calls: 1.
     async fn delete_port(&self, id: &str) -> CloudResult<()> {
         let call = Call::delete(Service::Network, format!("ports/{id}"));
         self.t().delete(&call, &format!("delete port {id}")).await

@@ -21,6 +21,16 @@ pub fn node_tag(node: &str) -> String {
     format!("{}={node}", marks::NODE)
 }
 
+/// Not a tag Neutron holds: the client adds it to a resource whose marks it found only in
+/// the description kos writes at creation, i.e. whose tagging was interrupted. `kos up`
+/// then finishes the tagging ([`crate::apply::complete_tags`]).
+pub const UNTAGGED: &str = "kos-untagged";
+
+/// The tags a resource should carry (its marks without [`UNTAGGED`]), when it lacks them.
+pub fn tags_to_complete(tags: &[String]) -> Option<Vec<String>> {
+    tags.iter().any(|t| t == UNTAGGED).then(|| tags.iter().filter(|t| *t != UNTAGGED).cloned().collect())
+}
+
 /// What the cloud holds of one cluster, found by its marks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterResources {

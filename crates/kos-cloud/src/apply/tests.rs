@@ -181,3 +181,24 @@ async fn a_security_group_left_without_its_rules_gets_them_on_the_next_run() {
     assert!(!changed, "complete rules are left alone");
     assert_eq!(cloud.state.lock().unwrap().security_groups[&id].rules.len(), rules);
 }
+
+/// A port whose create was interrupted before its tags were set (its marks only in the
+/// description, which the real client reports as the `kos-untagged` pseudo-tag) gets its
+/// tags on the next `up`, and is not tagged twice.
+#[tokio::test]
+async fn an_interrupted_tagging_is_finished() {
+    let cloud = FakeCloud::new();
+    let s = settings(&["m1", "w1"]);
+    up(&cloud, &s).await;
+    let id = {
+        let mut st = cloud.state.lock().unwrap();
+        let port = st.ports.values_mut().find(|p| p.name == "demo-w1").unwrap();
+        port.tags = vec![crate::reconcile::cluster_tag("demo"), crate::reconcile::node_tag("w1"), crate::reconcile::UNTAGGED.into()];
+        port.id.clone()
+    };
+    let have = discover(&cloud, "demo").await.unwrap();
+    assert_eq!(complete_tags(&cloud, &have).await.unwrap().0, vec!["tagged port demo-w1: its tagging had been interrupted"]);
+    assert_eq!(cloud.state.lock().unwrap().ports[&id].tags, vec!["kos-cluster=demo", "kos-node=w1"]);
+    let have = discover(&cloud, "demo").await.unwrap();
+    assert!(complete_tags(&cloud, &have).await.unwrap().is_empty());
+}

@@ -654,10 +654,15 @@ pub(crate) fn with_description_marks<T: serde::de::DeserializeOwned>(
             let Some(obj) = item.as_object_mut() else { continue };
             let tags = obj.entry("tags").or_insert_with(|| serde_json::json!([]));
             if let Some(list) = tags.as_array_mut() {
+                let mut missing = false;
                 for m in marks {
                     if !list.iter().any(|t| t.as_str() == Some(m.as_str())) {
                         list.push(serde_json::Value::String(m));
+                        missing = true;
                     }
+                }
+                if missing {
+                    list.push(serde_json::Value::String(crate::reconcile::UNTAGGED.to_string()));
                 }
             }
         }
@@ -692,6 +697,6 @@ mod marks_tests {
         ]});
         let list: PortList = with_description_marks(answer, "ports").unwrap();
         let p1 = Port::from(list.ports.into_iter().next().unwrap());
-        assert_eq!(p1.tags, vec!["kos-cluster=demo", "kos-node=w1"]);
+        assert_eq!(p1.tags, vec!["kos-cluster=demo", "kos-node=w1", crate::reconcile::UNTAGGED]);
     }
 }

@@ -4,26 +4,19 @@
 //! It reads the PKI and never changes it: a kubeconfig for a CA that no cluster trusts
 //! would only mislead, so without a PKI the command says which command creates one.
 
-use super::state::{State, read_observed};
-use super::{CommandError, plan_for};
+use super::state::load_with_observed;
+use super::CommandError;
 use crate::cli::KubeconfigArgs;
 use crate::printer::Printer;
 use anyhow::Context as _;
 use kos_core::plan::CaId;
-use kos_core::settings::Settings;
 use kos_render::{Inputs, RenderError};
 
 /// The rendered file [`kubeconfig`] prints.
 const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
 
 pub fn kubeconfig(args: &KubeconfigArgs, printer: Printer) -> Result<(), CommandError> {
-    let settings = Settings::load(&args.settings.file)?;
-    let state = State::for_settings(&args.settings, &settings);
-    let observed = match &args.observed {
-        Some(file) => read_observed(file, true)?,
-        None => state.observed()?,
-    };
-    let plan = plan_for(&settings, &observed)?;
+    let (settings, state, observed, plan) = load_with_observed(&args.settings, args.observed.as_deref())?;
 
     let pki = state.pki();
     if pki.ca_cert_pem(CaId::Cluster).is_err() {

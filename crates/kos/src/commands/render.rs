@@ -1,22 +1,15 @@
 //! `kos render`: settings + observed addresses → PKI (created or reused) → every file,
 //! written as a tree for review.
 
-use super::state::{read_observed, State};
-use super::{plan_for, CommandError};
+use super::state::load_with_observed;
+use super::CommandError;
 use crate::cli::RenderArgs;
 use crate::printer::Printer;
 use anyhow::Context as _;
-use kos_core::settings::Settings;
 use kos_render::{Inputs, Target};
 
 pub fn render(args: &RenderArgs, printer: Printer) -> Result<(), CommandError> {
-    let settings = Settings::load(&args.settings.file)?;
-    let state = State::for_settings(&args.settings, &settings);
-    let observed = match &args.observed {
-        Some(file) => read_observed(file, true)?,
-        None => state.observed()?,
-    };
-    let plan = plan_for(&settings, &observed)?;
+    let (settings, state, observed, plan) = load_with_observed(&args.settings, args.observed.as_deref())?;
     if let Some(node) = plan.nodes_without_address().first() {
         return Err(CommandError::Invalid(format!(
             "the address of node `{node}` is not known yet: run `kos up --only instances` first (it records addresses in {}), or pass --observed FILE (see examples/observed.yaml)",

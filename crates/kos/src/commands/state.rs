@@ -68,3 +68,20 @@ pub fn read_observed(path: &Path, required: bool) -> Result<Observed, CommandErr
         Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display())).into()),
     }
 }
+
+/// What `render` and `kubeconfig` start from: the settings, their state folder, the
+/// addresses (from `observed`, a file the user named, else what `kos up` recorded) and the
+/// plan.
+pub fn load_with_observed(
+    arg: &SettingsArg,
+    observed: Option<&Path>,
+) -> Result<(Settings, State, Observed, kos_core::plan::ClusterPlan), CommandError> {
+    let settings = Settings::load(&arg.file)?;
+    let state = State::for_settings(arg, &settings);
+    let observed = match observed {
+        Some(file) => read_observed(file, true)?,
+        None => state.observed()?,
+    };
+    let plan = super::plan_for(&settings, &observed)?;
+    Ok((settings, state, observed, plan))
+}

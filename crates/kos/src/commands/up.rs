@@ -77,6 +77,11 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
                 groups.push(id);
             }
             groups.extend(settings.cloud.security_groups.iter().cloned());
+            let tagged = apply::complete_tags(&cloud, &have).await.map_err(failed)?;
+            for line in &tagged.0 {
+                printer.line(format!("instances: {line}"));
+            }
+            changed += tagged.0.len();
             let ctx = NodeContext { settings: &settings, plan: &plan, resolved: &resolved, security_groups: &groups, waits: Waits::default() };
             let done = apply::apply_nodes(&cloud, ctx, &have).await.map_err(failed)?;
             for line in &done.0 {
