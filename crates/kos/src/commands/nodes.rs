@@ -208,19 +208,9 @@ impl Progress for NodeProgress {
     }
 }
 
-/// The units kos runs on a node of these settings.
-pub fn units(settings: &Settings) -> Vec<&'static str> {
-    let mut u = vec!["containerd", "kubelet", "kube-proxy", "kos-pod-network"];
-    if settings.runtime.kind == kos_core::settings::RuntimeKind::Docker {
-        u.insert(1, "docker");
-    }
-    u
-}
-
 /// Verify every reachable node; returns the failures as lines.
-pub async fn verify_all(sessions: &[NodeSession], plan: &ClusterPlan, settings: &Settings, skip: &[&str], printer: Printer) -> Vec<String> {
-    let units = units(settings);
-    let units = &units;
+/// The units checked are those the node's wants run (one table: `kos_node::wanted`).
+pub async fn verify_all(sessions: &[NodeSession], plan: &ClusterPlan, wants: &[NodeWants], skip: &[&str], printer: Printer) -> Vec<String> {
     let results: Vec<(String, Result<Vec<provision::Check>, String>)> = stream::iter(sessions.iter())
         .filter_map(|s| async move {
             match s {
@@ -230,7 +220,8 @@ pub async fn verify_all(sessions: &[NodeSession], plan: &ClusterPlan, settings: 
         })
         .map(|n| async move {
             let gateway = plan.nodes.iter().find(|p| p.name == n.node()).map(|p| p.pod_gateway.to_string()).unwrap_or_default();
-            (n.node().to_string(), provision::verify(n, units, &gateway).await.map_err(|e| e.to_string()))
+            let units = wants.iter().find(|w| w.node == n.node()).map(NodeWants::all_units).unwrap_or_default();
+            (n.node().to_string(), provision::verify(n, &units, &gateway).await.map_err(|e| e.to_string()))
         })
         .buffer_unordered(16)
         .collect()

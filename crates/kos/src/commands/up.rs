@@ -169,7 +169,7 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
                 let t = Instant::now();
                 // Nodes that already failed are named once, not again for every check.
                 let failed_nodes: Vec<&str> = failures.iter().filter_map(|f| f.split([' ', ':']).next()).collect();
-                let bad = nodes::verify_all(&sessions, &plan, &settings, &failed_nodes, printer).await;
+                let bad = nodes::verify_all(&sessions, &plan, &cluster.wants, &failed_nodes, printer).await;
                 failures.extend(bad);
                 timings.push(("verify".into(), t.elapsed().as_secs_f64()));
             }
