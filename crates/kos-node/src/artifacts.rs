@@ -1,4 +1,6 @@
-//! Where kubelet, kube-proxy and kubectl come from, and the SHA-256 each must have.
+//! Where kubelet, kube-proxy and kubectl come from (and, from a `local` folder, the
+//! container runtime, the CNI plugins and the container images), and the SHA-256 each
+//! must have.
 //!
 //! [`resolve`] turns `artifacts.source` into one [`Artifact`] per binary, before any node
 //! is touched, so a wrong version, an unreachable mirror or a corrupt local file stops
@@ -8,17 +10,36 @@
 //!   each node downloads the binary itself and checks it against that hash, so ~100 MB
 //!   binaries never travel over SSH.
 //! - `local` (air-gapped clouds): the folder's `SHA256SUMS` is checked against the files
-//!   here, on the operator's machine, and kos uploads the bytes.
+//!   here, on the operator's machine, and kos streams them to the nodes from disk. The
+//!   folder's layout (what `testbed/k8s/build.sh` writes):
+//!
+//!   | in the folder | on a node |
+//!   |---|---|
+//!   | `bin/kubelet`, `bin/kube-proxy`, `bin/kubectl` (or at the top, as before) | `/usr/local/bin/` |
+//!   | `bin/containerd`, `containerd-shim-runc-v2`, `ctr`, `runc`, `crictl` (optional: then the runtime comes from here, not from the distribution) | `/usr/local/bin/` |
+//!   | `cni/<plugin>` (bridge, host-local, loopback, portmap) | `/opt/cni/bin/` |
+//!   | `images/<name>.tar`: OCI image layouts naming their image (`io.containerd.image.name`) | imported into containerd's `k8s.io` namespace |
 
-use crate::wanted::sha256_hex;
 use kos_core::settings::ArtifactSource;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The Kubernetes binaries kos installs on nodes.
 pub const BINARIES: [&str; 3] = ["kubelet", "kube-proxy", "kubectl"];
+
+/// The container runtime's binaries; when a `local` folder holds `bin/containerd`, it must
+/// hold all of them, and nodes get the runtime from there instead of from the distribution.
+pub const RUNTIME_BINARIES: [&str; 5] = ["containerd", "containerd-shim-runc-v2", "ctr", "runc", "crictl"];
+
+/// The CNI plugins the routed pod network uses (`loopback` for containerd, `portmap` for hostPort).
+pub const CNI_PLUGINS: [&str; 4] = ["bridge", "host-local", "loopback", "portmap"];
+
+/// Where CNI plugins from the artifacts go.
+pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+
+/// How `SHA256SUMS` of a local folder is made.
+const SUMS_HOWTO: &str = "find bin cni images -type f | sort | xargs sha256sum > SHA256SUMS";
 
 /// Where binaries live upstream: `<base>/v<version>/bin/linux/<arch>/<binary>`.
 pub const UPSTREAM_BASE: &str = "https://dl.k8s.io/release";
@@ -29,8 +50,8 @@ pub const SHA256SUMS: &str = "SHA256SUMS";
 /// How a node gets a binary.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Fetch {
-    /// kos uploads these bytes (already checked against the artifact's SHA-256).
-    Upload(Arc<Vec<u8>>),
+    /// kos streams this file of this size (already checked against the artifact's SHA-256).
+    Upload { path: PathBuf, len: u64 },
     /// The node downloads this URL and checks it against the artifact's SHA-256.
     Download { url: String },
 }
@@ -39,22 +60,51 @@ impl fmt::Debug for Fetch {
     /// The size, never the bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fetch::Upload(bytes) => write!(f, "Upload({} bytes)", bytes.len()),
+            Fetch::Upload { path, len } => write!(f, "Upload({}, {len} bytes)", path.display()),
             Fetch::Download { url } => f.debug_struct("Download").field("url", url).finish(),
         }
     }
 }
 
-/// One binary a node needs, with the hash it must have.
+/// What an artifact is, and so where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A Kubernetes binary (kubelet, kube-proxy, kubectl).
+    Kubernetes,
+    /// A container runtime binary (containerd, its shim, ctr, runc, crictl).
+    Runtime,
+    /// A CNI plugin.
+    Cni,
+    /// An OCI image archive, imported into containerd.
+    Image(ImageRef),
+}
+
+/// The image an archive holds: its name and its manifest's digest (what containerd lists).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// `registry.k8s.io/pause:3.10.2`
+    pub name: String,
+    /// `sha256:...` of the image's manifest.
+    pub digest: String,
+}
+
+/// One file a node needs, with the hash it must have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artifact {
-    /// `kubelet`, `kube-proxy` or `kubectl`.
+    /// The file's name: `kubelet`, `bridge`, `pause.tar`.
     pub name: String,
-    /// Lowercase hex SHA-256 of the binary.
+    /// Lowercase hex SHA-256 of the file.
     pub sha256: String,
     pub fetch: Fetch,
-    /// `/usr/local/bin/<name>`
+    /// `/usr/local/bin/<name>`, `/opt/cni/bin/<name>`; for an image, where its archive is
+    /// unpacked from on the node.
     pub install_path: String,
+    pub kind: Kind,
+}
+
+/// Whether the runtime (containerd, runc, the CNI plugins) comes from the artifacts.
+pub fn runtime_from_artifacts(artifacts: &[Artifact]) -> bool {
+    artifacts.iter().any(|a| a.kind == Kind::Runtime && a.name == "containerd")
 }
 
 /// Resolving the artifacts failed; every variant says which file or URL and what to do.
@@ -68,7 +118,7 @@ pub enum ArtifactError {
 
     /// The local folder has no readable `SHA256SUMS`.
     #[error(
-        "cannot read {}: {source}; the `artifacts.dir` folder needs a SHA256SUMS file: create it with `cd {} && sha256sum kubelet kube-proxy kubectl > SHA256SUMS`",
+        "cannot read {}: {source}; the `artifacts.dir` folder needs a SHA256SUMS file: create it with `cd {} && {SUMS_HOWTO}`",
         .path.display(), .dir.display()
     )]
     NoSums {
@@ -80,7 +130,7 @@ pub enum ArtifactError {
 
     /// A line of `SHA256SUMS` is not `HASH  name` or `HASH *name`.
     #[error(
-        "{}:{line_no}: `{line}` is not a sha256sum line (64 hex digits, two spaces or ` *`, a file name); regenerate the file with `sha256sum kubelet kube-proxy kubectl > SHA256SUMS`",
+        "{}:{line_no}: `{line}` is not a sha256sum line (64 hex digits, two spaces or ` *`, a file name); regenerate the file with `{SUMS_HOWTO}`",
         .path.display()
     )]
     BadSumsLine {
@@ -91,7 +141,7 @@ pub enum ArtifactError {
 
     /// A binary kos needs has no line in `SHA256SUMS`.
     #[error(
-        "{} has no line for `{name}`; kos needs kubelet, kube-proxy and kubectl: regenerate it with `cd {} && sha256sum kubelet kube-proxy kubectl > SHA256SUMS`",
+        "{} has no line for `{name}`; kos needs bin/kubelet, bin/kube-proxy and bin/kubectl (and, with bin/containerd, all of {RUNTIME_BINARIES:?}): add the file and regenerate it with `cd {} && {SUMS_HOWTO}`",
         .path.display(), .dir.display()
     )]
     NotListed {
@@ -111,10 +161,17 @@ pub enum ArtifactError {
 
     /// A local binary's hash differs from its `SHA256SUMS` line.
     #[error(
-        "{} has SHA-256 {}, but {}:{} (`{}`) says {}: a checksum mismatch: the file changed after SHA256SUMS was written, or the download is corrupt; re-download it, or (if the file is right) regenerate SHA256SUMS with `sha256sum kubelet kube-proxy kubectl > SHA256SUMS`",
+        "{} has SHA-256 {}, but {}:{} (`{}`) says {}: a checksum mismatch: the file changed after SHA256SUMS was written, or the download is corrupt; re-download it, or (if the file is right) regenerate SHA256SUMS with `{SUMS_HOWTO}`",
         .0.path.display(), .0.actual, .0.sums.display(), .0.line_no, .0.line, .0.expected
     )]
     Mismatch(Box<ChecksumMismatch>),
+
+    /// An image archive is not an OCI image layout naming its image.
+    #[error(
+        "{}: {detail}; an image archive must be an OCI image layout (index.json) whose manifest carries the image's name in the `io.containerd.image.name` annotation (what `ctr images export` and `skopeo copy ... oci-archive:FILE:NAME` write)",
+        .path.display()
+    )]
+    BadImage { path: PathBuf, detail: String },
 
     /// The HTTP client could not be set up (TLS roots, ...).
     #[error("cannot set up HTTPS to fetch checksums: {source}")]
@@ -268,23 +325,36 @@ fn resolve_local(dir: &Path) -> Result<Vec<Artifact>, ArtifactError> {
         source,
     })?;
     let sums = parse_sums(&sums_path, &text)?;
-    let mut artifacts = Vec::with_capacity(BINARIES.len());
+    let find = |name: &str| {
+        sums.iter().find(|l| l.name == format!("bin/{name}")).or_else(|| sums.iter().find(|l| l.name == name))
+    };
+    let not_listed = |name: &str| ArtifactError::NotListed { name: name.to_string(), path: sums_path.clone(), dir: dir.to_path_buf() };
+    let mut wanted: Vec<(&SumsLine, Kind, String)> = Vec::new();
     for name in BINARIES {
-        let entry =
-            sums.iter()
-                .find(|l| l.name == name)
-                .ok_or_else(|| ArtifactError::NotListed {
-                    name: name.to_string(),
-                    path: sums_path.clone(),
-                    dir: dir.to_path_buf(),
-                })?;
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|source| ArtifactError::Unreadable {
-            name: name.to_string(),
-            path: path.clone(),
-            source,
-        })?;
-        let actual = sha256_hex(&bytes);
+        let line = find(name).ok_or_else(|| not_listed(name))?;
+        wanted.push((line, Kind::Kubernetes, install_path(name)));
+    }
+    if find("containerd").is_some() {
+        for name in RUNTIME_BINARIES {
+            let line = find(name).ok_or_else(|| not_listed(name))?;
+            wanted.push((line, Kind::Runtime, install_path(name)));
+        }
+        for name in CNI_PLUGINS {
+            let file = format!("cni/{name}");
+            let line = sums.iter().find(|l| l.name == file).ok_or_else(|| not_listed(&file))?;
+            wanted.push((line, Kind::Cni, format!("{CNI_BIN_DIR}/{name}")));
+        }
+    }
+    for line in sums.iter().filter(|l| l.name.starts_with("images/") && l.name.ends_with(".tar")) {
+        // The image's name and digest are read below, once the file's hash is checked.
+        wanted.push((line, Kind::Image(ImageRef { name: String::new(), digest: String::new() }), String::new()));
+    }
+    let mut artifacts = Vec::with_capacity(wanted.len());
+    for (entry, mut kind, install) in wanted {
+        let path = dir.join(&entry.name);
+        let name = entry.name.rsplit('/').next().unwrap_or(&entry.name).to_string();
+        let unreadable = |source| ArtifactError::Unreadable { name: name.clone(), path: path.clone(), source };
+        let (actual, len) = hash_file(&path).map_err(unreadable)?;
         if actual != entry.hash {
             return Err(ArtifactError::Mismatch(Box::new(ChecksumMismatch {
                 path,
@@ -295,14 +365,64 @@ fn resolve_local(dir: &Path) -> Result<Vec<Artifact>, ArtifactError> {
                 actual,
             })));
         }
-        artifacts.push(Artifact {
-            name: name.to_string(),
-            sha256: actual,
-            fetch: Fetch::Upload(Arc::new(bytes)),
-            install_path: install_path(name),
-        });
+        let install = if let Kind::Image(_) = kind {
+            kind = Kind::Image(read_image_ref(&path)?);
+            format!("/var/lib/kos/images/{name}")
+        } else {
+            install
+        };
+        artifacts.push(Artifact { name, sha256: actual, fetch: Fetch::Upload { path, len }, install_path: install, kind });
     }
     Ok(artifacts)
+}
+
+/// SHA-256 and size of a file, read in chunks.
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(), len))
+}
+
+/// The image an OCI archive holds: `index.json`'s one manifest, its digest and its
+/// `io.containerd.image.name`. Seeks past the blobs; never reads a layer.
+pub fn read_image_ref(path: &Path) -> Result<ImageRef, ArtifactError> {
+    let bad = |detail: String| ArtifactError::BadImage { path: path.to_path_buf(), detail };
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut archive = tar::Archive::new(file);
+    let entries = archive.entries_with_seek().map_err(|e| bad(format!("not a tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("not a tar archive: {e}")))?;
+        let is_index = entry.path().map(|p| p.to_string_lossy().trim_start_matches("./") == "index.json").unwrap_or(false);
+        if !is_index {
+            continue;
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).map_err(|e| bad(format!("index.json: {e}")))?;
+        let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("index.json is not JSON: {e}")))?;
+        let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+        let [m] = manifests.as_slice() else {
+            return Err(bad(format!("index.json lists {} manifests; kos imports archives of exactly one image", manifests.len())));
+        };
+        let name = m["annotations"]["io.containerd.image.name"].as_str().unwrap_or_default();
+        let digest = m["digest"].as_str().unwrap_or_default();
+        if name.is_empty() || !digest.starts_with("sha256:") {
+            return Err(bad("its manifest in index.json has no `io.containerd.image.name` annotation or no sha256 digest".into()));
+        }
+        return Ok(ImageRef { name: name.to_string(), digest: digest.to_string() });
+    }
+    Err(bad("no index.json in the archive".into()))
 }
 
 /// The URL of a binary under `base` (dl.k8s.io's layout).
@@ -336,6 +456,7 @@ async fn resolve_remote(
                 sha256,
                 fetch: Fetch::Download { url },
                 install_path: install_path(name),
+                kind: Kind::Kubernetes,
             })
         }
     });

@@ -31,6 +31,8 @@ pub enum Change {
     EnableUnit { unit: String },
     /// Start a stopped unit, or restart a running one whose files changed.
     RestartUnit { unit: String, why: String },
+    /// Upload an image archive and import it into containerd (`k8s.io` namespace).
+    ImportImage { image: String, why: String },
 }
 
 impl std::fmt::Display for Change {
@@ -51,6 +53,7 @@ impl std::fmt::Display for Change {
             Change::LoadModules => f.write_str("load kernel modules"),
             Change::EnableUnit { unit } => write!(f, "enable {unit}"),
             Change::RestartUnit { unit, why } => write!(f, "restart {unit} ({why})"),
+            Change::ImportImage { image, why } => write!(f, "import image {image} ({why})"),
         }
     }
 }
@@ -118,6 +121,14 @@ pub fn diff_phase(phase: NodePhase, wants: &PhaseWants, has: &NodeState) -> Vec<
         } else if pending(&format!("unit-{}", unit.name)) {
             out.push(Change::RestartUnit { unit: unit.name.to_string(), why: "left pending by an interrupted run".into() });
         }
+    }
+    for image in &wants.images {
+        let why = match has.images.get(&image.name) {
+            None => "missing",
+            Some(digest) if digest != &image.digest => "differs",
+            Some(_) => continue,
+        };
+        out.push(Change::ImportImage { image: image.name.clone(), why: why.into() });
     }
     out
 }

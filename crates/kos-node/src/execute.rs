@@ -9,8 +9,8 @@
 
 use crate::changes::Change;
 use crate::probe::{sh_quote, PENDING_DIR};
-use crate::remote::{Remote, RemoteError};
-use crate::wanted::{Content, NodePhase, PhaseWants};
+use crate::remote::{Remote, RemoteError, Stdin};
+use crate::wanted::{Content, NodePhase, PhaseWants, WantedFile};
 
 /// The phase failed on the node.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +27,68 @@ pub enum ExecuteError {
 /// kernel does not offer.
 pub type Warnings = Vec<String>;
 
+/// A tar stream of numbered entries whose file contents are streamed from disk when sent
+/// (POSIX ustar headers, built here; the bytes of a large file are never all in memory).
+#[derive(Default)]
+struct TarStream {
+    stdin: Stdin,
+    count: usize,
+}
+
+impl TarStream {
+    /// Append one file's content; returns its entry name (`0`, `1`, ...).
+    fn append(&mut self, content: &Content) -> Result<Option<String>, String> {
+        let len = match content {
+            Content::Bytes(b) => b.len() as u64,
+            Content::File { len, .. } => *len,
+            Content::Download { .. } => return Ok(None),
+        };
+        let name = self.count.to_string();
+        let mut header = tar::Header::new_ustar();
+        header.set_path(&name).map_err(|e| e.to_string())?;
+        header.set_size(len);
+        header.set_mode(0o600);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        self.stdin.push_bytes(header.as_bytes().to_vec());
+        match content {
+            Content::Bytes(b) => self.stdin.push_bytes(b.clone()),
+            Content::File { path, len } => self.stdin.push_file(path.clone(), *len),
+            Content::Download { .. } => {}
+        }
+        let pad = (512 - (len % 512) as usize) % 512;
+        if pad > 0 {
+            self.stdin.push_bytes(vec![0u8; pad]);
+        }
+        self.count += 1;
+        Ok(Some(name))
+    }
+
+    fn finish(mut self) -> Stdin {
+        if self.count > 0 {
+            self.stdin.push_bytes(vec![0u8; 1024]);
+        }
+        self.stdin
+    }
+}
+
+/// The line that puts an uploaded entry in place (`put`, or `putv` checking the SHA-256 of
+/// a file streamed from disk), or fetches a download.
+fn place(tar: &mut TarStream, file: &WantedFile, target: &str) -> Result<String, String> {
+    let target = sh_quote(target);
+    let mode = format!("{:04o}", file.mode);
+    Ok(match (&file.content, tar.append(&file.content)?) {
+        (Content::Download { url }, _) => format!("fetch {} {} {target} {mode}\n", sh_quote(url), sh_quote(&file.sha256)),
+        (Content::File { .. }, Some(i)) => format!("putv {i} {target} {mode} {}\n", sh_quote(&file.sha256)),
+        (_, Some(i)) => format!("put {i} {target} {mode}\n"),
+        (_, None) => return Err(format!("nothing to upload for {}", file.path)),
+    })
+}
+
 /// The script and the stdin (a tar of the files to upload) for one phase's changes.
-pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>), String> {
+pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), String> {
     let mut s = String::from(
         "set -eu\n\
          umask 022\n\
@@ -44,11 +104,11 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>)
             s.push_str(&format!("export {name}={v} {}={v}\n", name.to_ascii_lowercase()));
         }
     }
-    let mut tar = tar::Builder::new(Vec::new());
+    let mut tar = TarStream::default();
     let mut puts = String::new();
     let mut after = String::new();
+    let mut imports = String::new();
     let mut markers = Vec::new();
-    let mut index = 0usize;
     for change in changes {
         match change {
             Change::InstallPackages { packages } => {
@@ -68,24 +128,15 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>)
                 let Some(file) = wants.files.iter().find(|f| &f.path == path) else {
                     return Err(format!("no wanted file {path}"));
                 };
-                let target = sh_quote(path);
-                let mode = format!("{:04o}", file.mode);
-                match &file.content {
-                    Content::Bytes(bytes) => {
-                        let mut header = tar::Header::new_gnu();
-                        header.set_size(bytes.len() as u64);
-                        header.set_mode(0o600);
-                        header.set_uid(0);
-                        header.set_gid(0);
-                        header.set_cksum();
-                        tar.append_data(&mut header, index.to_string(), bytes.as_slice()).map_err(|e| e.to_string())?;
-                        puts.push_str(&format!("put {index} {target} {mode}\n"));
-                        index += 1;
-                    }
-                    Content::Download { url } => {
-                        puts.push_str(&format!("fetch {} {} {target} {mode}\n", sh_quote(url), sh_quote(&file.sha256)));
-                    }
-                }
+                puts.push_str(&place(&mut tar, file, path)?);
+            }
+            Change::ImportImage { image, .. } => {
+                let Some(wanted) = wants.images.iter().find(|i| &i.name == image) else {
+                    return Err(format!("no wanted image {image}"));
+                };
+                let archive = format!("$t/image-{}.tar", imports.lines().count());
+                puts.push_str(&place(&mut tar, &wanted.archive, &archive)?.replace(&sh_quote(&archive), &format!("\"{archive}\"")));
+                imports.push_str(&format!("import \"{archive}\" {}\n", sh_quote(image)));
             }
             Change::DaemonReload => {
                 markers.push("daemon-reload".to_string());
@@ -123,20 +174,29 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Vec<u8>)
     for m in &markers {
         s.push_str(&format!("touch {PENDING_DIR}/{m}\n"));
     }
-    if index > 0 || !puts.is_empty() {
+    let has_entries = tar.count > 0;
+    if has_entries || !puts.is_empty() {
         s.push_str(
             "d=\"$t/files\"; mkdir -m 0700 \"$d\"\n\
              put() { mkdir -p \"$(dirname \"$2\")\"; chown root:root \"$d/$1\"; chmod \"$3\" \"$d/$1\"; mv -f \"$d/$1\" \"$2.kos-new\"; mv -f \"$2.kos-new\" \"$2\"; }\n\
+             putv() { echo \"$4  $d/$1\" | sha256sum -c --quiet >/dev/null 2>&1 || { echo \"$2: the uploaded file's SHA-256 is not $4 (changed on this machine during the upload?)\" >&2; exit 1; }; put \"$1\" \"$2\" \"$3\"; }\n\
              fetch() {\n  mkdir -p \"$(dirname \"$3\")\"\n  curl -fsSL --retry 3 --connect-timeout 20 -o \"$3.kos-new\" \"$1\" || { rm -f \"$3.kos-new\"; echo \"download of $1 failed\" >&2; exit 1; }\n  echo \"$2  $3.kos-new\" | sha256sum -c --quiet >/dev/null 2>&1 || { rm -f \"$3.kos-new\"; echo \"$1: SHA-256 differs from the published checksum $2\" >&2; exit 1; }\n  chown root:root \"$3.kos-new\"; chmod \"$4\" \"$3.kos-new\"; mv -f \"$3.kos-new\" \"$3\"\n}\n",
         );
-        if index > 0 {
+        if has_entries {
             s.push_str("tar -x -o -f - -C \"$d\"\n");
         }
         s.push_str(&puts);
     }
     s.push_str(&after);
-    let stdin = if index > 0 { tar.into_inner().map_err(|e| e.to_string())? } else { Vec::new() };
-    Ok((s, stdin))
+    if !imports.is_empty() {
+        // After the restarts: containerd must be running. The image is unpacked for the
+        // kubelet; `images ls` then lists its manifest digest, which the probe compares.
+        s.push_str(
+            "import() { ctr -n k8s.io images import \"$1\" >\"$t/ctr.log\" 2>&1 || { echo \"importing the image $2 failed:\" >&2; tail -5 \"$t/ctr.log\" >&2; exit 1; }; rm -f \"$1\"; }\n",
+        );
+        s.push_str(&imports);
+    }
+    Ok((s, tar.finish()))
 }
 
 /// Run one phase's changes on a node; returns the warnings it printed.

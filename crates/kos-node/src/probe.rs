@@ -42,12 +42,25 @@ pub struct NodeState {
     pub swaps: u32,
     /// The apt/dpkg world is there (`apt-get` found).
     pub has_apt: bool,
+    /// Images in containerd's `k8s.io` namespace: name → manifest digest (only when the
+    /// wants name images and `ctr` answers).
+    pub images: BTreeMap<String, String>,
+    /// `stat -fc %T /sys/fs/cgroup`: `cgroup2fs` (v2), `tmpfs` (v1 or hybrid).
+    pub cgroup_fs: String,
+    /// `net.netfilter.nf_conntrack_max` exists and cannot be written here (read-only in a
+    /// network namespace or a container); absent (module not loaded yet) is not fixed.
+    pub conntrack_max_fixed: bool,
     /// Actions an interrupted run left undone (markers in [`PENDING_DIR`]): `daemon-reload`,
     /// `sysctl`, `modules`, `unit-<name>`.
     pub pending: Vec<String>,
 }
 
 impl NodeState {
+    /// What shapes the files this node gets.
+    pub fn facts(&self) -> kos_render::NodeFacts {
+        kos_render::NodeFacts { cgroup_v1: !self.cgroup_fs.is_empty() && self.cgroup_fs != "cgroup2fs", conntrack_max_fixed: self.conntrack_max_fixed }
+    }
+
     pub fn unit(&self, name: &str) -> UnitState {
         self.units.get(name).cloned().unwrap_or_default()
     }
@@ -71,8 +84,14 @@ pub fn script(wants: &NodeWants) -> String {
          . /etc/os-release 2>/dev/null; printf 'os\\t%s\\t%s\\n' \"${ID:-unknown}\" \"${VERSION_ID:-}\"\n\
          printf 'machine\\t%s\\n' \"$(uname -m)\"\n\
          command -v apt-get >/dev/null 2>&1 && printf 'apt\\n'\n\
-         printf 'swaps\\t%s\\n' \"$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)\"\n",
+         printf 'swaps\\t%s\\n' \"$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)\"\n\
+         printf 'cgroup\\t%s\\n' \"$(stat -fc %T /sys/fs/cgroup 2>/dev/null)\"\n\
+         f=/proc/sys/net/netfilter/nf_conntrack_max\n\
+         if [ -e $f ]; then case $(stat -c %a $f) in 6??) [ -w $f ] || printf 'conntrack\\tfixed\\n';; *) printf 'conntrack\\tfixed\\n';; esac; fi\n",
     );
+    if !wants.all_images().is_empty() {
+        s.push_str("command -v ctr >/dev/null 2>&1 && ctr -n k8s.io images ls 2>/dev/null | awk 'NR > 1 { printf \"image\\t%s\\t%s\\n\", $1, $3 }'\n");
+    }
     s.push_str(&format!("for m in {PENDING_DIR}/*; do [ -e \"$m\" ] && printf 'pending\\t%s\\n' \"${{m##*/}}\"; done\n"));
     let packages = wants.all_packages();
     if !packages.is_empty() {
@@ -112,6 +131,11 @@ pub fn parse(out: &str) -> Result<NodeState, String> {
             }
             ["machine", m] => st.machine = m.to_string(),
             ["apt"] => st.has_apt = true,
+            ["cgroup", fs] => st.cgroup_fs = fs.to_string(),
+            ["conntrack", "fixed"] => st.conntrack_max_fixed = true,
+            ["image", name, digest] => {
+                st.images.insert(name.to_string(), digest.to_string());
+            }
             ["pending", what] => st.pending.push(what.to_string()),
             ["swaps", n] => st.swaps = n.trim().parse().map_err(|_| format!("bad swap count in `{line}`"))?,
             // `ii ` = desired install, installed; anything else (rc, iU, ...) is not usable.

@@ -46,7 +46,7 @@ pub struct Provision {
 
 /// Probe a node and read the result.
 pub async fn probe<R: Remote>(remote: &R, wants: &NodeWants) -> Result<NodeState, String> {
-    let out = remote.run(&probe::script(wants), Vec::new()).await.map_err(|e| e.to_string())?;
+    let out = remote.run(&probe::script(wants), Default::default()).await.map_err(|e| e.to_string())?;
     if !out.success() {
         return Err(format!("{}: the probe failed: {}", remote.node(), out.stderr_text().trim()));
     }
@@ -163,6 +163,6 @@ pub fn parse_verify(out: &str, gateway: &str) -> Vec<Check> {
 
 /// Run the verify checks on a node.
 pub async fn verify<R: Remote>(remote: &R, units: &[&str], gateway: &str) -> Result<Vec<Check>, RemoteError> {
-    let out = remote.run(&verify_script(units, gateway), Vec::new()).await?;
+    let out = remote.run(&verify_script(units, gateway), Default::default()).await?;
     Ok(parse_verify(&out.stdout_text(), gateway))
 }

@@ -3,6 +3,82 @@
 //! [`crate::ssh::SshNode`]; tests may implement it with a local shell.
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// What a script reads on its standard input: parts written in order, each either a small
+/// buffer or a file streamed from disk in chunks (a 100 MB binary is never held whole in
+/// memory).
+#[derive(Debug, Clone, Default)]
+pub struct Stdin {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Bytes(Arc<Vec<u8>>),
+    File { path: PathBuf, len: u64 },
+}
+
+impl Stdin {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes in all.
+    pub fn len(&self) -> u64 {
+        self.parts.iter().map(|p| match p {
+            Part::Bytes(b) => b.len() as u64,
+            Part::File { len, .. } => *len,
+        }).sum()
+    }
+
+    pub fn push_bytes(&mut self, bytes: impl Into<Arc<Vec<u8>>>) {
+        let bytes = bytes.into();
+        if !bytes.is_empty() {
+            self.parts.push(Part::Bytes(bytes));
+        }
+    }
+
+    /// A file of `len` bytes, read when the input is written; a file whose size changed
+    /// in between is an error, not a silently short or long stream.
+    pub fn push_file(&mut self, path: PathBuf, len: u64) {
+        self.parts.push(Part::File { path, len });
+    }
+
+    /// Write every part to `w`, in order.
+    pub async fn write_to<W: AsyncWrite + Unpin>(&self, w: &mut W) -> std::io::Result<()> {
+        for part in &self.parts {
+            match part {
+                Part::Bytes(b) => w.write_all(b).await?,
+                Part::File { path, len } => {
+                    let file = tokio::fs::File::open(path).await?;
+                    let copied = tokio::io::copy(&mut tokio::io::AsyncReadExt::take(file, *len), w).await?;
+                    if copied != *len {
+                        return Err(std::io::Error::other(format!("{} shrank to {copied} bytes while being sent ({len} expected)", path.display())));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything in one buffer (for test doubles; the SSH transport streams).
+    pub async fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        self.write_to(&mut v).await?;
+        Ok(v)
+    }
+}
+
+impl From<Vec<u8>> for Stdin {
+    fn from(bytes: Vec<u8>) -> Stdin {
+        let mut s = Stdin::default();
+        s.push_bytes(bytes);
+        s
+    }
+}
 
 /// What a script printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,5 +140,5 @@ pub trait Remote: Send + Sync {
 
     /// Run `script` with `/bin/sh -c` as root (through `sudo -n` when the login user is not
     /// root), with `stdin` as its standard input.
-    fn run(&self, script: &str, stdin: Vec<u8>) -> impl Future<Output = Result<Output, RemoteError>> + Send;
+    fn run(&self, script: &str, stdin: Stdin) -> impl Future<Output = Result<Output, RemoteError>> + Send;
 }

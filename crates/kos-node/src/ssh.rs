@@ -12,7 +12,7 @@
 //! rebuilt server that gets an old address back starts a fresh entry instead of tripping
 //! over (or, worse, being trusted with) the previous server's key.
 
-use crate::remote::{Output, Remote, RemoteError};
+use crate::remote::{Output, Remote, RemoteError, Stdin};
 use kos_core::settings::Settings;
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use std::fmt::Write as _;
@@ -642,7 +642,7 @@ impl Remote for SshNode {
         &self.node
     }
 
-    async fn run(&self, script: &str, stdin: Vec<u8>) -> Result<Output, RemoteError> {
+    async fn run(&self, script: &str, stdin: Stdin) -> Result<Output, RemoteError> {
         if script.len() > MAX_SCRIPT_BYTES {
             return Err(RemoteError::Transport {
                 node: self.node.clone(),
@@ -682,7 +682,7 @@ impl Remote for SshNode {
                 return Ok(());
             };
             // A script may exit without reading all of its input; that is its business.
-            match input.write_all(&stdin).await {
+            match stdin.write_to(&mut input).await {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
                 Err(e) => Err(e),
                 Ok(()) => match input.shutdown().await {

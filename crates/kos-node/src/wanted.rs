@@ -6,7 +6,7 @@
 //! is decided here, in one table ([`phase_of`], [`UNITS`]), so the executor and `kos plan`
 //! agree.
 
-use crate::artifacts::{Artifact, Fetch};
+use crate::artifacts::{self, Artifact, Fetch, Kind};
 use kos_core::settings::{Role, RuntimeKind, Settings};
 use kos_render::node::paths;
 use kos_render::{RenderedFile, Target};
@@ -40,6 +40,9 @@ impl std::fmt::Display for NodePhase {
 pub enum Content {
     /// Uploaded by kos.
     Bytes(Arc<Vec<u8>>),
+    /// Streamed by kos from this local file of this size (checked against the SHA-256 on
+    /// the node after the transfer).
+    File { path: std::path::PathBuf, len: u64 },
     /// Downloaded by the node itself and checked against the file's SHA-256.
     Download { url: String },
 }
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Content {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Content::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Content::File { path, len } => write!(f, "File({}, {len} bytes)", path.display()),
             Content::Download { url } => write!(f, "Download({url})"),
         }
     }
@@ -84,11 +88,25 @@ pub struct WantedUnit {
     pub restart_on: Vec<String>,
 }
 
+/// A container image the node's containerd must hold (namespace `k8s.io`), and the
+/// archive it is imported from when it does not.
+#[derive(Debug, Clone)]
+pub struct WantedImage {
+    /// `registry.k8s.io/pause:3.10.2`
+    pub name: String,
+    /// The manifest digest containerd must list for it.
+    pub digest: String,
+    /// The archive (uploaded only when the image is missing or differs).
+    pub archive: WantedFile,
+}
+
 /// Everything one phase wants on one node.
 #[derive(Debug, Clone, Default)]
 pub struct PhaseWants {
     pub packages: Vec<String>,
     pub files: Vec<WantedFile>,
+    /// Imported after the phase's units (re)started: containerd must run.
+    pub images: Vec<WantedImage>,
     pub units: Vec<WantedUnit>,
     /// Swap must be off (the kubelet refuses to run with it by default).
     pub swap_off: bool,
@@ -128,6 +146,10 @@ impl NodeWants {
     pub fn all_units(&self) -> Vec<&'static str> {
         self.phases.iter().flat_map(|(_, w)| w.units.iter().map(|u| u.name)).collect()
     }
+
+    pub fn all_images(&self) -> Vec<&WantedImage> {
+        self.phases.iter().flat_map(|(_, w)| w.images.iter()).collect()
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -140,7 +162,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn phase_of(path: &str, runtime: RuntimeKind) -> NodePhase {
     match path {
         paths::POD_NETWORK_SCRIPT | paths::POD_NETWORK_UNIT if runtime == RuntimeKind::Docker => NodePhase::Runtime,
-        paths::SYSCTL | paths::MODULES | paths::CONTAINERD_CONFIG | paths::CONTAINERD_PROXY => NodePhase::Runtime,
+        paths::SYSCTL | paths::MODULES | paths::CONTAINERD_CONFIG | paths::CONTAINERD_PROXY | paths::CONTAINERD_UNIT => NodePhase::Runtime,
         p if p.starts_with("/etc/docker/") || p.starts_with("/etc/systemd/system/docker.service.d/") => NodePhase::Runtime,
         paths::CNI_CONFLIST | paths::POD_NETWORK_SCRIPT | paths::POD_NETWORK_UNIT => NodePhase::Network,
         _ => NodePhase::Kubernetes,
@@ -152,7 +174,7 @@ pub fn phase_of(path: &str, runtime: RuntimeKind) -> NodePhase {
 /// The pod bridge comes first: docker needs it.
 const UNITS: &[(&str, NodePhase, bool, &[&str])] = &[
     ("kos-pod-network", NodePhase::Network, false, &[paths::POD_NETWORK_SCRIPT, paths::POD_NETWORK_UNIT]),
-    ("containerd", NodePhase::Runtime, false, &[paths::CONTAINERD_CONFIG, paths::CONTAINERD_PROXY]),
+    ("containerd", NodePhase::Runtime, false, &[paths::CONTAINERD_CONFIG, paths::CONTAINERD_PROXY, paths::CONTAINERD_UNIT, "/usr/local/bin/containerd"]),
     ("docker", NodePhase::Runtime, true, &["/etc/docker/", "/etc/systemd/system/docker.service.d/"]),
     (
         "kubelet",
@@ -178,13 +200,17 @@ const UNITS: &[(&str, NodePhase, bool, &[&str])] = &[
     ),
 ];
 
-/// Distribution packages per phase (Debian/Ubuntu names).
-fn packages(phase: NodePhase, runtime: RuntimeKind) -> Vec<String> {
+/// Distribution packages per phase (Debian/Ubuntu names). With the runtime from the
+/// artifact set, containerd, runc and the CNI plugins are not the distribution's.
+fn packages(phase: NodePhase, runtime: RuntimeKind, runtime_from_artifacts: bool) -> Vec<String> {
     let mut p: Vec<&str> = match phase {
         // conntrack and iptables: kube-proxy; curl + ca-certificates: binaries the node downloads.
-        NodePhase::Runtime => vec!["containerd", "runc", "containernetworking-plugins", "iptables", "conntrack", "ca-certificates", "curl"],
+        NodePhase::Runtime => vec!["iptables", "conntrack", "ca-certificates", "curl"],
         NodePhase::Kubernetes | NodePhase::Network => vec![],
     };
+    if phase == NodePhase::Runtime && !runtime_from_artifacts {
+        p.splice(0..0, ["containerd", "runc", "containernetworking-plugins"]);
+    }
     if phase == NodePhase::Runtime && runtime == RuntimeKind::Docker {
         p.push("docker.io");
     }
@@ -199,9 +225,10 @@ fn wants_artifact(name: &str, role: Role) -> bool {
 /// Build one node's wants from its rendered files and the cluster's artifacts.
 pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[RenderedFile], artifacts: &[Artifact]) -> NodeWants {
     let runtime = settings.runtime.kind;
+    let from_artifacts = artifacts::runtime_from_artifacts(artifacts);
     let mut phases: Vec<(NodePhase, PhaseWants)> = [NodePhase::Runtime, NodePhase::Kubernetes, NodePhase::Network]
         .into_iter()
-        .map(|p| (p, PhaseWants { packages: packages(p, runtime), swap_off: p == NodePhase::Runtime, ..Default::default() }))
+        .map(|p| (p, PhaseWants { packages: packages(p, runtime, from_artifacts), swap_off: p == NodePhase::Runtime, ..Default::default() }))
         .collect();
     let slot = |phases: &mut Vec<(NodePhase, PhaseWants)>, phase: NodePhase| -> usize {
         phases.iter().position(|(p, _)| *p == phase).unwrap_or(0)
@@ -210,13 +237,24 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
         let i = slot(&mut phases, phase_of(&file.path, runtime));
         phases[i].1.files.push(WantedFile::from_bytes(&file.path, file.mode, file.contents.clone().into_bytes()));
     }
-    let k = slot(&mut phases, NodePhase::Kubernetes);
     for a in artifacts.iter().filter(|a| wants_artifact(&a.name, role)) {
         let content = match &a.fetch {
-            Fetch::Upload(bytes) => Content::Bytes(bytes.clone()),
+            Fetch::Upload { path, len } => Content::File { path: path.clone(), len: *len },
             Fetch::Download { url } => Content::Download { url: url.clone() },
         };
-        phases[k].1.files.push(WantedFile { path: a.install_path.clone(), mode: 0o755, sha256: a.sha256.clone(), content });
+        let (phase, mode) = match a.kind {
+            Kind::Kubernetes => (NodePhase::Kubernetes, 0o755),
+            Kind::Runtime | Kind::Cni | Kind::Image(_) => (NodePhase::Runtime, 0o755),
+        };
+        let i = slot(&mut phases, phase);
+        let file = WantedFile { path: a.install_path.clone(), mode, sha256: a.sha256.clone(), content };
+        match &a.kind {
+            // Only the image in containerd counts, not the archive on disk.
+            Kind::Image(image) => {
+                phases[i].1.images.push(WantedImage { name: image.name.clone(), digest: image.digest.clone(), archive: WantedFile { mode: 0o600, ..file } })
+            }
+            _ => phases[i].1.files.push(file),
+        }
     }
     for (name, phase, docker_only, restart_on) in UNITS {
         if *docker_only && runtime != RuntimeKind::Docker {

@@ -24,8 +24,8 @@ use kos_core::settings::DnsAddon;
 use std::collections::BTreeMap;
 
 /// The CoreDNS release kubeadm pins for the Kubernetes line kos deploys by default
-/// (kubeadm 1.35's `CoreDNSVersion`; answers A, AAAA, PTR and SRV for services).
-pub const COREDNS_VERSION: &str = "v1.13.1";
+/// (kubeadm 1.37's `CoreDNSVersion`; answers A, AAAA, PTR and SRV for services).
+pub const COREDNS_VERSION: &str = "v1.14.6";
 
 /// Where the add-on files go, relative to the operator's output folder.
 pub const COREDNS_FILE: &str = "addons/coredns.yaml";

@@ -32,8 +32,9 @@ const ADMISSION_CONFIG: &str = "/etc/kubernetes/admission-config.yaml";
 const AUDIT_LOG_DIR: &str = "/var/log/kubernetes/audit";
 const ETCD_DATA: &str = "/var/lib/etcd";
 
-/// etcd image tag: the 3.6 series kubeadm pins for Kubernetes 1.35–1.37.
-pub const ETCD_IMAGE_TAG: &str = "3.6.5-0";
+/// etcd image tag: the newest patch of the 3.7 series kubeadm 1.37 pairs (3.7.0-0); the
+/// API servers of 1.35 and 1.36 support it too (their minimum is 3.5.24).
+pub const ETCD_IMAGE_TAG: &str = "3.7.3-0";
 
 /// TLS 1.2 suites allowed on every control-plane port (TLS 1.3 suites are not
 /// configurable and all strong).

@@ -56,6 +56,7 @@ pub fn render_example(edit: impl FnOnce(String) -> String) -> Rendered {
         plan: &plan,
         tenant_cidr: observed.tenant_cidr,
         local_dir: Path::new("/home/operator/.kos/demo/local"),
+        env: &Default::default(),
     };
     let files = crate::render(&inputs, &pki).unwrap_or_else(|e| panic!("{e}"));
     Rendered { plan, files, pki_dir }

@@ -51,6 +51,37 @@ pub struct Inputs<'a> {
     /// Absolute path the operator's files will live in (`<out>/local`), for files that
     /// name their neighbours (`DOCKER_CERT_PATH` in `<node>.env`).
     pub local_dir: &'a std::path::Path,
+    /// What kos learned about the nodes and the artifact set (`Environment::default()`:
+    /// current VMs, the runtime from the distribution).
+    pub env: &'a Environment,
+}
+
+/// What kos learned before rendering, which shapes the files: where the container runtime
+/// comes from, and what each node's probe saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// containerd, runc and the CNI plugins come from the artifact set (under /usr/local
+    /// and /opt/cni/bin, run by kos's containerd unit), not from the distribution.
+    pub runtime_from_artifacts: bool,
+    /// Per node, what its probe saw; a node not listed is taken to be a current VM.
+    pub nodes: std::collections::BTreeMap<String, NodeFacts>,
+}
+
+impl Environment {
+    pub fn facts(&self, node: &str) -> NodeFacts {
+        self.nodes.get(node).copied().unwrap_or_default()
+    }
+}
+
+/// What a node's probe saw that changes what it gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeFacts {
+    /// The node runs cgroup v1: the kubelet refuses it since 1.35 unless told
+    /// `failCgroupV1: false`.
+    pub cgroup_v1: bool,
+    /// `net.netfilter.nf_conntrack_max` cannot be set on the node (a container-like node,
+    /// or a network namespace): kube-proxy must not try.
+    pub conntrack_max_fixed: bool,
 }
 
 /// Rendering failed.

@@ -23,11 +23,13 @@ const KUBE_PROXY_UNIT: &str = include_str!("../templates/node/kube-proxy.service
 const POD_NETWORK_UNIT: &str = include_str!("../templates/node/kos-pod-network.service.j2");
 const POD_NETWORK_SCRIPT: &str = include_str!("../templates/node/pod-network.sh.j2");
 const CONTAINERD_CONFIG: &str = include_str!("../templates/node/containerd.toml.j2");
+const CONTAINERD_V3_CONFIG: &str = include_str!("../templates/node/containerd-v3.toml.j2");
+const CONTAINERD_UNIT: &str = include_str!("../templates/node/containerd.service.j2");
 const PROXY_DROP_IN: &str = include_str!("../templates/node/proxy.conf.j2");
 const DOCKER_DROP_IN: &str = include_str!("../templates/node/docker-kos.conf.j2");
 
-/// The pause image tag the sandbox uses (kubeadm's for this Kubernetes line).
-const PAUSE_TAG: &str = "3.10";
+/// The pause image tag the sandbox uses (kubeadm 1.37's `PauseVersion`).
+pub const PAUSE_TAG: &str = "3.10.2";
 /// Upper bound of pods per node: the kubelet's default, which upstream tests at scale.
 const MAX_PODS: u32 = 110;
 
@@ -45,6 +47,8 @@ pub mod paths {
     pub const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.conf";
     pub const KUBE_PROXY_UNIT: &str = "/etc/systemd/system/kube-proxy.service";
     pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+    /// Only when containerd comes from the artifact set.
+    pub const CONTAINERD_UNIT: &str = "/etc/systemd/system/containerd.service";
     pub const CONTAINERD_PROXY: &str = "/etc/systemd/system/containerd.service.d/http-proxy.conf";
     pub const CNI_CONFLIST: &str = "/etc/cni/net.d/10-kos.conflist";
     pub const POD_NETWORK_SCRIPT: &str = "/usr/local/lib/kos/pod-network.sh";
@@ -103,12 +107,19 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
 
     // Container runtime. With `docker`, the kubelet still talks CRI to containerd and
     // dockerd runs beside it on the same containerd.
-    let sandbox_image = format!("{}/pause:{PAUSE_TAG}", inputs.settings.artifacts.image_repository);
-    out.add(
-        paths::CONTAINERD_CONFIG,
-        PUBLIC,
-        template("containerd.toml", CONTAINERD_CONFIG, minijinja::context! { node => &node.name, sandbox_image })?,
-    );
+    let sandbox_image = pause_image(inputs);
+    if inputs.env.runtime_from_artifacts {
+        // containerd 2.x from the artifact set: its own config format, its own unit.
+        let ctx = minijinja::context! { node => &node.name, sandbox_image, cni_bin_dir => CNI_BIN_DIR };
+        out.add(paths::CONTAINERD_CONFIG, PUBLIC, template("containerd.toml", CONTAINERD_V3_CONFIG, ctx)?);
+        out.add(paths::CONTAINERD_UNIT, PUBLIC, template("containerd.service", CONTAINERD_UNIT, minijinja::context! { node => &node.name })?);
+    } else {
+        out.add(
+            paths::CONTAINERD_CONFIG,
+            PUBLIC,
+            template("containerd.toml", CONTAINERD_CONFIG, minijinja::context! { node => &node.name, sandbox_image })?,
+        );
+    }
     let docker = inputs.settings.runtime.kind == RuntimeKind::Docker;
     if let Some(env) = &proxy_env {
         let drop_in = template("http-proxy.conf", PROXY_DROP_IN, minijinja::context! { environment => env })?;
@@ -150,6 +161,14 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
     out.add(paths::SYSCTL, PUBLIC, SYSCTLS.to_string());
     out.add(paths::MODULES, PUBLIC, "# Rendered by kos: overlayfs for container images, br_netfilter so iptables sees bridged pod traffic.\noverlay\nbr_netfilter\n".to_string());
     Ok(out.files)
+}
+
+/// Where CNI plugins from the artifact set live on a node.
+pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+
+/// The sandbox image containerd pins.
+pub fn pause_image(inputs: &Inputs<'_>) -> String {
+    format!("{}/pause:{PAUSE_TAG}", inputs.settings.artifacts.image_repository)
 }
 
 /// Collects one node's files.
@@ -268,6 +287,9 @@ struct KubeletConfiguration {
     shutdown_grace_period_critical_pods: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     register_with_taints: Vec<Taint>,
+    /// `false` only on a node that runs cgroup v1 (the kubelet refuses v1 by default since 1.35).
+    #[serde(rename = "failCgroupV1", skip_serializing_if = "Option::is_none")]
+    fail_cgroup_v1: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -352,6 +374,7 @@ fn kubelet_configuration(inputs: &Inputs<'_>, node: &NodePlan, ranges: &PodRange
             Role::Master => vec![Taint { key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" }],
             Role::Worker => Vec::new(),
         },
+        fail_cgroup_v1: inputs.env.facts(&node.name).cgroup_v1.then_some(false),
     }
 }
 
@@ -370,6 +393,16 @@ struct KubeProxyConfiguration {
     metrics_bind_address: &'static str,
     healthz_bind_address: &'static str,
     node_port_addresses: Vec<&'static str>,
+    /// Only where `nf_conntrack_max` cannot be set: 0 tells kube-proxy to leave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conntrack: Option<Conntrack>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Conntrack {
+    max_per_core: u32,
+    min: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -392,6 +425,7 @@ fn kube_proxy_configuration(inputs: &Inputs<'_>, node: &NodePlan) -> KubeProxyCo
         // NodePorts on the node's own addresses only, not on loopback (which would need
         // route_localnet) nor on cbr0's pod gateway.
         node_port_addresses: vec!["primary"],
+        conntrack: inputs.env.facts(&node.name).conntrack_max_fixed.then_some(Conntrack { max_per_core: 0, min: 0 }),
     }
 }
 

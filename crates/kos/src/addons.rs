@@ -339,6 +339,7 @@ mod tests {
             plan: &plan,
             tenant_cidr: observed.tenant_cidr,
             local_dir: Path::new("/nonexistent"),
+            env: &Default::default(),
         };
         kos_render::addons::render_addons(&inputs).unwrap().into_iter().map(|f| (f.path, f.contents)).collect()
     }
@@ -445,6 +446,7 @@ mod tests {
             plan: &plan,
             tenant_cidr: observed.tenant_cidr,
             local_dir: pki_dir,
+            env: &Default::default(),
         };
         let files = kos_render::local::render_local(&inputs, &pki).unwrap();
         let admin = files.into_iter().find(|f| f.path == "admin.kubeconfig").unwrap();

@@ -1,6 +1,7 @@
 use super::*;
+use crate::wanted::sha256_hex;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KUBELET: &[u8] = b"#!/bin/sh\necho kubelet\n";
@@ -44,8 +45,8 @@ fn node_arch_maps_uname() {
 
 #[test]
 fn fetch_debug_never_shows_bytes() {
-    let f = Fetch::Upload(Arc::new(b"-----BEGIN secret".to_vec()));
-    assert_eq!(format!("{f:?}"), "Upload(17 bytes)");
+    let f = Fetch::Upload { path: PathBuf::from("/art/bin/kubelet"), len: 17 };
+    assert_eq!(format!("{f:?}"), "Upload(/art/bin/kubelet, 17 bytes)");
 }
 
 #[tokio::test]
@@ -65,7 +66,8 @@ async fn local_folder_is_uploaded_after_checking_each_hash() {
     assert_eq!(got[0].sha256, hex(KUBELET));
     assert_eq!(got[2].sha256, hex(KUBECTL), "hash is lowercased");
     assert_eq!(got[1].install_path, "/usr/local/bin/kube-proxy");
-    assert_eq!(got[1].fetch, Fetch::Upload(Arc::new(KUBE_PROXY.to_vec())));
+    assert_eq!(got[1].fetch, Fetch::Upload { path: dir.path().join("kube-proxy"), len: KUBE_PROXY.len() as u64 });
+    assert!(got.iter().all(|a| a.kind == Kind::Kubernetes), "no runtime without bin/containerd");
 }
 
 #[tokio::test]
@@ -92,7 +94,7 @@ async fn local_folder_without_sha256sums_says_how_to_make_it() {
     assert!(matches!(err, ArtifactError::NoSums { .. }), "{err:?}");
     assert!(
         err.to_string()
-            .contains("sha256sum kubelet kube-proxy kubectl > SHA256SUMS"),
+            .contains("find bin cni images -type f | sort | xargs sha256sum > SHA256SUMS"),
         "{err}"
     );
 }
@@ -432,4 +434,64 @@ async fn unreachable_mirror_names_the_url() {
         )),
         "{url}"
     );
+}
+
+/// An OCI archive as `ctr images export` or testbed/k8s/pack-image.py write it (the blobs
+/// are not read by kos: only index.json).
+fn oci_archive(name: Option<&str>) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, path, data).unwrap();
+    };
+    add("blobs/sha256/0123", &[0u8; 4096]);
+    let annotations = name.map_or(String::new(), |n| format!(r#","annotations":{{"io.containerd.image.name":"{n}"}}"#));
+    add("index.json", format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"sha256:feed","size":1{annotations}}}]}}"#).as_bytes());
+    tar.into_inner().unwrap()
+}
+
+/// The layout testbed/k8s/build.sh writes: bin/, cni/, images/; the runtime comes along
+/// when bin/containerd is there, and each image is known by its name and digest.
+#[tokio::test]
+async fn a_full_local_set_brings_runtime_cni_and_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sums = String::new();
+    let mut put = |rel: &str, data: &[u8]| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+        sums.push_str(&format!("{}  {rel}\n", sha256_hex(data)));
+    };
+    for name in BINARIES.iter().chain(RUNTIME_BINARIES.iter()) {
+        put(&format!("bin/{name}"), name.as_bytes());
+    }
+    for name in CNI_PLUGINS {
+        put(&format!("cni/{name}"), name.as_bytes());
+    }
+    let archive = oci_archive(Some("registry.k8s.io/pause:3.10.2"));
+    put("images/pause.tar", &archive);
+    std::fs::write(dir.path().join(SHA256SUMS), &sums).unwrap();
+    let got = resolve(&local(dir.path()), Path::new("."), "1.37.2", "amd64").await.unwrap();
+    assert!(runtime_from_artifacts(&got));
+    let find = |n: &str| got.iter().find(|a| a.name == n).unwrap();
+    assert_eq!(find("runc").install_path, "/usr/local/bin/runc");
+    assert_eq!(find("portmap").install_path, "/opt/cni/bin/portmap");
+    assert_eq!(find("kubelet").kind, Kind::Kubernetes);
+    let pause = find("pause.tar");
+    assert_eq!(pause.kind, Kind::Image(ImageRef { name: "registry.k8s.io/pause:3.10.2".into(), digest: "sha256:feed".into() }));
+    assert_eq!(pause.fetch, Fetch::Upload { path: dir.path().join("images/pause.tar"), len: archive.len() as u64 });
+
+    // A runtime set missing a piece is named; an archive naming no image is refused.
+    std::fs::write(dir.path().join(SHA256SUMS), sums.replace("  cni/portmap", "  cni/portmap-gone")).unwrap();
+    let err = resolve(&local(dir.path()), Path::new("."), "1.37.2", "amd64").await.unwrap_err();
+    assert!(err.to_string().contains("has no line for `cni/portmap`"), "{err}");
+    let nameless = oci_archive(None);
+    std::fs::write(dir.path().join("images/pause.tar"), &nameless).unwrap();
+    let sums = sums.lines().map(|l| if l.ends_with("images/pause.tar") { format!("{}  images/pause.tar", sha256_hex(&nameless)) } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+    std::fs::write(dir.path().join(SHA256SUMS), sums).unwrap();
+    let err = resolve(&local(dir.path()), Path::new("."), "1.37.2", "amd64").await.unwrap_err();
+    assert!(matches!(err, ArtifactError::BadImage { .. }) && err.to_string().contains("io.containerd.image.name"), "{err}");
 }

@@ -16,8 +16,9 @@ impl Remote for LocalShell {
         "local"
     }
 
-    async fn run(&self, script: &str, stdin: Vec<u8>) -> Result<Output, RemoteError> {
+    async fn run(&self, script: &str, stdin: crate::remote::Stdin) -> Result<Output, RemoteError> {
         use tokio::io::AsyncWriteExt;
+        let stdin = stdin.to_vec().await.map_err(|e| RemoteError::Transport { node: "local".into(), detail: e.to_string() })?;
         let mut child = tokio::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(script)

@@ -510,7 +510,7 @@ async fn run_streams_stdin_and_returns_status_and_output() {
         .collect();
     let want = format!("{:x}", sha2::Sha256::digest(&data));
     let out = node
-        .run("sha256sum | cut -d' ' -f1; id -u", data)
+        .run("sha256sum | cut -d' ' -f1; id -u", data.into())
         .await
         .unwrap();
     assert!(out.success(), "{out:?}");
@@ -518,7 +518,7 @@ async fn run_streams_stdin_and_returns_status_and_output() {
     assert!(out.stderr.is_empty());
 
     let out = node
-        .run("echo before; echo oops >&2; exit 3", vec![])
+        .run("echo before; echo oops >&2; exit 3", Default::default())
         .await
         .unwrap();
     assert_eq!(out.status, Some(3));
@@ -527,7 +527,7 @@ async fn run_streams_stdin_and_returns_status_and_output() {
 
     // 127 (a command not found) stays an exit status with its output.
     let out = node
-        .run("echo here; no-such-command-kos", vec![])
+        .run("echo here; no-such-command-kos", Default::default())
         .await
         .unwrap();
     assert_eq!(out.status, Some(127));
@@ -536,27 +536,27 @@ async fn run_streams_stdin_and_returns_status_and_output() {
 
     // The script reaches /bin/sh verbatim: quotes, backslashes, variables, lines.
     let script = "x='it'\"'\"'s'\nprintf '%s|%s|%s\\n' \"$x\" 'a \"b\" \\c' \"$0\"";
-    let out = node.run(script, vec![]).await.unwrap();
+    let out = node.run(script, Default::default()).await.unwrap();
     assert_eq!(out.stdout_text(), "it's|a \"b\" \\c|/bin/sh\n", "{out:?}");
 
     // A script that ignores its input is not an error.
-    let out = node.run("exit 0", vec![7; 1_000_000]).await.unwrap();
+    let out = node.run("exit 0", vec![7; 1_000_000].into()).await.unwrap();
     assert!(out.success());
 
     // Scripts up to the command-line limit run; longer ones are refused with the way out.
     let long = format!("# {}\necho long", "x".repeat(100_000));
     assert_eq!(
-        node.run(&long, vec![]).await.unwrap().stdout_text(),
+        node.run(&long, Default::default()).await.unwrap().stdout_text(),
         "long\n"
     );
-    let err = node.run(&"# x\n".repeat(60_000), vec![]).await.unwrap_err();
+    let err = node.run(&"# x\n".repeat(60_000), Default::default()).await.unwrap_err();
     assert!(
         err.to_string().contains("send large content on stdin"),
         "{err}"
     );
 
     // Several commands at once over the one connection.
-    let runs = (0..4).map(|i| node.run("read n; echo $((n * 2))", format!("{i}\n").into_bytes()));
+    let runs = (0..4).map(|i| node.run("read n; echo $((n * 2))", format!("{i}\n").into_bytes().into()));
     let outs = futures_util::future::join_all(runs).await;
     for (i, out) in outs.into_iter().enumerate() {
         assert_eq!(out.unwrap().stdout_text(), format!("{}\n", i * 2));
@@ -580,11 +580,11 @@ async fn run_through_sudo_passes_script_and_stdin() {
     // The login user here is root; force the path a `debian` user takes (root may sudo).
     node.sudo = true;
     let out = node
-        .run("echo \"$SUDO_USER:$(id -u)\"; wc -c", vec![b'x'; 300_000])
+        .run("echo \"$SUDO_USER:$(id -u)\"; wc -c", vec![b'x'; 300_000].into())
         .await
         .unwrap();
     assert_eq!(out.stdout_text(), "root:0\n300000\n", "{out:?}");
-    let out = node.run("echo no >&2; exit 4", vec![]).await.unwrap();
+    let out = node.run("echo no >&2; exit 4", Default::default()).await.unwrap();
     assert_eq!((out.status, out.stderr_text().as_str()), (Some(4), "no\n"));
     node.close().await;
 }
@@ -609,7 +609,7 @@ async fn connect_waits_for_sshd_to_come_up() {
         "took {took:?}"
     );
     assert_eq!(
-        node.run("echo up", vec![]).await.unwrap().stdout_text(),
+        node.run("echo up", Default::default()).await.unwrap().stdout_text(),
         "up\n"
     );
     node.close().await;
@@ -766,7 +766,7 @@ async fn nodes_are_reached_through_the_bastion() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     assert_eq!(
-        node.run("echo via-bastion", vec![])
+        node.run("echo via-bastion", Default::default())
             .await
             .unwrap()
             .stdout_text(),
@@ -841,10 +841,10 @@ async fn a_dropped_connection_is_a_transport_error() {
     let node = connected(&sshd, &target(None)).await;
     // Kill the sshd process serving this connection (the script's parent).
     let err = node
-        .run("kill -9 $PPID; sleep 20", vec![])
+        .run("kill -9 $PPID; sleep 20", Default::default())
         .await
         .unwrap_err();
     assert!(matches!(err, RemoteError::Transport { .. }), "{err:?}");
-    let err = node.run("true", vec![]).await.unwrap_err();
+    let err = node.run("true", Default::default()).await.unwrap_err();
     assert!(matches!(err, RemoteError::Transport { .. }), "{err:?}");
 }

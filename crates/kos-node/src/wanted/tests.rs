@@ -10,21 +10,41 @@ const SETTINGS: &str = include_str!("../../../../examples/settings.yaml");
 const OBSERVED: &str = include_str!("../../../../examples/observed.yaml");
 
 fn example(edit: impl FnOnce(String) -> String) -> (Settings, Vec<NodeWants>) {
+    example_with(edit, false)
+}
+
+fn artifact(name: &str, kind: Kind, install_path: &str) -> Artifact {
+    Artifact {
+        name: name.to_string(),
+        sha256: sha256_hex(name.as_bytes()),
+        fetch: Fetch::Upload { path: format!("/art/{name}").into(), len: name.len() as u64 },
+        install_path: install_path.to_string(),
+        kind,
+    }
+}
+
+/// The example's wants; with `full_set`, from an artifact set that also carries the
+/// runtime, the CNI plugins and an image (what testbed/k8s/build.sh writes).
+fn example_with(edit: impl FnOnce(String) -> String, full_set: bool) -> (Settings, Vec<NodeWants>) {
     let settings = Settings::parse(Path::new("examples/settings.yaml"), &edit(SETTINGS.to_string())).unwrap();
     let observed = Observed::parse(OBSERVED).unwrap();
     let plan = plan::plan(&settings, &observed).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pki = kos_pki::Pki::open(dir.path().join("pki"));
     pki.ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc()).unwrap();
-    let inputs = kos_render::Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: Path::new("/tmp/local") };
+    let env = kos_render::Environment { runtime_from_artifacts: full_set, ..Default::default() };
+    let inputs = kos_render::Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: Path::new("/tmp/local"), env: &env };
     let files = kos_render::render(&inputs, &pki).unwrap();
-    let bin = |name: &str| Artifact {
-        name: name.to_string(),
-        sha256: sha256_hex(name.as_bytes()),
-        fetch: Fetch::Upload(Arc::new(name.as_bytes().to_vec())),
-        install_path: format!("/usr/local/bin/{name}"),
-    };
-    let arts = vec![bin("kubelet"), bin("kube-proxy"), bin("kubectl")];
+    let bin = |name: &str| artifact(name, Kind::Kubernetes, &format!("/usr/local/bin/{name}"));
+    let mut arts = vec![bin("kubelet"), bin("kube-proxy"), bin("kubectl")];
+    if full_set {
+        for name in artifacts::RUNTIME_BINARIES {
+            arts.push(artifact(name, Kind::Runtime, &format!("/usr/local/bin/{name}")));
+        }
+        arts.push(artifact("bridge", Kind::Cni, "/opt/cni/bin/bridge"));
+        let pause = artifacts::ImageRef { name: "registry.k8s.io/pause:3.10.2".into(), digest: "sha256:abc".into() };
+        arts.push(artifact("pause.tar", Kind::Image(pause), "/var/lib/kos/images/pause.tar"));
+    }
     let wants = plan.nodes.iter().map(|n| node_wants(&settings, &n.name, n.role, &files, &arts)).collect();
     (settings, wants)
 }
@@ -80,4 +100,33 @@ fn a_fresh_worker_plan() {
     let lines: Vec<String> =
         diff(worker, &fresh, &phases).iter().flat_map(|(p, cs)| cs.iter().map(move |c| format!("{p}: {c}"))).collect();
     insta::assert_snapshot!(lines.join("\n"));
+}
+
+/// With the runtime in the artifact set: no distribution containerd, kos's own unit, the
+/// binaries in the runtime phase, and the image imported after containerd runs; a node
+/// that already holds the image's digest gets nothing.
+#[test]
+fn a_full_artifact_set_brings_the_runtime_and_the_images() {
+    let (_, wants) = example_with(|s| s, true);
+    let worker = wants.iter().find(|w| w.node == "worker-1").unwrap();
+    let rt = worker.phase(NodePhase::Runtime).unwrap();
+    assert!(!rt.packages.iter().any(|p| p == "containerd" || p == "runc" || p == "containernetworking-plugins"), "{:?}", rt.packages);
+    let files = paths(worker, NodePhase::Runtime);
+    for p in ["/usr/local/bin/containerd", "/usr/local/bin/runc", "/opt/cni/bin/bridge", "/etc/systemd/system/containerd.service"] {
+        assert!(files.contains(&p.to_string()), "{p} in {files:?}");
+    }
+    let containerd = rt.units.iter().find(|u| u.name == "containerd").unwrap();
+    assert!(triggers(&containerd.restart_on, "/usr/local/bin/containerd"));
+    let fresh = NodeState { os_id: "debian".into(), has_apt: true, machine: "x86_64".into(), ..Default::default() };
+    let changes = diff(worker, &fresh, &[NodePhase::Runtime]);
+    let lines: Vec<String> = changes[0].1.iter().map(|c| c.to_string()).collect();
+    assert_eq!(lines.last().unwrap(), "import image registry.k8s.io/pause:3.10.2 (missing)", "{lines:?}");
+    let restart = lines.iter().position(|l| l.starts_with("restart containerd")).unwrap();
+    assert!(restart < lines.len() - 1, "the import comes after containerd (re)starts: {lines:?}");
+    let mut has = fresh.clone();
+    has.images.insert("registry.k8s.io/pause:3.10.2".into(), "sha256:abc".into());
+    assert!(!diff(worker, &has, &[NodePhase::Runtime])[0].1.iter().any(|c| matches!(c, crate::changes::Change::ImportImage { .. })));
+    has.images.insert("registry.k8s.io/pause:3.10.2".into(), "sha256:old".into());
+    let again: Vec<String> = diff(worker, &has, &[NodePhase::Runtime])[0].1.iter().map(|c| c.to_string()).collect();
+    assert!(again.contains(&"import image registry.k8s.io/pause:3.10.2 (differs)".to_string()), "{again:?}");
 }

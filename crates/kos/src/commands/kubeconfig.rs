@@ -26,7 +26,7 @@ pub fn kubeconfig(args: &KubeconfigArgs, printer: Printer) -> Result<(), Command
             pki.dir().display()
         )));
     }
-    let inputs = Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: &state.dir };
+    let inputs = Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: &state.dir, env: &Default::default() };
     let files = kos_render::local::render_local(&inputs, &pki).map_err(|e| match e {
         e @ RenderError::AddressUnknown { .. } => CommandError::Invalid(e.to_string()),
         other => anyhow::Error::new(other).context("cannot render the admin kubeconfig").into(),

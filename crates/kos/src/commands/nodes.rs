@@ -15,7 +15,8 @@ use kos_node::provision::{self, Progress};
 use kos_node::remote::Remote as _;
 use kos_node::ssh::{SshConfig, SshNode, SshTarget};
 use kos_node::wanted::{node_wants, NodeWants};
-use kos_render::{Inputs, Target};
+use kos_render::{Environment, Inputs, NodeFacts, Target};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The cluster's node-side material, ready to provision.
@@ -30,14 +31,16 @@ pub struct Cluster {
     pub addons: Vec<(String, String)>,
 }
 
-/// PKI (created or completed), every file rendered, the operator's files written to
-/// `<state>/local/`, the artifacts resolved (only when `with_binaries`).
+/// PKI (created or completed), the artifacts resolved (only when `with_binaries`), every
+/// file rendered for what the nodes' probes saw (`facts`), the operator's files written to
+/// `<state>/local/`.
 pub async fn prepare(
     settings: &Settings,
     state: &State,
     plan: &ClusterPlan,
     tenant_cidr: Option<ipnet::Ipv4Net>,
     with_binaries: bool,
+    facts: &BTreeMap<String, NodeFacts>,
     printer: Printer,
 ) -> Result<Cluster, CommandError> {
     if let Some(node) = plan.nodes_without_address().first() {
@@ -50,15 +53,6 @@ pub async fn prepare(
         .ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc())
         .with_context(|| format!("cannot prepare the PKI in {}", pki.dir().display()))?;
     printer.detail(report.to_string());
-    let local_dir = state.local_dir();
-    let inputs = Inputs { settings, plan, tenant_cidr, local_dir: &local_dir };
-    let files = kos_render::render(&inputs, &pki).context("cannot render the cluster's files")?;
-    let local: Vec<_> = files.iter().filter(|f| f.target == Target::Local).cloned().collect();
-    kos_render::write_tree(&state.dir, &local).context("cannot write the operator's files")?;
-    let find = |path: &str| local.iter().find(|f| f.path == path).map(|f| f.contents.clone());
-    let admin_kubeconfig = find("admin.kubeconfig").context("the admin kubeconfig was not rendered")?;
-    let super_admin_kubeconfig = find("super-admin.kubeconfig").context("the super-admin kubeconfig was not rendered")?;
-    let addons = local.iter().filter(|f| f.path.starts_with("addons/")).map(|f| (f.path.clone(), f.contents.clone())).collect();
     let arts = if with_binaries {
         artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
             .await
@@ -66,9 +60,51 @@ pub async fn prepare(
     } else {
         Vec::new()
     };
+    let env = Environment { runtime_from_artifacts: artifacts::runtime_from_artifacts(&arts), nodes: facts.clone() };
+    let local_dir = state.local_dir();
+    let inputs = Inputs { settings, plan, tenant_cidr, local_dir: &local_dir, env: &env };
+    let files = kos_render::render(&inputs, &pki).context("cannot render the cluster's files")?;
+    let local: Vec<_> = files.iter().filter(|f| f.target == Target::Local).cloned().collect();
+    kos_render::write_tree(&state.dir, &local).context("cannot write the operator's files")?;
+    let find = |path: &str| local.iter().find(|f| f.path == path).map(|f| f.contents.clone());
+    let admin_kubeconfig = find("admin.kubeconfig").context("the admin kubeconfig was not rendered")?;
+    let super_admin_kubeconfig = find("super-admin.kubeconfig").context("the super-admin kubeconfig was not rendered")?;
+    let addons = local.iter().filter(|f| f.path.starts_with("addons/")).map(|f| (f.path.clone(), f.contents.clone())).collect();
     let env = kos_render::node::proxy_environment(&inputs).unwrap_or_default();
     let wants = plan.nodes.iter().map(|n| node_wants(settings, &n.name, n.role, &files, &arts).with_env(&env)).collect();
     Ok(Cluster { wants, admin_kubeconfig, super_admin_kubeconfig, addons })
+}
+
+/// What each reachable node's probe says about it (cgroup version, conntrack), which
+/// shapes its files; plus one line for the operator per fact that needs their attention.
+pub async fn facts_all(sessions: &[NodeSession]) -> (BTreeMap<String, NodeFacts>, Vec<String>) {
+    let empty = kos_node::wanted::NodeWants { node: String::new(), phases: Vec::new() };
+    let empty = &empty;
+    let seen: Vec<(String, Option<NodeFacts>)> = stream::iter(sessions.iter())
+        .filter_map(|s| async move {
+            match s {
+                NodeSession::Up(n) => Some(n),
+                NodeSession::Failed { .. } => None,
+            }
+        })
+        .map(|n| async move { (n.node().to_string(), provision::probe(n, empty).await.ok().map(|st| st.facts())) })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let facts: BTreeMap<String, NodeFacts> = seen.into_iter().filter_map(|(n, f)| Some((n, f?))).collect();
+    let mut notes = Vec::new();
+    let v1: Vec<&str> = facts.iter().filter(|(_, f)| f.cgroup_v1).map(|(n, _)| n.as_str()).collect();
+    if !v1.is_empty() {
+        notes.push(format!(
+            "warning: {} run cgroup v1: their kubelets get `failCgroupV1: false`; move the image to cgroup v2 (Kubernetes deprecated v1 in 1.35 and may remove it from 1.38)",
+            v1.join(", ")
+        ));
+    }
+    let fixed: Vec<&str> = facts.iter().filter(|(_, f)| f.conntrack_max_fixed).map(|(n, _)| n.as_str()).collect();
+    if !fixed.is_empty() {
+        notes.push(format!("note: {}: nf_conntrack_max cannot be set there; kube-proxy is told to leave it", fixed.join(", ")));
+    }
+    (facts, notes)
 }
 
 /// A node's SSH session, or why there is none.

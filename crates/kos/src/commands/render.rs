@@ -26,7 +26,7 @@ pub fn render(args: &RenderArgs, printer: Printer) -> Result<(), CommandError> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out).with_context(|| format!("cannot resolve {}", args.out.display()))?;
     let local_dir = out.join("local");
-    let inputs = Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: &local_dir };
+    let inputs = Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: &local_dir, env: &Default::default() };
     let files = kos_render::render(&inputs, &pki).context("cannot render the cluster's files")?;
     kos_render::write_tree(&out, &files).context("cannot write the rendered files")?;
 

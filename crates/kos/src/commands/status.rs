@@ -29,7 +29,7 @@ pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
             });
             let (ssh, kubelet) = match session {
                 Some(NodeSession::Up(x)) => {
-                    let out = x.run("systemctl is-active kubelet 2>/dev/null || true", Vec::new()).await;
+                    let out = x.run("systemctl is-active kubelet 2>/dev/null || true", Default::default()).await;
                     ("ok", out.map(|o| o.stdout_text().trim().to_string()).unwrap_or_else(|e| e.to_string()))
                 }
                 Some(NodeSession::Failed { .. }) => ("no", "?".to_string()),

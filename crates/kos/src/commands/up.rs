@@ -110,11 +110,16 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
         let mut failures: Vec<String> = Vec::new();
         if wants_nodes {
             let t = Instant::now();
-            let cluster = nodes::prepare(&settings, &state, &plan, Some(resolved.subnet.cidr), node_phases.contains(&NodePhase::Kubernetes), printer).await?;
-            timings.push(("render + artifacts".into(), t.elapsed().as_secs_f64()));
-            let t = Instant::now();
             let sessions = nodes::connect_all(&settings, &state, &plan, &have, Duration::from_secs(args.ssh_wait), printer).await?;
+            let (facts, notes) = nodes::facts_all(&sessions).await;
+            for n in notes {
+                printer.line(n);
+            }
             timings.push(("ssh".into(), t.elapsed().as_secs_f64()));
+            let t = Instant::now();
+            let with_artifacts = node_phases.contains(&NodePhase::Kubernetes) || node_phases.contains(&NodePhase::Runtime);
+            let cluster = nodes::prepare(&settings, &state, &plan, Some(resolved.subnet.cidr), with_artifacts, &facts, printer).await?;
+            timings.push(("render + artifacts".into(), t.elapsed().as_secs_f64()));
             for s in &sessions {
                 if let NodeSession::Failed { error, .. } = s {
                     failures.push(error.clone());

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""pack-image.py OUT.tar NAME [--entrypoint JSON] [--cmd JSON] [--user U] SRC:DEST[:MODE] ...
+
+Writes a one-layer container image as an OCI image layout in a tar archive, the form
+`ctr -n k8s.io images import` takes, with no registry and no docker: the layer holds each SRC
+file at DEST (plus /etc/passwd, /etc/group, /tmp), the image is named NAME through the
+`io.containerd.image.name` annotation (exactly the name kos's manifests use). Reproducible:
+sorted entries, mtime 0, uid/gid 0, so the same inputs give the same digest.
+"""
+import argparse, hashlib, io, json, os, tarfile
+
+PASSWD = b"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
+GROUP = b"root:x:0:\nnonroot:x:65532:\n"
+
+
+def add(tar, path, data=None, mode=0o644, kind=tarfile.REGTYPE, src=None):
+    info = tarfile.TarInfo(path)
+    info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode, info.type = 0, 0, 0, "", "", mode, kind
+    if kind == tarfile.DIRTYPE:
+        tar.addfile(info)
+    elif src is not None:
+        info.size = os.path.getsize(src)
+        with open(src, "rb") as f:
+            tar.addfile(info, f)
+    else:
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
+def blob(out, data):
+    digest = hashlib.sha256(data).hexdigest()
+    add(out, "blobs/sha256/" + digest, data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("name")
+    p.add_argument("--entrypoint", type=json.loads)
+    p.add_argument("--cmd", type=json.loads)
+    p.add_argument("--user")
+    p.add_argument("files", nargs="+")
+    a = p.parse_args()
+
+    files = {}
+    for spec in a.files:
+        src, dest, *mode = spec.split(":")
+        files[dest.lstrip("/")] = (src, int(mode[0], 8) if mode else 0o755)
+    dirs = {"etc", "tmp"}
+    for dest in files:
+        parts = dest.split("/")[:-1]
+        dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
+        entries = [(d, None) for d in dirs] + [(f, files[f]) for f in files] + [("etc/group", GROUP), ("etc/passwd", PASSWD)]
+        for path, what in sorted(entries, key=lambda e: e[0]):
+            if what is None:
+                add(t, path, mode=0o1777 if path == "tmp" else 0o755, kind=tarfile.DIRTYPE)
+            elif isinstance(what, bytes):
+                add(t, path, what)
+            else:
+                add(t, path, src=what[0], mode=what[1])
+    layer = layer.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
+    if a.entrypoint:
+        config["Entrypoint"] = a.entrypoint
+    if a.cmd:
+        config["Cmd"] = a.cmd
+    if a.user:
+        config["User"] = a.user
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": config,
+                      "rootfs": {"type": "layers", "diff_ids": [diff_id]}}, sort_keys=True).encode()
+    with tarfile.open(a.out + ".tmp", mode="w", format=tarfile.PAX_FORMAT) as out:
+        lay = blob(out, layer)
+        con = blob(out, cfg)
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **con),
+                               "layers": [dict(mediaType="application/vnd.oci.image.layer.v1.tar", **lay)]},
+                              sort_keys=True).encode()
+        man = blob(out, manifest)
+        tag = a.name.rsplit(":", 1)[1]
+        index = {"schemaVersion": 2, "manifests": [dict(
+            mediaType="application/vnd.oci.image.manifest.v1+json", **man,
+            annotations={"io.containerd.image.name": a.name, "org.opencontainers.image.ref.name": tag})]}
+        add(out, "index.json", json.dumps(index, sort_keys=True).encode())
+        add(out, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    os.replace(a.out + ".tmp", a.out)
+    print(f"{a.out}: {a.name} {man['digest']}")
+
+
+if __name__ == "__main__":
+    main()
