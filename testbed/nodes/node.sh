@@ -74,6 +74,24 @@ RemainAfterExit=yes
 ExecStart=/usr/local/sbin/tb-cgroup-rw
 EOT
   ln -sf ../tb-cgroup-rw.service "$u/etc/systemd/system/sysinit.target.wants/tb-cgroup-rw.service"
+  # `/` rshared, as a VM's systemd makes it (it skips that in a container) and kind does: mount
+  # propagation (HostToContainer/Bidirectional, CSI). nspawn 252 already marks the tree shared; this
+  # keeps it so, whatever nspawn does, before containerd and the kubelet start
+  cat >"$u/etc/systemd/system/tb-rshared.service" <<'EOT'
+[Unit]
+Description=testbed: / mounted rshared, as on a VM
+DefaultDependencies=no
+Before=sysinit.target
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/mount --make-rshared /
+EOT
+  ln -sf ../tb-rshared.service "$u/etc/systemd/system/sysinit.target.wants/tb-rshared.service"
+  # a machine-id of its own (the base's was made by debootstrap, so every node would share it), kept
+  # across reboots like a VM's disk; /var/lib/dbus/machine-id is the same id, as on a Debian install
+  tr -d '-' </proc/sys/kernel/random/uuid >"$u/etc/machine-id"; chmod 444 "$u/etc/machine-id"
+  mkdir -p "$u/var/lib/dbus"; ln -sf /etc/machine-id "$u/var/lib/dbus/machine-id"
   # the server's keypair, as cloud-init would install it, for root and the image's default user
   duid=$(awk -F: '$1=="debian"{print $3":"$4}' "$TB_CACHE/base/etc/passwd")
   for h in root home/debian; do install -m 600 "$keys" "$u/$h/.ssh/authorized_keys"; chmod 700 "$u/$h/.ssh"; done

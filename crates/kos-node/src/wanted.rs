@@ -217,9 +217,20 @@ fn packages(phase: NodePhase, runtime: RuntimeKind, runtime_from_artifacts: bool
     p.into_iter().map(str::to_string).collect()
 }
 
-/// The artifacts a node of `role` gets (kubectl only on masters).
-fn wants_artifact(name: &str, role: Role) -> bool {
-    name != "kubectl" || role == Role::Master
+/// The images only the control plane runs.
+const CONTROL_PLANE_IMAGES: [&str; 4] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"];
+
+/// The artifacts a node of `role` gets: kubectl and the control plane's images only on masters.
+fn wants_artifact(a: &Artifact, role: Role) -> bool {
+    let control_plane_only = match &a.kind {
+        Kind::Kubernetes => a.name == "kubectl",
+        Kind::Image(image) => {
+            let repo = image.name.rsplit_once(':').map_or(image.name.as_str(), |(r, _)| r);
+            CONTROL_PLANE_IMAGES.contains(&repo.rsplit('/').next().unwrap_or(repo))
+        }
+        Kind::Runtime | Kind::Cni => false,
+    };
+    !control_plane_only || role == Role::Master
 }
 
 /// Build one node's wants from its rendered files and the cluster's artifacts.
@@ -237,7 +248,7 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
         let i = slot(&mut phases, phase_of(&file.path, runtime));
         phases[i].1.files.push(WantedFile::from_bytes(&file.path, file.mode, file.contents.clone().into_bytes()));
     }
-    for a in artifacts.iter().filter(|a| wants_artifact(&a.name, role)) {
+    for a in artifacts.iter().filter(|a| wants_artifact(a, role)) {
         let content = match &a.fetch {
             Fetch::Upload { path, len } => Content::File { path: path.clone(), len: *len },
             Fetch::Download { url } => Content::Download { url: url.clone() },
