@@ -50,6 +50,8 @@ pub struct NodeState {
     /// `net.netfilter.nf_conntrack_max` exists and cannot be written here (read-only in a
     /// network namespace or a container); absent (module not loaded yet) is not fixed.
     pub conntrack_max_fixed: bool,
+    /// The probe's root shell lacks CAP_SYS_RESOURCE.
+    pub no_sys_resource: bool,
     /// Actions an interrupted run left undone (markers in [`PENDING_DIR`]): `daemon-reload`,
     /// `sysctl`, `modules`, `unit-<name>`.
     pub pending: Vec<String>,
@@ -58,7 +60,7 @@ pub struct NodeState {
 impl NodeState {
     /// What shapes the files this node gets.
     pub fn facts(&self) -> kos_render::NodeFacts {
-        kos_render::NodeFacts { cgroup_v1: !self.cgroup_fs.is_empty() && self.cgroup_fs != "cgroup2fs", conntrack_max_fixed: self.conntrack_max_fixed }
+        kos_render::NodeFacts { cgroup_v1: !self.cgroup_fs.is_empty() && self.cgroup_fs != "cgroup2fs", conntrack_max_fixed: self.conntrack_max_fixed, oom_score_restricted: self.no_sys_resource }
     }
 
     pub fn unit(&self, name: &str) -> UnitState {
@@ -87,6 +89,7 @@ pub fn script(wants: &NodeWants) -> String {
          printf 'swaps\\t%s\\n' \"$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)\"\n\
          printf 'cgroup\\t%s\\n' \"$(stat -fc %T /sys/fs/cgroup 2>/dev/null)\"\n\
          f=/proc/sys/net/netfilter/nf_conntrack_max\n\
+         c=$(awk '/^CapEff/ { print $2 }' /proc/self/status); [ -n \"$c\" ] && [ $(( 0x$c >> 24 & 1 )) = 0 ] && printf 'caps\\tno-sys-resource\\n'\n\
          if [ -e $f ]; then case $(stat -c %a $f) in 6??) [ -w $f ] || printf 'conntrack\\tfixed\\n';; *) printf 'conntrack\\tfixed\\n';; esac; fi\n",
     );
     if !wants.all_images().is_empty() {
@@ -133,6 +136,7 @@ pub fn parse(out: &str) -> Result<NodeState, String> {
             ["apt"] => st.has_apt = true,
             ["cgroup", fs] => st.cgroup_fs = fs.to_string(),
             ["conntrack", "fixed"] => st.conntrack_max_fixed = true,
+            ["caps", "no-sys-resource"] => st.no_sys_resource = true,
             ["image", name, digest] => {
                 st.images.insert(name.to_string(), digest.to_string());
             }

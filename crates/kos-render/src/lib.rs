@@ -82,6 +82,9 @@ pub struct NodeFacts {
     /// `net.netfilter.nf_conntrack_max` cannot be set on the node (a container-like node,
     /// or a network namespace): kube-proxy must not try.
     pub conntrack_max_fixed: bool,
+    /// Root on the node lacks CAP_SYS_RESOURCE (a container, not a VM), so no OOM score can
+    /// go below its parent's: containerd is told to clamp pods' scores instead of failing.
+    pub oom_score_restricted: bool,
 }
 
 /// Rendering failed.

@@ -110,14 +110,19 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
     let sandbox_image = pause_image(inputs);
     if inputs.env.runtime_from_artifacts {
         // containerd 2.x from the artifact set: its own config format, its own unit.
-        let ctx = minijinja::context! { node => &node.name, sandbox_image, cni_bin_dir => CNI_BIN_DIR };
+        let restrict_oom = inputs.env.facts(&node.name).oom_score_restricted;
+        let ctx = minijinja::context! { node => &node.name, sandbox_image, cni_bin_dir => CNI_BIN_DIR, restrict_oom };
         out.add(paths::CONTAINERD_CONFIG, PUBLIC, template("containerd.toml", CONTAINERD_V3_CONFIG, ctx)?);
         out.add(paths::CONTAINERD_UNIT, PUBLIC, template("containerd.service", CONTAINERD_UNIT, minijinja::context! { node => &node.name })?);
     } else {
         out.add(
             paths::CONTAINERD_CONFIG,
             PUBLIC,
-            template("containerd.toml", CONTAINERD_CONFIG, minijinja::context! { node => &node.name, sandbox_image })?,
+            template(
+                "containerd.toml",
+                CONTAINERD_CONFIG,
+                minijinja::context! { node => &node.name, sandbox_image, restrict_oom => inputs.env.facts(&node.name).oom_score_restricted },
+            )?,
         );
     }
     let docker = inputs.settings.runtime.kind == RuntimeKind::Docker;

@@ -109,6 +109,9 @@ pub struct UpArgs {
     /// Seconds to wait for the API server before applying the add-ons.
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     pub api_wait: u64,
+    /// Seconds to wait, after the add-ons, for every node, the control plane and CoreDNS to be Ready.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub ready_wait: u64,
     /// Nodes provisioned at the same time.
     #[arg(long, default_value_t = 10)]
     pub parallel: usize,

@@ -7,6 +7,7 @@ mod addons;
 mod cli;
 mod commands;
 mod env_vars;
+mod health;
 mod kubeconfig;
 mod printer;
 

@@ -104,6 +104,10 @@ pub async fn facts_all(sessions: &[NodeSession]) -> (BTreeMap<String, NodeFacts>
     if !fixed.is_empty() {
         notes.push(format!("note: {}: nf_conntrack_max cannot be set there; kube-proxy is told to leave it", fixed.join(", ")));
     }
+    let oom: Vec<&str> = facts.iter().filter(|(_, f)| f.oom_score_restricted).map(|(n, _)| n.as_str()).collect();
+    if !oom.is_empty() {
+        notes.push(format!("note: {}: root lacks CAP_SYS_RESOURCE (a container, not a VM); containerd clamps pods' OOM scores to its own", oom.join(", ")));
+    }
     (facts, notes)
 }
 

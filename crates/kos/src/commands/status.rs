@@ -56,7 +56,7 @@ pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
         nodes::close_all(sessions).await;
         let admin = state.local_dir().join("admin.kubeconfig");
         match std::fs::read_to_string(&admin) {
-            Ok(kubeconfig) => match node_view(&kubeconfig, Duration::from_secs(5)).await {
+            Ok(kubeconfig) => match api_view(&kubeconfig, &plan, settings.addons.dns.is_some()).await {
                 Ok(lines) => {
                     printer.data("API server's view:");
                     for l in lines {
@@ -71,23 +71,10 @@ pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
     })
 }
 
-/// The API server's nodes with their Ready condition and kubelet version.
-async fn node_view(kubeconfig: &str, wait: Duration) -> Result<Vec<String>, String> {
-    use k8s_openapi::api::core::v1::Node;
-    let client = crate::addons::wait_for_api(kubeconfig, wait).await.map_err(|e| e.to_string())?;
-    let nodes = kube::Api::<Node>::all(client).list(&Default::default()).await.map_err(|e| format!("cannot list nodes: {e}"))?;
-    Ok(nodes
-        .items
-        .iter()
-        .map(|n| {
-            let name = n.metadata.name.clone().unwrap_or_default();
-            let status = n.status.as_ref();
-            let ready = status
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                .map_or("Unknown".to_string(), |c| if c.status == "True" { "Ready".into() } else { "NotReady".into() });
-            let version = status.and_then(|s| s.node_info.as_ref()).map_or(String::new(), |i| i.kubelet_version.clone());
-            format!("{name:<14} {ready:<9} {version}")
-        })
-        .collect())
+/// The API server's view: every node (Ready, kubelet version), every control-plane pod,
+/// CoreDNS.
+async fn api_view(kubeconfig: &str, plan: &kos_core::plan::ClusterPlan, with_dns: bool) -> Result<Vec<String>, String> {
+    let client = crate::addons::wait_for_api(kubeconfig, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+    let items = crate::health::look(&client, plan, with_dns).await?;
+    Ok(items.iter().map(|i| format!("{} {i}", if i.ready { "ok  " } else { "WAIT" })).collect())
 }

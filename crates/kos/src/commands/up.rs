@@ -169,6 +169,23 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
                 }
                 changed += applied.iter().filter(|a| a.outcome != crate::addons::Outcome::Unchanged).count();
                 timings.push(("addons".into(), t.elapsed().as_secs_f64()));
+                // Done means working: every node Ready, the control plane and CoreDNS Ready.
+                let t = Instant::now();
+                let with_dns = settings.addons.dns.is_some();
+                let items = crate::health::wait_ready(&client, &plan, with_dns, Duration::from_secs(args.ready_wait), |missing| {
+                    printer.detail(format!("ready: waiting for {}", missing.iter().map(|i| format!("{} ({})", i.what, i.detail)).collect::<Vec<_>>().join(", ")));
+                })
+                .await
+                .map_err(|e| CommandError::Failed(anyhow::anyhow!("{e}; run `kos up` again once it is fixed (`kos status` shows the cluster)")))?;
+                let nodes = items.iter().filter(|i| i.what.starts_with("node ")).count();
+                let versions: std::collections::BTreeSet<&str> =
+                    items.iter().filter(|i| i.what.starts_with("node ")).filter_map(|i| i.detail.strip_prefix("Ready ")).collect();
+                printer.line(format!(
+                    "ready: {nodes} node(s) Ready ({}), control plane{} Ready",
+                    versions.into_iter().collect::<Vec<_>>().join(", "),
+                    if with_dns { " and CoreDNS" } else { "" }
+                ));
+                timings.push(("ready".into(), t.elapsed().as_secs_f64()));
             }
             if phases.contains(&Phase::Verify) {
                 let t = Instant::now();
