@@ -28,6 +28,12 @@ if [ "${KOS_TESTBED:-1}" = 1 ]; then
   say "test bed packages and node base"
   testbed/cloud/install.sh
   testbed/nodes/install.sh
+  # The real Kubernetes components, from their Go modules (cached by version: minutes cold,
+  # seconds warm); the end-to-end tests hand this folder to kos as its air-gapped artifact set.
+  say "artifact set (testbed/k8s/build.sh)"
+  KOS_TEST_ARTIFACTS=$(testbed/k8s/build.sh | tail -n1)
+  [ -f "$KOS_TEST_ARTIFACTS/SHA256SUMS" ] || { echo "testbed/k8s/build.sh did not name its artifact folder" >&2; exit 1; }
+  export KOS_TEST_ARTIFACTS
   say "running all tests with the test bed up"
   CARGO_NET_OFFLINE=true testbed/with-testbed.sh cargo nextest run --workspace --profile ci "$@"
 else

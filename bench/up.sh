@@ -3,11 +3,14 @@
 #
 #   testbed/with-testbed.sh bench/up.sh [N ...]     (default N: 1 3 10)
 #
-# For each N: 1 master (with a floating IP) + N-1 workers; `kos up -v` of every phase but `addons`
-# (no kube-apiserver exists on this machine: kubelet and kube-proxy are the test stand-in of
-# testbed/artifacts/build.sh), then the no-op re-run, then `kos destroy`. Printed: wall time of
-# both runs, kos's API calls, kos's peak RSS (GNU time's "Maximum resident set size"), and the
-# first run's time per phase (kos's own `time:` lines). Mind the test cloud's quota (25 instances).
+# For each N: 1 master (with a floating IP) + N-1 workers; `kos up -v` of every phase, with the
+# real artifact set of testbed/k8s/build.sh (Kubernetes, etcd, CoreDNS, containerd, runc, CNI,
+# images), until every node, the control plane and CoreDNS are Ready; then the no-op re-run,
+# then `kos destroy`. Printed: the artifact set's cold and warm build times, wall time of both
+# runs, kos's API calls, kos's peak RSS (GNU time's "Maximum resident set size"), and the first
+# run's time per phase (kos's own `time:` lines). Mind the test cloud's quota (25 instances).
+# Build the artifact set before the test bed (the deployer namespace has no internet):
+#   testbed/k8s/build.sh && testbed/with-testbed.sh bench/up.sh
 # Env: KOS (default: target/release/kos, built with cargo when KOS is not set), KEEP=1 keeps the
 # work folder (settings, logs, state).
 set -euo pipefail
@@ -27,7 +30,10 @@ cleanup() {
   [ "${KEEP:-}" = 1 ] && echo "work folder kept: $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
-CARGO_NET_OFFLINE=true "$ROOT/testbed/artifacts/build.sh" "$WORK/artifacts" 2>/dev/null
+ARTIFACTS=$("$ROOT/testbed/k8s/build.sh" 2>"$WORK/build.log" | tail -n1) || { cat "$WORK/build.log" >&2; exit 1; }
+CACHE=$(dirname "$ARTIFACTS")
+cold=0; for f in "$CACHE"/*/.build-seconds; do cold=$(( cold + $(cat "$f") )); done
+echo "artifact set $ARTIFACTS ($(du -sh "$ARTIFACTS" | cut -f1)): cold build $cold s (sum of each component's first build), warm $(sed -n 's/.*this run: \([0-9]*\) s.*/\1/p' "$WORK/build.log") s"
 export HOME=$WORK/home KUBECONFIG=$WORK/home/kubeconfig   # never the user's ~/.kube/config
 mkdir -p "$HOME"
 
@@ -39,7 +45,7 @@ settings() { # settings N CLUSTER -> path
     echo "cloud: {image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}"
     echo "ssh: {user: debian, private_key: $TC_HOME/demo-key.pem}"
     echo "networking: {pod_cidr: 10.58.0.0/16}"
-    echo "artifacts: {source: local, dir: $WORK/artifacts}"
+    echo "artifacts: {source: local, dir: $ARTIFACTS}"
     echo "nodes:"
     echo "  - {name: m1, role: master, floating_ip: true}"
     for i in $(seq 2 "$1"); do echo "  - {name: w$i, role: worker}"; done
@@ -51,7 +57,7 @@ settings() { # settings N CLUSTER -> path
 run() {
   local t0 t1
   t0=$(date +%s.%N)
-  if ! "$TIME" -v -o "$1.time" "$KOS" up -v --only check,instances,runtime,kubernetes,network,verify -f "$2" >"$1" 2>&1; then
+  if ! "$TIME" -v -o "$1.time" "$KOS" up -v -f "$2" >"$1" 2>&1; then
     echo "kos up failed (log $1):" >&2; grep -E 'FAILED|error' "$1" | tail -5 >&2; return 1
   fi
   t1=$(date +%s.%N)
@@ -65,8 +71,8 @@ phase() { # phase LOG NAME: seconds of kos's `time: NAME: X s` line
 }
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s\n" \
-  N "up (s)" "no-op" calls "RSS MiB" "no-op" check instances routes "render" ssh "on nodes" verify
+printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s %6s %6s\n" \
+  N "up (s)" "no-op" calls "RSS MiB" "no-op" check instances routes "render" ssh "on nodes" addons ready verify
 [ $# -gt 0 ] || set -- 1 3 10
 for n in "$@"; do
   name=bu$n
@@ -77,9 +83,9 @@ for n in "$@"; do
   read -r noop noop_rss _ < <(run "$WORK/$name/noop.log" "$s") || noop=failed
   grep -q '^up to date: 0 changes' "$WORK/$name/noop.log" || echo "warning: the re-run of N=$n changed something (log $WORK/$name/noop.log)" >&2
   l=$WORK/$name/up.log
-  printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s\n" "$n" "$up" "$noop" "$calls" "$rss" "${noop_rss:-}" \
+  printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s %6s %6s\n" "$n" "$up" "$noop" "$calls" "$rss" "${noop_rss:-}" \
     "$(phase "$l" check)" "$(phase "$l" instances)" "$(phase "$l" 'network (routes)')" "$(phase "$l" 'render + artifacts')" \
-    "$(phase "$l" ssh)" "$(phase "$l" 'runtime + kubernetes + network')" "$(phase "$l" verify)"
+    "$(phase "$l" ssh)" "$(phase "$l" 'runtime + kubernetes + network')" "$(phase "$l" addons)" "$(phase "$l" ready)" "$(phase "$l" verify)"
   "$KOS" destroy --yes -q -f "$s" >/dev/null
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -11,7 +11,7 @@
 #   OUT_DIR/SHA256SUMS every file above, as kos requires
 #
 # Nothing upstream is committed: only these pins, the wrapper generator below, and pause.c (ours).
-# Cached by version on the machine: each component's output lives in $KOS_K8S_CACHE/<component>-<version>/
+# Logs go to stderr; stdout gets one line, the artifact folder. Cached by version on the machine: each component's output lives in $KOS_K8S_CACHE/<component>-<version>/
 # and is reused; Go's module and build caches make a rebuild after a bump incremental. A cold build of
 # everything takes tens of minutes on 2 cores; a warm one seconds. Prints each component's time.
 #
@@ -148,6 +148,7 @@ need_host() {
   dpkg -s libseccomp-dev >/dev/null 2>&1 || missing+=(libseccomp-dev)
   dpkg -s pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
   dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
+  dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   if ((${#missing[@]})); then log "apt-get install ${missing[*]}"; DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; fi
 }
 
@@ -183,10 +184,14 @@ else
   img pause "$R/pause:$PAUSE" --entrypoint '["/pause"]' --user 65535:65535 "$P/pause:/pause"
   img coredns "$R/coredns/coredns:v$COREDNS" --entrypoint '["/coredns"]' --user 65532:65532 \
     "$CACHE/coredns-v$COREDNS/coredns:/coredns"
+  # A workload image for the tests (and the name the e2e suite expects): the host's busybox-static.
+  bb=$(command -v busybox)
+  img busybox "$R/e2e-test-images/busybox:1.36.1-1" --cmd '["sh"]' "$bb:/bin/busybox" \
+    $(for a in $("$bb" --list); do [[ $a == busybox ]] || echo "@/bin/$a=busybox"; done)
   (cd "$OUT.tmp" && find bin cni images -type f | sort | xargs sha256sum >SHA256SUMS)
   cat >"$OUT.tmp/README" <<README
 Air-gapped artifact set for kos (artifacts.source: local), built by testbed/k8s/build.sh from the Go
-module proxy: Kubernetes v$KUBERNETES, etcd v$ETCD, CoreDNS v$COREDNS, containerd v$CONTAINERD, runc v$RUNC,
+module proxy (busybox: Debian's busybox-static, a workload image for the tests): Kubernetes v$KUBERNETES, etcd v$ETCD, CoreDNS v$COREDNS, containerd v$CONTAINERD, runc v$RUNC,
 CNI plugins v$CNI_PLUGINS, crictl v$CRI_TOOLS, pause (testbed/k8s/pause.c). Every file is listed in SHA256SUMS.
 README
   echo "$stamp" >"$OUT.tmp/.stamp"
@@ -195,3 +200,4 @@ README
 fi
 total=0; for f in "$CACHE"/*/.build-seconds; do total=$(( total + $(cat "$f") )); done
 log "build time of the components when each was built cold: $total s; this run: $(( $(date +%s) - T0 )) s"
+echo "$OUT"   # the one line on stdout: the artifact folder

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""pack-image.py OUT.tar NAME [--entrypoint JSON] [--cmd JSON] [--user U] SRC:DEST[:MODE] ...
+"""pack-image.py OUT.tar NAME [--entrypoint JSON] [--cmd JSON] [--user U] SRC:DEST[:MODE] | @DEST=TARGET ...
 
 Writes a one-layer container image as an OCI image layout in a tar archive, the form
 `ctr -n k8s.io images import` takes, with no registry and no docker: the layer holds each SRC
-file at DEST (plus /etc/passwd, /etc/group, /tmp), the image is named NAME through the
+file at DEST and each @DEST=TARGET as a symbolic link (plus /etc/passwd, /etc/group, /tmp), the image is named NAME through the
 `io.containerd.image.name` annotation (exactly the name kos's manifests use). Reproducible:
 sorted entries, mtime 0, uid/gid 0, so the same inputs give the same digest.
 """
@@ -43,19 +43,28 @@ def main():
     p.add_argument("files", nargs="+")
     a = p.parse_args()
 
-    files = {}
+    files, links = {}, {}
     for spec in a.files:
+        if spec.startswith("@"):
+            dest, target = spec[1:].split("=", 1)
+            links[dest.lstrip("/")] = target
+            continue
         src, dest, *mode = spec.split(":")
         files[dest.lstrip("/")] = (src, int(mode[0], 8) if mode else 0o755)
     dirs = {"etc", "tmp"}
-    for dest in files:
+    for dest in list(files) + list(links):
         parts = dest.split("/")[:-1]
         dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
         entries = [(d, None) for d in dirs] + [(f, files[f]) for f in files] + [("etc/group", GROUP), ("etc/passwd", PASSWD)]
+        entries += [(l, ("link", links[l])) for l in links]
         for path, what in sorted(entries, key=lambda e: e[0]):
-            if what is None:
+            if isinstance(what, tuple) and what[0] == "link":
+                info = tarfile.TarInfo(path)
+                info.type, info.linkname, info.mtime, info.mode = tarfile.SYMTYPE, what[1], 0, 0o777
+                t.addfile(info)
+            elif what is None:
                 add(t, path, mode=0o1777 if path == "tmp" else 0o755, kind=tarfile.DIRTYPE)
             elif isinstance(what, bytes):
                 add(t, path, what)

@@ -44,6 +44,11 @@ impl Rendered {
 
 /// Render the example cluster (optionally with the settings text changed by `edit`).
 pub fn render_example(edit: impl FnOnce(String) -> String) -> Rendered {
+    render_example_in(edit, &crate::Environment::default())
+}
+
+/// [`render_example`] for what kos learned of the nodes and the artifact set.
+pub fn render_example_in(edit: impl FnOnce(String) -> String, env: &crate::Environment) -> Rendered {
     let text = edit(SETTINGS.to_string());
     let settings = Settings::parse(Path::new("examples/settings.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
     let observed = Observed::parse(OBSERVED).unwrap_or_else(|e| panic!("{e}"));
@@ -56,7 +61,7 @@ pub fn render_example(edit: impl FnOnce(String) -> String) -> Rendered {
         plan: &plan,
         tenant_cidr: observed.tenant_cidr,
         local_dir: Path::new("/home/operator/.kos/demo/local"),
-        env: &Default::default(),
+        env,
     };
     let files = crate::render(&inputs, &pki).unwrap_or_else(|e| panic!("{e}"));
     Rendered { plan, files, pki_dir }

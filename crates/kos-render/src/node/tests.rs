@@ -1,6 +1,6 @@
 use super::*;
 use crate::Target;
-use crate::fixture::{Rendered, render_example, snapshot_settings};
+use crate::fixture::{Rendered, render_example, render_example_in, snapshot_settings};
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -477,4 +477,26 @@ fn no_two_files_share_a_path_on_a_node() {
         unique.dedup();
         assert_eq!(paths, unique, "{}", node.name);
     }
+}
+
+/// The runtime from the artifact set on container-like nodes (what the test bed's probe sees):
+/// containerd 2.x's own config and unit, OOM scores clamped; the kubelet told to accept
+/// cgroup v1; kube-proxy told to leave nf_conntrack_max. A node not probed keeps the defaults.
+#[test]
+fn snapshots_artifact_runtime_on_a_container_like_node() {
+    let facts = crate::NodeFacts { cgroup_v1: true, conntrack_max_fixed: true, oom_score_restricted: true };
+    let env = crate::Environment { runtime_from_artifacts: true, nodes: [("worker-1".to_string(), facts)].into() };
+    let r = render_example_in(|s| s, &env);
+    snapshot_nodes("artifact_runtime", &r, &["worker-1"]);
+    let kubelet = yaml(r.node_file("worker-1", paths::KUBELET_CONFIG));
+    assert_eq!(kubelet["failCgroupV1"], false);
+    let proxy = yaml(r.node_file("worker-1", paths::KUBE_PROXY_CONFIG));
+    assert_eq!(proxy["conntrack"]["maxPerCore"], 0);
+    assert!(r.node_file("worker-1", paths::CONTAINERD_CONFIG).contents.contains("restrict_oom_score_adj = true"));
+    assert!(r.node_file("worker-1", paths::CONTAINERD_UNIT).contents.contains("ExecStart=/usr/local/bin/containerd"));
+    // worker-2 was not probed: a current VM.
+    let other = yaml(r.node_file("worker-2", paths::KUBELET_CONFIG));
+    assert!(other.get("failCgroupV1").is_none(), "{other}");
+    assert!(yaml(r.node_file("worker-2", paths::KUBE_PROXY_CONFIG)).get("conntrack").is_none());
+    assert!(!r.node_file("worker-2", paths::CONTAINERD_CONFIG).contents.contains("restrict_oom_score_adj"));
 }

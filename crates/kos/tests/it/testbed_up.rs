@@ -1,18 +1,14 @@
 //! `kos up` end to end on the test bed (`testbed/with-testbed.sh`): the test cloud's servers
 //! become real Debian nodes (systemd, sshd, apt from an offline repo), and kos provisions them
 //! over SSH exactly as it would on a real cloud. Each test builds its own cluster, looks at
-//! the nodes with its own eyes (through the ssh_config kos writes, as a user would), and
-//! destroys the cluster at the end, also when it fails (a drop guard).
+//! it with its own eyes (through the ssh_config kos writes and a real kubectl, as a user
+//! would), and destroys it at the end, also when it fails (a drop guard).
 //!
-//! The binaries come from `artifacts: {source: local}` (`testbed/artifacts/build.sh`):
-//! kubelet and kube-proxy are a TEST STAND-IN (`crates/kos-test-standin`) that checks the
-//! flags and files kos renders and reports what it checked; kubectl is the real one. No
-//! kube-apiserver exists on this machine, so the cluster's API never answers: the tests run
-//! every phase but `addons`, and check that `addons` fails in bounds with a message that
-//! says what to do. What they prove instead, with real programs: containerd runs containers
-//! on the rendered CNI config with routed pod IPs, etcd runs from the rendered static pod with
-//! TLS, docker's TLS API answers the operator's `<node>.env`, a reboot brings everything back,
-//! and a `kos up` killed at any point converges when run again.
+//! Everything is real: the artifact set (`artifacts: {source: local}`) is the one
+//! `testbed/k8s/build.sh` builds from the upstream Go modules — kube-apiserver,
+//! controller-manager, scheduler, kubelet, kube-proxy, kubectl 1.37.2, etcd, CoreDNS,
+//! containerd 2.3, runc, the CNI plugins, their images — and kos installs it air-gapped.
+//! One cluster per scenario, many checks on each.
 
 use crate::support;
 use crate::testbed_cloud::{openstack, openstack_ok};
@@ -26,15 +22,29 @@ use std::time::{Duration, Instant};
 
 const HOW_TO_START: &str = "TB_PREFIX=kose testbed/with-testbed.sh cargo nextest run -p kos --test it testbed_up";
 
-/// Every phase of `kos up` but `addons`, which needs the API server this machine cannot run.
+/// Every phase of `kos up` but `addons` (the scenarios that do not need the API).
 const CLUSTER_PHASES: &str = "check,instances,runtime,kubernetes,network,verify";
+
+/// The workload image of the artifact set (the host's busybox-static, built by testbed/k8s/build.sh).
+const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1";
+
+/// The artifact folder testbed/k8s/build.sh wrote (test.sh passes it; by hand: its default).
+fn artifact_set() -> PathBuf {
+    let dir = std::env::var_os("KOS_TEST_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| {
+        let pins = std::fs::read_to_string(support::repo_root().join("testbed/k8s/versions.env")).expect("testbed/k8s/versions.env");
+        let version = pins.lines().find_map(|l| l.strip_prefix("KUBERNETES=")).expect("KUBERNETES= in versions.env");
+        PathBuf::from(format!("/var/tmp/kos-k8s/artifacts-v{version}"))
+    });
+    assert!(
+        dir.join("SHA256SUMS").exists(),
+        "no artifact set at {}: run testbed/k8s/build.sh (test.sh does) before the test bed starts",
+        dir.display()
+    );
+    dir
+}
 
 /// The units kos runs on every node of a containerd cluster.
 const UNITS: [&str; 4] = ["containerd", "kubelet", "kube-proxy", "kos-pod-network"];
-
-/// The image the container checks run: the node's own socat and dash (with their libraries),
-/// packed as an OCI image on the node and imported into containerd's Kubernetes namespace.
-const PROBE_IMAGE: &str = "docker.io/kos-test/probe:1";
 
 fn nodes_are_up() -> bool {
     support::testbed("KOS_TEST_NODES", HOW_TO_START)
@@ -140,18 +150,11 @@ struct Cluster {
 
 impl Cluster {
     /// Writes `settings.yaml` for these nodes (first one: master) on the seeded test cloud,
-    /// with the stand-in artifacts built into the cluster's folder.
+    /// with the real artifact set.
     fn new(prefix: &str, nodes: &[NodeSpec], pod_cidr: &str, runtime: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let name = format!("{prefix}{}", std::process::id());
-        let artifacts = dir.path().join("artifacts");
-        let build = Command::new(support::repo_root().join("testbed/artifacts/build.sh"))
-            .arg(&artifacts)
-            // Inside the sandbox nothing but the cargo cache is reachable.
-            .env("CARGO_NET_OFFLINE", "true")
-            .output()
-            .expect("testbed/artifacts/build.sh runs");
-        assert!(build.status.success(), "testbed/artifacts/build.sh failed:\n{}", text(&build.stderr));
+        let artifacts = artifact_set();
         let key = Path::new(&env("TC_HOME")).join("demo-key.pem");
         assert!(key.exists(), "the seeded keypair's private key {} is missing", key.display());
         let mut settings = format!(
@@ -220,6 +223,26 @@ impl Cluster {
     /// `kos up` of every phase but `addons`.
     fn up(&self) -> Run {
         self.kos_ok(&["up", "-v", "--only", CLUSTER_PHASES])
+    }
+
+    /// The real kubectl of the artifact set, through the context kos merged into $KUBECONFIG.
+    fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(artifact_set().join("bin/kubectl"));
+        cmd.env("KUBECONFIG", self.kubeconfig()).arg("--context").arg(format!("kos-{}", self.name)).args(args);
+        support::run(&mut cmd)
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
+        out
+    }
+
+    fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.kubectl_ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {args:?}: not JSON ({e}): {out}"))
     }
 
     /// Runs `script` as root on `node` (`ssh -F <state>/ssh/config <cluster>-<node> sudo bash`,
@@ -396,7 +419,7 @@ impl Drop for Child {
 }
 
 /// One node's state as `key\tvalue` lines: file modes and owners, units, cbr0, the NAT jump,
-/// ip_forward, static pod manifests, the stand-in's reports.
+/// ip_forward, static pod manifests, the kubelet's and containerd's versions.
 fn facts(c: &Cluster, node: &str, files: &[&str]) -> BTreeMap<String, String> {
     let mut script = String::from("f() { printf '%s\\t%s\\n' \"$1\" \"$2\"; }\n");
     for p in files {
@@ -410,7 +433,8 @@ fn facts(c: &Cluster, node: &str, files: &[&str]) -> BTreeMap<String, String> {
                f forward \"$(cat /proc/sys/net/ipv4/ip_forward)\"\n\
                f manifests \"$(ls /etc/kubernetes/manifests 2>/dev/null | tr '\\n' ' ')\"\n\
                f eth0 \"$(ip -4 -o addr show dev eth0 | awk '{print $4}')\"\n\
-               for b in kubelet kube-proxy; do f \"standin $b\" \"$(tr -d '\\n' </run/kos-test-standin/$b.json 2>/dev/null)\"; done\n";
+               f kubelet \"$(/usr/local/bin/kubelet --version)\"\n\
+               f runtime \"$(/usr/local/bin/containerd --version | awk '{print $3}')\"\n";
     c.root_ok(node, &script)
         .lines()
         .filter_map(|l| l.split_once('\t'))
@@ -444,8 +468,8 @@ const MASTER_FILES: [(&str, &str); 5] = [
 const STATIC_PODS: &str = "etcd.yaml kube-apiserver.yaml kube-controller-manager.yaml kube-scheduler.yaml";
 
 /// Everything `kos up` promised on one node holds: files with their modes, root-owned; units
-/// enabled and active; the stand-ins checked their configs; cbr0 with the pod gateway; the
-/// NAT jump; a master's static pods and CA keys, a worker's lack of them.
+/// enabled and active; the artifact set's kubelet and containerd; cbr0 with the pod gateway;
+/// the NAT jump; a master's static pods and CA keys, a worker's lack of them.
 fn assert_node(c: &Cluster, spec: &NodeSpec, row: &StatusRow, units: &[&str]) {
     let all: Vec<&str> = NODE_FILES.iter().chain(MASTER_FILES.iter()).map(|(p, _)| *p).collect();
     let f = facts(c, spec.name, &all);
@@ -467,112 +491,53 @@ fn assert_node(c: &Cluster, spec: &NodeSpec, row: &StatusRow, units: &[&str]) {
     assert_eq!(get("masq"), "1", "{node}: exactly one POSTROUTING jump to KOS-POD-MASQ");
     assert_eq!(get("forward"), "1", "{node}: ip_forward");
     assert_eq!(get("eth0"), format!("{}/24", row.fixed_ip), "{node}: eth0 has the fixed IP kos status shows");
-    for (binary, config) in [("kubelet", "/var/lib/kubelet/config.yaml"), ("kube-proxy", "/var/lib/kube-proxy/config.yaml")] {
-        let report = get(&format!("standin {binary}"));
-        let report: serde_json::Value =
-            serde_json::from_str(&report).unwrap_or_else(|e| panic!("{node}: no {binary} stand-in report ({e}): {report:?}"));
-        assert_eq!(report["binary"], binary, "{node}: {report}");
-        let checked: Vec<&str> = report["checked"].as_array().expect("checked").iter().filter_map(|v| v.as_str()).collect();
-        assert!(checked.iter().any(|l| l.starts_with(&format!("{config}: kind "))), "{node}: {binary} checked {config}: {checked:?}");
-        assert!(checked.iter().any(|l| l.contains("client-key-data: a PEM private key")), "{node}: {binary} checked its kubeconfig: {checked:?}");
-        if binary == "kubelet" {
-            assert!(checked.contains(&format!("--hostname-override {node}").as_str()), "{node}: {checked:?}");
-            assert!(checked.iter().any(|l| l.starts_with(&format!("--node-ip {}", row.fixed_ip))), "{node}: {checked:?}");
-        }
-    }
+    assert_eq!(get("kubelet"), "Kubernetes v1.37.2", "{node}: the kubelet of the artifact set");
+    assert!(get("runtime").starts_with("v2."), "{node}: containerd 2.x of the artifact set, not the distribution's: {}", get("runtime"));
 }
 
-/// Builds [`PROBE_IMAGE`] on the node from its own socat and dash and imports it into
-/// containerd (namespace k8s.io, where the kubelet's containers live).
-const IMAGE_SCRIPT: &str = r#"set -eu
-ref=docker.io/kos-test/probe:1
-if ctr -n k8s.io image ls -q | grep -qx "$ref"; then exit 0; fi
-d=$(mktemp -d); r=$d/rootfs; o=$d/oci
-mkdir -p "$r/bin" "$r/tmp" "$o/blobs/sha256"
-cp /usr/bin/socat /bin/dash "$r/bin/"; ln -s dash "$r/bin/sh"
-for lib in $(ldd /usr/bin/socat /bin/dash | awk '$2 == "=>" {print $3} $1 ~ /^\/.*[^:]$/ {print $1}' | sort -u); do
-  mkdir -p "$r$(dirname "$lib")"; cp -L "$lib" "$r$lib"
-done
-blob() { local h; h=$(sha256sum "$1" | cut -d' ' -f1); mv "$1" "$o/blobs/sha256/$h"; echo "$h $(stat -c %s "$o/blobs/sha256/$h")"; }
-tar -C "$r" -cf "$d/layer" .
-read -r layer lsize < <(blob "$d/layer")
-printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/bin/socat"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$layer" >"$d/config"
-read -r config csize < <(blob "$d/config")
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' "$config" "$csize" "$layer" "$lsize" >"$d/manifest"
-read -r manifest msize < <(blob "$d/manifest")
-printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"1"}}]}' "$manifest" "$msize" "$ref" >"$o/index.json"
-echo '{"imageLayoutVersion":"1.0.0"}' >"$o/oci-layout"
-tar -C "$o" -cf "$d/image.tar" .
-ctr -n k8s.io image import "$d/image.tar" >/dev/null
-rm -rf "$d"
-ctr -n k8s.io image ls -q | grep -qx "$ref"
-"#;
-
-/// A pod sandbox made the way a CRI runtime makes one: a network namespace `netns` with
-/// loopback up, and every plugin of the node's rendered `/etc/cni/net.d/10-kos.conflist`
-/// called in order (CNI ADD, each given the previous result) from Debian's plugin folder.
-/// Returns the pod's IP.
-fn cni_add(c: &Cluster, node: &str, netns: &str) -> String {
-    let list = c.root_ok(node, "cat /etc/cni/net.d/10-kos.conflist");
-    let list: serde_json::Value = serde_json::from_str(&list).expect("the rendered conflist is JSON");
-    c.root_ok(node, &format!("ip netns add {netns} && ip -n {netns} link set lo up"));
-    let mut prev: Option<serde_json::Value> = None;
-    for plugin in list["plugins"].as_array().expect("plugins") {
-        let mut conf = plugin.clone();
-        conf["cniVersion"] = list["cniVersion"].clone();
-        conf["name"] = list["name"].clone();
-        if let Some(p) = &prev {
-            conf["prevResult"] = p.clone();
-        }
-        if conf.get("capabilities").is_some_and(|caps| caps.get("portMappings").is_some()) {
-            conf["runtimeConfig"] = serde_json::json!({"portMappings": []});
-        }
-        let kind = conf["type"].as_str().expect("plugin type").to_owned();
-        let out = c.root_ok(
-            node,
-            &format!(
-                "CNI_COMMAND=ADD CNI_CONTAINERID={netns} CNI_NETNS=/var/run/netns/{netns} CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
-                 /usr/lib/cni/{kind} <<'CONF'\n{conf}\nCONF\n"
-            ),
-        );
-        prev = Some(serde_json::from_str(&out).unwrap_or_else(|e| panic!("{node}: CNI {kind} answered no JSON ({e}): {out}")));
-    }
-    let result = prev.expect("the conflist has plugins");
-    let address = result["ips"][0]["address"].as_str().unwrap_or_else(|| panic!("{node}: no IP in {result}"));
-    address.split('/').next().expect("address").to_owned()
+/// A busybox pod pinned to `node`, serving `/etc/hostname` over HTTP on 8080 after printing a
+/// line to its log; tolerates the control-plane taint.
+fn busybox_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: kos-e2e}}}}\nspec:\n  nodeName: {node}\n  \
+         tolerations: [{{key: node-role.kubernetes.io/control-plane, operator: Exists}}]\n  \
+         containers:\n  - name: bb\n    image: {BUSYBOX}\n    imagePullPolicy: IfNotPresent\n    \
+         command: [sh, -c, 'echo started on $(hostname); exec httpd -f -p 8080 -h /etc']\n"
+    )
 }
 
-/// `ctr run` of [`PROBE_IMAGE`] in the network namespace `netns`: `args` for socat; detached
-/// (a server) or attached (a client whose stdout is returned, `None` if it failed).
-fn ctr_run(c: &Cluster, node: &str, netns: &str, name: &str, detach: bool, args: &str) -> Option<String> {
-    let mode = if detach { "-d" } else { "--rm" };
-    let out = c.root(
-        node,
-        &format!("ctr -n k8s.io run {mode} --with-ns network:/var/run/netns/{netns} {PROBE_IMAGE} {name} /bin/socat {args} </dev/null\n"),
-    );
-    out.status.success().then(|| text(&out.stdout).trim().to_owned())
+/// The pod's IP once it is Running, Ready.
+fn pod_ip(c: &Cluster, pod: &str) -> String {
+    wait_for(
+        &format!("pod {pod} Running and Ready"),
+        120,
+        || {
+            let p = c.kubectl_json(&["get", "pod", pod]);
+            let ready = p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+            ready.then(|| p["status"]["podIP"].as_str().unwrap_or_default().to_owned())
+        },
+        || c.kubectl(&["describe", "pod", pod]).1,
+    )
 }
 
-/// An echo server in a container: answers each connection with the address it sees as the peer.
-const ECHO_PEER: &str = "TCP-LISTEN:7777,fork,reuseaddr 'SYSTEM:echo $SOCAT_PEERADDR'";
-
-/// A container on `node` connects to `to` (`ip:port`) and returns what the server answered.
-fn ask(c: &Cluster, node: &str, netns: &str, to: &str, attempt: &mut u32) -> Option<String> {
-    *attempt += 1;
-    let name = format!("{netns}-client-{attempt}");
-    ctr_run(c, node, netns, &name, false, &format!("-u TCP:{to},connect-timeout=3 STDOUT")).filter(|s| !s.is_empty())
+/// What `GET /hostname` on `ip:8080` answers, asked from inside pod `from` (busybox nc).
+fn http_from(c: &Cluster, from: &str, ip: &str) -> Option<String> {
+    let script = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8080 | tail -n 1");
+    let (ok, out, _) = c.kubectl(&["exec", from, "--", "sh", "-c", &script]);
+    (ok && !out.trim().is_empty()).then(|| out.trim().to_owned())
 }
 
 #[test]
-fn up_provisions_three_real_nodes_routes_pods_survives_a_reboot_and_converges() {
+fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     if !nodes_are_up() {
         return;
     }
     let nodes = [master("master-1", true), worker("worker-1"), worker("worker-2")];
     let mut c = Cluster::new("up", &nodes, "10.55.0.0/16", "{kind: containerd}");
 
-    // 1. From nothing: 3 servers, 3 provisioned nodes, every node verified.
-    let first = c.up();
+    // 1. From nothing, every phase: 3 servers, 3 provisioned nodes, the add-ons applied, and
+    // kos up returns only once every node, the control plane and CoreDNS are Ready.
+    let first = c.kos_ok(&["up", "-v"]);
     eprintln!("first kos up: {:.1} s; phases: {:?}", first.secs, first.phase_times());
     assert_eq!(first.stdout.matches("instances: created server").count(), 3, "{}", first.stdout);
     for n in &nodes {
@@ -580,12 +545,35 @@ fn up_provisions_three_real_nodes_routes_pods_survives_a_reboot_and_converges() 
             assert!(first.stdout.contains(&format!("{phase}: {}: ", n.name)), "no {phase} changes on {}:\n{}", n.name, first.stdout);
         }
         assert!(first.stdout.lines().any(|l| l.starts_with(&format!("verify: {}: ", n.name)) && l.ends_with("checks ok")), "{}", first.stdout);
-        assert!(!first.stdout.contains("FAILED"), "{}", first.stdout);
     }
-    assert!(first.stdout.lines().last().unwrap_or_default().contains(" change(s) ("), "{}", first.stdout);
-    // The admin kubeconfig went into $KUBECONFIG (a temp file), not the user's ~/.kube/config.
+    assert!(first.stdout.contains("ready: 3 node(s) Ready (v1.37.2), control plane and CoreDNS Ready"), "{}", first.stdout);
+    assert!(first.stdout.contains("run cgroup v1") == (std::fs::read_to_string("/proc/self/mounts").unwrap_or_default().contains(" /sys/fs/cgroup tmpfs")), "the cgroup v1 warning matches the host: {}", first.stdout);
+    assert!(!first.stdout.contains("FAILED"), "{}", first.stdout);
     let kubeconfig = std::fs::read_to_string(c.kubeconfig()).expect("kos merged the admin kubeconfig into $KUBECONFIG");
     assert!(kubeconfig.contains(&format!("current-context: kos-{}", c.name)), "{kubeconfig}");
+
+    // 2. A real kubectl through the merged context: 3 Ready nodes on v1.37.2, the server too.
+    let version = c.kubectl_json(&["version"]);
+    assert_eq!(version["serverVersion"]["gitVersion"], "v1.37.2", "{version:#}");
+    let listed = c.kubectl_json(&["get", "nodes"]);
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 3, "{listed:#}");
+    for n in items {
+        let name = n["metadata"]["name"].as_str().unwrap_or_default();
+        assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1.37.2", "{name}");
+        let ready = n["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Ready").expect("Ready");
+        assert_eq!(ready["status"], "True", "{name}: {ready}");
+        assert!(n["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap_or_default().starts_with("containerd://2."), "{name}");
+    }
+    let master_labels = c.kubectl_json(&["get", "node", "master-1"]);
+    assert!(master_labels["metadata"]["labels"].get("node-role.kubernetes.io/control-plane").is_some(), "{master_labels:#}");
+    for component in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        let pod = c.kubectl_json(&["-n", "kube-system", "get", "pod", &format!("{component}-master-1")]);
+        assert_eq!(pod["status"]["phase"], "Running", "{component}: {pod:#}");
+        assert_eq!(pod["spec"]["nodeName"], "master-1", "{component}");
+    }
+    let dns = c.kubectl_json(&["-n", "kube-system", "get", "deployment", "coredns"]);
+    assert!(dns["status"]["readyReplicas"].as_i64().unwrap_or(0) >= 1, "CoreDNS Ready: {:#}", dns["status"]);
 
     let status = c.status();
     for (i, n) in nodes.iter().enumerate() {
@@ -596,31 +584,87 @@ fn up_provisions_three_real_nodes_routes_pods_survives_a_reboot_and_converges() 
         assert_eq!(row.floating_ip.starts_with("203.0.113."), n.floating_ip, "{row:?}");
         assert_node(&c, n, row, &UNITS);
     }
-    let (m, w1, w2) = (&status["master-1"], &status["worker-1"], &status["worker-2"]);
+    let status_text = c.kos_ok(&["status"]).stdout;
+    assert!(status_text.contains("ok   node worker-2") && status_text.contains("ok   deployment kube-system/coredns"), "{status_text}");
 
-    // 2. containerd runs containers on the rendered CNI config: pod IPs from the node's range,
-    // routed between nodes with their own source address, masqueraded only to the outside.
-    for node in ["worker-1", "worker-2"] {
-        c.root_ok(node, IMAGE_SCRIPT);
+    // 3. etcd holds the cluster: a ConfigMap read back, its key listed by etcdctl with the API
+    // server's etcd client certificate; a Secret is stored encrypted (secretbox).
+    c.kubectl_ok(&["create", "configmap", "kos-e2e", "--from-literal=routed=not-overlaid"]);
+    let cm = c.kubectl_json(&["get", "configmap", "kos-e2e"]);
+    assert_eq!(cm["data"]["routed"], "not-overlaid");
+    c.kubectl_ok(&["create", "secret", "generic", "kos-e2e", "--from-literal=password=hunter2"]);
+    let m = status["master-1"].fixed_ip.clone();
+    if let Some(etcdctl) = support::tool("etcdctl") {
+        let pki = c.state().join("pki");
+        let ctl = |op: &[&str]| {
+            let mut cmd = Command::new(&etcdctl);
+            cmd.env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints=https://{m}:2379"))
+                .args(["--dial-timeout=3s", "--command-timeout=5s"])
+                .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
+                .arg(format!("--cert={}", pki.join("apiserver-etcd-client.crt").display()))
+                .arg(format!("--key={}", pki.join("apiserver-etcd-client.key").display()));
+            support::run(cmd.args(op))
+        };
+        let (ok, keys, err) = ctl(&["get", "/registry/configmaps/default/", "--prefix", "--keys-only"]);
+        assert!(ok, "{err}");
+        assert!(keys.lines().any(|k| k == "/registry/configmaps/default/kos-e2e"), "{keys}");
+        let (ok, raw, err) = ctl(&["get", "/registry/secrets/default/kos-e2e", "--print-value-only"]);
+        assert!(ok, "{err}");
+        assert!(raw.starts_with("k8s:enc:secretbox:v1:"), "the Secret is encrypted at rest: {:?}", &raw[..raw.len().min(40)]);
+        assert!(!raw.contains("hunter2"), "no plaintext in etcd");
+    } else {
+        panic!("etcdctl (Debian etcd-client) is missing: scripts/install-test-tools.sh installs it");
     }
-    let pod_a = cni_add(&c, "worker-1", "kt-a");
-    let pod_b = cni_add(&c, "worker-2", "kt-b");
-    assert!(in_cidr(&pod_a, &w1.pod_cidr), "pod A {pod_a} is in worker-1's range {}", w1.pod_cidr);
-    assert!(in_cidr(&pod_b, &w2.pod_cidr), "pod B {pod_b} is in worker-2's range {}", w2.pod_cidr);
-    assert!(ctr_run(&c, "worker-2", "kt-b", "kt-b-echo", true, ECHO_PEER).is_some(), "the echo container starts on worker-2");
-    let mut attempt = 0;
-    let seen = wait_for(
-        "a container on worker-1 reaches a container on worker-2 by its pod IP",
-        30,
-        || ask(&c, "worker-1", "kt-a", &format!("{pod_b}:7777"), &mut attempt),
-        || c.root_ok("worker-1", "ip route; iptables -t nat -S; ctr -n k8s.io task ls"),
-    );
-    assert_eq!(seen, pod_a, "the container on worker-2 sees the client's own pod IP (routed, no NAT)");
 
-    // Outside the pod range and the tenant network: the external network's upstream
-    // (203.0.113.1 in the test bed's `-ext` namespace) answers with the peer it sees. A pod
-    // address could not get an answer back from there (no route to pod ranges), so an answer
-    // at all means the node masqueraded; conntrack on the node shows it.
+    // 4. The kubelets registered with their own certificates: worker-1's credentials read
+    // what its own pods need, never a Secret no pod of it uses (Node authorizer).
+    let node_kubeconfig = c.dir.path().join("worker-1.kubeconfig");
+    std::fs::write(&node_kubeconfig, c.root_ok("worker-1", "cat /etc/kubernetes/kubelet.conf")).expect("written");
+    let as_node = |args: &[&str]| {
+        let mut cmd = Command::new(artifact_set().join("bin/kubectl"));
+        cmd.arg("--kubeconfig").arg(&node_kubeconfig).args(args);
+        support::run(&mut cmd)
+    };
+    let (ok, who, err) = as_node(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert!(ok && who == "system:node:worker-1", "{who} {err}");
+    let (ok, _, err) = as_node(&["get", "secret", "kos-e2e"]);
+    assert!(!ok && err.contains("Forbidden"), "a node's credentials cannot read another's secrets: {err}");
+
+    // 5. Pods from the artifact set's image on every node: Running, an address from that
+    // node's pod range, logs and exec through the API server to the kubelet (TLS, its
+    // serving certificate), and every pod reaches every other across nodes by pod IP.
+    let manifests: String = nodes.iter().map(|n| busybox_pod(&format!("bb-{}", n.name), n.name)).collect::<Vec<_>>().join("---\n");
+    let file = c.dir.path().join("pods.yaml");
+    std::fs::write(&file, manifests).expect("written");
+    c.kubectl_ok(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+    let mut ips = BTreeMap::new();
+    for n in &nodes {
+        let pod = format!("bb-{}", n.name);
+        let ip = pod_ip(&c, &pod);
+        assert!(in_cidr(&ip, &status[n.name].pod_cidr), "{pod} {ip} is in {}'s range {}", n.name, status[n.name].pod_cidr);
+        let log = c.kubectl_ok(&["logs", &pod]);
+        assert_eq!(log.trim(), format!("started on {pod}"), "kubectl logs");
+        let exec = c.kubectl_ok(&["exec", &pod, "--", "cat", "/etc/hostname"]);
+        assert_eq!(exec.trim(), pod, "kubectl exec");
+        ips.insert(n.name, ip);
+    }
+    for from in &nodes {
+        for to in &nodes {
+            let pod = format!("bb-{}", from.name);
+            let seen = wait_for(
+                &format!("{pod} reaches bb-{} at {}", to.name, ips[to.name]),
+                30,
+                || http_from(&c, &pod, &ips[to.name]),
+                || c.root_ok(from.name, "ip route; iptables -t nat -S KOS-POD-MASQ"),
+            );
+            assert_eq!(seen, format!("bb-{}", to.name));
+        }
+    }
+    eprintln!("pods: {ips:?}, every pod reaches every other");
+    // Leaving the pod range and the tenant network, pod traffic is masqueraded: the
+    // external network's upstream (203.0.113.1, the test bed's `-ext` namespace) sees the
+    // node's address, never the pod's.
     let ext_ns = format!("{}-ext", env("TB_PREFIX"));
     let _listener = Child(
         Command::new("ip")
@@ -631,27 +675,54 @@ fn up_provisions_three_real_nodes_routes_pods_survives_a_reboot_and_converges() 
             .expect("socat runs in the external namespace"),
     );
     let outside = wait_for(
-        "a container on worker-1 reaches 203.0.113.1 (outside)",
+        "bb-worker-1 reaches 203.0.113.1 (outside)",
         30,
-        || ask(&c, "worker-1", "kt-a", "203.0.113.1:7778", &mut attempt),
+        || {
+            let (ok, out, _) = c.kubectl(&["exec", "bb-worker-1", "--", "sh", "-c", "sleep 1 | nc -w 3 203.0.113.1 7778"]);
+            (ok && !out.trim().is_empty()).then(|| out.trim().to_owned())
+        },
         String::new,
     );
-    assert_ne!(outside, pod_a, "the outside must not see the pod IP");
+    // The outside sees the router's gateway (Neutron's SNAT); that the node masqueraded
+    // first shows in its connection tracking: the reply goes to the node's own address.
+    assert_ne!(outside, ips["worker-1"], "the outside must not see the pod IP");
     let track = c.root_ok("worker-1", "conntrack -L -p tcp -d 203.0.113.1 --dport 7778 2>/dev/null");
-    let flow = track.lines().find(|l| l.contains(&format!("src={pod_a} "))).unwrap_or_else(|| panic!("no flow from {pod_a}:\n{track}"));
+    let flow = track.lines().find(|l| l.contains(&format!("src={} ", ips["worker-1"]))).unwrap_or_else(|| panic!("no flow from the pod:\n{track}"));
     let reply_dst = flow.split_whitespace().filter_map(|w| w.strip_prefix("dst=")).nth(1);
-    assert_eq!(reply_dst, Some(w1.fixed_ip.as_str()), "masqueraded to worker-1's address: {flow}");
-    eprintln!("pods: A {pod_a} -> B {pod_b} seen as {seen}; A -> outside seen as {outside}, masqueraded: {flow}");
+    assert_eq!(reply_dst, Some(status["worker-1"].fixed_ip.as_str()), "masqueraded to worker-1's address: {flow}");
 
-    // 3. etcd runs on the master from the rendered static pod's command, with TLS and client
-    // certificates: the API server's etcd client (the operator's PKI) gets in, a client
-    // without a certificate does not.
-    etcd_from_the_static_pod(&c, &m.fixed_ip);
+    // 6. A second run changes nothing; plan agrees.
+    let second = c.kos_ok(&["up", "-v"]);
+    let last = second.stdout.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("up to date: 0 changes ("), "the second kos up must change nothing:\n{}", second.stdout);
+    eprintln!("second kos up: {last} (measured {:.1} s); phases: {:?}", second.secs, second.phase_times());
+    let plan = c.kos_ok(&["plan"]);
+    assert!(plan.stdout.contains("nothing to change: the cluster matches the settings"), "{}", plan.stdout);
 
-    // 4. A reboot from inside the node (`systemctl reboot`; the test hypervisor boots it
-    // again): everything of 1. holds again.
+    // 7. A reboot of a worker from inside (`systemctl reboot`; the test hypervisor boots it
+    // again): the kubelet shuts its pods down gracefully first (a bare pod ends Failed, as
+    // Kubernetes does on node shutdown), the node is Ready again, and a Deployment's pod runs
+    // and serves on it again.
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: web}}}}\n  \
+         template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      nodeSelector: {{kubernetes.io/hostname: worker-1}}\n      \
+         containers:\n      - name: web\n        image: {BUSYBOX}\n        imagePullPolicy: IfNotPresent\n        \
+         command: [sh, -c, 'exec httpd -f -p 8080 -h /etc']\n"
+    );
+    let file = c.dir.path().join("web.yaml");
+    std::fs::write(&file, deployment).expect("written");
+    c.kubectl_ok(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+    c.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    let web_pod = || {
+        let pods = c.kubectl_json(&["get", "pods", "-l", "app=web"]);
+        pods["items"].as_array().into_iter().flatten().find_map(|p| {
+            let ready = p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let ip = p["status"]["podIP"].as_str().unwrap_or_default().to_owned();
+            (ready && !ip.is_empty()).then(|| (p["metadata"]["name"].as_str().unwrap_or_default().to_owned(), ip))
+        })
+    };
+    let (before, _) = web_pod().expect("the web pod is Ready");
     c.root_ok("worker-1", "touch /run/kos-before-reboot");
-    // The connection may drop before `systemctl reboot` returns: its status says nothing.
     let _ = c.root("worker-1", "systemctl reboot");
     let t = Instant::now();
     wait_for(
@@ -663,89 +734,25 @@ fn up_provisions_three_real_nodes_routes_pods_survives_a_reboot_and_converges() 
         },
         || format!("hypervisor log: {}/hypervisor.log", env("TB_RUN")),
     );
-    eprintln!("worker-1 rebooted in {:.1} s", t.elapsed().as_secs_f64());
-    assert_node(&c, &nodes[1], w1, &UNITS);
-
-    // 5. A second run changes nothing; plan agrees.
-    let second = c.up();
-    let last = second.stdout.lines().last().unwrap_or_default().to_owned();
-    assert!(last.starts_with("up to date: 0 changes ("), "the second kos up must change nothing:\n{}", second.stdout);
-    eprintln!("second kos up: {last} (measured {:.1} s); phases: {:?}", second.secs, second.phase_times());
-    assert!(second.phase_times().iter().any(|(p, _)| p == "verify"), "{}", second.stdout);
-    let plan = c.kos_ok(&["plan"]);
-    assert!(plan.stdout.contains("nothing to change: the cluster matches the settings"), "{}", plan.stdout);
-    let plan = c.kos_ok(&["plan", "-o", "json"]);
-    let json: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap_or_else(|e| panic!("{e}: {}", plan.stdout));
-    assert_eq!(json["changes"], 0, "{json:#}");
-
-    // The add-ons need the API server, which does not exist here: a bounded failure that
-    // names the address and says how to resume.
-    let addons = c.kos(&["up", "--only", "addons", "--api-wait", "5"]);
-    assert_eq!(addons.code, Some(1), "{}\n{}", addons.stdout, addons.stderr);
-    assert!(addons.secs < 40.0, "--api-wait 5 took {:.1} s", addons.secs);
-    let message = format!("{}{}", addons.stdout, addons.stderr);
-    assert!(message.contains(&format!("https://{}:6443", m.floating_ip)), "the message names the API server: {message}");
-    assert!(message.contains("kos up --only addons"), "the message says how to resume: {message}");
+    let (after, ip) = wait_for(
+        "the web Deployment's pod serves on worker-1 again after the reboot",
+        180,
+        || {
+            let (name, ip) = web_pod()?;
+            (http_from(&c, "bb-worker-2", &ip).is_some_and(|h| h.starts_with("web-"))).then_some((name, ip))
+        },
+        || c.kubectl(&["get", "pods", "-o", "wide"]).1,
+    );
+    eprintln!("worker-1 rebooted; web pod {before} -> {after} serves at {ip} after {:.1} s", t.elapsed().as_secs_f64());
+    assert!(in_cidr(&ip, &status["worker-1"].pod_cidr), "{ip} in worker-1's range");
+    let bare = c.kubectl_json(&["get", "pod", "bb-worker-1"]);
+    assert_eq!(bare["status"]["phase"], "Failed", "the kubelet shut the bare pod down gracefully: {:#}", bare["status"]);
+    let node = c.kubectl_json(&["get", "node", "worker-1"]);
+    let ready = node["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Ready").expect("Ready").clone();
+    assert_eq!(ready["status"], "True", "{ready}");
+    assert_node(&c, &nodes[1], &status["worker-1"], &UNITS);
 
     c.destroy();
-}
-
-/// Part 3 of the big test: `apt-get install etcd-server` on the master (the offline repo),
-/// etcd started with exactly the arguments of `/etc/kubernetes/manifests/etcd.yaml`, then
-/// etcdctl from the deployer with the operator's PKI.
-fn etcd_from_the_static_pod(c: &Cluster, master_ip: &str) {
-    let Some(etcdctl) = support::tool("etcdctl") else { return };
-    // Debian starts the packaged etcd on install; policy-rc.d keeps it from taking 2379.
-    c.root_ok(
-        "master-1",
-        "set -e; printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d\n\
-         trap 'rm -f /usr/sbin/policy-rc.d' EXIT\n\
-         DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server >/tmp/etcd-install.log 2>&1 || { tail -20 /tmp/etcd-install.log; exit 1; }",
-    );
-    let manifest = c.root_ok("master-1", "cat /etc/kubernetes/manifests/etcd.yaml");
-    let pod: serde_json::Value = serde_saphyr::from_str(&manifest).expect("etcd.yaml is YAML");
-    let command: Vec<String> = pod["spec"]["containers"][0]["command"]
-        .as_array()
-        .expect("etcd container has a command")
-        .iter()
-        .map(|v| v.as_str().expect("string argument").to_owned())
-        .collect();
-    assert_eq!(command.first().map(String::as_str), Some("etcd"), "{command:?}");
-    for needed in ["--client-cert-auth=true", "--peer-client-cert-auth=true", "--auto-tls=false"] {
-        assert!(command.iter().any(|a| a == needed), "{needed} missing from {command:?}");
-    }
-    assert!(command.iter().any(|a| a.starts_with("--listen-client-urls=") && a.contains(&format!("https://{master_ip}:2379"))), "{command:?}");
-    // The arguments as they are (no mapping: the node is the real place), single-quoted.
-    let args: Vec<String> = command[1..].iter().map(|a| format!("'{}'", a.replace('\'', r"'\''"))).collect();
-    c.root_ok("master-1", &format!("systemd-run --unit=kos-test-etcd --property=Type=notify /usr/bin/etcd {}", args.join(" ")));
-
-    let pki = c.state().join("pki");
-    let ctl = |with_cert: bool, op: &[&str]| {
-        let mut cmd = Command::new(&etcdctl);
-        cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints=https://{master_ip}:2379"))
-            .args(["--dial-timeout=3s", "--command-timeout=5s"])
-            .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()));
-        if with_cert {
-            cmd.arg(format!("--cert={}", pki.join("apiserver-etcd-client.crt").display()));
-            cmd.arg(format!("--key={}", pki.join("apiserver-etcd-client.key").display()));
-        }
-        support::run(cmd.args(op))
-    };
-    wait_for(
-        "etcd on the master takes a put with the apiserver-etcd-client certificate",
-        30,
-        || ctl(true, &["put", "/kos/e2e", "routed-not-overlaid"]).0.then_some(()),
-        || c.root_ok("master-1", "journalctl -u kos-test-etcd --no-pager | tail -20"),
-    );
-    let (ok, value, err) = ctl(true, &["get", "/kos/e2e", "--print-value-only"]);
-    assert!(ok, "{err}");
-    assert_eq!(value.trim(), "routed-not-overlaid");
-    let (ok, _, err) = ctl(false, &["get", "/kos/e2e"]);
-    assert!(!ok, "a client without a certificate must be refused");
-    let journal = c.root_ok("master-1", "journalctl -u kos-test-etcd --no-pager");
-    assert!(journal.contains("client didn't provide a certificate"), "etcd refused for want of a certificate:\n{err}\n{journal}");
-    c.root_ok("master-1", "systemctl stop kos-test-etcd");
 }
 
 #[test]
