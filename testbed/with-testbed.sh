@@ -24,6 +24,27 @@ DEP=/run/netns/$(ns deployer)
 t0=$(date +%s)
 secs() { echo "$(( $(date +%s) - t0 ))s"; }
 
+# Every node's root is the host's root: the kernel's per-user inotify limit (128 instances by
+# default) is shared by all nodes' systemd, journald, containerd and kubelet, which a VM would each
+# have to themselves. Ten real nodes exhaust it ("too many open files" from fsnotify; containerd's
+# CRI plugin fails to load). The test bed raises the limits while it runs (as kind's docs advise)
+# and puts back the values it found when the last test bed on the machine goes down.
+INOTIFY=/proc/sys/fs/inotify
+INOTIFY_SAVED=/var/tmp/kos-testbed-run/inotify.saved
+raise_inotify() {
+  mkdir -p "$(dirname "$INOTIFY_SAVED")"
+  [[ -f $INOTIFY_SAVED ]] || echo "$(cat $INOTIFY/max_user_instances) $(cat $INOTIFY/max_user_watches)" >"$INOTIFY_SAVED"
+  (( $(cat $INOTIFY/max_user_instances) >= 8192 )) || echo 8192 >$INOTIFY/max_user_instances
+  (( $(cat $INOTIFY/max_user_watches) >= 524288 )) || echo 524288 >$INOTIFY/max_user_watches
+}
+restore_inotify() {
+  [[ -f $INOTIFY_SAVED ]] || return 0
+  ls /run/netns 2>/dev/null | grep -q -- '-deployer$' && return 0   # another test bed still runs
+  read -r instances watches <"$INOTIFY_SAVED"
+  echo "$instances" >$INOTIFY/max_user_instances; echo "$watches" >$INOTIFY/max_user_watches
+  rm -f "$INOTIFY_SAVED"
+}
+
 teardown() {
   local rc=$? leaked=0
   trap - EXIT INT TERM
@@ -36,6 +57,7 @@ teardown() {
     done
   fi
   "$TB_NODES_DIR/sandbox.sh" down-deployer
+  restore_inotify
   "$TB_NODES_DIR/sandbox.sh" leaks all || leaked=1
   log "test bed down ($(secs)); hypervisor log: $TB_RUN/hypervisor.log, cloud logs: $TC_HOME/log"
   [[ $rc == 0 && $leaked == 1 ]] && { log "ERROR: the test bed leaked (see above)"; rc=1; }
@@ -48,6 +70,7 @@ if [[ $1 == --down ]]; then trap teardown EXIT; exit 0; fi
 trap teardown EXIT    # from here on, everything is ours to tear down
 trap 'exit 130' INT TERM
 "$TB_NODES_DIR/sandbox.sh" deployer
+raise_inotify
 log "starting the test cloud in $(ns deployer) (TC_HOME=$TC_HOME)"
 nsenter --net="$DEP" "$ROOT/testbed/cloud/up.sh" || { log "ERROR: the test cloud did not start"; exit 1; }
 for v in $(compgen -e | grep '^OS_'); do unset "$v"; done
