@@ -84,7 +84,7 @@ for n in "$@"; do
   grep -q '^up to date: 0 changes' "$WORK/$name/noop.log" || echo "warning: the re-run of N=$n changed something (log $WORK/$name/noop.log)" >&2
   l=$WORK/$name/up.log
   printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s %6s %6s\n" "$n" "$up" "$noop" "$calls" "$rss" "${noop_rss:-}" \
-    "$(phase "$l" check)" "$(phase "$l" instances)" "$(phase "$l" 'network (routes)')" "$(phase "$l" 'render + artifacts')" \
+    "$(phase "$l" check)" "$(phase "$l" instances)" "$(phase "$l" 'network (routes)')" "$(phase "$l" render)" \
     "$(phase "$l" ssh)" "$(phase "$l" 'runtime + kubernetes + network')" "$(phase "$l" addons)" "$(phase "$l" ready)" "$(phase "$l" verify)"
   "$KOS" destroy --yes -q -f "$s" >/dev/null
 done

@@ -258,6 +258,26 @@ pub struct SshConfig {
     bastion_port: u16,
 }
 
+/// `ssh.private_key` as an absolute path, once it is known to exist (or its `.pub`, for a
+/// key held by an agent): checked before `kos up` changes anything, so a missing key never
+/// leaves servers behind that kos then cannot reach.
+pub fn check_private_key(settings: &Settings) -> Result<PathBuf, RemoteError> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let key = private_key_path(settings, home.as_deref());
+    let key = std::path::absolute(&key).map_err(|e| local(format!("cannot resolve {}", key.display()), e))?;
+    let pub_key = PathBuf::from(format!("{}.pub", key.display()));
+    if !key.exists() && !pub_key.exists() {
+        return Err(RemoteError::Local {
+            what: format!(
+                "the SSH private key {} does not exist; set ssh.private_key in the settings to the key the nodes accept",
+                key.display()
+            ),
+            source: None,
+        });
+    }
+    Ok(key)
+}
+
 impl SshConfig {
     /// Write `<dir>/config` (mode 0600) for `targets`, creating `dir` (mode 0700); known
     /// hosts go to `<dir>/known_hosts`.
@@ -267,20 +287,7 @@ impl SshConfig {
         targets: &[SshTarget],
     ) -> Result<SshConfig, RemoteError> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let key = private_key_path(settings, home.as_deref());
-        let key = std::path::absolute(&key)
-            .map_err(|e| local(format!("cannot resolve {}", key.display()), e))?;
-        let pub_key = PathBuf::from(format!("{}.pub", key.display()));
-        if !key.exists() && !pub_key.exists() {
-            return Err(RemoteError::Local {
-                what: format!(
-                    "the SSH private key {} does not exist; set ssh.private_key in the settings to the key the nodes accept",
-                    key.display()
-                ),
-                source: None,
-            });
-        }
+        let key = check_private_key(settings)?;
         std::fs::create_dir_all(dir)
             .map_err(|e| local(format!("cannot create {}", dir.display()), e))?;
         let dir = std::path::absolute(dir)

@@ -31,15 +31,28 @@ pub struct Cluster {
     pub addons: Vec<(String, String)>,
 }
 
-/// PKI (created or completed), the artifacts resolved (only when `with_binaries`), every
-/// file rendered for what the nodes' probes saw (`facts`), the operator's files written to
-/// `<state>/local/`.
+/// The local inputs the node phases need, checked before anything changes anywhere: the
+/// SSH private key exists, and the artifacts (when `with_binaries`) resolve: a local
+/// folder's every file matches its SHA256SUMS line, a mirror's checksums answer.
+pub async fn local_inputs(settings: &Settings, with_binaries: bool) -> Result<Vec<artifacts::Artifact>, CommandError> {
+    kos_node::ssh::check_private_key(settings).map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+    if !with_binaries {
+        return Ok(Vec::new());
+    }
+    artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
+        .await
+        .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
+}
+
+/// PKI (created or completed), every file rendered for the artifacts (`arts`, from
+/// [`local_inputs`]) and what the nodes' probes saw (`facts`), the operator's files
+/// written to `<state>/local/`.
 pub async fn prepare(
     settings: &Settings,
     state: &State,
     plan: &ClusterPlan,
     tenant_cidr: Option<ipnet::Ipv4Net>,
-    with_binaries: bool,
+    arts: &[artifacts::Artifact],
     facts: &BTreeMap<String, NodeFacts>,
     printer: Printer,
 ) -> Result<Cluster, CommandError> {
@@ -53,14 +66,7 @@ pub async fn prepare(
         .ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc())
         .with_context(|| format!("cannot prepare the PKI in {}", pki.dir().display()))?;
     printer.detail(report.to_string());
-    let arts = if with_binaries {
-        artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
-            .await
-            .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?
-    } else {
-        Vec::new()
-    };
-    let env = Environment { runtime_from_artifacts: artifacts::runtime_from_artifacts(&arts), nodes: facts.clone() };
+    let env = Environment { runtime_from_artifacts: artifacts::runtime_from_artifacts(arts), nodes: facts.clone() };
     let local_dir = state.local_dir();
     let inputs = Inputs { settings, plan, tenant_cidr, local_dir: &local_dir, env: &env };
     let files = kos_render::render(&inputs, &pki).context("cannot render the cluster's files")?;
@@ -71,7 +77,7 @@ pub async fn prepare(
     let super_admin_kubeconfig = find("super-admin.kubeconfig").context("the super-admin kubeconfig was not rendered")?;
     let addons = local.iter().filter(|f| f.path.starts_with("addons/")).map(|f| (f.path.clone(), f.contents.clone())).collect();
     let env = kos_render::node::proxy_environment(&inputs).unwrap_or_default();
-    let wants = plan.nodes.iter().map(|n| node_wants(settings, &n.name, n.role, &files, &arts).with_env(&env)).collect();
+    let wants = plan.nodes.iter().map(|n| node_wants(settings, &n.name, n.role, &files, arts).with_env(&env)).collect();
     Ok(Cluster { wants, admin_kubeconfig, super_admin_kubeconfig, addons })
 }
 

@@ -66,7 +66,8 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<(), CommandError> {
         if missing.is_empty() {
             let sessions = nodes::connect_all(&settings, &state, &plan, &have, Duration::from_secs(args.ssh_wait), printer).await?;
             let (facts, _) = nodes::facts_all(&sessions).await;
-            let cluster = nodes::prepare(&settings, &state, &plan, Some(resolved.subnet.cidr), true, &facts, printer).await?;
+            let arts = nodes::local_inputs(&settings, true).await?;
+            let cluster = nodes::prepare(&settings, &state, &plan, Some(resolved.subnet.cidr), &arts, &facts, printer).await?;
             let how = Provision { phases: vec![NodePhase::Runtime, NodePhase::Kubernetes, NodePhase::Network], dry_run: true, parallel: 10 };
             let pairs = nodes::pairs(&sessions, &cluster.wants);
             let progress = nodes::NodeProgress::new(printer, &[]);

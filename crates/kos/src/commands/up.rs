@@ -40,6 +40,14 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
     let started = Instant::now();
     let mut timings: Vec<(String, f64)> = Vec::new();
     runtime()?.block_on(async {
+        // Local inputs first: nothing is created in the cloud for nodes kos could not then
+        // reach or provision.
+        let node_phases: Vec<NodePhase> = phases.iter().filter_map(|p| node_phase(*p)).collect();
+        let wants_nodes = !node_phases.is_empty() || phases.contains(&Phase::Verify) || phases.contains(&Phase::Addons);
+        let with_artifacts = node_phases.contains(&NodePhase::Kubernetes) || node_phases.contains(&NodePhase::Runtime);
+        let t = Instant::now();
+        let arts = if wants_nodes { nodes::local_inputs(&settings, with_artifacts).await? } else { Vec::new() };
+        timings.push(("local inputs".into(), t.elapsed().as_secs_f64()));
         let Observation { cloud, resolved, mut have, mut plan } = observe(&settings).await?;
         let mut changed = 0usize;
 
@@ -105,8 +113,6 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
             timings.push(("network (routes)".into(), t.elapsed().as_secs_f64()));
         }
 
-        let node_phases: Vec<NodePhase> = phases.iter().filter_map(|p| node_phase(*p)).collect();
-        let wants_nodes = !node_phases.is_empty() || phases.contains(&Phase::Verify) || phases.contains(&Phase::Addons);
         let mut failures: Vec<String> = Vec::new();
         if wants_nodes {
             let t = Instant::now();
@@ -117,9 +123,8 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
             }
             timings.push(("ssh".into(), t.elapsed().as_secs_f64()));
             let t = Instant::now();
-            let with_artifacts = node_phases.contains(&NodePhase::Kubernetes) || node_phases.contains(&NodePhase::Runtime);
-            let cluster = nodes::prepare(&settings, &state, &plan, Some(resolved.subnet.cidr), with_artifacts, &facts, printer).await?;
-            timings.push(("render + artifacts".into(), t.elapsed().as_secs_f64()));
+            let cluster = nodes::prepare(&settings, &state, &plan, Some(resolved.subnet.cidr), &arts, &facts, printer).await?;
+            timings.push(("render".into(), t.elapsed().as_secs_f64()));
             for s in &sessions {
                 if let NodeSession::Failed { error, .. } = s {
                     failures.push(error.clone());

@@ -119,3 +119,31 @@ fn certs_renew_refuses_a_malformed_observed_state_instead_of_dropping_addresses(
     assert!(stderr.contains("observed.yaml"), "the error names the file: {stderr}");
     assert_eq!(std::fs::read(state.join("demo/pki/apiserver.crt")).unwrap(), before, "nothing re-issued");
 }
+
+/// `kos up` checks its local inputs before it talks to any cloud: a missing SSH key or an
+/// incomplete artifact folder stops it with the fix, and no server is ever created for
+/// nodes it could not then reach or provision. (The cloud named here does not exist: had
+/// kos got as far as the cloud, the message would be about authentication instead.)
+#[test]
+fn up_checks_the_key_and_the_artifacts_before_touching_the_cloud() {
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = "cluster: {name: demo}\n\
+        cloud: {name: no-such-cloud, image: i, flavor: f, network: n, router: r}\n\
+        ssh: {user: debian, private_key: id_kos}\n\
+        artifacts: {source: local, dir: ./artifacts}\n\
+        nodes:\n  - {name: m1, role: master}\n";
+    std::fs::write(tmp.path().join("settings.yaml"), settings).unwrap();
+    let up = || kos().current_dir(tmp.path()).env("HOME", tmp.path()).env_remove("OS_CLOUD").args(["up", "-f", "settings.yaml"]).assert().failure();
+
+    let out = up();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("the SSH private key") && err.contains("id_kos") && err.contains("does not exist"), "{err}");
+
+    std::fs::write(tmp.path().join("id_kos"), "a key\n").unwrap();
+    std::fs::create_dir(tmp.path().join("artifacts")).unwrap();
+    let out = up();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("SHA256SUMS") && err.contains("find bin cni images -type f"), "the artifact folder, with its fix: {err}");
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(!stdout.contains("instances:") && !err.contains("no-such-cloud"), "nothing reached the cloud:\n{stdout}\n{err}");
+}
