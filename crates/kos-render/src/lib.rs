@@ -117,6 +117,22 @@ pub enum RenderError {
 }
 
 /// Render every file of the cluster: each node's, the operator's and the add-ons.
+/// Every image the rendered cluster runs (static pods, the sandbox, the add-ons), by the
+/// names its manifests use: what an air-gapped artifact set must carry.
+pub fn images(settings: &Settings) -> Vec<String> {
+    let repo = &settings.artifacts.image_repository;
+    let mut out: Vec<String> = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+        .iter()
+        .map(|c| format!("{repo}/{c}:v{}", settings.cluster.kubernetes_version))
+        .collect();
+    out.push(format!("{repo}/etcd:{}", control_plane::ETCD_IMAGE_TAG));
+    out.push(format!("{repo}/pause:{}", node::PAUSE_TAG));
+    if settings.addons.dns == Some(kos_core::settings::DnsAddon::CoreDns) {
+        out.push(format!("{repo}/coredns/coredns:{}", addons::COREDNS_VERSION));
+    }
+    out
+}
+
 pub fn render(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<RenderedFile>, RenderError> {
     let plan = inputs.plan;
     if let Some(missing) = plan.nodes_without_address().first() {

@@ -500,3 +500,30 @@ fn snapshots_artifact_runtime_on_a_container_like_node() {
     assert!(yaml(r.node_file("worker-2", paths::KUBE_PROXY_CONFIG)).get("conntrack").is_none());
     assert!(!r.node_file("worker-2", paths::CONTAINERD_CONFIG).contents.contains("restrict_oom_score_adj"));
 }
+
+/// `crate::images` names exactly the images the rendered cluster runs: every `image:` of
+/// every static pod and add-on, and containerd's sandbox image (what an air-gapped artifact
+/// set is checked against).
+#[test]
+fn the_image_list_is_what_the_manifests_run() {
+    let r = render_example(|s| s);
+    let settings = kos_core::settings::Settings::parse(
+        std::path::Path::new("examples/settings.yaml"),
+        include_str!("../../../../examples/settings.yaml"),
+    )
+    .unwrap();
+    let listed = crate::images(&settings);
+    let mut used: Vec<String> = r
+        .files
+        .iter()
+        .flat_map(|f| f.contents.lines().filter_map(|l| l.trim().strip_prefix("image: ").map(|i| i.trim_matches('"').to_string())).collect::<Vec<_>>())
+        .collect();
+    used.push(
+        r.node_file("worker-1", paths::CONTAINERD_CONFIG).contents.lines().find_map(|l| l.trim().strip_prefix("sandbox_image = ")).unwrap().trim_matches('"').to_string(),
+    );
+    used.sort();
+    used.dedup();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(used, listed_sorted);
+}

@@ -39,9 +39,25 @@ pub async fn local_inputs(settings: &Settings, with_binaries: bool) -> Result<Ve
     if !with_binaries {
         return Ok(Vec::new());
     }
-    artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
+    let arts = artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
         .await
-        .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
+        .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+    // An artifact set that carries images must carry every one the cluster runs: a missing
+    // one would only show later, as a pod that cannot pull on an air-gapped node.
+    let carried: Vec<&str> = arts.iter().filter_map(|a| match &a.kind {
+        artifacts::Kind::Image(i) => Some(i.name.as_str()),
+        _ => None,
+    }).collect();
+    if !carried.is_empty() {
+        let missing: Vec<String> = kos_render::images(settings).into_iter().filter(|i| !carried.contains(&i.as_str())).collect();
+        if !missing.is_empty() {
+            return Err(CommandError::Invalid(format!(
+                "the artifact set carries images, but not {}, which the cluster runs: add each as images/<name>.tar (an OCI archive naming it, e.g. from `ctr images export` or testbed/k8s/build.sh) and its line to SHA256SUMS",
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(arts)
 }
 
 /// PKI (created or completed), every file rendered for the artifacts (`arts`, from
