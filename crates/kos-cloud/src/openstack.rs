@@ -12,6 +12,8 @@
 //! calls is written on it (the `calls:` lines), so the callers can keep reads constant
 //! in the size of the cluster.
 
+mod auth;
+mod config;
 mod transport;
 mod wire;
 
@@ -20,11 +22,10 @@ use crate::model::*;
 use base64::Engine as _;
 use http::HeaderValue;
 use openstack_sdk::AsyncOpenStack;
-use openstack_sdk::config::{CloudConfig, ConfigFile};
+use openstack_sdk::config::CloudConfig;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use transport::{Call, Service, Transport, decode, error_chain};
@@ -48,27 +49,33 @@ pub struct OpenStackCloud {
 
 impl OpenStackCloud {
     /// Authenticate to the cloud named `cloud_name`, else `$OS_CLOUD`, else the `OS_*`
-    /// variables (`OS_AUTH_URL`, ...). clouds.yaml is read from `$OS_CLIENT_CONFIG_FILE`
-    /// (with a `secure.yaml` next to it) and the usual places (`./`,
-    /// `~/.config/openstack/`, `/etc/openstack/`).
+    /// variables (`OS_AUTH_URL`, ...), with the `openstack` CLI's precedence: an `OS_*`
+    /// variable over secure.yaml over clouds.yaml (see [`config`]).
     ///
     /// Bad or missing credentials are [`CloudError::Auth`] naming the cloud; an identity
     /// service that does not answer is retried, then [`CloudError::Unavailable`].
     pub async fn connect(cloud_name: Option<&str>) -> Result<Self, CloudError> {
-        let (name, config) = load_config(cloud_name)?;
+        let (name, config) = config::load(cloud_name)?;
         Self::connect_config(name, config).await
     }
 
     /// Authenticate to `cloud_name` of the clouds.yaml at `clouds_yaml` (and the
     /// `secure.yaml` next to it), whatever the environment says.
     pub async fn connect_file(clouds_yaml: &std::path::Path, cloud_name: &str) -> Result<Self, CloudError> {
-        let (name, config) = config_from_file(Some(clouds_yaml.to_path_buf()), cloud_name.to_owned())?;
+        let (name, config) = config::from_file(Some(clouds_yaml.to_path_buf()), None, cloud_name.to_owned())?;
         Self::connect_config(name, config).await
     }
 
     /// Authenticate with a configuration already resolved (a caller that reads
     /// clouds.yaml itself).
-    pub async fn connect_config(name: String, config: CloudConfig) -> Result<Self, CloudError> {
+    pub async fn connect_config(name: String, mut config: CloudConfig) -> Result<Self, CloudError> {
+        auth::link_auth_plugins();
+        if let Some(message) = auth::missing_secret(&config) {
+            return Err(CloudError::Auth { cloud: name, message });
+        }
+        if auth::application_credential_by_name(&config) {
+            auth::resolve_application_credential_id(&name, &mut config).await?;
+        }
         let policy = transport::RetryPolicy::default();
         let start = Instant::now();
         let mut attempt = 0;
@@ -79,7 +86,7 @@ impl OpenStackCloud {
                 Err(err) => {
                     let message = error_chain(&err);
                     if !connect_error_is_transient(&err) {
-                        return Err(CloudError::Auth { cloud: name, message: auth_message(&err) });
+                        return Err(CloudError::Auth { cloud: name, message: auth::auth_message(&err, &config) });
                     }
                     let failure = transport::Transient::Connect;
                     let wait = policy.delay(attempt, None, transport::jitter());
@@ -303,51 +310,6 @@ impl OpenStackCloud {
     }
 }
 
-/// Which cloud and configuration `connect` uses (see [`OpenStackCloud::connect`]).
-fn load_config(cloud_name: Option<&str>) -> Result<(String, CloudConfig), CloudError> {
-    let named = cloud_name.map(str::to_owned).or_else(|| std::env::var("OS_CLOUD").ok().filter(|s| !s.is_empty()));
-    let Some(name) = named else {
-        if std::env::var_os("OS_AUTH_URL").is_some() {
-            let name = "envvars".to_owned();
-            let mut config = CloudConfig::from_env()
-                .map_err(|e| CloudError::Auth { cloud: name.clone(), message: format!("OS_* variables: {}", error_chain(&e)) })?;
-            config.name = Some(name.clone());
-            return Ok((name, config));
-        }
-        return Err(CloudError::Auth {
-            cloud: "(none)".into(),
-            message: "no cloud configured: set OS_CLOUD to a cloud of clouds.yaml, or export OS_AUTH_URL and the other OS_* variables".into(),
-        });
-    };
-    config_from_file(std::env::var_os("OS_CLIENT_CONFIG_FILE").map(PathBuf::from), name)
-}
-
-/// The cloud `name` of the clouds.yaml `clouds_file` (else of the usual places).
-fn config_from_file(clouds_file: Option<PathBuf>, name: String) -> Result<(String, CloudConfig), CloudError> {
-    let secure_file = clouds_file
-        .as_ref()
-        .and_then(|f| f.parent())
-        .map(|dir| dir.join("secure.yaml"))
-        .filter(|f| f.is_file());
-    let files = ConfigFile::new_with_user_specified_configs(clouds_file.as_ref(), secure_file.as_ref())
-        .map_err(|e| CloudError::Auth { cloud: name.clone(), message: format!("cannot read clouds.yaml: {}", error_chain(&e)) })?;
-    let config = files
-        .get_cloud_config(&name)
-        .map_err(|e| CloudError::Auth { cloud: name.clone(), message: error_chain(&e) })?
-        .ok_or_else(|| {
-            let mut known = files.get_available_clouds();
-            known.sort();
-            CloudError::Auth {
-                cloud: name.clone(),
-                message: format!(
-                    "not in clouds.yaml (clouds found: {}); point OS_CLIENT_CONFIG_FILE at the right file",
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-                ),
-            }
-        })?;
-    Ok((name, config))
-}
-
 /// Version discovery of the services kos uses (one `GET` of each root, in parallel): the
 /// catalog usually lists unversioned URLs (`http://host:9696`), and the SDK resolves the
 /// versioned base (`.../v2.0/`) from the discovery document. A service missing from the
@@ -400,20 +362,6 @@ fn connect_error_is_transient(err: &openstack_sdk::OpenStackError) -> bool {
         cause = e.source();
     }
     false
-}
-
-/// A failed login in words the user can act on: Keystone's own message when it refused
-/// the credentials (the SDK wraps it in "error setting auth header: ..."), else the chain.
-fn auth_message(err: &openstack_sdk::OpenStackError) -> String {
-    use openstack_sdk::{AuthError, OpenStackError};
-    match err {
-        OpenStackError::AuthError { source: source @ AuthError::Identity(_) } => {
-            let text = source.to_string();
-            let keystone = text.strip_prefix("authentication method error: ").unwrap_or(&text);
-            format!("Keystone refused the credentials ({keystone}): check the user, password or application credential of this cloud")
-        }
-        _ => error_chain(err),
-    }
 }
 
 /// Whether `s` has the shape of an OpenStack ID (UUID, with or without dashes): only
