@@ -169,11 +169,16 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     // Foreign resources in the same project survive `destroy`.
     let tag = format!("{}f", c.name);
     openstack_ok(&["security", "group", "create", &format!("{tag}-sg")]);
-    openstack_ok(&["port", "create", "--network", "demo-net", &format!("{tag}-port")]);
+    let port = openstack_ok(&["port", "create", "--network", "demo-net", "-f", "json", "-c", "fixed_ips", &format!("{tag}-port")]);
+    let port: serde_json::Value = serde_json::from_str(&port).expect("port JSON");
+    // The foreign route's next hop is the foreign port's own address: an address Neutron
+    // gave no node of ours. (A fixed 10.0.0.250 was one: Neutron hands addresses out at
+    // random, and a worker that got .250 made the "foreign" route the cluster's own.)
+    let foreign_hop = port["fixed_ips"][0]["ip_address"].as_str().expect("the foreign port's address").to_owned();
     openstack_ok(&["server", "create", "--flavor", "m1.tiny", "--image", "tiny", "--network", "demo-net", "--wait", &format!("{tag}-vm")]);
     // In our pod range, but not via one of our nodes: not ours.
-    let foreign_route = "destination=10.77.250.0/24,gateway=10.0.0.250";
-    openstack_ok(&["router", "add", "route", "demo-router", "--route", foreign_route]);
+    let foreign_route = format!("destination=10.77.250.0/24,gateway={foreign_hop}");
+    openstack_ok(&["router", "add", "route", "demo-router", "--route", &foreign_route]);
 
     let out = c.kos_ok(&["destroy", "--yes", "-f", file(&three)]);
     assert!(out.contains("nothing of cluster"), "{out}");
@@ -182,12 +187,12 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     assert!(openstack_ok(&["port", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value"]).is_empty());
     assert!(openstack_ok(&["floating", "ip", "list", "--tags", &format!("kos-cluster={}", c.name), "-f", "value"]).is_empty());
     let routes = c.routes();
-    assert_eq!(routes, [("10.77.250.0/24".to_string(), "10.0.0.250".to_string())], "only the foreign route is left");
+    assert_eq!(routes, [("10.77.250.0/24".to_string(), foreign_hop.clone())], "only the foreign route is left");
     assert!(openstack(&["security", "group", "show", &format!("{tag}-sg")]).status.success(), "foreign security group kept");
     assert!(openstack(&["port", "show", &format!("{tag}-port")]).status.success(), "foreign port kept");
     assert!(openstack(&["server", "show", &format!("{tag}-vm")]).status.success(), "foreign server kept");
 
-    openstack_ok(&["router", "remove", "route", "demo-router", "--route", foreign_route]);
+    openstack_ok(&["router", "remove", "route", "demo-router", "--route", &foreign_route]);
     openstack_ok(&["server", "delete", "--wait", &format!("{tag}-vm")]);
     openstack_ok(&["port", "delete", &format!("{tag}-port")]);
     openstack_ok(&["security", "group", "delete", &format!("{tag}-sg")]);
