@@ -9,17 +9,19 @@ use std::path::{Path, PathBuf};
 
 const HOW: &str = "testbed/cloud/with-cloud.sh cargo nextest run -p kos -E 'test(cloud_commands)'";
 
-struct Cluster {
-    dir: tempfile::TempDir,
-    name: String,
+/// A cluster of the test cloud in its own folder (settings, `.kos/`); destroyed on drop.
+/// (Shared with `cloud_auth`.)
+pub(crate) struct Cluster {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) name: String,
 }
 
 impl Cluster {
-    fn new() -> Cluster {
+    pub(crate) fn new() -> Cluster {
         Cluster { dir: tempfile::tempdir().unwrap(), name: format!("it{}", std::process::id()) }
     }
 
-    fn settings(&self, nodes: &[&str]) -> PathBuf {
+    pub(crate) fn settings(&self, nodes: &[&str]) -> PathBuf {
         let mut text = format!(
             "cluster: {{name: {}}}\ncloud: {{image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}}\nssh: {{user: debian, private_key: k}}\nnodes:\n",
             self.name
@@ -35,19 +37,19 @@ impl Cluster {
         path
     }
 
-    fn kos(&self, args: &[&str]) -> (bool, String, String) {
+    pub(crate) fn kos(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::cargo_bin("kos").unwrap().current_dir(self.dir.path()).args(args).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
-    fn kos_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn kos_ok(&self, args: &[&str]) -> String {
         let (ok, stdout, stderr) = self.kos(args);
         assert!(ok, "kos {args:?} failed:\n{stdout}\n{stderr}");
         stdout
     }
 
     /// The cluster's servers by name, as the `openstack` CLI sees them.
-    fn servers(&self) -> Vec<String> {
+    pub(crate) fn servers(&self) -> Vec<String> {
         let json = openstack_ok(&["server", "list", "-f", "json", "-c", "Name"]);
         let list: serde_json::Value = serde_json::from_str(&json).unwrap();
         let prefix = format!("{}-", self.name);
@@ -58,7 +60,7 @@ impl Cluster {
     }
 
     /// The router's routes in this cluster's pod range (10.77.0.0/16).
-    fn routes(&self) -> Vec<(String, String)> {
+    pub(crate) fn routes(&self) -> Vec<(String, String)> {
         let json = openstack_ok(&["router", "show", "demo-router", "-f", "json", "-c", "routes"]);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let mut routes: Vec<(String, String)> = v["routes"]
@@ -83,7 +85,7 @@ impl Drop for Cluster {
     }
 }
 
-fn file(p: &Path) -> &str {
+pub(crate) fn file(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod cloud_auth;
 mod cloud_client;
 mod cloud_commands;
 mod kubeconfig;
