@@ -75,9 +75,8 @@ impl TarStream {
 }
 
 /// The line that puts an uploaded entry in place (`put`, or `putv` checking the SHA-256 of
-/// a file streamed from disk), or fetches a download.
+/// a file streamed from disk), or fetches a download; `target` is a shell word (quoted).
 fn place(tar: &mut TarStream, file: &WantedFile, target: &str) -> Result<String, String> {
-    let target = sh_quote(target);
     let mode = format!("{:04o}", file.mode);
     Ok(match (&file.content, tar.append(&file.content)?) {
         (Content::Download { url }, _) => format!("fetch {} {} {target} {mode}\n", sh_quote(url), sh_quote(&file.sha256)),
@@ -128,14 +127,14 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), 
                 let Some(file) = wants.files.iter().find(|f| &f.path == path) else {
                     return Err(format!("no wanted file {path}"));
                 };
-                puts.push_str(&place(&mut tar, file, path)?);
+                puts.push_str(&place(&mut tar, file, &sh_quote(path))?);
             }
             Change::ImportImage { image, .. } => {
                 let Some(wanted) = wants.images.iter().find(|i| &i.name == image) else {
                     return Err(format!("no wanted image {image}"));
                 };
                 let archive = format!("$t/image-{}.tar", imports.lines().count());
-                puts.push_str(&place(&mut tar, &wanted.archive, &archive)?.replace(&sh_quote(&archive), &format!("\"{archive}\"")));
+                puts.push_str(&place(&mut tar, &wanted.archive, &format!("\"{archive}\""))?);
                 imports.push_str(&format!("import \"{archive}\" {}\n", sh_quote(image)));
             }
             Change::DaemonReload => {

@@ -18,6 +18,9 @@ pub const CONTROL_PLANE: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller
 /// (NodeRestriction), so kos does, through the API.
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 
+/// Why a node is not ready when the API server has no Node object for it.
+const NOT_REGISTERED: &str = "not registered (its kubelet has not reached the API server)";
+
 /// One thing the cluster is made of, and whether it is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
@@ -63,7 +66,7 @@ pub async fn look(client: &Client, plan: &ClusterPlan, with_dns: bool) -> Result
 fn node_item(name: &str, node: Option<&Node>) -> Item {
     let what = format!("node {name}");
     let Some(node) = node else {
-        return Item { what, ready: false, detail: "not registered (its kubelet has not reached the API server)".into() };
+        return Item { what, ready: false, detail: NOT_REGISTERED.into() };
     };
     let status = node.status.as_ref();
     let version = status.and_then(|s| s.node_info.as_ref()).map_or(String::new(), |i| i.kubelet_version.clone());
@@ -139,7 +142,7 @@ pub async fn label_masters(client: &Client, plan: &ClusterPlan) -> Result<Vec<St
 /// one that is not, with its reason. `progress` hears what is still missing after each look.
 pub async fn wait_ready(client: &Client, plan: &ClusterPlan, with_dns: bool, wait: Duration, progress: impl Fn(&[Item])) -> Result<Vec<Item>, String> {
     let deadline = Instant::now() + wait;
-    let mut last_labelled = false;
+    let mut labelled = false;
     loop {
         let items = match look(client, plan, with_dns).await {
             Ok(items) => items,
@@ -150,8 +153,9 @@ pub async fn wait_ready(client: &Client, plan: &ClusterPlan, with_dns: bool, wai
             }
             Err(e) => return Err(e),
         };
-        if !last_labelled && items.iter().filter(|i| i.what.starts_with("node ")).all(|i| i.detail != "not registered (its kubelet has not reached the API server)") {
-            last_labelled = label_masters(client, plan).await.is_ok();
+        // Once every node is registered, the masters get their role label (once).
+        if !labelled && items.iter().filter(|i| i.what.starts_with("node ")).all(|i| i.detail != NOT_REGISTERED) {
+            labelled = label_masters(client, plan).await.is_ok();
         }
         let missing: Vec<Item> = items.iter().filter(|i| !i.ready).cloned().collect();
         if missing.is_empty() {
