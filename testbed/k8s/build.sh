@@ -47,7 +47,7 @@ modfield() { go mod download -json "$1" | python3 -c "import json,sys; print(jso
 modsrc() {
   local dir; dir=$(modfield "$1@$2" Dir) || die "go mod download $1@$2"
   local dst=$CACHE/src/${1//\//_}@$2
-  if [[ ! -d $dst ]]; then cp -r "$dir" "$dst.tmp"; chmod -R u+w "$dst.tmp"; mv "$dst.tmp" "$dst"; fi
+  if [[ ! -d $dst ]]; then rm -rf "$dst.tmp"; cp -r "$dir" "$dst.tmp"; chmod -R u+w "$dst.tmp"; mv "$dst.tmp" "$dst"; fi
   echo "$dst"
 }
 # The tag's time (the module proxy's .info), for reproducible build dates.
