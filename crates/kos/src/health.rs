@@ -29,6 +29,17 @@ pub struct Item {
     pub ready: bool,
     /// `Ready v1.37.2`, or why not: the condition's message, the container's waiting reason.
     pub detail: String,
+    /// For a node: what the API server knows of it.
+    pub node: Option<NodeSeen>,
+}
+
+/// A node as the API server knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSeen {
+    /// Its kubelet has registered the Node object.
+    pub registered: bool,
+    /// The kubelet's version (`v1.37.2`), empty while unregistered.
+    pub version: String,
 }
 
 impl std::fmt::Display for Item {
@@ -66,15 +77,16 @@ pub async fn look(client: &Client, plan: &ClusterPlan, with_dns: bool) -> Result
 fn node_item(name: &str, node: Option<&Node>) -> Item {
     let what = format!("node {name}");
     let Some(node) = node else {
-        return Item { what, ready: false, detail: NOT_REGISTERED.into() };
+        return Item { what, ready: false, detail: NOT_REGISTERED.into(), node: Some(NodeSeen { registered: false, version: String::new() }) };
     };
     let status = node.status.as_ref();
     let version = status.and_then(|s| s.node_info.as_ref()).map_or(String::new(), |i| i.kubelet_version.clone());
     let ready = status.and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let seen = Some(NodeSeen { registered: true, version: version.clone() });
     match ready {
-        Some(c) if c.status == "True" => Item { what, ready: true, detail: format!("Ready {version}") },
-        Some(c) => Item { what, ready: false, detail: format!("NotReady {version}: {}", c.message.clone().unwrap_or_default()) },
-        None => Item { what, ready: false, detail: "NotReady: no Ready condition yet".into() },
+        Some(c) if c.status == "True" => Item { what, ready: true, detail: format!("Ready {version}"), node: seen },
+        Some(c) => Item { what, ready: false, detail: format!("NotReady {version}: {}", c.message.clone().unwrap_or_default()), node: seen },
+        None => Item { what, ready: false, detail: "NotReady: no Ready condition yet".into(), node: seen },
     }
 }
 
@@ -82,12 +94,12 @@ fn node_item(name: &str, node: Option<&Node>) -> Item {
 fn pod_item(what: &str, pod: Option<&Pod>) -> Item {
     let what = what.to_string();
     let Some(pod) = pod else {
-        return Item { what, ready: false, detail: "no such pod yet".into() };
+        return Item { what, ready: false, detail: "no such pod yet".into(), node: None };
     };
     let status = pod.status.as_ref();
     let ready = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     if ready {
-        return Item { what, ready, detail: "Ready".into() };
+        return Item { what, ready, detail: "Ready".into(), node: None };
     }
     let phase = status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into());
     let why = status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten().find_map(|c| {
@@ -100,25 +112,25 @@ fn pod_item(what: &str, pod: Option<&Pod>) -> Item {
         }
         (!c.ready).then(|| format!("{}: running, not ready (restarts: {})", c.name, c.restart_count))
     });
-    Item { what, ready: false, detail: format!("{phase}{}", why.map(|w| format!(", {}", w.trim())).unwrap_or_default()) }
+    Item { what, ready: false, detail: format!("{phase}{}", why.map(|w| format!(", {}", w.trim())).unwrap_or_default()), node: None }
 }
 
 fn deployment_item(d: Option<&Deployment>, pods: &[Pod]) -> Item {
     let what = "deployment kube-system/coredns".to_string();
     let Some(d) = d else {
-        return Item { what, ready: false, detail: "not applied yet".into() };
+        return Item { what, ready: false, detail: "not applied yet".into(), node: None };
     };
     let want = d.spec.replicas.unwrap_or(1);
     let have = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
     if have >= want {
-        return Item { what, ready: true, detail: format!("Ready {have}/{want}") };
+        return Item { what, ready: true, detail: format!("Ready {have}/{want}"), node: None };
     }
     let stuck = pods
         .iter()
         .filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get("k8s-app")).map(String::as_str) == Some("kube-dns"))
         .map(|p| pod_item(&p.metadata.name.clone().unwrap_or_default(), Some(p)))
         .find(|i| !i.ready);
-    Item { what, ready: false, detail: format!("{have}/{want} ready{}", stuck.map(|i| format!("; {}: {}", i.what, i.detail)).unwrap_or_default()) }
+    Item { what, ready: false, detail: format!("{have}/{want} ready{}", stuck.map(|i| format!("; {}: {}", i.what, i.detail)).unwrap_or_default()), node: None }
 }
 
 /// Label every master `node-role.kubernetes.io/control-plane` (kubectl's ROLES column and
@@ -154,7 +166,7 @@ pub async fn wait_ready(client: &Client, plan: &ClusterPlan, with_dns: bool, wai
             Err(e) => return Err(e),
         };
         // Once every node is registered, the masters get their role label (once).
-        if !labelled && items.iter().filter(|i| i.what.starts_with("node ")).all(|i| i.detail != NOT_REGISTERED) {
+        if !labelled && items.iter().filter_map(|i| i.node.as_ref()).all(|n| n.registered) {
             labelled = label_masters(client, plan).await.is_ok();
         }
         let missing: Vec<Item> = items.iter().filter(|i| !i.ready).cloned().collect();

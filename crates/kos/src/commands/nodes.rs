@@ -97,6 +97,9 @@ pub async fn prepare(
     Ok(Cluster { wants, admin_kubeconfig, super_admin_kubeconfig, addons })
 }
 
+/// A fact of a node and the operator's line for the nodes it holds on (`{}`: their names).
+type FactLine = (fn(&NodeFacts) -> bool, &'static str);
+
 /// What each reachable node's probe says about it (cgroup version, conntrack), which
 /// shapes its files; plus one line for the operator per fact that needs their attention.
 pub async fn facts_all(sessions: &[NodeSession]) -> (BTreeMap<String, NodeFacts>, Vec<String>) {
@@ -114,22 +117,19 @@ pub async fn facts_all(sessions: &[NodeSession]) -> (BTreeMap<String, NodeFacts>
         .collect()
         .await;
     let facts: BTreeMap<String, NodeFacts> = seen.into_iter().filter_map(|(n, f)| Some((n, f?))).collect();
-    let mut notes = Vec::new();
-    let v1: Vec<&str> = facts.iter().filter(|(_, f)| f.cgroup_v1).map(|(n, _)| n.as_str()).collect();
-    if !v1.is_empty() {
-        notes.push(format!(
-            "warning: {} run cgroup v1: their kubelets get `failCgroupV1: false`; move the image to cgroup v2 (Kubernetes deprecated v1 in 1.35 and may remove it from 1.38)",
-            v1.join(", ")
-        ));
-    }
-    let fixed: Vec<&str> = facts.iter().filter(|(_, f)| f.conntrack_max_fixed).map(|(n, _)| n.as_str()).collect();
-    if !fixed.is_empty() {
-        notes.push(format!("note: {}: nf_conntrack_max cannot be set there; kube-proxy is told to leave it", fixed.join(", ")));
-    }
-    let oom: Vec<&str> = facts.iter().filter(|(_, f)| f.oom_score_restricted).map(|(n, _)| n.as_str()).collect();
-    if !oom.is_empty() {
-        notes.push(format!("note: {}: root lacks CAP_SYS_RESOURCE (a container, not a VM); containerd clamps pods' OOM scores to its own", oom.join(", ")));
-    }
+    // One line per fact that needs the operator's attention, naming the nodes it holds on.
+    let lines: [FactLine; 3] = [
+        (|f| f.cgroup_v1, "warning: {} run cgroup v1: their kubelets get `failCgroupV1: false`; move the image to cgroup v2 (Kubernetes deprecated v1 in 1.35 and may remove it from 1.38)"),
+        (|f| f.conntrack_max_fixed, "note: {}: nf_conntrack_max cannot be set there; kube-proxy is told to leave it"),
+        (|f| f.oom_score_restricted, "note: {}: root lacks CAP_SYS_RESOURCE (a container, not a VM); containerd clamps pods' OOM scores to its own"),
+    ];
+    let notes = lines
+        .iter()
+        .filter_map(|(holds, line)| {
+            let on: Vec<&str> = facts.iter().filter(|(_, f)| holds(f)).map(|(n, _)| n.as_str()).collect();
+            (!on.is_empty()).then(|| line.replacen("{}", &on.join(", "), 1))
+        })
+        .collect();
     (facts, notes)
 }
 

@@ -182,9 +182,8 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
                 })
                 .await
                 .map_err(|e| CommandError::Failed(anyhow::anyhow!("{e}; run `kos up` again once it is fixed (`kos status` shows the cluster)")))?;
-                let nodes = items.iter().filter(|i| i.what.starts_with("node ")).count();
-                let versions: std::collections::BTreeSet<&str> =
-                    items.iter().filter(|i| i.what.starts_with("node ")).filter_map(|i| i.detail.strip_prefix("Ready ")).collect();
+                let nodes = items.iter().filter(|i| i.node.is_some()).count();
+                let versions: std::collections::BTreeSet<&str> = items.iter().filter_map(|i| i.node.as_ref()).map(|n| n.version.as_str()).collect();
                 printer.line(format!(
                     "ready: {nodes} node(s) Ready ({}), control plane{} Ready",
                     versions.into_iter().collect::<Vec<_>>().join(", "),
