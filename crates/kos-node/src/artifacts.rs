@@ -19,6 +19,10 @@
 //!   | `bin/containerd`, `containerd-shim-runc-v2`, `ctr`, `runc`, `crictl` (optional: then the runtime comes from here, not from the distribution) | `/usr/local/bin/` |
 //!   | `cni/<plugin>` (bridge, host-local, loopback, portmap) | `/opt/cni/bin/` |
 //!   | `images/<name>.tar`: OCI image layouts naming their image (`io.containerd.image.name`) | imported into containerd's `k8s.io` namespace |
+//!
+//! - `artifacts.extra_images` (any source): folders of the user's own image archives
+//!   (`*.tar`, at any depth, listed in the folder's `SHA256SUMS`), checked the same way and
+//!   imported on every node ([`resolve_extra_images`]).
 
 use kos_core::settings::ArtifactSource;
 use std::fmt;
@@ -118,10 +122,12 @@ pub enum ArtifactError {
 
     /// The local folder has no readable `SHA256SUMS`.
     #[error(
-        "cannot read {}: {source}; the `artifacts.dir` folder needs a SHA256SUMS file: create it with `cd {} && {SUMS_HOWTO}`",
+        "cannot read {}: {source}; each `{field}` folder needs a SHA256SUMS file: create it with `cd {} && {SUMS_HOWTO}`",
         .path.display(), .dir.display()
     )]
     NoSums {
+        /// The setting that names the folder: `artifacts.dir`, `artifacts.extra_images`.
+        field: &'static str,
         path: PathBuf,
         dir: PathBuf,
         #[source]
@@ -172,6 +178,14 @@ pub enum ArtifactError {
         .path.display()
     )]
     BadImage { path: PathBuf, detail: String },
+
+    /// An `artifacts.extra_images` folder lists no image archive.
+    #[error("{} lists no `*.tar` image archive; an `artifacts.extra_images` folder holds OCI image archives and their SHA256SUMS (`cd {} && sha256sum *.tar > SHA256SUMS`)", .path.display(), .dir.display())]
+    NoImages { path: PathBuf, dir: PathBuf },
+
+    /// Two image archives of the artifacts have the same file name or hold the same image.
+    #[error("{} and {} both {what}; keep one of them (each image is imported once, from one archive)", .first.display(), .second.display())]
+    DuplicateImage { first: PathBuf, second: PathBuf, what: String },
 
     /// The HTTP client could not be set up (TLS roots, ...).
     #[error("cannot set up HTTPS to fetch checksums: {source}")]
@@ -317,14 +331,26 @@ fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn resolve_local(dir: &Path) -> Result<Vec<Artifact>, ArtifactError> {
+/// `dir/SHA256SUMS`, read and parsed; `field` names the setting in the error.
+fn read_sums(dir: &Path, field: &'static str) -> Result<(PathBuf, Vec<SumsLine>), ArtifactError> {
     let sums_path = dir.join(SHA256SUMS);
     let text = std::fs::read_to_string(&sums_path).map_err(|source| ArtifactError::NoSums {
+        field,
         path: sums_path.clone(),
         dir: dir.to_path_buf(),
         source,
     })?;
     let sums = parse_sums(&sums_path, &text)?;
+    Ok((sums_path, sums))
+}
+
+/// The image archives a `SHA256SUMS` lists (`*.tar`, at any depth).
+fn image_lines(sums: &[SumsLine]) -> impl Iterator<Item = &SumsLine> {
+    sums.iter().filter(|l| l.name.ends_with(".tar"))
+}
+
+fn resolve_local(dir: &Path) -> Result<Vec<Artifact>, ArtifactError> {
+    let (sums_path, sums) = read_sums(dir, "artifacts.dir")?;
     let find = |name: &str| {
         sums.iter().find(|l| l.name == format!("bin/{name}")).or_else(|| sums.iter().find(|l| l.name == name))
     };
@@ -345,12 +371,64 @@ fn resolve_local(dir: &Path) -> Result<Vec<Artifact>, ArtifactError> {
             wanted.push((line, Kind::Cni, format!("{CNI_BIN_DIR}/{name}")));
         }
     }
-    for line in sums.iter().filter(|l| l.name.starts_with("images/") && l.name.ends_with(".tar")) {
-        // The image's name and digest are read below, once the file's hash is checked.
-        wanted.push((line, Kind::Image(ImageRef { name: String::new(), digest: String::new() }), String::new()));
+    let images = image_lines(&sums).filter(|l| l.name.starts_with("images/"));
+    checked(dir, &sums_path, wanted.into_iter().map(|(l, k, i)| (l, Some((k, i)))).chain(images.map(|l| (l, None))))
+}
+
+/// The image archives of the `artifacts.extra_images` folders (`dirs` as written in the
+/// settings, resolved like `artifacts.dir`), each checked against its folder's `SHA256SUMS`.
+/// Blocking: hashes every file.
+pub fn resolve_extra_images(dirs: &[PathBuf], base_dir: &Path) -> Result<Vec<Artifact>, ArtifactError> {
+    let mut all = Vec::new();
+    for dir in dirs {
+        let dir = local_dir(dir, base_dir);
+        let (sums_path, sums) = read_sums(&dir, "artifacts.extra_images")?;
+        if image_lines(&sums).next().is_none() {
+            return Err(ArtifactError::NoImages { path: sums_path, dir });
+        }
+        all.extend(checked(&dir, &sums_path, image_lines(&sums).map(|l| (l, None)))?);
     }
-    let mut artifacts = Vec::with_capacity(wanted.len());
-    for (entry, mut kind, install) in wanted {
+    Ok(all)
+}
+
+/// Two image archives that would collide on a node: the same file name (they are unpacked
+/// to `/var/lib/kos/images/<name>`) or the same image.
+pub fn check_unique_images(artifacts: &[Artifact]) -> Result<(), ArtifactError> {
+    let images: Vec<(&Artifact, &ImageRef)> = artifacts
+        .iter()
+        .filter_map(|a| match &a.kind {
+            Kind::Image(i) => Some((a, i)),
+            _ => None,
+        })
+        .collect();
+    let path = |a: &Artifact| match &a.fetch {
+        Fetch::Upload { path, .. } => path.clone(),
+        Fetch::Download { url } => PathBuf::from(url),
+    };
+    for (i, (a, ia)) in images.iter().enumerate() {
+        for (b, ib) in &images[..i] {
+            let what = if a.name == b.name {
+                format!("are named `{}`", a.name)
+            } else if ia.name == ib.name {
+                format!("hold the image `{}`", ia.name)
+            } else {
+                continue;
+            };
+            return Err(ArtifactError::DuplicateImage { first: path(b), second: path(a), what });
+        }
+    }
+    Ok(())
+}
+
+/// Each listed file of `dir` hashed and compared with its `SHA256SUMS` line; `None` marks
+/// an image archive, whose name and digest are read once its hash is checked.
+fn checked<'a>(
+    dir: &Path,
+    sums_path: &Path,
+    wanted: impl Iterator<Item = (&'a SumsLine, Option<(Kind, String)>)>,
+) -> Result<Vec<Artifact>, ArtifactError> {
+    let mut artifacts = Vec::new();
+    for (entry, what) in wanted {
         let path = dir.join(&entry.name);
         let name = entry.name.rsplit('/').next().unwrap_or(&entry.name).to_string();
         let unreadable = |source| ArtifactError::Unreadable { name: name.clone(), path: path.clone(), source };
@@ -358,18 +436,16 @@ fn resolve_local(dir: &Path) -> Result<Vec<Artifact>, ArtifactError> {
         if actual != entry.hash {
             return Err(ArtifactError::Mismatch(Box::new(ChecksumMismatch {
                 path,
-                sums: sums_path,
+                sums: sums_path.to_path_buf(),
                 line_no: entry.line_no,
                 line: entry.line.clone(),
                 expected: entry.hash.clone(),
                 actual,
             })));
         }
-        let install = if let Kind::Image(_) = kind {
-            kind = Kind::Image(read_image_ref(&path)?);
-            format!("/var/lib/kos/images/{name}")
-        } else {
-            install
+        let (kind, install) = match what {
+            Some(known) => known,
+            None => (Kind::Image(read_image_ref(&path)?), format!("/var/lib/kos/images/{name}")),
         };
         artifacts.push(Artifact { name, sha256: actual, fetch: Fetch::Upload { path, len }, install_path: install, kind });
     }

@@ -32,7 +32,7 @@ pub(super) const SCHEMA: &[(&str, &[&str])] = &[
     ("ssh", &["user", "private_key", "port", "bastion"]),
     ("ssh.bastion", &["host", "user", "port"]),
     ("runtime", &["kind", "docker_tls"]),
-    ("artifacts", &["source", "url", "dir", "image_repository"]),
+    ("artifacts", &["source", "url", "dir", "image_repository", "extra_images"]),
     ("addons", &["dns"]),
     ("proxy", &["http", "https", "no_proxy"]),
 ];
@@ -579,6 +579,7 @@ fn read_artifacts(r: &mut Reader, top: &Section<'_>) -> Option<Artifacts> {
     let url = r.opt_string(&sec, "url");
     let dir = r.opt_string(&sec, "dir");
     let repo = r.opt_string(&sec, "image_repository");
+    let extra_images = r.string_list(&sec, "extra_images");
     let source = match word {
         SourceWord::Upstream => {
             for key in ["url", "dir"] {
@@ -622,7 +623,9 @@ fn read_artifacts(r: &mut Reader, top: &Section<'_>) -> Option<Artifacts> {
             }
         },
     };
-    Some(Artifacts { source, image_repository: repo.unwrap_or_else(|| "registry.k8s.io".to_string()) })
+    Some(Artifacts { source, image_repository: repo.unwrap_or_else(|| "registry.k8s.io".to_string()),
+        extra_images: extra_images?.into_iter().map(PathBuf::from).collect(),
+    })
 }
 
 fn read_addons(r: &mut Reader, top: &Section<'_>) -> Option<Addons> {

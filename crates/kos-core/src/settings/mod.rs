@@ -262,6 +262,10 @@ pub struct Artifacts {
     pub source: ArtifactSource,
     /// Registry of the control-plane and add-on images.
     pub image_repository: String,
+    /// Folders of further image archives (the user's own workloads), each with a
+    /// `SHA256SUMS` listing its `*.tar` OCI archives: imported on every node, whatever the
+    /// source of the binaries. Written as in the settings (resolved like `dir`).
+    pub extra_images: Vec<PathBuf>,
 }
 
 /// The source of the Kubernetes binaries.

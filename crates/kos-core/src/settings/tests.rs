@@ -236,6 +236,13 @@ fn artifact_sources() {
     assert!(has(&p, 17, "needs `artifacts.url`"), "{p:?}");
     let p = problems(&format!("{MINIMAL}artifacts:\n  url: https://x\n"));
     assert!(has(&p, 18, "only used with `source: mirror`"), "{p:?}");
+    // The user's own images, with any source; a list, not a mapping.
+    let s = parse(&format!("{MINIMAL}artifacts:\n  extra_images: [./apps, /srv/images]\n")).unwrap();
+    assert_eq!(s.artifacts.source, ArtifactSource::Upstream);
+    assert_eq!(s.artifacts.extra_images, [PathBuf::from("./apps"), PathBuf::from("/srv/images")]);
+    assert!(parse(MINIMAL).unwrap().artifacts.extra_images.is_empty());
+    let p = problems(&format!("{MINIMAL}artifacts:\n  extra_images: {{dir: ./apps}}\n"));
+    assert!(has(&p, 18, "`artifacts.extra_images` must be a list of strings"), "{p:?}");
 }
 
 #[test]

@@ -495,3 +495,56 @@ async fn a_full_local_set_brings_runtime_cni_and_images() {
     let err = resolve(&local(dir.path()), Path::new("."), "1.37.2", "amd64").await.unwrap_err();
     assert!(matches!(err, ArtifactError::BadImage { .. }) && err.to_string().contains("io.containerd.image.name"), "{err}");
 }
+
+/// The user's own images (`artifacts.extra_images`): any `*.tar` its SHA256SUMS lists, each
+/// checked; a folder without images, a changed archive and two archives of one image are
+/// refused with the file named.
+#[test]
+fn extra_image_folders_are_checked_and_must_not_collide() {
+    let settings_dir = tempfile::tempdir().unwrap();
+    let apps = settings_dir.path().join("apps");
+    std::fs::create_dir_all(apps.join("more")).unwrap();
+    let web = oci_archive(Some("example.org/web:1.0"));
+    let db = oci_archive(Some("example.org/db:2.1"));
+    std::fs::write(apps.join("web.tar"), &web).unwrap();
+    std::fs::write(apps.join("more/db.tar"), &db).unwrap();
+    let sums = format!("{}  web.tar\n{}  ./more/db.tar\n", sha256_hex(&web), sha256_hex(&db));
+    std::fs::write(apps.join(SHA256SUMS), &sums).unwrap();
+
+    // Relative to the settings' folder, like `artifacts.dir`.
+    let got = resolve_extra_images(&[PathBuf::from("apps")], settings_dir.path()).unwrap();
+    let names: Vec<(&str, &str, &str)> = got
+        .iter()
+        .map(|a| match &a.kind {
+            Kind::Image(i) => (a.name.as_str(), i.name.as_str(), a.install_path.as_str()),
+            other => panic!("not an image: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [("web.tar", "example.org/web:1.0", "/var/lib/kos/images/web.tar"), ("db.tar", "example.org/db:2.1", "/var/lib/kos/images/db.tar")]
+    );
+    check_unique_images(&got).unwrap();
+
+    // The same folder twice: the same file names.
+    let twice = resolve_extra_images(&[apps.clone(), apps.clone()], Path::new("/")).unwrap();
+    let err = check_unique_images(&twice).unwrap_err();
+    assert!(err.to_string().contains("are named `web.tar`"), "{err}");
+    // Another archive of an image already carried.
+    let mut other = got.clone();
+    other[1].kind = Kind::Image(ImageRef { name: "example.org/web:1.0".into(), digest: "sha256:beef".into() });
+    let err = check_unique_images(&other).unwrap_err();
+    assert!(err.to_string().contains("hold the image `example.org/web:1.0`"), "{err}");
+
+    // A changed archive names its SHA256SUMS line.
+    std::fs::write(apps.join("web.tar"), oci_archive(Some("example.org/web:1.1"))).unwrap();
+    let err = resolve_extra_images(std::slice::from_ref(&apps), Path::new("/")).unwrap_err();
+    assert!(matches!(err, ArtifactError::Mismatch(ref m) if m.line_no == 1), "{err}");
+
+    // No SHA256SUMS, or one that lists no archive.
+    let err = resolve_extra_images(&[settings_dir.path().join("nowhere")], Path::new("/")).unwrap_err();
+    assert!(err.to_string().contains("each `artifacts.extra_images` folder needs a SHA256SUMS"), "{err}");
+    std::fs::write(apps.join(SHA256SUMS), format!("{}  notes.txt\n", sha256_hex(b"x"))).unwrap();
+    let err = resolve_extra_images(&[apps], Path::new("/")).unwrap_err();
+    assert!(matches!(err, ArtifactError::NoImages { .. }) && err.to_string().contains("lists no `*.tar` image archive"), "{err}");
+}

@@ -39,9 +39,10 @@ pub async fn local_inputs(settings: &Settings, with_binaries: bool) -> Result<Ve
     if !with_binaries {
         return Ok(Vec::new());
     }
-    let arts = artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
+    let failed = |e| CommandError::Failed(anyhow::Error::new(e));
+    let mut arts = artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
         .await
-        .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+        .map_err(failed)?;
     // An artifact set that carries images must carry every one the cluster runs: a missing
     // one would only show later, as a pod that cannot pull on an air-gapped node.
     let carried: Vec<&str> = arts.iter().filter_map(|a| match &a.kind {
@@ -56,6 +57,16 @@ pub async fn local_inputs(settings: &Settings, with_binaries: bool) -> Result<Ve
                 missing.join(", ")
             )));
         }
+    }
+    // The user's own images, imported on every node whatever the binaries' source.
+    if !settings.artifacts.extra_images.is_empty() {
+        let (dirs, base) = (settings.artifacts.extra_images.clone(), settings.base_dir().to_path_buf());
+        let extra = tokio::task::spawn_blocking(move || artifacts::resolve_extra_images(&dirs, &base))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+            .map_err(failed)?;
+        arts.extend(extra);
+        artifacts::check_unique_images(&arts).map_err(failed)?;
     }
     Ok(arts)
 }
