@@ -13,6 +13,7 @@ mod cloud_client;
 mod cloud_commands;
 mod kubeconfig;
 mod rendered_cluster;
+mod harness;
 mod support;
 mod testbed_cloud;
 mod testbed_nodes;

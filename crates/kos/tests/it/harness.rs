@@ -1,0 +1,450 @@
+//! The shared harness of the end-to-end tests on the test bed: one [`Cluster`] per scenario in
+//! its own folder, driven through the real `kos` binary, the artifact set's real kubectl and
+//! the ssh_config kos writes, and destroyed on drop (also when a test fails).
+
+use crate::support;
+use crate::testbed_cloud::{openstack, openstack_ok};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) const HOW_TO_START: &str = "TB_PREFIX=kose testbed/with-testbed.sh cargo nextest run -p kos --test it testbed_";
+
+/// Every phase of `kos up` but `addons` (the scenarios that do not need the API).
+pub(crate) const CLUSTER_PHASES: &str = "check,instances,runtime,kubernetes,network,verify";
+
+/// The workload image of the artifact set (the host's busybox-static, built by testbed/k8s/build.sh).
+pub(crate) const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1";
+
+/// The artifact folder testbed/k8s/build.sh wrote (test.sh passes it; by hand: its default).
+pub(crate) fn artifact_set() -> PathBuf {
+    let dir = std::env::var_os("KOS_TEST_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| {
+        let pins = std::fs::read_to_string(support::repo_root().join("testbed/k8s/versions.env")).expect("testbed/k8s/versions.env");
+        let version = pins.lines().find_map(|l| l.strip_prefix("KUBERNETES=")).expect("KUBERNETES= in versions.env");
+        PathBuf::from(format!("/var/tmp/kos-k8s/artifacts-v{version}"))
+    });
+    assert!(
+        dir.join("SHA256SUMS").exists(),
+        "no artifact set at {}: run testbed/k8s/build.sh (test.sh does) before the test bed starts",
+        dir.display()
+    );
+    dir
+}
+
+/// The units kos runs on every node of a containerd cluster.
+pub(crate) const UNITS: [&str; 4] = ["containerd", "kubelet", "kube-proxy", "kos-pod-network"];
+
+pub(crate) fn nodes_are_up() -> bool {
+    support::testbed("KOS_TEST_NODES", HOW_TO_START)
+}
+
+pub(crate) fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set by `{HOW_TO_START}`"))
+}
+
+pub(crate) fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Polls `check` every 0.5 s until it returns `Some`, for at most `secs` seconds; on a
+/// timeout the panic carries `explain()`.
+pub(crate) fn wait_for<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>, explain: impl FnOnce() -> String) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for: {what}\n{}", explain());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Whether `ip` lies in `cidr` (`a.b.c.d/n`).
+pub(crate) fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let (net, len) = cidr.split_once('/').expect("a CIDR");
+    let (ip, net): (Ipv4Addr, Ipv4Addr) = (ip.parse().expect("an IPv4 address"), net.parse().expect("an IPv4 network"));
+    let mask = u32::MAX.checked_shl(32 - len.parse::<u32>().expect("a prefix length")).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// The first address of a /24 pod range: the node's pod gateway on cbr0.
+pub(crate) fn gateway(cidr: &str) -> String {
+    let net = cidr.split_once('/').expect("a CIDR").0;
+    let mut octets: Vec<&str> = net.split('.').collect();
+    octets[3] = "1";
+    octets.join(".")
+}
+
+/// A node of the settings.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeSpec {
+    pub(crate) name: &'static str,
+    pub(crate) master: bool,
+    pub(crate) floating_ip: bool,
+}
+
+pub(crate) const fn master(name: &'static str, floating_ip: bool) -> NodeSpec {
+    NodeSpec { name, master: true, floating_ip }
+}
+
+pub(crate) const fn worker(name: &'static str) -> NodeSpec {
+    NodeSpec { name, master: false, floating_ip: false }
+}
+
+/// What one `kos` run did.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) secs: f64,
+}
+
+impl Run {
+    pub(crate) fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The `time: <phase>: X s` lines of `-v`.
+    pub(crate) fn phase_times(&self) -> Vec<(String, String)> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("time: "))
+            .filter_map(|l| l.rsplit_once(": ").map(|(p, t)| (p.to_owned(), t.to_owned())))
+            .collect()
+    }
+}
+
+/// A row of `kos status`.
+#[derive(Debug, Clone)]
+pub(crate) struct StatusRow {
+    pub(crate) server: String,
+    pub(crate) fixed_ip: String,
+    pub(crate) floating_ip: String,
+    pub(crate) pod_cidr: String,
+    pub(crate) route: String,
+    pub(crate) ssh: String,
+    pub(crate) kubelet: String,
+}
+
+/// One cluster of the test, in its own folder (settings, `.kos/` state, a HOME and a
+/// KUBECONFIG of its own, so the user's ~/.kube/config is never touched); destroyed on drop.
+pub(crate) struct Cluster {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) name: String,
+    pub(crate) nodes: Vec<NodeSpec>,
+    pub(crate) destroyed: bool,
+}
+
+impl Cluster {
+    /// Writes `settings.yaml` for these nodes (first one: master) on the seeded test cloud,
+    /// with the real artifact set.
+    pub(crate) fn new(prefix: &str, nodes: &[NodeSpec], pod_cidr: &str, runtime: &str) -> Cluster {
+        Cluster::with_images(prefix, nodes, pod_cidr, runtime, &[])
+    }
+
+    /// [`Cluster::new`] whose settings also load these image folders on every node
+    /// (`artifacts.extra_images`).
+    pub(crate) fn with_images(prefix: &str, nodes: &[NodeSpec], pod_cidr: &str, runtime: &str, extra_images: &[PathBuf]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = format!("{prefix}{}", std::process::id());
+        let artifacts = artifact_set();
+        let key = Path::new(&env("TC_HOME")).join("demo-key.pem");
+        assert!(key.exists(), "the seeded keypair's private key {} is missing", key.display());
+        let mut settings = format!(
+            "cluster: {{name: {name}}}\n\
+             cloud: {{image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}}\n\
+             ssh: {{user: debian, private_key: {key}}}\n\
+             networking: {{pod_cidr: {pod_cidr}}}\n\
+             runtime: {runtime}\n\
+             artifacts: {{source: local, dir: {art}, extra_images: [{extra}]}}\n\
+             nodes:\n",
+            key = key.display(),
+            art = artifacts.display(),
+            extra = extra_images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        );
+        for n in nodes {
+            let role = if n.master { "master" } else { "worker" };
+            settings += &format!("  - {{name: {}, role: {role}, floating_ip: {}}}\n", n.name, n.floating_ip);
+        }
+        std::fs::write(dir.path().join("settings.yaml"), settings).expect("settings written");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        Cluster { dir, name, nodes: nodes.to_vec(), destroyed: false }
+    }
+
+    pub(crate) fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
+        self.home().join("kubeconfig")
+    }
+
+    /// `<settings dir>/.kos/<cluster>/`.
+    pub(crate) fn state(&self) -> PathBuf {
+        self.dir.path().join(".kos").join(&self.name)
+    }
+
+    pub(crate) fn ssh_config(&self) -> PathBuf {
+        self.state().join("ssh/config")
+    }
+
+    /// `kos ARGS -f settings.yaml`, run from the settings' folder with a relative path, as a
+    /// user would.
+    pub(crate) fn kos_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("kos"));
+        cmd.current_dir(self.dir.path())
+            .env("HOME", self.home())
+            .env("KUBECONFIG", self.kubeconfig())
+            .args(args)
+            .args(["-f", "settings.yaml"]);
+        cmd
+    }
+
+    pub(crate) fn kos(&self, args: &[&str]) -> Run {
+        let t = Instant::now();
+        let out = self.kos_command(args).output().expect("kos runs");
+        let run = Run { code: out.status.code(), stdout: text(&out.stdout), stderr: text(&out.stderr), secs: t.elapsed().as_secs_f64() };
+        eprintln!("kos {} -> {:?} in {:.1} s", args.join(" "), run.code, run.secs);
+        run
+    }
+
+    pub(crate) fn kos_ok(&self, args: &[&str]) -> Run {
+        let run = self.kos(args);
+        assert!(run.ok(), "kos {args:?} failed ({:?}):\n{}\n{}", run.code, run.stdout, run.stderr);
+        run
+    }
+
+    /// `kos up` of every phase but `addons`.
+    pub(crate) fn up(&self) -> Run {
+        self.kos_ok(&["up", "-v", "--only", CLUSTER_PHASES])
+    }
+
+    /// The real kubectl of the artifact set, through the context kos merged into $KUBECONFIG.
+    pub(crate) fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(artifact_set().join("bin/kubectl"));
+        cmd.env("KUBECONFIG", self.kubeconfig()).arg("--context").arg(format!("kos-{}", self.name)).args(args);
+        support::run(&mut cmd)
+    }
+
+    pub(crate) fn kubectl_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
+        out
+    }
+
+    pub(crate) fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.kubectl_ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// Runs `script` as root on `node` (`ssh -F <state>/ssh/config <cluster>-<node> sudo bash`,
+    /// the script on stdin).
+    pub(crate) fn root(&self, node: &str, script: &str) -> Output {
+        let mut child = Command::new("ssh")
+            .arg("-F")
+            .arg(self.ssh_config())
+            .arg(format!("{}-{node}", self.name))
+            .args(["sudo", "-n", "bash", "-s"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh runs");
+        child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("script sent");
+        child.wait_with_output().expect("ssh finishes")
+    }
+
+    /// [`Cluster::root`] of a script that must succeed: its trimmed stdout.
+    pub(crate) fn root_ok(&self, node: &str, script: &str) -> String {
+        let out = self.root(node, script);
+        assert!(
+            out.status.success(),
+            "on {node}: script failed:\n{script}\n--- stdout\n{}--- stderr\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout).trim().to_owned()
+    }
+
+    /// `kos status`, by node.
+    pub(crate) fn status(&self) -> BTreeMap<String, StatusRow> {
+        let run = self.kos_ok(&["status"]);
+        let mut lines = run.stdout.lines();
+        let header = lines.next().unwrap_or_default();
+        for col in ["SERVER", "FIXED IP", "FLOATING IP", "POD CIDR", "ROUTE", "SSH", "KUBELET"] {
+            assert!(header.contains(col), "kos status has no {col} column:\n{}", run.stdout);
+        }
+        let mut rows = BTreeMap::new();
+        for line in lines {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let Some(spec) = self.nodes.iter().find(|n| f.first() == Some(&n.name)) else { continue };
+            assert_eq!(f.len(), 8, "a status row has 8 columns: {line:?}\n{}", run.stdout);
+            let row = StatusRow {
+                server: f[1].into(),
+                fixed_ip: f[2].into(),
+                floating_ip: f[3].into(),
+                pod_cidr: f[4].into(),
+                route: f[5].into(),
+                ssh: f[6].into(),
+                kubelet: f[7].into(),
+            };
+            rows.insert(spec.name.to_owned(), row);
+        }
+        assert_eq!(rows.len(), self.nodes.len(), "a status row per node:\n{}", run.stdout);
+        rows
+    }
+
+    /// What the cloud still holds of this cluster, as the `openstack` CLI sees it: servers,
+    /// ports and floating IPs tagged `kos-cluster=<name>`, its security group, its routes.
+    pub(crate) fn leftovers(&self) -> Vec<String> {
+        let tag = format!("kos-cluster={}", self.name);
+        let mut left = Vec::new();
+        let servers = openstack_ok(&["server", "list", "-f", "value", "-c", "Name", "--name", &format!("^{}-", self.name)]);
+        left.extend(servers.lines().map(|s| format!("server {s}")));
+        left.extend(self.ports_named().into_iter().map(|(id, name, tags)| format!("port {id} {name} tags {tags:?}")));
+        let fips = openstack_ok(&["floating", "ip", "list", "--tags", &tag, "-f", "value", "-c", "ID"]);
+        left.extend(fips.lines().map(|id| format!("floating ip {id}")));
+        let group = format!("{}-nodes", self.name);
+        if openstack(&["security", "group", "show", &group]).status.success() {
+            left.push(format!("security group {group}"));
+        }
+        let routes = openstack_ok(&["router", "show", "demo-router", "-f", "json", "-c", "routes"]);
+        let routes: serde_json::Value = serde_json::from_str(&routes).expect("router JSON");
+        let pod_range = self.pod_range_prefix();
+        for r in routes["routes"].as_array().into_iter().flatten() {
+            let dest = r["destination"].as_str().unwrap_or_default();
+            if dest.starts_with(&pod_range) {
+                left.push(format!("route {dest} via {}", r["nexthop"]));
+            }
+        }
+        left
+    }
+
+    /// Ports named like this cluster's (`<cluster>-<node>`), marked or not: (id, name, marks).
+    /// Marks are the Neutron tags plus those kos writes into the description at creation
+    /// (`[kos-tags: ...]`), which a run killed before tagging leaves as the only ones.
+    pub(crate) fn ports_named(&self) -> Vec<(String, String, Vec<String>)> {
+        let json = openstack_ok(&["port", "list", "--long", "-f", "json", "-c", "ID", "-c", "Name", "-c", "Tags", "-c", "Description"]);
+        let ports: serde_json::Value = serde_json::from_str(&json).expect("port list JSON");
+        let prefix = format!("{}-", self.name);
+        let mut named: Vec<_> = ports
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|p| p["Name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+            .map(|p| {
+                let mut tags: Vec<String> = p["Tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).map(str::to_owned).collect();
+                let description = p["Description"].as_str().unwrap_or_default();
+                if let Some((_, rest)) = description.split_once("[kos-tags: ") {
+                    tags.extend(rest.split(']').next().unwrap_or_default().split_whitespace().map(str::to_owned));
+                }
+                (p["ID"].as_str().unwrap_or_default().to_owned(), p["Name"].as_str().unwrap_or_default().to_owned(), tags)
+            })
+            .collect();
+        named.sort_by(|a, b| a.1.cmp(&b.1));
+        named
+    }
+
+    /// `10.55.` of `pod_cidr: 10.55.0.0/16`.
+    pub(crate) fn pod_range_prefix(&self) -> String {
+        let settings = std::fs::read_to_string(self.dir.path().join("settings.yaml")).expect("settings");
+        let cidr = settings.split("pod_cidr: ").nth(1).expect("pod_cidr").split('}').next().expect("cidr");
+        let mut octets = cidr.split('.');
+        format!("{}.{}.", octets.next().expect("octet"), octets.next().expect("octet"))
+    }
+
+    /// `kos destroy --yes`, then nothing of the cluster is left in the cloud.
+    pub(crate) fn destroy(&mut self) {
+        let run = self.kos_ok(&["destroy", "--yes"]);
+        assert!(run.stdout.contains(&format!("nothing of cluster {} is left", self.name)), "{}", run.stdout);
+        self.destroyed = true;
+        let left = self.leftovers();
+        assert!(left.is_empty(), "kos destroy left resources of cluster {} behind: {left:?}", self.name);
+    }
+
+    /// ssh processes whose command line names this cluster's ssh_config: kos's ControlMaster
+    /// connections (kos closes them when it ends).
+    pub(crate) fn ssh_processes(&self) -> Vec<(u32, String)> {
+        let needle = self.ssh_config().display().to_string();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = text(&cmdline).replace('\0', " ");
+            if cmdline.starts_with("ssh ") && cmdline.contains(&needle) && cmdline.contains(" -M ") {
+                found.push((pid, cmdline));
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Cluster {
+    /// Never leave the cluster behind, whatever failed; and no ssh master of it.
+    fn drop(&mut self) {
+        if !self.destroyed {
+            let _ = self.kos_command(&["destroy", "--yes"]).output();
+            // What kos destroy could not remove (a failed test already said why) must not
+            // burden the next test on the same cloud: removed by hand, by this cluster's names.
+            if std::thread::panicking() {
+                for (id, name, _) in self.ports_named() {
+                    eprintln!("cleanup: deleting port {name} ({id}) that kos destroy left");
+                    let _ = openstack(&["port", "delete", &id]);
+                }
+                let _ = openstack(&["security", "group", "delete", &format!("{}-nodes", self.name)]);
+            }
+        }
+        for (pid, _) in self.ssh_processes() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// A child process (e.g. a listener in a test-bed namespace) killed on drop.
+pub(crate) struct Child(pub(crate) std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+
+/// A busybox pod pinned to `node`, serving `/etc/hostname` over HTTP on 8080 after printing a
+/// line to its log; tolerates the control-plane taint.
+pub(crate) fn busybox_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: kos-e2e}}}}\nspec:\n  nodeName: {node}\n  \
+         tolerations: [{{key: node-role.kubernetes.io/control-plane, operator: Exists}}]\n  \
+         containers:\n  - name: bb\n    image: {BUSYBOX}\n    imagePullPolicy: IfNotPresent\n    \
+         command: [sh, -c, 'echo started on $(hostname); exec httpd -f -p 8080 -h /etc']\n"
+    )
+}
+
+/// The pod's IP once it is Running, Ready.
+pub(crate) fn pod_ip(c: &Cluster, pod: &str) -> String {
+    wait_for(
+        &format!("pod {pod} Running and Ready"),
+        120,
+        || {
+            let p = c.kubectl_json(&["get", "pod", pod]);
+            let ready = p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+            ready.then(|| p["status"]["podIP"].as_str().unwrap_or_default().to_owned())
+        },
+        || c.kubectl(&["describe", "pod", pod]).1,
+    )
+}
+
+/// What `GET /hostname` on `ip:8080` answers, asked from inside pod `from` (busybox nc).
+pub(crate) fn http_from(c: &Cluster, from: &str, ip: &str) -> Option<String> {
+    let script = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8080 | tail -n 1");
+    let (ok, out, _) = c.kubectl(&["exec", from, "--", "sh", "-c", &script]);
+    (ok && !out.trim().is_empty()).then(|| out.trim().to_owned())
+}
