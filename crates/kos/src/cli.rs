@@ -171,6 +171,11 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+    /// Also delete the local state folder (`.kos/<cluster>/`: the cluster's CA and
+    /// certificates, SSH known_hosts, last observed addresses), once the cloud holds nothing
+    /// of the cluster.
+    #[arg(long)]
+    pub purge: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -140,6 +140,57 @@ fn put<T>(entries: &mut Vec<T>, entry: T, name: impl Fn(&T) -> &String) -> bool 
     true
 }
 
+/// `existing` without the cluster, user and context named `name` (what [`merge`] wrote);
+/// `None` when it holds none of them. When `name` was the current context, no context is
+/// current afterwards (kubectl then asks for `--context`, rather than silently using
+/// another cluster). Every other entry is kept as it was read.
+pub fn remove(existing: &str, name: &str) -> Result<Option<Removed>, MergeError> {
+    let mut config = Kubeconfig::from_yaml(existing).map_err(MergeError::Existing)?;
+    if let Some(kind) = config.kind.as_deref().filter(|k| *k != "Config") {
+        return Err(MergeError::NotAKubeconfig(kind.to_string()));
+    }
+    let before = (config.clusters.len(), config.auth_infos.len(), config.contexts.len());
+    config.clusters.retain(|c| c.name != name);
+    config.auth_infos.retain(|u| u.name != name);
+    config.contexts.retain(|c| c.name != name);
+    let was_current = config.current_context.as_deref() == Some(name);
+    if was_current {
+        config.current_context = None;
+    }
+    if before == (config.clusters.len(), config.auth_infos.len(), config.contexts.len()) && !was_current {
+        return Ok(None);
+    }
+    let yaml = serde_saphyr::to_string(&config).map_err(MergeError::Serialise)?;
+    Ok(Some(Removed { yaml, was_current }))
+}
+
+/// What [`remove`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub yaml: String,
+    /// The removed context was the current one.
+    pub was_current: bool,
+}
+
+/// [`remove`] on the user's kubeconfig file (the one [`merge_admin_kubeconfig`] writes to):
+/// `Some(path, was_current)` when our entries were there and are gone. A missing file or
+/// one without our entries is left untouched; an unreadable one is named, never rewritten.
+pub fn remove_admin_context(cluster: &str) -> Result<Option<(PathBuf, bool)>, KubeconfigFileError> {
+    let Some(path) = user_kubeconfig_path(std::env::var_os(env_vars::KUBECONFIG), std::env::home_dir()) else {
+        return Ok(None);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(KubeconfigFileError::Io { action: "read", path, source }),
+    };
+    let removed = remove(&text, &context_name(cluster))
+        .map_err(|source| KubeconfigFileError::Unreadable { path: path.clone(), source })?;
+    let Some(removed) = removed else { return Ok(None) };
+    write_private(&path, removed.yaml.as_bytes()).map_err(|source| KubeconfigFileError::Io { action: "write", path: path.clone(), source })?;
+    Ok(Some((path, removed.was_current)))
+}
+
 /// The file kubectl reads first: the first non-empty path of `$KUBECONFIG`, else
 /// `~/.kube/config`; `None` without either.
 ///
@@ -553,5 +604,33 @@ current-context: prod
         merge_into_file(&link, &ours("https://203.0.113.11:6443"), "kos-demo").unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert!(std::fs::read_to_string(&real).unwrap().contains("current-context: kos-demo"));
+    }
+
+    /// `kos destroy`: our three entries leave, every other one stays as it was; a current
+    /// context of ours leaves no current context; a file without ours is not rewritten.
+    #[test]
+    fn remove_takes_out_exactly_our_entries() {
+        let removed = remove(OTHER, "kos-demo").unwrap().expect("our entries were there");
+        assert!(!removed.was_current);
+        let after = yaml(&removed.yaml);
+        let before = yaml(OTHER);
+        for list in ["clusters", "users", "contexts"] {
+            assert!(entry(&after, list, "kos-demo").is_null(), "{list}: {after:#}");
+        }
+        assert_eq!(entry(&after, "clusters", "prod"), entry(&before, "clusters", "prod"));
+        // The one difference the module names: the exec plugin's default written out.
+        let mut sso = entry(&before, "users", "prod-sso");
+        sso["user"]["exec"]["provideClusterInfo"] = false.into();
+        assert_eq!(entry(&after, "users", "prod-sso"), sso);
+        assert_eq!(entry(&after, "contexts", "prod"), entry(&before, "contexts", "prod"));
+        assert_eq!(after["current-context"], "prod");
+        assert_eq!(remove(&removed.yaml, "kos-demo").unwrap(), None, "nothing of ours left: nothing to do");
+
+        let merged = merge(Some(OTHER), &ours("https://203.0.113.9:6443"), "kos-demo").unwrap();
+        let removed = remove(&merged.yaml, "kos-demo").unwrap().unwrap();
+        assert!(removed.was_current);
+        let after = yaml(&removed.yaml);
+        assert!(after.get("current-context").is_none_or(serde_json::Value::is_null), "no current context: {after:#}");
+        assert!(matches!(remove("kind: Pod\napiVersion: v1\n", "kos-demo"), Err(MergeError::NotAKubeconfig(_))));
     }
 }

@@ -88,7 +88,7 @@ pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError>
         let found = ops::find_teardown(&cloud, &settings).await.map_err(failed)?;
         if found.is_empty() {
             printer.line(format!("nothing of cluster {} in cloud {}", settings.cluster.name, cloud.name()));
-            return Ok(());
+            return forget_locally(args, &settings, printer);
         }
         printer.data(format!("kos destroy will delete from cloud {}:", cloud.name()));
         for line in found.lines() {
@@ -100,7 +100,7 @@ pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError>
         let left = ops::destroy(&cloud, &settings, &found, Waits::default()).await.map_err(failed)?;
         if left.is_empty() {
             printer.line(format!("deleted {} resources; nothing of cluster {} is left", found.lines().len(), settings.cluster.name));
-            Ok(())
+            forget_locally(args, &settings, printer)
         } else {
             for line in left.lines() {
                 printer.data(format!("  left: {line}"));
@@ -108,6 +108,34 @@ pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError>
             Err(CommandError::Failed(anyhow::anyhow!("{} resource(s) are left; run `kos destroy` again", left.lines().len())))
         }
     })
+}
+
+/// Once the cloud holds nothing of the cluster: its context leaves the user's kubeconfig,
+/// and the local state folder is deleted (`--purge`) or named with what it keeps.
+fn forget_locally(args: &DestroyArgs, settings: &Settings, printer: Printer) -> Result<(), CommandError> {
+    let context = crate::kubeconfig::context_name(&settings.cluster.name);
+    match crate::kubeconfig::remove_admin_context(&settings.cluster.name).map_err(failed)? {
+        Some((path, true)) => printer.line(format!(
+            "removed context `{context}` from {}; it was the current context: choose another with `kubectl config use-context`",
+            path.display()
+        )),
+        Some((path, false)) => printer.line(format!("removed context `{context}` from {}", path.display())),
+        None => {}
+    }
+    let state = super::state::State::for_settings(&args.settings, settings);
+    if !state.dir.exists() {
+        return Ok(());
+    }
+    if args.purge {
+        std::fs::remove_dir_all(&state.dir).with_context(|| format!("cannot delete {}", state.dir.display()))?;
+        printer.line(format!("deleted the local state {}", state.dir.display()));
+    } else {
+        printer.line(format!(
+            "kept the local state {} (the cluster's CA and certificates, SSH known_hosts, last observed addresses): `kos destroy --purge` deletes it",
+            state.dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Ask on the terminal; without one, refuse (use --yes).
