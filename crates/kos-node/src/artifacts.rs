@@ -122,7 +122,7 @@ pub enum ArtifactError {
 
     /// The local folder has no readable `SHA256SUMS`.
     #[error(
-        "cannot read {}: {source}; each `{field}` folder needs a SHA256SUMS file: create it with `cd {} && {SUMS_HOWTO}`",
+        "cannot read {}: {source}; a folder of `{field}` needs a SHA256SUMS file: create it with `cd {} && {SUMS_HOWTO}`",
         .path.display(), .dir.display()
     )]
     NoSums {

@@ -543,7 +543,7 @@ fn extra_image_folders_are_checked_and_must_not_collide() {
 
     // No SHA256SUMS, or one that lists no archive.
     let err = resolve_extra_images(&[settings_dir.path().join("nowhere")], Path::new("/")).unwrap_err();
-    assert!(err.to_string().contains("each `artifacts.extra_images` folder needs a SHA256SUMS"), "{err}");
+    assert!(err.to_string().contains("a folder of `artifacts.extra_images` needs a SHA256SUMS"), "{err}");
     std::fs::write(apps.join(SHA256SUMS), format!("{}  notes.txt\n", sha256_hex(b"x"))).unwrap();
     let err = resolve_extra_images(&[apps], Path::new("/")).unwrap_err();
     assert!(matches!(err, ArtifactError::NoImages { .. }) && err.to_string().contains("lists no `*.tar` image archive"), "{err}");

@@ -49,15 +49,23 @@ pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
         let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
         let plan = plan_for(&settings, &have.observed(None))?;
         let findings = ops::check(&cloud, &settings, &plan).await;
+        // The local inputs `up` checks first, in its words.
+        let local = super::nodes::local_problems(&settings, true).await;
+        if local.is_empty() {
+            printer.data(format!("{:<4} local inputs: the SSH key and the artifacts", Verdict::Ok.to_string()));
+        }
+        for p in &local {
+            printer.data(format!("{:<4} local inputs: {p}", Verdict::Fail.to_string()));
+        }
         for f in &findings {
             printer.data(format!("{:<4} {}", f.verdict.to_string(), f.what));
             if let Some(fix) = &f.fix {
                 printer.data(format!("     → {fix}"));
             }
         }
-        let fails = findings.iter().filter(|f| f.verdict == Verdict::Fail).count();
+        let fails = findings.iter().filter(|f| f.verdict == Verdict::Fail).count() + local.len();
         let warns = findings.iter().filter(|f| f.verdict == Verdict::Warn).count();
-        printer.line(format!("{} checks: {fails} failed, {warns} warnings", findings.len()));
+        printer.line(format!("{} checks: {fails} failed, {warns} warnings", findings.len() + local.len().max(1)));
         if fails > 0 {
             return Err(CommandError::Failed(anyhow::anyhow!("{fails} preflight check(s) failed; nothing was created")));
         }

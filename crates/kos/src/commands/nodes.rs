@@ -35,10 +35,49 @@ pub struct Cluster {
 /// SSH private key exists, and the artifacts (when `with_binaries`) resolve: a local
 /// folder's every file matches its SHA256SUMS line, a mirror's checksums answer.
 pub async fn local_inputs(settings: &Settings, with_binaries: bool) -> Result<Vec<artifacts::Artifact>, CommandError> {
-    kos_node::ssh::check_private_key(settings).map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+    check_key(settings)?;
     if !with_binaries {
         return Ok(Vec::new());
     }
+    resolve_artifacts(settings).await
+}
+
+/// Every problem of the local inputs, not only the first, in the words `up` uses (for
+/// `kos validate` and `kos check`); empty when all is well. Without `fetch` nothing goes
+/// over the network: an `upstream` or `mirror` source's checksums are not fetched (the local
+/// folders are still checked).
+pub async fn local_problems(settings: &Settings, fetch: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = check_key(settings) {
+        problems.push(e.to_string());
+    }
+    let result = if fetch || matches!(settings.artifacts.source, kos_core::settings::ArtifactSource::Local { .. }) {
+        resolve_artifacts(settings).await.map(drop)
+    } else {
+        extra_images(settings).await.map(drop)
+    };
+    if let Err(e) = result {
+        problems.push(e.to_string());
+    }
+    problems
+}
+
+/// The `artifacts.extra_images` folders' archives, checked (hashing is blocking work).
+async fn extra_images(settings: &Settings) -> Result<Vec<artifacts::Artifact>, CommandError> {
+    let (dirs, base) = (settings.artifacts.extra_images.clone(), settings.base_dir().to_path_buf());
+    tokio::task::spawn_blocking(move || artifacts::resolve_extra_images(&dirs, &base))
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+        .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
+}
+
+fn check_key(settings: &Settings) -> Result<(), CommandError> {
+    kos_node::ssh::check_private_key(settings).map(drop).map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
+}
+
+/// The artifacts of the settings, checked: the binaries' source, the images an artifact
+/// set that carries images must carry, the extra image folders.
+async fn resolve_artifacts(settings: &Settings) -> Result<Vec<artifacts::Artifact>, CommandError> {
     let failed = |e| CommandError::Failed(anyhow::Error::new(e));
     let mut arts = artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
         .await
@@ -60,12 +99,7 @@ pub async fn local_inputs(settings: &Settings, with_binaries: bool) -> Result<Ve
     }
     // The user's own images, imported on every node whatever the binaries' source.
     if !settings.artifacts.extra_images.is_empty() {
-        let (dirs, base) = (settings.artifacts.extra_images.clone(), settings.base_dir().to_path_buf());
-        let extra = tokio::task::spawn_blocking(move || artifacts::resolve_extra_images(&dirs, &base))
-            .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
-            .map_err(failed)?;
-        arts.extend(extra);
+        arts.extend(extra_images(settings).await?);
         artifacts::check_unique_images(&arts).map_err(failed)?;
     }
     Ok(arts)

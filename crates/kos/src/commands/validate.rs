@@ -1,4 +1,5 @@
-//! `kos validate`: parse and check a settings file, nothing else.
+//! `kos validate`: parse and check a settings file and the local inputs it names (the SSH
+//! key, the artifacts), with no cloud.
 
 use super::CommandError;
 use crate::cli::SettingsArg;
@@ -7,6 +8,13 @@ use kos_core::settings::Settings;
 
 pub fn validate(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.file)?;
+    let problems = super::cloud::runtime()?.block_on(super::nodes::local_problems(&settings, false));
+    if !problems.is_empty() {
+        for p in &problems {
+            printer.data(format!("{}: {p}", args.file.display()));
+        }
+        return Err(CommandError::Invalid(format!("{} problem(s) with the local inputs of {}", problems.len(), args.file.display())));
+    }
     printer.line(format!(
         "{}: valid (cluster {}, Kubernetes {}, {} master{}, {} worker{})",
         args.file.display(),

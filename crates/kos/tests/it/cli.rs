@@ -8,9 +8,18 @@ fn kos() -> Command {
     Command::cargo_bin("kos").expect("kos binary")
 }
 
+/// A HOME with the example's key, `~/.ssh/id_ed25519` (validate checks that it exists).
+fn home_with_the_examples_key() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    std::fs::write(home.path().join(".ssh/id_ed25519"), "a key\n").unwrap();
+    home
+}
+
 #[test]
 fn validate_accepts_the_example() {
-    let out = kos().args(["validate", "-f"]).arg(repo_root().join("examples/settings.yaml")).assert().success();
+    let home = home_with_the_examples_key();
+    let out = kos().env("HOME", home.path()).args(["validate", "-f"]).arg(repo_root().join("examples/settings.yaml")).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(text.contains("valid (cluster demo, Kubernetes 1.37.2, 1 master, 2 workers)"), "{text}");
 }
@@ -31,7 +40,9 @@ fn validate_reports_every_problem_with_file_line_and_fix_and_exits_2() {
 
 #[test]
 fn settings_file_comes_from_kos_settings_when_no_flag() {
+    let home = home_with_the_examples_key();
     kos()
+        .env("HOME", home.path())
         .env("KOS_SETTINGS", repo_root().join("examples/settings.yaml"))
         .arg("validate")
         .assert()
@@ -146,4 +157,47 @@ fn up_checks_the_key_and_the_artifacts_before_touching_the_cloud() {
     assert!(err.contains("SHA256SUMS") && err.contains("find bin cni images -type f"), "the artifact folder, with its fix: {err}");
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(!stdout.contains("instances:") && !err.contains("no-such-cloud"), "nothing reached the cloud:\n{stdout}\n{err}");
+}
+
+/// `kos validate` checks the local inputs too, every one in one run, in `up`'s words: a
+/// missing key and a missing artifact folder are both named (exit 2); once both are there,
+/// the file is valid. No cloud is needed.
+#[test]
+fn validate_names_every_missing_local_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = "cluster: {name: demo}\n\
+        cloud: {name: no-such-cloud, image: i, flavor: f, network: n, router: r}\n\
+        ssh: {user: debian, private_key: id_kos}\n\
+        artifacts: {source: local, dir: ./artifacts, extra_images: [./apps]}\n\
+        nodes:\n  - {name: m1, role: master}\n";
+    std::fs::write(tmp.path().join("settings.yaml"), settings).unwrap();
+    let validate = || kos().current_dir(tmp.path()).env("HOME", tmp.path()).args(["validate", "-f", "settings.yaml"]).assert();
+
+    let out = validate().code(2);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stdout.contains("settings.yaml: the SSH private key") && stdout.contains("id_kos does not exist"), "{stdout}");
+    assert!(stdout.contains("artifacts/SHA256SUMS") && stdout.contains("find bin cni images -type f"), "{stdout}");
+    assert!(stderr.contains("2 problem(s) with the local inputs of settings.yaml"), "{stderr}");
+
+    // The key and a complete (if tiny) artifact set; the extra image folder is still missing.
+    std::fs::write(tmp.path().join("id_kos"), "a key\n").unwrap();
+    let art = tmp.path().join("artifacts");
+    let mut sums = String::new();
+    for name in ["kubelet", "kube-proxy", "kubectl"] {
+        std::fs::create_dir_all(art.join("bin")).unwrap();
+        std::fs::write(art.join("bin").join(name), name).unwrap();
+        let out = std::process::Command::new("sha256sum").arg(format!("bin/{name}")).current_dir(&art).output().unwrap();
+        sums.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    std::fs::write(art.join("SHA256SUMS"), sums).unwrap();
+    let out = validate().code(2);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains("apps/SHA256SUMS") && stdout.contains("a folder of `artifacts.extra_images` needs a SHA256SUMS file"), "{stdout}");
+    assert!(!stdout.contains("private key"), "the key is there now: {stdout}");
+
+    std::fs::write(tmp.path().join("settings.yaml"), settings.replace(", extra_images: [./apps]", "")).unwrap();
+    let out = validate().success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains("settings.yaml: valid (cluster demo"), "{stdout}");
 }
