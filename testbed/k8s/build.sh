@@ -10,6 +10,12 @@
 #                     coredns — each under the exact name kos's manifests use (registry.k8s.io/...)
 #   OUT_DIR/SHA256SUMS every file above, as kos requires
 #
+# and, next to it (same cache, same version; not printed), for the upstream e2e suite (conformance.sh):
+#   $KOS_K8S_CACHE/e2e-v$KUBERNETES/bin/           e2e.test (go test -c of k8s.io/kubernetes/test/e2e), ginkgo
+#   $KOS_K8S_CACHE/test-images-v$KUBERNETES/       images/<image>-<tag>.tar + SHA256SUMS: agnhost, glibc-dns-testing,
+#                     busybox, under the names `e2e.test --list-images` prints (not in the artifact set: every
+#                     cluster uploads that one; hand this one to kos as artifacts.extra_images)
+#
 # Nothing upstream is committed: only these pins, the wrapper generator below, and pause.c (ours).
 # Logs go to stderr; stdout gets one line, the artifact folder. Cached by version on the machine: each component's output lives in $KOS_K8S_CACHE/<component>-<version>/
 # and is reused; Go's module and build caches make a rebuild after a bump incremental. A cold build of
@@ -53,16 +59,15 @@ modsrc() {
 # The tag's time (the module proxy's .info), for reproducible build dates.
 modtime() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['Time'])" "$(modfield "$1@$2" Info)"; }
 
-# --- Kubernetes: a generated wrapper module (k8s.io/kubernetes cannot be `go install`ed: it requires every
-# staging module at v0.0.0 and maps them with replace lines that only apply in its own repository).
-kubernetes() {
-  local out=$1 v=$KUBERNETES minor=${KUBERNETES#*.}; minor=${minor%%.*}
-  local w=$CACHE/src/kubernetes-wrapper-v$v mod
+# k8s_wrapper DIR PKG... -- writes DIR/go.mod requiring k8s.io/kubernetes@v$KUBERNETES with its staging replaces and
+# a `tool` line per PKG, then `go mod tidy`.
+k8s_wrapper() {
+  local w=$1 v=$KUBERNETES mod; shift
   mod=$(modfield "k8s.io/kubernetes@v$v" GoMod)
   mkdir -p "$w"
-  python3 - "$mod" "$v" >"$w/go.mod" <<'PY'
+  python3 - "$mod" "$v" "$@" >"$w/go.mod" <<'PY'
 import re, sys
-mod, v = open(sys.argv[1]).read(), sys.argv[2]
+mod, v, tools = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3:]
 staging = "0." + v.split(".", 1)[1]          # 1.37.2 -> staging modules v0.37.2
 go = re.search(r"^go (\S+)$", mod, re.M).group(1)
 godebug = re.search(r"^godebug (.+)$", mod, re.M)
@@ -73,21 +78,63 @@ if godebug: print("\ngodebug %s" % godebug.group(1))      # dependencies' godebu
 print("\nrequire k8s.io/kubernetes v%s\n\nreplace (" % v)
 for m in mods: print("\t%s => %s v%s" % (m, m, staging))
 print(")\n\ntool (")
-for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"]:
-    print("\tk8s.io/kubernetes/cmd/" + c)
+for t in tools: print("\t" + t)
 print(")")
 PY
-  log "kubernetes v$v: wrapper with $(grep -c ' => ' "$w/go.mod") staging replaces; go mod tidy"
+  log "$(basename "$w"): wrapper with $(grep -c ' => ' "$w/go.mod") staging replaces; go mod tidy"
   (cd "$w" && go mod tidy)
-  local date ld="" p
+}
+# The -X flags that make a binary report v$KUBERNETES, as upstream's hack/lib/version.sh sets them.
+k8s_ldflags() {
+  local v=$KUBERNETES minor=${KUBERNETES#*.} date p; minor=${minor%%.*}
   date=$(modtime k8s.io/kubernetes "v$v")
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
+    printf ' -X %s' "$p.gitVersion=v$v" "$p.gitMajor=1" "$p.gitMinor=$minor" "$p.gitTreeState=clean" "$p.buildDate=$date"
   done
+}
+
+# --- Kubernetes: a generated wrapper module (k8s.io/kubernetes cannot be `go install`ed: it requires every
+# staging module at v0.0.0 and maps them with replace lines that only apply in its own repository).
+kubernetes() {
+  local out=$1 v=$KUBERNETES w=$CACHE/src/kubernetes-wrapper-v$KUBERNETES ld
+  k8s_wrapper "$w" k8s.io/kubernetes/cmd/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kube-proxy,kubectl}
+  ld=$(k8s_ldflags)
   log "kubernetes v$v: go build (cold: ~30 min on 2 cores)"
   (cd "$w" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "all=-s -w$ld" -o "$out/" \
     k8s.io/kubernetes/cmd/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kube-proxy,kubectl})
   "$out/kubelet" --version | grep -qx "Kubernetes v$v" || die "kubelet --version: $("$out/kubelet" --version)"
+}
+
+# --- The e2e suite at the cluster's version: e2e.test (`go test -c` of k8s.io/kubernetes/test/e2e, with the tags and
+# version flags of the cluster's binaries, as hack/lib/golang.sh builds it) and the ginkgo CLI at the version
+# k8s.io/kubernetes's go.mod requires; agnhost (the e2e suite's workhorse image) from the same wrapper, as
+# test/images/image-util.sh builds it (no tags, -X main.Version). A sibling wrapper: the cluster's stays as it is.
+E2E_WRAPPER=$CACHE/src/kubernetes-e2e-wrapper-v$KUBERNETES
+e2e() {
+  local out=$1 t v=$KUBERNETES
+  k8s_wrapper "$E2E_WRAPPER" k8s.io/kubernetes/test/images/agnhost github.com/onsi/ginkgo/v2/ginkgo
+  mkdir -p "$out/bin"
+  t=$(date +%s); log "e2e.test v$v: go test -c (cold: ~20 min on 2 cores)"
+  (cd "$E2E_WRAPPER" && go test -c -vet=off -trimpath -tags selinux,notest,grpcnotrace -ldflags "all=-s -w$(k8s_ldflags)" \
+    -o "$out/bin/e2e.test" k8s.io/kubernetes/test/e2e)
+  echo "e2e.test $(( $(date +%s) - t ))" >>"$out/.seconds"
+  "$out/bin/e2e.test" --version | grep -q "v$v" || die "e2e.test --version: $("$out/bin/e2e.test" --version)"
+  t=$(date +%s)
+  (cd "$E2E_WRAPPER" && go build -trimpath -ldflags "-s -w" -o "$out/bin/ginkgo" github.com/onsi/ginkgo/v2/ginkgo)
+  echo "ginkgo $(( $(date +%s) - t ))" >>"$out/.seconds"
+  local gv; gv=$(cd "$E2E_WRAPPER" && go list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)
+  [[ $gv == "$(ginkgo_version)" ]] || die "ginkgo resolved to $gv, k8s.io/kubernetes@v$v requires $(ginkgo_version)"
+  "$out/bin/ginkgo" version | grep -q "${gv#v}" || die "ginkgo version: $("$out/bin/ginkgo" version)"
+}
+ginkgo_version() { awk '$1 == "github.com/onsi/ginkgo/v2" {print $2}' "$(modfield "k8s.io/kubernetes@v$KUBERNETES" GoMod)"; }
+# The tag test/utils/image/manifest.go gives an e2e image (what `e2e.test --list-images` prints).
+e2e_tag() { sed -n "s/^\tconfigs\[$1\] = Config{[^,]*, \"[^\"]*\", \"\([^\"]*\)\"}.*/\1/p" \
+  "$(modfield "k8s.io/kubernetes@v$KUBERNETES" Dir)/test/utils/image/manifest.go"; }
+agnhost() {
+  local out=$1
+  [[ -f $E2E_WRAPPER/go.mod ]] || k8s_wrapper "$E2E_WRAPPER" k8s.io/kubernetes/test/images/agnhost github.com/onsi/ginkgo/v2/ginkgo
+  (cd "$E2E_WRAPPER" && go build -trimpath -ldflags "-s -w -X 'main.Version=$AGNHOST'" -o "$out/agnhost" k8s.io/kubernetes/test/images/agnhost)
+  "$out/agnhost" --version 2>&1 | grep -q "$AGNHOST" || die "agnhost --version: $("$out/agnhost" --version 2>&1)"
 }
 
 # --- etcd: server/etcdctl/etcdutl have replace lines to their siblings, so a wrapper requiring all three.
@@ -142,6 +189,21 @@ pause() {
   strip "$out/pause"
 }
 
+# --- Debian's real programs for the test images (dig, host, nslookup, curl, nc, ss, ip, getent, and dash as /bin/sh:
+# Debian's busybox-static ash runs its own applets before $PATH, so `sh -c "nc ..."` would get busybox's nc), with every package
+# their libraries come from: `apt-get download` of the dependency closure, unpacked into one root that
+# pack-image.py --lib-root resolves the libraries in (so the images do not depend on what this host has installed).
+DEB_TOOLS="bind9-dnsutils bind9-host curl netcat-openbsd iproute2 libc-bin dash"
+debian_tools() {
+  local out=$1 pkgs d
+  mkdir -p "$out/debs" "$out/root"
+  pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
+    --no-enhances $DEB_TOOLS | grep '^[a-z0-9]' | sort -u)
+  (cd "$out/debs" && apt-get download -q $pkgs >&2) || die "apt-get download (apt-get update first?)"
+  for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$out/root"; done
+  (cd "$out/debs" && ls) >"$out/PACKAGES"
+}
+
 need_host() {
   local missing=()
   command -v gcc >/dev/null || missing+=(gcc)
@@ -161,6 +223,9 @@ cached "runc v$RUNC" "$CACHE/runc-v$RUNC" runc
 cached "cni-plugins v$CNI_PLUGINS" "$CACHE/cni-v$CNI_PLUGINS" cni
 cached "crictl v$CRI_TOOLS" "$CACHE/crictl-v$CRI_TOOLS" crictl
 cached "pause $PAUSE" "$CACHE/pause-$PAUSE-$(sha256sum "$HERE/pause.c" | cut -c1-12)" pause
+cached "e2e.test, ginkgo v$KUBERNETES" "$CACHE/e2e-v$KUBERNETES" e2e
+AGNHOST=$(e2e_tag Agnhost); [[ -n $AGNHOST ]] || die "no agnhost tag in test/utils/image/manifest.go"
+cached "agnhost $AGNHOST" "$CACHE/agnhost-$AGNHOST" agnhost
 log "all components built"
 
 # --- The artifact folder: hard links into the cache (no copies), then the images, then SHA256SUMS.
@@ -195,9 +260,63 @@ module proxy (busybox: Debian's busybox-static, a workload image for the tests):
 CNI plugins v$CNI_PLUGINS, crictl v$CRI_TOOLS, pause (testbed/k8s/pause.c). Every file is listed in SHA256SUMS.
 README
   echo "$stamp" >"$OUT.tmp/.stamp"
-  rm -rf "$OUT"; mv "$OUT.tmp" "$OUT"
-  log "artifact folder: $OUT ($(du -sh "$OUT" | cut -f1))"
+  if [[ -f $OUT/SHA256SUMS ]] && cmp -s "$OUT/SHA256SUMS" "$OUT.tmp/SHA256SUMS" && cmp -s "$OUT/README" "$OUT.tmp/README" \
+     && (cd "$OUT" && sha256sum --quiet -c SHA256SUMS); then
+    # Same content (the packing is reproducible): keep the folder a running deployment may be reading.
+    mv "$OUT.tmp/.stamp" "$OUT/.stamp"; rm -rf "$OUT.tmp"; log "artifact folder unchanged: $OUT"
+  else
+    rm -rf "$OUT"; mv "$OUT.tmp" "$OUT"
+    log "artifact folder: $OUT ($(du -sh "$OUT" | cut -f1))"
+  fi
 fi
+# --- The test images the e2e suite runs, under the exact names `e2e.test --list-images` prints, in a sibling folder
+# of the same layout (images/*.tar, SHA256SUMS): not in the artifact set, which every cluster uploads. Archives are
+# named <image>-<tag>.tar: kos refuses two archives of one file name across its image folders (busybox.tar).
+D=$CACHE/debian-tools-$(echo "$DEB_TOOLS" | sha256sum | cut -c1-12)
+cached "Debian tools for the test images ($DEB_TOOLS)" "$D" debian_tools
+TI=$CACHE/test-images-v$KUBERNETES
+tstamp=$(cat "$HERE/versions.env" "$HERE/build.sh" "$HERE/pack-image.py" "$D/PACKAGES" | sha256sum | cut -c1-16)
+if [[ -f $TI/.stamp && $(cat "$TI/.stamp") == "$tstamp" ]] && (cd "$TI" && sha256sum --quiet -c SHA256SUMS); then
+  log "test image folder up to date: $TI"
+else
+  rm -rf "$TI.tmp" "$TI.etc"; mkdir -p "$TI.tmp/images" "$TI.etc"
+  img() { python3 "$HERE/pack-image.py" "$TI.tmp/images/$1.tar" "${@:2}" >&2; }
+  bb=$(command -v busybox) T=$D/root KDIR=$(modfield "k8s.io/kubernetes@v$KUBERNETES" Dir)
+  # busybox's applets as links where busybox installs them (/bin/sh, /usr/bin/env, ...), but for the names a real
+  # program takes.
+  applets() { local a; for a in $("$bb" --list-full); do
+    [[ ${a##*/} == busybox || " $* " == *" ${a##*/} "* ]] || echo "@/$a=/bin/busybox"; done; }
+  printf 'root:x:0:0:root:/root:/bin/sh\nuser-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n' >"$TI.etc/passwd"
+  printf 'root:x:0:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\nnonroot:x:65532:\nnobody:x:65534:\n' >"$TI.etc/group"
+  printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$TI.etc/nsswitch.conf"
+  # agnhost as test/images/agnhost/Dockerfile assembles it (Alpine's bind-tools, curl, netcat-openbsd, iproute2 there;
+  # Debian's here), with CoreDNS at /coredns for the DNS specs (ours, $COREDNS), porter's certificate and /uploads.
+  img "agnhost-$AGNHOST" "$R/e2e-test-images/agnhost:$AGNHOST" --entrypoint '["/agnhost"]' --cmd '["pause"]' --lib-root "$T" --dir uploads \
+    "$CACHE/agnhost-$AGNHOST/agnhost:/agnhost" "@/agnhost-2=agnhost" "$CACHE/coredns-v$COREDNS/coredns:/coredns" \
+    "$KDIR/test/images/agnhost/porter/localhost.crt:/localhost.crt:0644" "$KDIR/test/images/agnhost/porter/localhost.key:/localhost.key:0644" \
+    "$T/usr/bin/dig:/usr/bin/dig" "$T/usr/bin/nslookup:/usr/bin/nslookup" "$T/usr/bin/host:/usr/bin/host" \
+    "$T/usr/bin/curl:/usr/bin/curl" "$T/bin/nc.openbsd:/usr/bin/nc" "$T/bin/ss:/usr/bin/ss" "$T/bin/ip:/usr/bin/ip" \
+    "$T/usr/bin/getent:/usr/bin/getent" "$TI.etc/passwd:/etc/passwd:0644" "$TI.etc/group:/etc/group:0644" \
+    "$TI.etc/nsswitch.conf:/etc/nsswitch.conf:0644" "$T/bin/dash:/bin/sh" "$bb:/bin/busybox" $(applets sh dig nslookup host curl nc ss ip getent)
+  # glibc-dns-testing: the DNS specs' second resolver (upstream: Debian with dnsutils): dig and glibc's getent.
+  img "glibc-dns-testing-$(e2e_tag GlibcDnsTesting)" "$R/e2e-test-images/glibc-dns-testing:$(e2e_tag GlibcDnsTesting)" --cmd '["sh"]' --lib-root "$T" \
+    "$T/usr/bin/dig:/usr/bin/dig" "$T/usr/bin/getent:/usr/bin/getent" "$TI.etc/nsswitch.conf:/etc/nsswitch.conf:0644" \
+    "$T/bin/dash:/bin/sh" "$bb:/bin/busybox" $(applets sh dig getent)
+  # busybox at the tag this suite names (the artifact set's busybox:1.36.1-1 is a workload image for kos's own tests).
+  img "busybox-$(e2e_tag BusyBox)" "$R/e2e-test-images/busybox:$(e2e_tag BusyBox)" --cmd '["sh"]' "$bb:/bin/busybox" $(applets)
+  rm -rf "$TI.etc"
+  (cd "$TI.tmp" && find images -type f | sort | xargs sha256sum >SHA256SUMS)
+  cat >"$TI.tmp/README" <<README
+Test images for Kubernetes v$KUBERNETES's e2e suite (e2e.test and ginkgo: $CACHE/e2e-v$KUBERNETES/bin), built by
+testbed/k8s/build.sh: agnhost $AGNHOST from k8s.io/kubernetes/test/images/agnhost, CoreDNS v$COREDNS, busybox and
+Debian's dig/host/nslookup/curl/nc/ss/ip/getent with their libraries (packages: $D/PACKAGES). Import them on every
+node (ctr -n k8s.io images import). Every file is listed in SHA256SUMS.
+README
+  echo "$tstamp" >"$TI.tmp/.stamp"
+  rm -rf "$TI"; mv "$TI.tmp" "$TI"
+  log "test image folder: $TI ($(du -sh "$TI" | cut -f1))"
+fi
+
 total=0; for f in "$CACHE"/*/.build-seconds; do total=$(( total + $(cat "$f") )); done
 log "build time of the components when each was built cold: $total s; this run: $(( $(date +%s) - T0 )) s"
 echo "$OUT"   # the one line on stdout: the artifact folder
