@@ -186,6 +186,7 @@ web_app() {
     (( $(date +%s) - t > 90 )) && { echo "$out" >&2; return 1; }
     sleep 2
   done
+  say "4 requests, answered by either pod (kube-proxy balances the NodePort across nodes):"
   echo "    $out"
   for _ in 1 2 3; do echo "    $(ip netns exec "$EXT" curl -sS --max-time 3 "http://$FIP:$NODEPORT/" 2>&1)"; done
 }
@@ -230,7 +231,8 @@ up() {
 # --- down
 down() {
   if running; then
-    step "kos destroy -f examples/testbed.yaml --yes" in_bed kos destroy -f "$SETTINGS" --yes
+    # --purge: also the cluster's local state (its CA, certificates, known_hosts), as the test bed goes too.
+    step "kos destroy -f examples/testbed.yaml --yes --purge" in_bed kos destroy -f "$SETTINGS" --yes --purge
   fi
   step "test bed teardown" teardown
   summary
