@@ -118,21 +118,25 @@ start_testbed() {
   if running; then
     say "the try-out's test bed is already up (with-testbed.sh pid $(pidof_file testbed.pid)): reusing it"; return 0
   fi
-  if testbed_alive; then   # started, not ready yet (another ./try.sh up is waiting for it) or stuck
-    die "a try-out test bed is starting or stuck (pid $(pidof_file testbed.pid), log $RUNDIR/testbed.log): wait, or ./try.sh down"
+  local t seen
+  if testbed_alive; then   # started by an earlier ./try.sh that was interrupted: wait for it
+    say "the try-out's test bed is starting (with-testbed.sh pid $(pidof_file testbed.pid)): waiting for it"
+    seen=$(wc -l <"$RUNDIR/testbed.log" 2>/dev/null || echo 0)
+  else
+    if compgen -G "/run/netns/$PREFIX-*" >/dev/null; then
+      say "a stale $PREFIX test bed (its supervisor is gone): tearing it down first"
+      testbed/with-testbed.sh --down >>"$RUNDIR/testbed.log" 2>&1 || die "could not remove it: see $RUNDIR/testbed.log"
+    fi
+    rm -rf "$RUNDIR/env.sh" "$RUNDIR/stay.pid" "$RUNDIR/testbed.pid" "$RUNDIR/state" "$RUNDIR/kubeconfig"
+    echo "=== $(date -Is) ./try.sh up" >>"$RUNDIR/testbed.log"
+    seen=$(wc -l <"$RUNDIR/testbed.log")
+    # Its own session, so it outlives this script and the terminal; with-testbed.sh tears everything
+    # down when its command (the `stay` above) ends.
+    setsid testbed/with-testbed.sh "$ROOT/try.sh" _stay >>"$RUNDIR/testbed.log" 2>&1 </dev/null &
+    echo $! >"$RUNDIR/testbed.pid"
+    say "starting the test bed in the background (pid $!, log $RUNDIR/testbed.log; the test cloud takes 1-3 min)"
   fi
-  if compgen -G "/run/netns/$PREFIX-*" >/dev/null; then
-    say "a stale $PREFIX test bed (its supervisor is gone): tearing it down first"
-    testbed/with-testbed.sh --down >>"$RUNDIR/testbed.log" 2>&1 || die "could not remove it: see $RUNDIR/testbed.log"
-  fi
-  rm -rf "$RUNDIR/env.sh" "$RUNDIR/stay.pid" "$RUNDIR/testbed.pid" "$RUNDIR/state" "$RUNDIR/kubeconfig"
-  echo "=== $(date -Is) ./try.sh up" >>"$RUNDIR/testbed.log"
-  # Its own session, so it outlives this script and the terminal; with-testbed.sh tears everything
-  # down when its command (the `stay` above) ends.
-  setsid testbed/with-testbed.sh "$ROOT/try.sh" _stay >>"$RUNDIR/testbed.log" 2>&1 </dev/null &
-  echo $! >"$RUNDIR/testbed.pid"
-  say "starting the test bed in the background (pid $!, log $RUNDIR/testbed.log; the test cloud takes 1-3 min)"
-  local t=$(date +%s) seen=0
+  t=$(date +%s)
   until [[ -f $RUNDIR/env.sh ]]; do
     if ! testbed_alive; then
       tail -n 30 "$RUNDIR/testbed.log" >&2; die "the test bed did not start (log: $RUNDIR/testbed.log)"
@@ -141,7 +145,7 @@ start_testbed() {
     # Show the test bed's progress lines as they come.
     local n; n=$(wc -l <"$RUNDIR/testbed.log")
     if (( n > seen )); then
-      (( seen > 0 )) && sed -n "$((seen + 1)),${n}p" "$RUNDIR/testbed.log" | grep -E '^\[testbed|^test cloud' | sed 's/^/    /'
+      sed -n "$((seen + 1)),${n}p" "$RUNDIR/testbed.log" | grep -E '^\[testbed|^test cloud' | sed 's/^/    /'
       seen=$n
     fi
     sleep 2
@@ -238,18 +242,18 @@ down() {
   summary
 }
 teardown() {
-  local tb; tb=$(pidof_file testbed.pid)
-  if stay_alive; then
+  local tb t; tb=$(pidof_file testbed.pid)
+  if testbed_alive; then
     # Ending the test bed's command makes with-testbed.sh tear everything down (its EXIT trap).
-    kill -TERM "$(pidof_file stay.pid)"
-    local t=$(date +%s)
+    # Still starting: TERM to with-testbed.sh, whose trap runs once its current step is done.
+    if stay_alive; then kill -TERM "$(pidof_file stay.pid)"; else kill -TERM "$tb"; fi
+    t=$(date +%s)
     while ours "$tb" with-testbed.sh; do
-      (( $(date +%s) - t > 300 )) && die "with-testbed.sh (pid $tb) still running after 300 s: see $RUNDIR/testbed.log"
+      stay_alive && kill -TERM "$(pidof_file stay.pid)"   # it started in the meantime
+      (( $(date +%s) - t > 600 )) && die "with-testbed.sh (pid $tb) still running after 600 s: see $RUNDIR/testbed.log"
       sleep 1
     done
-    sed -n '/tearing down the test bed/,$p' "$RUNDIR/testbed.log" | grep -E '^\[testbed|LEAK|ERROR' | tail -n 5 | sed 's/^/    /'
-  elif testbed_alive; then
-    die "with-testbed.sh (pid $tb) runs but its command does not: still starting? see $RUNDIR/testbed.log"
+    tac "$RUNDIR/testbed.log" | sed '/tearing down the test bed/q' | tac | grep -E '^\[testbed|LEAK|ERROR|no leaks' | sed 's/^/    /'
   fi
   if compgen -G "/run/netns/$PREFIX-*" >/dev/null; then   # left over by a killed run
     testbed/with-testbed.sh --down >>"$RUNDIR/testbed.log" 2>&1 || say "with-testbed.sh --down reported a problem: see $RUNDIR/testbed.log"
