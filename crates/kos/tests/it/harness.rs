@@ -361,11 +361,23 @@ impl Cluster {
 
     /// `kos destroy --yes`, then nothing of the cluster is left in the cloud.
     pub(crate) fn destroy(&mut self) {
+        let context = format!("kos-{}", self.name);
+        let merged = std::fs::read_to_string(self.kubeconfig()).unwrap_or_default().contains(&context);
         let run = self.kos_ok(&["destroy", "--yes"]);
         assert!(run.stdout.contains(&format!("nothing of cluster {} is left", self.name)), "{}", run.stdout);
         self.destroyed = true;
         let left = self.leftovers();
         assert!(left.is_empty(), "kos destroy left resources of cluster {} behind: {left:?}", self.name);
+        // Nothing of it stays in the user's kubeconfig; the local state is named, and kept
+        // until `--purge`, which a second destroy (nothing left in the cloud) still does.
+        let removed = format!("removed context `{context}` from {}", self.kubeconfig().display());
+        assert_eq!(run.stdout.contains(&removed), merged, "`{removed}` when up had merged it:\n{}", run.stdout);
+        let kubeconfig = std::fs::read_to_string(self.kubeconfig()).unwrap_or_default();
+        assert!(!kubeconfig.contains(&context), "{context} left in the kubeconfig:\n{kubeconfig}");
+        assert!(run.stdout.contains("`kos destroy --purge` deletes it") && self.state().exists(), "{}", run.stdout);
+        let purge = self.kos_ok(&["destroy", "--yes", "--purge"]);
+        assert!(purge.stdout.contains(&format!("nothing of cluster {}", self.name)) && purge.stdout.contains("deleted the local state"), "{}", purge.stdout);
+        assert!(!self.state().exists(), "--purge deleted {}", self.state().display());
     }
 
     /// ssh processes whose command line names this cluster's ssh_config: kos's ControlMaster
@@ -388,6 +400,12 @@ impl Cluster {
 impl Drop for Cluster {
     /// Never leave the cluster behind, whatever failed; and no ssh master of it.
     fn drop(&mut self) {
+        if !self.destroyed && std::env::var_os("KOS_TEST_KEEP").is_some() {
+            // By hand, to look at a failure: the cluster stays, and says where it is.
+            eprintln!("KOS_TEST_KEEP: cluster {} kept; settings in {}", self.name, self.dir.path().display());
+            std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir")));
+            return;
+        }
         if !self.destroyed {
             let _ = self.kos_command(&["destroy", "--yes"]).output();
             // What kos destroy could not remove (a failed test already said why) must not

@@ -17,4 +17,5 @@ mod harness;
 mod support;
 mod testbed_cloud;
 mod testbed_nodes;
+mod testbed_serves;
 mod testbed_up;
