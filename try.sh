@@ -13,7 +13,7 @@
 #                         environment, KUBECONFIG and PATH set: kos, kubectl, openstack just work
 #   ./try.sh run CMD...   one command there, e.g. ./try.sh run kubectl get pods -A
 #   ./try.sh status       is the try-out running? (its PIDs, namespaces, the cluster's nodes)
-#   ./try.sh down         kos destroy, then the test bed's teardown; nothing is left running
+#   ./try.sh down         kos destroy --purge, then the test bed's teardown; nothing is left running
 #
 # Files: /var/tmp/kos-testbed-run/ktry-tryout/ (testbed.log, env.sh, kubeconfig, kos's state/, PIDs);
 # the test cloud's TC_HOME is /var/tmp/kos-testbed-run/ktry-cloud (the settings name its key there).
@@ -296,6 +296,6 @@ case ${1:-up} in
   run) shift; [[ $# -gt 0 ]] || die "usage: ./try.sh run CMD [ARG...]"; in_bed "$@" ;;
   status) status ;;
   _stay) stay ;;
-  -h|--help|help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown command $1 (up, shell, run CMD..., status, down)" ;;
 esac
