@@ -17,7 +17,17 @@ pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.settings.file)?;
     let state = State::for_settings(&args.settings, &settings);
     runtime()?.block_on(async {
-        let Observation { cloud: _, resolved, have, plan } = observe(&settings).await?;
+        let Observation { cloud, resolved, have, plan } = observe(&settings).await?;
+        if have.servers.is_empty() {
+            // Never made, or destroyed: no addresses to probe, no API to ask.
+            use kos_cloud::Cloud as _;
+            printer.data(format!(
+                "cluster {} has no server in cloud {}: it does not exist (yet); `kos up` creates it",
+                settings.cluster.name,
+                cloud.name()
+            ));
+            return Ok(());
+        }
         let sessions = nodes::connect_all(&settings, &state, &plan, &have, Duration::from_secs(args.ssh_wait), printer).await?;
         printer.data(format!("{:<14} {:<8} {:<15} {:<15} {:<15} {:<6} {:<6} {}", "NODE", "SERVER", "FIXED IP", "FLOATING IP", "POD CIDR", "ROUTE", "SSH", "KUBELET"));
         for n in &plan.nodes {

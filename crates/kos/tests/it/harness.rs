@@ -375,6 +375,8 @@ impl Cluster {
         let kubeconfig = std::fs::read_to_string(self.kubeconfig()).unwrap_or_default();
         assert!(!kubeconfig.contains(&context), "{context} left in the kubeconfig:\n{kubeconfig}");
         assert!(run.stdout.contains("`kos destroy --purge` deletes it") && self.state().exists(), "{}", run.stdout);
+        let status = self.kos_ok(&["status"]);
+        assert!(status.stdout.contains(&format!("cluster {} has no server in cloud", self.name)) && status.stdout.contains("does not exist"), "kos status after destroy:\n{}", status.stdout);
         let purge = self.kos_ok(&["destroy", "--yes", "--purge"]);
         assert!(purge.stdout.contains(&format!("nothing of cluster {}", self.name)) && purge.stdout.contains("deleted the local state"), "{}", purge.stdout);
         assert!(!self.state().exists(), "--purge deleted {}", self.state().display());
