@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Kubernetes on OpenStack: one settings file to a working cluster, pods routed by Neutron.
 #[derive(Debug, Parser)]
-#[command(name = "kos", version, about, propagate_version = true)]
+#[command(name = "kos", version = env!("KOS_VERSION"), about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -42,6 +42,14 @@ pub enum Command {
     Expose(ExposeArgs),
     /// Print the admin kubeconfig (context `kos-<cluster>`), or merge it into yours with --merge.
     Kubeconfig(KubeconfigArgs),
+    /// Print a shell completion script: `kos completions bash > /etc/bash_completion.d/kos`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,11 @@ fn main() {
         Command::Destroy(args) => commands::destroy(args, printer),
         Command::Expose(args) => commands::expose(args, printer),
         Command::Kubeconfig(args) => commands::kubeconfig(args, printer),
+        Command::Completions(args) => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(args.shell, &mut Cli::command(), "kos", &mut std::io::stdout());
+            Ok(())
+        }
     };
     if let Err(err) = result {
         match &err {

@@ -201,3 +201,27 @@ fn validate_names_every_missing_local_input() {
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(stdout.contains("settings.yaml: valid (cluster demo"), "{stdout}");
 }
+
+/// `kos --version` names the commit it was built from; `kos completions SHELL` prints a
+/// script that the shell itself accepts.
+#[test]
+fn version_names_the_commit_and_completions_parse_in_bash() {
+    let out = kos().arg("--version").assert().success();
+    let version = String::from_utf8_lossy(&out.get_output().stdout).trim().to_owned();
+    let head = std::process::Command::new("git").args(["rev-parse", "--short=7", "HEAD"]).current_dir(repo_root()).output().unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert!(version.starts_with(&format!("kos {} (", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(head.is_empty() || version.contains(&head), "`{version}` names the checkout's commit {head}");
+
+    for shell in ["bash", "zsh", "fish"] {
+        let out = kos().args(["completions", shell]).assert().success();
+        let script = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+        assert!(script.contains("destroy") && script.contains("purge"), "{shell}: every command and flag");
+    }
+    let out = kos().args(["completions", "bash"]).assert().success();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("kos.bash");
+    std::fs::write(&file, &out.get_output().stdout).unwrap();
+    let check = std::process::Command::new("bash").arg("-c").arg(format!(". {} && complete -p kos", file.display())).output().unwrap();
+    assert!(check.status.success(), "bash sources it and registers the completion: {}", String::from_utf8_lossy(&check.stderr));
+}
