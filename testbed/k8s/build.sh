@@ -137,6 +137,16 @@ agnhost() {
   "$out/agnhost" --version 2>&1 | grep -q "$AGNHOST" || die "agnhost --version: $("$out/agnhost" --version 2>&1)"
 }
 
+# The smaller programs of the conformance images: nonewprivs' nnp (k8s.io/kubernetes/test/images/nonewprivs, through
+# the e2e wrapper) and sample-apiserver at the tag upstream's test/images/sample-apiserver/Makefile checks out.
+e2e_extras() {
+  local out=$1 src
+  (cd "$E2E_WRAPPER" && go build -trimpath -ldflags "-s -w" -o "$out/nnp" k8s.io/kubernetes/test/images/nonewprivs)
+  src=$(modsrc k8s.io/sample-apiserver "v$SAMPLE_APISERVER")
+  (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$out/sample-apiserver" .)
+  "$out/sample-apiserver" --help >/dev/null 2>&1 || die "sample-apiserver --help"
+}
+
 # --- etcd: server/etcdctl/etcdutl have replace lines to their siblings, so a wrapper requiring all three.
 etcd() {
   local out=$1 w=$CACHE/src/etcd-wrapper-v$ETCD
@@ -193,7 +203,7 @@ pause() {
 # Debian's busybox-static ash runs its own applets before $PATH, so `sh -c "nc ..."` would get busybox's nc), with every package
 # their libraries come from: `apt-get download` of the dependency closure, unpacked into one root that
 # pack-image.py --lib-root resolves the libraries in (so the images do not depend on what this host has installed).
-DEB_TOOLS="bind9-dnsutils bind9-host curl netcat-openbsd iproute2 libc-bin dash"
+DEB_TOOLS="bind9-dnsutils bind9-host curl netcat-openbsd iproute2 libc-bin dash nginx"
 debian_tools() {
   local out=$1 pkgs d
   mkdir -p "$out/debs" "$out/root"
@@ -226,6 +236,7 @@ cached "pause $PAUSE" "$CACHE/pause-$PAUSE-$(sha256sum "$HERE/pause.c" | cut -c1
 cached "e2e.test, ginkgo v$KUBERNETES" "$CACHE/e2e-v$KUBERNETES" e2e
 AGNHOST=$(e2e_tag Agnhost); [[ -n $AGNHOST ]] || die "no agnhost tag in test/utils/image/manifest.go"
 cached "agnhost $AGNHOST" "$CACHE/agnhost-$AGNHOST" agnhost
+cached "nnp, sample-apiserver v$SAMPLE_APISERVER" "$CACHE/e2e-extras-v$KUBERNETES-$SAMPLE_APISERVER" e2e_extras
 log "all components built"
 
 # --- The artifact folder: hard links into the cache (no copies), then the images, then SHA256SUMS.
@@ -304,6 +315,39 @@ else
     "$T/bin/dash:/bin/sh" "$bb:/bin/busybox" $(applets sh dig getent)
   # busybox at the tag this suite names (the artifact set's busybox:1.36.1-1 is a workload image for kos's own tests).
   img "busybox-$(e2e_tag BusyBox)" "$R/e2e-test-images/busybox:$(e2e_tag BusyBox)" --cmd '["sh"]' "$bb:/bin/busybox" $(applets)
+  # --- The other images of the [Conformance] specs (the full set), each as its test/images/<name>/Dockerfile builds
+  # it, on busybox rather than Alpine or debian-base:
+  X=$CACHE/e2e-extras-v$KUBERNETES-$SAMPLE_APISERVER E2E=$R/e2e-test-images
+  slim=("$CACHE/agnhost-$AGNHOST/agnhost:/agnhost" "@/agnhost-2=agnhost" "$bb:/bin/busybox" $(applets))
+  # agnhost's previous tag (StatefulSet image updates only need a second name): this agnhost, without the tools.
+  img "agnhost-$(e2e_tag AgnhostPrev)" "$E2E/agnhost:$(e2e_tag AgnhostPrev)" --entrypoint '["/agnhost"]' --cmd '["pause"]' "${slim[@]}"
+  # kitten, nautilus: agnhost's test-webserver serving their html/ (read from the module, not copied into the repo).
+  for n in kitten nautilus; do
+    img "$n-$(e2e_tag "${n^}")" "$E2E/$n:$(e2e_tag "${n^}")" --entrypoint '["/agnhost"]' --cmd '["test-webserver"]' "${slim[@]}" \
+      $(for f in "$KDIR/test/images/$n/html"/*; do echo "$f:/${f##*/}:0644"; done)
+  done
+  img "nonroot-$(e2e_tag NonRoot)" "$E2E/nonroot:$(e2e_tag NonRoot)" --user 1234 --cmd '["sh"]' "$bb:/bin/busybox" $(applets)
+  img "nonewprivs-$(e2e_tag Nonewprivs)" "$E2E/nonewprivs:$(e2e_tag Nonewprivs)" --cmd '["nnp"]' \
+    "$X/nnp:/usr/local/bin/nnp:04755" "$bb:/bin/busybox" $(applets)
+  img "sample-apiserver-$(e2e_tag APIServer)" "$E2E/sample-apiserver:$(e2e_tag APIServer)" --entrypoint '["/sample-apiserver"]' \
+    "$X/sample-apiserver:/sample-apiserver" "$bb:/bin/busybox" $(applets)
+  # etcd at the tag the aggregator spec names (kubeadm's 3.7.0-0): the cluster's etcd $ETCD.
+  img "etcd-$(e2e_tag Etcd)" "$R/etcd:$(e2e_tag Etcd)" --entrypoint '["/usr/local/bin/etcd"]' \
+    "$E/etcd:/usr/local/bin/etcd" "$E/etcdctl:/usr/local/bin/etcdctl" "$E/etcdutl:/usr/local/bin/etcdutl"
+  # nginx (upstream: the official nginx image): Debian's nginx serving its default page on port 80, in the foreground.
+  printf '%s\n' 'user www-data;' 'worker_processes 1;' 'daemon off;' 'pid /tmp/nginx.pid;' 'error_log /dev/stderr;' \
+    'events { worker_connections 1024; }' 'http {' '  include /etc/nginx/mime.types;' '  access_log /dev/stdout;' \
+    '  client_body_temp_path /tmp/client_body; proxy_temp_path /tmp/proxy; fastcgi_temp_path /tmp/fastcgi;' \
+    '  uwsgi_temp_path /tmp/uwsgi; scgi_temp_path /tmp/scgi;' \
+    '  server { listen 80; listen [::]:80; root /usr/share/nginx/html; index index.html; }' '}' >"$TI.etc/nginx.conf"
+  printf 'root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n' >"$TI.etc/passwd-nginx"
+  printf 'root:x:0:\nwww-data:x:33:\nnobody:x:65534:\n' >"$TI.etc/group-nginx"
+  for tag in "$(e2e_tag Nginx)" "$(e2e_tag NginxNew)"; do
+    img "nginx-$tag" "$E2E/nginx:$tag" --entrypoint '["/usr/sbin/nginx"]' --lib-root "$T" \
+      "$T/usr/sbin/nginx:/usr/sbin/nginx" "$TI.etc/nginx.conf:/etc/nginx/nginx.conf:0644" "$T/etc/nginx/mime.types:/etc/nginx/mime.types:0644" \
+      "$T/usr/share/nginx/html/index.html:/usr/share/nginx/html/index.html:0644" "$TI.etc/passwd-nginx:/etc/passwd:0644" \
+      "$TI.etc/group-nginx:/etc/group:0644" "$bb:/bin/busybox" $(applets)
+  done
   rm -rf "$TI.etc"
   (cd "$TI.tmp" && find images -type f | sort | xargs sha256sum >SHA256SUMS)
   cat >"$TI.tmp/README" <<README
