@@ -13,8 +13,8 @@
 #                [sig-network] Services ... [Conformance], HostPort, [sig-api-machinery] AdmissionWebhook ...
 #                [Conformance]; without [Serial], [Disruptive], [Flaky], [Slow], [Feature:*] and what needs a
 #                cloud provider ([Provider:*]: those skip themselves, counted in K).
-#   --set full   every [Conformance] spec but [Serial] ones (hours; outside CI; needs every image --list-images
-#                names that the test image folder lacks to be loaded by hand, see README.md).
+#   --set full   every [Conformance] spec but [Serial] ones (outside CI; the test image folder has every image
+#                they name).
 #   --report DIR JUnit (junit_01.xml) and the e2e log (e2e.log); default a new folder under /tmp.
 #   --procs N    run N specs at once through the ginkgo CLI (default 4: most specs wait on pods and the network,
 #                not on the CPU); 1 runs e2e.test itself, one spec at a time.
@@ -72,7 +72,7 @@ case $set in
   full)
     focus='\[Conformance\]'
     skip=$SKIP_ALWAYS
-    images=(agnhost busybox)
+    images=(agnhost busybox glibc-dns-testing nginx kitten nautilus nonroot nonewprivs sample-apiserver etcd)
     timeout=${timeout:-8h} ;;
   *) die "--set must be ci or full" ;;
 esac
@@ -91,8 +91,9 @@ if ((dry)); then
 fi
 
 # Every schedulable node must report the set's images (by the names the suite uses), or nothing would start.
-names=()
-for i in "${images[@]}"; do names+=("$("$E2E_BIN/e2e.test" --list-images 2>/dev/null | grep -m1 "/$i:")"); done
+names=() listed=$("$E2E_BIN/e2e.test" --list-images 2>/dev/null)
+# (registry.k8s.io's only: gcr.io/k8s-authenticated-test/agnhost and invalid.registry.k8s.io are meant to fail.)
+for i in "${images[@]}"; do names+=($(grep -E "^registry\.k8s\.io/([^:]*/)?$i:" <<<"$listed")); done
 # (The kubelet reports a newly imported image within a minute or so: wait up to 3 minutes.)
 lacking() { "$KUBECTL" "${kc[@]}" get nodes -o json | python3 -c '
 import json, sys
