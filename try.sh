@@ -210,7 +210,7 @@ What to type next:
       ssh -F \$KOS_STATE_DIR/$CLUSTER/ssh/config $CLUSTER-worker-1   a node, as kos reaches it
   ./try.sh run kubectl --context kos-$CLUSTER get nodes -o wide    one command, without a shell
   ip netns exec $EXT curl http://$FIP:$NODEPORT/    the app, from "the internet"
-  ./try.sh down                           kos destroy, then the test bed goes; nothing is left running
+  ./try.sh down                           kos destroy --purge, then the test bed goes; nothing is left running
 EOF
 }
 
