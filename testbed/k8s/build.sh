@@ -199,11 +199,13 @@ pause() {
   strip "$out/pause"
 }
 
-# --- Debian's real programs for the test images (dig, host, nslookup, curl, nc, ss, ip, getent, and dash as /bin/sh:
-# Debian's busybox-static ash runs its own applets before $PATH, so `sh -c "nc ..."` would get busybox's nc), with every package
+# --- Debian's real programs for the test images (dig, host, nslookup, curl, nc, ss, ip, getent, nginx, and bash as
+# /bin/sh: Debian's busybox-static (1.35) ash runs its own applets before $PATH, so `sh -c "nc ..."` would get
+# busybox's nc, and it drops environment variables whose names are not shell names, as dash does, so `sh -c env`
+# would not show the `data-1` a Secret's envFrom gives), with every package
 # their libraries come from: `apt-get download` of the dependency closure, unpacked into one root that
 # pack-image.py --lib-root resolves the libraries in (so the images do not depend on what this host has installed).
-DEB_TOOLS="bind9-dnsutils bind9-host curl netcat-openbsd iproute2 libc-bin dash nginx"
+DEB_TOOLS="bind9-dnsutils bind9-host curl netcat-openbsd iproute2 libc-bin bash nginx"
 debian_tools() {
   local out=$1 pkgs d
   mkdir -p "$out/debs" "$out/root"
@@ -293,10 +295,13 @@ else
   rm -rf "$TI.tmp" "$TI.etc"; mkdir -p "$TI.tmp/images" "$TI.etc"
   img() { python3 "$HERE/pack-image.py" "$TI.tmp/images/$1.tar" "${@:2}" >&2; }
   bb=$(command -v busybox) T=$D/root KDIR=$(modfield "k8s.io/kubernetes@v$KUBERNETES" Dir)
-  # busybox's applets as links where busybox installs them (/bin/sh, /usr/bin/env, ...), but for the names a real
-  # program takes.
+  # busybox's applets as links in /bin (as the official busybox image has them: the sysctl spec runs /bin/sysctl)
+  # and where busybox installs them (/usr/bin/env, /sbin/ip, as Alpine), but for the names a real program takes.
   applets() { local a; for a in $("$bb" --list-full); do
-    [[ ${a##*/} == busybox || " $* " == *" ${a##*/} "* ]] || echo "@/$a=/bin/busybox"; done; }
+    [[ ${a##*/} == busybox || ${a##*/} == sh || " $* " == *" ${a##*/} "* ]] && continue
+    echo "@/bin/${a##*/}=/bin/busybox"; [[ $a == "bin/${a##*/}" ]] || echo "@/$a=/bin/busybox"; done; }
+  # busybox with bash as /bin/sh (see DEB_TOOLS); pack-image.py --lib-root "$T" adds bash's libraries.
+  sh_bb=("$T/bin/bash:/bin/bash" "@/bin/sh=bash" "$bb:/bin/busybox")
   printf 'root:x:0:0:root:/root:/bin/sh\nuser-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n' >"$TI.etc/passwd"
   printf 'root:x:0:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\nnonroot:x:65532:\nnobody:x:65534:\n' >"$TI.etc/group"
   printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$TI.etc/nsswitch.conf"
@@ -308,29 +313,29 @@ else
     "$T/usr/bin/dig:/usr/bin/dig" "$T/usr/bin/nslookup:/usr/bin/nslookup" "$T/usr/bin/host:/usr/bin/host" \
     "$T/usr/bin/curl:/usr/bin/curl" "$T/bin/nc.openbsd:/usr/bin/nc" "$T/bin/ss:/usr/bin/ss" "$T/bin/ip:/usr/bin/ip" \
     "$T/usr/bin/getent:/usr/bin/getent" "$TI.etc/passwd:/etc/passwd:0644" "$TI.etc/group:/etc/group:0644" \
-    "$TI.etc/nsswitch.conf:/etc/nsswitch.conf:0644" "$T/bin/dash:/bin/sh" "$bb:/bin/busybox" $(applets sh dig nslookup host curl nc ss ip getent)
+    "$TI.etc/nsswitch.conf:/etc/nsswitch.conf:0644" "${sh_bb[@]}" $(applets dig nslookup host curl nc ss ip getent)
   # glibc-dns-testing: the DNS specs' second resolver (upstream: Debian with dnsutils): dig and glibc's getent.
   img "glibc-dns-testing-$(e2e_tag GlibcDnsTesting)" "$R/e2e-test-images/glibc-dns-testing:$(e2e_tag GlibcDnsTesting)" --cmd '["sh"]' --lib-root "$T" \
     "$T/usr/bin/dig:/usr/bin/dig" "$T/usr/bin/getent:/usr/bin/getent" "$TI.etc/nsswitch.conf:/etc/nsswitch.conf:0644" \
-    "$T/bin/dash:/bin/sh" "$bb:/bin/busybox" $(applets sh dig getent)
+    "${sh_bb[@]}" $(applets dig getent)
   # busybox at the tag this suite names (the artifact set's busybox:1.36.1-1 is a workload image for kos's own tests).
-  img "busybox-$(e2e_tag BusyBox)" "$R/e2e-test-images/busybox:$(e2e_tag BusyBox)" --cmd '["sh"]' "$bb:/bin/busybox" $(applets)
+  img "busybox-$(e2e_tag BusyBox)" "$R/e2e-test-images/busybox:$(e2e_tag BusyBox)" --cmd '["sh"]' --lib-root "$T" "${sh_bb[@]}" $(applets)
   # --- The other images of the [Conformance] specs (the full set), each as its test/images/<name>/Dockerfile builds
   # it, on busybox rather than Alpine or debian-base:
   X=$CACHE/e2e-extras-v$KUBERNETES-$SAMPLE_APISERVER E2E=$R/e2e-test-images
-  slim=("$CACHE/agnhost-$AGNHOST/agnhost:/agnhost" "@/agnhost-2=agnhost" "$bb:/bin/busybox" $(applets))
+  slim=("$CACHE/agnhost-$AGNHOST/agnhost:/agnhost" "@/agnhost-2=agnhost" "${sh_bb[@]}" $(applets))
   # agnhost's previous tag (StatefulSet image updates only need a second name): this agnhost, without the tools.
-  img "agnhost-$(e2e_tag AgnhostPrev)" "$E2E/agnhost:$(e2e_tag AgnhostPrev)" --entrypoint '["/agnhost"]' --cmd '["pause"]' "${slim[@]}"
+  img "agnhost-$(e2e_tag AgnhostPrev)" "$E2E/agnhost:$(e2e_tag AgnhostPrev)" --entrypoint '["/agnhost"]' --cmd '["pause"]' --lib-root "$T" "${slim[@]}"
   # kitten, nautilus: agnhost's test-webserver serving their html/ (read from the module, not copied into the repo).
   for n in kitten nautilus; do
-    img "$n-$(e2e_tag "${n^}")" "$E2E/$n:$(e2e_tag "${n^}")" --entrypoint '["/agnhost"]' --cmd '["test-webserver"]' "${slim[@]}" \
+    img "$n-$(e2e_tag "${n^}")" "$E2E/$n:$(e2e_tag "${n^}")" --entrypoint '["/agnhost"]' --cmd '["test-webserver"]' --lib-root "$T" "${slim[@]}" \
       $(for f in "$KDIR/test/images/$n/html"/*; do echo "$f:/${f##*/}:0644"; done)
   done
-  img "nonroot-$(e2e_tag NonRoot)" "$E2E/nonroot:$(e2e_tag NonRoot)" --user 1234 --cmd '["sh"]' "$bb:/bin/busybox" $(applets)
-  img "nonewprivs-$(e2e_tag Nonewprivs)" "$E2E/nonewprivs:$(e2e_tag Nonewprivs)" --cmd '["nnp"]' \
-    "$X/nnp:/usr/local/bin/nnp:04755" "$bb:/bin/busybox" $(applets)
-  img "sample-apiserver-$(e2e_tag APIServer)" "$E2E/sample-apiserver:$(e2e_tag APIServer)" --entrypoint '["/sample-apiserver"]' \
-    "$X/sample-apiserver:/sample-apiserver" "$bb:/bin/busybox" $(applets)
+  img "nonroot-$(e2e_tag NonRoot)" "$E2E/nonroot:$(e2e_tag NonRoot)" --user 1234 --cmd '["sh"]' --lib-root "$T" "${sh_bb[@]}" $(applets)
+  img "nonewprivs-$(e2e_tag Nonewprivs)" "$E2E/nonewprivs:$(e2e_tag Nonewprivs)" --cmd '["nnp"]' --lib-root "$T" \
+    "$X/nnp:/usr/local/bin/nnp:04755" "${sh_bb[@]}" $(applets)
+  img "sample-apiserver-$(e2e_tag APIServer)" "$E2E/sample-apiserver:$(e2e_tag APIServer)" --entrypoint '["/sample-apiserver"]' --lib-root "$T" \
+    "$X/sample-apiserver:/sample-apiserver" "${sh_bb[@]}" $(applets)
   # etcd at the tag the aggregator spec names (kubeadm's 3.7.0-0): the cluster's etcd $ETCD.
   img "etcd-$(e2e_tag Etcd)" "$R/etcd:$(e2e_tag Etcd)" --entrypoint '["/usr/local/bin/etcd"]' \
     "$E/etcd:/usr/local/bin/etcd" "$E/etcdctl:/usr/local/bin/etcdctl" "$E/etcdutl:/usr/local/bin/etcdutl"
@@ -346,7 +351,7 @@ else
     img "nginx-$tag" "$E2E/nginx:$tag" --entrypoint '["/usr/sbin/nginx"]' --lib-root "$T" \
       "$T/usr/sbin/nginx:/usr/sbin/nginx" "$TI.etc/nginx.conf:/etc/nginx/nginx.conf:0644" "$T/etc/nginx/mime.types:/etc/nginx/mime.types:0644" \
       "$T/usr/share/nginx/html/index.html:/usr/share/nginx/html/index.html:0644" "$TI.etc/passwd-nginx:/etc/passwd:0644" \
-      "$TI.etc/group-nginx:/etc/group:0644" "$bb:/bin/busybox" $(applets)
+      "$TI.etc/group-nginx:/etc/group:0644" "${sh_bb[@]}" $(applets)
   done
   rm -rf "$TI.etc"
   (cd "$TI.tmp" && find images -type f | sort | xargs sha256sum >SHA256SUMS)
