@@ -44,15 +44,50 @@ pub(crate) fn test_images() -> PathBuf {
     dir
 }
 
+/// The images the scenario and the conformance subset run (`conformance.sh`'s `ci` list), by
+/// archive stem: only these are loaded on the nodes (the test image folder also holds the full
+/// conformance set's, hundreds of MB more).
+const CI_IMAGES: [&str; 3] = ["agnhost", "busybox", "glibc-dns-testing"];
+
+/// A folder of [`CI_IMAGES`] from the test images (symbolic links, and their lines of its
+/// `SHA256SUMS`), to hand to kos as `artifacts.extra_images`.
+fn ci_image_folder() -> tempfile::TempDir {
+    let src = test_images();
+    let sums = std::fs::read_to_string(src.join("SHA256SUMS")).expect("the test images' SHA256SUMS");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("images")).expect("images folder");
+    let mut kept = String::new();
+    for line in sums.lines() {
+        let name = line.split_whitespace().nth(1).unwrap_or_default().trim_start_matches('*');
+        let file = name.rsplit('/').next().unwrap_or(name);
+        if CI_IMAGES.iter().any(|stem| file.strip_prefix(stem).is_some_and(|rest| rest.starts_with('-') && rest[1..].starts_with(|c: char| c.is_ascii_digit()))) {
+            std::os::unix::fs::symlink(src.join(name), dir.path().join("images").join(file)).expect("link");
+            kept += line;
+            kept += "\n";
+        }
+    }
+    for stem in CI_IMAGES {
+        assert!(kept.contains(&format!("/{stem}-")), "no {stem}-*.tar in {}", src.display());
+    }
+    std::fs::write(dir.path().join("SHA256SUMS"), kept).expect("SHA256SUMS");
+    dir
+}
+
 /// The name of the image in the test images' archive `<stem>-<tag>.tar` (its
 /// `io.containerd.image.name`).
 fn image_in(stem: &str) -> String {
     let dir = test_images().join("images");
+    // The newest tag, when the folder holds two (agnhost's previous one, for the full set).
+    let version = |p: &std::path::Path| -> Vec<u32> {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        name[stem.len() + 1..].trim_end_matches(".tar").split(['.', '-']).map(|n| n.parse().unwrap_or(0)).collect()
+    };
     let path = std::fs::read_dir(&dir)
         .expect("the test images' folder")
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{stem}-")) && n.ends_with(".tar")))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{stem}-")) && n.ends_with(".tar")))
+        .max_by_key(|p| version(p))
         .unwrap_or_else(|| panic!("no {stem}-*.tar in {}", dir.display()));
     let out = Command::new("tar").arg("-xOf").arg(&path).arg("index.json").output().expect("tar runs");
     let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: index.json: {e}", path.display()));
@@ -176,7 +211,8 @@ fn a_cluster_serves_routed_pods_services_nodeports_dns_and_the_control_plane() {
         return;
     }
     let nodes = [master("master-1", false), NodeSpec { name: "worker-1", master: false, floating_ip: true }, worker("worker-2"), worker("worker-3")];
-    let c = Cluster::with_images("srv", &nodes, "10.66.0.0/16", "{kind: containerd}", &[test_images()]);
+    let images = ci_image_folder();
+    let c = Cluster::with_images("srv", &nodes, "10.66.0.0/16", "{kind: containerd}", &[images.path().to_path_buf()]);
     let up = c.kos_ok(&["up", "-v"]);
     eprintln!("kos up: {:.1} s; phases: {:?}", up.secs, up.phase_times());
     assert!(up.stdout.contains("ready: 4 node(s) Ready (v1.37.2), control plane and CoreDNS Ready"), "{}", up.stdout);
