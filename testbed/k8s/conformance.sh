@@ -91,9 +91,21 @@ if ((dry)); then
 fi
 
 # Every schedulable node must report the set's images (by the names the suite uses), or nothing would start.
-names=() listed=$("$E2E_BIN/e2e.test" --list-images 2>/dev/null)
-# (registry.k8s.io's only: gcr.io/k8s-authenticated-test/agnhost and invalid.registry.k8s.io are meant to fail.)
-for i in "${images[@]}"; do names+=($(grep -E "^registry\.k8s\.io/([^:]*/)?$i:" <<<"$listed")); done
+# The names: those of the test image folder's archives (build.sh's, at the names --list-images prints) of the
+# images the set needs.
+TI=$CACHE/test-images-v$KUBERNETES
+[[ -f $TI/SHA256SUMS ]] || die "no test image folder $TI: run testbed/k8s/build.sh first"
+mapfile -t names < <(python3 - "$TI" "${images[@]}" <<'PY'
+import json, os, sys, tarfile
+folder, wanted = sys.argv[1], sys.argv[2:]
+for line in open(os.path.join(folder, "SHA256SUMS")):
+    with tarfile.open(os.path.join(folder, line.split()[1])) as t:
+        for m in json.load(t.extractfile("index.json"))["manifests"]:
+            name = m["annotations"]["io.containerd.image.name"]
+            if name.rsplit(":", 1)[0].rsplit("/", 1)[-1] in wanted:
+                print(name)
+PY
+)
 # (The kubelet reports a newly imported image within a minute or so: wait up to 3 minutes.)
 lacking() { "$KUBECTL" "${kc[@]}" get nodes -o json | python3 -c '
 import json, sys
@@ -101,7 +113,7 @@ want = sys.argv[1:]
 for n in json.load(sys.stdin)["items"]:
     if any(t.get("effect") == "NoSchedule" for t in n["spec"].get("taints", [])):
         continue
-    have = {name for i in n["status"].get("images", []) for name in i.get("names", [])}
+    have = {name for i in n["status"].get("images") or [] for name in i.get("names") or []}
     lacking = [w for w in want if w not in have]
     if lacking:
         print("%s lacks %s" % (n["metadata"]["name"], " ".join(lacking)))
@@ -114,9 +126,8 @@ $missing"
 # -1 and skip every spec that "Requires at least 2 nodes" (upstream's hack/ginkgo-e2e.sh passes it too).
 num=$("$KUBECTL" "${kc[@]}" get nodes -o json | python3 -c '
 import json, sys
-print(sum(1 for n in json.load(sys.stdin)["items"]
-          if not any(t.get("effect") == "NoSchedule" for t in n["spec"].get("taints", []))
-          and any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))))')
+print(sum(1 for n in json.load(sys.stdin)["items"]    # not a passing taint (disk pressure on a shared disk): the role
+          if not any(t["key"].startswith("node-role.kubernetes.io/") for t in n["spec"].get("taints") or [])))')
 e2e_args+=(--num-nodes="$num")
 
 echo "conformance ($set): e2e.test v$KUBERNETES, $num schedulable nodes, report in $report" >&2
