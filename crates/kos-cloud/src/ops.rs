@@ -46,6 +46,7 @@ pub async fn inventory<C: Cloud>(cloud: &C, cluster: &str) -> Result<Value, Appl
             vars.insert("kos_pod_cidr".into(), json!(cidr));
         }
         vars.insert("kos_server".into(), json!(server.name));
+        vars.insert("kos_server_id".into(), json!(server.id));
         hostvars.insert(node.clone(), Value::Object(vars));
     }
     let mut out = Map::new();

@@ -208,6 +208,41 @@ pub fn render_ssh_config(
     out
 }
 
+/// What Ansible needs to reach a node the way kos does, as host variables of `kos inventory`:
+/// the user, port and key, and `ansible_ssh_common_args` with the options kos's ssh_config
+/// gives the node — the cluster's known_hosts under the server's id (`host_key_alias`),
+/// `accept-new`, only this key, and the hop through the bastion (through kos's ssh_config in
+/// `config_dir`, so the bastion's own options apply). Without an ssh_config there (no `kos up`
+/// from this machine yet), the bastion is a plain `ProxyJump`.
+pub fn ansible_vars(settings: &Settings, config_dir: &Path, host_key_alias: Option<&str>) -> Vec<(&'static str, String)> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let key = private_key_path(settings, home.as_deref());
+    let key = std::path::absolute(&key).unwrap_or(key);
+    let config = config_dir.join("config");
+    let mut args = vec!["-o IdentitiesOnly=yes".to_owned(), "-o BatchMode=yes".to_owned()];
+    if config.exists() {
+        let known_hosts = config_dir.join("known_hosts");
+        args.push(format!("-o UserKnownHostsFile={}", sh_quote(&known_hosts.to_string_lossy())));
+        args.push("-o StrictHostKeyChecking=accept-new".to_owned());
+        args.push("-o CheckHostIP=no".to_owned());
+        if let Some(alias) = host_key_alias {
+            args.push(format!("-o HostKeyAlias={}", sh_quote(alias)));
+        }
+        if settings.ssh.bastion.is_some() {
+            let hop = format!("ssh -F {} -W [%h]:%p {}", sh_quote(&config.to_string_lossy()), bastion_alias(&settings.cluster.name));
+            args.push(format!("-o ProxyCommand={}", sh_quote(&hop)));
+        }
+    } else if let Some(b) = &settings.ssh.bastion {
+        args.push(format!("-o ProxyJump={}", sh_quote(&format!("{}@{}:{}", b.user, b.host, b.port))));
+    }
+    vec![
+        ("ansible_user", settings.ssh.user.clone()),
+        ("ansible_port", settings.ssh.port.to_string()),
+        ("ansible_ssh_private_key_file", key.to_string_lossy().into_owned()),
+        ("ansible_ssh_common_args", args.join(" ")),
+    ]
+}
+
 /// A config value, double-quoted when it has blanks or quote characters.
 fn value(s: &str) -> String {
     if !s.is_empty()

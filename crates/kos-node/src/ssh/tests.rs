@@ -848,3 +848,28 @@ async fn a_dropped_connection_is_a_transport_error() {
     let err = node.run("true", Default::default()).await.unwrap_err();
     assert!(matches!(err, RemoteError::Transport { .. }), "{err:?}");
 }
+
+/// `kos inventory`'s host variables: what kos's ssh_config says, in Ansible's words, the
+/// hop through the bastion by kos's own config once it exists, else a plain ProxyJump.
+#[test]
+fn ansible_vars_reach_a_node_as_kos_does() {
+    let s = settings(Path::new("/work/demo.yaml"), "/keys/id", 2222, ", bastion: {host: jump.example.org, user: ops}");
+    let dir = tempfile::tempdir().unwrap();
+    let get = |vars: &[(&str, String)], k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap();
+
+    let before = ansible_vars(&s, dir.path(), Some("srv-1"));
+    assert_eq!(get(&before, "ansible_user"), "root");
+    assert_eq!(get(&before, "ansible_port"), "2222");
+    assert_eq!(get(&before, "ansible_ssh_private_key_file"), "/keys/id");
+    assert_eq!(get(&before, "ansible_ssh_common_args"), "-o IdentitiesOnly=yes -o BatchMode=yes -o ProxyJump='ops@jump.example.org:22'");
+
+    std::fs::write(dir.path().join("config"), "# kos's\n").unwrap();
+    let after = ansible_vars(&s, dir.path(), Some("srv-1"));
+    let d = dir.path().display();
+    assert_eq!(
+        get(&after, "ansible_ssh_common_args"),
+        format!(
+            "-o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile='{d}/known_hosts' -o StrictHostKeyChecking=accept-new -o CheckHostIP=no -o HostKeyAlias='srv-1' -o ProxyCommand='ssh -F '\\''{d}/config'\\'' -W [%h]:%p demo.bastion'"
+        )
+    );
+}

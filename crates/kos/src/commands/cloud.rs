@@ -78,7 +78,20 @@ pub fn inventory(args: &InventoryArgs, printer: Printer) -> Result<(), CommandEr
     let settings = Settings::load(&args.settings.file)?;
     runtime()?.block_on(async {
         let cloud = connect(&settings).await?;
-        let inv = ops::inventory(&cloud, &settings.cluster.name).await.map_err(failed)?;
+        let mut inv = ops::inventory(&cloud, &settings.cluster.name).await.map_err(failed)?;
+        // How to log in, the way kos does (its ssh_config's options, its known_hosts).
+        let ssh_dir = super::state::State::for_settings(&args.settings, &settings).ssh_dir();
+        if let Some(hosts) = inv["_meta"]["hostvars"].as_object_mut() {
+            for vars in hosts.values_mut() {
+                let id = vars["kos_server_id"].as_str().map(str::to_owned);
+                for (k, v) in kos_node::ssh::ansible_vars(&settings, &ssh_dir, id.as_deref()) {
+                    vars[k] = match (k, v.parse::<u64>()) {
+                        ("ansible_port", Ok(port)) => port.into(),
+                        _ => v.into(),
+                    };
+                }
+            }
+        }
         let out = match &args.mode.host {
             Some(host) => inv["_meta"]["hostvars"].get(host).cloned().unwrap_or_else(|| serde_json::json!({})),
             None => inv,

@@ -14,12 +14,14 @@
 //! - [`control_plane`]: logs, exec, port-forward to every worker, and an admission webhook
 //!   served by a pod (API server → pod network);
 //! - [`scale`]: a Deployment scaled and rolled to a new image; hostPort;
+//! - [`inventory`]: Ansible reaches every node through `kos inventory` as is;
 //! - [`conformance`]: the upstream e2e suite's specs for these promises.
 
 mod conformance;
 mod control_plane;
 mod dns;
 mod exposure;
+mod inventory;
 mod pod_network;
 mod scale;
 mod services;
@@ -255,6 +257,7 @@ fn a_cluster_serves_routed_pods_services_nodeports_dns_and_the_control_plane() {
     promises.check("cluster DNS", || dns::check(&ctx));
     promises.check("control plane to pods", || control_plane::check(&ctx));
     promises.check("scale and roll, hostPort", || scale::check(&ctx));
+    promises.check("ansible through kos inventory", || inventory::check(&ctx));
     promises.check("conformance subset", || conformance::check(&ctx));
     assert!(promises.failed.is_empty(), "{} promise(s) broken:\n{}", promises.failed.len(), promises.failed.join("\n\n"));
     ctx.c.destroy();
