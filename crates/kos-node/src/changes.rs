@@ -31,8 +31,11 @@ pub enum Change {
     EnableUnit { unit: String },
     /// Start a stopped unit, or restart a running one whose files changed.
     RestartUnit { unit: String, why: String },
-    /// Upload an image archive and import it into containerd (`k8s.io` namespace).
+    /// Upload an image archive and import it into containerd (`k8s.io` namespace), pinned.
     ImportImage { image: String, why: String },
+    /// Pin an image that is there (imported by an older kos): the kubelet's image garbage
+    /// collection never deletes a pinned image, and an air-gapped node cannot pull it again.
+    PinImage { image: String },
 }
 
 impl std::fmt::Display for Change {
@@ -54,6 +57,7 @@ impl std::fmt::Display for Change {
             Change::EnableUnit { unit } => write!(f, "enable {unit}"),
             Change::RestartUnit { unit, why } => write!(f, "restart {unit} ({why})"),
             Change::ImportImage { image, why } => write!(f, "import image {image} ({why})"),
+            Change::PinImage { image } => write!(f, "pin image {image} (out of reach of the kubelet's image garbage collection)"),
         }
     }
 }
@@ -126,6 +130,10 @@ pub fn diff_phase(phase: NodePhase, wants: &PhaseWants, has: &NodeState) -> Vec<
         let why = match has.images.get(&image.name) {
             None => "missing",
             Some(digest) if digest != &image.digest => "differs",
+            Some(_) if has.unpinned_images.contains(&image.name) => {
+                out.push(Change::PinImage { image: image.name.clone() });
+                continue;
+            }
             Some(_) => continue,
         };
         out.push(Change::ImportImage { image: image.name.clone(), why: why.into() });

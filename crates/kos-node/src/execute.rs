@@ -8,7 +8,7 @@
 //! the next run (the probe reports the markers).
 
 use crate::changes::Change;
-use crate::probe::{sh_quote, PENDING_DIR};
+use crate::probe::{sh_quote, PENDING_DIR, PINNED};
 use crate::remote::{Remote, RemoteError, Stdin};
 use crate::wanted::{Content, NodePhase, PhaseWants, WantedFile};
 
@@ -137,6 +137,7 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), 
                 puts.push_str(&place(&mut tar, &wanted.archive, &format!("\"{archive}\""))?);
                 imports.push_str(&format!("import \"{archive}\" {}\n", sh_quote(image)));
             }
+            Change::PinImage { image } => imports.push_str(&format!("pin {}\n", sh_quote(image))),
             Change::DaemonReload => {
                 markers.push("daemon-reload".to_string());
                 after.push_str(&format!("systemctl daemon-reload\nrm -f {PENDING_DIR}/daemon-reload\n"));
@@ -190,9 +191,12 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), 
     if !imports.is_empty() {
         // After the restarts: containerd must be running. The image is unpacked for the
         // kubelet; `images ls` then lists its manifest digest, which the probe compares.
-        s.push_str(
-            "import() { ctr -n k8s.io images import \"$1\" >\"$t/ctr.log\" 2>&1 || { echo \"importing the image $2 failed:\" >&2; tail -5 \"$t/ctr.log\" >&2; exit 1; }; rm -f \"$1\"; }\n",
-        );
+        // Pinned: the kubelet's image garbage collection (at 85 % disk use by default)
+        // never deletes a pinned image, and a node without a registry could not pull it back.
+        s.push_str(&format!(
+            "pin() {{ ctr -n k8s.io images label \"$1\" {PINNED} >/dev/null || {{ echo \"pinning the image $1 failed\" >&2; exit 1; }}; }}\n\
+             import() {{ ctr -n k8s.io images import \"$1\" >\"$t/ctr.log\" 2>&1 || {{ echo \"importing the image $2 failed:\" >&2; tail -5 \"$t/ctr.log\" >&2; exit 1; }}; rm -f \"$1\"; pin \"$2\"; }}\n",
+        ));
         s.push_str(&imports);
     }
     Ok((s, tar.finish()))

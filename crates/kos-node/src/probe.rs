@@ -45,6 +45,8 @@ pub struct NodeState {
     /// Images in containerd's `k8s.io` namespace: name → manifest digest (only when the
     /// wants name images and `ctr` answers).
     pub images: BTreeMap<String, String>,
+    /// Those of [`NodeState::images`] without containerd's `io.cri-containerd.pinned` label.
+    pub unpinned_images: std::collections::BTreeSet<String>,
     /// `stat -fc %T /sys/fs/cgroup`: `cgroup2fs` (v2), `tmpfs` (v1 or hybrid).
     pub cgroup_fs: String,
     /// `net.netfilter.nf_conntrack_max` exists and cannot be written here (read-only in a
@@ -73,6 +75,10 @@ impl NodeState {
 /// next one instead of leaving the old configuration running.
 pub const PENDING_DIR: &str = "/var/lib/kos/pending";
 
+/// containerd's label that makes an image pinned for CRI (the kubelet's image garbage
+/// collection skips pinned images; containerd pins its sandbox image the same way).
+pub const PINNED: &str = "io.cri-containerd.pinned=pinned";
+
 /// Quote for /bin/sh: single quotes, with embedded single quotes closed and escaped.
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -93,7 +99,7 @@ pub fn script(wants: &NodeWants) -> String {
          if [ -e $f ]; then case $(stat -c %a $f) in 6??) [ -w $f ] || printf 'conntrack\\tfixed\\n';; *) printf 'conntrack\\tfixed\\n';; esac; fi\n",
     );
     if !wants.all_images().is_empty() {
-        s.push_str("command -v ctr >/dev/null 2>&1 && ctr -n k8s.io images ls 2>/dev/null | awk 'NR > 1 { printf \"image\\t%s\\t%s\\n\", $1, $3 }'\n");
+        s.push_str("command -v ctr >/dev/null 2>&1 && ctr -n k8s.io images ls 2>/dev/null | awk 'NR > 1 { printf \"image\\t%s\\t%s\\t%s\\n\", $1, $3, $NF }'\n");
     }
     s.push_str(&format!("for m in {PENDING_DIR}/*; do [ -e \"$m\" ] && printf 'pending\\t%s\\n' \"${{m##*/}}\"; done\n"));
     let packages = wants.all_packages();
@@ -137,8 +143,11 @@ pub fn parse(out: &str) -> Result<NodeState, String> {
             ["cgroup", fs] => st.cgroup_fs = fs.to_string(),
             ["conntrack", "fixed"] => st.conntrack_max_fixed = true,
             ["caps", "no-sys-resource"] => st.no_sys_resource = true,
-            ["image", name, digest] => {
+            ["image", name, digest, labels] => {
                 st.images.insert(name.to_string(), digest.to_string());
+                if !labels.split(',').any(|l| l == PINNED) {
+                    st.unpinned_images.insert(name.to_string());
+                }
             }
             ["pending", what] => st.pending.push(what.to_string()),
             ["swaps", n] => st.swaps = n.trim().parse().map_err(|_| format!("bad swap count in `{line}`"))?,

@@ -265,4 +265,8 @@ async fn files_streamed_from_disk_arrive_checked() {
     let (script, _) = execute::build(&wants, &changes).unwrap();
     assert!(script.contains(&format!("putv 0 \"$t/image-0.tar\" 0600 '{sha}'")), "{script}");
     assert!(script.contains("import \"$t/image-0.tar\" 'registry.k8s.io/pause:3.10.2'"), "{script}");
+    assert!(script.contains("rm -f \"$1\"; pin \"$2\"; }"), "every imported image is pinned: {script}");
+    assert!(script.contains("ctr -n k8s.io images label \"$1\" io.cri-containerd.pinned=pinned"), "{script}");
+    let (script, _) = execute::build(&wants, &[Change::PinImage { image: "registry.k8s.io/pause:3.10.2".into() }]).unwrap();
+    assert!(script.contains("pin 'registry.k8s.io/pause:3.10.2'\n") && !script.contains("putv"), "{script}");
 }

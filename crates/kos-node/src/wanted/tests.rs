@@ -129,4 +129,18 @@ fn a_full_artifact_set_brings_the_runtime_and_the_images() {
     has.images.insert("registry.k8s.io/pause:3.10.2".into(), "sha256:old".into());
     let again: Vec<String> = diff(worker, &has, &[NodePhase::Runtime])[0].1.iter().map(|c| c.to_string()).collect();
     assert!(again.contains(&"import image registry.k8s.io/pause:3.10.2 (differs)".to_string()), "{again:?}");
+
+    // The probe's `ctr images ls` lines: digest and labels; an image there but not pinned
+    // (imported by an older kos) is pinned, not uploaded again.
+    let seen = crate::probe::parse(
+        "os\tdebian\t12\nimage\tregistry.k8s.io/pause:3.10.2\tsha256:abc\tio.cri-containerd.image=managed\n\
+         image\tregistry.k8s.io/coredns/coredns:v1.14.6\tsha256:def\tio.cri-containerd.image=managed,io.cri-containerd.pinned=pinned\n",
+    )
+    .unwrap();
+    assert_eq!(seen.images.len(), 2);
+    assert_eq!(seen.unpinned_images.iter().collect::<Vec<_>>(), ["registry.k8s.io/pause:3.10.2"]);
+    let has = NodeState { images: seen.images.clone(), unpinned_images: seen.unpinned_images, ..fresh.clone() };
+    let pin: Vec<String> = diff(worker, &has, &[NodePhase::Runtime])[0].1.iter().map(|c| c.to_string()).collect();
+    assert!(pin.contains(&"pin image registry.k8s.io/pause:3.10.2 (out of reach of the kubelet's image garbage collection)".to_string()), "{pin:?}");
+    assert!(!pin.iter().any(|l| l.starts_with("import image")), "{pin:?}");
 }

@@ -219,6 +219,20 @@ fn a_cluster_serves_routed_pods_services_nodeports_dns_and_the_control_plane() {
     eprintln!("kos up: {:.1} s; phases: {:?}", up.secs, up.phase_times());
     assert!(up.stdout.contains("ready: 4 node(s) Ready (v1.37.2), control plane and CoreDNS Ready"), "{}", up.stdout);
 
+    // Every image kos imported is pinned for CRI: the kubelet's image garbage collection
+    // (which deleted unpinned ones here once the host's disk passed 85 %) never removes them,
+    // and no registry could give them back.
+    let crictl: serde_json::Value =
+        serde_json::from_str(&c.root_ok("worker-3", "crictl images -o json")).expect("crictl images JSON");
+    let listed = crictl["images"].as_array().cloned().unwrap_or_default();
+    for stem in CI_IMAGES.iter().chain(["pause", "coredns"].iter()) {
+        let ours: Vec<&serde_json::Value> = listed
+            .iter()
+            .filter(|i| i["repoTags"].as_array().into_iter().flatten().any(|t| t.as_str().is_some_and(|t| t.contains(&format!("/{stem}:")))))
+            .collect();
+        assert!(!ours.is_empty(), "worker-3 has no {stem} image: {crictl:#}");
+        assert!(ours.iter().all(|i| i["pinned"] == true), "{stem} is pinned on worker-3: {ours:#?}");
+    }
     let agnhost = image_in("agnhost");
     let status = c.status();
     let mut ctx = Ctx { c, agnhost, status, netexec: BTreeMap::new() };
