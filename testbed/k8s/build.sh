@@ -323,8 +323,10 @@ else
   # --- The other images of the [Conformance] specs (the full set), each as its test/images/<name>/Dockerfile builds
   # it, on busybox rather than Alpine or debian-base:
   X=$CACHE/e2e-extras-v$KUBERNETES-$SAMPLE_APISERVER E2E=$R/e2e-test-images
-  slim=("$CACHE/agnhost-$AGNHOST/agnhost:/agnhost" "@/agnhost-2=agnhost" "${sh_bb[@]}" $(applets))
-  # agnhost's previous tag (StatefulSet image updates only need a second name): this agnhost, without the tools.
+  slim=("$CACHE/agnhost-$AGNHOST/agnhost:/agnhost" "@/agnhost-2=agnhost" "${sh_bb[@]}" $(applets)
+    "$KDIR/test/images/agnhost/porter/localhost.crt:/localhost.crt:0644" "$KDIR/test/images/agnhost/porter/localhost.key:/localhost.key:0644")
+  # agnhost's previous tag (StatefulSet image updates only need a second name): this agnhost, without the tools
+  # (but with /localhost.crt: the StatefulSet specs' readiness probe fetches it from test-webserver).
   img "agnhost-$(e2e_tag AgnhostPrev)" "$E2E/agnhost:$(e2e_tag AgnhostPrev)" --entrypoint '["/agnhost"]' --cmd '["pause"]' --lib-root "$T" "${slim[@]}"
   # kitten, nautilus: agnhost's test-webserver serving their html/ (read from the module, not copied into the repo).
   for n in kitten nautilus; do
