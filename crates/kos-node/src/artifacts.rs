@@ -90,6 +90,18 @@ pub struct ImageRef {
     pub name: String,
     /// `sha256:...` of the image's manifest.
     pub digest: String,
+    /// Where it comes from, and so which nodes get it.
+    pub origin: ImageOrigin,
+}
+
+/// Which folder an image archive comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageOrigin {
+    /// The artifact set's `images/`: the cluster's own (the control plane's only on masters).
+    #[default]
+    ArtifactSet,
+    /// An `artifacts.extra_images` folder: the user's, on every node whatever its name.
+    Extra,
 }
 
 /// One file a node needs, with the hash it must have.
@@ -386,7 +398,12 @@ pub fn resolve_extra_images(dirs: &[PathBuf], base_dir: &Path) -> Result<Vec<Art
         if image_lines(&sums).next().is_none() {
             return Err(ArtifactError::NoImages { path: sums_path, dir });
         }
-        all.extend(checked(&dir, &sums_path, image_lines(&sums).map(|l| (l, None)))?);
+        for mut a in checked(&dir, &sums_path, image_lines(&sums).map(|l| (l, None)))? {
+            if let Kind::Image(image) = &mut a.kind {
+                image.origin = ImageOrigin::Extra;
+            }
+            all.push(a);
+        }
     }
     Ok(all)
 }
@@ -496,7 +513,7 @@ pub fn read_image_ref(path: &Path) -> Result<ImageRef, ArtifactError> {
         if name.is_empty() || !digest.starts_with("sha256:") {
             return Err(bad("its manifest in index.json has no `io.containerd.image.name` annotation or no sha256 digest".into()));
         }
-        return Ok(ImageRef { name: name.to_string(), digest: digest.to_string() });
+        return Ok(ImageRef { name: name.to_string(), digest: digest.to_string(), origin: ImageOrigin::ArtifactSet });
     }
     Err(bad("no index.json in the archive".into()))
 }

@@ -220,10 +220,12 @@ fn packages(phase: NodePhase, runtime: RuntimeKind, runtime_from_artifacts: bool
 /// The images only the control plane runs.
 const CONTROL_PLANE_IMAGES: [&str; 4] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"];
 
-/// The artifacts a node of `role` gets: kubectl and the control plane's images only on masters.
+/// The artifacts a node of `role` gets: kubectl and the control plane's images only on masters
+/// (the user's extra images go everywhere, whatever their names).
 fn wants_artifact(a: &Artifact, role: Role) -> bool {
     let control_plane_only = match &a.kind {
         Kind::Kubernetes => a.name == "kubectl",
+        Kind::Image(image) if image.origin == artifacts::ImageOrigin::Extra => false,
         Kind::Image(image) => {
             let repo = image.name.rsplit_once(':').map_or(image.name.as_str(), |(r, _)| r);
             CONTROL_PLANE_IMAGES.contains(&repo.rsplit('/').next().unwrap_or(repo))

@@ -481,7 +481,7 @@ async fn a_full_local_set_brings_runtime_cni_and_images() {
     assert_eq!(find("portmap").install_path, "/opt/cni/bin/portmap");
     assert_eq!(find("kubelet").kind, Kind::Kubernetes);
     let pause = find("pause.tar");
-    assert_eq!(pause.kind, Kind::Image(ImageRef { name: "registry.k8s.io/pause:3.10.2".into(), digest: "sha256:feed".into() }));
+    assert_eq!(pause.kind, Kind::Image(ImageRef { name: "registry.k8s.io/pause:3.10.2".into(), digest: "sha256:feed".into(), origin: ImageOrigin::ArtifactSet }));
     assert_eq!(pause.fetch, Fetch::Upload { path: dir.path().join("images/pause.tar"), len: archive.len() as u64 });
 
     // A runtime set missing a piece is named; an archive naming no image is refused.
@@ -532,7 +532,7 @@ fn extra_image_folders_are_checked_and_must_not_collide() {
     assert!(err.to_string().contains("are named `web.tar`"), "{err}");
     // Another archive of an image already carried.
     let mut other = got.clone();
-    other[1].kind = Kind::Image(ImageRef { name: "example.org/web:1.0".into(), digest: "sha256:beef".into() });
+    other[1].kind = Kind::Image(ImageRef { name: "example.org/web:1.0".into(), digest: "sha256:beef".into(), origin: ImageOrigin::ArtifactSet });
     let err = check_unique_images(&other).unwrap_err();
     assert!(err.to_string().contains("hold the image `example.org/web:1.0`"), "{err}");
 

@@ -42,7 +42,7 @@ fn example_with(edit: impl FnOnce(String) -> String, full_set: bool) -> (Setting
             arts.push(artifact(name, Kind::Runtime, &format!("/usr/local/bin/{name}")));
         }
         arts.push(artifact("bridge", Kind::Cni, "/opt/cni/bin/bridge"));
-        let pause = artifacts::ImageRef { name: "registry.k8s.io/pause:3.10.2".into(), digest: "sha256:abc".into() };
+        let pause = artifacts::ImageRef { name: "registry.k8s.io/pause:3.10.2".into(), digest: "sha256:abc".into(), origin: artifacts::ImageOrigin::ArtifactSet };
         arts.push(artifact("pause.tar", Kind::Image(pause), "/var/lib/kos/images/pause.tar"));
     }
     let wants = plan.nodes.iter().map(|n| node_wants(&settings, &n.name, n.role, &files, &arts)).collect();
@@ -143,4 +143,18 @@ fn a_full_artifact_set_brings_the_runtime_and_the_images() {
     let pin: Vec<String> = diff(worker, &has, &[NodePhase::Runtime])[0].1.iter().map(|c| c.to_string()).collect();
     assert!(pin.contains(&"pin image registry.k8s.io/pause:3.10.2 (out of reach of the kubelet's image garbage collection)".to_string()), "{pin:?}");
     assert!(!pin.iter().any(|l| l.starts_with("import image")), "{pin:?}");
+}
+
+/// An etcd image of the artifact set goes to masters only; the user's own image of the same
+/// name (`artifacts.extra_images`: e.g. the e2e suite's etcd) goes to every node.
+#[test]
+fn extra_images_go_everywhere_whatever_their_name() {
+    let image = |origin| {
+        let etcd = artifacts::ImageRef { name: "registry.k8s.io/etcd:3.7.0-0".into(), digest: "sha256:abc".into(), origin };
+        artifact("etcd.tar", Kind::Image(etcd), "/var/lib/kos/images/etcd.tar")
+    };
+    let ours = image(artifacts::ImageOrigin::ArtifactSet);
+    assert!(wants_artifact(&ours, Role::Master) && !wants_artifact(&ours, Role::Worker));
+    let users = image(artifacts::ImageOrigin::Extra);
+    assert!(wants_artifact(&users, Role::Master) && wants_artifact(&users, Role::Worker));
 }
