@@ -225,9 +225,10 @@ fn clouds_yaml_secure_yaml_os_cloud_and_os_variables_follow_the_openstack_clis_p
     for case in &cases {
         let cloud_line = case.settings_cloud.map(|n| format!("name: {n}, ")).unwrap_or_default();
         let settings = case.cwd.join("settings.yaml");
+        let (ssh, artifacts) = crate::support::cloud_only_inputs(&case.cwd);
         std::fs::write(
             &settings,
-            format!("cluster: {{name: {}}}\ncloud: {{{cloud_line}image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router}}\nssh: {{user: debian, private_key: k}}\nnodes:\n  - {{name: master-1, role: master}}\nnetworking: {{pod_cidr: 10.77.0.0/16}}\n", c.name),
+            format!("cluster: {{name: {}}}\ncloud: {{{cloud_line}image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router}}\n{ssh}{artifacts}nodes:\n  - {{name: master-1, role: master}}\nnetworking: {{pod_cidr: 10.77.0.0/16}}\n", c.name),
         )
         .unwrap();
         let env: Vec<(&str, &std::ffi::OsStr)> = case.env.iter().map(|(k, val)| (*k, std::ffi::OsStr::new(val.as_str()))).collect();

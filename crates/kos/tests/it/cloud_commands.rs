@@ -22,8 +22,9 @@ impl Cluster {
     }
 
     pub(crate) fn settings(&self, nodes: &[&str]) -> PathBuf {
+        let (ssh, artifacts) = crate::support::cloud_only_inputs(self.dir.path());
         let mut text = format!(
-            "cluster: {{name: {}}}\ncloud: {{image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}}\nssh: {{user: debian, private_key: k}}\nnodes:\n",
+            "cluster: {{name: {}}}\ncloud: {{image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}}\n{ssh}{artifacts}nodes:\n",
             self.name
         );
         for (i, n) in nodes.iter().enumerate() {

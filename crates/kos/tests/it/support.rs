@@ -88,3 +88,23 @@ pub fn render_example() -> (tempfile::TempDir, std::path::PathBuf) {
     render_command(&tmp.path().join("state"), &out).current_dir(tmp.path()).assert().success();
     (tmp, out)
 }
+
+/// Local inputs that `kos check` accepts, for tests of the cloud side only (their servers
+/// are never provisioned): an SSH key file and a minimal artifact folder (three small stand-in
+/// files for kubelet, kube-proxy and kubectl with their SHA256SUMS) in `dir` — a stand-in for
+/// dl.k8s.io, which this machine cannot reach. Returns the settings lines for both.
+pub fn cloud_only_inputs(dir: &std::path::Path) -> (String, String) {
+    let key = dir.join("k");
+    std::fs::write(&key, "a key the cloud tests never use\n").expect("key written");
+    let art = dir.join("artifacts");
+    std::fs::create_dir_all(art.join("bin")).expect("artifact folder");
+    let mut sums = String::new();
+    for name in ["kubelet", "kube-proxy", "kubectl"] {
+        let body = format!("#!/bin/sh\necho stand-in {name}\n");
+        std::fs::write(art.join("bin").join(name), &body).expect("stand-in written");
+        let out = std::process::Command::new("sha256sum").arg(format!("bin/{name}")).current_dir(&art).output().expect("sha256sum runs");
+        sums.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    std::fs::write(art.join("SHA256SUMS"), sums).expect("SHA256SUMS written");
+    (format!("ssh: {{user: debian, private_key: {}}}\n", key.display()), format!("artifacts: {{source: local, dir: {}}}\n", art.display()))
+}
