@@ -142,6 +142,10 @@ pub struct PlanArgs {
     /// Seconds to wait for each node's SSH to answer.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub ssh_wait: u64,
+    /// Exit 0 when nothing would change, 2 when something would (or a node cannot be looked
+    /// at), 1 on any error: `terraform plan -detailed-exitcode`'s convention, for scripts.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,7 +32,15 @@ fn main() {
         Command::Certs(args) => commands::certs(args, printer),
         Command::Check(args) => commands::check(args, printer),
         Command::Up(args) => commands::up(args, printer),
-        Command::Plan(args) => commands::plan(args, printer),
+        Command::Plan(args) => match commands::plan(args, printer) {
+            // terraform's convention: 2 for pending changes, 1 for every error.
+            Ok(pending) if args.detailed_exitcode && pending > 0 => std::process::exit(2),
+            Err(err) if args.detailed_exitcode => {
+                print_error(&err, printer);
+                std::process::exit(1);
+            }
+            other => other.map(drop),
+        },
         Command::Status(args) => commands::status(args, printer),
         Command::Inventory(args) => commands::inventory(args, printer),
         Command::Destroy(args) => commands::destroy(args, printer),
@@ -45,12 +53,17 @@ fn main() {
         }
     };
     if let Err(err) = result {
-        match &err {
-            // Diagnostics are already complete sentences with their own locations.
-            commands::CommandError::Settings(d) => eprintln!("{d}"),
-            other => printer.error(other),
-        }
+        print_error(&err, printer);
         std::process::exit(err.exit_code());
+    }
+}
+
+/// The one place an error is printed.
+fn print_error(err: &commands::CommandError, printer: Printer) {
+    match err {
+        // Diagnostics are already complete sentences with their own locations.
+        commands::CommandError::Settings(d) => eprintln!("{d}"),
+        other => printer.error(other),
     }
 }
 

@@ -34,7 +34,9 @@ fn describe(c: &NodeChange) -> String {
     }
 }
 
-pub fn plan(args: &PlanArgs, printer: Printer) -> Result<(), CommandError> {
+/// Prints the plan; returns how many changes are pending (nodes that cannot be looked at
+/// count: their changes are unknown).
+pub fn plan(args: &PlanArgs, printer: Printer) -> Result<usize, CommandError> {
     let settings = Settings::load(&args.settings.file)?;
     let state = State::for_settings(&args.settings, &settings);
     runtime()?.block_on(async {
@@ -124,6 +126,6 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<(), CommandError> {
                 }
             }
         }
-        Ok(())
+        Ok(cloud_lines.len() + node_changes_total + unreachable)
     })
 }

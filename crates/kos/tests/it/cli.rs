@@ -225,3 +225,17 @@ fn version_names_the_commit_and_completions_parse_in_bash() {
     let check = std::process::Command::new("bash").arg("-c").arg(format!(". {} && complete -p kos", file.display())).output().unwrap();
     assert!(check.status.success(), "bash sources it and registers the completion: {}", String::from_utf8_lossy(&check.stderr));
 }
+
+/// `kos plan --detailed-exitcode` follows terraform's convention: every error is exit 1, also
+/// a settings problem (2 is kept for "changes pending", which the end-to-end tests check).
+#[test]
+fn plan_detailed_exitcode_makes_every_error_exit_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("settings.yaml"), "cluster: {name: demo}\n").unwrap();
+    let out = kos().current_dir(tmp.path()).args(["plan", "-f", "settings.yaml"]).assert().code(2);
+    let plain = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let out = kos().current_dir(tmp.path()).args(["plan", "--detailed-exitcode", "-f", "settings.yaml"]).assert().code(1);
+    let detailed = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert_eq!(plain, detailed, "the same message either way");
+    assert!(detailed.contains("settings.yaml:"), "{detailed}");
+}

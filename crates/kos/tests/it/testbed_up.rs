@@ -267,7 +267,7 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     let last = second.stdout.lines().last().unwrap_or_default().to_owned();
     assert!(last.starts_with("up to date: 0 changes ("), "the second kos up must change nothing:\n{}", second.stdout);
     eprintln!("second kos up: {last} (measured {:.1} s); phases: {:?}", second.secs, second.phase_times());
-    let plan = c.kos_ok(&["plan"]);
+    let plan = c.kos_ok(&["plan", "--detailed-exitcode"]);
     assert!(plan.stdout.contains("nothing to change: the cluster matches the settings"), "{}", plan.stdout);
 
     // 7. A reboot of a worker from inside (`systemctl reboot`; the test hypervisor boots it

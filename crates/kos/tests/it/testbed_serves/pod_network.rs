@@ -44,6 +44,10 @@ pub(crate) fn check(ctx: &Ctx) {
         || client_ip(ctx, from, ctx.ip_on("worker-3")).is_none().then_some(()),
         || "still reachable: is the route really what carries pod traffic?".to_owned(),
     );
+    // `kos plan` sees the missing route; for scripts, exit 2 = changes pending.
+    let plan = ctx.c.kos(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, Some(2), "plan --detailed-exitcode with a route missing:\n{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains(&format!("cloud: add route {} via {}", w3.pod_cidr, w3.fixed_ip)), "{}", plan.stdout);
     let run = ctx.c.kos_ok(&["up"]);
     let restored = format!("added route {} via {}", w3.pod_cidr, w3.fixed_ip);
     assert!(run.stdout.contains(&restored), "kos up says `{restored}`:\n{}", run.stdout);
