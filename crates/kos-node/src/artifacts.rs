@@ -95,10 +95,9 @@ pub struct ImageRef {
 }
 
 /// Which folder an image archive comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageOrigin {
     /// The artifact set's `images/`: the cluster's own (the control plane's only on masters).
-    #[default]
     ArtifactSet,
     /// An `artifacts.extra_images` folder: the user's, on every node whatever its name.
     Extra,
@@ -384,7 +383,8 @@ fn resolve_local(dir: &Path) -> Result<Vec<Artifact>, ArtifactError> {
         }
     }
     let images = image_lines(&sums).filter(|l| l.name.starts_with("images/"));
-    checked(dir, &sums_path, wanted.into_iter().map(|(l, k, i)| (l, Some((k, i)))).chain(images.map(|l| (l, None))))
+    let wanted = wanted.into_iter().map(|(l, k, i)| (l, Some((k, i)))).chain(images.map(|l| (l, None)));
+    checked(dir, &sums_path, ImageOrigin::ArtifactSet, wanted)
 }
 
 /// The image archives of the `artifacts.extra_images` folders (`dirs` as written in the
@@ -398,12 +398,7 @@ pub fn resolve_extra_images(dirs: &[PathBuf], base_dir: &Path) -> Result<Vec<Art
         if image_lines(&sums).next().is_none() {
             return Err(ArtifactError::NoImages { path: sums_path, dir });
         }
-        for mut a in checked(&dir, &sums_path, image_lines(&sums).map(|l| (l, None)))? {
-            if let Kind::Image(image) = &mut a.kind {
-                image.origin = ImageOrigin::Extra;
-            }
-            all.push(a);
-        }
+        all.extend(checked(&dir, &sums_path, ImageOrigin::Extra, image_lines(&sums).map(|l| (l, None)))?);
     }
     Ok(all)
 }
@@ -438,10 +433,11 @@ pub fn check_unique_images(artifacts: &[Artifact]) -> Result<(), ArtifactError> 
 }
 
 /// Each listed file of `dir` hashed and compared with its `SHA256SUMS` line; `None` marks
-/// an image archive, whose name and digest are read once its hash is checked.
+/// an image archive (of `origin`), whose name and digest are read once its hash is checked.
 fn checked<'a>(
     dir: &Path,
     sums_path: &Path,
+    origin: ImageOrigin,
     wanted: impl Iterator<Item = (&'a SumsLine, Option<(Kind, String)>)>,
 ) -> Result<Vec<Artifact>, ArtifactError> {
     let mut artifacts = Vec::new();
@@ -462,7 +458,7 @@ fn checked<'a>(
         }
         let (kind, install) = match what {
             Some(known) => known,
-            None => (Kind::Image(read_image_ref(&path)?), format!("/var/lib/kos/images/{name}")),
+            None => (Kind::Image(read_image_ref(&path, origin)?), format!("/var/lib/kos/images/{name}")),
         };
         artifacts.push(Artifact { name, sha256: actual, fetch: Fetch::Upload { path, len }, install_path: install, kind });
     }
@@ -490,7 +486,7 @@ fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 
 /// The image an OCI archive holds: `index.json`'s one manifest, its digest and its
 /// `io.containerd.image.name`. Seeks past the blobs; never reads a layer.
-pub fn read_image_ref(path: &Path) -> Result<ImageRef, ArtifactError> {
+pub fn read_image_ref(path: &Path, origin: ImageOrigin) -> Result<ImageRef, ArtifactError> {
     let bad = |detail: String| ArtifactError::BadImage { path: path.to_path_buf(), detail };
     let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
     let mut archive = tar::Archive::new(file);
@@ -513,7 +509,7 @@ pub fn read_image_ref(path: &Path) -> Result<ImageRef, ArtifactError> {
         if name.is_empty() || !digest.starts_with("sha256:") {
             return Err(bad("its manifest in index.json has no `io.containerd.image.name` annotation or no sha256 digest".into()));
         }
-        return Ok(ImageRef { name: name.to_string(), digest: digest.to_string(), origin: ImageOrigin::ArtifactSet });
+        return Ok(ImageRef { name: name.to_string(), digest: digest.to_string(), origin });
     }
     Err(bad("no index.json in the archive".into()))
 }

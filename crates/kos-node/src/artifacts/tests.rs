@@ -516,8 +516,8 @@ fn extra_image_folders_are_checked_and_must_not_collide() {
     let names: Vec<(&str, &str, &str)> = got
         .iter()
         .map(|a| match &a.kind {
-            Kind::Image(i) => (a.name.as_str(), i.name.as_str(), a.install_path.as_str()),
-            other => panic!("not an image: {other:?}"),
+            Kind::Image(i) if i.origin == ImageOrigin::Extra => (a.name.as_str(), i.name.as_str(), a.install_path.as_str()),
+            other => panic!("not an image of artifacts.extra_images: {other:?}"),
         })
         .collect();
     assert_eq!(
