@@ -73,12 +73,9 @@ pub enum MergeError {
 pub fn merge(existing: Option<&str>, ours: &str, name: &str) -> Result<Merged, MergeError> {
     let (cluster, user, context) = our_entries(ours, name)?;
     let mut config = match existing {
-        Some(text) => Kubeconfig::from_yaml(text).map_err(MergeError::Existing)?,
+        Some(text) => parse_users(text)?,
         None => Kubeconfig::default(),
     };
-    if let Some(kind) = config.kind.as_deref().filter(|k| *k != "Config") {
-        return Err(MergeError::NotAKubeconfig(kind.to_string()));
-    }
     let before = serde_json::to_value(&config).map_err(|e| MergeError::Ours(e.to_string()))?;
 
     let mut replaced = false;
@@ -102,6 +99,15 @@ pub fn merge(existing: Option<&str>, ours: &str, name: &str) -> Result<Merged, M
 }
 
 /// Our one cluster, user and context, all renamed to `name`.
+/// The user's kubeconfig, refused when it does not parse or is another kind of object.
+fn parse_users(text: &str) -> Result<Kubeconfig, MergeError> {
+    let config = Kubeconfig::from_yaml(text).map_err(MergeError::Existing)?;
+    if let Some(kind) = config.kind.as_deref().filter(|k| *k != "Config") {
+        return Err(MergeError::NotAKubeconfig(kind.to_string()));
+    }
+    Ok(config)
+}
+
 fn our_entries(ours: &str, name: &str) -> Result<(NamedCluster, NamedAuthInfo, NamedContext), MergeError> {
     let config = Kubeconfig::from_yaml(ours).map_err(|e| MergeError::Ours(e.to_string()))?;
     let (Ok([mut cluster]), Ok([mut user]), Ok([mut context])) = (
@@ -145,10 +151,7 @@ fn put<T>(entries: &mut Vec<T>, entry: T, name: impl Fn(&T) -> &String) -> bool 
 /// current afterwards (kubectl then asks for `--context`, rather than silently using
 /// another cluster). Every other entry is kept as it was read.
 pub fn remove(existing: &str, name: &str) -> Result<Option<Removed>, MergeError> {
-    let mut config = Kubeconfig::from_yaml(existing).map_err(MergeError::Existing)?;
-    if let Some(kind) = config.kind.as_deref().filter(|k| *k != "Config") {
-        return Err(MergeError::NotAKubeconfig(kind.to_string()));
-    }
+    let mut config = parse_users(existing)?;
     let before = (config.clusters.len(), config.auth_infos.len(), config.contexts.len());
     config.clusters.retain(|c| c.name != name);
     config.auth_infos.retain(|u| u.name != name);
@@ -176,14 +179,8 @@ pub struct Removed {
 /// `Some(path, was_current)` when our entries were there and are gone. A missing file or
 /// one without our entries is left untouched; an unreadable one is named, never rewritten.
 pub fn remove_admin_context(cluster: &str) -> Result<Option<(PathBuf, bool)>, KubeconfigFileError> {
-    let Some(path) = user_kubeconfig_path(std::env::var_os(env_vars::KUBECONFIG), std::env::home_dir()) else {
-        return Ok(None);
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(KubeconfigFileError::Io { action: "read", path, source }),
-    };
+    let Ok(path) = admin_kubeconfig_path() else { return Ok(None) };
+    let Some(text) = read_user_file(&path)? else { return Ok(None) };
     let removed = remove(&text, &context_name(cluster))
         .map_err(|source| KubeconfigFileError::Unreadable { path: path.clone(), source })?;
     let Some(removed) = removed else { return Ok(None) };
@@ -266,9 +263,23 @@ pub enum KubeconfigFileError {
 /// [`user_kubeconfig_path`]) as context `kos-<cluster>`, and make it current. For
 /// `kos kubeconfig --merge` and `kos up`.
 pub fn merge_admin_kubeconfig(admin_kubeconfig_yaml: &str, cluster: &str) -> Result<MergeOutcome, KubeconfigFileError> {
-    let path = user_kubeconfig_path(std::env::var_os(env_vars::KUBECONFIG), std::env::home_dir())
-        .ok_or(KubeconfigFileError::NoPath)?;
-    merge_into_file(&path, admin_kubeconfig_yaml, &context_name(cluster))
+    merge_into_file(&admin_kubeconfig_path()?, admin_kubeconfig_yaml, &context_name(cluster))
+}
+
+/// The file kos merges the admin kubeconfig into: the first of `$KUBECONFIG`, else
+/// `~/.kube/config`.
+fn admin_kubeconfig_path() -> Result<PathBuf, KubeconfigFileError> {
+    user_kubeconfig_path(std::env::var_os(env_vars::KUBECONFIG), std::env::home_dir()).ok_or(KubeconfigFileError::NoPath)
+}
+
+/// The user's kubeconfig file as text; `None` when there is none.
+fn read_user_file(path: &Path) -> Result<Option<String>, KubeconfigFileError> {
+    let read_error = |source| KubeconfigFileError::Io { action: "read", path: path.to_path_buf(), source };
+    match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(read_error(e)),
+    }
 }
 
 /// Merge `ours` into the kubeconfig at `path` (created, with a 0700 folder, when
@@ -279,15 +290,7 @@ pub fn merge_into_file(path: &Path, ours: &str, name: &str) -> Result<MergeOutco
         let path = path.to_path_buf();
         move |source| KubeconfigFileError::Io { action, path, source }
     };
-    let existing = match std::fs::read(path) {
-        Ok(bytes) => Some(String::from_utf8(bytes).map_err(|e| KubeconfigFileError::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io("read", path)(e)),
-    };
+    let existing = read_user_file(path)?;
     let merged = merge(existing.as_deref(), ours, name).map_err(|e| match e {
         e @ (MergeError::Existing(_) | MergeError::NotAKubeconfig(_)) => {
             KubeconfigFileError::Unreadable { path: path.to_path_buf(), source: e }

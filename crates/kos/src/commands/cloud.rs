@@ -2,7 +2,7 @@
 //! connects with the settings' cloud (else `OS_CLOUD` / `OS_*`), runs the matching
 //! function of `kos_cloud` and prints its result.
 
-use super::{plan_for, CommandError};
+use super::{failed, plan_for, CommandError};
 use crate::cli::{DestroyArgs, ExposeArgs, InventoryArgs, SettingsArg};
 use crate::printer::Printer;
 use anyhow::Context as _;
@@ -17,11 +17,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 }
 
 pub(crate) async fn connect(settings: &Settings) -> Result<OpenStackCloud, CommandError> {
-    OpenStackCloud::connect(settings.cloud.name.as_deref()).await.map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
-}
-
-pub(crate) fn failed(e: impl std::error::Error + Send + Sync + 'static) -> CommandError {
-    CommandError::Failed(anyhow::Error::new(e))
+    OpenStackCloud::connect(settings.cloud.name.as_deref()).await.map_err(failed)
 }
 
 /// The cloud as it is now: connected, the settings' names resolved, the cluster's

@@ -5,7 +5,7 @@
 //! would only mislead, so without a PKI the command says which command creates one.
 
 use super::state::load_with_observed;
-use super::CommandError;
+use super::{failed, CommandError};
 use crate::cli::KubeconfigArgs;
 use crate::printer::Printer;
 use anyhow::Context as _;
@@ -42,7 +42,7 @@ pub fn kubeconfig(args: &KubeconfigArgs, printer: Printer) -> Result<(), Command
         return Ok(());
     }
     let outcome = crate::kubeconfig::merge_admin_kubeconfig(&admin.contents, &settings.cluster.name)
-        .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+        .map_err(failed)?;
     printer.line(outcome.to_string());
     Ok(())
 }

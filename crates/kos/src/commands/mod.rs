@@ -51,6 +51,11 @@ impl CommandError {
     }
 }
 
+/// An error of a library below, as a command's failure (exit 1).
+pub(crate) fn failed(e: impl std::error::Error + Send + Sync + 'static) -> CommandError {
+    CommandError::Failed(anyhow::Error::new(e))
+}
+
 impl From<LoadError> for CommandError {
     fn from(e: LoadError) -> Self {
         match e {

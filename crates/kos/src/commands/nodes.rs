@@ -3,7 +3,7 @@
 //! session per node, and the verify checks.
 
 use super::state::State;
-use super::CommandError;
+use super::{failed, CommandError};
 use crate::printer::Printer;
 use anyhow::Context as _;
 use futures_util::stream::{self, StreamExt};
@@ -68,17 +68,16 @@ async fn extra_images(settings: &Settings) -> Result<Vec<artifacts::Artifact>, C
     tokio::task::spawn_blocking(move || artifacts::resolve_extra_images(&dirs, &base))
         .await
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
-        .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
+        .map_err(failed)
 }
 
 fn check_key(settings: &Settings) -> Result<(), CommandError> {
-    kos_node::ssh::check_private_key(settings).map(drop).map_err(|e| CommandError::Failed(anyhow::Error::new(e)))
+    kos_node::ssh::check_private_key(settings).map(drop).map_err(failed)
 }
 
 /// The artifacts of the settings, checked: the binaries' source, the images an artifact
 /// set that carries images must carry, the extra image folders.
 async fn resolve_artifacts(settings: &Settings) -> Result<Vec<artifacts::Artifact>, CommandError> {
-    let failed = |e| CommandError::Failed(anyhow::Error::new(e));
     let mut arts = artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
         .await
         .map_err(failed)?;
@@ -211,7 +210,7 @@ pub async fn connect_all(
     printer: Printer,
 ) -> Result<Vec<NodeSession>, CommandError> {
     let targets = targets(plan, have);
-    let config = SshConfig::write(&state.ssh_dir(), settings, &targets).map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+    let config = SshConfig::write(&state.ssh_dir(), settings, &targets).map_err(failed)?;
     printer.detail(format!("ssh: {} (try `ssh -F {} {}`)", config.file.display(), config.file.display(), targets.first().map_or("", |t| t.alias.as_str())));
     let config = &config;
     let sessions: Vec<NodeSession> = stream::iter(targets.iter())

@@ -7,7 +7,7 @@
 use super::cloud::{observe, runtime, Observation};
 use super::nodes::{self, NodeSession};
 use super::state::State;
-use super::CommandError;
+use super::{failed, CommandError};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::printer::Printer;
 use kos_cloud::Cloud as _;
@@ -42,7 +42,7 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<usize, CommandError> {
     runtime()?.block_on(async {
         let Observation { cloud, resolved, have, plan } = observe(&settings).await?;
         let mut cloud_lines: Vec<String> = node_changes(&plan, &have).iter().map(describe).collect();
-        let router = cloud.router(&resolved.router.id).await.map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+        let router = cloud.router(&resolved.router.id).await.map_err(failed)?;
         match route_changes(&plan, &router, &have.node_addresses(), resolved.atomic_routes) {
             RouteChange::None => {}
             RouteChange::Atomic { add, remove } | RouteChange::Replace { add, remove, .. } => {

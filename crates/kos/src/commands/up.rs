@@ -6,7 +6,8 @@
 //! phases (the seed's tags). Every phase compares before it changes, so a re-run after a
 //! failure or Ctrl-C resumes, and a re-run on a converged cluster changes nothing.
 
-use super::cloud::{failed, observe, runtime, Observation};
+use super::cloud::{observe, runtime, Observation};
+use super::failed;
 use super::nodes::{self, NodeSession};
 use super::state::State;
 use super::{plan_for, CommandError};
@@ -167,8 +168,8 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
                 // The super-admin applies them: they include the binding that gives `admin` its rights.
                 let client = crate::addons::wait_for_api(&cluster.super_admin_kubeconfig, Duration::from_secs(args.api_wait))
                     .await
-                    .map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
-                let applied = crate::addons::apply(&client, &cluster.addons).await.map_err(|e| CommandError::Failed(anyhow::Error::new(e)))?;
+                    .map_err(failed)?;
+                let applied = crate::addons::apply(&client, &cluster.addons).await.map_err(failed)?;
                 for a in &applied {
                     if a.outcome == crate::addons::Outcome::Unchanged { printer.detail(format!("addons: {a}")) } else { printer.line(format!("addons: {a}")) }
                 }
