@@ -214,7 +214,7 @@ pub fn render_ssh_config(
 /// `accept-new`, only this key, and the hop through the bastion (through kos's ssh_config in
 /// `config_dir`, so the bastion's own options apply). Without an ssh_config there (no `kos up`
 /// from this machine yet), the bastion is a plain `ProxyJump`.
-pub fn ansible_vars(settings: &Settings, config_dir: &Path, host_key_alias: Option<&str>) -> Vec<(&'static str, String)> {
+pub fn ansible_vars(settings: &Settings, config_dir: &Path, host_key_alias: Option<&str>) -> Vec<(&'static str, serde_json::Value)> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let key = private_key_path(settings, home.as_deref());
     let key = std::path::absolute(&key).unwrap_or(key);
@@ -236,10 +236,10 @@ pub fn ansible_vars(settings: &Settings, config_dir: &Path, host_key_alias: Opti
         args.push(format!("-o ProxyJump={}", sh_quote(&format!("{}@{}:{}", b.user, b.host, b.port))));
     }
     vec![
-        ("ansible_user", settings.ssh.user.clone()),
-        ("ansible_port", settings.ssh.port.to_string()),
-        ("ansible_ssh_private_key_file", key.to_string_lossy().into_owned()),
-        ("ansible_ssh_common_args", args.join(" ")),
+        ("ansible_user", settings.ssh.user.clone().into()),
+        ("ansible_port", settings.ssh.port.into()),
+        ("ansible_ssh_private_key_file", key.to_string_lossy().into_owned().into()),
+        ("ansible_ssh_common_args", args.join(" ").into()),
     ]
 }
 

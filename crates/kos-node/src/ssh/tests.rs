@@ -855,11 +855,11 @@ async fn a_dropped_connection_is_a_transport_error() {
 fn ansible_vars_reach_a_node_as_kos_does() {
     let s = settings(Path::new("/work/demo.yaml"), "/keys/id", 2222, ", bastion: {host: jump.example.org, user: ops}");
     let dir = tempfile::tempdir().unwrap();
-    let get = |vars: &[(&str, String)], k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap();
+    let get = |vars: &[(&str, serde_json::Value)], k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap();
 
     let before = ansible_vars(&s, dir.path(), Some("srv-1"));
     assert_eq!(get(&before, "ansible_user"), "root");
-    assert_eq!(get(&before, "ansible_port"), "2222");
+    assert_eq!(get(&before, "ansible_port"), 2222, "a number, as Ansible's own inventories give it");
     assert_eq!(get(&before, "ansible_ssh_private_key_file"), "/keys/id");
     assert_eq!(get(&before, "ansible_ssh_common_args"), "-o IdentitiesOnly=yes -o BatchMode=yes -o ProxyJump='ops@jump.example.org:22'");
 

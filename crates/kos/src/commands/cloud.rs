@@ -81,10 +81,7 @@ pub fn inventory(args: &InventoryArgs, printer: Printer) -> Result<(), CommandEr
             for vars in hosts.values_mut() {
                 let id = vars["kos_server_id"].as_str().map(str::to_owned);
                 for (k, v) in kos_node::ssh::ansible_vars(&settings, &ssh_dir, id.as_deref()) {
-                    vars[k] = match (k, v.parse::<u64>()) {
-                        ("ansible_port", Ok(port)) => port.into(),
-                        _ => v.into(),
-                    };
+                    vars[k] = v;
                 }
             }
         }
