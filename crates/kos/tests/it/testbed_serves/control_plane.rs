@@ -3,12 +3,10 @@
 //! webhook served by a pod on a worker, which the API server on the master calls through the
 //! Service's ClusterIP (kube-proxy on the master, the router's route to the worker's pods).
 
-use super::{Ctx, WORKERS};
+use super::{get_hostname, Ctx, WORKERS};
 use crate::harness::*;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// `kubectl port-forward pod/POD :8080`, then `GET /hostname` through it.
 fn through_port_forward(ctx: &Ctx, pod: &str) -> String {
@@ -28,13 +26,10 @@ fn through_port_forward(ctx: &Ctx, pod: &str) -> String {
     stdout.read_line(&mut line).expect("a line from port-forward");
     // `Forwarding from 127.0.0.1:41234 -> 8080`
     let port = line.split("127.0.0.1:").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("port-forward said {line:?}"));
-    let mut s = TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect to the forwarded port");
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    s.write_all(b"GET /hostname HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request sent");
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
+    let port: u16 = port.parse().unwrap_or_else(|_| panic!("port-forward said {line:?}"));
+    let body = get_hostname("127.0.0.1", port, 10).unwrap_or_default();
     drop(stdout);
-    reply.split("\r\n\r\n").nth(1).unwrap_or_default().trim().to_owned()
+    body
 }
 
 pub(crate) fn check(ctx: &Ctx) {

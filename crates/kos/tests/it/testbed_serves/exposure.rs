@@ -7,24 +7,11 @@
 //! balancer is checked through its API — listener, pool, members, health monitor — not by
 //! sending traffic through it.
 
-use super::{Ctx, WORKERS};
+use super::{get_hostname, Ctx, WORKERS};
 use crate::harness::*;
 use crate::testbed_cloud::{openstack, openstack_ok};
 use std::collections::BTreeSet;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
-
-/// `GET /hostname` on `ip:port` from here (the deployer, a tenant VM): the body.
-fn get_hostname(ip: &str, port: u16) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, Duration::from_secs(3)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET /hostname HTTP/1.0\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).ok()?;
-    reply.split("\r\n\r\n").nth(1).map(|b| b.trim().to_owned()).filter(|b| !b.is_empty())
-}
 
 pub(crate) fn check(ctx: &Ctx) {
     let node_port: u16 = ctx
@@ -38,7 +25,7 @@ pub(crate) fn check(ctx: &Ctx) {
     // worker-3, which runs no backend (kube-proxy forwards across nodes).
     for w in WORKERS {
         let ip = &ctx.status[w].fixed_ip;
-        let body = wait_for(&format!("{w} {ip}:{node_port} answers"), 30, || get_hostname(ip, node_port), String::new);
+        let body = wait_for(&format!("{w} {ip}:{node_port} answers"), 30, || get_hostname(ip, node_port, 3), String::new);
         assert!(backends.contains(&body.as_str()), "{w}'s nodePort answered {body:?}");
     }
 

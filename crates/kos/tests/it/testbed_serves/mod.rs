@@ -99,6 +99,19 @@ fn image_in(stem: &str) -> String {
         .to_owned()
 }
 
+/// `GET /hostname` (netexec's) on `ip:port` from here, within `secs` to connect and to read:
+/// the body, when there is one.
+pub(crate) fn get_hostname(ip: &str, port: u16, secs: u64) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let timeout = std::time::Duration::from_secs(secs);
+    let mut s = std::net::TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(b"GET /hostname HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.split("\r\n\r\n").nth(1).map(|b| b.trim().to_owned()).filter(|b| !b.is_empty())
+}
+
 /// What every promise gets: the cluster, the workloads' addresses, the nodes' rows.
 pub(crate) struct Ctx {
     pub(crate) c: Cluster,
