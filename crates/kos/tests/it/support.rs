@@ -90,20 +90,26 @@ pub fn render_example() -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 /// Local inputs that `kos check` accepts, for tests of the cloud side only (their servers
-/// are never provisioned): an SSH key file and a minimal artifact folder (three small stand-in
-/// files for kubelet, kube-proxy and kubectl with their SHA256SUMS) in `dir` — a stand-in for
-/// dl.k8s.io, which this machine cannot reach. Returns the settings lines for both.
+/// are never provisioned): an SSH key file and an artifact folder in `dir` holding the real
+/// kubelet, kube-proxy and kubectl of the test bed's artifact set (links, with their lines of
+/// its SHA256SUMS) — dl.k8s.io, the default source, is out of this machine's reach. Returns
+/// the settings lines for both.
 pub fn cloud_only_inputs(dir: &std::path::Path) -> (String, String) {
     let key = dir.join("k");
     std::fs::write(&key, "a key the cloud tests never use\n").expect("key written");
+    let real = crate::harness::artifact_set();
+    let real_sums = std::fs::read_to_string(real.join("SHA256SUMS")).expect("the artifact set's SHA256SUMS");
     let art = dir.join("artifacts");
     std::fs::create_dir_all(art.join("bin")).expect("artifact folder");
     let mut sums = String::new();
     for name in ["kubelet", "kube-proxy", "kubectl"] {
-        let body = format!("#!/bin/sh\necho stand-in {name}\n");
-        std::fs::write(art.join("bin").join(name), &body).expect("stand-in written");
-        let out = std::process::Command::new("sha256sum").arg(format!("bin/{name}")).current_dir(&art).output().expect("sha256sum runs");
-        sums.push_str(&String::from_utf8_lossy(&out.stdout));
+        let file = format!("bin/{name}");
+        // Called again for the same folder (a test writes its settings more than once).
+        let _ = std::fs::remove_file(art.join(&file));
+        std::os::unix::fs::symlink(real.join(&file), art.join(&file)).expect("link to the real binary");
+        let line = real_sums.lines().find(|l| l.ends_with(&format!("  {file}"))).unwrap_or_else(|| panic!("{file} in {}", real.display()));
+        sums.push_str(line);
+        sums.push('\n');
     }
     std::fs::write(art.join("SHA256SUMS"), sums).expect("SHA256SUMS written");
     (format!("ssh: {{user: debian, private_key: {}}}\n", key.display()), format!("artifacts: {{source: local, dir: {}}}\n", art.display()))
