@@ -83,26 +83,8 @@ pub struct ExposeArgs {
     pub delete: bool,
 }
 
-/// A phase of `kos up`, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Phase {
-    /// Preflight against the cloud (as `kos check`); stops on a FAIL.
-    Check,
-    /// Security group, ports with allowed address pairs, servers, floating IPs.
-    Instances,
-    /// On nodes: sysctls, modules, swap off, containerd (+ docker), their configs.
-    Runtime,
-    /// On nodes: certificates, kubeconfigs, kubelet, kube-proxy, kubectl, control plane.
-    Kubernetes,
-    /// Only the cloud side of `network`: router routes, each node's pod CIDR via its fixed IP.
-    Routes,
-    /// Router routes (as `routes`), then on nodes: CNI config, cbr0, masquerade rule.
-    Network,
-    /// CoreDNS and the cluster-admins binding, through the API server.
-    Addons,
-    /// Every node: units active, cbr0, masquerade rule, ip_forward.
-    Verify,
-}
+/// A phase of `kos up` (`--only`), in the order they run.
+pub use kos_run::Phase;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -123,9 +105,13 @@ pub struct UpArgs {
     /// Nodes provisioned at the same time.
     #[arg(long, default_value_t = 10)]
     pub parallel: usize,
+    /// `text` for people; `json`: the run's report (docs/up-report.md) on stdout, and no
+    /// progress lines.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
-/// Output format of `kos plan`.
+/// Output format of `kos plan` and `kos up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Text,

@@ -3,13 +3,12 @@
 
 #![forbid(unsafe_code)]
 
-mod addons;
 mod cli;
 mod commands;
 mod env_vars;
-mod health;
 mod kubeconfig;
 mod printer;
+mod progress;
 
 use clap::Parser;
 use cli::{Cli, Command};

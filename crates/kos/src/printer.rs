@@ -20,6 +20,11 @@ impl Printer {
         Printer { level }
     }
 
+    /// The same printer at the quiet level (errors and data only).
+    pub fn quiet(self) -> Self {
+        Printer { level: Level::Quiet }
+    }
+
     /// Live progress bars only at the normal level on a terminal; `-v` prints every
     /// step as a line instead, and pipes get plain lines.
     pub fn wants_bars(&self) -> bool {

@@ -1,18 +1,16 @@
 //! `kos certs check` and `kos certs renew`.
 
-use super::state::State;
-use super::{plan_for, CommandError};
+use super::session::Session;
+use super::CommandError;
 use crate::cli::{CertsAction, CertsArgs};
 use crate::printer::Printer;
 use anyhow::Context as _;
-use kos_core::settings::Settings;
 use kos_pki::{OffsetDateTime, RenewFilter};
 
 pub fn certs(args: &CertsArgs, printer: Printer) -> Result<(), CommandError> {
     match &args.action {
         CertsAction::Check(s) => {
-            let settings = Settings::load(&s.file)?;
-            let pki = State::for_settings(s, &settings).pki();
+            let pki = Session::load(s)?.state.pki();
             let statuses = pki.check(OffsetDateTime::now_utc()).context("cannot read the PKI")?;
             if statuses.is_empty() {
                 return Err(CommandError::Invalid(format!(
@@ -30,9 +28,8 @@ pub fn certs(args: &CertsArgs, printer: Printer) -> Result<(), CommandError> {
             Ok(())
         }
         CertsAction::Renew { settings: s, only } => {
-            let settings = Settings::load(&s.file)?;
-            let state = State::for_settings(s, &settings);
-            let plan = plan_for(&settings, &state.observed()?)?;
+            let Session { settings, state } = Session::load(s)?;
+            let plan = kos_run::plan_for(&settings, &state.observed()?)?;
             let filter = if only.is_empty() { RenewFilter::All } else { RenewFilter::Only(only.clone()) };
             let report = state
                 .pki()

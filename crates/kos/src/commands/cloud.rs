@@ -2,7 +2,8 @@
 //! connects with the settings' cloud (else `OS_CLOUD` / `OS_*`), runs the matching
 //! function of `kos_cloud` and prints its result.
 
-use super::{failed, plan_for, CommandError};
+use super::session::{runtime, Session};
+use super::{failed, CommandError};
 use crate::cli::{DestroyArgs, ExposeArgs, InventoryArgs, SettingsArg};
 use crate::printer::Printer;
 use anyhow::Context as _;
@@ -11,10 +12,6 @@ use kos_cloud::ops::{self, Exposed, Verdict};
 use kos_cloud::Cloud as _;
 use kos_cloud::openstack::OpenStackCloud;
 use kos_core::settings::Settings;
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?)
-}
 
 pub(crate) async fn connect(settings: &Settings) -> Result<OpenStackCloud, CommandError> {
     OpenStackCloud::connect(settings.cloud.name.as_deref()).await.map_err(failed)
@@ -33,7 +30,7 @@ pub(crate) async fn observe(settings: &Settings) -> Result<Observation, CommandE
     let cloud = connect(settings).await?;
     let resolved = apply::resolve(&cloud, settings).await.map_err(failed)?;
     let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
-    let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
+    let plan = kos_run::plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
     Ok(Observation { cloud, resolved, have, plan })
 }
 
@@ -43,10 +40,10 @@ pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
     runtime()?.block_on(async {
         let cloud = connect(&settings).await?;
         let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
-        let plan = plan_for(&settings, &have.observed(None))?;
+        let plan = kos_run::plan_for(&settings, &have.observed(None))?;
         let findings = ops::check(&cloud, &settings, &plan).await;
         // The local inputs `up` checks first, in its words.
-        let local = super::nodes::local_problems(&settings, true).await;
+        let local = kos_run::inputs::local_problems(&settings, true).await;
         if local.is_empty() {
             printer.data(format!("{:<4} local inputs: the SSH key and the artifacts", Verdict::Ok.to_string()));
         }
@@ -71,12 +68,12 @@ pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
 
 /// `kos inventory --list | --host NAME`.
 pub fn inventory(args: &InventoryArgs, printer: Printer) -> Result<(), CommandError> {
-    let settings = Settings::load(&args.settings.file)?;
+    let Session { settings, state } = Session::load(&args.settings)?;
     runtime()?.block_on(async {
         let cloud = connect(&settings).await?;
         let mut inv = ops::inventory(&cloud, &settings.cluster.name).await.map_err(failed)?;
         // How to log in, the way kos does (its ssh_config's options, its known_hosts).
-        let ssh_dir = super::state::State::for_settings(&args.settings, &settings).ssh_dir();
+        let ssh_dir = state.ssh_dir();
         if let Some(hosts) = inv["_meta"]["hostvars"].as_object_mut() {
             for vars in hosts.values_mut() {
                 let id = vars["kos_server_id"].as_str().map(str::to_owned);
@@ -96,13 +93,13 @@ pub fn inventory(args: &InventoryArgs, printer: Printer) -> Result<(), CommandEr
 
 /// `kos destroy [--yes]`.
 pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError> {
-    let settings = Settings::load(&args.settings.file)?;
+    let Session { settings, state } = Session::load(&args.settings)?;
     runtime()?.block_on(async {
         let cloud = connect(&settings).await?;
         let found = ops::find_teardown(&cloud, &settings).await.map_err(failed)?;
         if found.is_empty() {
             printer.line(format!("nothing of cluster {} in cloud {}", settings.cluster.name, cloud.name()));
-            return forget_locally(args, &settings, printer);
+            return forget_locally(args, &settings, &state, printer);
         }
         printer.data(format!("kos destroy will delete from cloud {}:", cloud.name()));
         for line in found.lines() {
@@ -114,7 +111,7 @@ pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError>
         let left = ops::destroy(&cloud, &settings, &found, Waits::default()).await.map_err(failed)?;
         if left.is_empty() {
             printer.line(format!("deleted {} resources; nothing of cluster {} is left", found.lines().len(), settings.cluster.name));
-            forget_locally(args, &settings, printer)
+            forget_locally(args, &settings, &state, printer)
         } else {
             for line in left.lines() {
                 printer.data(format!("  left: {line}"));
@@ -126,7 +123,7 @@ pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError>
 
 /// Once the cloud holds nothing of the cluster: its context leaves the user's kubeconfig,
 /// and the local state folder is deleted (`--purge`) or named with what it keeps.
-fn forget_locally(args: &DestroyArgs, settings: &Settings, printer: Printer) -> Result<(), CommandError> {
+fn forget_locally(args: &DestroyArgs, settings: &Settings, state: &kos_run::LocalState, printer: Printer) -> Result<(), CommandError> {
     let context = crate::kubeconfig::context_name(&settings.cluster.name);
     match crate::kubeconfig::remove_admin_context(&settings.cluster.name).map_err(failed)? {
         Some((path, true)) => printer.line(format!(
@@ -136,7 +133,6 @@ fn forget_locally(args: &DestroyArgs, settings: &Settings, printer: Printer) -> 
         Some((path, false)) => printer.line(format!("removed context `{context}` from {}", path.display())),
         None => {}
     }
-    let state = super::state::State::for_settings(&args.settings, settings);
     if !state.dir.exists() {
         return Ok(());
     }
@@ -174,7 +170,7 @@ pub fn expose(args: &ExposeArgs, printer: Printer) -> Result<(), CommandError> {
             ops::unexpose(&cloud, &settings.cluster.name, &args.service).await.map_err(failed)?
         } else {
             let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
-            let plan = plan_for(&settings, &have.observed(None))?;
+            let plan = kos_run::plan_for(&settings, &have.observed(None))?;
             let node_port = args.node_port.ok_or_else(|| CommandError::Invalid("--node-port is required".into()))?;
             ops::expose(&cloud, &settings, &plan, &args.service, node_port, args.port).await.map_err(failed)?
         };

@@ -4,7 +4,7 @@
 //! It reads the PKI and never changes it: a kubeconfig for a CA that no cluster trusts
 //! would only mislead, so without a PKI the command says which command creates one.
 
-use super::state::load_with_observed;
+use super::session::Session;
 use super::{failed, CommandError};
 use crate::cli::KubeconfigArgs;
 use crate::printer::Printer;
@@ -16,7 +16,7 @@ use kos_render::{Inputs, RenderError};
 const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
 
 pub fn kubeconfig(args: &KubeconfigArgs, printer: Printer) -> Result<(), CommandError> {
-    let (settings, state, observed, plan) = load_with_observed(&args.settings, args.observed.as_deref())?;
+    let (Session { settings, state }, observed, plan) = Session::load_with_observed(&args.settings, args.observed.as_deref())?;
 
     let pki = state.pki();
     if pki.ca_cert_pem(CaId::Cluster).is_err() {

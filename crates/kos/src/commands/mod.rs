@@ -2,13 +2,12 @@
 
 mod certs;
 mod cloud;
-mod nodes;
+mod kubeconfig;
 mod plan;
+mod render;
+mod session;
 mod status;
 mod up;
-mod kubeconfig;
-mod render;
-mod state;
 mod validate;
 
 pub use certs::certs;
@@ -20,13 +19,7 @@ pub use kubeconfig::kubeconfig;
 pub use render::render;
 pub use validate::validate;
 
-use kos_core::plan::{ClusterPlan, Observed};
-use kos_core::settings::{Diagnostics, LoadError, Settings};
-
-/// The plan, with its refusals (a pin contradicting a recorded range, ...) as bad input.
-pub(crate) fn plan_for(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, CommandError> {
-    kos_core::plan::plan(settings, observed).map_err(|e| CommandError::Invalid(e.to_string()))
-}
+use kos_core::settings::{Diagnostics, LoadError};
 
 /// What went wrong, sorted by the exit code it gives.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +47,16 @@ impl CommandError {
 /// An error of a library below, as a command's failure (exit 1).
 pub(crate) fn failed(e: impl std::error::Error + Send + Sync + 'static) -> CommandError {
     CommandError::Failed(anyhow::Error::new(e))
+}
+
+impl From<kos_run::RunError> for CommandError {
+    fn from(e: kos_run::RunError) -> Self {
+        match e {
+            kos_run::RunError::Invalid(message) => CommandError::Invalid(message),
+            kos_run::RunError::Other(e) => CommandError::Failed(e),
+            other => failed(other),
+        }
+    }
 }
 
 impl From<LoadError> for CommandError {

@@ -4,15 +4,14 @@
 //! and the same diff `up` carries out. (The local PKI is created if it is missing: the
 //! node files cannot be compared without it.)
 
-use super::cloud::{observe, runtime, Observation};
-use super::nodes::{self, NodeSession};
-use super::state::State;
+use super::cloud::{observe, Observation};
+use super::session::{runtime, Session};
 use super::{failed, CommandError};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::printer::Printer;
 use kos_cloud::Cloud as _;
 use kos_cloud::reconcile::{node_changes, route_changes, NodeChange, RouteChange};
-use kos_core::settings::Settings;
+use kos_run::nodes::{self, NodeSession, Ssh};
 use kos_node::provision::{self, Provision};
 use kos_node::wanted::NodePhase;
 use serde_json::json;
@@ -37,8 +36,9 @@ fn describe(c: &NodeChange) -> String {
 /// Prints the plan; returns how many changes are pending (nodes that cannot be looked at
 /// count: their changes are unknown).
 pub fn plan(args: &PlanArgs, printer: Printer) -> Result<usize, CommandError> {
-    let settings = Settings::load(&args.settings.file)?;
-    let state = State::for_settings(&args.settings, &settings);
+    let Session { settings, state } = Session::load(&args.settings)?;
+    let progress = crate::progress::Progress::new(printer);
+    let reach = Ssh::new(&settings, &state);
     runtime()?.block_on(async {
         let Observation { cloud, resolved, have, plan } = observe(&settings).await?;
         let mut cloud_lines: Vec<String> = node_changes(&plan, &have).iter().map(describe).collect();
@@ -66,14 +66,13 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<usize, CommandError> {
             }
         }
         if missing.is_empty() {
-            let sessions = nodes::connect_all(&settings, &state, &plan, &have, Duration::from_secs(args.ssh_wait), printer).await?;
+            let sessions = nodes::connect_all(&reach, &plan, &have, Duration::from_secs(args.ssh_wait), &progress).await?;
             let (facts, _) = nodes::facts_all(&sessions).await;
-            let arts = nodes::local_inputs(&settings, true).await?;
-            let cluster = nodes::prepare(&settings, &state, &plan, Some(resolved.subnet.cidr), &arts, &facts, printer).await?;
+            let arts = kos_run::inputs::local_inputs(&settings, true).await?;
+            let cluster = nodes::prepare(&settings, &state, &plan, Some(resolved.subnet.cidr), &arts, &facts, &progress)?;
             let how = Provision { phases: vec![NodePhase::Runtime, NodePhase::Kubernetes, NodePhase::Network], dry_run: true, parallel: 10 };
-            let pairs = nodes::pairs(&sessions, &cluster.wants);
-            let progress = nodes::NodeProgress::new(printer, &[]);
-            let reports = provision::provision_all(&pairs, &how, &progress).await;
+            let pairs = nodes::with_wants(&sessions, &cluster.wants);
+            let reports = provision::provision_all(&pairs, &how, &Silent).await;
             for s in &sessions {
                 if let NodeSession::Failed { node, error } = s
                     && have.servers.contains_key(node)
@@ -100,7 +99,7 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<usize, CommandError> {
                 }
                 node_json.insert(r.node.clone(), json!({"changes": phases}));
             }
-            nodes::close_all(sessions).await;
+            nodes::close_all(&reach, sessions).await;
         }
         match args.output {
             OutputFormat::Json => {
@@ -128,4 +127,11 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<usize, CommandError> {
         }
         Ok(cloud_lines.len() + node_changes_total + unreachable)
     })
+}
+
+/// A plan's probes report nothing as they go.
+struct Silent;
+
+impl provision::Progress for Silent {
+    fn event(&self, _node: &str, _message: &str) {}
 }

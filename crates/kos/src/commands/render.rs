@@ -1,7 +1,7 @@
 //! `kos render`: settings + observed addresses → PKI (created or reused) → every file,
 //! written as a tree for review.
 
-use super::state::load_with_observed;
+use super::session::Session;
 use super::CommandError;
 use crate::cli::RenderArgs;
 use crate::printer::Printer;
@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use kos_render::{Inputs, Target};
 
 pub fn render(args: &RenderArgs, printer: Printer) -> Result<(), CommandError> {
-    let (settings, state, observed, plan) = load_with_observed(&args.settings, args.observed.as_deref())?;
+    let (Session { settings, state }, observed, plan) = Session::load_with_observed(&args.settings, args.observed.as_deref())?;
     if let Some(node) = plan.nodes_without_address().first() {
         return Err(CommandError::Invalid(format!(
             "the address of node `{node}` is not known yet: run `kos up --only instances` first (it records addresses in {}), or pass --observed FILE (see examples/observed.yaml)",

@@ -2,20 +2,20 @@
 //! route is on the router, whether SSH answers and the kubelet unit's state; then the
 //! API server's view of the nodes when it answers.
 
-use super::cloud::{observe, runtime, Observation};
-use super::nodes::{self, NodeSession};
-use super::state::State;
+use super::cloud::{observe, Observation};
+use super::session::{runtime, Session};
 use super::CommandError;
 use crate::cli::StatusArgs;
 use crate::printer::Printer;
 use kos_cloud::model::Route;
-use kos_core::settings::Settings;
+use kos_run::nodes::{self, NodeSession, Ssh};
 use kos_node::remote::Remote as _;
 use std::time::Duration;
 
 pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
-    let settings = Settings::load(&args.settings.file)?;
-    let state = State::for_settings(&args.settings, &settings);
+    let Session { settings, state } = Session::load(&args.settings)?;
+    let progress = crate::progress::Progress::new(printer);
+    let reach = Ssh::new(&settings, &state);
     runtime()?.block_on(async {
         let Observation { cloud, resolved, have, plan } = observe(&settings).await?;
         if have.servers.is_empty() {
@@ -28,15 +28,12 @@ pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
             ));
             return Ok(());
         }
-        let sessions = nodes::connect_all(&settings, &state, &plan, &have, Duration::from_secs(args.ssh_wait), printer).await?;
+        let sessions = nodes::connect_all(&reach, &plan, &have, Duration::from_secs(args.ssh_wait), &progress).await?;
         printer.data(format!("{:<14} {:<8} {:<15} {:<15} {:<15} {:<6} {:<6} {}", "NODE", "SERVER", "FIXED IP", "FLOATING IP", "POD CIDR", "ROUTE", "SSH", "KUBELET"));
         for n in &plan.nodes {
             let server = have.servers.get(&n.name).map_or("absent".to_string(), |s| s.status.clone());
             let route = n.fixed_ip.is_some_and(|ip| resolved.router.routes.contains(&Route { destination: n.pod_cidr, nexthop: ip }));
-            let session = sessions.iter().find(|s| match s {
-                NodeSession::Up(x) => x.node() == n.name,
-                NodeSession::Failed { node, .. } => *node == n.name,
-            });
+            let session = sessions.iter().find(|s| s.node() == n.name);
             let (ssh, kubelet) = match session {
                 Some(NodeSession::Up(x)) => {
                     let out = x.run("systemctl is-active kubelet 2>/dev/null || true", Default::default()).await;
@@ -63,7 +60,7 @@ pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
                 printer.line(format!("{node}: {error}"));
             }
         }
-        nodes::close_all(sessions).await;
+        nodes::close_all(&reach, sessions).await;
         let admin = state.local_dir().join("admin.kubeconfig");
         match std::fs::read_to_string(&admin) {
             Ok(kubeconfig) => match api_view(&kubeconfig, &plan, settings.addons.dns.is_some()).await {
@@ -84,7 +81,7 @@ pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
 /// The API server's view: every node (Ready, kubelet version), every control-plane pod,
 /// CoreDNS.
 async fn api_view(kubeconfig: &str, plan: &kos_core::plan::ClusterPlan, with_dns: bool) -> Result<Vec<String>, String> {
-    let client = crate::addons::wait_for_api(kubeconfig, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
-    let items = crate::health::look(&client, plan, with_dns).await?;
+    let client = kos_kube::client::wait_for_api(kubeconfig, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+    let items = kos_kube::health::look(&client, plan, with_dns).await.map_err(|e| e.to_string())?;
     Ok(items.iter().map(|i| format!("{} {i}", if i.ready { "ok  " } else { "WAIT" })).collect())
 }

@@ -8,7 +8,7 @@ use kos_core::settings::Settings;
 
 pub fn validate(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.file)?;
-    let problems = super::cloud::runtime()?.block_on(super::nodes::local_problems(&settings, false));
+    let problems = super::session::runtime()?.block_on(kos_run::inputs::local_problems(&settings, false));
     if !problems.is_empty() {
         for p in &problems {
             printer.data(format!("{}: {p}", args.file.display()));

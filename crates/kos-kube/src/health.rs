@@ -2,10 +2,9 @@
 //! version), every control-plane pod of every master Ready, CoreDNS Ready. `kos up` waits
 //! for it (bounded, naming what is missing); `kos status` prints it.
 
+use crate::{KubeApi, KubeError};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::Client;
 use kos_core::plan::ClusterPlan;
 use kos_core::settings::Role;
 use std::time::Duration;
@@ -18,11 +17,14 @@ pub const CONTROL_PLANE: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller
 /// (NodeRestriction), so kos does, through the API.
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 
+/// Pause between looks.
+const POLL: Duration = Duration::from_secs(2);
+
 /// Why a node is not ready when the API server has no Node object for it.
 const NOT_REGISTERED: &str = "not registered (its kubelet has not reached the API server)";
 
 /// One thing the cluster is made of, and whether it is ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Item {
     /// `node worker-1`, `pod kube-system/etcd-master-1`, `deployment kube-system/coredns`.
     pub what: String,
@@ -34,7 +36,7 @@ pub struct Item {
 }
 
 /// A node as the API server knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NodeSeen {
     /// Its kubelet has registered the Node object.
     pub registered: bool,
@@ -49,27 +51,27 @@ impl std::fmt::Display for Item {
 }
 
 /// Everything kos expects of the cluster, in the plan's order.
-pub async fn look(client: &Client, plan: &ClusterPlan, with_dns: bool) -> Result<Vec<Item>, String> {
-    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.map_err(|e| format!("cannot list nodes: {e}"))?;
-    let pods = Api::<Pod>::namespaced(client.clone(), "kube-system")
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| format!("cannot list pods: {e}"))?;
+pub async fn look<K: KubeApi>(api: &K, plan: &ClusterPlan, with_dns: bool) -> Result<Vec<Item>, KubeError> {
+    let nodes = api.nodes().await.map_err(|e| KubeError::Read(format!("cannot list nodes: {e}")))?;
+    let pods = api.pods("kube-system").await.map_err(|e| KubeError::Read(format!("cannot list pods: {e}")))?;
     let mut items = Vec::new();
     for n in &plan.nodes {
-        let node = nodes.items.iter().find(|x| x.metadata.name.as_deref() == Some(&n.name));
+        let node = nodes.iter().find(|x| x.metadata.name.as_deref() == Some(&n.name));
         items.push(node_item(&n.name, node));
     }
     for m in plan.nodes.iter().filter(|n| n.role == Role::Master) {
         for c in CONTROL_PLANE {
             let name = format!("{c}-{}", m.name);
-            let pod = pods.items.iter().find(|p| p.metadata.name.as_deref() == Some(&name));
+            let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(&name));
             items.push(pod_item(&format!("pod kube-system/{name}"), pod));
         }
     }
     if with_dns {
-        let d = Api::<Deployment>::namespaced(client.clone(), "kube-system").get_opt("coredns").await.map_err(|e| format!("cannot read the CoreDNS deployment: {e}"))?;
-        items.push(deployment_item(d.as_ref(), &pods.items));
+        let d = api
+            .deployment("kube-system", "coredns")
+            .await
+            .map_err(|e| KubeError::Read(format!("cannot read the CoreDNS deployment: {e}")))?;
+        items.push(deployment_item(d.as_ref(), &pods));
     }
     Ok(items)
 }
@@ -135,16 +137,17 @@ fn deployment_item(d: Option<&Deployment>, pods: &[Pod]) -> Item {
 
 /// Label every master `node-role.kubernetes.io/control-plane` (kubectl's ROLES column and
 /// node selectors rely on it); returns the nodes labelled now.
-pub async fn label_masters(client: &Client, plan: &ClusterPlan) -> Result<Vec<String>, String> {
-    let api = Api::<Node>::all(client.clone());
+pub async fn label_masters<K: KubeApi>(api: &K, plan: &ClusterPlan) -> Result<Vec<String>, KubeError> {
+    let nodes = api.nodes().await.map_err(|e| KubeError::Read(format!("cannot list nodes: {e}")))?;
     let mut done = Vec::new();
     for m in plan.nodes.iter().filter(|n| n.role == Role::Master) {
-        let Some(node) = api.get_opt(&m.name).await.map_err(|e| format!("cannot read node {}: {e}", m.name))? else { continue };
+        let Some(node) = nodes.iter().find(|n| n.metadata.name.as_deref() == Some(&m.name)) else { continue };
         if node.metadata.labels.as_ref().is_some_and(|l| l.contains_key(CONTROL_PLANE_LABEL)) {
             continue;
         }
-        let patch = serde_json::json!({"metadata": {"labels": {CONTROL_PLANE_LABEL: ""}}});
-        api.patch(&m.name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| format!("cannot label node {}: {e}", m.name))?;
+        api.label_node(&m.name, CONTROL_PLANE_LABEL, "")
+            .await
+            .map_err(|e| KubeError::Read(format!("cannot label node {}: {e}", m.name)))?;
         done.push(m.name.clone());
     }
     Ok(done)
@@ -152,22 +155,28 @@ pub async fn label_masters(client: &Client, plan: &ClusterPlan) -> Result<Vec<St
 
 /// Wait, at most `wait`, until every item is ready; on a timeout the error names each
 /// one that is not, with its reason. `progress` hears what is still missing after each look.
-pub async fn wait_ready(client: &Client, plan: &ClusterPlan, with_dns: bool, wait: Duration, progress: impl Fn(&[Item])) -> Result<Vec<Item>, String> {
+pub async fn wait_ready<K: KubeApi>(
+    api: &K,
+    plan: &ClusterPlan,
+    with_dns: bool,
+    wait: Duration,
+    progress: impl Fn(&[Item]),
+) -> Result<Vec<Item>, KubeError> {
     let deadline = Instant::now() + wait;
     let mut labelled = false;
     loop {
-        let items = match look(client, plan, with_dns).await {
+        let items = match look(api, plan, with_dns).await {
             Ok(items) => items,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_secs(2)).await;
+            // A read that fails while there is time left is asked again.
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(POLL).await;
                 continue;
             }
             Err(e) => return Err(e),
         };
         // Once every node is registered, the masters get their role label (once).
         if !labelled && items.iter().filter_map(|i| i.node.as_ref()).all(|n| n.registered) {
-            labelled = label_masters(client, plan).await.is_ok();
+            labelled = label_masters(api, plan).await.is_ok();
         }
         let missing: Vec<Item> = items.iter().filter(|i| !i.ready).cloned().collect();
         if missing.is_empty() {
@@ -175,9 +184,67 @@ pub async fn wait_ready(client: &Client, plan: &ClusterPlan, with_dns: bool, wai
         }
         progress(&missing);
         if Instant::now() >= deadline {
-            let lines: Vec<String> = missing.iter().map(|i| format!("{}: {}", i.what, i.detail)).collect();
-            return Err(format!("the cluster was not ready within {} s: {}", wait.as_secs(), lines.join("; ")));
+            let missing = missing.iter().map(|i| format!("{}: {}", i.what, i.detail)).collect();
+            return Err(KubeError::NotReadyInTime { waited: wait, missing });
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::fake::FakeKube;
+
+    fn example_plan() -> ClusterPlan {
+        crate::test_support::example().2
+    }
+
+    fn names(plan: &ClusterPlan, role: Role) -> Vec<&str> {
+        plan.nodes.iter().filter(|n| n.role == role).map(|n| n.name.as_str()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_serving_cluster_is_ready_and_its_masters_get_their_role_label() {
+        let plan = example_plan();
+        let api = FakeKube::serving(&names(&plan, Role::Master), &names(&plan, Role::Worker), "v1.37.2");
+        let items = wait_ready(&api, &plan, true, Duration::from_secs(10), |_| panic!("nothing is missing")).await.unwrap();
+        // Every node, four control-plane pods per master, CoreDNS.
+        assert_eq!(items.len(), plan.nodes.len() + 4 * names(&plan, Role::Master).len() + 1);
+        assert!(items.iter().all(|i| i.ready), "{items:?}");
+        let st = api.state();
+        for n in &st.nodes {
+            let name = n.metadata.name.as_deref().unwrap();
+            let labelled = n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(CONTROL_PLANE_LABEL));
+            assert_eq!(labelled, names(&plan, Role::Master).contains(&name), "{name}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_node_and_a_stuck_coredns_are_named_when_the_wait_ends() {
+        let plan = example_plan();
+        let workers = names(&plan, Role::Worker);
+        let api = FakeKube::serving(&names(&plan, Role::Master), &workers[1..], "v1.37.2");
+        api.state().deployments.get_mut("kube-system/coredns").unwrap().status.as_mut().unwrap().ready_replicas = Some(1);
+        let heard = std::sync::Mutex::new(0);
+        let err = wait_ready(&api, &plan, true, Duration::from_secs(10), |missing| {
+            *heard.lock().unwrap() += 1;
+            assert_eq!(missing.len(), 2, "{missing:?}");
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(*heard.lock().unwrap() >= 5, "progress is heard after each look");
+        assert_eq!(
+            err,
+            format!(
+                "the cluster was not ready within 10 s: node {}: {NOT_REGISTERED}; deployment kube-system/coredns: 1/2 ready",
+                workers[0]
+            )
+        );
+        // Not every node registered: nobody was labelled yet.
+        assert!(api.state().nodes.iter().all(|n| n.metadata.labels.is_none()));
     }
 }

@@ -1,0 +1,157 @@
+//! An in-memory stand-in for an API server, for the pipeline's unit tests only (the
+//! end-to-end tests use a real kube-apiserver). It keeps the objects applied to it, compares
+//! an apply with what it holds (created, configured or unchanged, as the real server's
+//! resourceVersion would say), and answers reads from the nodes, pods and deployments a
+//! test gives it.
+
+use crate::apply::{Object, Outcome};
+use crate::{Connect, KubeApi, KubeError};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, NodeSystemInfo, Pod, PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// What the fake server holds.
+#[derive(Debug, Default)]
+pub struct FakeKubeState {
+    /// `GET /readyz`: `None` answers `ok`, else the reason it is not ready.
+    pub not_ready: Option<String>,
+    /// Applied objects by `Kind namespace/name`, as applied.
+    pub objects: BTreeMap<String, serde_json::Value>,
+    /// Every apply in order (`Kind namespace/name`).
+    pub applies: Vec<String>,
+    pub nodes: Vec<Node>,
+    /// Pods by namespace.
+    pub pods: BTreeMap<String, Vec<Pod>>,
+    /// Deployments by `namespace/name`.
+    pub deployments: BTreeMap<String, Deployment>,
+    /// How many times [`Connect::connect`] was asked.
+    pub connects: usize,
+}
+
+/// The double; clones share one state.
+#[derive(Debug, Clone, Default)]
+pub struct FakeKube {
+    state: Arc<Mutex<FakeKubeState>>,
+}
+
+impl FakeKube {
+    pub fn new() -> FakeKube {
+        FakeKube::default()
+    }
+
+    /// The state, to arrange or to look at.
+    pub fn state(&self) -> MutexGuard<'_, FakeKubeState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What a healthy cluster shows: every node named registered and Ready at `version`,
+    /// each master's four control-plane pods Ready, CoreDNS 2/2.
+    pub fn serving(masters: &[&str], workers: &[&str], version: &str) -> FakeKube {
+        let fake = FakeKube::new();
+        {
+            let mut st = fake.state();
+            for n in masters.iter().chain(workers) {
+                st.nodes.push(ready_node(n, version));
+            }
+            let pods = st.pods.entry("kube-system".into()).or_default();
+            for m in masters {
+                for c in crate::health::CONTROL_PLANE {
+                    pods.push(ready_pod(&format!("{c}-{m}")));
+                }
+            }
+            st.deployments.insert("kube-system/coredns".into(), ready_deployment("coredns", 2));
+        }
+        fake
+    }
+}
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta { name: Some(name.into()), ..Default::default() }
+}
+
+/// A registered node whose Ready condition is True.
+pub fn ready_node(name: &str, version: &str) -> Node {
+    let ready = NodeCondition { type_: "Ready".into(), status: "True".into(), ..Default::default() };
+    let info = NodeSystemInfo { kubelet_version: version.into(), ..Default::default() };
+    Node {
+        metadata: meta(name),
+        status: Some(NodeStatus { conditions: Some(vec![ready]), node_info: Some(info), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// A pod whose Ready condition is True.
+pub fn ready_pod(name: &str) -> Pod {
+    let ready = PodCondition { type_: "Ready".into(), status: "True".into(), ..Default::default() };
+    Pod {
+        metadata: meta(name),
+        status: Some(PodStatus { phase: Some("Running".into()), conditions: Some(vec![ready]), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// A deployment with all its `replicas` ready.
+pub fn ready_deployment(name: &str, replicas: i32) -> Deployment {
+    Deployment {
+        metadata: meta(name),
+        spec: DeploymentSpec { replicas: Some(replicas), ..Default::default() },
+        status: Some(DeploymentStatus { ready_replicas: Some(replicas), ..Default::default() }),
+    }
+}
+
+impl Connect for FakeKube {
+    type Api = FakeKube;
+
+    async fn connect(&self, _kubeconfig: &str, wait: Duration) -> Result<FakeKube, KubeError> {
+        let mut st = self.state();
+        st.connects += 1;
+        match &st.not_ready {
+            None => Ok(self.clone()),
+            Some(last) => Err(KubeError::NotReady { server: self.server().into(), waited: wait, last: last.clone() }),
+        }
+    }
+}
+
+impl KubeApi for FakeKube {
+    fn server(&self) -> &str {
+        "https://fake-kube.invalid:6443"
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.state().not_ready.clone().map_or(Ok(()), Err)
+    }
+
+    async fn apply(&self, object: &Object) -> Result<Outcome, String> {
+        let key = object.describe();
+        let value = serde_json::to_value(&object.object).map_err(|e| e.to_string())?;
+        let mut st = self.state();
+        st.applies.push(key.clone());
+        Ok(match st.objects.insert(key, value.clone()) {
+            None => Outcome::Created,
+            Some(old) if old == value => Outcome::Unchanged,
+            Some(_) => Outcome::Configured,
+        })
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>, String> {
+        Ok(self.state().nodes.clone())
+    }
+
+    async fn pods(&self, namespace: &str) -> Result<Vec<Pod>, String> {
+        Ok(self.state().pods.get(namespace).cloned().unwrap_or_default())
+    }
+
+    async fn deployment(&self, namespace: &str, name: &str) -> Result<Option<Deployment>, String> {
+        Ok(self.state().deployments.get(&format!("{namespace}/{name}")).cloned())
+    }
+
+    async fn label_node(&self, node: &str, key: &str, value: &str) -> Result<(), String> {
+        let mut st = self.state();
+        let n = st.nodes.iter_mut().find(|n| n.metadata.name.as_deref() == Some(node)).ok_or(format!("nodes \"{node}\" not found"))?;
+        n.metadata.labels.get_or_insert_with(Default::default).insert(key.into(), value.into());
+        Ok(())
+    }
+}

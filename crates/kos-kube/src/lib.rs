@@ -1,0 +1,86 @@
+//! Everything kos says to the Kubernetes API server, behind one small trait.
+//!
+//! - [`KubeApi`]: the few calls kos makes (readiness, server-side apply of one object, the
+//!   nodes, the pods of a namespace, a deployment, a node label). [`client::KubeClient`] is
+//!   the real one (kube-rs over mutual TLS); [`fake::FakeKube`] (feature `fake`) keeps the
+//!   objects in memory for the pipeline's tests.
+//! - [`Connect`]: how the pipeline gets a [`KubeApi`] once it has rendered a kubeconfig.
+//! - [`apply`]: the add-on manifests mapped to their endpoints, every document checked
+//!   before the first request, then applied in order.
+//! - [`health`]: the cluster as kos judges it ready (every node, the control plane,
+//!   CoreDNS), looked at once or waited for.
+
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod client;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+pub mod health;
+#[cfg(test)]
+mod test_support;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use apply::{Applied, Object, Outcome};
+pub use k8s_openapi::api::apps::v1::Deployment;
+pub use k8s_openapi::api::core::v1::{Node, Pod};
+
+/// The calls kos makes to an API server. Errors are one readable line (the API's message
+/// or the innermost transport cause).
+pub trait KubeApi: Send + Sync {
+    /// The server's URL, for messages.
+    fn server(&self) -> &str;
+    /// `GET /readyz`: `Ok` only when it answers `ok`.
+    fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Server-side apply of one object (field manager [`apply::FIELD_MANAGER`], taking over
+    /// conflicting fields), and what it did.
+    fn apply(&self, object: &Object) -> impl Future<Output = Result<Outcome, String>> + Send;
+    /// Every Node object.
+    fn nodes(&self) -> impl Future<Output = Result<Vec<Node>, String>> + Send;
+    /// Every pod of a namespace.
+    fn pods(&self, namespace: &str) -> impl Future<Output = Result<Vec<Pod>, String>> + Send;
+    /// One deployment, `None` when there is none.
+    fn deployment(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Deployment>, String>> + Send;
+    /// Set one label on a node.
+    fn label_node(&self, node: &str, key: &str, value: &str) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// How the pipeline reaches an API server from a kubeconfig it rendered.
+pub trait Connect: Send + Sync {
+    type Api: KubeApi;
+    /// A client of the kubeconfig's server once `GET /readyz` answers `ok`, waiting at most
+    /// `wait` (each request bounded too).
+    fn connect(&self, kubeconfig: &str, wait: Duration) -> impl Future<Output = Result<Self::Api, KubeError>> + Send;
+}
+
+/// Why kos could not do what it asked of the API server.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("the admin kubeconfig is not usable")]
+    Kubeconfig(#[source] kube::config::KubeconfigError),
+    #[error("cannot build the Kubernetes API client")]
+    Client(#[source] kube::Error),
+    #[error(
+        "the API server at {server} was not ready within {} s (last: {last}); the add-ons were not applied: run `kos up --only addons` once it answers",
+        waited.as_secs()
+    )]
+    NotReady { server: String, waited: Duration, last: String },
+    #[error("{file}: document {index} is not a Kubernetes object kos can apply: {reason}")]
+    Manifest { file: String, index: usize, reason: String },
+    #[error(
+        "{file}: {kind} `{name}` ({api_version}) is not a kind kos knows how to apply (known: {known}); nothing was applied"
+    )]
+    UnknownKind { file: String, api_version: String, kind: String, name: String, known: String },
+    #[error(
+        "cannot apply {object} from {file}: {reason}; the objects before it were applied, run `kos up --only addons` again once this is fixed"
+    )]
+    Apply { object: String, file: String, reason: String },
+    /// A read the readiness check needs failed (`cannot list nodes: ...`).
+    #[error("{0}")]
+    Read(String),
+    /// The cluster did not become ready in time; each item that is not, with its reason.
+    #[error("the cluster was not ready within {} s: {}", waited.as_secs(), missing.join("; "))]
+    NotReadyInTime { waited: Duration, missing: Vec<String> },
+}

@@ -1,0 +1,138 @@
+//! kos's pipelines as a library: what `kos up` does, in order, and the node-side looks that
+//! `plan` and `status` share with it.
+//!
+//! Everything outside the machine kos runs on is reached through a trait: the cloud
+//! ([`kos_cloud::Cloud`]), the nodes ([`nodes::Reach`], giving [`kos_node::remote::Remote`]
+//! sessions) and the Kubernetes API ([`kos_kube::Connect`]). Progress goes to a
+//! [`Reporter`]; the result is a typed [`report::UpReport`] that the binary prints as text or
+//! JSON and the tests read. So the pipeline's order, its resumption after a failure and its
+//! summary are tested with the in-memory cloud and API server, and the binary keeps only
+//! the command line, the per-run session and the printer.
+
+#![forbid(unsafe_code)]
+
+pub mod inputs;
+pub mod nodes;
+pub mod report;
+pub mod state;
+pub mod up;
+
+pub use report::UpReport;
+pub use state::LocalState;
+pub use up::{local_inputs, up, LocalInputs, UpOptions};
+
+use kos_core::plan::{ClusterPlan, Observed};
+use kos_core::settings::Settings;
+
+/// A phase of `kos up`, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Preflight against the cloud (as `kos check`); stops on a FAIL.
+    Check,
+    /// Security group, ports with allowed address pairs, servers, floating IPs.
+    Instances,
+    /// On nodes: sysctls, modules, swap off, containerd (+ docker), their configs.
+    Runtime,
+    /// On nodes: certificates, kubeconfigs, kubelet, kube-proxy, kubectl, control plane.
+    Kubernetes,
+    /// Only the cloud side of `network`: router routes, each node's pod CIDR via its fixed IP.
+    Routes,
+    /// Router routes (as `routes`), then on nodes: CNI config, cbr0, masquerade rule.
+    Network,
+    /// CoreDNS and the cluster-admins binding, through the API server; then every node, the
+    /// control plane and CoreDNS Ready.
+    Addons,
+    /// Every node: units active, cbr0, masquerade rule, ip_forward.
+    Verify,
+}
+
+impl Phase {
+    /// Every phase, in order (`routes` is part of `network`).
+    pub const ALL: [Phase; 7] =
+        [Phase::Check, Phase::Instances, Phase::Runtime, Phase::Kubernetes, Phase::Network, Phase::Addons, Phase::Verify];
+
+    /// The node-side phase it runs, if any.
+    pub fn on_nodes(self) -> Option<kos_node::wanted::NodePhase> {
+        use kos_node::wanted::NodePhase;
+        match self {
+            Phase::Runtime => Some(NodePhase::Runtime),
+            Phase::Kubernetes => Some(NodePhase::Kubernetes),
+            Phase::Network => Some(NodePhase::Network),
+            _ => None,
+        }
+    }
+}
+
+/// Where progress goes while a pipeline runs (the binary: lines, or a spinner per node on a
+/// terminal). What happened in the end is in the returned report, not here.
+pub trait Reporter: Send + Sync {
+    /// Something the operator wants to see as it happens: a change made, a warning, a note.
+    fn line(&self, text: &str);
+    /// Detail (`-v`): timings, unchanged objects, what a wait still waits for.
+    fn detail(&self, text: &str);
+    /// Node phases start on these nodes; their steps follow through [`Reporter::node_step`].
+    fn nodes_started(&self, _nodes: &[&str]) {}
+    /// A node began a step (`probing`, `runtime: 12 changes`, ...).
+    fn node_step(&self, node: &str, step: &str) {
+        self.detail(&format!("{node}: {step}"));
+    }
+    /// The node phases are over (before their summary lines).
+    fn nodes_finished(&self) {}
+}
+
+/// kos-node's progress events, to a [`Reporter`].
+struct NodeSteps<'a>(&'a dyn Reporter);
+
+impl std::fmt::Debug for NodeSteps<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeSteps")
+    }
+}
+
+impl kos_node::provision::Progress for NodeSteps<'_> {
+    fn event(&self, node: &str, message: &str) {
+        self.0.node_step(node, message);
+    }
+}
+
+/// Why a pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The user's input is wrong: the message says where and how to fix it.
+    #[error("{0}")]
+    Invalid(String),
+    /// Preflight found problems; nothing was changed.
+    #[error("{0} preflight check(s) failed (see above); nothing was changed")]
+    Checks(usize),
+    #[error(transparent)]
+    Cloud(#[from] kos_cloud::apply::ApplyError),
+    #[error(transparent)]
+    Kube(#[from] kos_kube::KubeError),
+    /// Everything ran, but not everywhere: the report names each failure once.
+    #[error("{0} node problem(s) (above); the other nodes are done; run `kos up` again once they are fixed")]
+    Nodes(usize),
+    /// The cluster did not become ready in time.
+    #[error("{0}; run `kos up` again once it is fixed (`kos status` shows the cluster)")]
+    NotReady(kos_kube::KubeError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl RunError {
+    /// Bad input (exit 2), as opposed to a failure (exit 1).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, RunError::Invalid(_))
+    }
+}
+
+/// The plan, with its refusals (a pin contradicting a recorded range, ...) as bad input.
+pub fn plan_for(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, RunError> {
+    kos_core::plan::plan(settings, observed).map_err(|e| RunError::Invalid(e.to_string()))
+}
+
+/// An error of a library below, as a pipeline's failure.
+pub(crate) fn other(e: impl std::error::Error + Send + Sync + 'static) -> RunError {
+    RunError::Other(anyhow::Error::new(e))
+}

@@ -1,0 +1,361 @@
+//! `kos up`: check → instances → runtime → kubernetes → network → addons → verify.
+//!
+//! The cloud phases (check, instances, the router's routes) run first; then the node
+//! phases run through [`Reach`], each node its own pipeline (see `kos_node::provision`);
+//! then the add-ons go through the API server, and verify looks at every node. Phases may
+//! be chosen (the seed's tags). Every phase compares before it changes, so a re-run after a
+//! failure or Ctrl-C resumes, and a re-run on a converged cluster changes nothing.
+
+use crate::inputs;
+use crate::nodes::{self, NodeSession, Prepared, Reach};
+use crate::report::{CheckLine, CloudChange, Failure, NodeOutcome, NodePhaseChanges, Timing, UpReport};
+use crate::state::LocalState;
+use crate::{plan_for, NodeSteps, Phase, Reporter, RunError};
+use kos_cloud::apply::{self, NodeContext, Resolved, Waits};
+use kos_cloud::ops::{self, Verdict};
+use kos_cloud::reconcile::ClusterResources;
+use kos_cloud::Cloud;
+use kos_core::plan::ClusterPlan;
+use kos_core::settings::Settings;
+use kos_kube::Connect;
+use kos_node::artifacts::Artifact;
+use kos_node::provision::{self, Provision};
+use kos_node::wanted::NodePhase;
+use std::time::{Duration, Instant};
+
+/// How `up` runs.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The phases to run (in [`Phase::ALL`]'s order whatever the order here).
+    pub phases: Vec<Phase>,
+    /// How long to wait for each node to answer.
+    pub ssh_wait: Duration,
+    /// How long to wait for the API server before applying the add-ons.
+    pub api_wait: Duration,
+    /// How long to wait, after the add-ons, for the cluster to be ready.
+    pub ready_wait: Duration,
+    /// Nodes provisioned at the same time.
+    pub parallel: usize,
+}
+
+impl UpOptions {
+    fn has(&self, p: Phase) -> bool {
+        self.phases.contains(&p)
+    }
+
+    fn node_phases(&self) -> Vec<NodePhase> {
+        self.phases.iter().filter_map(|p| p.on_nodes()).collect()
+    }
+
+    /// Whether any phase needs the nodes (their sessions, the rendered files).
+    fn wants_nodes(&self) -> bool {
+        !self.node_phases().is_empty() || self.has(Phase::Verify) || self.has(Phase::Addons)
+    }
+}
+
+/// The local inputs of a run, checked before anything else is touched: only
+/// [`local_inputs`] makes one, and [`up`] needs one, so no cloud is reached for nodes kos
+/// could not then reach or provision.
+#[derive(Debug)]
+pub struct LocalInputs {
+    artifacts: Vec<Artifact>,
+    took: Duration,
+}
+
+/// Check the local inputs the chosen phases need: the SSH key for any node phase, the
+/// artifacts for `runtime` and `kubernetes`.
+pub async fn local_inputs(settings: &Settings, options: &UpOptions) -> Result<LocalInputs, RunError> {
+    let t = Instant::now();
+    let node_phases = options.node_phases();
+    let with_artifacts = node_phases.contains(&NodePhase::Kubernetes) || node_phases.contains(&NodePhase::Runtime);
+    let artifacts = if options.wants_nodes() { inputs::local_inputs(settings, with_artifacts).await? } else { Vec::new() };
+    Ok(LocalInputs { artifacts, took: t.elapsed() })
+}
+
+/// The external systems one run uses.
+pub struct Systems<'a, C, R, K> {
+    pub cloud: &'a C,
+    pub reach: &'a R,
+    pub kube: &'a K,
+    pub reporter: &'a dyn Reporter,
+}
+
+/// Run `kos up`. The report says what was done even when the run stopped early (then the
+/// error says why); node failures leave the other nodes done and end in
+/// [`RunError::Nodes`].
+pub async fn up<C: Cloud, R: Reach, K: Connect>(
+    settings: &Settings,
+    state: &LocalState,
+    options: &UpOptions,
+    local: &LocalInputs,
+    systems: Systems<'_, C, R, K>,
+) -> (UpReport, Result<(), RunError>) {
+    let started = Instant::now();
+    let mut run = Run { settings, state, options, systems, report: UpReport::new(&settings.cluster.name, &options.phases) };
+    run.report.timings.push(Timing { step: "local inputs".into(), seconds: local.took.as_secs_f64() });
+    let result = run.all(&local.artifacts).await;
+    let mut report = run.report;
+    report.seconds = (started.elapsed() + local.took).as_secs_f64();
+    let result = result.and_then(|()| if report.failures.is_empty() { Ok(()) } else { Err(RunError::Nodes(report.failures.len())) });
+    report.ok = result.is_ok();
+    report.error = result.as_ref().err().map(ToString::to_string);
+    (report, result)
+}
+
+impl<C, R, K> std::fmt::Debug for Systems<'_, C, R, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Systems")
+    }
+}
+
+/// One run: what it uses and what it has done so far.
+struct Run<'a, C, R, K> {
+    settings: &'a Settings,
+    state: &'a LocalState,
+    options: &'a UpOptions,
+    systems: Systems<'a, C, R, K>,
+    report: UpReport,
+}
+
+/// What the cloud phases leave for the node phases.
+struct CloudView {
+    resolved: Resolved,
+    have: ClusterResources,
+    plan: ClusterPlan,
+}
+
+impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
+    fn timed(&mut self, step: &str, since: Instant) {
+        self.report.timings.push(Timing { step: step.to_string(), seconds: since.elapsed().as_secs_f64() });
+    }
+
+    fn line(&self, text: &str) {
+        self.systems.reporter.line(text);
+    }
+
+    async fn all(&mut self, arts: &[Artifact]) -> Result<(), RunError> {
+        let mut view = self.observe().await?;
+        if self.options.has(Phase::Check) {
+            self.check(&view.plan).await?;
+        }
+        if self.options.has(Phase::Instances) {
+            self.instances(&mut view).await?;
+        }
+        // Remember what the cloud gave, for `kos render` and later runs (the cloud stays the truth).
+        self.state.write_observed(&view.have.observed(Some(view.resolved.subnet.cidr)))?;
+        if self.options.has(Phase::Network) || self.options.has(Phase::Routes) {
+            self.routes(&view).await?;
+        }
+        if self.options.wants_nodes() {
+            self.on_nodes(&view, arts).await?;
+        }
+        for t in &self.report.timings {
+            self.systems.reporter.detail(&format!("time: {}: {:.1} s", t.step, t.seconds));
+        }
+        Ok(())
+    }
+
+    /// The cloud as it is now: the settings' names resolved, the cluster's resources found by
+    /// their marks, and the plan computed from them.
+    async fn observe(&mut self) -> Result<CloudView, RunError> {
+        let cloud = self.systems.cloud;
+        let resolved = apply::resolve(cloud, self.settings).await?;
+        let have = apply::discover(cloud, &self.settings.cluster.name).await?;
+        let plan = plan_for(self.settings, &have.observed(Some(resolved.subnet.cidr)))?;
+        Ok(CloudView { resolved, have, plan })
+    }
+
+    async fn check(&mut self, plan: &ClusterPlan) -> Result<(), RunError> {
+        let t = Instant::now();
+        let findings = ops::check(self.systems.cloud, self.settings, plan).await;
+        for f in &findings {
+            let line = format!("check: {:<4} {}", f.verdict.to_string(), f.what);
+            if f.verdict == Verdict::Ok {
+                self.systems.reporter.detail(&line);
+            } else {
+                self.line(&line);
+                if let Some(fix) = &f.fix {
+                    self.line(&format!("           → {fix}"));
+                }
+            }
+            self.report.checks.push(CheckLine { verdict: f.verdict.to_string(), what: f.what.clone(), fix: f.fix.clone() });
+        }
+        self.timed("check", t);
+        match findings.iter().filter(|f| f.verdict == Verdict::Fail).count() {
+            0 => Ok(()),
+            fails => Err(RunError::Checks(fails)),
+        }
+    }
+
+    fn cloud_changed(&mut self, phase: Phase, changes: Vec<String>) {
+        for change in changes {
+            self.line(&format!("{}: {change}", if phase == Phase::Instances { "instances" } else { "network" }));
+            self.report.changes += 1;
+            self.report.cloud.push(CloudChange { phase, change });
+        }
+    }
+
+    async fn instances(&mut self, view: &mut CloudView) -> Result<(), RunError> {
+        let t = Instant::now();
+        let (cloud, settings) = (self.systems.cloud, self.settings);
+        let mut groups = Vec::new();
+        if settings.cloud.manage_security_group {
+            let (id, created) = apply::ensure_security_group(cloud, settings, &view.plan).await?;
+            if created {
+                self.cloud_changed(Phase::Instances, vec![format!("security group {}-nodes created or completed", view.plan.cluster)]);
+            }
+            groups.push(id);
+        }
+        groups.extend(settings.cloud.security_groups.iter().cloned());
+        let tagged = apply::complete_tags(cloud, &view.have).await?;
+        self.cloud_changed(Phase::Instances, tagged.0);
+        let ctx = NodeContext { settings, plan: &view.plan, resolved: &view.resolved, security_groups: &groups, waits: Waits::default() };
+        let done = apply::apply_nodes(cloud, ctx, &view.have).await?;
+        self.cloud_changed(Phase::Instances, done.0);
+        view.have = apply::discover(cloud, &settings.cluster.name).await?;
+        view.plan = plan_for(settings, &view.have.observed(Some(view.resolved.subnet.cidr)))?;
+        self.timed("instances", t);
+        Ok(())
+    }
+
+    async fn routes(&mut self, view: &CloudView) -> Result<(), RunError> {
+        let t = Instant::now();
+        let done = apply::apply_routes(self.systems.cloud, &view.plan, &view.resolved, &view.have.node_addresses()).await?;
+        self.cloud_changed(Phase::Network, done.0);
+        self.timed("network (routes)", t);
+        Ok(())
+    }
+
+    /// Everything that needs the nodes: sessions, the rendered files, the node phases, the
+    /// add-ons and readiness, verify. The sessions are closed whatever happens.
+    async fn on_nodes(&mut self, view: &CloudView, arts: &[Artifact]) -> Result<(), RunError> {
+        let t = Instant::now();
+        let reach = self.systems.reach;
+        let sessions = nodes::connect_all(reach, &view.plan, &view.have, self.options.ssh_wait, self.systems.reporter).await?;
+        let result = self.with_sessions(view, arts, &sessions, t).await;
+        nodes::close_all(reach, sessions).await;
+        result
+    }
+
+    async fn with_sessions(
+        &mut self,
+        view: &CloudView,
+        arts: &[Artifact],
+        sessions: &[NodeSession<R::Node>],
+        since: Instant,
+    ) -> Result<(), RunError> {
+        let (facts, notes) = nodes::facts_all(sessions).await;
+        for n in notes {
+            self.line(&n);
+            self.report.notes.push(n);
+        }
+        self.timed("ssh", since);
+        let t = Instant::now();
+        let cidr = Some(view.resolved.subnet.cidr);
+        let prepared = nodes::prepare(self.settings, self.state, &view.plan, cidr, arts, &facts, self.systems.reporter)?;
+        self.timed("render", t);
+        for s in sessions {
+            if let NodeSession::Failed { node, error } = s {
+                self.report.failures.push(Failure { node: node.clone(), phase: "ssh".into(), message: error.clone() });
+            }
+        }
+        self.provision(sessions, &prepared).await;
+        if self.options.has(Phase::Addons) && self.report.failures.is_empty() {
+            self.addons(&view.plan, &prepared).await?;
+        }
+        if self.options.has(Phase::Verify) {
+            let t = Instant::now();
+            let failed: Vec<String> = self.report.failed_nodes().into_iter().map(str::to_string).collect();
+            let skip: Vec<&str> = failed.iter().map(String::as_str).collect();
+            for v in nodes::verify_all(sessions, &view.plan, &prepared.wants, &skip).await {
+                if v.failures.is_empty() {
+                    self.line(&format!("verify: {}: {} checks ok", v.node, v.checks));
+                }
+                self.report.failures.extend(v.failures.iter().cloned());
+                self.report.verified.push(v);
+            }
+            self.timed("verify", t);
+        }
+        Ok(())
+    }
+
+    /// The node phases on every reachable node, in parallel.
+    async fn provision(&mut self, sessions: &[NodeSession<R::Node>], prepared: &Prepared) {
+        let node_phases = self.options.node_phases();
+        if node_phases.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let how = Provision { phases: node_phases.clone(), dry_run: false, parallel: self.options.parallel };
+        let pairs = nodes::with_wants(sessions, &prepared.wants);
+        let names: Vec<&str> = pairs.iter().map(|(n, _)| kos_node::remote::Remote::node(*n)).collect();
+        let reporter = self.systems.reporter;
+        reporter.nodes_started(&names);
+        let reports = provision::provision_all(&pairs, &how, &NodeSteps(reporter)).await;
+        reporter.nodes_finished();
+        for r in reports {
+            for (phase, list) in &r.changes {
+                self.line(&format!("{phase}: {}: {} change(s)", r.node, list.len()));
+                for c in list {
+                    reporter.detail(&format!("  {c}"));
+                }
+            }
+            for w in &r.warnings {
+                self.line(&format!("warning: {}: {w}", r.node));
+            }
+            self.report.changes += r.change_count();
+            if let Some(e) = &r.error {
+                let phase = r.failed_phase.clone().unwrap_or_default();
+                self.report.failures.push(Failure { node: r.node.clone(), phase, message: e.clone() });
+            }
+            let phases = r.changes.into_iter().map(|(p, changes)| NodePhaseChanges { phase: p.to_string(), changes }).collect();
+            self.report.nodes.push(NodeOutcome { node: r.node, phases, warnings: r.warnings });
+        }
+        let names: Vec<String> = node_phases.iter().map(ToString::to_string).collect();
+        self.timed(&names.join(" + "), t);
+        if node_phases.contains(&NodePhase::Kubernetes) {
+            self.report.admin_kubeconfig = Some(prepared.admin_kubeconfig.clone());
+        }
+    }
+
+    /// The add-ons through the API server, then the cluster Ready: every node, the control
+    /// plane and CoreDNS.
+    async fn addons(&mut self, plan: &ClusterPlan, prepared: &Prepared) -> Result<(), RunError> {
+        let t = Instant::now();
+        let reporter = self.systems.reporter;
+        // The super-admin applies them: they include the binding that gives `admin` its rights.
+        let api = self.systems.kube.connect(&prepared.super_admin_kubeconfig, self.options.api_wait).await?;
+        let applied = kos_kube::apply::apply(&api, &prepared.addons).await?;
+        for a in &applied {
+            if a.outcome == kos_kube::Outcome::Unchanged {
+                reporter.detail(&format!("addons: {a}"));
+            } else {
+                self.line(&format!("addons: {a}"));
+                self.report.changes += 1;
+            }
+        }
+        self.report.addons = applied;
+        self.timed("addons", t);
+        let t = Instant::now();
+        let with_dns = self.settings.addons.dns.is_some();
+        let items = kos_kube::health::wait_ready(&api, plan, with_dns, self.options.ready_wait, |missing| {
+            let missing: Vec<String> = missing.iter().map(|i| format!("{} ({})", i.what, i.detail)).collect();
+            reporter.detail(&format!("ready: waiting for {}", missing.join(", ")));
+        })
+        .await
+        .map_err(RunError::NotReady)?;
+        let nodes = items.iter().filter(|i| i.node.is_some()).count();
+        let versions: std::collections::BTreeSet<&str> = items.iter().filter_map(|i| i.node.as_ref()).map(|n| n.version.as_str()).collect();
+        self.line(&format!(
+            "ready: {nodes} node(s) Ready ({}), control plane{} Ready",
+            versions.into_iter().collect::<Vec<_>>().join(", "),
+            if with_dns { " and CoreDNS" } else { "" }
+        ));
+        self.report.ready = items;
+        self.timed("ready", t);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! The pipeline with the in-memory cloud (`FakeCloud`), the in-memory API server
+//! (`FakeKube`) and node doubles that stand in for the servers' operating systems (which a
+//! unit test cannot boot; the end-to-end tests use real nodes): the order of the phases,
+//! a second run that changes nothing, a run that resumes after a failure, a failed node
+//! named once, and `--only` with the add-ons.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::report::UpReport;
+use kos_cloud::fake::FakeCloud;
+use kos_kube::fake::FakeKube;
+use kos_node::remote::{Output, Remote, RemoteError, Stdin};
+use kos_node::ssh::SshTarget;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A cluster of one master and two workers in the fake cloud's project, its key in `dir`.
+fn settings(dir: &Path) -> Settings {
+    std::fs::write(dir.join("id_kos"), "a key\n").unwrap();
+    let text = "cluster: {name: demo}\n\
+        cloud: {image: tiny, flavor: m1.tiny, network: net, router: router, floating_ip_pool: public, key_name: kos-key}\n\
+        ssh: {user: debian, private_key: id_kos}\n\
+        nodes:\n  - {name: master-1, role: master, floating_ip: true}\n  - {name: worker-1, role: worker}\n  - {name: worker-2, role: worker}\n";
+    let file = dir.join("settings.yaml");
+    std::fs::write(&file, text).unwrap();
+    Settings::load(&file).unwrap()
+}
+
+fn options(phases: &[Phase]) -> UpOptions {
+    UpOptions {
+        phases: phases.to_vec(),
+        ssh_wait: Duration::from_secs(1),
+        api_wait: Duration::from_secs(1),
+        ready_wait: Duration::from_secs(30),
+        parallel: 10,
+    }
+}
+
+/// Stands in for servers whose operating system never answers (what a unit test cannot
+/// boot): every connection is refused.
+#[derive(Debug, Default)]
+struct NoAnswer {
+    tried: Mutex<Vec<String>>,
+}
+
+/// A node that answers but runs nothing (every script fails): enough for phases that only
+/// look at nodes (the add-ons, whose probe is best effort).
+#[derive(Debug)]
+struct Mute(String);
+
+impl Remote for Mute {
+    fn node(&self) -> &str {
+        &self.0
+    }
+
+    async fn run(&self, _script: &str, _stdin: Stdin) -> Result<Output, RemoteError> {
+        Ok(Output { status: Some(127), stdout: Vec::new(), stderr: b"sh: not found in this test".to_vec() })
+    }
+}
+
+impl Reach for NoAnswer {
+    type Node = Mute;
+
+    fn prepare(&self, targets: &[SshTarget]) -> Result<String, RunError> {
+        Ok(format!("{} targets", targets.len()))
+    }
+
+    async fn connect(&self, target: &SshTarget, _wait: Duration) -> Result<Mute, String> {
+        self.tried.lock().unwrap().push(target.node.clone());
+        Err(format!("{}: SSH did not answer within 1 s (connection refused)", target.node))
+    }
+
+    async fn close(&self, _node: Mute) {}
+}
+
+/// Every node answers, as a [`Mute`] node.
+#[derive(Debug, Default)]
+struct Answer;
+
+impl Reach for Answer {
+    type Node = Mute;
+
+    fn prepare(&self, _targets: &[SshTarget]) -> Result<String, RunError> {
+        Ok(String::new())
+    }
+
+    async fn connect(&self, target: &SshTarget, _wait: Duration) -> Result<Mute, String> {
+        Ok(Mute(target.node.clone()))
+    }
+
+    async fn close(&self, _node: Mute) {}
+}
+
+/// Lines the pipeline reported, in order.
+#[derive(Debug, Default)]
+struct Heard(Mutex<Vec<String>>);
+
+impl Reporter for Heard {
+    fn line(&self, text: &str) {
+        self.0.lock().unwrap().push(text.to_string());
+    }
+    fn detail(&self, _text: &str) {}
+}
+
+async fn run<R: Reach>(
+    dir: &Path,
+    phases: &[Phase],
+    cloud: &FakeCloud,
+    reach: &R,
+    kube: &FakeKube,
+) -> (UpReport, Result<(), RunError>, Vec<String>) {
+    let settings = settings(dir);
+    let state = LocalState::for_settings(Some(&dir.join(".kos")), &settings);
+    let options = options(phases);
+    let heard = Heard::default();
+    let local = local_inputs(&settings, &options).await.unwrap();
+    let systems = Systems { cloud, reach, kube, reporter: &heard };
+    let (report, result) = up(&settings, &state, &options, &local, systems).await;
+    let lines = heard.0.into_inner().unwrap();
+    (report, result, lines)
+}
+
+fn steps(report: &UpReport) -> Vec<&str> {
+    report.timings.iter().map(|t| t.step.as_str()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cloud_phases_run_in_order_and_a_second_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::new();
+    let phases = [Phase::Routes, Phase::Check, Phase::Instances];
+    let (report, result, lines) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &kube).await;
+    result.unwrap();
+    assert!(report.ok && report.error.is_none() && report.failures.is_empty(), "{report:#?}");
+    // Whatever the order asked, check → instances → routes.
+    assert_eq!(steps(&report), ["local inputs", "check", "instances", "network (routes)"]);
+    let servers = report.cloud.iter().filter(|c| c.change.starts_with("created server")).count();
+    let routes = report.cloud.iter().filter(|c| c.phase == Phase::Network).count();
+    assert_eq!((servers, routes), (3, 3), "{:#?}", report.cloud);
+    assert_eq!(report.changes, report.cloud.len());
+    assert_eq!(lines.iter().filter(|l| l.starts_with("instances: ") || l.starts_with("network: ")).count(), report.cloud.len());
+    // What the cloud gave is recorded for `kos render`.
+    let observed = std::fs::read_to_string(dir.path().join(".kos/demo/observed.yaml")).unwrap();
+    assert!(observed.contains("worker-2"), "{observed}");
+
+    let writes = cloud.write_count();
+    let (again, result, _) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &kube).await;
+    result.unwrap();
+    assert_eq!((again.changes, again.cloud.len()), (0, 0), "{:#?}", again.cloud);
+    assert_eq!(cloud.write_count(), writes, "the second run wrote nothing to the cloud");
+    assert_eq!(kube.state().connects, 0, "no phase asked for the API server");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_does_not_answer_is_named_once_and_the_add_ons_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    let reach = NoAnswer::default();
+    let (report, result, _) =
+        run(dir.path(), &[Phase::Instances, Phase::Network, Phase::Addons, Phase::Verify], &cloud, &reach, &kube).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, RunError::Nodes(3)), "{err}");
+    assert_eq!(report.error.as_deref(), Some(err.to_string().as_str()));
+    assert!(!report.ok);
+    // Each node once, by the phase it failed in; verify did not name them again.
+    let failed: Vec<(&str, &str)> = report.failures.iter().map(|f| (f.node.as_str(), f.phase.as_str())).collect();
+    assert_eq!(failed, [("master-1", "ssh"), ("worker-1", "ssh"), ("worker-2", "ssh")]);
+    assert!(report.failures.iter().all(|f| f.message.contains("SSH did not answer")), "{:#?}", report.failures);
+    assert!(report.verified.is_empty());
+    let mut tried = reach.tried.lock().unwrap().clone();
+    tried.sort();
+    assert_eq!(tried, ["master-1", "worker-1", "worker-2"]);
+    // The add-ons need every node: not even the API server was asked.
+    assert_eq!(kube.state().connects, 0);
+    assert!(report.addons.is_empty());
+    // The cloud side was done all the same.
+    assert_eq!(report.cloud.iter().filter(|c| c.phase == Phase::Network).count(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_addons_applies_them_waits_for_ready_and_a_rerun_resumes_after_the_api_was_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    // The servers first (as `kos up --only instances`).
+    let (_, result, _) = run(dir.path(), &[Phase::Instances], &cloud, &Answer, &kube).await;
+    result.unwrap();
+
+    // The API server does not answer: the add-ons phase fails, naming it and the fix.
+    kube.state().not_ready = Some("connection refused".into());
+    let (report, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer, &kube).await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("was not ready within 1 s (last: connection refused)"), "{err}");
+    assert!(err.ends_with("run `kos up --only addons` once it answers"), "{err}");
+    assert!(report.addons.is_empty() && kube.state().applies.is_empty());
+
+    // Once it answers, the same command resumes: every object created, the cluster ready.
+    kube.state().not_ready = None;
+    let (report, result, lines) = run(dir.path(), &[Phase::Addons], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    assert!(!report.addons.is_empty());
+    assert!(report.addons.iter().all(|a| a.outcome == kos_kube::Outcome::Created), "{:#?}", report.addons);
+    assert_eq!(report.changes, report.addons.len());
+    assert!(report.ready.iter().all(|i| i.ready) && report.ready.len() == 3 + 4 + 1, "{:#?}", report.ready);
+    assert_eq!(lines.last().map(String::as_str), Some("ready: 3 node(s) Ready (v1.37.2), control plane and CoreDNS Ready"));
+    assert_eq!(steps(&report), ["local inputs", "ssh", "render", "addons", "ready"]);
+    assert!(report.cloud.is_empty(), "no cloud phase was asked: {:#?}", report.cloud);
+    // The operator's files were written, the admin kubeconfig only after `kubernetes`.
+    assert!(dir.path().join(".kos/demo/local/admin.kubeconfig").exists());
+    assert!(report.admin_kubeconfig.is_none());
+
+    // And again: nothing changes.
+    let (report, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    assert_eq!(report.changes, 0);
+    assert!(report.addons.iter().all(|a| a.outcome == kos_kube::Outcome::Unchanged));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_report_serialises_without_the_admin_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    let (mut report, result, _) = run(dir.path(), &[Phase::Instances, Phase::Addons], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    report.admin_kubeconfig = Some("client-key-data: SECRET".into());
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(!json.to_string().contains("SECRET"));
+    assert_eq!(json["schema"], 1);
+    assert_eq!(json["phases"], serde_json::json!(["instances", "addons"]));
+    assert_eq!(json["addons"][0]["outcome"], "created");
+    assert_eq!(json["ready"][0]["node"]["version"], "v1.37.2");
+}
