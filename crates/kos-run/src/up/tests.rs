@@ -117,8 +117,23 @@ async fn run<R: Reach>(
     let local = local_inputs(&settings, &options).await.unwrap();
     let systems = Systems { cloud, reach, kube, reporter: &heard };
     let (report, result) = up(&settings, &state, &options, &local, systems).await;
+    conforms(&report);
     let lines = heard.0.into_inner().unwrap();
     (report, result, lines)
+}
+
+fn validator() -> jsonschema::Validator {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/up-report.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+/// The report's JSON matches its documented schema (docs/up-report.schema.json).
+fn conforms(report: &UpReport) {
+    let validator = validator();
+    let json = serde_json::to_value(report).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&json).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "the report does not match docs/up-report.schema.json: {errors:#?}\n{json:#}");
 }
 
 fn steps(report: &UpReport) -> Vec<&str> {
@@ -233,4 +248,11 @@ async fn the_report_serialises_without_the_admin_key() {
     assert_eq!(json["phases"], serde_json::json!(["instances", "addons"]));
     assert_eq!(json["addons"][0]["outcome"], "created");
     assert_eq!(json["ready"][0]["node"]["version"], "v1.37.2");
+    // The schema is strict: a field it does not document, or a wrong type, fails it.
+    let mut extra = json.clone();
+    extra["surprise"] = serde_json::json!(1);
+    assert!(!validator().is_valid(&extra));
+    let mut wrong = json.clone();
+    wrong["addons"][0]["outcome"] = serde_json::json!("replaced");
+    assert!(!validator().is_valid(&wrong));
 }

@@ -108,13 +108,53 @@ impl Run {
         self.code == Some(0)
     }
 
-    /// The `time: <phase>: X s` lines of `-v`.
+    /// The report of `kos up -o json`, checked against its documented schema.
+    pub(crate) fn report(&self) -> serde_json::Value {
+        let report: serde_json::Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("kos up -o json printed no JSON ({e}):\n{}\n{}", self.stdout, self.stderr));
+        let schema = support::repo_root().join("docs/up-report.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&schema).expect("the schema")).expect("schema JSON");
+        let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+        let errors: Vec<String> = validator.iter_errors(&report).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "the report does not match docs/up-report.schema.json: {errors:#?}\n{report:#}");
+        report
+    }
+
+    /// Each step's time, from the report: `(step, "12.3 s")`.
     pub(crate) fn phase_times(&self) -> Vec<(String, String)> {
-        self.stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("time: "))
-            .filter_map(|l| l.rsplit_once(": ").map(|(p, t)| (p.to_owned(), t.to_owned())))
-            .collect()
+        let report = self.report();
+        report["timings"]
+            .as_array()
+            .map(|t| t.iter().map(|t| (t["step"].as_str().unwrap_or("?").to_owned(), format!("{:.1} s", t["seconds"].as_f64().unwrap_or(0.0)))).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Facts of an up report, for assertions.
+pub(crate) struct UpFacts<'a>(pub(crate) &'a serde_json::Value);
+
+impl UpFacts<'_> {
+    /// Cloud changes whose words start with `prefix`.
+    pub(crate) fn cloud_changes(&self, prefix: &str) -> usize {
+        self.0["cloud"].as_array().map_or(0, |c| c.iter().filter(|c| c["change"].as_str().is_some_and(|t| t.starts_with(prefix))).count())
+    }
+
+    /// The node phases that changed something on `node`.
+    pub(crate) fn node_phases(&self, node: &str) -> Vec<String> {
+        let nodes = self.0["nodes"].as_array().cloned().unwrap_or_default();
+        let Some(n) = nodes.iter().find(|n| n["node"] == node) else { return Vec::new() };
+        n["phases"].as_array().map(|p| p.iter().filter_map(|p| p["phase"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    }
+
+    /// Whether `node` was verified with every check passing.
+    pub(crate) fn verified_ok(&self, node: &str) -> bool {
+        self.0["verified"].as_array().is_some_and(|v| {
+            v.iter().any(|v| v["node"] == node && v["checks"].as_u64().unwrap_or(0) > 0 && v["failures"].as_array().is_some_and(Vec::is_empty))
+        })
+    }
+
+    pub(crate) fn changes(&self) -> u64 {
+        self.0["changes"].as_u64().expect("changes")
     }
 }
 
@@ -218,9 +258,9 @@ impl Cluster {
         run
     }
 
-    /// `kos up` of every phase but `addons`.
+    /// `kos up -o json` of every phase but `addons`.
     pub(crate) fn up(&self) -> Run {
-        self.kos_ok(&["up", "-v", "--only", CLUSTER_PHASES])
+        self.kos_ok(&["up", "-o", "json", "--only", CLUSTER_PHASES])
     }
 
     /// The real kubectl of the artifact set, through the context kos merged into $KUBECONFIG.

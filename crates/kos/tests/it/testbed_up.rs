@@ -108,18 +108,26 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
 
     // 1. From nothing, every phase: 3 servers, 3 provisioned nodes, the add-ons applied, and
     // kos up returns only once every node, the control plane and CoreDNS are Ready.
-    let first = c.kos_ok(&["up", "-v"]);
+    // The run's typed report (`-o json`, checked against docs/up-report.schema.json).
+    let first = c.kos_ok(&["up", "-o", "json"]);
     eprintln!("first kos up: {:.1} s; phases: {:?}", first.secs, first.phase_times());
-    assert_eq!(first.stdout.matches("instances: created server").count(), 3, "{}", first.stdout);
+    let report = first.report();
+    let facts = UpFacts(&report);
+    assert_eq!(facts.cloud_changes("created server"), 3, "{report:#}");
     for n in &nodes {
-        for phase in ["runtime", "kubernetes", "network"] {
-            assert!(first.stdout.contains(&format!("{phase}: {}: ", n.name)), "no {phase} changes on {}:\n{}", n.name, first.stdout);
-        }
-        assert!(first.stdout.lines().any(|l| l.starts_with(&format!("verify: {}: ", n.name)) && l.ends_with("checks ok")), "{}", first.stdout);
+        assert_eq!(facts.node_phases(n.name), ["runtime", "kubernetes", "network"], "{}: {report:#}", n.name);
+        assert!(facts.verified_ok(n.name), "{}: {report:#}", n.name);
     }
-    assert!(first.stdout.contains("ready: 3 node(s) Ready (v1.37.2), control plane and CoreDNS Ready"), "{}", first.stdout);
-    assert!(first.stdout.contains("run cgroup v1") == (std::fs::read_to_string("/proc/self/mounts").unwrap_or_default().contains(" /sys/fs/cgroup tmpfs")), "the cgroup v1 warning matches the host: {}", first.stdout);
-    assert!(!first.stdout.contains("FAILED"), "{}", first.stdout);
+    let ready = report["ready"].as_array().expect("ready");
+    assert_eq!(ready.len(), 3 + 4 + 1, "3 nodes, 4 control-plane pods, CoreDNS: {report:#}");
+    assert!(ready.iter().all(|i| i["ready"] == true), "{report:#}");
+    let versions: Vec<&str> = ready.iter().filter_map(|i| i["node"]["version"].as_str()).collect();
+    assert_eq!(versions, ["v1.37.2"; 3], "{report:#}");
+    let cgroup_v1 = report["notes"].as_array().is_some_and(|n| n.iter().any(|n| n.as_str().is_some_and(|n| n.contains("run cgroup v1"))));
+    let host_v1 = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default().contains(" /sys/fs/cgroup tmpfs");
+    assert_eq!(cgroup_v1, host_v1, "the cgroup v1 warning matches the host: {report:#}");
+    assert!(report["ok"] == true && report["failures"].as_array().is_some_and(Vec::is_empty), "{report:#}");
+    assert!(report["kubeconfig"].as_str().is_some_and(|k| k.contains(&format!("kos-{}", c.name))), "{report:#}");
     let kubeconfig = std::fs::read_to_string(c.kubeconfig()).expect("kos merged the admin kubeconfig into $KUBECONFIG");
     assert!(kubeconfig.contains(&format!("current-context: kos-{}", c.name)), "{kubeconfig}");
 
@@ -266,7 +274,7 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     let second = c.kos_ok(&["up", "-v"]);
     let last = second.stdout.lines().last().unwrap_or_default().to_owned();
     assert!(last.starts_with("up to date: 0 changes ("), "the second kos up must change nothing:\n{}", second.stdout);
-    eprintln!("second kos up: {last} (measured {:.1} s); phases: {:?}", second.secs, second.phase_times());
+    eprintln!("second kos up: {last} (measured {:.1} s)", second.secs);
     let plan = c.kos_ok(&["plan", "--detailed-exitcode"]);
     assert!(plan.stdout.contains("nothing to change: the cluster matches the settings"), "{}", plan.stdout);
 
@@ -345,7 +353,7 @@ fn up_with_docker_tls_lets_the_operators_env_file_reach_docker_and_no_one_else()
     let mut c = Cluster::new("dk", &nodes, "10.56.0.0/16", "{kind: docker, docker_tls: true}");
     let up = c.up();
     eprintln!("kos up (docker): {:.1} s; phases: {:?}", up.secs, up.phase_times());
-    assert!(up.stdout.contains("verify: node-1: "), "{}", up.stdout);
+    assert!(UpFacts(&up.report()).verified_ok("node-1"), "{}", up.stdout);
     let status = c.status();
     let units = ["containerd", "docker", "kubelet", "kube-proxy", "kos-pod-network"];
     assert_node(&c, &nodes[0], &status["node-1"], &units);
@@ -476,12 +484,12 @@ fn up_killed_at_any_point_converges_when_run_again_and_destroy_leaves_nothing() 
         let id = openstack_ok(&args);
         eprintln!("the kills missed the create-then-tag window: made its leftover by hand, untagged port {name} {id}");
     }
-    let last = c.up();
+    let last = c.up().report();
     for n in &nodes {
-        assert!(last.stdout.lines().any(|l| l.starts_with(&format!("verify: {}: ", n.name)) && l.ends_with("checks ok")), "{}", last.stdout);
+        assert!(UpFacts(&last).verified_ok(n.name), "{}: {last:#}", n.name);
     }
-    let again = c.up();
-    assert!(again.stdout.lines().last().unwrap_or_default().starts_with("up to date: 0 changes ("), "converged:\n{}", again.stdout);
+    let again = c.up().report();
+    assert_eq!((UpFacts(&again).changes(), &again["ok"]), (0, &serde_json::json!(true)), "converged: {again:#}");
     let status = c.status();
     for n in &nodes {
         assert_node(&c, n, &status[n.name], &UNITS);

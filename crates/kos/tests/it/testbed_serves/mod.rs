@@ -228,9 +228,11 @@ fn a_cluster_serves_routed_pods_services_nodeports_dns_and_the_control_plane() {
     let nodes = [master("master-1", false), NodeSpec { name: "worker-1", master: false, floating_ip: true }, worker("worker-2"), worker("worker-3")];
     let images = ci_image_folder();
     let c = Cluster::with_images("srv", &nodes, "10.66.0.0/16", "{kind: containerd}", &[images.path().to_path_buf()]);
-    let up = c.kos_ok(&["up", "-v"]);
+    let up = c.kos_ok(&["up", "-o", "json"]);
     eprintln!("kos up: {:.1} s; phases: {:?}", up.secs, up.phase_times());
-    assert!(up.stdout.contains("ready: 4 node(s) Ready (v1.37.2), control plane and CoreDNS Ready"), "{}", up.stdout);
+    let report = up.report();
+    let ready = report["ready"].as_array().cloned().unwrap_or_default();
+    assert!(ready.len() == 4 + 4 + 1 && ready.iter().all(|i| i["ready"] == true), "every node, the control plane, CoreDNS: {report:#}");
 
     // Every image kos imported is pinned for CRI: the kubelet's image garbage collection
     // (which deleted unpinned ones here once the host's disk passed 85 %) never removes them,
