@@ -154,36 +154,81 @@ pub fn security_group_rules(settings: &Settings, plan: &ClusterPlan) -> Vec<Rule
     ]
 }
 
+/// What the cluster's security group needs, worded once for `kos plan` and `kos up`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityGroupChange {
+    /// There is none: create it with its rules.
+    Create { name: String, rules: usize },
+    /// It is there, its tagging or some rules missing (a run interrupted in between).
+    Complete { name: String, tags: bool, rules: usize },
+}
+
+impl std::fmt::Display for SecurityGroupChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecurityGroupChange::Create { name, rules } => write!(f, "create security group {name} with {rules} rules"),
+            SecurityGroupChange::Complete { name, tags, rules } => {
+                let mut what = Vec::new();
+                if *tags {
+                    what.push("its marks".to_string());
+                }
+                if *rules > 0 {
+                    what.push(format!("{rules} missing rule(s)"));
+                }
+                write!(f, "complete security group {name}: {}", what.join(" and "))
+            }
+        }
+    }
+}
+
+/// The cluster's security group as it is (found by its mark), if any.
+pub async fn find_security_group<C: Cloud>(cloud: &C, cluster: &str) -> Result<Option<crate::model::SecurityGroup>, ApplyError> {
+    let tag = vec![cluster_tag(cluster)];
+    Ok(cloud.security_groups(&tag).await.map_err(cloud_err("list security groups"))?.into_iter().next())
+}
+
+/// What the group needs (pure): `None` when it is complete.
+pub fn security_group_change(settings: &Settings, plan: &ClusterPlan, group: Option<&crate::model::SecurityGroup>) -> Option<SecurityGroupChange> {
+    let name = format!("{}-nodes", plan.cluster);
+    let rules = security_group_rules(settings, plan);
+    let Some(group) = group else {
+        return Some(SecurityGroupChange::Create { name, rules: rules.len() });
+    };
+    let tags = crate::reconcile::tags_to_complete(&group.tags).is_some();
+    let missing = rules.iter().filter(|r| !group.rules.iter().any(|have| rule_matches(have, r, &group.id))).count();
+    (tags || missing > 0).then_some(SecurityGroupChange::Complete { name, tags, rules: missing })
+}
+
 /// Find the cluster's security group by its mark, or create it, and add whichever of its
 /// rules are missing (a run interrupted between the group and its rules is finished by the
-/// next). Returns its ID and whether anything changed.
-pub async fn ensure_security_group<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Result<(String, bool), ApplyError> {
+/// next). Returns its ID and the change made, if any.
+pub async fn ensure_security_group<C: Cloud>(
+    cloud: &C,
+    settings: &Settings,
+    plan: &ClusterPlan,
+) -> Result<(String, Option<SecurityGroupChange>), ApplyError> {
     let tag = vec![cluster_tag(&plan.cluster)];
     let name = format!("{}-nodes", plan.cluster);
-    let existing = cloud.security_groups(&tag).await.map_err(cloud_err("list security groups"))?;
-    let (group, mut changed) = match existing.into_iter().next() {
-        Some(g) => match crate::reconcile::tags_to_complete(&g.tags) {
-            Some(tags) => {
+    let existing = find_security_group(cloud, &plan.cluster).await?;
+    let change = security_group_change(settings, plan, existing.as_ref());
+    let group = match existing {
+        Some(g) => {
+            if let Some(tags) = crate::reconcile::tags_to_complete(&g.tags) {
                 cloud.set_tags("security-groups", &g.id, &tags).await.map_err(cloud_err(format!("tag `{name}`")))?;
-                (g, true)
             }
-            None => (g, false),
-        },
-        None => {
-            let g = cloud
-                .create_security_group(&name, &format!("kos cluster {}: nodes", plan.cluster), &tag)
-                .await
-                .map_err(cloud_err(format!("create security group `{name}`")))?;
-            (g, true)
+            g
         }
+        None => cloud
+            .create_security_group(&name, &format!("kos cluster {}: nodes", plan.cluster), &tag)
+            .await
+            .map_err(cloud_err(format!("create security group `{name}`")))?,
     };
     for rule in security_group_rules(settings, plan) {
         if !group.rules.iter().any(|have| rule_matches(have, &rule, &group.id)) {
             cloud.add_security_group_rule(&group.id, &rule).await.map_err(cloud_err(format!("add a rule to `{name}`")))?;
-            changed = true;
         }
     }
-    Ok((group.id, changed))
+    Ok((group.id, change))
 }
 
 /// Whether an existing rule is the one `want` describes.

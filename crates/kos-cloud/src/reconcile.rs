@@ -127,6 +127,26 @@ pub enum NodeChange {
     Remove { node: String, server_id: Option<String>, port_id: Option<String>, floating_ip_ids: Vec<String> },
 }
 
+impl std::fmt::Display for NodeChange {
+    /// What `kos plan` says `kos up` will do.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            NodeChange::CreatePort { node } => format!("create port of {node} (its pod CIDR as allowed address pair)"),
+            NodeChange::SetAddressPairs { node, cidrs, .. } => format!("set allowed address pairs of {node}'s port to {}", cidrs.join(", ")),
+            NodeChange::CreateServer { node } => format!("create server of {node}"),
+            NodeChange::RecreateServer { node, fault, .. } => {
+                format!("re-create server of {node} (ERROR{})", fault.as_ref().map(|f| format!(": {f}")).unwrap_or_default())
+            }
+            NodeChange::AttachFloatingIp { node, reuse } => {
+                format!("{} floating IP for {node}", if reuse.is_some() { "attach a free" } else { "allocate a" })
+            }
+            NodeChange::DeleteStrayPort { name, port_id } => format!("delete stray port {name} ({port_id}): a second, unattached port of its node"),
+            NodeChange::Remove { node, .. } => format!("remove {node} (server, port, floating IP): it is no longer in the settings"),
+        };
+        f.write_str(&text)
+    }
+}
+
 /// The changes that make the cloud match the plan's nodes.
 pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChange> {
     let mut changes = Vec::new();

@@ -36,15 +36,27 @@ pub enum Outcome {
     Unchanged,
 }
 
-impl std::fmt::Display for Applied {
-    /// `ConfigMap kube-system/coredns: unchanged`, kubectl's words.
+impl Applied {
+    /// The same, for a plan: `ConfigMap kube-system/coredns: would be configured`.
+    pub fn planned(&self) -> String {
+        format!("{} {}: would be {}", self.kind, self.name, self.outcome)
+    }
+}
+
+impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let outcome = match self.outcome {
+        f.write_str(match self {
             Outcome::Created => "created",
             Outcome::Configured => "configured",
             Outcome::Unchanged => "unchanged",
-        };
-        write!(f, "{} {}: {outcome}", self.kind, self.name)
+        })
+    }
+}
+
+impl std::fmt::Display for Applied {
+    /// `ConfigMap kube-system/coredns: unchanged`, kubectl's words.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.kind, self.name, self.outcome)
     }
 }
 
@@ -54,16 +66,23 @@ impl std::fmt::Display for Applied {
 /// Every document is mapped before the first request: a document that is not an object
 /// or of a kind kos does not know applies nothing.
 pub async fn apply<K: KubeApi>(api: &K, manifests: &[(String, String)]) -> Result<Vec<Applied>, KubeError> {
+    each(api, manifests, false).await
+}
+
+/// What [`apply`] would do to each object of `manifests`, with nothing changed (`kos plan`).
+pub async fn would_apply<K: KubeApi>(api: &K, manifests: &[(String, String)]) -> Result<Vec<Applied>, KubeError> {
+    each(api, manifests, true).await
+}
+
+async fn each<K: KubeApi>(api: &K, manifests: &[(String, String)], dry_run: bool) -> Result<Vec<Applied>, KubeError> {
     let objects = objects(manifests)?;
-    let mut applied = Vec::with_capacity(objects.len());
+    let mut done = Vec::with_capacity(objects.len());
     for o in objects {
-        let outcome = api
-            .apply(&o)
-            .await
-            .map_err(|reason| KubeError::Apply { object: o.describe(), file: o.file.clone(), reason })?;
-        applied.push(Applied { kind: o.resource.kind.clone(), name: o.qualified_name(), outcome });
+        let outcome = if dry_run { api.would_apply(&o).await } else { api.apply(&o).await };
+        let outcome = outcome.map_err(|reason| KubeError::Apply { object: o.describe(), file: o.file.clone(), reason })?;
+        done.push(Applied { kind: o.resource.kind.clone(), name: o.qualified_name(), outcome });
     }
-    Ok(applied)
+    Ok(done)
 }
 
 /// A document of a manifest, ready to apply.
@@ -309,7 +328,12 @@ mod tests {
     async fn a_second_apply_of_the_same_objects_is_unchanged_and_an_edit_is_configured() {
         let api = crate::fake::FakeKube::new();
         let manifests = rendered_manifests();
+        let planned = would_apply(&api, &manifests).await.unwrap();
+        assert!(planned.iter().all(|a| a.outcome == Outcome::Created), "{planned:?}");
+        assert_eq!(planned[0].planned(), "ServiceAccount kube-system/coredns: would be created");
         let first = apply(&api, &manifests).await.unwrap();
+        assert_eq!(first, planned, "apply does what the plan said");
+        assert!(api.state().applies.len() == first.len(), "the plan applied nothing");
         assert!(first.iter().all(|a| a.outcome == Outcome::Created), "{first:?}");
         let again = apply(&api, &manifests).await.unwrap();
         assert!(again.iter().all(|a| a.outcome == Outcome::Unchanged), "{again:?}");
@@ -318,6 +342,8 @@ mod tests {
         let changed: Vec<String> =
             apply(&api, &edited).await.unwrap().into_iter().filter(|a| a.outcome != Outcome::Unchanged).map(|a| a.to_string()).collect();
         assert_eq!(changed, ["ConfigMap kube-system/coredns: configured"]);
+        let replanned: Vec<String> = would_apply(&api, &manifests).await.unwrap().iter().filter(|a| a.outcome != Outcome::Unchanged).map(Applied::planned).collect();
+        assert_eq!(replanned, ["ConfigMap kube-system/coredns: would be configured"], "back to the rendered one");
         assert_eq!(api.state().applies.len(), 3 * first.len(), "every object, in order, each run");
     }
 }

@@ -113,6 +113,24 @@ impl KubeApi for KubeClient {
         })
     }
 
+    /// The dry run's answer is compared with the object as it is, leaving out what any
+    /// write changes (resourceVersion, managedFields' timestamps).
+    async fn would_apply(&self, o: &Object) -> Result<Outcome, String> {
+        let api: Api<DynamicObject> = match &o.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &o.resource),
+            None => Api::all_with(self.client.clone(), &o.resource),
+        };
+        let Some(before) = api.get_opt(&o.name).await.map_err(|e| describe(&e))? else { return Ok(Outcome::Created) };
+        let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+        let after = api.patch(&o.name, &params, &Patch::Apply(&o.object)).await.map_err(|e| describe(&e))?;
+        let comparable = |mut d: DynamicObject| {
+            d.metadata.resource_version = None;
+            d.metadata.managed_fields = None;
+            serde_json::to_value(d).unwrap_or_default()
+        };
+        Ok(if comparable(before) == comparable(after) { Outcome::Unchanged } else { Outcome::Configured })
+    }
+
     async fn nodes(&self) -> Result<Vec<Node>, String> {
         let list = Api::<Node>::all(self.client.clone()).list(&ListParams::default()).await.map_err(|e| describe(&e))?;
         Ok(list.items)

@@ -136,6 +136,15 @@ impl KubeApi for FakeKube {
         })
     }
 
+    async fn would_apply(&self, object: &Object) -> Result<Outcome, String> {
+        let value = serde_json::to_value(&object.object).map_err(|e| e.to_string())?;
+        Ok(match self.state().objects.get(&object.describe()) {
+            None => Outcome::Created,
+            Some(old) if *old == value => Outcome::Unchanged,
+            Some(_) => Outcome::Configured,
+        })
+    }
+
     async fn nodes(&self) -> Result<Vec<Node>, String> {
         Ok(self.state().nodes.clone())
     }

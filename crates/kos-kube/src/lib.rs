@@ -37,6 +37,9 @@ pub trait KubeApi: Send + Sync {
     /// Server-side apply of one object (field manager [`apply::FIELD_MANAGER`], taking over
     /// conflicting fields), and what it did.
     fn apply(&self, object: &Object) -> impl Future<Output = Result<Outcome, String>> + Send;
+    /// What [`KubeApi::apply`] would do to the object, with nothing changed (a server-side
+    /// dry run).
+    fn would_apply(&self, object: &Object) -> impl Future<Output = Result<Outcome, String>> + Send;
     /// Every Node object.
     fn nodes(&self) -> impl Future<Output = Result<Vec<Node>, String>> + Send;
     /// Every pod of a namespace.

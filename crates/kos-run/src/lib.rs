@@ -13,8 +13,11 @@
 
 pub mod inputs;
 pub mod nodes;
+pub mod plan;
 pub mod report;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod up;
 
 pub use report::UpReport;

@@ -200,10 +200,8 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         let (cloud, settings) = (self.systems.cloud, self.settings);
         let mut groups = Vec::new();
         if settings.cloud.manage_security_group {
-            let (id, created) = apply::ensure_security_group(cloud, settings, &view.plan).await?;
-            if created {
-                self.cloud_changed(Phase::Instances, vec![format!("security group {}-nodes created or completed", view.plan.cluster)]);
-            }
+            let (id, change) = apply::ensure_security_group(cloud, settings, &view.plan).await?;
+            self.cloud_changed(Phase::Instances, change.iter().map(ToString::to_string).collect());
             groups.push(id);
         }
         groups.extend(settings.cloud.security_groups.iter().cloned());

@@ -27,7 +27,7 @@ async fn up(cloud: &FakeCloud, s: &Settings) -> Vec<String> {
     let p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
     let (sg, created) = ensure_security_group(cloud, s, &p).await.unwrap();
     let ctx = NodeContext { settings: s, plan: &p, resolved: &resolved, security_groups: &[sg], waits: FAST };
-    let mut lines = if created { vec!["created security group".to_string()] } else { Vec::new() };
+    let mut lines: Vec<String> = created.iter().map(ToString::to_string).collect();
     lines.extend(apply_nodes(cloud, ctx, &have).await.unwrap().0);
     let have = discover(cloud, &s.cluster.name).await.unwrap();
     let p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
@@ -173,12 +173,16 @@ async fn a_security_group_left_without_its_rules_gets_them_on_the_next_run() {
     let p = plan(&s, &Default::default()).unwrap();
     // An interrupted run: the marked group exists, its rules do not.
     cloud.create_security_group("demo-nodes", "", &[cluster_tag("demo")]).await.unwrap();
+    let want = security_group_rules(&s, &p).len();
+    let group = find_security_group(&cloud, "demo").await.unwrap();
+    let planned = security_group_change(&s, &p, group.as_ref());
+    assert_eq!(planned.as_ref().map(ToString::to_string), Some(format!("complete security group demo-nodes: {want} missing rule(s)")));
     let (id, changed) = ensure_security_group(&cloud, &s, &p).await.unwrap();
-    assert!(changed);
+    assert_eq!(changed, planned, "up makes the change plan showed, in the same words");
     let rules = cloud.state.lock().unwrap().security_groups[&id].rules.len();
-    assert_eq!(rules, security_group_rules(&s, &p).len());
+    assert_eq!(rules, want);
     let (_, changed) = ensure_security_group(&cloud, &s, &p).await.unwrap();
-    assert!(!changed, "complete rules are left alone");
+    assert_eq!(changed, None, "complete rules are left alone");
     assert_eq!(cloud.state.lock().unwrap().security_groups[&id].rules.len(), rules);
 }
 

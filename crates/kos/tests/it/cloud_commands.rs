@@ -247,6 +247,47 @@ fn a_plan_over_the_instance_quota_fails_preflight_and_creates_nothing() {
     std::fs::remove_file(c.dir.path().join("settings.yaml")).unwrap(); // nothing to destroy
 }
 
+/// Every resource of the project the `openstack` CLI lists: servers, ports, security groups,
+/// floating IPs, the router's routes (names and IDs, sorted).
+fn project_resources() -> Vec<String> {
+    let mut all = Vec::new();
+    for (kind, args) in [
+        ("server", &["server", "list", "-f", "value", "-c", "ID"][..]),
+        ("port", &["port", "list", "-f", "value", "-c", "ID"][..]),
+        ("security group", &["security", "group", "list", "-f", "value", "-c", "ID"][..]),
+        ("floating ip", &["floating", "ip", "list", "-f", "value", "-c", "ID"][..]),
+        ("route", &["router", "show", "demo-router", "-f", "json", "-c", "routes"][..]),
+    ] {
+        all.extend(openstack_ok(args).lines().map(|l| format!("{kind} {}", l.trim())));
+    }
+    all.sort();
+    all
+}
+
+/// `kos up` with a local input wrong (the SSH key missing; the artifact folder without its
+/// checksums) stops before its first API call that changes anything: the project's servers,
+/// ports, security groups, floating IPs and routes are exactly what they were.
+#[test]
+fn up_with_a_bad_local_input_leaves_the_cloud_untouched() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let settings = c.settings(&["m1", "w1", "w2"]);
+    let before = project_resources();
+    std::fs::remove_file(c.dir.path().join("k")).unwrap();
+    let (ok, stdout, stderr) = c.kos(&["up", "-f", file(&settings)]);
+    assert!(!ok && stderr.contains("the SSH private key") && stderr.contains("does not exist"), "{stdout}\n{stderr}");
+    assert_eq!(project_resources(), before, "a missing key changed the cloud:\n{stdout}");
+    std::fs::write(c.dir.path().join("k"), "a key\n").unwrap();
+    std::fs::remove_file(c.dir.path().join("artifacts/SHA256SUMS")).unwrap();
+    let (ok, stdout, stderr) = c.kos(&["up", "-f", file(&settings)]);
+    assert!(!ok && stderr.contains("SHA256SUMS"), "{stdout}\n{stderr}");
+    assert_eq!(project_resources(), before, "an incomplete artifact folder changed the cloud:\n{stdout}");
+    assert!(c.servers().is_empty());
+    std::fs::remove_file(c.dir.path().join("settings.yaml")).unwrap(); // nothing to destroy
+}
+
 /// The fault-injecting proxy of the test bed in front of every API kos uses; killed on drop.
 struct FaultProxy {
     child: std::process::Child,

@@ -108,12 +108,24 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
 
     // 1. From nothing, every phase: 3 servers, 3 provisioned nodes, the add-ons applied, and
     // kos up returns only once every node, the control plane and CoreDNS are Ready.
+    // 0. On an empty cloud, the plan lists everything `up` is about to make, the security
+    // group and the routes included, and the add-ons; terraform's exit code 2.
+    let before = c.kos(&["plan", "-o", "json", "--detailed-exitcode"]);
+    assert_eq!(before.code, Some(2), "changes pending: {}\n{}", before.stdout, before.stderr);
+    let before: serde_json::Value = serde_json::from_str(&before.stdout).expect("plan JSON");
+    let cloud: Vec<&str> = before["cloud"].as_array().expect("cloud").iter().filter_map(|l| l.as_str()).collect();
+    let count = |prefix: &str| cloud.iter().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count(&format!("create security group {}-nodes with ", c.name)), 1, "{cloud:#?}");
+    assert_eq!((count("create port of "), count("create server of "), count("add route ")), (3, 3, 3), "{cloud:#?}");
+    assert!(before["addons"].as_array().is_some_and(|a| !a.is_empty()), "{before:#}");
+
     // The run's typed report (`-o json`, checked against docs/up-report.schema.json).
     let first = c.kos_ok(&["up", "-o", "json"]);
     eprintln!("first kos up: {:.1} s; phases: {:?}", first.secs, first.phase_times());
     let report = first.report();
     let facts = UpFacts(&report);
     assert_eq!(facts.cloud_changes("created server"), 3, "{report:#}");
+    assert_eq!(facts.cloud_changes(&format!("create security group {}-nodes with ", c.name)), 1, "in the plan's words: {report:#}");
     for n in &nodes {
         assert_eq!(facts.node_phases(n.name), ["runtime", "kubernetes", "network"], "{}: {report:#}", n.name);
         assert!(facts.verified_ok(n.name), "{}: {report:#}", n.name);

@@ -1,0 +1,200 @@
+//! `kos plan`: what `kos up` would change, in the cloud, on each node and through the API
+//! server, with nothing changed. The cloud side comes from the same pure functions `up`
+//! uses (`security_group_change`, `node_changes`, `route_changes`); the node side from one
+//! read-only probe per node and the same diff `up` carries out; the add-ons from a
+//! server-side dry run of the same apply. (The local PKI is created if it is missing: the
+//! node files cannot be compared without it.)
+
+use crate::nodes::{self, NodeSession, Prepared, Reach};
+use crate::report::NodePhaseChanges;
+use crate::state::LocalState;
+use crate::{plan_for, Reporter, RunError};
+use kos_cloud::apply::{self, Resolved};
+use kos_cloud::reconcile::{node_changes, route_changes, ClusterResources, RouteChange};
+use kos_cloud::Cloud;
+use kos_core::plan::ClusterPlan;
+use kos_core::settings::Settings;
+use kos_kube::Connect;
+use kos_node::provision::{self, Provision};
+use kos_node::wanted::NodePhase;
+use std::time::Duration;
+
+/// How long the plan waits for the API server: it only looks.
+const API_LOOK: Duration = Duration::from_secs(5);
+
+/// What `kos up` would do.
+#[derive(Debug, Default)]
+pub struct PlanReport {
+    /// Cloud changes, in the words `up` prints.
+    pub cloud: Vec<String>,
+    /// Each node of the plan that has something to do, in the plan's order.
+    pub nodes: Vec<(String, NodePlan)>,
+    /// Add-on objects that would be created or configured (or why that is not known).
+    pub addons: Vec<String>,
+}
+
+/// What `kos up` would do on one node.
+#[derive(Debug, Clone)]
+pub enum NodePlan {
+    /// Its server is still to be made: everything.
+    New,
+    /// The changes of each phase that has any.
+    Changes(Vec<NodePhaseChanges>),
+    /// It could not be looked at: its changes are unknown.
+    Unknown(String),
+}
+
+impl PlanReport {
+    pub fn node_changes(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|(_, n)| match n {
+                NodePlan::New => 1,
+                NodePlan::Changes(phases) => phases.iter().map(|p| p.changes.len()).sum(),
+                NodePlan::Unknown(_) => 0,
+            })
+            .sum()
+    }
+
+    /// Nodes (or the API server) that could not be looked at.
+    pub fn unknown(&self) -> usize {
+        self.nodes.iter().filter(|(_, n)| matches!(n, NodePlan::Unknown(_))).count()
+    }
+
+    /// Changes pending, the unknown counted too: a script must not take them for none.
+    pub fn pending(&self) -> usize {
+        self.cloud.len() + self.node_changes() + self.addons.len() + self.unknown()
+    }
+}
+
+/// How `plan` reaches what it looks at.
+pub struct Looks<'a, C, R, K> {
+    pub cloud: &'a C,
+    pub reach: &'a R,
+    pub kube: &'a K,
+    pub reporter: &'a dyn Reporter,
+    /// How long to wait for each node to answer.
+    pub ssh_wait: Duration,
+}
+
+impl<C, R, K> std::fmt::Debug for Looks<'_, C, R, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Looks")
+    }
+}
+
+/// Everything `kos up` would change now.
+pub async fn plan<C: Cloud, R: Reach, K: Connect>(
+    settings: &Settings,
+    state: &LocalState,
+    looks: Looks<'_, C, R, K>,
+) -> Result<PlanReport, RunError> {
+    let cloud = looks.cloud;
+    let resolved = apply::resolve(cloud, settings).await?;
+    let have = apply::discover(cloud, &settings.cluster.name).await?;
+    let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
+    let mut report = PlanReport { cloud: cloud_changes(cloud, settings, &plan, &have, &resolved).await?, ..Default::default() };
+    // Nodes whose server is missing or has no address yet are provisioned from scratch.
+    let missing = plan.nodes_without_address();
+    for n in plan.nodes.iter().filter(|n| !have.servers.contains_key(&n.name) || missing.contains(&n.name.as_str())) {
+        report.nodes.push((n.name.clone(), NodePlan::New));
+    }
+    if !missing.is_empty() {
+        report.addons.push("every add-on object would be created, once the API server runs".into());
+        return Ok(report);
+    }
+    let sessions = nodes::connect_all(looks.reach, &plan, &have, looks.ssh_wait, looks.reporter).await?;
+    let (facts, _) = nodes::facts_all(&sessions).await;
+    let arts = crate::inputs::local_inputs(settings, true).await;
+    let prepared = arts.and_then(|arts| nodes::prepare(settings, state, &plan, Some(resolved.subnet.cidr), &arts, &facts, looks.reporter));
+    if let Ok(prepared) = &prepared {
+        on_nodes(&mut report, &sessions, prepared, &have).await;
+    }
+    nodes::close_all(looks.reach, sessions).await;
+    let prepared = prepared?;
+    addons(&mut report, looks.kube, &prepared).await;
+    Ok(report)
+}
+
+/// The cloud's changes, in the words `up` prints: the security group, ports, servers,
+/// floating IPs, routes.
+async fn cloud_changes<C: Cloud>(
+    cloud: &C,
+    settings: &Settings,
+    plan: &ClusterPlan,
+    have: &ClusterResources,
+    resolved: &Resolved,
+) -> Result<Vec<String>, RunError> {
+    let mut lines: Vec<String> = Vec::new();
+    if settings.cloud.manage_security_group {
+        let group = apply::find_security_group(cloud, &settings.cluster.name).await?;
+        lines.extend(apply::security_group_change(settings, plan, group.as_ref()).map(|c| c.to_string()));
+    }
+    lines.extend(node_changes(plan, have).iter().map(ToString::to_string));
+    // A node without an address yet gets its route once its port has one.
+    lines.extend(
+        plan.nodes.iter().filter(|n| n.fixed_ip.is_none()).map(|n| format!("add route {} via {}'s address, once its port exists", n.pod_cidr, n.name)),
+    );
+    let router = cloud.router(&resolved.router.id).await.map_err(|e| RunError::Other(anyhow::Error::new(e).context("read the router")))?;
+    match route_changes(plan, &router, &have.node_addresses(), resolved.atomic_routes) {
+        RouteChange::None => {}
+        RouteChange::Atomic { add, remove } | RouteChange::Replace { add, remove, .. } => {
+            lines.extend(add.iter().map(|r| format!("add route {} via {}", r.destination, r.nexthop)));
+            lines.extend(remove.iter().map(|r| format!("remove route {} via {}", r.destination, r.nexthop)));
+        }
+    }
+    Ok(lines)
+}
+
+/// Each reachable node's changes: one read-only probe and the diff `up` carries out.
+async fn on_nodes<N: kos_node::remote::Remote>(
+    report: &mut PlanReport,
+    sessions: &[NodeSession<N>],
+    prepared: &Prepared,
+    have: &ClusterResources,
+) {
+    let how = Provision { phases: vec![NodePhase::Runtime, NodePhase::Kubernetes, NodePhase::Network], dry_run: true, parallel: 10 };
+    let reports = provision::provision_all(&nodes::with_wants(sessions, &prepared.wants), &how, &Silent).await;
+    for s in sessions {
+        if let NodeSession::Failed { node, error } = s
+            && have.servers.contains_key(node)
+        {
+            report.nodes.push((node.clone(), NodePlan::Unknown(error.clone())));
+        }
+    }
+    for r in reports {
+        if let Some(e) = r.error {
+            report.nodes.push((r.node, NodePlan::Unknown(e)));
+        } else if r.change_count() > 0 {
+            let phases = r.changes.into_iter().map(|(p, changes)| NodePhaseChanges { phase: p.to_string(), changes }).collect();
+            report.nodes.push((r.node, NodePlan::Changes(phases)));
+        }
+    }
+}
+
+/// The add-ons `up` would apply: a server-side dry run of each object. An API server that
+/// does not answer yet (a cluster still being made) means every object is to be applied.
+async fn addons<K: Connect>(report: &mut PlanReport, kube: &K, prepared: &Prepared) {
+    let api = match kube.connect(&prepared.super_admin_kubeconfig, API_LOOK).await {
+        Ok(api) => api,
+        Err(e) => {
+            let objects = kos_kube::apply::objects(&prepared.addons).map(|o| o.len()).unwrap_or(0);
+            report.addons.push(format!("{objects} add-on object(s) would be applied once the API server answers (now: {e})"));
+            return;
+        }
+    };
+    match kos_kube::apply::would_apply(&api, &prepared.addons).await {
+        Ok(planned) => report.addons.extend(planned.iter().filter(|a| a.outcome != kos_kube::Outcome::Unchanged).map(|a| a.planned())),
+        Err(e) => report.nodes.push(("addons".into(), NodePlan::Unknown(e.to_string()))),
+    }
+}
+
+/// A plan's probes report nothing as they go.
+struct Silent;
+
+impl provision::Progress for Silent {
+    fn event(&self, _node: &str, _message: &str) {}
+}
+
+#[cfg(test)]
+mod tests;

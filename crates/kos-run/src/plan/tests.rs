@@ -1,0 +1,55 @@
+//! `plan` against the in-memory cloud and API server: on an empty cloud it lists every
+//! change `up` then makes, in `up`'s words; after `up` it lists none.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::testing::{run, settings, Answer, Heard, NoAnswer};
+use crate::Phase;
+use kos_cloud::fake::FakeCloud;
+use kos_kube::fake::FakeKube;
+
+async fn look<R: Reach>(dir: &std::path::Path, cloud: &FakeCloud, reach: &R, kube: &FakeKube) -> PlanReport {
+    let settings = settings(dir);
+    let state = LocalState::for_settings(Some(&dir.join(".kos")), &settings);
+    let heard = Heard::default();
+    let looks = Looks { cloud, reach, kube, reporter: &heard, ssh_wait: Duration::from_secs(1) };
+    plan(&settings, &state, looks).await.unwrap()
+}
+
+fn starting(lines: &[String], prefix: &str) -> usize {
+    lines.iter().filter(|l| l.starts_with(prefix)).count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_an_empty_cloud_the_plan_lists_everything_up_makes_and_after_up_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    let before = look(dir.path(), &cloud, &NoAnswer::default(), &kube).await;
+    assert_eq!(cloud.write_count(), 0, "the plan changed nothing");
+    let c = &before.cloud;
+    assert_eq!(starting(c, "create security group demo-nodes with "), 1, "{c:#?}");
+    assert_eq!((starting(c, "create port of "), starting(c, "create server of "), starting(c, "add route ")), (3, 3, 3), "{c:#?}");
+    assert_eq!(starting(c, "allocate a floating IP for master-1"), 1, "{c:#?}");
+    assert!(before.nodes.iter().all(|(_, n)| matches!(n, NodePlan::New)) && before.nodes.len() == 3, "{:?}", before.nodes);
+    assert_eq!(before.addons.len(), 1, "{:?}", before.addons);
+    assert_eq!(before.pending(), c.len() + 3 + 1);
+
+    // `up` makes what the plan listed: the security group in the very words.
+    let (report, result, _) = run(dir.path(), &[Phase::Instances, Phase::Routes], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    let sg = c.iter().find(|l| l.starts_with("create security group")).unwrap();
+    assert!(report.cloud.iter().any(|r| &r.change == sg), "{:#?}", report.cloud);
+
+    // The cloud matches; the nodes answer but cannot be probed here (the double runs no
+    // script), so they are unknown, never taken for converged; every add-on is to create.
+    let after = look(dir.path(), &cloud, &Answer, &kube).await;
+    assert!(after.cloud.is_empty(), "{:#?}", after.cloud);
+    assert_eq!(after.unknown(), 3, "{:?}", after.nodes);
+    assert!(!after.addons.is_empty() && after.addons.iter().all(|a| a.ends_with(": would be created")), "{:?}", after.addons);
+    let (_, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    let last = look(dir.path(), &cloud, &Answer, &kube).await;
+    assert!(last.addons.is_empty(), "applied: {:?}", last.addons);
+}

@@ -1,0 +1,152 @@
+//! What the unit tests of the pipelines share: a small cluster in the in-memory cloud, node
+//! doubles that stand in for the servers' operating systems (which a unit test cannot boot;
+//! the end-to-end tests use real nodes), a reporter that keeps what it heard, and one `up`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::nodes::Reach;
+use crate::report::UpReport;
+use crate::up::{local_inputs, up, Systems, UpOptions};
+use crate::{LocalState, Phase, Reporter, RunError};
+use kos_cloud::fake::FakeCloud;
+use kos_core::settings::Settings;
+use kos_kube::fake::FakeKube;
+use kos_node::remote::{Output, Remote, RemoteError, Stdin};
+use kos_node::ssh::SshTarget;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A cluster of one master and two workers in the fake cloud's project, its key and a local
+/// artifact folder in `dir`. The folder's binaries are a few bytes each: the node doubles
+/// never run them, and nothing is fetched from the internet.
+pub fn settings(dir: &Path) -> Settings {
+    std::fs::write(dir.join("id_kos"), "a key\n").unwrap();
+    let bin = dir.join("artifacts/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let mut sums = String::new();
+    for name in ["kubelet", "kube-proxy", "kubectl"] {
+        let bytes = format!("{name}: a few bytes in its place; no test runs it\n");
+        std::fs::write(bin.join(name), &bytes).unwrap();
+        sums += &format!("{}  bin/{name}\n", kos_node::wanted::sha256_hex(bytes.as_bytes()));
+    }
+    std::fs::write(dir.join("artifacts/SHA256SUMS"), sums).unwrap();
+    let text = "cluster: {name: demo}\n\
+        cloud: {image: tiny, flavor: m1.tiny, network: net, router: router, floating_ip_pool: public, key_name: kos-key}\n\
+        ssh: {user: debian, private_key: id_kos}\n\
+        artifacts: {source: local, dir: ./artifacts}\n\
+        nodes:\n  - {name: master-1, role: master, floating_ip: true}\n  - {name: worker-1, role: worker}\n  - {name: worker-2, role: worker}\n";
+    let file = dir.join("settings.yaml");
+    std::fs::write(&file, text).unwrap();
+    Settings::load(&file).unwrap()
+}
+
+pub fn options(phases: &[Phase]) -> UpOptions {
+    UpOptions {
+        phases: phases.to_vec(),
+        ssh_wait: Duration::from_secs(1),
+        api_wait: Duration::from_secs(1),
+        ready_wait: Duration::from_secs(30),
+        parallel: 10,
+    }
+}
+
+/// Stands in for servers whose operating system never answers (what a unit test cannot
+/// boot): every connection is refused.
+#[derive(Debug, Default)]
+pub struct NoAnswer {
+    pub tried: Mutex<Vec<String>>,
+}
+
+/// A node that answers but runs nothing (every script fails): enough for phases that only
+/// look at nodes (the add-ons, whose probe is best effort).
+#[derive(Debug)]
+pub struct Mute(String);
+
+impl Remote for Mute {
+    fn node(&self) -> &str {
+        &self.0
+    }
+
+    async fn run(&self, _script: &str, _stdin: Stdin) -> Result<Output, RemoteError> {
+        Ok(Output { status: Some(127), stdout: Vec::new(), stderr: b"sh: not found in this test".to_vec() })
+    }
+}
+
+impl Reach for NoAnswer {
+    type Node = Mute;
+
+    fn prepare(&self, targets: &[SshTarget]) -> Result<String, RunError> {
+        Ok(format!("{} targets", targets.len()))
+    }
+
+    async fn connect(&self, target: &SshTarget, _wait: Duration) -> Result<Mute, String> {
+        self.tried.lock().unwrap().push(target.node.clone());
+        Err(format!("{}: SSH did not answer within 1 s (connection refused)", target.node))
+    }
+
+    async fn close(&self, _node: Mute) {}
+}
+
+/// Every node answers, as a [`Mute`] node.
+#[derive(Debug, Default)]
+pub struct Answer;
+
+impl Reach for Answer {
+    type Node = Mute;
+
+    fn prepare(&self, _targets: &[SshTarget]) -> Result<String, RunError> {
+        Ok(String::new())
+    }
+
+    async fn connect(&self, target: &SshTarget, _wait: Duration) -> Result<Mute, String> {
+        Ok(Mute(target.node.clone()))
+    }
+
+    async fn close(&self, _node: Mute) {}
+}
+
+/// Lines the pipeline reported, in order.
+#[derive(Debug, Default)]
+pub struct Heard(pub Mutex<Vec<String>>);
+
+impl Reporter for Heard {
+    fn line(&self, text: &str) {
+        self.0.lock().unwrap().push(text.to_string());
+    }
+    fn detail(&self, _text: &str) {}
+}
+
+pub async fn run<R: Reach>(
+    dir: &Path,
+    phases: &[Phase],
+    cloud: &FakeCloud,
+    reach: &R,
+    kube: &FakeKube,
+) -> (UpReport, Result<(), RunError>, Vec<String>) {
+    let settings = settings(dir);
+    let state = LocalState::for_settings(Some(&dir.join(".kos")), &settings);
+    let options = options(phases);
+    let heard = Heard::default();
+    let local = local_inputs(&settings, &options).await.unwrap();
+    let systems = Systems { cloud, reach, kube, reporter: &heard };
+    let (report, result) = up(&settings, &state, &options, &local, systems).await;
+    conforms(&report);
+    let lines = heard.0.into_inner().unwrap();
+    (report, result, lines)
+}
+
+pub fn validator() -> jsonschema::Validator {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/up-report.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+/// The report's JSON matches its documented schema (docs/up-report.schema.json).
+pub fn conforms(report: &UpReport) {
+    let validator = validator();
+    let json = serde_json::to_value(report).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&json).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "the report does not match docs/up-report.schema.json: {errors:#?}\n{json:#}");
+}
+
