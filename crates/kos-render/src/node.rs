@@ -295,6 +295,14 @@ struct KubeletConfiguration {
     /// `false` only on a node that runs cgroup v1 (the kubelet refuses v1 by default since 1.35).
     #[serde(rename = "failCgroupV1", skip_serializing_if = "Option::is_none")]
     fail_cgroup_v1: Option<bool>,
+    /// Only when the settings change a threshold, then every signal: a partial map would
+    /// drop the kubelet's defaults for the signals it leaves out.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    eviction_hard: std::collections::BTreeMap<String, String>,
+    #[serde(rename = "imageGCHighThresholdPercent", skip_serializing_if = "Option::is_none")]
+    image_gc_high_threshold_percent: Option<u8>,
+    #[serde(rename = "imageGCLowThresholdPercent", skip_serializing_if = "Option::is_none")]
+    image_gc_low_threshold_percent: Option<u8>,
 }
 
 #[derive(Debug, Serialize)]
@@ -380,7 +388,22 @@ fn kubelet_configuration(inputs: &Inputs<'_>, node: &NodePlan, ranges: &PodRange
             Role::Worker => Vec::new(),
         },
         fail_cgroup_v1: inputs.env.facts(&node.name).cgroup_v1.then_some(false),
+        eviction_hard: eviction_hard(&inputs.settings.kubelet),
+        image_gc_high_threshold_percent: inputs.settings.kubelet.image_gc_high_percent,
+        image_gc_low_threshold_percent: inputs.settings.kubelet.image_gc_low_percent,
     }
+}
+
+/// The kubelet's default thresholds with the settings' over them; empty when the settings
+/// change none (the kubelet then keeps its own).
+fn eviction_hard(kubelet: &kos_core::settings::KubeletSettings) -> std::collections::BTreeMap<String, String> {
+    if kubelet.eviction_hard.is_empty() {
+        return std::collections::BTreeMap::new();
+    }
+    let mut all: std::collections::BTreeMap<String, String> =
+        kos_core::settings::KUBELET_EVICTION_DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    all.extend(kubelet.eviction_hard.clone());
+    all
 }
 
 /// `kubeproxy.config.k8s.io/v1alpha1` KubeProxyConfiguration: the fields kos sets.

@@ -10,7 +10,7 @@ use super::*;
 /// Keys each section accepts. Also used to tell a user which section a misplaced key
 /// belongs to.
 pub(super) const SCHEMA: &[(&str, &[&str])] = &[
-    ("", &["cluster", "cloud", "nodes", "networking", "ssh", "runtime", "artifacts", "addons", "proxy"]),
+    ("", &["cluster", "cloud", "nodes", "networking", "ssh", "runtime", "artifacts", "addons", "proxy", "kubelet"]),
     ("cluster", &["name", "kubernetes_version", "api_port", "api_load_balancer"]),
     (
         "cloud",
@@ -35,6 +35,7 @@ pub(super) const SCHEMA: &[(&str, &[&str])] = &[
     ("artifacts", &["source", "url", "dir", "image_repository", "extra_images"]),
     ("addons", &["dns"]),
     ("proxy", &["http", "https", "no_proxy"]),
+    ("kubelet", &["eviction_hard", "image_gc_high_percent", "image_gc_low_percent"]),
 ];
 
 fn keys_of(section: &str) -> &'static [&'static str] {
@@ -380,6 +381,7 @@ fn read_settings(r: &mut Reader, path: &Path, root: &Node) -> Option<Settings> {
     let artifacts = read_artifacts(r, &top);
     let addons = read_addons(r, &top);
     let proxy = read_proxy(r, &top);
+    let kubelet = read_kubelet(r, &top);
     Some(Settings {
         source: path.to_path_buf(),
         cluster: cluster?,
@@ -391,6 +393,7 @@ fn read_settings(r: &mut Reader, path: &Path, root: &Node) -> Option<Settings> {
         artifacts: artifacts?,
         addons: addons?,
         proxy: proxy?,
+        kubelet: kubelet?,
     })
 }
 
@@ -632,6 +635,58 @@ fn read_addons(r: &mut Reader, top: &Section<'_>) -> Option<Addons> {
     let sec = r.section_of(top, "addons", "addons")?;
     let dns = r.choice(&sec, "dns", Some(DnsAddon::CoreDns), &[("coredns", Some(DnsAddon::CoreDns)), ("none", None)]);
     Some(Addons { dns: dns? })
+}
+
+fn read_kubelet(r: &mut Reader, top: &Section<'_>) -> Option<KubeletSettings> {
+    let sec = r.section_of(top, "kubelet", "kubelet")?;
+    let entries = r.string_map(&sec, "eviction_hard");
+    let high = r.integer(&sec, "image_gc_high_percent", 0, 0..=100);
+    let low = r.integer(&sec, "image_gc_low_percent", 0, 0..=100);
+    let mut eviction_hard = BTreeMap::new();
+    let mut ok = true;
+    for (key, value, at) in entries? {
+        if !KUBELET_EVICTION_SIGNALS.contains(&key.name.as_str()) {
+            ok = false;
+            r.report(
+                Diagnostic::new(key.at, format!("`kubelet.eviction_hard.{}` is not an eviction signal of the kubelet", key.name))
+                    .fix(format!("use one of {}", KUBELET_EVICTION_SIGNALS.join(", "))),
+            );
+        } else if !eviction_quantity(&value) {
+            ok = false;
+            r.report(
+                Diagnostic::new(at, format!("`kubelet.eviction_hard.{}`: {value:?} is neither a percentage nor a quantity", key.name))
+                    .fix(format!("write e.g. `{}: 5%` or `{}: 2Gi`", key.name, key.name)),
+            );
+        } else {
+            eviction_hard.insert(key.name, value);
+        }
+    }
+    let (high, low) = (high?, low?);
+    let given = |key: &str| sec.get(key).is_some();
+    let (high, low) = (given("image_gc_high_percent").then_some(high as u8), given("image_gc_low_percent").then_some(low as u8));
+    if let (Some(h), Some(l)) = (high, low)
+        && l >= h
+    {
+        ok = false;
+        let at = sec.get("image_gc_low_percent").map_or(sec.at, |n| n.at);
+        r.report(
+            Diagnostic::new(at, format!("`kubelet.image_gc_low_percent` ({l}) must be below `image_gc_high_percent` ({h})"))
+                .fix("the kubelet frees images down to the low mark once disk use passes the high one"),
+        );
+    }
+    ok.then_some(KubeletSettings { eviction_hard, image_gc_high_percent: high, image_gc_low_percent: low })
+}
+
+/// `5%`, `12.5%`, or a Kubernetes quantity (`100Mi`, `2Gi`, `500M`, `1000`).
+fn eviction_quantity(text: &str) -> bool {
+    if let Some(p) = text.strip_suffix('%') {
+        return p.parse::<f64>().is_ok_and(|p| (0.0..=100.0).contains(&p));
+    }
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &text[digits.len()..];
+    !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && ["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"].contains(&suffix)
 }
 
 fn read_proxy(r: &mut Reader, top: &Section<'_>) -> Option<Option<Proxy>> {

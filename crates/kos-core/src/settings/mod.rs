@@ -40,6 +40,7 @@ pub struct Settings {
     pub artifacts: Artifacts,
     pub addons: Addons,
     pub proxy: Option<Proxy>,
+    pub kubelet: KubeletSettings,
 }
 
 impl Settings {
@@ -247,6 +248,38 @@ pub enum RuntimeKind {
     /// since 1.24; kos does not put cri-dockerd between them.)
     Docker,
 }
+
+/// `kubelet:` the few kubelet settings an operator tunes to the node's disks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KubeletSettings {
+    /// Hard eviction thresholds the user set, by signal (`nodefs.available` → `10%`); the
+    /// kubelet's defaults hold for the others.
+    pub eviction_hard: BTreeMap<String, String>,
+    /// Image garbage collection starts above this disk use, and frees down to the low one.
+    pub image_gc_high_percent: Option<u8>,
+    pub image_gc_low_percent: Option<u8>,
+}
+
+/// The kubelet's own hard eviction thresholds (`evictionHard`'s defaults on Linux).
+pub const KUBELET_EVICTION_DEFAULTS: [(&str, &str); 5] = [
+    ("memory.available", "100Mi"),
+    ("nodefs.available", "10%"),
+    ("nodefs.inodesFree", "5%"),
+    ("imagefs.available", "15%"),
+    ("imagefs.inodesFree", "5%"),
+];
+
+/// Every eviction signal the kubelet knows.
+pub const KUBELET_EVICTION_SIGNALS: [&str; 8] = [
+    "memory.available",
+    "nodefs.available",
+    "nodefs.inodesFree",
+    "imagefs.available",
+    "imagefs.inodesFree",
+    "containerfs.available",
+    "containerfs.inodesFree",
+    "pid.available",
+];
 
 /// `runtime:`
 #[derive(Debug, Clone, PartialEq)]

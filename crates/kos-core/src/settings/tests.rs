@@ -301,3 +301,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn kubelet_thresholds_decode_and_bad_ones_are_named_with_their_fix() {
+    let good = format!("{MINIMAL}kubelet:\n  eviction_hard: {{nodefs.available: 5%, memory.available: 200Mi}}\n  image_gc_high_percent: 90\n  image_gc_low_percent: 80\n");
+    let s = parse(&good).unwrap();
+    assert_eq!(s.kubelet.eviction_hard.get("nodefs.available").map(String::as_str), Some("5%"));
+    assert_eq!(s.kubelet.eviction_hard.get("memory.available").map(String::as_str), Some("200Mi"));
+    assert_eq!((s.kubelet.image_gc_high_percent, s.kubelet.image_gc_low_percent), (Some(90), Some(80)));
+    assert_eq!(parse(MINIMAL).unwrap().kubelet, KubeletSettings::default(), "nothing set: the kubelet's own defaults");
+
+    let bad = format!("{MINIMAL}kubelet:\n  eviction_hard:\n    disk.available: 5%\n    nodefs.available: lots\n    imagefs.available: 120%\n  image_gc_high_percent: 70\n  image_gc_low_percent: 75\n");
+    let p = problems(&bad);
+    assert!(has(&p, 19, "`kubelet.eviction_hard.disk.available` is not an eviction signal"), "{p:#?}");
+    assert!(has(&p, 19, "nodefs.available, nodefs.inodesFree"), "the fix lists the signals: {p:#?}");
+    assert!(has(&p, 20, "\"lots\" is neither a percentage nor a quantity"), "{p:#?}");
+    assert!(has(&p, 21, "\"120%\" is neither"), "{p:#?}");
+    assert!(has(&p, 23, "`kubelet.image_gc_low_percent` (75) must be below `image_gc_high_percent` (70)"), "{p:#?}");
+}

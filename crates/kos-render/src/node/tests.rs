@@ -527,3 +527,20 @@ fn the_image_list_is_what_the_manifests_run() {
     listed_sorted.sort();
     assert_eq!(used, listed_sorted);
 }
+
+#[test]
+fn kubelet_eviction_thresholds_keep_the_defaults_of_the_signals_not_set() {
+    let plain = render_example(|s| s);
+    let node = &plain.plan.nodes[0].name;
+    let c = yaml(plain.node_file(node, paths::KUBELET_CONFIG));
+    assert!(c.get("evictionHard").is_none() && c.get("imageGCHighThresholdPercent").is_none(), "the kubelet's own defaults: {c:?}");
+
+    let tuned = render_example(|s| s + "kubelet: {eviction_hard: {nodefs.available: 3%}, image_gc_high_percent: 95, image_gc_low_percent: 90}\n");
+    let c = yaml(tuned.node_file(node, paths::KUBELET_CONFIG));
+    let eviction = &c["evictionHard"];
+    assert_eq!(eviction["nodefs.available"], "3%");
+    for (signal, default) in kos_core::settings::KUBELET_EVICTION_DEFAULTS.iter().filter(|(s, _)| *s != "nodefs.available") {
+        assert_eq!(eviction[*signal], *default, "{signal} keeps the kubelet's default");
+    }
+    assert_eq!((c["imageGCHighThresholdPercent"].as_u64(), c["imageGCLowThresholdPercent"].as_u64()), (Some(95), Some(90)));
+}

@@ -17,6 +17,13 @@ pub(crate) const HOW_TO_START: &str = "TB_PREFIX=kose testbed/with-testbed.sh ca
 pub(crate) const CLUSTER_PHASES: &str = "check,instances,runtime,kubernetes,network,verify";
 
 /// The workload image of the artifact set (the host's busybox-static, built by testbed/k8s/build.sh).
+/// The test bed's nodes keep their files on the host's one disk, shared with every build and
+/// test bed on the machine: with the kubelet's default thresholds (15 % free for images, 10 %
+/// for the node) pods were evicted for DiskPressure whenever the host's disk filled up, whatever
+/// the cluster used. Lower thresholds, as `examples/testbed.yaml` has them (testbed/README.md,
+/// gotcha 6).
+pub(crate) const TESTBED_KUBELET: &str = "kubelet: {eviction_hard: {imagefs.available: 2%, nodefs.available: 2%}}";
+
 pub(crate) const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1";
 
 /// The artifact folder testbed/k8s/build.sh wrote (test.sh passes it; by hand: its default).
@@ -201,6 +208,7 @@ impl Cluster {
              networking: {{pod_cidr: {pod_cidr}}}\n\
              runtime: {runtime}\n\
              artifacts: {{source: local, dir: {art}, extra_images: [{extra}]}}\n\
+             {TESTBED_KUBELET}\n\
              nodes:\n",
             key = key.display(),
             art = artifacts.display(),
