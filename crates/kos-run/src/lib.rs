@@ -16,6 +16,7 @@ pub mod nodes;
 pub mod plan;
 pub mod report;
 pub mod state;
+pub mod status;
 #[cfg(test)]
 mod testing;
 pub mod up;

@@ -111,7 +111,7 @@ pub struct UpArgs {
     pub output: OutputFormat,
 }
 
-/// Output format of `kos plan` and `kos up`.
+/// Output format of `kos plan`, `kos up` and `kos status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -141,6 +141,9 @@ pub struct StatusArgs {
     /// Seconds to wait for each node's SSH to answer.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub ssh_wait: u64,
+    /// `text` for people; `json` for programs.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -17,23 +17,6 @@ pub(crate) async fn connect(settings: &Settings) -> Result<OpenStackCloud, Comma
     OpenStackCloud::connect(settings.cloud.name.as_deref()).await.map_err(failed)
 }
 
-/// The cloud as it is now: connected, the settings' names resolved, the cluster's
-/// resources found by their marks, and the plan computed from them.
-pub(crate) struct Observation {
-    pub cloud: OpenStackCloud,
-    pub resolved: apply::Resolved,
-    pub have: kos_cloud::reconcile::ClusterResources,
-    pub plan: kos_core::plan::ClusterPlan,
-}
-
-pub(crate) async fn observe(settings: &Settings) -> Result<Observation, CommandError> {
-    let cloud = connect(settings).await?;
-    let resolved = apply::resolve(&cloud, settings).await.map_err(failed)?;
-    let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
-    let plan = kos_run::plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
-    Ok(Observation { cloud, resolved, have, plan })
-}
-
 /// `kos check`: exit 1 when any finding is FAIL.
 pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.file)?;

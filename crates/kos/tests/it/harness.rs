@@ -322,25 +322,20 @@ impl Cluster {
 
     /// `kos status`, by node.
     pub(crate) fn status(&self) -> BTreeMap<String, StatusRow> {
-        let run = self.kos_ok(&["status"]);
-        let mut lines = run.stdout.lines();
-        let header = lines.next().unwrap_or_default();
-        for col in ["SERVER", "FIXED IP", "FLOATING IP", "POD CIDR", "ROUTE", "SSH", "KUBELET"] {
-            assert!(header.contains(col), "kos status has no {col} column:\n{}", run.stdout);
-        }
+        let run = self.kos_ok(&["status", "-o", "json"]);
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("kos status -o json: {e}\n{}", run.stdout));
+        let text = |v: &serde_json::Value| v.as_str().map_or_else(|| "-".to_owned(), str::to_owned);
         let mut rows = BTreeMap::new();
-        for line in lines {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let Some(spec) = self.nodes.iter().find(|n| f.first() == Some(&n.name)) else { continue };
-            assert_eq!(f.len(), 8, "a status row has 8 columns: {line:?}\n{}", run.stdout);
+        for n in report["nodes"].as_array().cloned().unwrap_or_default() {
+            let Some(spec) = self.nodes.iter().find(|s| n["node"] == s.name) else { continue };
             let row = StatusRow {
-                server: f[1].into(),
-                fixed_ip: f[2].into(),
-                floating_ip: f[3].into(),
-                pod_cidr: f[4].into(),
-                route: f[5].into(),
-                ssh: f[6].into(),
-                kubelet: f[7].into(),
+                server: text(&n["server"]),
+                fixed_ip: text(&n["fixed_ip"]),
+                floating_ip: text(&n["floating_ip"]),
+                pod_cidr: text(&n["pod_cidr"]),
+                route: if n["route"] == true { "yes" } else { "no" }.to_owned(),
+                ssh: text(&n["ssh"]),
+                kubelet: text(&n["kubelet"]),
             };
             rows.insert(spec.name.to_owned(), row);
         }

@@ -1,0 +1,180 @@
+//! `kos status`: per node the server's state, its addresses and pod range, whether its route
+//! is on the router, whether it answers and its kubelet unit's state; then the API server's
+//! view of the cluster (every node, the control plane, CoreDNS).
+
+use crate::nodes::{self, NodeSession, Reach};
+use crate::state::LocalState;
+use crate::{plan_for, Reporter, RunError};
+use kos_cloud::apply;
+use kos_cloud::model::Route;
+use kos_cloud::Cloud;
+use kos_core::settings::Settings;
+use kos_kube::health::Item;
+use kos_kube::Connect;
+use kos_node::remote::Remote;
+use serde::Serialize;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// How long status waits for the API server: it only looks.
+const API_LOOK: Duration = Duration::from_secs(5);
+
+/// The cluster as it is now.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub cluster: String,
+    /// The cloud's name.
+    pub cloud: String,
+    /// Whether the cloud holds a server of the cluster (else: never made, or destroyed).
+    pub exists: bool,
+    /// One row per node of the settings, in their order.
+    pub nodes: Vec<NodeStatus>,
+    /// Why a node could not be looked at, one line each.
+    pub problems: Vec<String>,
+    pub api: ApiView,
+}
+
+/// One node as the cloud and the node itself show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub node: String,
+    /// Nova's status (`ACTIVE`, `SHUTOFF`, ...), or `absent`.
+    pub server: String,
+    pub fixed_ip: Option<Ipv4Addr>,
+    pub floating_ip: Option<Ipv4Addr>,
+    pub pod_cidr: String,
+    /// The router routes the pod range to the node's fixed IP.
+    pub route: bool,
+    /// `ok`, `no` (it did not answer), `-` (not tried: no address).
+    pub ssh: String,
+    /// `systemctl is-active kubelet`, `?` when unknown.
+    pub kubelet: String,
+}
+
+/// What the API server says, or why it says nothing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ApiView {
+    /// No admin kubeconfig yet: `kos up` has not made the cluster's files.
+    NoKubeconfig { path: String },
+    /// It did not answer (or not as an API server).
+    Unreachable { error: String },
+    /// Every item kos expects of the cluster, ready or not.
+    Answered { items: Vec<Item> },
+}
+
+/// The cluster as it is now.
+pub async fn status<C: Cloud, R: Reach, K: Connect>(
+    settings: &Settings,
+    state: &LocalState,
+    cloud: &C,
+    reach: &R,
+    kube: &K,
+    ssh_wait: Duration,
+    reporter: &dyn Reporter,
+) -> Result<StatusReport, RunError> {
+    let resolved = apply::resolve(cloud, settings).await?;
+    let have = apply::discover(cloud, &settings.cluster.name).await?;
+    let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
+    let mut report = StatusReport {
+        cluster: settings.cluster.name.clone(),
+        cloud: cloud.name().to_string(),
+        exists: !have.servers.is_empty(),
+        nodes: Vec::new(),
+        problems: Vec::new(),
+        api: ApiView::Unreachable { error: "not asked: the cluster has no server".into() },
+    };
+    if !report.exists {
+        return Ok(report);
+    }
+    let sessions = nodes::connect_all(reach, &plan, &have, ssh_wait, reporter).await?;
+    for n in &plan.nodes {
+        let session = sessions.iter().find(|s| s.node() == n.name);
+        let (ssh, kubelet) = match session {
+            Some(NodeSession::Up(x)) => {
+                let out = x.run("systemctl is-active kubelet 2>/dev/null || true", Default::default()).await;
+                ("ok", out.map(|o| o.stdout_text().trim().to_string()).unwrap_or_else(|e| e.to_string()))
+            }
+            Some(NodeSession::Failed { .. }) => ("no", "?".to_string()),
+            None => ("-", "?".to_string()),
+        };
+        report.nodes.push(NodeStatus {
+            node: n.name.clone(),
+            server: have.servers.get(&n.name).map_or("absent".to_string(), |s| s.status.clone()),
+            fixed_ip: n.fixed_ip,
+            floating_ip: n.floating_ip,
+            pod_cidr: n.pod_cidr.to_string(),
+            route: n.fixed_ip.is_some_and(|ip| resolved.router.routes.contains(&Route { destination: n.pod_cidr, nexthop: ip })),
+            ssh: ssh.to_string(),
+            kubelet,
+        });
+    }
+    for s in &sessions {
+        if let NodeSession::Failed { node, error } = s {
+            report.problems.push(format!("{node}: {error}"));
+        }
+    }
+    nodes::close_all(reach, sessions).await;
+    report.api = api_view(state, kube, &plan, settings.addons.dns.is_some()).await;
+    Ok(report)
+}
+
+/// The API server's view, through the admin kubeconfig `kos up` wrote.
+async fn api_view<K: Connect>(state: &LocalState, kube: &K, plan: &kos_core::plan::ClusterPlan, with_dns: bool) -> ApiView {
+    let admin = state.local_dir().join("admin.kubeconfig");
+    let Ok(kubeconfig) = std::fs::read_to_string(&admin) else {
+        return ApiView::NoKubeconfig { path: admin.display().to_string() };
+    };
+    let api = match kube.connect(&kubeconfig, API_LOOK).await {
+        Ok(api) => api,
+        Err(e) => return ApiView::Unreachable { error: e.to_string() },
+    };
+    match kos_kube::health::look(&api, plan, with_dns).await {
+        Ok(items) => ApiView::Answered { items },
+        Err(e) => ApiView::Unreachable { error: e.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::testing::{run, settings, Answer, Heard, NoAnswer};
+    use crate::Phase;
+    use kos_cloud::fake::FakeCloud;
+    use kos_kube::fake::FakeKube;
+
+    async fn look<R: Reach>(dir: &std::path::Path, cloud: &FakeCloud, reach: &R, kube: &FakeKube) -> StatusReport {
+        let settings = settings(dir);
+        let state = LocalState::for_settings(Some(&dir.join(".kos")), &settings);
+        status(&settings, &state, cloud, reach, kube, Duration::from_secs(1), &Heard::default()).await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_shows_each_node_its_route_and_answer_then_the_api_servers_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let cloud = FakeCloud::new();
+        let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+        let none = look(dir.path(), &cloud, &Answer, &kube).await;
+        assert!(!none.exists && none.nodes.is_empty(), "{none:?}");
+
+        run(dir.path(), &[Phase::Instances], &cloud, &Answer, &kube).await.1.unwrap();
+        let no_routes = look(dir.path(), &cloud, &NoAnswer::default(), &kube).await;
+        let names: Vec<&str> = no_routes.nodes.iter().map(|n| n.node.as_str()).collect();
+        assert_eq!(names, ["master-1", "worker-1", "worker-2"]);
+        assert!(no_routes.nodes.iter().all(|n| n.server == "ACTIVE" && n.fixed_ip.is_some() && !n.route && n.ssh == "no"), "{no_routes:#?}");
+        assert_eq!(no_routes.problems.len(), 3, "each node that did not answer, once: {:?}", no_routes.problems);
+        assert!(no_routes.nodes[0].floating_ip.is_some() && no_routes.nodes[1].floating_ip.is_none());
+        assert!(matches!(no_routes.api, ApiView::NoKubeconfig { .. }), "{:?}", no_routes.api);
+
+        run(dir.path(), &[Phase::Routes, Phase::Addons], &cloud, &Answer, &kube).await.1.unwrap();
+        let up = look(dir.path(), &cloud, &Answer, &kube).await;
+        assert!(up.nodes.iter().all(|n| n.route && n.ssh == "ok") && up.problems.is_empty(), "{up:#?}");
+        let ApiView::Answered { items } = &up.api else { panic!("{:?}", up.api) };
+        assert!(items.len() == 3 + 4 + 1 && items.iter().all(|i| i.ready), "{items:#?}");
+        let json = serde_json::to_value(&up).unwrap();
+        assert_eq!(json["api"]["state"], "answered");
+        assert_eq!(json["nodes"][1]["pod_cidr"], up.nodes[1].pod_cidr);
+    }
+}
