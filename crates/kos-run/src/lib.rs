@@ -84,6 +84,29 @@ pub trait Reporter: Send + Sync {
     }
     /// The node phases are over (before their summary lines).
     fn nodes_finished(&self) {}
+    /// A bounded wait began: what it waits for, and at most how long.
+    fn wait_started(&self, _what: &str, _bound: std::time::Duration) {}
+    /// Still waiting (called every few seconds): what it still waits for.
+    fn wait_progress(&self, _still: &str) {}
+    /// The wait is over, whichever way.
+    fn wait_finished(&self) {}
+}
+
+/// Run `work`, telling `reporter` every `every` what `still` says it still waits for.
+pub(crate) async fn ticking<T>(
+    work: impl std::future::Future<Output = T>,
+    reporter: &dyn Reporter,
+    every: std::time::Duration,
+    still: impl Fn() -> String,
+) -> T {
+    let work = std::pin::pin!(work);
+    let mut work = work;
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            () = tokio::time::sleep(every) => reporter.wait_progress(&still()),
+        }
+    }
 }
 
 /// kos-node's progress events, to a [`Reporter`].

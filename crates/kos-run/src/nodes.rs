@@ -198,7 +198,10 @@ pub async fn connect_all<R: Reach>(
 ) -> Result<Vec<NodeSession<R::Node>>, RunError> {
     let targets = targets(plan, have);
     reporter.detail(&reach.prepare(&targets)?);
-    let sessions: Vec<NodeSession<R::Node>> = stream::iter(targets.iter())
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let answered = &answered;
+    reporter.wait_started(&format!("ssh: waiting for {} node(s) to answer", targets.len()), wait);
+    let connect = stream::iter(targets.iter())
         .map(|t| async move {
             // A server that is not running will not answer: say so now instead of waiting.
             if let Some(server) = have.servers.get(&t.node)
@@ -211,14 +214,21 @@ pub async fn connect_all<R: Reach>(
                 };
                 return NodeSession::Failed { node: t.node.clone(), error: format!("{}: server {} is {}{fix}", t.node, server.name, server.status) };
             }
-            match reach.connect(t, wait).await {
+            let session = match reach.connect(t, wait).await {
                 Ok(s) => NodeSession::Up(s),
                 Err(error) => NodeSession::Failed { node: t.node.clone(), error },
-            }
+            };
+            answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            session
         })
         .buffer_unordered(16)
-        .collect()
-        .await;
+        .collect::<Vec<NodeSession<R::Node>>>();
+    let still = || {
+        let done = answered.load(std::sync::atomic::Ordering::Relaxed);
+        format!("{done} of {} answered or gave up", targets.len())
+    };
+    let sessions = crate::ticking(connect, reporter, Duration::from_secs(5), still).await;
+    reporter.wait_finished();
     // Keep the settings' order.
     let mut sessions = sessions;
     sessions.sort_by_key(|s| plan.nodes.iter().position(|n| n.name == s.node()).unwrap_or(usize::MAX));

@@ -115,6 +115,12 @@ impl Reporter for Heard {
         self.0.lock().unwrap().push(text.to_string());
     }
     fn detail(&self, _text: &str) {}
+    fn wait_started(&self, what: &str, bound: Duration) {
+        self.0.lock().unwrap().push(format!("wait: {what} (at most {} s)", bound.as_secs()));
+    }
+    fn wait_finished(&self) {
+        self.0.lock().unwrap().push("wait over".into());
+    }
 }
 
 pub async fn run<R: Reach>(

@@ -322,7 +322,12 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         let t = Instant::now();
         let reporter = self.systems.reporter;
         // The super-admin applies them: they include the binding that gives `admin` its rights.
-        let api = self.systems.kube.connect(&prepared.super_admin_kubeconfig, self.options.api_wait).await?;
+        let wait = self.options.api_wait;
+        reporter.wait_started("addons: waiting for the API server to answer /readyz", wait);
+        let connect = self.systems.kube.connect(&prepared.super_admin_kubeconfig, wait);
+        let api = crate::ticking(connect, reporter, Duration::from_secs(5), || "no `ok` yet".to_string()).await;
+        reporter.wait_finished();
+        let api = api?;
         let applied = kos_kube::apply::apply(&api, &prepared.addons).await?;
         for a in &applied {
             if a.outcome == kos_kube::Outcome::Unchanged {
@@ -336,12 +341,14 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         self.timed("addons", t);
         let t = Instant::now();
         let with_dns = self.settings.addons.dns.is_some();
+        reporter.wait_started("ready: waiting for every node, the control plane and CoreDNS", self.options.ready_wait);
         let items = kos_kube::health::wait_ready(&api, plan, with_dns, self.options.ready_wait, |missing| {
             let missing: Vec<String> = missing.iter().map(|i| format!("{} ({})", i.what, i.detail)).collect();
-            reporter.detail(&format!("ready: waiting for {}", missing.join(", ")));
+            reporter.wait_progress(&missing.join(", "));
         })
-        .await
-        .map_err(RunError::NotReady)?;
+        .await;
+        reporter.wait_finished();
+        let items = items.map_err(RunError::NotReady)?;
         let nodes = items.iter().filter(|i| i.node.is_some()).count();
         let versions: std::collections::BTreeSet<&str> = items.iter().filter_map(|i| i.node.as_ref()).map(|n| n.version.as_str()).collect();
         self.line(&format!(

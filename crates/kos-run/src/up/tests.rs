@@ -97,6 +97,19 @@ async fn only_addons_applies_them_waits_for_ready_and_a_rerun_resumes_after_the_
     assert_eq!(report.changes, report.addons.len());
     assert!(report.ready.iter().all(|i| i.ready) && report.ready.len() == 3 + 4 + 1, "{:#?}", report.ready);
     assert_eq!(lines.last().map(String::as_str), Some("ready: 3 node(s) Ready (v1.37.2), control plane and CoreDNS Ready"));
+    // Each wait says what it waits for and its bound, and ends.
+    let waits: Vec<&str> = lines.iter().filter(|l| l.starts_with("wait")).map(String::as_str).collect();
+    assert_eq!(
+        waits,
+        [
+            "wait: ssh: waiting for 3 node(s) to answer (at most 1 s)",
+            "wait over",
+            "wait: addons: waiting for the API server to answer /readyz (at most 1 s)",
+            "wait over",
+            "wait: ready: waiting for every node, the control plane and CoreDNS (at most 30 s)",
+            "wait over",
+        ]
+    );
     assert_eq!(steps(&report), ["local inputs", "ssh", "render", "addons", "ready"]);
     assert!(report.cloud.is_empty(), "no cloud phase was asked: {:#?}", report.cloud);
     // The operator's files were written, the admin kubeconfig only after `kubernetes`.

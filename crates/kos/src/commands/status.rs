@@ -12,7 +12,8 @@ use std::time::Duration;
 
 pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
-    let progress = crate::progress::Progress::new(printer);
+    // JSON alone on stdout: no progress lines then.
+    let progress = crate::progress::Progress::new(if args.output == OutputFormat::Json { printer.quiet() } else { printer });
     let reach = Ssh::new(&settings, &state);
     let report = runtime()?.block_on(async {
         let cloud = connect(&settings).await?;
