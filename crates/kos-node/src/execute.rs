@@ -217,5 +217,83 @@ pub async fn execute<R: Remote>(remote: &R, phase: NodePhase, wants: &PhaseWants
         let status = out.status.map_or("signal".to_string(), |s| s.to_string());
         return Err(ExecuteError::Script { node, phase, status, detail });
     }
-    Ok(out.stdout_text().lines().filter_map(|l| l.strip_prefix("kos-warning: ")).map(str::to_string).collect())
+    Ok(out.stdout_text().lines().filter_map(|l| l.strip_prefix("kos-warning: ")).map(readable).collect())
+}
+
+/// The kernel settings the kubelet checks with `protectKernelDefaults` (kos-render's
+/// 90-kos.conf sets them).
+const KUBELET_CHECKED: [&str; 6] =
+    ["vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops", "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes"];
+
+/// A node's warning as one readable line: sysctl's own messages (one per refused key, in
+/// several wordings) become the keys, why, and what it means for the cluster.
+fn readable(warning: &str) -> String {
+    let Some(errors) = warning.strip_prefix("sysctl: ") else { return warning.to_string() };
+    let mut keys: Vec<String> = Vec::new();
+    let mut reasons: Vec<&str> = Vec::new();
+    // `sysctl: permission denied on key "kernel.panic"`, `... 'kernel.panic'`,
+    // `sysctl: cannot stat /proc/sys/net/bridge/bridge-nf-call-iptables: No such file or directory`,
+    // `sysctl: setting key "vm.panic_on_oom": Read-only file system`.
+    for part in errors.split("sysctl: ").map(str::trim).filter(|p| !p.is_empty()) {
+        let quoted = part.split(['"', '\'']).nth(1).filter(|k| k.contains('.'));
+        let path = part.split_whitespace().find_map(|w| w.strip_prefix("/proc/sys/")).map(|p| p.trim_end_matches(':').replace('/', "."));
+        if let Some(key) = quoted.map(str::to_string).or(path) {
+            keys.push(key);
+        }
+        let reason = if part.contains("permission denied") || part.contains("Permission denied") {
+            "not permitted"
+        } else if part.contains("Read-only") {
+            "read-only"
+        } else if part.contains("No such file") || part.contains("cannot stat") {
+            "not offered by this kernel"
+        } else {
+            "refused"
+        };
+        if !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    }
+    if keys.is_empty() {
+        return warning.to_string();
+    }
+    let mut meaning: Vec<&str> = Vec::new();
+    if keys.iter().any(|k| KUBELET_CHECKED.contains(&k.as_str())) {
+        meaning.push("the kubelet (protectKernelDefaults) will not start unless the node already has kos's values for those it checks");
+    }
+    if keys.iter().any(|k| k.starts_with("net.bridge.")) {
+        meaning.push("without br_netfilter's hooks, traffic between pods on one node may bypass kube-proxy's Service rules");
+    }
+    if keys.iter().any(|k| k == "net.ipv4.ip_forward") {
+        meaning.push("kos's pod network unit turns ip_forward on at every boot itself");
+    }
+    if meaning.is_empty() {
+        meaning.push("they keep the node's current values");
+    }
+    format!("sysctl: the kernel did not take {} ({}): {}", keys.join(", "), reasons.join(", "), meaning.join("; "))
+}
+
+#[cfg(test)]
+mod readable_tests {
+    use super::readable;
+
+    #[test]
+    fn sysctl_refusals_become_one_line_with_the_keys_and_what_they_mean() {
+        // What `warn "sysctl: $(tr '\n' ' ' <sysctl.err)"` sends: sysctl's lines joined.
+        let raw = "sysctl: sysctl: permission denied on key \"kernel.panic\" sysctl: permission denied on key 'vm.overcommit_memory' \
+                   sysctl: cannot stat /proc/sys/net/bridge/bridge-nf-call-iptables: No such file or directory ";
+        assert_eq!(
+            readable(raw),
+            "sysctl: the kernel did not take kernel.panic, vm.overcommit_memory, net.bridge.bridge-nf-call-iptables \
+             (not permitted, not offered by this kernel): the kubelet (protectKernelDefaults) will not start unless the node \
+             already has kos's values for those it checks; without br_netfilter's hooks, traffic between pods on one node may \
+             bypass kube-proxy's Service rules"
+        );
+        assert_eq!(
+            readable("sysctl: sysctl: setting key \"net.ipv4.ip_forward\": Read-only file system"),
+            "sysctl: the kernel did not take net.ipv4.ip_forward (read-only): kos's pod network unit turns ip_forward on at every boot itself"
+        );
+        // Anything else is left as the node said it.
+        assert_eq!(readable("modprobe: FATAL: Module br_netfilter not found"), "modprobe: FATAL: Module br_netfilter not found");
+        assert_eq!(readable("sysctl: something new"), "sysctl: something new");
+    }
 }
