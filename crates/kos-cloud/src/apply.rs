@@ -112,7 +112,8 @@ pub async fn complete_tags<C: Cloud>(cloud: &C, have: &ClusterResources) -> Resu
     for (collection, id, name, tags) in ports.chain(fips) {
         if let Some(tags) = crate::reconcile::tags_to_complete(tags) {
             cloud.set_tags(collection, id, &tags).await.map_err(cloud_err(format!("tag {name}")))?;
-            done.0.push(format!("tagged {} {name}: its tagging had been interrupted", &collection[..collection.len() - 1]));
+            let kind = if collection == "ports" { "port" } else { "floating IP" };
+            done.0.push(Done::new(CloudChange::CompleteTags { kind, name: name.clone() }, None));
         }
     }
     Ok(done)
@@ -257,9 +258,59 @@ impl Default for Waits {
     }
 }
 
-/// What one phase changed, one line per change, for the run's report.
+/// One change kos makes in the cloud, worded once: `kos plan` lists it, `kos up` reports it
+/// with what came of it ([`Done`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloudChange {
+    SecurityGroup(SecurityGroupChange),
+    Node(NodeChange),
+    AddRoute(Route),
+    RemoveRoute(Route),
+    /// A port or floating IP whose create was interrupted before its tags were set.
+    CompleteTags { kind: &'static str, name: String },
+    /// A server that booted into ERROR, deleted and created once more.
+    RetryServer { node: String, fault: String },
+}
+
+impl std::fmt::Display for CloudChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloudChange::SecurityGroup(c) => c.fmt(f),
+            CloudChange::Node(c) => c.fmt(f),
+            CloudChange::AddRoute(r) => write!(f, "add route {} via {}", r.destination, r.nexthop),
+            CloudChange::RemoveRoute(r) => write!(f, "remove route {} via {}", r.destination, r.nexthop),
+            CloudChange::CompleteTags { kind, name } => write!(f, "complete the tags of {kind} {name} (its tagging had been interrupted)"),
+            CloudChange::RetryServer { node, fault } => write!(f, "re-create server of {node} (ERROR: {fault}), once"),
+        }
+    }
+}
+
+/// A change made, and what came of it (`ACTIVE`, an address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub change: CloudChange,
+    pub result: Option<String>,
+}
+
+impl Done {
+    fn new(change: CloudChange, result: Option<String>) -> Done {
+        Done { change, result }
+    }
+}
+
+impl std::fmt::Display for Done {
+    /// The change in `kos plan`'s words, then its result: `create server of worker-1: ACTIVE`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.result {
+            Some(r) => write!(f, "{}: {r}", self.change),
+            None => self.change.fmt(f),
+        }
+    }
+}
+
+/// What one phase changed, for the run's report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Changes(pub Vec<String>);
+pub struct Changes(pub Vec<Done>);
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
@@ -286,11 +337,12 @@ pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Clust
     for change in changes {
         if let NodeChange::DeleteStrayPort { port_id, name } = &change {
             cloud.delete_port(port_id).await.map_err(cloud_err(format!("delete stray port {name}")))?;
-            done.0.push(format!("deleted stray port {name} ({port_id}): a second port of the node, made by an interrupted create"));
+            done.0.push(Done::new(CloudChange::Node(change.clone()), None));
             continue;
         }
         if let NodeChange::Remove { node, server_id, port_id, floating_ip_ids } = &change {
-            remove_node(cloud, ctx, have, node, server_id.as_deref(), port_id.as_deref(), floating_ip_ids, &mut done).await?;
+            let result = remove_node(cloud, ctx, have, node, server_id.as_deref(), port_id.as_deref(), floating_ip_ids).await?;
+            done.0.push(Done::new(CloudChange::Node(change.clone()), Some(result)));
             continue;
         }
         per_node.entry(node_of(&change).to_string()).or_default().push(change);
@@ -303,7 +355,7 @@ pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Clust
     // Bounded: a 50-node cluster must not send 50 creates at once to a cloud whose API has
     // a few workers (the launch benchmark made a one-worker Neutron time out a POST).
     use futures_util::StreamExt as _;
-    let results: Vec<Result<Vec<String>, ApplyError>> =
+    let results: Vec<Result<Vec<Done>, ApplyError>> =
         futures_util::stream::iter(runs).buffer_unordered(ctx.waits.parallel.max(1)).collect().await;
     let mut first_error = None;
     for r in results {
@@ -332,7 +384,7 @@ fn node_of(change: &NodeChange) -> &str {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Remove a node that left the settings; returns what was deleted.
 async fn remove_node<C: Cloud>(
     cloud: &C,
     ctx: NodeContext<'_>,
@@ -341,8 +393,8 @@ async fn remove_node<C: Cloud>(
     server_id: Option<&str>,
     port_id: Option<&str>,
     floating_ip_ids: &[String],
-    done: &mut Changes,
-) -> Result<(), ApplyError> {
+) -> Result<String, ApplyError> {
+    let mut deleted = Vec::new();
     // The node's routes go first: once its port is gone, nothing would say they were ours.
     if let Some(port) = port_id.and_then(|id| have.ports.values().find(|p| p.id == id))
         && let Some(ip) = port.fixed_ips.first().map(|f| f.ip_address)
@@ -352,23 +404,23 @@ async fn remove_node<C: Cloud>(
             router.routes.iter().filter(|r| r.nexthop == ip && ctx.plan.pod_cidr.contains(&r.destination)).cloned().collect();
         if !stale.is_empty() {
             remove_routes(cloud, &ctx.resolved.router.id, ctx.resolved.atomic_routes, &stale).await?;
-            done.0.push(format!("removed {} route(s) of node {node}", stale.len()));
+            deleted.push(format!("{} route(s)", stale.len()));
         }
     }
     for id in floating_ip_ids {
         cloud.delete_floating_ip(id).await.map_err(cloud_err(format!("release floating IP of {node}")))?;
-        done.0.push(format!("released floating IP of node {node}"));
+        deleted.push("floating IP".to_string());
     }
     if let Some(id) = server_id {
         cloud.delete_server(id).await.map_err(cloud_err(format!("delete server of {node}")))?;
         wait_gone(cloud, id, ctx.waits).await?;
-        done.0.push(format!("deleted server of node {node}"));
+        deleted.push("server".to_string());
     }
     if let Some(id) = port_id {
         cloud.delete_port(id).await.map_err(cloud_err(format!("delete port of {node}")))?;
-        done.0.push(format!("deleted port of node {node}"));
+        deleted.push("port".to_string());
     }
-    Ok(())
+    Ok(if deleted.is_empty() { "nothing was left".to_string() } else { format!("deleted {}", deleted.join(", ")) })
 }
 
 /// Remove exactly `routes` from a router: atomically where Neutron can, else by a
@@ -396,7 +448,7 @@ async fn apply_node<C: Cloud>(
     have: &ClusterResources,
     node: &NodePlan,
     changes: &[NodeChange],
-    lines: &mut Vec<String>,
+    lines: &mut Vec<Done>,
 ) -> Result<(), ApplyError> {
     let mut port = have.ports.get(&node.name).cloned();
     for change in changes {
@@ -410,27 +462,29 @@ async fn apply_node<C: Cloud>(
                     tags: vec![cluster_tag(&ctx.plan.cluster), node_tag(&node.name)],
                 };
                 let p = cloud.create_port(&spec).await.map_err(cloud_err(format!("create port of {}", node.name)))?;
-                lines.push(format!("created port {} ({}) with pod CIDR {} allowed", p.name, first_ip(&p), node.pod_cidr));
+                lines.push(Done::new(CloudChange::Node(change.clone()), Some(format!("{} ({})", p.name, first_ip(&p)))));
                 port = Some(p);
             }
             NodeChange::SetAddressPairs { port_id, cidrs, .. } => {
                 cloud.set_allowed_address_pairs(port_id, cidrs).await.map_err(cloud_err(format!("set address pairs of {}", node.name)))?;
-                lines.push(format!("set allowed address pairs of {} to {}", node.name, cidrs.join(",")));
+                lines.push(Done::new(CloudChange::Node(change.clone()), None));
             }
             NodeChange::CreateServer { .. } => {
                 let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
-                boot(cloud, ctx, node, &port_id, lines).await?;
+                let result = boot(cloud, ctx, node, &port_id, lines).await?;
+                lines.push(Done::new(CloudChange::Node(change.clone()), Some(result)));
             }
-            NodeChange::RecreateServer { server_id, fault, .. } => {
+            NodeChange::RecreateServer { server_id, .. } => {
                 cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete failed server of {}", node.name)))?;
                 wait_gone(cloud, server_id, ctx.waits).await?;
-                lines.push(format!("deleted server {} in ERROR ({})", node.server_name, fault.as_deref().unwrap_or("no fault given")));
                 let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
-                boot(cloud, ctx, node, &port_id, lines).await?;
+                let result = boot(cloud, ctx, node, &port_id, lines).await?;
+                lines.push(Done::new(CloudChange::Node(change.clone()), Some(result)));
             }
             NodeChange::AttachFloatingIp { reuse, .. } => {
                 let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
-                attach_floating_ip(cloud, ctx, node, &port_id, reuse.as_deref(), lines).await?;
+                let address = attach_floating_ip(cloud, ctx, node, &port_id, reuse.as_deref()).await?;
+                lines.push(Done::new(CloudChange::Node(change.clone()), Some(address)));
             }
             NodeChange::Remove { .. } | NodeChange::DeleteStrayPort { .. } => {}
         }
@@ -443,8 +497,8 @@ fn first_ip(p: &crate::model::Port) -> String {
 }
 
 /// Create the server and wait for ACTIVE; a server in ERROR is deleted and created once
-/// more before giving up with Nova's fault.
-async fn boot<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, node: &NodePlan, port_id: &str, lines: &mut Vec<String>) -> Result<(), ApplyError> {
+/// more (reported in `lines`) before giving up with Nova's fault. Returns the server's state.
+async fn boot<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, node: &NodePlan, port_id: &str, lines: &mut Vec<Done>) -> Result<String, ApplyError> {
     let flavor_name = ctx.settings.nodes.iter().find(|n| n.name == node.name).and_then(|n| n.flavor.clone()).unwrap_or_else(|| ctx.settings.cloud.flavor.clone());
     let flavor_id = ctx.resolved.flavors.get(&flavor_name).map(|f| f.id.clone()).unwrap_or(flavor_name);
     let spec = ServerSpec {
@@ -461,8 +515,7 @@ async fn boot<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, node: &NodePlan, port_i
         let server = cloud.create_server(&spec).await.map_err(cloud_err(format!("create server {}", spec.name)))?;
         let state = wait_active(cloud, &server.id, &spec.name, ctx.waits).await?;
         if state.status == "ACTIVE" {
-            lines.push(format!("created server {} (ACTIVE)", spec.name));
-            return Ok(());
+            return Ok(format!("{} ACTIVE", spec.name));
         }
         let fault = state.fault.unwrap_or_else(|| "no fault message".into());
         cloud.delete_server(&server.id).await.map_err(cloud_err(format!("delete failed server {}", spec.name)))?;
@@ -470,9 +523,9 @@ async fn boot<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, node: &NodePlan, port_i
         if attempt == 2 {
             return Err(ApplyError::Boot { server: spec.name.clone(), fault });
         }
-        lines.push(format!("server {} went to ERROR ({fault}); deleted, creating it once more", spec.name));
+        lines.push(Done::new(CloudChange::RetryServer { node: node.name.clone(), fault }, None));
     }
-    Ok(())
+    Err(ApplyError::Boot { server: spec.name.clone(), fault: "no attempt was made".into() })
 }
 
 async fn wait_active<C: Cloud>(cloud: &C, id: &str, name: &str, waits: Waits) -> Result<crate::model::Server, ApplyError> {
@@ -508,8 +561,7 @@ async fn attach_floating_ip<C: Cloud>(
     node: &NodePlan,
     port_id: &str,
     reuse: Option<&str>,
-    lines: &mut Vec<String>,
-) -> Result<(), ApplyError> {
+) -> Result<String, ApplyError> {
     let (id, created) = match reuse {
         Some(id) => (id.to_string(), false),
         None => {
@@ -522,10 +574,7 @@ async fn attach_floating_ip<C: Cloud>(
         }
     };
     match cloud.set_floating_ip_port(&id, Some(port_id)).await {
-        Ok(f) => {
-            lines.push(format!("{} floating IP {} to {}", if created { "attached new" } else { "re-attached" }, f.floating_ip_address, node.name));
-            Ok(())
-        }
+        Ok(f) => Ok(f.floating_ip_address.to_string()),
         Err(e) => {
             // Never leak an address allocated for this attempt.
             if created {
@@ -555,8 +604,8 @@ pub async fn apply_routes<C: Cloud>(
         }
         let describe = |add: &[Route], remove: &[Route]| {
             let mut lines = Vec::new();
-            lines.extend(add.iter().map(|r| format!("added route {} via {}", r.destination, r.nexthop)));
-            lines.extend(remove.iter().map(|r| format!("removed route {} via {}", r.destination, r.nexthop)));
+            lines.extend(add.iter().map(|r| Done::new(CloudChange::AddRoute(r.clone()), None)));
+            lines.extend(remove.iter().map(|r| Done::new(CloudChange::RemoveRoute(r.clone()), None)));
             Changes(lines)
         };
         match change {

@@ -141,7 +141,7 @@ impl std::fmt::Display for NodeChange {
                 format!("{} floating IP for {node}", if reuse.is_some() { "attach a free" } else { "allocate a" })
             }
             NodeChange::DeleteStrayPort { name, port_id } => format!("delete stray port {name} ({port_id}): a second, unattached port of its node"),
-            NodeChange::Remove { node, .. } => format!("remove {node} (server, port, floating IP): it is no longer in the settings"),
+            NodeChange::Remove { node, .. } => format!("remove {node} (no longer in the settings: its server, port, floating IP, routes)"),
         };
         f.write_str(&text)
     }

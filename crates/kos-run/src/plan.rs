@@ -9,7 +9,7 @@ use crate::nodes::{self, NodeSession, Prepared, Reach};
 use crate::report::NodePhaseChanges;
 use crate::state::LocalState;
 use crate::{plan_for, Reporter, RunError};
-use kos_cloud::apply::{self, Resolved};
+use kos_cloud::apply::{self, CloudChange, Resolved};
 use kos_cloud::reconcile::{node_changes, route_changes, ClusterResources, RouteChange};
 use kos_cloud::Cloud;
 use kos_core::plan::ClusterPlan;
@@ -128,9 +128,9 @@ async fn cloud_changes<C: Cloud>(
     let mut lines: Vec<String> = Vec::new();
     if settings.cloud.manage_security_group {
         let group = apply::find_security_group(cloud, &settings.cluster.name).await?;
-        lines.extend(apply::security_group_change(settings, plan, group.as_ref()).map(|c| c.to_string()));
+        lines.extend(apply::security_group_change(settings, plan, group.as_ref()).map(|c| CloudChange::SecurityGroup(c).to_string()));
     }
-    lines.extend(node_changes(plan, have).iter().map(ToString::to_string));
+    lines.extend(node_changes(plan, have).into_iter().map(|c| CloudChange::Node(c).to_string()));
     // A node without an address yet gets its route once its port has one.
     lines.extend(
         plan.nodes.iter().filter(|n| n.fixed_ip.is_none()).map(|n| format!("add route {} via {}'s address, once its port exists", n.pod_cidr, n.name)),
@@ -139,8 +139,8 @@ async fn cloud_changes<C: Cloud>(
     match route_changes(plan, &router, &have.node_addresses(), resolved.atomic_routes) {
         RouteChange::None => {}
         RouteChange::Atomic { add, remove } | RouteChange::Replace { add, remove, .. } => {
-            lines.extend(add.iter().map(|r| format!("add route {} via {}", r.destination, r.nexthop)));
-            lines.extend(remove.iter().map(|r| format!("remove route {} via {}", r.destination, r.nexthop)));
+            lines.extend(add.into_iter().map(|r| CloudChange::AddRoute(r).to_string()));
+            lines.extend(remove.into_iter().map(|r| CloudChange::RemoveRoute(r).to_string()));
         }
     }
     Ok(lines)

@@ -53,6 +53,19 @@ impl UpOptions {
     }
 }
 
+/// Whether `made` (a change `up` reported) is `planned` (a line of `kos plan`): the same
+/// words, with the result after a colon; a route planned for a node without an address yet
+/// is made via the address its port got.
+pub fn made_as_planned(made: &str, planned: &str) -> bool {
+    if let Some(rest) = planned.strip_prefix("add route ")
+        && let Some((destination, _)) = rest.split_once(" via ")
+        && planned.ends_with(", once its port exists")
+    {
+        return made.starts_with(&format!("add route {destination} via "));
+    }
+    made == planned || made.strip_prefix(planned).is_some_and(|r| r.starts_with(": "))
+}
+
 /// The local inputs of a run, checked before anything else is touched: only
 /// [`local_inputs`] makes one, and [`up`] needs one, so no cloud is reached for nodes kos
 /// could not then reach or provision.
@@ -187,8 +200,9 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         }
     }
 
-    fn cloud_changed(&mut self, phase: Phase, changes: Vec<String>) {
-        for change in changes {
+    fn cloud_changed(&mut self, phase: Phase, changes: Vec<apply::Done>) {
+        for done in changes {
+            let change = done.to_string();
             self.line(&format!("{}: {change}", if phase == Phase::Instances { "instances" } else { "network" }));
             self.report.changes += 1;
             self.report.cloud.push(CloudChange { phase, change });
@@ -201,7 +215,8 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         let mut groups = Vec::new();
         if settings.cloud.manage_security_group {
             let (id, change) = apply::ensure_security_group(cloud, settings, &view.plan).await?;
-            self.cloud_changed(Phase::Instances, change.iter().map(ToString::to_string).collect());
+            let change = change.map(|c| apply::Done { change: apply::CloudChange::SecurityGroup(c), result: None });
+            self.cloud_changed(Phase::Instances, change.into_iter().collect());
             groups.push(id);
         }
         groups.extend(settings.cloud.security_groups.iter().cloned());

@@ -28,10 +28,10 @@ async fn up(cloud: &FakeCloud, s: &Settings) -> Vec<String> {
     let (sg, created) = ensure_security_group(cloud, s, &p).await.unwrap();
     let ctx = NodeContext { settings: s, plan: &p, resolved: &resolved, security_groups: &[sg], waits: FAST };
     let mut lines: Vec<String> = created.iter().map(ToString::to_string).collect();
-    lines.extend(apply_nodes(cloud, ctx, &have).await.unwrap().0);
+    lines.extend(apply_nodes(cloud, ctx, &have).await.unwrap().0.iter().map(ToString::to_string));
     let have = discover(cloud, &s.cluster.name).await.unwrap();
     let p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
-    lines.extend(apply_routes(cloud, &p, &resolved, &have.node_addresses()).await.unwrap().0);
+    lines.extend(apply_routes(cloud, &p, &resolved, &have.node_addresses()).await.unwrap().0.iter().map(ToString::to_string));
     lines
 }
 
@@ -46,10 +46,10 @@ async fn first_run_builds_everything_and_the_second_changes_nothing() {
     let cloud = FakeCloud::new();
     let s = settings(&["master-1", "worker-1", "worker-2"]);
     let lines = up(&cloud, &s).await;
-    assert_eq!(lines.iter().filter(|l| l.starts_with("created port")).count(), 3, "{lines:#?}");
-    assert_eq!(lines.iter().filter(|l| l.starts_with("created server")).count(), 3, "{lines:#?}");
-    assert_eq!(lines.iter().filter(|l| l.starts_with("added route")).count(), 3, "{lines:#?}");
-    assert!(lines.iter().any(|l| l.starts_with("attached new floating IP")), "{lines:#?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("create port of ")).count(), 3, "{lines:#?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("create server of ")).count(), 3, "{lines:#?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("add route ")).count(), 3, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("allocate a floating IP for master-1: ")), "{lines:#?}");
     {
         let st = cloud.state.lock().unwrap();
         assert_eq!(st.servers.len(), 3);
@@ -81,7 +81,7 @@ async fn adding_a_node_adds_one_server_and_one_route_and_keeps_the_others() {
     up(&cloud, &settings(&["master-1", "worker-1", "worker-2"])).await;
     let before = routes(&cloud);
     let lines = up(&cloud, &settings(&["master-1", "worker-1", "worker-2", "worker-3"])).await;
-    assert_eq!(lines.iter().filter(|l| l.starts_with("created server")).count(), 1, "{lines:#?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("create server of ")).count(), 1, "{lines:#?}");
     let after = routes(&cloud);
     assert_eq!(after.len(), 4);
     for r in &before {
@@ -97,7 +97,7 @@ async fn removing_a_node_removes_its_route_server_and_port_but_not_foreign_route
     let foreign = Route { destination: "10.1.200.0/24".parse().unwrap(), nexthop: Ipv4Addr::new(192, 168, 50, 250) };
     cloud.state.lock().unwrap().router.as_mut().unwrap().routes.push(foreign.clone());
     let lines = up(&cloud, &settings(&["master-1", "worker-1"])).await;
-    assert!(lines.iter().any(|l| l.contains("route(s) of node worker-2")), "{lines:#?}");
+    assert_eq!(lines, ["remove worker-2 (no longer in the settings: its server, port, floating IP, routes): deleted 1 route(s), server, port"]);
     let st = cloud.state.lock().unwrap();
     assert_eq!(st.servers.len(), 2);
     assert_eq!(st.ports.len(), 2);
@@ -111,7 +111,7 @@ async fn a_server_in_error_is_recreated_once_then_nova_fault_is_reported() {
     let cloud = FakeCloud::new();
     cloud.state.lock().unwrap().failing_boots.insert("demo-worker-1".into(), 1);
     let lines = up(&cloud, &settings(&["master-1", "worker-1"])).await;
-    assert!(lines.iter().any(|l| l.contains("went to ERROR (No valid host was found")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("(ERROR: No valid host was found")), "{lines:#?}");
     assert_eq!(cloud.state.lock().unwrap().servers.values().filter(|s| s.status == "ACTIVE").count(), 2);
 
     // In ERROR twice: the run fails with Nova's words, and no server is left in ERROR.
@@ -146,7 +146,7 @@ async fn quota_exceeded_mid_run_fails_clearly_and_a_rerun_converges_without_leak
     assert_eq!(ports, 3);
     cloud.state.lock().unwrap().instance_quota = 10;
     let lines = up(&cloud, &s).await;
-    assert_eq!(lines.iter().filter(|l| l.starts_with("created port")).count(), 0, "ports reused: {lines:#?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("create port of ")).count(), 0, "ports reused: {lines:#?}");
     assert_eq!(cloud.state.lock().unwrap().servers.len(), 3);
     assert_eq!(cloud.state.lock().unwrap().ports.len(), 3, "no port leaked");
 }
@@ -201,7 +201,8 @@ async fn an_interrupted_tagging_is_finished() {
         port.id.clone()
     };
     let have = discover(&cloud, "demo").await.unwrap();
-    assert_eq!(complete_tags(&cloud, &have).await.unwrap().0, vec!["tagged port demo-w1: its tagging had been interrupted"]);
+    let tagged: Vec<String> = complete_tags(&cloud, &have).await.unwrap().0.iter().map(ToString::to_string).collect();
+    assert_eq!(tagged, ["complete the tags of port demo-w1 (its tagging had been interrupted)"]);
     assert_eq!(cloud.state.lock().unwrap().ports[&id].tags, vec!["kos-cluster=demo", "kos-node=w1"]);
     let have = discover(&cloud, "demo").await.unwrap();
     assert!(complete_tags(&cloud, &have).await.unwrap().is_empty());

@@ -27,7 +27,7 @@ async fn the_cloud_phases_run_in_order_and_a_second_run_changes_nothing() {
     assert!(report.ok && report.error.is_none() && report.failures.is_empty(), "{report:#?}");
     // Whatever the order asked, check → instances → routes.
     assert_eq!(steps(&report), ["local inputs", "check", "instances", "network (routes)"]);
-    let servers = report.cloud.iter().filter(|c| c.change.starts_with("created server")).count();
+    let servers = report.cloud.iter().filter(|c| c.change.starts_with("create server of ")).count();
     let routes = report.cloud.iter().filter(|c| c.phase == Phase::Network).count();
     assert_eq!((servers, routes), (3, 3), "{:#?}", report.cloud);
     assert_eq!(report.changes, report.cloud.len());

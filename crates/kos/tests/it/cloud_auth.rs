@@ -139,8 +139,8 @@ fn walk(c: &Cluster, settings: &Path, env: &[(&str, &std::ffi::OsStr)], flags: &
     let out = run(&["check", "-f", file(settings)]);
     assert!(out.contains("0 failed"), "{out}");
     let out = run(&["up", "--only", "instances,routes", "-f", file(settings)]);
-    assert_eq!(out.matches("instances: created server").count(), 2, "{out}");
-    assert_eq!(out.matches("network: added route").count(), 2, "{out}");
+    assert_eq!(out.matches("instances: create server of ").count(), 2, "{out}");
+    assert_eq!(out.matches("network: add route ").count(), 2, "{out}");
     let out = run(&["inventory", "--list", "-f", file(settings)]);
     let inventory: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(inventory["k8s_master"]["hosts"], json!(["master-1"]), "{out}");

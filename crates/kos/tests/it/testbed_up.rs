@@ -124,7 +124,13 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     eprintln!("first kos up: {:.1} s; phases: {:?}", first.secs, first.phase_times());
     let report = first.report();
     let facts = UpFacts(&report);
-    assert_eq!(facts.cloud_changes("created server"), 3, "{report:#}");
+    assert_eq!(facts.cloud_changes("create server of "), 3, "{report:#}");
+    // Exactly what the plan listed, in its words: one made change per planned one.
+    let made: Vec<&str> = report["cloud"].as_array().expect("cloud").iter().filter_map(|c| c["change"].as_str()).collect();
+    assert_eq!(made.len(), cloud.len(), "made {made:#?}\nplanned {cloud:#?}");
+    for planned in &cloud {
+        assert_eq!(made.iter().filter(|m| kos_run::up::made_as_planned(m, planned)).count(), 1, "{planned}: {made:#?}");
+    }
     assert_eq!(facts.cloud_changes(&format!("create security group {}-nodes with ", c.name)), 1, "in the plan's words: {report:#}");
     for n in &nodes {
         assert_eq!(facts.node_phases(n.name), ["runtime", "kubernetes", "network"], "{}: {report:#}", n.name);

@@ -49,7 +49,8 @@ pub(crate) fn check(ctx: &Ctx) {
     assert_eq!(plan.code, Some(2), "plan --detailed-exitcode with a route missing:\n{}\n{}", plan.stdout, plan.stderr);
     assert!(plan.stdout.contains(&format!("cloud: add route {} via {}", w3.pod_cidr, w3.fixed_ip)), "{}", plan.stdout);
     let run = ctx.c.kos_ok(&["up"]);
-    let restored = format!("added route {} via {}", w3.pod_cidr, w3.fixed_ip);
+    // In the plan's very words.
+    let restored = format!("network: add route {} via {}", w3.pod_cidr, w3.fixed_ip);
     assert!(run.stdout.contains(&restored), "kos up says `{restored}`:\n{}", run.stdout);
     let seen = wait_for(
         "worker-3's pod reachable again after kos up",
