@@ -76,12 +76,14 @@ STEP_LOGS=("$LOG/rabbitmq.log")
 echo '[].' > "$ETC/rabbit_enabled_plugins"
 printf 'listeners.tcp.default = %s:5672\nloopback_users = none\n' $IP > "$ETC/rabbitmq.conf"
 # run the real server script as root (the /usr/sbin wrapper would `su rabbitmq`);
-# HOME holds the erlang cookie; dist port + epmd bound to loopback.
+# HOME holds the erlang cookie; dist port + epmd bound to loopback. No Erlang VM of this tree may
+# start an epmd of its own (`-start_epmd false`): one started while ours is stopping daemonises
+# out of every process group down.sh signals, and outlives the test bed (a LEAK).
 start rabbitmq env HOME=$DATA/rabbit/home RABBITMQ_NODENAME=rabbit@localhost \
   RABBITMQ_NODE_IP_ADDRESS=$IP RABBITMQ_NODE_PORT=5672 RABBITMQ_DIST_PORT=25672 \
   RABBITMQ_MNESIA_BASE=$DATA/rabbit/mnesia RABBITMQ_LOG_BASE=$LOG/rabbit \
   RABBITMQ_CONFIG_FILE=$ETC/rabbitmq RABBITMQ_ENABLED_PLUGINS_FILE=$ETC/rabbit_enabled_plugins \
-  ERL_EPMD_ADDRESS=$IP \
+  ERL_EPMD_ADDRESS=$IP ERL_AFLAGS="-start_epmd false" \
   RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
   /usr/lib/rabbitmq/bin/rabbitmq-server
 
