@@ -35,6 +35,24 @@ pub enum ApplyError {
     RouteLimit { router: String, needed: usize, limit: u32 },
     #[error("the network `{network}` has no IPv4 subnet: create one, or name another network in cloud.network")]
     NoSubnet { network: String },
+    /// A name of the settings the cloud does not know: the same words and fix as `kos check`.
+    #[error("{what}: {source}; {fix}")]
+    Lookup { what: String, source: CloudError, fix: &'static str },
+}
+
+/// The fix for a name of the settings the cloud does not know, as `kos check` and `kos up`
+/// both word it.
+pub mod fixes {
+    pub const IMAGE: &str = "set cloud.image to an image of `openstack image list`";
+    pub const FLAVOR: &str = "use a flavor of `openstack flavor list`";
+    pub const NETWORK: &str = "set cloud.network to a tenant network of `openstack network list`";
+    pub const ROUTER: &str = "set cloud.router to the router attached to cloud.network";
+    pub const POOL: &str = "name an external network of `openstack network list --external`";
+}
+
+fn lookup_err(what: impl Into<String>, fix: &'static str) -> impl FnOnce(CloudError) -> ApplyError {
+    let what = what.into();
+    move |source| ApplyError::Lookup { what, source, fix }
 }
 
 fn cloud_err(what: impl Into<String>) -> impl FnOnce(CloudError) -> ApplyError {
@@ -60,14 +78,14 @@ pub struct Resolved {
 /// Neutron's route extension.
 pub async fn resolve<C: Cloud>(cloud: &C, settings: &Settings) -> Result<Resolved, ApplyError> {
     let c = &settings.cloud;
-    let image = cloud.image(&c.image).await.map_err(cloud_err("cloud.image"))?;
+    let image = cloud.image(&c.image).await.map_err(lookup_err("image", fixes::IMAGE))?;
     let mut flavors = BTreeMap::new();
     let names: BTreeSet<&String> = std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
     for name in names {
-        let f = cloud.flavor(name).await.map_err(cloud_err(format!("flavor `{name}`")))?;
+        let f = cloud.flavor(name).await.map_err(lookup_err(format!("flavor `{name}`"), fixes::FLAVOR))?;
         flavors.insert(name.clone(), f);
     }
-    let network = cloud.network(&c.network).await.map_err(cloud_err("cloud.network"))?;
+    let network = cloud.network(&c.network).await.map_err(lookup_err("network", fixes::NETWORK))?;
     let subnet = cloud
         .subnets(&network.id)
         .await
@@ -75,9 +93,9 @@ pub async fn resolve<C: Cloud>(cloud: &C, settings: &Settings) -> Result<Resolve
         .into_iter()
         .next()
         .ok_or_else(|| ApplyError::NoSubnet { network: network.name.clone() })?;
-    let router = cloud.router(&c.router).await.map_err(cloud_err("cloud.router"))?;
+    let router = cloud.router(&c.router).await.map_err(lookup_err("router", fixes::ROUTER))?;
     let external_network_id = match &c.floating_ip_pool {
-        Some(pool) => Some(cloud.network(pool).await.map_err(cloud_err("cloud.floating_ip_pool"))?.id),
+        Some(pool) => Some(cloud.network(pool).await.map_err(lookup_err("floating_ip_pool", fixes::POOL))?.id),
         None => None,
     };
     let extensions = cloud.network_extensions().await.map_err(cloud_err("Neutron extensions"))?;

@@ -105,7 +105,7 @@ pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan)
         Ok(detail) => ok(format!("{what}: {detail}")),
         Err(e) => fail(format!("{what}: {e}"), fix.to_string()),
     };
-    out.push(found(cloud.image(&c.image).await.map(|i| format!("{} ({})", i.name, i.status)), "image", "set cloud.image to an image of `openstack image list`"));
+    out.push(found(cloud.image(&c.image).await.map(|i| format!("{} ({})", i.name, i.status)), "image", crate::apply::fixes::IMAGE));
     let mut flavors = BTreeMap::new();
     let names: BTreeSet<&String> = std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
     for name in names {
@@ -114,7 +114,7 @@ pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan)
                 out.push(ok(format!("flavor {}: {} vCPU, {} MiB", f.name, f.vcpus, f.ram)));
                 flavors.insert(name.clone(), f);
             }
-            Err(e) => out.push(fail(format!("flavor `{name}`: {e}"), "use a flavor of `openstack flavor list`")),
+            Err(e) => out.push(fail(format!("flavor `{name}`: {e}"), crate::apply::fixes::FLAVOR)),
         }
     }
     let mut tenant_cidr = None;
@@ -127,19 +127,19 @@ pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan)
             Ok(_) => out.push(fail(format!("network {} has no subnet", n.name), "create a subnet on it")),
             Err(e) => out.push(fail(format!("subnets of {}: {e}", n.name), "check the network")),
         },
-        Err(e) => out.push(fail(format!("network: {e}"), "set cloud.network to a tenant network")),
+        Err(e) => out.push(fail(format!("network: {e}"), crate::apply::fixes::NETWORK)),
     }
     let router = cloud.router(&c.router).await;
     match &router {
         Ok(r) if r.external_network_id.is_some() => out.push(ok(format!("router {} with an external gateway, {} route(s)", r.name, r.routes.len()))),
         Ok(r) => out.push(warn(format!("router {} has no external gateway", r.name), "pods and nodes will not reach outside the tenant network")),
-        Err(e) => out.push(fail(format!("router: {e}"), "set cloud.router to the router attached to cloud.network")),
+        Err(e) => out.push(fail(format!("router: {e}"), crate::apply::fixes::ROUTER)),
     }
     if let Some(pool) = &c.floating_ip_pool {
         out.push(match cloud.network(pool).await {
             Ok(n) if n.external => ok(format!("floating IP pool {}", n.name)),
             Ok(n) => fail(format!("floating_ip_pool {} is not an external network", n.name), "name an external network"),
-            Err(e) => fail(format!("floating_ip_pool: {e}"), "name an external network of `openstack network list --external`"),
+            Err(e) => fail(format!("floating_ip_pool: {e}"), crate::apply::fixes::POOL),
         });
     }
     if let Some(key) = &c.key_name {

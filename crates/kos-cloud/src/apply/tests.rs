@@ -207,3 +207,18 @@ async fn an_interrupted_tagging_is_finished() {
     let have = discover(&cloud, "demo").await.unwrap();
     assert!(complete_tags(&cloud, &have).await.unwrap().is_empty());
 }
+
+/// A name the cloud does not know gets the same words and fix from `kos up` (resolve) as
+/// from `kos check`.
+#[tokio::test]
+async fn an_unknown_image_is_worded_as_check_words_it() {
+    let cloud = FakeCloud::new();
+    let mut s = settings(&["master-1"]);
+    s.cloud.image = "debian-12".into();
+    let err = resolve(&cloud, &s).await.unwrap_err().to_string();
+    let p = plan(&s, &Default::default()).unwrap();
+    let findings = crate::ops::check(&cloud, &s, &p).await;
+    let image = findings.iter().find(|f| f.what.starts_with("image: ")).unwrap();
+    assert_eq!(err, format!("{}; {}", image.what, image.fix.as_deref().unwrap()));
+    assert!(err.contains("debian-12") && err.ends_with("set cloud.image to an image of `openstack image list`"), "{err}");
+}
