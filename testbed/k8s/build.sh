@@ -216,6 +216,35 @@ debian_tools() {
   (cd "$out/debs" && ls) >"$out/PACKAGES"
 }
 
+# --- busybox for the test images: Debian's source of the host's busybox-static (its patches, its static config),
+# with one option turned on, FEATURE_DI_ENV_HACK, which undoes Debian's revert of upstream's ash keeping every
+# environment variable it is given. Upstream's ash (the official busybox image, which the suite's busybox:1.37.0-2
+# mirrors) passes a Secret's `data-1=value-1` on to `sh -c env`; Debian's drops names that are not shell names.
+# This ash is the busybox image's /bin/sh: the Kubelet read-only spec wants ash's very words ("/bin/sh: can't create
+# /file: Read-only file system"; bash says "/bin/sh: line 1: /file: Read-only file system").
+# `apt-get source` through a sources list of our own (the host's, as deb-src) and its own lists: the host's apt is
+# left as it is.
+BUSYBOX_SRC=$(dpkg-query -W -f='${source:Version}' busybox-static 2>/dev/null || true)
+busybox_ash() {
+  local out=$1 w=$1/work A d
+  mkdir -p "$w/parts" "$w/lists/partial" "$w/cache/archives/partial"
+  for d in /etc/apt/sources.list.d/*.sources; do [[ -f $d ]] && sed 's/^Types: deb$/Types: deb-src/' "$d"; echo; done >"$w/parts/src.sources"
+  sed -n 's/^deb /deb-src /p' /etc/apt/sources.list 2>/dev/null >"$w/src.list" || true
+  A=(-o "Dir::Etc::SourceList=$w/src.list" -o "Dir::Etc::SourceParts=$w/parts" -o "Dir::State::Lists=$w/lists"
+     -o "Dir::Cache=$w/cache" -o Dir::State::status=/dev/null -o APT::Sandbox::User=root)
+  apt-get "${A[@]}" -q update >&2 || die "apt-get update (deb-src of the host's sources)"
+  (cd "$w" && apt-get "${A[@]}" -q source --download-only "busybox=$BUSYBOX_SRC" >&2) || die "apt-get source busybox=$BUSYBOX_SRC"
+  # (gpgv has no Debian keyring here and says so; apt checked the files against the signed Sources index)
+  dpkg-source -q -x "$w"/busybox_*.dsc "$w/src" >/dev/null 2>&1 || die "dpkg-source -x busybox $BUSYBOX_SRC"
+  cp "$w/src/debian/config/pkg/static" "$w/src/.config"
+  sed -i 's/^# CONFIG_FEATURE_DI_ENV_HACK is not set$/CONFIG_FEATURE_DI_ENV_HACK=y/' "$w/src/.config"
+  grep -qx 'CONFIG_FEATURE_DI_ENV_HACK=y' "$w/src/.config" || die "busybox $BUSYBOX_SRC: no FEATURE_DI_ENV_HACK in its static config"
+  (cd "$w/src" && { yes '' || true; } | make oldconfig >/dev/null && make -j"$(nproc)" busybox >&2)
+  cp "$w/src/busybox" "$out/busybox"; strip "$out/busybox"
+  rm -rf "$w"
+  env 'data-1=value-1' "$out/busybox" sh -c env | grep -qx 'data-1=value-1' || die "busybox: ash still drops data-1"
+}
+
 need_host() {
   local missing=()
   command -v gcc >/dev/null || missing+=(gcc)
@@ -239,6 +268,9 @@ cached "e2e.test, ginkgo v$KUBERNETES" "$CACHE/e2e-v$KUBERNETES" e2e
 AGNHOST=$(e2e_tag Agnhost); [[ -n $AGNHOST ]] || die "no agnhost tag in test/utils/image/manifest.go"
 cached "agnhost $AGNHOST" "$CACHE/agnhost-$AGNHOST" agnhost
 cached "nnp, sample-apiserver v$SAMPLE_APISERVER" "$CACHE/e2e-extras-v$KUBERNETES-$SAMPLE_APISERVER" e2e_extras
+[[ -n $BUSYBOX_SRC ]] || die "no busybox-static installed"
+BB=$CACHE/busybox-${BUSYBOX_SRC#*:}-ash-env
+cached "busybox $BUSYBOX_SRC (Debian's source, ash keeping every variable)" "$BB" busybox_ash
 log "all components built"
 
 # --- The artifact folder: hard links into the cache (no copies), then the images, then SHA256SUMS.
@@ -288,13 +320,13 @@ fi
 D=$CACHE/debian-tools-$(echo "$DEB_TOOLS" | sha256sum | cut -c1-12)
 cached "Debian tools for the test images ($DEB_TOOLS)" "$D" debian_tools
 TI=$CACHE/test-images-v$KUBERNETES
-tstamp=$(cat "$HERE/versions.env" "$HERE/build.sh" "$HERE/pack-image.py" "$D/PACKAGES" | sha256sum | cut -c1-16)
+tstamp=$(cat "$HERE/versions.env" "$HERE/build.sh" "$HERE/pack-image.py" "$D/PACKAGES" "$BB/busybox" | sha256sum | cut -c1-16)
 if [[ -f $TI/.stamp && $(cat "$TI/.stamp") == "$tstamp" ]] && (cd "$TI" && sha256sum --quiet -c SHA256SUMS); then
   log "test image folder up to date: $TI"
 else
   rm -rf "$TI.tmp" "$TI.etc"; mkdir -p "$TI.tmp/images" "$TI.etc"
   img() { python3 "$HERE/pack-image.py" "$TI.tmp/images/$1.tar" "${@:2}" >&2; }
-  bb=$(command -v busybox) T=$D/root KDIR=$(modfield "k8s.io/kubernetes@v$KUBERNETES" Dir)
+  bb=$BB/busybox T=$D/root KDIR=$(modfield "k8s.io/kubernetes@v$KUBERNETES" Dir)
   # busybox's applets as links in /bin (as the official busybox image has them: the sysctl spec runs /bin/sysctl)
   # and where busybox installs them (/usr/bin/env, /sbin/ip, as Alpine), but for the names a real program takes.
   applets() { local a; for a in $("$bb" --list-full); do
@@ -305,6 +337,9 @@ else
   printf 'root:x:0:0:root:/root:/bin/sh\nuser-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n' >"$TI.etc/passwd"
   printf 'root:x:0:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\nnonroot:x:65532:\nnobody:x:65534:\n' >"$TI.etc/group"
   printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$TI.etc/nsswitch.conf"
+  # kitten and nautilus are FROM agnhost, Alpine, upstream; the ImageVolume spec mounts kitten as a volume and reads
+  # "Alpine Linux" in its etc/os-release. Ours are busybox, and the file says so too.
+  printf '# kos test bed (testbed/k8s/build.sh): busybox and agnhost test-webserver, not Alpine; upstream builds this\n# image FROM Alpine, whose name the ImageVolume e2e spec reads here.\nNAME="Alpine Linux"\nID=alpine\nPRETTY_NAME="Alpine Linux (kos test bed stand-in: busybox)"\n' >"$TI.etc/os-release"
   # agnhost as test/images/agnhost/Dockerfile assembles it (Alpine's bind-tools, curl, netcat-openbsd, iproute2 there;
   # Debian's here), with CoreDNS at /coredns for the DNS specs (ours, $COREDNS), porter's certificate and /uploads.
   img "agnhost-$AGNHOST" "$R/e2e-test-images/agnhost:$AGNHOST" --entrypoint '["/agnhost"]' --cmd '["pause"]' --lib-root "$T" --dir uploads \
@@ -319,7 +354,9 @@ else
     "$T/usr/bin/dig:/usr/bin/dig" "$T/usr/bin/getent:/usr/bin/getent" "$TI.etc/nsswitch.conf:/etc/nsswitch.conf:0644" \
     "${sh_bb[@]}" $(applets dig getent)
   # busybox at the tag this suite names (the artifact set's busybox:1.36.1-1 is a workload image for kos's own tests).
-  img "busybox-$(e2e_tag BusyBox)" "$R/e2e-test-images/busybox:$(e2e_tag BusyBox)" --cmd '["sh"]' --lib-root "$T" "${sh_bb[@]}" $(applets)
+  # Its /bin/sh is busybox's ash, as in upstream's (see busybox_ash): nothing else in it for a shell to prefer.
+  img "busybox-$(e2e_tag BusyBox)" "$R/e2e-test-images/busybox:$(e2e_tag BusyBox)" --cmd '["sh"]' \
+    "$bb:/bin/busybox" "@/bin/sh=busybox" $(applets)
   # --- The other images of the [Conformance] specs (the full set), each as its test/images/<name>/Dockerfile builds
   # it, on busybox rather than Alpine or debian-base:
   X=$CACHE/e2e-extras-v$KUBERNETES-$SAMPLE_APISERVER E2E=$R/e2e-test-images
@@ -331,7 +368,7 @@ else
   # kitten, nautilus: agnhost's test-webserver serving their html/ (read from the module, not copied into the repo).
   for n in kitten nautilus; do
     img "$n-$(e2e_tag "${n^}")" "$E2E/$n:$(e2e_tag "${n^}")" --entrypoint '["/agnhost"]' --cmd '["test-webserver"]' --lib-root "$T" "${slim[@]}" \
-      $(for f in "$KDIR/test/images/$n/html"/*; do echo "$f:/${f##*/}:0644"; done)
+      "$TI.etc/os-release:/etc/os-release:0644" $(for f in "$KDIR/test/images/$n/html"/*; do echo "$f:/${f##*/}:0644"; done)
   done
   img "nonroot-$(e2e_tag NonRoot)" "$E2E/nonroot:$(e2e_tag NonRoot)" --user 1234 --cmd '["sh"]' --lib-root "$T" "${sh_bb[@]}" $(applets)
   img "nonewprivs-$(e2e_tag Nonewprivs)" "$E2E/nonewprivs:$(e2e_tag Nonewprivs)" --cmd '["nnp"]' --lib-root "$T" \

@@ -1,6 +1,6 @@
 #!/bin/bash
 # conformance.sh --kubeconfig FILE [--set ci|full] [--report DIR] [--context NAME] [--procs N] [--timeout DUR]
-#                [--dry-run] [-- E2E_ARG...]
+#                [--registry IP] [--dry-run] [-- E2E_ARG...]
 # Runs the upstream Kubernetes e2e suite (e2e.test, built by build.sh at the cluster's version) against a cluster,
 # from a machine that reaches its API server (the tests: inside the test bed's deployer network namespace, where
 # nothing reaches the internet), then prints one line
@@ -19,6 +19,13 @@
 #   --procs N    run N specs at once through the ginkgo CLI (default 4: most specs wait on pods and the network,
 #                not on the CPU); 1 runs e2e.test itself, one spec at a time.
 #   --timeout    the suite's time limit (--ginkgo.timeout; default 60m for ci, 8h for full).
+#   --registry IP  serve the test image folder as registry.k8s.io on IP:443 (an address of this machine that the
+#                nodes reach; on the test bed the deployer's, deployer_ip in $TB_RUN/sandbox.env) for the run, for
+#                the specs whose pods pull with imagePullPolicy Always (ImageVolume, Projected PodCertificate mTLS):
+#                the kubelet asks the registry even for a loaded image. registry.py serves the archives; a
+#                privileged DaemonSet (namespace kos-conformance-registry) adds a hosts entry and the runner's CA
+#                ($KOS_K8S_CACHE/conformance-registry-ca, made once) to every node, and takes both away when the
+#                namespace is deleted at the end.
 #   --dry-run    list the specs the set selects (no cluster needed but the kubeconfig) and stop.
 #
 # Images: the suite's pods name their images by tag (registry.k8s.io/e2e-test-images/agnhost:2.66.1, ...), which the
@@ -36,10 +43,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${KOS_K8S_CACHE:-/var/tmp/kos-k8s}
 E2E_BIN=$CACHE/e2e-v$KUBERNETES/bin
 KNOWN=$HERE/conformance-known-failures.txt
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 die() { echo "conformance: $*" >&2; exit 2; }
 
-kubeconfig="" set=ci report="" context="" procs=4 timeout="" dry=0 extra=()
+kubeconfig="" set=ci report="" context="" procs=4 timeout="" registry="" dry=0 extra=()
 while (($#)); do
   case $1 in
     --kubeconfig) kubeconfig=$2; shift 2 ;;
@@ -48,6 +55,7 @@ while (($#)); do
     --context) context=$2; shift 2 ;;
     --procs) procs=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
+    --registry) registry=$2; shift 2 ;;
     --dry-run) dry=1; shift ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) usage ;;
@@ -121,6 +129,94 @@ for n in json.load(sys.stdin)["items"]:
 for _ in $(seq 36); do missing=$(lacking); [[ -n $missing ]] || break; sleep 5; done
 [[ -z $missing ]] || die "images not loaded (no registry is reachable; load testbed/k8s/build.sh's test image folder, artifacts.extra_images):
 $missing"
+
+# --registry: registry.k8s.io served from here for the run (see the header), on every node through a DaemonSet.
+if [[ -n $registry ]]; then
+  reg=$report/registry ca=$CACHE/conformance-registry-ca
+  mkdir -p "$reg"
+  # One CA for every run, made once: containerd reads the trust store at its first TLS connection and keeps what it
+  # read, so a node that trusted one run's CA would refuse the next run's ("x509: certificate signed by unknown
+  # authority": seen).
+  if [[ ! -f $ca/ca.crt ]]; then
+    mkdir -p "$ca.tmp"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$ca.tmp/ca.key" -out "$ca.tmp/ca.crt" -days 3650 \
+      -subj "/CN=kos conformance registry CA" 2>/dev/null
+    mv "$ca.tmp" "$ca"
+  fi
+  cp "$ca/ca.crt" "$reg/ca.crt"
+  openssl req -newkey rsa:2048 -nodes -keyout "$reg/tls.key" -out "$reg/tls.csr" -subj "/CN=registry.k8s.io" 2>/dev/null
+  printf 'subjectAltName=DNS:registry.k8s.io\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$reg/ext"
+  openssl x509 -req -in "$reg/tls.csr" -CA "$ca/ca.crt" -CAkey "$ca/ca.key" -CAcreateserial -CAserial "$reg/ca.srl" \
+    -out "$reg/tls.crt" -days 2 -extfile "$reg/ext" 2>/dev/null
+  python3 "$HERE/registry.py" --listen "$registry:443" --cert "$reg/tls.crt" --key "$reg/tls.key" "$TI" \
+    >"$reg/registry.log" 2>&1 &
+  reg_pid=$!
+  registry_down() {
+    "$KUBECTL" "${kc[@]}" delete namespace kos-conformance-registry --wait --timeout=90s >/dev/null 2>&1 || true
+    kill "$reg_pid" 2>/dev/null || true
+  }
+  trap registry_down EXIT
+  for _ in $(seq 30); do
+    curl -sf --cacert "$reg/ca.crt" --resolve "registry.k8s.io:443:$registry" https://registry.k8s.io/v2/ >/dev/null && break
+    kill -0 "$reg_pid" 2>/dev/null || die "registry.py ended: $(tail -3 "$reg/registry.log")"
+    sleep 1
+  done
+  busybox=$(printf '%s\n' "${names[@]}" | grep -m1 '/busybox:') || die "no busybox image in $TI"
+  "$KUBECTL" "${kc[@]}" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: kos-conformance-registry}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: registry, namespace: kos-conformance-registry}
+data:
+  ip: "$registry"
+  ca.crt: |
+$(sed 's/^/    /' "$reg/ca.crt")
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: registry-k8s-io, namespace: kos-conformance-registry}
+spec:
+  selector: {matchLabels: {app: kos-conformance-registry}}
+  template:
+    metadata: {labels: {app: kos-conformance-registry}}
+    spec:
+      hostPID: true
+      tolerations: [{operator: Exists}]
+      terminationGracePeriodSeconds: 30
+      containers:
+      - name: node
+        image: $busybox
+        imagePullPolicy: IfNotPresent
+        securityContext: {privileged: true}
+        env:
+        - {name: IP, valueFrom: {configMapKeyRef: {name: registry, key: ip}}}
+        - {name: CA, valueFrom: {configMapKeyRef: {name: registry, key: ca.crt}}}
+        readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 2}
+        command:
+        - sh
+        - -c
+        - |
+          set -e
+          # In the node's mount namespace: the CA in its trust store, registry.k8s.io in /etc/hosts (same inode).
+          node() { nsenter -t 1 -m -- sh -c "\$1"; }
+          hosts='grep -v " # kos-conformance-registry\$" /etc/hosts > /etc/hosts.kos-tmp || true'
+          node "printf '%s\\n' \"\$CA\" > /usr/local/share/ca-certificates/kos-conformance-registry.crt
+                update-ca-certificates > /dev/null
+                \$hosts; echo \"\$IP registry.k8s.io # kos-conformance-registry\" >> /etc/hosts.kos-tmp
+                cat /etc/hosts.kos-tmp > /etc/hosts; rm -f /etc/hosts.kos-tmp"
+          touch /tmp/ready
+          trap 'node "rm -f /usr/local/share/ca-certificates/kos-conformance-registry.crt
+                      update-ca-certificates --fresh > /dev/null
+                      \$hosts; cat /etc/hosts.kos-tmp > /etc/hosts; rm -f /etc/hosts.kos-tmp"; exit 0' TERM
+          while :; do sleep 3600 & wait \$!; done
+EOF
+  "$KUBECTL" "${kc[@]}" -n kos-conformance-registry rollout status daemonset/registry-k8s-io --timeout=120s >/dev/null ||
+    die "the registry DaemonSet did not become ready: $("$KUBECTL" "${kc[@]}" -n kos-conformance-registry get pods -o wide)"
+  echo "conformance: registry.k8s.io served from https://$registry (log $reg/registry.log)" >&2
+fi
 
 # --num-nodes: the framework counts the schedulable nodes only in ginkgo's first process; the others would keep
 # -1 and skip every spec that "Requires at least 2 nodes" (upstream's hack/ginkgo-e2e.sh passes it too).
