@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod inputs;
+pub mod kubeconfig;
 pub mod nodes;
 pub mod plan;
 pub mod report;

@@ -40,10 +40,6 @@ pub struct UpReport {
     pub nodes: Vec<NodeOutcome>,
     /// What happened to the admin kubeconfig in the user's kubeconfig file.
     pub kubeconfig: Option<String>,
-    /// The admin kubeconfig, once the `kubernetes` phase rendered it, for whoever merges it
-    /// into the user's file. It holds a private key: never serialised.
-    #[serde(skip)]
-    pub admin_kubeconfig: Option<String>,
     /// Every add-on object applied, and what the apply did.
     pub addons: Vec<Applied>,
     /// What the cluster showed when kos judged it ready.
@@ -71,7 +67,6 @@ impl UpReport {
             notes: Vec::new(),
             nodes: Vec::new(),
             kubeconfig: None,
-            admin_kubeconfig: None,
             addons: Vec::new(),
             ready: Vec::new(),
             verified: Vec::new(),

@@ -48,6 +48,7 @@ pub fn options(phases: &[Phase]) -> UpOptions {
         api_wait: Duration::from_secs(1),
         ready_wait: Duration::from_secs(30),
         parallel: 10,
+        kubeconfig: None,
     }
 }
 

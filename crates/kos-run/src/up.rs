@@ -36,6 +36,9 @@ pub struct UpOptions {
     pub ready_wait: Duration,
     /// Nodes provisioned at the same time.
     pub parallel: usize,
+    /// The user's kubeconfig file, into which the admin kubeconfig is merged as context
+    /// `kos-<cluster>` once the `kubernetes` phase has run; `None`: not merged.
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 impl UpOptions {
@@ -326,8 +329,22 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         }
         let names: Vec<String> = node_phases.iter().map(ToString::to_string).collect();
         self.timed(&names.join(" + "), t);
-        if node_phases.contains(&NodePhase::Kubernetes) {
-            self.report.admin_kubeconfig = Some(prepared.admin_kubeconfig.clone());
+        // The user gets the admin kubeconfig even when a later phase fails.
+        if node_phases.contains(&NodePhase::Kubernetes)
+            && let Some(path) = &self.options.kubeconfig
+        {
+            let context = crate::kubeconfig::context_name(&self.settings.cluster.name);
+            match crate::kubeconfig::merge_into_file(path, &prepared.admin_kubeconfig, &context) {
+                Ok(outcome) => {
+                    self.line(&format!("kubeconfig: {outcome}"));
+                    self.report.kubeconfig = Some(outcome.to_string());
+                }
+                Err(e) => {
+                    let warning = format!("warning: could not merge the admin kubeconfig: {}", crate::kubeconfig::chain(&e));
+                    self.line(&warning);
+                    self.report.notes.push(warning);
+                }
+            }
         }
     }
 

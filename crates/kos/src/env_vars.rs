@@ -6,9 +6,9 @@ pub const KOS_SETTINGS: &str = "KOS_SETTINGS";
 /// Folder of kos's local state (PKI, observed cloud state); default `.kos` beside the
 /// settings file. Each cluster gets `<dir>/<cluster>/`.
 pub const KOS_STATE_DIR: &str = "KOS_STATE_DIR";
-/// kubectl's kubeconfig search list; `kos kubeconfig --merge` and `kos up` merge the
-/// admin kubeconfig into its first file (else `~/.kube/config`). Read, never set.
-pub const KUBECONFIG: &str = "KUBECONFIG";
+// KUBECONFIG: kubectl's kubeconfig search list; `kos kubeconfig --merge` and `kos up` merge
+// the admin kubeconfig into its first file (else `~/.kube/config`). Read, never set; its
+// constant lives with the code that reads it, `kos_run::kubeconfig::KUBECONFIG`.
 /// Log filter (tracing's `EnvFilter` syntax, e.g. `kos_node=debug`); `-v` without it
 /// logs every script run on a node and every SSH connection attempt.
 pub const KOS_LOG: &str = "KOS_LOG";

@@ -6,7 +6,6 @@
 mod cli;
 mod commands;
 mod env_vars;
-mod kubeconfig;
 mod printer;
 mod progress;
 

@@ -107,8 +107,8 @@ pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError>
 /// Once the cloud holds nothing of the cluster: its context leaves the user's kubeconfig,
 /// and the local state folder is deleted (`--purge`) or named with what it keeps.
 fn forget_locally(args: &DestroyArgs, settings: &Settings, state: &kos_run::LocalState, printer: Printer) -> Result<(), CommandError> {
-    let context = crate::kubeconfig::context_name(&settings.cluster.name);
-    match crate::kubeconfig::remove_admin_context(&settings.cluster.name).map_err(failed)? {
+    let context = kos_run::kubeconfig::context_name(&settings.cluster.name);
+    match kos_run::kubeconfig::remove_admin_context(&settings.cluster.name).map_err(failed)? {
         Some((path, true)) => printer.line(format!(
             "removed context `{context}` from {}; it was the current context: choose another with `kubectl config use-context`",
             path.display()

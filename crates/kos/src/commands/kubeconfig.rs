@@ -41,7 +41,7 @@ pub fn kubeconfig(args: &KubeconfigArgs, printer: Printer) -> Result<(), Command
         printer.data(admin.contents.trim_end());
         return Ok(());
     }
-    let outcome = crate::kubeconfig::merge_admin_kubeconfig(&admin.contents, &settings.cluster.name)
+    let outcome = kos_run::kubeconfig::merge_admin_kubeconfig(&admin.contents, &settings.cluster.name)
         .map_err(failed)?;
     printer.line(outcome.to_string());
     Ok(())

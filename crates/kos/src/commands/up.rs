@@ -23,6 +23,13 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
         api_wait: Duration::from_secs(args.api_wait),
         ready_wait: Duration::from_secs(args.ready_wait),
         parallel: args.parallel,
+        kubeconfig: match kos_run::kubeconfig::admin_kubeconfig_path() {
+            Ok(path) => Some(path),
+            Err(e) => {
+                printer.line(format!("warning: the admin kubeconfig will not be merged: {e}"));
+                None
+            }
+        },
     };
     let run = runtime()?.block_on(async {
         // Local inputs first: nothing is created in the cloud for nodes kos could not then
@@ -36,13 +43,6 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
         Ok::<_, CommandError>((report, result.map_err(CommandError::from)))
     });
     let (mut report, result) = run?;
-    // The user gets the admin kubeconfig even when a later phase failed.
-    if let Some(admin) = report.admin_kubeconfig.take() {
-        match crate::kubeconfig::merge_admin_kubeconfig(&admin, &settings.cluster.name) {
-            Ok(outcome) => report.kubeconfig = Some(outcome.to_string()),
-            Err(e) => report.notes.push(format!("warning: could not merge the admin kubeconfig: {e:#}")),
-        }
-    }
     if json {
         if let Err(e) = &result {
             report.error.get_or_insert_with(|| e.to_string());
@@ -54,14 +54,8 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
     result
 }
 
-/// The end of a run for people: the kubeconfig, every failure once, the count of changes.
+/// The end of a run for people: every failure once, the count of changes.
 fn summary(report: &UpReport, printer: Printer) {
-    if let Some(k) = &report.kubeconfig {
-        printer.line(format!("kubeconfig: {k}"));
-    }
-    for n in report.notes.iter().filter(|n| n.starts_with("warning: could not merge")) {
-        printer.line(n);
-    }
     for f in &report.failures {
         printer.line(format!("FAILED {f}"));
     }
