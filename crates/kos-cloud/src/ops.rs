@@ -99,8 +99,25 @@ fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
 /// Preflight: creates nothing. Every lookup, extension, quota and range check the plan
 /// depends on, each as OK / WARN / FAIL with what to do.
 pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Vec<Finding> {
-    let c = &settings.cloud;
     let mut out = vec![ok(format!("authenticated to cloud `{}`", cloud.name()))];
+    let names = check_names(cloud, settings, &mut out).await;
+    check_extensions(cloud, settings, &mut out).await;
+    check_quotas(cloud, settings, plan, &names.flavors, &mut out).await;
+    check_routes_and_ranges(cloud, plan, &names, &mut out).await;
+    out
+}
+
+/// What the names of the settings resolved to, for the checks after them.
+struct Names {
+    flavors: BTreeMap<String, crate::model::Flavor>,
+    tenant_cidr: Option<ipnet::Ipv4Net>,
+    router: Result<crate::model::Router, CloudError>,
+}
+
+/// Every name of the settings: image, flavors, network (with a subnet), router, floating
+/// IP pool, keypair.
+async fn check_names<C: Cloud>(cloud: &C, settings: &Settings, out: &mut Vec<Finding>) -> Names {
+    let c = &settings.cloud;
     let found = |r: Result<String, CloudError>, what: &str, fix: &str| match r {
         Ok(detail) => ok(format!("{what}: {detail}")),
         Err(e) => fail(format!("{what}: {e}"), fix.to_string()),
@@ -149,6 +166,11 @@ pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan)
             Err(e) => fail(format!("keypair: {e}"), "check the compute service"),
         });
     }
+    Names { flavors, tenant_cidr, router }
+}
+
+/// The Neutron extensions pod routing needs, and Octavia when the API is load-balanced.
+async fn check_extensions<C: Cloud>(cloud: &C, settings: &Settings, out: &mut Vec<Finding>) {
     match cloud.network_extensions().await {
         Ok(ext) => {
             out.push(if ext.contains("extraroute-atomic") {
@@ -178,6 +200,11 @@ pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan)
             Err(e) => fail(format!("service catalog: {e}"), "check the identity service"),
         });
     }
+}
+
+/// Room in the project's quotas for the nodes still to be made.
+async fn check_quotas<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan, flavors: &BTreeMap<String, crate::model::Flavor>, out: &mut Vec<Finding>) {
+    let c = &settings.cloud;
     let have = discover(cloud, &plan.cluster).await.ok();
     let new_nodes: Vec<_> = plan.nodes.iter().filter(|n| have.as_ref().is_none_or(|h| !h.servers.contains_key(&n.name))).collect();
     match cloud.quotas().await {
@@ -211,6 +238,11 @@ pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan)
         }
         Err(e) => out.push(warn(format!("quotas not readable: {e}"), "kos cannot tell in advance whether the project has room")),
     }
+}
+
+/// The router's route limit, and the cluster's ranges against the tenant subnet.
+async fn check_routes_and_ranges<C: Cloud>(cloud: &C, plan: &ClusterPlan, names: &Names, out: &mut Vec<Finding>) {
+    let (router, tenant_cidr) = (&names.router, names.tenant_cidr);
     if let Ok(r) = &router {
         let ours = |route: &Route| plan.pod_cidr.contains(&route.destination);
         let needed = r.routes.iter().filter(|x| !ours(x)).count() + plan.nodes.len();
@@ -233,7 +265,6 @@ pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan)
             });
         }
     }
-    out
 }
 
 /// Everything `kos destroy` would delete, found by the cluster's mark.

@@ -86,7 +86,9 @@ fn place(tar: &mut TarStream, file: &WantedFile, target: &str) -> Result<String,
     })
 }
 
-/// The script and the stdin (a tar of the files to upload) for one phase's changes.
+/// The script and the stdin (a tar of the files to upload) for one phase's changes. Long
+/// because it is one match over every kind of change, each arm the few script lines it adds;
+/// the script's order (files, then units) is easier to check in one place.
 pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), String> {
     let mut s = String::from(
         "set -eu\n\

@@ -181,6 +181,8 @@ fn coredns(inputs: &Inputs<'_>) -> Result<String, RenderError> {
     )
 }
 
+/// CoreDNS's Deployment, hardened. Long because it is one typed object literal, read top to
+/// bottom like the manifest it becomes; split up, its fields would be harder to review.
 fn coredns_deployment(inputs: &Inputs<'_>, app: &BTreeMap<String, String>) -> Result<Deployment, RenderError> {
     let image = format!("{}/coredns/coredns:{COREDNS_VERSION}", inputs.settings.artifacts.image_repository);
     let quantity = |s: &str| Quantity(s.to_string());

@@ -69,7 +69,9 @@ const PRIVATE: u32 = 0o600;
 const PUBLIC: u32 = 0o644;
 const EXECUTABLE: u32 = 0o755;
 
-/// All files of one node (masters get control-plane files from `control_plane` too).
+/// All files of one node (masters get control-plane files from `control_plane` too). Long
+/// because it lists them, each with its path, mode and source, in the order of the node's
+/// filesystem.
 pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material) -> Result<Vec<RenderedFile>, RenderError> {
     let node_ip = node.fixed_ip.ok_or_else(|| RenderError::AddressUnknown { what: format!("node `{}`", node.name) })?;
     let ranges = PodRanges::of(node.pod_cidr, inputs.settings.runtime.kind);

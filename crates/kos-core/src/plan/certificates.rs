@@ -92,7 +92,9 @@ impl CertificatePlan {
 /// `admin` certificate carries it, so it can be unbound without rotating the CA.
 pub const CLUSTER_ADMINS_GROUP: &str = "kos:cluster-admins";
 
-/// The certificate list of a cluster (kubeadm's set plus the seed's docker TLS pair).
+/// The certificate list of a cluster (kubeadm's set plus the seed's docker TLS pair). Long
+/// because it is the list itself, one entry after another, kept in one place to be reviewed
+/// against kubeadm's.
 pub(super) fn plan_certificates(plan: &super::ClusterPlan, api_ips: &[Ipv4Addr], docker_tls: bool) -> CertificatePlan {
     use super::ips;
     let mut leaves = Vec::new();
