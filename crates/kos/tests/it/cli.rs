@@ -239,3 +239,40 @@ fn plan_detailed_exitcode_makes_every_error_exit_1() {
     assert_eq!(plain, detailed, "the same message either way");
     assert!(detailed.contains("settings.yaml:"), "{detailed}");
 }
+
+/// YAML's own type surprises (an unquoted version read as a number, `yes` read as a string)
+/// do not hide the file's other problems: all of them in one run, each with line and fix.
+#[test]
+fn yaml_type_surprises_and_other_problems_are_reported_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("settings.yaml"),
+        "cluster: {name: demo, kubernetes_version: 1.30}\n\
+         cloud: {image: tiny, flavor: m1.tiny, network: n, router: r, floating_ip_pool: public}\n\
+         ssh: {user: debian, private_key: k}\n\
+         kubelet: {eviction_hard: {disk.available: 5%, nodefs.available: lots}}\n\
+         nodes:\n  - {name: m1, role: master, floating_ip: yes}\n  - {name: w1, role: wroker}\n",
+    )
+    .unwrap();
+    let out = kos().current_dir(tmp.path()).args(["validate", "-f", "settings.yaml"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    insta::assert_snapshot!(stderr);
+}
+
+/// `kos up` without its SSH key: one error naming the file and the fix, exit 1, and no
+/// line about the cloud (it was never asked).
+#[test]
+fn up_without_its_key_is_one_error_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("settings.yaml"),
+        "cluster: {name: demo}\ncloud: {name: no-such-cloud, image: i, flavor: f, network: n, router: r}\n\
+         ssh: {user: debian, private_key: id_kos}\nnodes:\n  - {name: m1, role: master}\n",
+    )
+    .unwrap();
+    let out = kos().current_dir(tmp.path()).env("HOME", tmp.path()).args(["up", "-f", "settings.yaml"]).assert().code(1);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.get_output().stdout).into_owned(), String::from_utf8_lossy(&out.get_output().stderr).into_owned());
+    assert_eq!(stdout, "", "nothing happened, nothing to report");
+    let stderr = stderr.replace(&tmp.path().display().to_string(), "[DIR]");
+    insta::assert_snapshot!(stderr);
+}
