@@ -182,7 +182,9 @@ web_app() {
   echo "$WEB_APP" | in_bed kubectl --context "kos-$CLUSTER" apply -f - || return 1
   in_bed kubectl --context "kos-$CLUSTER" rollout status deployment/hello --timeout=180s || return 1
   in_bed kubectl --context "kos-$CLUSTER" get pods -l app=hello -o wide
-  FIP=$(in_bed kos status -f "$SETTINGS" 2>/dev/null | awk '$1=="worker-1"{print $4}')
+  # kos status -o json: the floating IP as data, not a column of the table.
+  FIP=$(in_bed kos status -o json -f "$SETTINGS" 2>/dev/null |
+    python3 -c 'import json,sys; print(next((n["floating_ip"] or "") for n in json.load(sys.stdin)["nodes"] if n["node"]=="worker-1"))')
   [[ $FIP =~ ^[0-9.]+$ ]] || { in_bed kos status -f "$SETTINGS"; die "no floating IP of worker-1 in kos status"; }
   say "from outside (namespace $EXT, 203.0.113.1): curl http://$FIP:$NODEPORT/ (worker-1's floating IP)"
   local t=$(date +%s) out
