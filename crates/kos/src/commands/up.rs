@@ -16,7 +16,9 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
     let json = args.output == OutputFormat::Json;
     // With JSON on stdout, the progress lines go nowhere but the report.
-    let progress = Progress::new(if json { printer.quiet() } else { printer });
+    let shown = if json { printer.quiet() } else { printer };
+    let progress = Progress::new(shown);
+    let mut notes = Vec::new();
     let options = UpOptions {
         phases: if args.only.is_empty() { Phase::ALL.to_vec() } else { args.only.clone() },
         ssh_wait: Duration::from_secs(args.ssh_wait),
@@ -26,7 +28,9 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
         kubeconfig: match kos_run::kubeconfig::admin_kubeconfig_path() {
             Ok(path) => Some(path),
             Err(e) => {
-                printer.line(format!("warning: the admin kubeconfig will not be merged: {e}"));
+                let warning = format!("warning: the admin kubeconfig will not be merged: {e}");
+                shown.line(&warning);
+                notes.push(warning);
                 None
             }
         },
@@ -42,7 +46,14 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
         report.api_calls = Some(cloud.api_calls());
         Ok::<_, CommandError>((report, result.map_err(CommandError::from)))
     });
-    let (mut report, result) = run?;
+    // With -o json a run that could not start (a local input, the cloud's login) is a
+    // report too: empty, with its error, so that a script always reads JSON.
+    let (mut report, result) = match run {
+        Ok(done) => done,
+        Err(e) if json => (UpReport::new(&settings.cluster.name, &options.phases), Err(e)),
+        Err(e) => return Err(e),
+    };
+    report.notes.splice(0..0, notes);
     if json {
         if let Err(e) = &result {
             report.error.get_or_insert_with(|| e.to_string());

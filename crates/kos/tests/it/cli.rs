@@ -259,10 +259,8 @@ fn yaml_type_surprises_and_other_problems_are_reported_together() {
     insta::assert_snapshot!(stderr);
 }
 
-/// `kos up` without its SSH key: one error naming the file and the fix, exit 1, and no
-/// line about the cloud (it was never asked).
-#[test]
-fn up_without_its_key_is_one_error_with_the_fix() {
+/// A folder with a settings file whose SSH key is missing (and whose cloud does not exist).
+fn settings_without_its_key() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("settings.yaml"),
@@ -270,9 +268,34 @@ fn up_without_its_key_is_one_error_with_the_fix() {
          ssh: {user: debian, private_key: id_kos}\nnodes:\n  - {name: m1, role: master}\n",
     )
     .unwrap();
+    tmp
+}
+
+/// `kos up` without its SSH key: one error naming the file and the fix, exit 1, and no
+/// line about the cloud (it was never asked).
+#[test]
+fn up_without_its_key_is_one_error_with_the_fix() {
+    let tmp = settings_without_its_key();
     let out = kos().current_dir(tmp.path()).env("HOME", tmp.path()).args(["up", "-f", "settings.yaml"]).assert().code(1);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.get_output().stdout).into_owned(), String::from_utf8_lossy(&out.get_output().stderr).into_owned());
     assert_eq!(stdout, "", "nothing happened, nothing to report");
     let stderr = stderr.replace(&tmp.path().display().to_string(), "[DIR]");
     insta::assert_snapshot!(stderr);
+}
+
+/// With `-o json`, a run that cannot start still prints its report: empty, not ok, with the
+/// error, valid against docs/up-report.schema.json (and the same exit code and stderr line).
+#[test]
+fn up_json_reports_even_a_run_that_could_not_start() {
+    let tmp = settings_without_its_key();
+    let out = kos().current_dir(tmp.path()).env("HOME", tmp.path()).args(["up", "-o", "json", "-f", "settings.yaml"]).assert().code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("docs/up-report.schema.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&report), "{report:#}");
+    assert_eq!((&report["ok"], report["changes"].as_u64()), (&serde_json::json!(false), Some(0)));
+    assert!(report["error"].as_str().is_some_and(|e| e.contains("the SSH private key") && e.contains("does not exist")), "{report:#}");
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("error: the SSH private key"));
 }
