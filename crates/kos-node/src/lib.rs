@@ -12,4 +12,6 @@ pub mod probe;
 pub mod provision;
 pub mod remote;
 pub mod ssh;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod wanted;

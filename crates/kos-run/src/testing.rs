@@ -17,20 +17,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// A cluster of one master and two workers in the fake cloud's project, its key and a local
-/// artifact folder in `dir`. The folder's binaries are a few bytes each: the node doubles
-/// never run them, and nothing is fetched from the internet.
+/// A cluster of one master and two workers in the fake cloud's project, its key in `dir`,
+/// and a local artifact folder `dir/artifacts` (filled by [`with_binaries`] for the tests
+/// that need it; nothing is fetched from the internet).
 pub fn settings(dir: &Path) -> Settings {
     std::fs::write(dir.join("id_kos"), "a key\n").unwrap();
-    let bin = dir.join("artifacts/bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let mut sums = String::new();
-    for name in ["kubelet", "kube-proxy", "kubectl"] {
-        let bytes = format!("{name}: a few bytes in its place; no test runs it\n");
-        std::fs::write(bin.join(name), &bytes).unwrap();
-        sums += &format!("{}  bin/{name}\n", kos_node::wanted::sha256_hex(bytes.as_bytes()));
-    }
-    std::fs::write(dir.join("artifacts/SHA256SUMS"), sums).unwrap();
     let text = "cluster: {name: demo}\n\
         cloud: {image: tiny, flavor: m1.tiny, network: net, router: router, floating_ip_pool: public, key_name: kos-key}\n\
         ssh: {user: debian, private_key: id_kos}\n\
@@ -50,6 +41,18 @@ pub fn options(phases: &[Phase]) -> UpOptions {
         parallel: 10,
         kubeconfig: None,
     }
+}
+
+/// Link the built artifact set's real kubelet, kube-proxy and kubectl into `dir/artifacts`,
+/// with their SHA256SUMS lines. `None` when the set is not built (outside CI).
+pub fn with_binaries(dir: &Path) -> Option<()> {
+    let set = kos_node::test_support::artifact_set()?;
+    let files = ["bin/kubelet", "bin/kube-proxy", "bin/kubectl"];
+    let pairs: Vec<(&str, &str)> = files.iter().map(|f| (*f, *f)).collect();
+    let hashes = kos_node::test_support::link_from_set(&set, &dir.join("artifacts"), &pairs);
+    let sums: String = files.iter().zip(&hashes).map(|(f, h)| format!("{h}  {f}\n")).collect();
+    std::fs::write(dir.join("artifacts/SHA256SUMS"), sums).unwrap();
+    Some(())
 }
 
 /// Stands in for servers whose operating system never answers (what a unit test cannot

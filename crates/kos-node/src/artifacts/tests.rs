@@ -4,26 +4,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const KUBELET: &[u8] = b"#!/bin/sh\necho kubelet\n";
-const KUBE_PROXY: &[u8] = b"#!/bin/sh\necho kube-proxy\n";
-const KUBECTL: &[u8] = b"#!/bin/sh\necho kubectl\n";
-
 fn hex(bytes: &[u8]) -> String {
     sha256_hex(bytes)
 }
 
-/// A folder with the three binaries and a SHA256SUMS written by the given function.
-fn local_folder(sums: impl FnOnce(&str, &str, &str) -> String) -> tempfile::TempDir {
+/// A folder with the real kubelet, kube-proxy and kubectl (linked from the built artifact
+/// set) and a SHA256SUMS written by the given function from their hashes; with the hashes.
+/// `None` when the set is not built (outside CI).
+fn local_folder(sums: impl FnOnce(&str, &str, &str) -> String) -> Option<(tempfile::TempDir, [String; 3])> {
+    let set = crate::test_support::artifact_set()?;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("kubelet"), KUBELET).unwrap();
-    std::fs::write(dir.path().join("kube-proxy"), KUBE_PROXY).unwrap();
-    std::fs::write(dir.path().join("kubectl"), KUBECTL).unwrap();
-    std::fs::write(
-        dir.path().join(SHA256SUMS),
-        sums(&hex(KUBELET), &hex(KUBE_PROXY), &hex(KUBECTL)),
-    )
-    .unwrap();
-    dir
+    let files = [("bin/kubelet", "kubelet"), ("bin/kube-proxy", "kube-proxy"), ("bin/kubectl", "kubectl")];
+    let h = crate::test_support::link_from_set(&set, dir.path(), &files);
+    std::fs::write(dir.path().join(SHA256SUMS), sums(&h[0], &h[1], &h[2])).unwrap();
+    Some((dir, [h[0].clone(), h[1].clone(), h[2].clone()]))
 }
 
 fn local(dir: &Path) -> ArtifactSource {
@@ -52,28 +46,29 @@ fn fetch_debug_never_shows_bytes() {
 #[tokio::test]
 async fn local_folder_is_uploaded_after_checking_each_hash() {
     // Text mode, binary mode and `./` prefixes, as sha256sum writes them.
-    let dir = local_folder(|a, b, c| {
+    let Some((dir, [kubelet, _, kubectl])) = local_folder(|a, b, c| {
         format!(
             "{a}  kubelet\n{b} *kube-proxy\n\n{}  ./kubectl\n",
             c.to_uppercase()
         )
-    });
+    }) else { return };
     let got = resolve(&local(dir.path()), Path::new("/nowhere"), "1.31.2", "amd64")
         .await
         .unwrap();
     let names: Vec<_> = got.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, BINARIES);
-    assert_eq!(got[0].sha256, hex(KUBELET));
-    assert_eq!(got[2].sha256, hex(KUBECTL), "hash is lowercased");
+    assert_eq!(got[0].sha256, kubelet);
+    assert_eq!(got[2].sha256, kubectl, "hash is lowercased");
     assert_eq!(got[1].install_path, "/usr/local/bin/kube-proxy");
-    assert_eq!(got[1].fetch, Fetch::Upload { path: dir.path().join("kube-proxy"), len: KUBE_PROXY.len() as u64 });
+    let len = std::fs::metadata(dir.path().join("kube-proxy")).unwrap().len();
+    assert_eq!(got[1].fetch, Fetch::Upload { path: dir.path().join("kube-proxy"), len });
     assert!(got.iter().all(|a| a.kind == Kind::Kubernetes), "no runtime without bin/containerd");
 }
 
 #[tokio::test]
 async fn relative_local_dir_is_relative_to_the_settings_folder() {
     let settings_dir = tempfile::tempdir().unwrap();
-    let dir = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n"));
+    let Some((dir, _)) = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n")) else { return };
     std::fs::rename(dir.path(), settings_dir.path().join("bin")).unwrap();
     let source = ArtifactSource::Local {
         dir: "./bin".into(),
@@ -86,7 +81,7 @@ async fn relative_local_dir_is_relative_to_the_settings_folder() {
 
 #[tokio::test]
 async fn local_folder_without_sha256sums_says_how_to_make_it() {
-    let dir = local_folder(|_, _, _| String::new());
+    let Some((dir, _)) = local_folder(|_, _, _| String::new()) else { return };
     std::fs::remove_file(dir.path().join(SHA256SUMS)).unwrap();
     let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
         .await
@@ -101,7 +96,7 @@ async fn local_folder_without_sha256sums_says_how_to_make_it() {
 
 #[tokio::test]
 async fn local_binary_missing_from_folder_is_named() {
-    let dir = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n"));
+    let Some((dir, _)) = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n")) else { return };
     std::fs::remove_file(dir.path().join("kube-proxy")).unwrap();
     let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
         .await
@@ -116,7 +111,7 @@ async fn local_binary_missing_from_folder_is_named() {
 
 #[tokio::test]
 async fn local_binary_missing_from_sha256sums_is_named() {
-    let dir = local_folder(|a, b, _| format!("{a}  kubelet\n{b}  kube-proxy\n"));
+    let Some((dir, _)) = local_folder(|a, b, _| format!("{a}  kubelet\n{b}  kube-proxy\n")) else { return };
     let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
         .await
         .unwrap_err();
@@ -133,8 +128,9 @@ async fn local_binary_missing_from_sha256sums_is_named() {
 
 #[tokio::test]
 async fn local_checksum_mismatch_names_file_and_line() {
-    let dir = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n"));
-    // The binary changed after SHA256SUMS was written.
+    let Some((dir, [_, kube_proxy, _])) = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n")) else { return };
+    // The binary changed after SHA256SUMS was written (the link replaced by other bytes).
+    std::fs::remove_file(dir.path().join("kube-proxy")).unwrap();
     std::fs::write(dir.path().join("kube-proxy"), b"something else").unwrap();
     let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
         .await
@@ -144,11 +140,11 @@ async fn local_checksum_mismatch_names_file_and_line() {
     };
     assert_eq!(m.path, dir.path().join("kube-proxy"));
     assert_eq!(m.line_no, 2);
-    assert_eq!(m.expected, hex(KUBE_PROXY));
+    assert_eq!(m.expected, kube_proxy);
     assert_eq!(m.actual, hex(b"something else"));
     let msg = err.to_string();
     assert!(
-        msg.contains(&format!("SHA256SUMS:2 (`{}  kube-proxy`)", hex(KUBE_PROXY))),
+        msg.contains(&format!("SHA256SUMS:2 (`{kube_proxy}  kube-proxy`)")),
         "{msg}"
     );
     assert!(
@@ -159,7 +155,7 @@ async fn local_checksum_mismatch_names_file_and_line() {
 
 #[tokio::test]
 async fn local_malformed_sha256sums_line_is_quoted() {
-    let dir = local_folder(|a, _, _| format!("{a}  kubelet\nnot a checksum line\n"));
+    let Some((dir, _)) = local_folder(|a, _, _| format!("{a}  kubelet\nnot a checksum line\n")) else { return };
     let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
         .await
         .unwrap_err();
@@ -457,22 +453,15 @@ fn oci_archive(name: Option<&str>) -> Vec<u8> {
 /// when bin/containerd is there, and each image is known by its name and digest.
 #[tokio::test]
 async fn a_full_local_set_brings_runtime_cni_and_images() {
+    // The built set's real programs and its pause image, linked into a folder of our own.
+    let Some(set) = crate::test_support::artifact_set() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut sums = String::new();
-    let mut put = |rel: &str, data: &[u8]| {
-        let path = dir.path().join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, data).unwrap();
-        sums.push_str(&format!("{}  {rel}\n", sha256_hex(data)));
-    };
-    for name in BINARIES.iter().chain(RUNTIME_BINARIES.iter()) {
-        put(&format!("bin/{name}"), name.as_bytes());
-    }
-    for name in CNI_PLUGINS {
-        put(&format!("cni/{name}"), name.as_bytes());
-    }
-    let archive = oci_archive(Some("registry.k8s.io/pause:3.10.2"));
-    put("images/pause.tar", &archive);
+    let mut files: Vec<String> = BINARIES.iter().chain(RUNTIME_BINARIES.iter()).map(|n| format!("bin/{n}")).collect();
+    files.extend(CNI_PLUGINS.iter().map(|n| format!("cni/{n}")));
+    files.push("images/pause.tar".into());
+    let pairs: Vec<(&str, &str)> = files.iter().map(|f| (f.as_str(), f.as_str())).collect();
+    let hashes = crate::test_support::link_from_set(&set, dir.path(), &pairs);
+    let sums: String = files.iter().zip(&hashes).map(|(f, h)| format!("{h}  {f}\n")).collect();
     std::fs::write(dir.path().join(SHA256SUMS), &sums).unwrap();
     let got = resolve(&local(dir.path()), Path::new("."), "1.37.2", "amd64").await.unwrap();
     assert!(runtime_from_artifacts(&got));
@@ -481,14 +470,19 @@ async fn a_full_local_set_brings_runtime_cni_and_images() {
     assert_eq!(find("portmap").install_path, "/opt/cni/bin/portmap");
     assert_eq!(find("kubelet").kind, Kind::Kubernetes);
     let pause = find("pause.tar");
-    assert_eq!(pause.kind, Kind::Image(ImageRef { name: "registry.k8s.io/pause:3.10.2".into(), digest: "sha256:feed".into(), origin: ImageOrigin::ArtifactSet }));
-    assert_eq!(pause.fetch, Fetch::Upload { path: dir.path().join("images/pause.tar"), len: archive.len() as u64 });
+    let Kind::Image(image) = &pause.kind else { panic!("{pause:?}") };
+    assert!(image.name.starts_with("registry.k8s.io/pause:3.") && image.origin == ImageOrigin::ArtifactSet, "{image:?}");
+    assert!(image.digest.starts_with("sha256:") && image.digest.len() == 71, "{image:?}");
+    let len = std::fs::metadata(dir.path().join("images/pause.tar")).unwrap().len();
+    assert_eq!(pause.fetch, Fetch::Upload { path: dir.path().join("images/pause.tar"), len });
 
     // A runtime set missing a piece is named; an archive naming no image is refused.
     std::fs::write(dir.path().join(SHA256SUMS), sums.replace("  cni/portmap", "  cni/portmap-gone")).unwrap();
     let err = resolve(&local(dir.path()), Path::new("."), "1.37.2", "amd64").await.unwrap_err();
     assert!(err.to_string().contains("has no line for `cni/portmap`"), "{err}");
     let nameless = oci_archive(None);
+    // The link goes first: writing through it would change the built set itself.
+    std::fs::remove_file(dir.path().join("images/pause.tar")).unwrap();
     std::fs::write(dir.path().join("images/pause.tar"), &nameless).unwrap();
     let sums = sums.lines().map(|l| if l.ends_with("images/pause.tar") { format!("{}  images/pause.tar", sha256_hex(&nameless)) } else { l.to_string() }).collect::<Vec<_>>().join("\n");
     std::fs::write(dir.path().join(SHA256SUMS), sums).unwrap();

@@ -1,0 +1,41 @@
+//! For tests (this crate's and the pipeline's): the real Kubernetes programs of the artifact
+//! set `testbed/k8s/build.sh` builds, so that no test puts a made-up file in their place.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+/// The artifact set (`$KOS_TEST_ARTIFACTS`, else the folder `testbed/k8s/build.sh` writes for
+/// the pinned Kubernetes version). `None`, with a note, when it has not been built; with `CI`
+/// set that is a failure (./test.sh builds it before the tests run).
+pub fn artifact_set() -> Option<PathBuf> {
+    let dir = std::env::var_os("KOS_TEST_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| {
+        let pins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testbed/k8s/versions.env");
+        let pins = std::fs::read_to_string(&pins).expect("testbed/k8s/versions.env");
+        let version = pins.lines().find_map(|l| l.strip_prefix("KUBERNETES=")).expect("KUBERNETES= in versions.env");
+        PathBuf::from(format!("/var/tmp/kos-k8s/artifacts-v{version}"))
+    });
+    if dir.join("SHA256SUMS").exists() {
+        return Some(dir);
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI is set but there is no artifact set at {}: run testbed/k8s/build.sh", dir.display());
+    eprintln!("skipped: no artifact set at {} (testbed/k8s/build.sh builds it)", dir.display());
+    None
+}
+
+/// Link the set's files `from` (paths inside it, e.g. `bin/kubelet`) into `dir` as `to`;
+/// returns each one's SHA-256 as the set's own SHA256SUMS gives it.
+pub fn link_from_set(set: &Path, dir: &Path, files: &[(&str, &str)]) -> Vec<String> {
+    let sums = std::fs::read_to_string(set.join("SHA256SUMS")).unwrap();
+    files
+        .iter()
+        .map(|(from, to)| {
+            let target = dir.join(to);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            let _ = std::fs::remove_file(&target);
+            std::os::unix::fs::symlink(set.join(from), &target).unwrap();
+            let line = sums.lines().find(|l| l.ends_with(&format!("  {from}"))).unwrap_or_else(|| panic!("{from} in {}", set.display()));
+            line.split_whitespace().next().unwrap().to_string()
+        })
+        .collect()
+}
