@@ -10,6 +10,11 @@ use kos_core::plan::CaId;
 /// Docker's TLS port (IANA-registered for docker over TLS).
 pub const DOCKER_TLS_PORT: u16 = 2376;
 
+/// The operator's admin kubeconfig (group kos:cluster-admins), under `<state>/local/`.
+pub const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
+/// The super-admin kubeconfig (system:masters), under `<state>/local/`.
+pub const SUPER_ADMIN_KUBECONFIG: &str = "super-admin.kubeconfig";
+
 pub fn render_local(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<RenderedFile>, RenderError> {
     let plan = inputs.plan;
     let host = plan.external_api.ok_or_else(|| RenderError::AddressUnknown { what: "the API server".into() })?;
@@ -18,14 +23,14 @@ pub fn render_local(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<
     let context = format!("kos-{}", plan.cluster);
     let mut files = vec![
         RenderedFile::local(
-            "admin.kubeconfig",
+            ADMIN_KUBECONFIG,
             0o600,
             kubeconfig(&context, &context, &server, &ca, &format!("{context}-admin"), &material.cert("admin")?, &material.key("admin")?)?,
         ),
         // system:masters bypasses RBAC and cannot be revoked: for emergencies and for
         // creating the binding that gives `admin` its rights. Never copied to a node.
         RenderedFile::local(
-            "super-admin.kubeconfig",
+            SUPER_ADMIN_KUBECONFIG,
             0o600,
             kubeconfig(
                 &format!("{context}-super-admin"),

@@ -100,8 +100,7 @@ pub(crate) async fn ticking<T>(
     every: std::time::Duration,
     still: impl Fn() -> String,
 ) -> T {
-    let work = std::pin::pin!(work);
-    let mut work = work;
+    let mut work = std::pin::pin!(work);
     loop {
         tokio::select! {
             done = &mut work => return done,

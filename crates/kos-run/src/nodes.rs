@@ -111,8 +111,9 @@ pub fn prepare(
     let local: Vec<_> = files.iter().filter(|f| f.target == Target::Local).cloned().collect();
     kos_render::write_tree(&state.dir, &local).context("cannot write the operator's files")?;
     let find = |path: &str| local.iter().find(|f| f.path == path).map(|f| f.contents.clone());
-    let admin_kubeconfig = find("admin.kubeconfig").context("the admin kubeconfig was not rendered")?;
-    let super_admin_kubeconfig = find("super-admin.kubeconfig").context("the super-admin kubeconfig was not rendered")?;
+    let admin_kubeconfig = find(kos_render::local::ADMIN_KUBECONFIG).context("the admin kubeconfig was not rendered")?;
+    let super_admin_kubeconfig =
+        find(kos_render::local::SUPER_ADMIN_KUBECONFIG).context("the super-admin kubeconfig was not rendered")?;
     let addons = local.iter().filter(|f| f.path.starts_with("addons/")).map(|f| (f.path.clone(), f.contents.clone())).collect();
     let env = kos_render::node::proxy_environment(&inputs).unwrap_or_default();
     let wants = plan.nodes.iter().map(|n| node_wants(settings, &n.name, n.role, &files, arts).with_env(&env)).collect();

@@ -74,10 +74,14 @@ impl UpReport {
         }
     }
 
-    /// The nodes that failed, each once.
+    /// The nodes that failed, each once, in the order of their first failure.
     pub fn failed_nodes(&self) -> Vec<&str> {
-        let mut nodes: Vec<&str> = self.failures.iter().map(|f| f.node.as_str()).collect();
-        nodes.dedup();
+        let mut nodes: Vec<&str> = Vec::new();
+        for f in &self.failures {
+            if !nodes.contains(&f.node.as_str()) {
+                nodes.push(&f.node);
+            }
+        }
         nodes
     }
 }

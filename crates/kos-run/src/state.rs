@@ -38,6 +38,11 @@ impl LocalState {
         self.dir.join("ssh")
     }
 
+    /// The admin kubeconfig `kos up` wrote for the operator.
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.local_dir().join(kos_render::local::ADMIN_KUBECONFIG)
+    }
+
     pub fn observed_file(&self) -> PathBuf {
         self.dir.join("observed.yaml")
     }

@@ -55,6 +55,8 @@ pub struct NodeStatus {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ApiView {
+    /// Not asked: the cluster has no server, so there is no API server to ask.
+    NotAsked,
     /// No admin kubeconfig yet: `kos up` has not made the cluster's files.
     NoKubeconfig { path: String },
     /// It did not answer (or not as an API server).
@@ -82,7 +84,7 @@ pub async fn status<C: Cloud, R: Reach, K: Connect>(
         exists: !have.servers.is_empty(),
         nodes: Vec::new(),
         problems: Vec::new(),
-        api: ApiView::Unreachable { error: "not asked: the cluster has no server".into() },
+        api: ApiView::NotAsked,
     };
     if !report.exists {
         return Ok(report);
@@ -121,7 +123,7 @@ pub async fn status<C: Cloud, R: Reach, K: Connect>(
 
 /// The API server's view, through the admin kubeconfig `kos up` wrote.
 async fn api_view<K: Connect>(state: &LocalState, kube: &K, plan: &kos_core::plan::ClusterPlan, with_dns: bool) -> ApiView {
-    let admin = state.local_dir().join("admin.kubeconfig");
+    let admin = state.admin_kubeconfig();
     let Ok(kubeconfig) = std::fs::read_to_string(&admin) else {
         return ApiView::NoKubeconfig { path: admin.display().to_string() };
     };
@@ -157,7 +159,7 @@ mod tests {
         let cloud = FakeCloud::new();
         let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
         let none = look(dir.path(), &cloud, &Answer, &kube).await;
-        assert!(!none.exists && none.nodes.is_empty(), "{none:?}");
+        assert!(!none.exists && none.nodes.is_empty() && matches!(none.api, ApiView::NotAsked), "{none:?}");
 
         run(dir.path(), &[Phase::Instances], &cloud, &Answer, &kube).await.1.unwrap();
         let no_routes = look(dir.path(), &cloud, &NoAnswer::default(), &kube).await;

@@ -12,8 +12,6 @@ use anyhow::Context as _;
 use kos_core::plan::CaId;
 use kos_render::{Inputs, RenderError};
 
-/// The rendered file [`kubeconfig`] prints.
-const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
 
 pub fn kubeconfig(args: &KubeconfigArgs, printer: Printer) -> Result<(), CommandError> {
     let (Session { settings, state }, observed, plan) = Session::load_with_observed(&args.settings, args.observed.as_deref())?;
@@ -33,7 +31,7 @@ pub fn kubeconfig(args: &KubeconfigArgs, printer: Printer) -> Result<(), Command
     })?;
     let admin = files
         .into_iter()
-        .find(|f| f.path == ADMIN_KUBECONFIG)
+        .find(|f| f.path == kos_render::local::ADMIN_KUBECONFIG)
         .context("kos rendered no admin kubeconfig (a bug in kos)")?;
 
     if !args.merge {

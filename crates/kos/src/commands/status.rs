@@ -47,6 +47,8 @@ fn print(report: &StatusReport, printer: Printer) {
         printer.line(p);
     }
     match &report.api {
+        // `print` returns before this for a cluster without servers.
+        ApiView::NotAsked => {}
         ApiView::NoKubeconfig { path } => printer.data(format!("API server: no admin kubeconfig yet ({path}); run `kos up`")),
         ApiView::Unreachable { error } => printer.data(format!("API server: {error}")),
         ApiView::Answered { items } => {
