@@ -152,9 +152,9 @@ async fn files_are_written_with_their_modes_and_a_second_run_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
     let key = WantedFile::from_bytes(&format!("{root}/etc/kubernetes/pki/kubelet.key"), 0o600, b"secret\n".to_vec());
-    // 3 MiB of non-text bytes: the tar stream carries binaries too.
+    // 3 MiB of non-text bytes: the tar stream carries binaries too (named as no real program).
     let blob: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    let bin = WantedFile::from_bytes(&format!("{root}/usr/local/bin/kubelet"), 0o755, blob);
+    let bin = WantedFile::from_bytes(&format!("{root}/usr/local/bin/three-mib-of-bytes"), 0o755, blob);
     let quote = WantedFile::from_bytes(&format!("{root}/etc/it's here/a b.conf"), 0o644, b"odd path\n".to_vec());
     let node = node_with(phase_with(vec![key.clone(), bin.clone(), quote.clone()]));
     let phase = node.phase(NodePhase::Kubernetes).unwrap();
