@@ -3,7 +3,7 @@
 //! Pure: [`diff`] takes the wants and the probe's view and does no I/O.
 
 use crate::probe::NodeState;
-use crate::wanted::{triggers, NodePhase, NodeWants, PhaseWants, WantedFile};
+use crate::wanted::{NodePhase, NodeWants, PhaseWants, WantedFile};
 
 /// Why a file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -111,7 +111,7 @@ pub fn diff_phase(phase: NodePhase, wants: &PhaseWants, has: &NodeState) -> Vec<
         if state.enabled != "enabled" {
             out.push(Change::EnableUnit { unit: unit.name.to_string() });
         }
-        let touched: Vec<&str> = changed.iter().copied().filter(|p| triggers(&unit.restart_on, p)).collect();
+        let touched: Vec<&str> = changed.iter().copied().filter(|p| unit.restarts_on(p)).collect();
         if state.active != "active" {
             let why = match state.active.as_str() {
                 "failed" => "it failed".to_string(),

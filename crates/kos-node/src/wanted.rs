@@ -2,38 +2,17 @@
 //! systemd units that run from them. Built from the rendered files and the resolved
 //! artifacts; pure, no I/O.
 //!
-//! Which file belongs to which phase, and which unit must restart when a file changes,
-//! is decided here, in one table ([`phase_of`], [`UNITS`]), so the executor and `kos plan`
-//! agree.
+//! Which phase writes a rendered file and which unit restarts when it changes is decided
+//! by the renderer ([`kos_render::Kind::Node`]); for the binaries of the artifact set,
+//! here ([`unit_of`]). The executor and `kos plan` both read it from the wants.
 
 use crate::artifacts::{self, Artifact, Fetch, Kind};
 use kos_core::settings::{Role, RuntimeKind, Settings};
-use kos_render::node::paths;
-use kos_render::{RenderedFile, Target};
+use kos_render::{Kind as FileKind, RenderedFile};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// A phase of provisioning, in the order `kos up` runs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodePhase {
-    /// OS preparation and the container runtime.
-    Runtime,
-    /// Certificates, kubeconfigs, binaries, kubelet and kube-proxy, the control plane.
-    Kubernetes,
-    /// The node side of the routed pod network: CNI config, cbr0, masquerade rule.
-    Network,
-}
-
-impl std::fmt::Display for NodePhase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            NodePhase::Runtime => "runtime",
-            NodePhase::Kubernetes => "kubernetes",
-            NodePhase::Network => "network",
-        })
-    }
-}
+pub use kos_render::{NodePhase, Unit};
 
 /// Where a file's bytes come from.
 #[derive(Clone)]
@@ -86,6 +65,13 @@ pub struct WantedUnit {
     pub name: &'static str,
     /// Restart (or start) it when one of these changed in this run.
     pub restart_on: Vec<String>,
+}
+
+impl WantedUnit {
+    /// Whether a change to `path` restarts it.
+    pub fn restarts_on(&self, path: &str) -> bool {
+        self.restart_on.iter().any(|p| p == path)
+    }
 }
 
 /// A container image the node's containerd must hold (namespace `k8s.io`), and the
@@ -157,48 +143,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The phase a rendered node file belongs to. With the docker runtime, the pod
-/// bridge's script and unit come with the runtime: dockerd does not start without cbr0.
-pub fn phase_of(path: &str, runtime: RuntimeKind) -> NodePhase {
-    match path {
-        paths::POD_NETWORK_SCRIPT | paths::POD_NETWORK_UNIT if runtime == RuntimeKind::Docker => NodePhase::Runtime,
-        paths::SYSCTL | paths::MODULES | paths::CONTAINERD_CONFIG | paths::CONTAINERD_PROXY | paths::CONTAINERD_UNIT => NodePhase::Runtime,
-        p if p.starts_with("/etc/docker/") || p.starts_with("/etc/systemd/system/docker.service.d/") => NodePhase::Runtime,
-        paths::CNI_CONFLIST | paths::POD_NETWORK_SCRIPT | paths::POD_NETWORK_UNIT => NodePhase::Network,
-        _ => NodePhase::Kubernetes,
+/// The unit a binary of the artifact set runs as: a new binary restarts it.
+pub fn unit_of(artifact: &Artifact) -> Option<Unit> {
+    match (&artifact.kind, artifact.name.as_str()) {
+        (Kind::Kubernetes, "kubelet") => Some(Unit::Kubelet),
+        (Kind::Kubernetes, "kube-proxy") => Some(Unit::KubeProxy),
+        (Kind::Runtime, "containerd") => Some(Unit::Containerd),
+        _ => None,
     }
 }
-
-/// Units kos runs: (unit, phase, runs only with docker, files that restart it; a
-/// trailing `/` means every file below that folder).
-/// The pod bridge comes first: docker needs it.
-const UNITS: &[(&str, NodePhase, bool, &[&str])] = &[
-    ("kos-pod-network", NodePhase::Network, false, &[paths::POD_NETWORK_SCRIPT, paths::POD_NETWORK_UNIT]),
-    ("containerd", NodePhase::Runtime, false, &[paths::CONTAINERD_CONFIG, paths::CONTAINERD_PROXY, paths::CONTAINERD_UNIT, "/usr/local/bin/containerd"]),
-    ("docker", NodePhase::Runtime, true, &["/etc/docker/", "/etc/systemd/system/docker.service.d/"]),
-    (
-        "kubelet",
-        NodePhase::Kubernetes,
-        false,
-        &[
-            paths::KUBELET_UNIT,
-            paths::KUBELET_CONFIG,
-            paths::KUBELET_KUBECONFIG,
-            paths::KUBELET_SERVING_CERT,
-            paths::KUBELET_SERVING_KEY,
-            paths::KUBELET_CLIENT_CERT,
-            paths::KUBELET_CLIENT_KEY,
-            paths::CA_CERT,
-            "/usr/local/bin/kubelet",
-        ],
-    ),
-    (
-        "kube-proxy",
-        NodePhase::Kubernetes,
-        false,
-        &[paths::KUBE_PROXY_UNIT, paths::KUBE_PROXY_CONFIG, paths::KUBE_PROXY_KUBECONFIG, "/usr/local/bin/kube-proxy"],
-    ),
-];
 
 /// Distribution packages per phase (Debian/Ubuntu names). With the runtime from the
 /// artifact set, containerd, runc and the CNI plugins are not the distribution's.
@@ -243,12 +196,19 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
         .into_iter()
         .map(|p| (p, PhaseWants { packages: packages(p, runtime, from_artifacts), swap_off: p == NodePhase::Runtime, ..Default::default() }))
         .collect();
-    let slot = |phases: &mut Vec<(NodePhase, PhaseWants)>, phase: NodePhase| -> usize {
-        phases.iter().position(|(p, _)| *p == phase).unwrap_or(0)
-    };
-    for file in rendered.iter().filter(|f| f.target == Target::Node(node.to_string())) {
-        let i = slot(&mut phases, phase_of(&file.path, runtime));
-        phases[i].1.files.push(WantedFile::from_bytes(&file.path, file.mode, file.contents.clone().into_bytes()));
+    // The wants of one phase (every phase is in `phases`).
+    fn slot(phases: &mut [(NodePhase, PhaseWants)], phase: NodePhase) -> &mut PhaseWants {
+        let i = phases.iter().position(|(p, _)| *p == phase).unwrap_or(0);
+        &mut phases[i].1
+    }
+    // Which files restart which unit, from the renderer's word and the binaries'.
+    let mut restart_on: std::collections::BTreeMap<Unit, Vec<String>> = Default::default();
+    for file in rendered.iter().filter(|f| f.is_on(node)) {
+        let FileKind::Node { phase, restarts } = file.kind else { continue };
+        if let Some(unit) = restarts {
+            restart_on.entry(unit).or_default().push(file.path.clone());
+        }
+        slot(&mut phases, phase).files.push(WantedFile::from_bytes(&file.path, file.mode, file.contents.clone().into_bytes()));
     }
     for a in artifacts.iter().filter(|a| wants_artifact(a, role)) {
         let content = match &a.fetch {
@@ -259,34 +219,27 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
             Kind::Kubernetes => (NodePhase::Kubernetes, 0o755),
             Kind::Runtime | Kind::Cni | Kind::Image(_) => (NodePhase::Runtime, 0o755),
         };
-        let i = slot(&mut phases, phase);
+        if let Some(unit) = unit_of(a) {
+            restart_on.entry(unit).or_default().push(a.install_path.clone());
+        }
         let file = WantedFile { path: a.install_path.clone(), mode, sha256: a.sha256.clone(), content };
+        let wants = slot(&mut phases, phase);
         match &a.kind {
             // Only the image in containerd counts, not the archive on disk.
             Kind::Image(image) => {
-                phases[i].1.images.push(WantedImage { name: image.name.clone(), digest: image.digest.clone(), archive: WantedFile { mode: 0o600, ..file } })
+                wants.images.push(WantedImage { name: image.name.clone(), digest: image.digest.clone(), archive: WantedFile { mode: 0o600, ..file } })
             }
-            _ => phases[i].1.files.push(file),
+            _ => wants.files.push(file),
         }
     }
-    for (name, phase, docker_only, restart_on) in UNITS {
-        if *docker_only && runtime != RuntimeKind::Docker {
-            continue;
-        }
-        let phase = if *name == "kos-pod-network" { phase_of(paths::POD_NETWORK_UNIT, runtime) } else { *phase };
-        let i = slot(&mut phases, phase);
-        let restart_on = restart_on.iter().map(|s| s.to_string()).collect();
-        phases[i].1.units.push(WantedUnit { name, restart_on });
+    for unit in Unit::ALL.into_iter().filter(|u| u.runs_with(runtime)) {
+        let restart_on = restart_on.remove(&unit).unwrap_or_default();
+        slot(&mut phases, unit.phase(runtime)).units.push(WantedUnit { name: unit.name(), restart_on });
     }
     for (_, w) in &mut phases {
         w.files.sort_by(|a, b| a.path.cmp(&b.path));
     }
     NodeWants { node: node.to_string(), phases }
-}
-
-/// Whether a change to `path` restarts a unit with these triggers.
-pub fn triggers(restart_on: &[String], path: &str) -> bool {
-    restart_on.iter().any(|t| if t.ends_with('/') { path.starts_with(t.as_str()) } else { t == path })
 }
 
 #[cfg(test)]

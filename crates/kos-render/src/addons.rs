@@ -6,7 +6,7 @@
 //! unprivileged port setting, no capabilities, read-only root, and the API token mounted
 //! explicitly instead of through automount.
 
-use crate::{Inputs, RenderError, RenderedFile, object, to_yaml_documents};
+use crate::{Inputs, Kind, RenderError, RenderedFile, object, to_yaml_documents};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIProjection,
@@ -44,9 +44,9 @@ const NONROOT_UID: i64 = 65532;
 pub fn render_addons(inputs: &Inputs<'_>) -> Result<Vec<RenderedFile>, RenderError> {
     let mut files = Vec::new();
     if inputs.settings.addons.dns == Some(DnsAddon::CoreDns) {
-        files.push(RenderedFile::local(COREDNS_FILE, 0o644, coredns(inputs)?));
+        files.push(RenderedFile::local(Kind::Addon, COREDNS_FILE, 0o644, coredns(inputs)?));
     }
-    files.push(RenderedFile::local(CLUSTER_ADMINS_FILE, 0o644, cluster_admins()?));
+    files.push(RenderedFile::local(Kind::Addon, CLUSTER_ADMINS_FILE, 0o644, cluster_admins()?));
     Ok(files)
 }
 

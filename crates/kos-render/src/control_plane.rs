@@ -10,7 +10,7 @@
 //! serve the network.
 
 use crate::kubeconfig::{client_kubeconfig, loopback_server_url};
-use crate::{object, to_yaml, Inputs, Material, RenderError, RenderedFile};
+use crate::{object, to_yaml, Inputs, Material, NodePhase, RenderError, RenderedFile};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ExecAction, HTTPGetAction, HostPathVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
     ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
@@ -44,7 +44,9 @@ pub const TLS_CIPHER_SUITES: &str = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS
 pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material) -> Result<Vec<RenderedFile>, RenderError> {
     let mut files = Vec::new();
     let n = node.name.as_str();
-    let mut put = |path: String, mode: u32, contents: String| files.push(RenderedFile::node(n, &path, mode, contents));
+    // Static pods and their files: the kubelet watches the manifests; no unit restarts.
+    let mut put =
+        |path: String, mode: u32, contents: String| files.push(RenderedFile::node(n, NodePhase::Kubernetes, None, &path, mode, contents));
 
     // Certificates and keys. The cluster CA's key is here because the controller-manager
     // signs kubelet CSRs; the etcd and front-proxy CA keys stay on the operator's machine.

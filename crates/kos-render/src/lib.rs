@@ -17,7 +17,7 @@ mod output;
 #[cfg(test)]
 pub(crate) mod fixture;
 
-pub use output::{write_tree, RenderedFile, Target};
+pub use output::{write_tree, Kind, NodePhase, RenderedFile, Target, Unit};
 
 use kos_core::plan::{CaId, ClusterPlan};
 use kos_core::settings::Settings;

@@ -4,7 +4,7 @@
 //! `<node>.env` per node so `source node1.env; docker ps` works.
 
 use crate::kubeconfig::kubeconfig;
-use crate::{Inputs, Material, RenderError, RenderedFile};
+use crate::{Inputs, Kind, Material, RenderError, RenderedFile};
 use kos_core::plan::CaId;
 
 /// Docker's TLS port (IANA-registered for docker over TLS).
@@ -23,6 +23,7 @@ pub fn render_local(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<
     let context = format!("kos-{}", plan.cluster);
     let mut files = vec![
         RenderedFile::local(
+            Kind::AdminKubeconfig,
             ADMIN_KUBECONFIG,
             0o600,
             kubeconfig(&context, &context, &server, &ca, &format!("{context}-admin"), &material.cert("admin")?, &material.key("admin")?)?,
@@ -30,6 +31,7 @@ pub fn render_local(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<
         // system:masters bypasses RBAC and cannot be revoked: for emergencies and for
         // creating the binding that gives `admin` its rights. Never copied to a node.
         RenderedFile::local(
+            Kind::SuperAdminKubeconfig,
             SUPER_ADMIN_KUBECONFIG,
             0o600,
             kubeconfig(
@@ -48,15 +50,16 @@ pub fn render_local(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<
     // The seed's client pair: docker's client cert when docker's API is on, else the
     // admin's (what kubectl uses).
     let client = if docker_tls { "docker-client" } else { "admin" };
-    files.push(RenderedFile::local("certs/ca.pem", 0o644, ca));
-    files.push(RenderedFile::local("certs/cert.pem", 0o644, material.cert(client)?));
-    files.push(RenderedFile::local("certs/key.pem", 0o600, material.key(client)?));
+    files.push(RenderedFile::local(Kind::Operator, "certs/ca.pem", 0o644, ca));
+    files.push(RenderedFile::local(Kind::Operator, "certs/cert.pem", 0o644, material.cert(client)?));
+    files.push(RenderedFile::local(Kind::Operator, "certs/key.pem", 0o600, material.key(client)?));
 
     if docker_tls {
         let cert_path = inputs.local_dir.join("certs");
         for node in &plan.nodes {
             let ip = node.ssh_address().ok_or_else(|| RenderError::AddressUnknown { what: format!("node `{}`", node.name) })?;
             files.push(RenderedFile::local(
+                Kind::Operator,
                 &format!("{}.env", node.name),
                 0o644,
                 format!(

@@ -11,7 +11,7 @@
 //! from the templates in `templates/node/`.
 
 use crate::kubeconfig::client_kubeconfig;
-use crate::{Inputs, Material, RenderError, RenderedFile, template};
+use crate::{Inputs, Material, NodePhase, RenderError, RenderedFile, Unit, template};
 use ipnet::Ipv4Net;
 use kos_core::plan::{CaId, NodePlan};
 use kos_core::settings::{Role, RuntimeKind};
@@ -77,11 +77,12 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
     let ranges = PodRanges::of(node.pod_cidr, inputs.settings.runtime.kind);
     let ca = material.ca_cert(CaId::Cluster)?;
     let proxy_env = proxy_environment(inputs);
-    let mut out = NodeFiles { node: &node.name, files: Vec::new() };
+    let runtime = inputs.settings.runtime.kind;
+    let mut out = NodeFiles { node: &node.name, runtime, phase: NodePhase::Kubernetes, restarts: None, files: Vec::new() };
 
+    // kubelet (the cluster CA is its client CA)
+    out.unit(Unit::Kubelet);
     out.add(paths::CA_CERT, PUBLIC, ca.clone());
-
-    // kubelet
     let kubelet_stem = format!("nodes/{}", node.name);
     out.add(paths::KUBELET_SERVING_CERT, PUBLIC, material.cert(&format!("{kubelet_stem}/kubelet-server"))?);
     out.add(paths::KUBELET_SERVING_KEY, PRIVATE, material.key(&format!("{kubelet_stem}/kubelet-server"))?);
@@ -97,6 +98,7 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
     out.add(paths::KUBELET_UNIT, PUBLIC, template("kubelet.service", KUBELET_UNIT, unit_ctx)?);
 
     // kube-proxy
+    out.unit(Unit::KubeProxy);
     let proxy_cert = material.cert("kube-proxy")?;
     let proxy_key = material.key("kube-proxy")?;
     out.add(
@@ -110,6 +112,7 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
     // Container runtime. With `docker`, the kubelet still talks CRI to containerd and
     // dockerd runs beside it on the same containerd.
     let sandbox_image = pause_image(inputs);
+    out.unit(Unit::Containerd);
     if inputs.env.runtime_from_artifacts {
         // containerd 2.x from the artifact set: its own config format, its own unit.
         let restrict_oom = inputs.env.facts(&node.name).oom_score_restricted;
@@ -127,15 +130,17 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
             )?,
         );
     }
-    let docker = inputs.settings.runtime.kind == RuntimeKind::Docker;
+    let docker = runtime == RuntimeKind::Docker;
     if let Some(env) = &proxy_env {
         let drop_in = template("http-proxy.conf", PROXY_DROP_IN, minijinja::context! { environment => env })?;
         out.add(paths::CONTAINERD_PROXY, PUBLIC, drop_in.clone());
         if docker {
+            out.unit(Unit::Docker);
             out.add(paths::DOCKER_PROXY, PUBLIC, drop_in);
         }
     }
     if docker {
+        out.unit(Unit::Docker);
         let tls = inputs.settings.runtime.docker_tls;
         out.add(paths::DOCKER_DAEMON, PUBLIC, docker_daemon_json(inputs, node_ip, &ranges, tls)?);
         if tls {
@@ -147,8 +152,11 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
         }
     }
 
-    // Pod network
+    // Pod network: the CNI config (read by the kubelet at each pod's start), then the
+    // bridge and masquerade unit.
+    out.plain(NodePhase::Network);
     out.add(paths::CNI_CONFLIST, PUBLIC, cni_conflist(inputs, node, &ranges)?);
+    out.unit(Unit::PodNetwork);
     let script_ctx = minijinja::context! {
         node => &node.name,
         node_pod_cidr => node.pod_cidr.to_string(),
@@ -165,6 +173,8 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
         PUBLIC,
         template("kos-pod-network.service", POD_NETWORK_UNIT, minijinja::context! { node => &node.name })?,
     );
+    // The OS, prepared with the runtime; applied by the phase itself, no unit restarts.
+    out.plain(NodePhase::Runtime);
     out.add(paths::SYSCTL, PUBLIC, SYSCTLS.to_string());
     out.add(paths::MODULES, PUBLIC, "# Rendered by kos: overlayfs for container images, br_netfilter so iptables sees bridged pod traffic.\noverlay\nbr_netfilter\n".to_string());
     Ok(out.files)
@@ -178,15 +188,29 @@ pub fn pause_image(inputs: &Inputs<'_>) -> String {
     format!("{}/pause:{PAUSE_TAG}", inputs.settings.artifacts.image_repository)
 }
 
-/// Collects one node's files.
+/// Collects one node's files, each in the phase and with the unit of the section it is
+/// added in.
 struct NodeFiles<'a> {
     node: &'a str,
+    runtime: RuntimeKind,
+    phase: NodePhase,
+    restarts: Option<Unit>,
     files: Vec<RenderedFile>,
 }
 
 impl NodeFiles<'_> {
+    /// The files added next belong to `unit` (a change restarts it) and to its phase.
+    fn unit(&mut self, unit: Unit) {
+        (self.phase, self.restarts) = (unit.phase(self.runtime), Some(unit));
+    }
+
+    /// The files added next belong to `phase` and restart no unit.
+    fn plain(&mut self, phase: NodePhase) {
+        (self.phase, self.restarts) = (phase, None);
+    }
+
     fn add(&mut self, path: &str, mode: u32, contents: String) {
-        self.files.push(RenderedFile::node(self.node, path, mode, contents));
+        self.files.push(RenderedFile::node(self.node, self.phase, self.restarts, path, mode, contents));
     }
 }
 

@@ -15,7 +15,7 @@ use kos_node::provision;
 use kos_node::remote::Remote;
 use kos_node::ssh::{SshConfig, SshNode, SshTarget};
 use kos_node::wanted::{node_wants, NodeWants};
-use kos_render::{Environment, Inputs, NodeFacts, Target};
+use kos_render::{Environment, Inputs, Kind, NodeFacts, Target};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
@@ -110,11 +110,11 @@ pub fn prepare(
     let files = kos_render::render(&inputs, &pki).context("cannot render the cluster's files")?;
     let local: Vec<_> = files.iter().filter(|f| f.target == Target::Local).cloned().collect();
     kos_render::write_tree(&state.dir, &local).context("cannot write the operator's files")?;
-    let find = |path: &str| local.iter().find(|f| f.path == path).map(|f| f.contents.clone());
-    let admin_kubeconfig = find(kos_render::local::ADMIN_KUBECONFIG).context("the admin kubeconfig was not rendered")?;
-    let super_admin_kubeconfig =
-        find(kos_render::local::SUPER_ADMIN_KUBECONFIG).context("the super-admin kubeconfig was not rendered")?;
-    let addons = local.iter().filter(|f| f.path.starts_with("addons/")).map(|f| (f.path.clone(), f.contents.clone())).collect();
+    let of_kind = |kind: Kind| local.iter().filter(move |f| f.kind == kind);
+    let one = |kind: Kind| of_kind(kind).next().map(|f| f.contents.clone());
+    let admin_kubeconfig = one(Kind::AdminKubeconfig).context("the admin kubeconfig was not rendered")?;
+    let super_admin_kubeconfig = one(Kind::SuperAdminKubeconfig).context("the super-admin kubeconfig was not rendered")?;
+    let addons = of_kind(Kind::Addon).map(|f| (f.path.clone(), f.contents.clone())).collect();
     let env = kos_render::node::proxy_environment(&inputs).unwrap_or_default();
     let wants = plan.nodes.iter().map(|n| node_wants(settings, &n.name, n.role, &files, arts).with_env(&env)).collect();
     Ok(Prepared { wants, admin_kubeconfig, super_admin_kubeconfig, addons })

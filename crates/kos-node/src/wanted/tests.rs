@@ -82,8 +82,8 @@ fn the_docker_runtime_adds_its_package_and_unit() {
     let rt = wants[0].phase(NodePhase::Runtime).unwrap();
     assert!(rt.packages.contains(&"docker.io".to_string()));
     let docker = rt.units.iter().find(|u| u.name == "docker").unwrap();
-    assert!(triggers(&docker.restart_on, "/etc/docker/tls/server.crt"));
-    assert!(!triggers(&docker.restart_on, "/etc/containerd/config.toml"));
+    assert!(docker.restarts_on("/etc/docker/tls/server.crt"));
+    assert!(!docker.restarts_on("/etc/containerd/config.toml"));
     // dockerd does not start without cbr0: the bridge comes with the runtime, before docker.
     let names: Vec<&str> = rt.units.iter().map(|u| u.name).collect();
     assert_eq!(names, vec!["kos-pod-network", "containerd", "docker"]);
@@ -116,7 +116,7 @@ fn a_full_artifact_set_brings_the_runtime_and_the_images() {
         assert!(files.contains(&p.to_string()), "{p} in {files:?}");
     }
     let containerd = rt.units.iter().find(|u| u.name == "containerd").unwrap();
-    assert!(triggers(&containerd.restart_on, "/usr/local/bin/containerd"));
+    assert!(containerd.restarts_on("/usr/local/bin/containerd"));
     let fresh = NodeState { os_id: "debian".into(), has_apt: true, machine: "x86_64".into(), ..Default::default() };
     let changes = diff(worker, &fresh, &[NodePhase::Runtime]);
     let lines: Vec<String> = changes[0].1.iter().map(|c| c.to_string()).collect();

@@ -92,6 +92,34 @@ fn snapshots_proxy() {
     snapshot_nodes("proxy", &r, &["worker-1"]);
 }
 
+/// Each file of a node with the phase that writes it and the unit a change restarts:
+/// what the executor and `kos plan` act on, decided by the renderer.
+fn purposes(r: &Rendered, node: &str) -> String {
+    let mut lines: Vec<String> = r
+        .files
+        .iter()
+        .filter(|f| f.is_on(node))
+        .map(|f| match f.kind {
+            crate::Kind::Node { phase, restarts } => {
+                format!("{:<10} {:<15} {}", phase.to_string(), restarts.map_or("-", Unit::name), f.path)
+            }
+            other => panic!("{} on {node} is a node file, not {other:?}", f.path),
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn each_node_file_says_its_phase_and_the_unit_it_restarts() {
+    let containerd = render_example(|s| s);
+    let docker = render_example(|s| proxied(docker_tls(s)));
+    snapshot_settings().bind(|| {
+        insta::assert_snapshot!("purposes__containerd__master-1", purposes(&containerd, "master-1"));
+        insta::assert_snapshot!("purposes__docker_tls_proxy__worker-1", purposes(&docker, "worker-1"));
+    });
+}
+
 fn yaml(file: &RenderedFile) -> serde_json::Value {
     serde_saphyr::from_str(&file.contents).unwrap_or_else(|e| panic!("{}: {e}", file.path))
 }

@@ -31,7 +31,7 @@ pub fn kubeconfig(args: &KubeconfigArgs, printer: Printer) -> Result<(), Command
     })?;
     let admin = files
         .into_iter()
-        .find(|f| f.path == kos_render::local::ADMIN_KUBECONFIG)
+        .find(|f| f.kind == kos_render::Kind::AdminKubeconfig)
         .context("kos rendered no admin kubeconfig (a bug in kos)")?;
 
     if !args.merge {
