@@ -178,17 +178,17 @@ pub struct Removed {
     pub was_current: bool,
 }
 
-/// [`remove`] on the user's kubeconfig file (the one [`merge_admin_kubeconfig`] writes to):
-/// `Some(path, was_current)` when our entries were there and are gone. A missing file or
-/// one without our entries is left untouched; an unreadable one is named, never rewritten.
-pub fn remove_admin_context(cluster: &str) -> Result<Option<(PathBuf, bool)>, KubeconfigFileError> {
-    let Ok(path) = admin_kubeconfig_path() else { return Ok(None) };
-    let Some(text) = read_user_file(&path)? else { return Ok(None) };
+/// [`remove`] on the user's kubeconfig file at `path` (the one [`merge_admin_kubeconfig`]
+/// writes to): `Some(was_current)` when our entries were there and are gone. A missing file
+/// or one without our entries is left untouched; an unreadable one is named, never rewritten.
+pub fn remove_from_file(path: &Path, cluster: &str) -> Result<Option<bool>, KubeconfigFileError> {
+    let Some(text) = read_user_file(path)? else { return Ok(None) };
     let removed = remove(&text, &context_name(cluster))
-        .map_err(|source| KubeconfigFileError::Unreadable { path: path.clone(), source })?;
+        .map_err(|source| KubeconfigFileError::Unreadable { path: path.to_path_buf(), source })?;
     let Some(removed) = removed else { return Ok(None) };
-    write_private(&path, removed.yaml.as_bytes()).map_err(|source| KubeconfigFileError::Io { action: "write", path: path.clone(), source })?;
-    Ok(Some((path, removed.was_current)))
+    write_private(path, removed.yaml.as_bytes())
+        .map_err(|source| KubeconfigFileError::Io { action: "write", path: path.to_path_buf(), source })?;
+    Ok(Some(removed.was_current))
 }
 
 /// The file kubectl reads first: the first non-empty path of `$KUBECONFIG`, else

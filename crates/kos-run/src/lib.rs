@@ -11,6 +11,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ops;
+pub mod files;
 pub mod inputs;
 pub mod kubeconfig;
 pub mod nodes;

@@ -65,6 +65,54 @@ impl PlanReport {
     pub fn pending(&self) -> usize {
         self.cloud.len() + self.node_changes() + self.addons.len() + self.unknown()
     }
+
+    /// `kos plan -o json`.
+    pub fn to_json(&self, cluster: &str) -> serde_json::Value {
+        use serde_json::json;
+        let nodes: serde_json::Map<String, serde_json::Value> = self
+            .nodes
+            .iter()
+            .map(|(node, plan)| {
+                let value = match plan {
+                    NodePlan::New => json!({"new": true}),
+                    NodePlan::Changes(phases) => {
+                        json!({"changes": phases.iter().map(|p| (p.phase.clone(), json!(p.changes))).collect::<serde_json::Map<_, _>>()})
+                    }
+                    NodePlan::Unknown(error) => json!({"error": error}),
+                };
+                (node.clone(), value)
+            })
+            .collect();
+        json!({"cluster": cluster, "cloud": self.cloud, "nodes": nodes, "addons": self.addons,
+            "changes": self.pending() - self.unknown(), "unreachable": self.unknown()})
+    }
+
+    /// `kos plan` for people: a line per change, in `up`'s words, then the count.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.cloud.iter().map(|l| format!("cloud: {l}")).collect();
+        for (node, plan) in &self.nodes {
+            match plan {
+                NodePlan::New => out.push(format!("{node}: new server: everything (runtime, kubernetes, network)")),
+                NodePlan::Changes(phases) => {
+                    out.extend(phases.iter().flat_map(|p| p.changes.iter().map(move |c| format!("{node}: {}: {c}", p.phase))))
+                }
+                NodePlan::Unknown(error) => out.push(format!("{node}: cannot look: {error}")),
+            }
+        }
+        out.extend(self.addons.iter().map(|l| format!("addons: {l}")));
+        let unknown = self.unknown();
+        out.push(match self.pending() {
+            0 => "nothing to change: the cluster matches the settings".to_string(),
+            _ => format!(
+                "{} change(s) in the cloud, {} on nodes, {} add-on object(s){}",
+                self.cloud.len(),
+                self.node_changes(),
+                self.addons.len(),
+                if unknown > 0 { format!(", {unknown} not reachable") } else { String::new() }
+            ),
+        });
+        out
+    }
 }
 
 /// How `plan` reaches what it looks at.

@@ -51,6 +51,19 @@ pub struct UpReport {
 }
 
 impl UpReport {
+    /// The end of a run for people: every failure once, then the count of changes.
+    pub fn summary(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.failures.iter().map(|f| format!("FAILED {f}")).collect();
+        if self.ok {
+            let calls = self.api_calls.map(|n| format!(", {n} API calls")).unwrap_or_default();
+            out.push(match self.changes {
+                0 => format!("up to date: 0 changes ({:.1} s{calls})", self.seconds),
+                n => format!("{n} change(s) ({:.1} s{calls})", self.seconds),
+            });
+        }
+        out
+    }
+
     pub fn new(cluster: &str, phases: &[Phase]) -> UpReport {
         UpReport {
             schema: SCHEMA,

@@ -34,6 +34,39 @@ pub struct StatusReport {
     pub api: ApiView,
 }
 
+impl StatusReport {
+    /// The table (or, for a cluster without servers, the line that says so).
+    pub fn table(&self) -> Vec<String> {
+        if !self.exists {
+            // Never made, or destroyed: no addresses to probe, no API to ask.
+            return vec![format!(
+                "cluster {} has no server in cloud {}: it does not exist (yet); `kos up` creates it",
+                self.cluster, self.cloud
+            )];
+        }
+        let row = |c: [&str; 8]| format!("{:<14} {:<8} {:<15} {:<15} {:<15} {:<6} {:<6} {}", c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
+        let mut out = vec![row(["NODE", "SERVER", "FIXED IP", "FLOATING IP", "POD CIDR", "ROUTE", "SSH", "KUBELET"])];
+        for n in &self.nodes {
+            let ip = |v: Option<Ipv4Addr>| v.map_or("-".to_string(), |a| a.to_string());
+            let (fixed, floating) = (ip(n.fixed_ip), ip(n.floating_ip));
+            out.push(row([&n.node, &n.server, &fixed, &floating, &n.pod_cidr, if n.route { "yes" } else { "no" }, &n.ssh, &n.kubelet]));
+        }
+        out
+    }
+
+    /// What the API server says, after the table.
+    pub fn api_lines(&self) -> Vec<String> {
+        match &self.api {
+            ApiView::NotAsked => vec![],
+            ApiView::NoKubeconfig { path } => vec![format!("API server: no admin kubeconfig yet ({path}); run `kos up`")],
+            ApiView::Unreachable { error } => vec![format!("API server: {error}")],
+            ApiView::Answered { items } => std::iter::once("API server's view:".to_string())
+                .chain(items.iter().map(|i| format!("  {} {i}", if i.ready { "ok  " } else { "WAIT" })))
+                .collect(),
+        }
+    }
+}
+
 /// One node as the cloud and the node itself show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {

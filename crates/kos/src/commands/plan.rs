@@ -7,8 +7,7 @@ use super::CommandError;
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::printer::Printer;
 use kos_run::nodes::Ssh;
-use kos_run::plan::{Looks, NodePlan, PlanReport};
-use serde_json::json;
+use kos_run::plan::Looks;
 use std::time::Duration;
 
 /// Prints the plan; returns how many changes are pending (nodes that cannot be looked at
@@ -24,61 +23,8 @@ pub fn plan(args: &PlanArgs, printer: Printer) -> Result<usize, CommandError> {
         Ok::<_, CommandError>(kos_run::plan::plan(&settings, &state, looks).await?)
     })?;
     match args.output {
-        OutputFormat::Json => printer.data(serde_json::to_string_pretty(&as_json(&report, &settings.cluster.name)).unwrap_or_default()),
-        OutputFormat::Text => print(&report, printer),
+        OutputFormat::Json => printer.data(serde_json::to_string_pretty(&report.to_json(&settings.cluster.name)).unwrap_or_default()),
+        OutputFormat::Text => report.lines().into_iter().for_each(|l| printer.data(l)),
     }
     Ok(report.pending())
-}
-
-fn as_json(report: &PlanReport, cluster: &str) -> serde_json::Value {
-    let nodes: serde_json::Map<String, serde_json::Value> = report
-        .nodes
-        .iter()
-        .map(|(node, plan)| {
-            let value = match plan {
-                NodePlan::New => json!({"new": true}),
-                NodePlan::Changes(phases) => {
-                    json!({"changes": phases.iter().map(|p| (p.phase.clone(), json!(p.changes))).collect::<serde_json::Map<_, _>>()})
-                }
-                NodePlan::Unknown(error) => json!({"error": error}),
-            };
-            (node.clone(), value)
-        })
-        .collect();
-    json!({"cluster": cluster, "cloud": report.cloud, "nodes": nodes, "addons": report.addons,
-        "changes": report.pending() - report.unknown(), "unreachable": report.unknown()})
-}
-
-fn print(report: &PlanReport, printer: Printer) {
-    for l in &report.cloud {
-        printer.data(format!("cloud: {l}"));
-    }
-    for (node, plan) in &report.nodes {
-        match plan {
-            NodePlan::New => printer.data(format!("{node}: new server: everything (runtime, kubernetes, network)")),
-            NodePlan::Changes(phases) => {
-                for p in phases {
-                    for c in &p.changes {
-                        printer.data(format!("{node}: {}: {c}", p.phase));
-                    }
-                }
-            }
-            NodePlan::Unknown(error) => printer.data(format!("{node}: cannot look: {error}")),
-        }
-    }
-    for l in &report.addons {
-        printer.data(format!("addons: {l}"));
-    }
-    if report.pending() == 0 {
-        printer.data("nothing to change: the cluster matches the settings");
-    } else {
-        let unknown = report.unknown();
-        printer.data(format!(
-            "{} change(s) in the cloud, {} on nodes, {} add-on object(s){}",
-            report.cloud.len(),
-            report.node_changes(),
-            report.addons.len(),
-            if unknown > 0 { format!(", {unknown} not reachable") } else { String::new() }
-        ));
-    }
 }

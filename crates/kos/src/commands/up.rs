@@ -60,23 +60,7 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
         }
         printer.data(serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
-        summary(&report, printer);
+        report.summary().into_iter().for_each(|l| printer.line(l));
     }
     result
-}
-
-/// The end of a run for people: every failure once, the count of changes.
-fn summary(report: &UpReport, printer: Printer) {
-    for f in &report.failures {
-        printer.line(format!("FAILED {f}"));
-    }
-    if !report.ok {
-        return;
-    }
-    let calls = report.api_calls.map(|n| format!(", {n} API calls")).unwrap_or_default();
-    if report.changes == 0 {
-        printer.line(format!("up to date: 0 changes ({:.1} s{calls})", report.seconds));
-    } else {
-        printer.line(format!("{} change(s) ({:.1} s{calls})", report.changes, report.seconds));
-    }
 }
