@@ -506,6 +506,48 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A session builder for one connection attempt with `remaining` time left.
+fn session_builder(config: &SshConfig, remaining: Duration) -> SessionBuilder {
+    let mut builder = SessionBuilder::default();
+    builder
+        .config_file(&config.file)
+        .control_directory(&config.control_dir)
+        .known_hosts_check(KnownHosts::Add)
+        // A kos killed by SIGKILL or Ctrl-C cannot close its masters: they exit by
+        // themselves after this long idle (longer than any wait inside one run).
+        .control_persist(openssh::ControlPersist::IdleFor(MASTER_IDLE_EXIT))
+        .connect_timeout(Duration::from_secs(remaining.as_secs().clamp(1, CONNECT_TIMEOUT_SECS)));
+    builder
+}
+
+/// What ssh said when a connection attempt failed, to be diagnosed; an error for what no
+/// retry can mend (no `ssh` program, a failure that is not the connection's).
+fn connect_error_text(error: &openssh::Error, target: &SshTarget) -> Result<String, RemoteError> {
+    match error {
+        // launch_master spawns `ssh` and then reads its log: NotFound is either missing.
+        openssh::Error::Connect(io) if io.kind() == std::io::ErrorKind::NotFound && !ssh_in_path() => Err(RemoteError::Local {
+            what: "cannot run `ssh`; install the OpenSSH client (Debian: openssh-client)".to_string(),
+            source: Some(std::io::Error::new(io.kind(), io.to_string())),
+        }),
+        openssh::Error::Connect(io) if io.kind() == std::io::ErrorKind::NotFound => Ok("ssh failed without a message".to_string()),
+        openssh::Error::Connect(io) => Ok(io.to_string()),
+        other => Err(RemoteError::Transport { node: target.node.clone(), detail: chain(other) }),
+    }
+}
+
+/// A changed host key, named as known_hosts holds it (the bastion's when the hop failed).
+fn host_key_changed(config: &SshConfig, target: &SshTarget, name: Option<String>, via_bastion: bool) -> RemoteError {
+    let fallback = match config.bastion.as_ref().filter(|_| via_bastion) {
+        Some(b) => b.known_hosts_name(config.bastion_port),
+        None => target.known_hosts_name(config.port),
+    };
+    RemoteError::HostKeyChanged {
+        node: target.node.clone(),
+        known_hosts: config.known_hosts.display().to_string(),
+        alias: name.unwrap_or(fallback),
+    }
+}
+
 impl SshNode {
     /// Open the master connection to `target`, waiting up to `wait` for its SSH to answer.
     ///
@@ -540,19 +582,8 @@ impl SshNode {
             let remaining = deadline.saturating_duration_since(Instant::now());
             // The hop through the bastion appends to its log; each attempt reads only its own.
             let _ = std::fs::remove_file(&jump_log_file);
-            let mut builder = SessionBuilder::default();
-            builder
-                .config_file(&config.file)
-                .control_directory(&config.control_dir)
-                .known_hosts_check(KnownHosts::Add)
-                // A kos killed by SIGKILL or Ctrl-C cannot close its masters: they exit by
-                // themselves after this long idle (longer than any wait inside one run).
-                .control_persist(openssh::ControlPersist::IdleFor(MASTER_IDLE_EXIT))
-                .connect_timeout(Duration::from_secs(
-                    remaining.as_secs().clamp(1, CONNECT_TIMEOUT_SECS),
-                ));
             tracing::debug!(node = %target.node, alias = %target.alias, config = %config.file.display(), "ssh: connecting");
-            let error = match builder.connect_mux(&target.alias).await {
+            let error = match session_builder(config, remaining).connect_mux(&target.alias).await {
                 Ok(session) => {
                     tracing::debug!(node = %target.node, after_ms = start.elapsed().as_millis() as u64, "ssh: connected");
                     return Ok(SshNode {
@@ -564,29 +595,7 @@ impl SshNode {
                 }
                 Err(e) => e,
             };
-            let text = match &error {
-                // launch_master spawns `ssh` and then reads its log: NotFound is either missing.
-                openssh::Error::Connect(io)
-                    if io.kind() == std::io::ErrorKind::NotFound && !ssh_in_path() =>
-                {
-                    return Err(RemoteError::Local {
-                        what:
-                            "cannot run `ssh`; install the OpenSSH client (Debian: openssh-client)"
-                                .to_string(),
-                        source: Some(std::io::Error::new(io.kind(), io.to_string())),
-                    });
-                }
-                openssh::Error::Connect(io) if io.kind() == std::io::ErrorKind::NotFound => {
-                    "ssh failed without a message".to_string()
-                }
-                openssh::Error::Connect(io) => io.to_string(),
-                other => {
-                    return Err(RemoteError::Transport {
-                        node: target.node.clone(),
-                        detail: chain(other),
-                    });
-                }
-            };
+            let text = connect_error_text(&error, target)?;
             let jump = match config.bastion {
                 Some(_) => std::fs::read_to_string(&jump_log_file).unwrap_or_default(),
                 None => String::new(),
@@ -594,22 +603,7 @@ impl SshNode {
             let (attempt, why, via_bastion) = diagnose(&text, &jump);
             let now = Instant::now();
             match attempt {
-                Attempt::HostKeyChanged { name } => {
-                    let hop = if via_bastion {
-                        config.bastion.as_ref()
-                    } else {
-                        None
-                    };
-                    let fallback = match hop {
-                        Some(b) => b.known_hosts_name(config.bastion_port),
-                        None => target.known_hosts_name(config.port),
-                    };
-                    return Err(RemoteError::HostKeyChanged {
-                        node: target.node.clone(),
-                        known_hosts: config.known_hosts.display().to_string(),
-                        alias: name.unwrap_or(fallback),
-                    });
-                }
+                Attempt::HostKeyChanged { name } => return Err(host_key_changed(config, target, name, via_bastion)),
                 Attempt::Denied => {
                     let since = *first_denied.get_or_insert(now);
                     if now >= deadline || now.duration_since(since) >= DENIED_GRACE {
@@ -717,7 +711,24 @@ impl Remote for SshNode {
             .spawn()
             .await
             .map_err(|e| self.transport("cannot start the command", &e))?;
+        let (stdout, stderr) = self.exchange(&mut child, stdin).await?;
+        let output = Output { status: self.exit_status(child).await?, stdout, stderr };
+        if self.sudo
+            && let Some(detail) = sudo_refusal(&output)
+        {
+            return Err(RemoteError::NoSudo {
+                node: self.node.clone(),
+                detail,
+            });
+        }
+        tracing::debug!(node = %self.node, status = ?output.status, "ssh: done");
+        Ok(output)
+    }
+}
 
+impl SshNode {
+    /// Feed `stdin` to a running command while reading its stdout and stderr to the end.
+    async fn exchange(&self, child: &mut openssh::Child<&openssh::Session>, stdin: Stdin) -> Result<(Vec<u8>, Vec<u8>), RemoteError> {
         let input = child.stdin().take();
         let feed = async move {
             let Some(mut input) = input else {
@@ -755,8 +766,12 @@ impl Remote for SshNode {
             stdout.map_err(|e| self.transport("reading the command's output failed", &e))?;
         let stderr =
             stderr.map_err(|e| self.transport("reading the command's output failed", &e))?;
+        Ok((stdout, stderr))
+    }
 
-        let status = match child.wait().await {
+    /// The command's exit status; `None` when the shell was killed by a signal.
+    async fn exit_status(&self, child: openssh::Child<&openssh::Session>) -> Result<Option<i32>, RemoteError> {
+        Ok(match child.wait().await {
             Ok(status) => status.code(),
             // The native mux reports exit status 127 as an error; to us it is an exit status
             // (a command not found inside the script), with its output.
@@ -770,22 +785,7 @@ impl Remote for SshNode {
                 }
             },
             Err(e) => return Err(self.transport("the connection dropped while a command ran", &e)),
-        };
-        let output = Output {
-            status,
-            stdout,
-            stderr,
-        };
-        if self.sudo
-            && let Some(detail) = sudo_refusal(&output)
-        {
-            return Err(RemoteError::NoSudo {
-                node: self.node.clone(),
-                detail,
-            });
-        }
-        tracing::debug!(node = %self.node, status = ?output.status, "ssh: done");
-        Ok(output)
+        })
     }
 }
 
