@@ -321,7 +321,7 @@ impl SshConfig {
         settings: &Settings,
         targets: &[SshTarget],
     ) -> Result<SshConfig, RemoteError> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::PermissionsExt;
         let key = check_private_key(settings)?;
         std::fs::create_dir_all(dir)
             .map_err(|e| local(format!("cannot create {}", dir.display()), e))?;
@@ -365,19 +365,8 @@ impl SshConfig {
             user_config: Some(Path::new(USER_SSH_CONFIG)),
         };
         let text = render_ssh_config(settings, &paths, targets);
-        // Written aside and renamed, so an ssh started meanwhile reads a whole file.
-        let tmp = dir.join("config.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| local(format!("cannot write {}", tmp.display()), e))?;
-        std::io::Write::write_all(&mut f, text.as_bytes())
-            .map_err(|e| local(format!("cannot write {}", tmp.display()), e))?;
-        drop(f);
-        std::fs::rename(&tmp, &file)
+        // Whole or not at all, so an ssh started meanwhile reads a whole file.
+        kos_fs::write_atomic(&file, text.as_bytes(), 0o600)
             .map_err(|e| local(format!("cannot write {}", file.display()), e))?;
 
         Ok(SshConfig {

@@ -2,20 +2,16 @@
 //!
 //! Everything that touches the filesystem goes through here, so the rules hold for
 //! every file: directories 0700, private keys 0600, certificates and public keys 0644,
-//! and each file replaced atomically (a temporary file in the same directory, synced,
-//! then renamed over the old one) so a crash never leaves half a key behind.
+//! and each file replaced atomically through `kos_fs::write_atomic`, so a crash never
+//! leaves half a key behind.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
 use secrecy::SecretString;
 
 use crate::error::PkiError;
-
-/// Mode of directories below the PKI root (and of the root when kos creates it).
-const DIR_MODE: u32 = 0o700;
 
 /// Who may read a file kos writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,57 +78,11 @@ impl Store {
         visibility: Visibility,
     ) -> Result<(), PkiError> {
         let path = self.path(relative);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        self.create_dir_all(&dir)?;
-        let io = |action| {
-            let path = path.clone();
-            move |source| PkiError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-
-        // The temporary file is created 0600 by tempfile, so a key is never readable
-        // by others, not even before the permissions below are applied.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".kos-")
-            .tempfile_in(&dir)
-            .map_err(|source| PkiError::Io {
-                action: "create a file in",
-                path: dir.clone(),
-                source,
-            })?;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(visibility.mode()))
-            .map_err(io("set permissions of"))?;
-        tmp.write_all(contents).map_err(io("write"))?;
-        tmp.as_file().sync_all().map_err(io("write"))?;
-        tmp.persist(&path).map_err(|e| PkiError::Io {
-            action: "replace",
-            path: path.clone(),
-            source: e.error,
-        })?;
-        // Make the rename itself durable.
-        fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| PkiError::Io {
-                action: "sync directory",
-                path: dir,
-                source,
-            })
-    }
-
-    fn create_dir_all(&self, dir: &Path) -> Result<(), PkiError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)
-            .map_err(|source| PkiError::Io {
-                action: "create directory",
-                path: dir.to_path_buf(),
-                source,
-            })
+        kos_fs::write_atomic(&path, contents, visibility.mode()).map_err(|source| PkiError::Io {
+            action: "write",
+            path,
+            source,
+        })
     }
 
     /// Every `*.crt` file below the root, relative to it, sorted. Empty if the root

@@ -152,25 +152,12 @@ impl std::fmt::Debug for RenderedFile {
     }
 }
 
-/// Write files below `out` with their modes (folders 0700 where they hold private files,
-/// else 0755), replacing each file atomically.
+/// Write files below `out` with their modes, replacing each file atomically (new folders
+/// 0700: most hold keys or files that embed them).
 pub fn write_tree(out: &Path, files: &[RenderedFile]) -> Result<(), RenderError> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     for file in files {
         let path = file.tree_path(out);
-        let dir = path.parent().unwrap_or(out);
-        std::fs::create_dir_all(dir).map_err(|source| RenderError::Write { path: dir.to_path_buf(), source })?;
-        let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
-        let write = || -> std::io::Result<()> {
-            let _ = std::fs::remove_file(&tmp);
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(file.mode).open(&tmp)?;
-            f.write_all(file.contents.as_bytes())?;
-            f.sync_all()?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(file.mode))?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|source| RenderError::Write { path: path.clone(), source })?;
+        kos_fs::write_atomic(&path, file.contents.as_bytes(), file.mode).map_err(|source| RenderError::Write { path: path.clone(), source })?;
     }
     Ok(())
 }

@@ -323,33 +323,10 @@ pub fn merge_into_file(path: &Path, ours: &str, name: &str) -> Result<MergeOutco
     Ok(outcome)
 }
 
-/// Write `contents` to `path` with mode 0600 through a temporary file and a rename, so
-/// a reader sees the old or the new file, never half of one. A symlink (a kubeconfig
+/// Write `contents` to `path` with mode 0600, whole or not at all; a symlink (a kubeconfig
 /// kept in a dotfiles repository) is followed, not replaced.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-    let file_name = target.file_name().and_then(|n| n.to_str()).unwrap_or("config");
-    let tmp = dir.join(format!(".{file_name}.kos-{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        f.write_all(contents)?;
-        // The umask may have taken more than asked for; 0600 exactly.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)
-    };
-    write().inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    kos_fs::write_atomic(path, contents, 0o600)
 }
 
 #[cfg(test)]

@@ -61,9 +61,7 @@ impl LocalState {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
         let text = serde_saphyr::to_string(observed).context("cannot serialise the observed state")?;
         let file = self.observed_file();
-        let tmp = self.dir.join(".observed.yaml.tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
+        kos_fs::write_atomic(&file, text.as_bytes(), 0o600).with_context(|| format!("cannot write {}", file.display()))?;
         Ok(())
     }
 }
