@@ -9,7 +9,8 @@
 #
 # Needs what ./test.sh installs (run it once first). The tests are built once, first; do not edit the
 # sources while it runs (nextest would rebuild them inside the test bed, offline). Output: a table on stdout; every run's log in
-# /var/tmp/kos-soak/<date>/run-K.log. The machine's load before each run is in the table's notes.
+# /var/tmp/kos-soak/<date>/run-K.log, the consoles of its nodes in run-K-consoles/. The machine's load
+# before each run is in the table's notes.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -38,6 +39,8 @@ for k in $(seq 1 "$N"); do
   if ! grep -qE '^ *(PASS|FAIL|TIMEOUT|SIG[A-Z]+|ABORT) \[' "$OUT/run-$k.log"; then
     fail["(run: no test started)"]=$(( ${fail["(run: no test started)"]:-0} + 1 ))
   fi
+  # The consoles of the run's removed nodes (systemd's boot and shutdown), for a failure's post-mortem.
+  cp -r "${TB_RUN_ROOT:-/var/tmp/kos-testbed-run}/ksoak/gone" "$OUT/run-$k-consoles" 2>/dev/null || true
   n=$(grep -c '^LEAK:' "$OUT/run-$k.log")
   leaks=$(( leaks + n ))
   notes+=("run $k: exit $rc, $(( $(date +%s) - t )) s, $n leak line(s), load before: $load")

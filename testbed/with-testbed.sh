@@ -68,6 +68,7 @@ if [[ $1 == --down ]]; then trap teardown EXIT; exit 0; fi
 [[ -e $DEP ]] && die "$DEP exists: another test bed with prefix $TB_PREFIX is running (another TB_PREFIX" \
   "runs one next to it), or a stale one: TB_PREFIX=$TB_PREFIX testbed/with-testbed.sh --down removes it"
 trap teardown EXIT    # from here on, everything is ours to tear down
+rm -rf "$TB_RUN/gone"   # consoles of the removed nodes of an earlier run (node.sh down keeps them)
 trap 'exit 130' INT TERM
 "$TB_NODES_DIR/sandbox.sh" deployer
 raise_inotify

@@ -108,6 +108,10 @@ down)
   cg_remove "$d/cgroups"
   ip netns del "$NS" 2>/dev/null || true     # takes the veth pair with it
   if grep -q " $d/" /proc/mounts; then log "WARNING: node $id left mounts:"; grep " $d/" /proc/mounts >&2; fi
+  # Its console (the supervisor's lines, systemd's boot and shutdown) outlives it, for the
+  # post-mortem of a test that failed on it: $TB_RUN/gone/<id>-<hostname>.console.log
+  mkdir -p "$TB_RUN/gone"
+  cp "$d/console.log" "$TB_RUN/gone/$id-$(cat "$d/hostname" 2>/dev/null || echo unknown).console.log" 2>/dev/null || true
   rm -rf "$d" ;;
 running)
   alive "$(cat "$d/nspawn.pid" 2>/dev/null)" ;;
