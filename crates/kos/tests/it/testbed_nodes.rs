@@ -100,7 +100,8 @@ fn console_tail(id8: &str) -> String {
             "p=$(pgrep -P \"$1\" | head -1) && [ -n \"$p\" ] || { echo 'no PID 1 under nspawn'; exit; }; \
              ps -o pid,stat,etime,cmd --ppid \"$p\" -p \"$p\" | head -40; \
              nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl is-system-running; \
-             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl list-jobs --no-pager | head -30",
+             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl list-jobs --no-pager | head -30; \
+             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl --failed --no-pager | head -20",
         )
         .args(["-", nspawn.trim()])
         .output()
