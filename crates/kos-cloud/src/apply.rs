@@ -336,6 +336,21 @@ impl Changes {
     }
 }
 
+/// A phase that stopped part-way: what it had done (every change made before the error, on
+/// every node), and why it stopped.
+#[derive(Debug)]
+pub struct Stopped {
+    pub done: Changes,
+    pub error: ApplyError,
+}
+
+impl Stopped {
+    /// Stopped by `error` after `done`.
+    fn after(done: Changes, error: ApplyError) -> Stopped {
+        Stopped { done, error }
+    }
+}
+
 /// Everything `up --only instances` needs besides the cloud.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeContext<'a> {
@@ -347,45 +362,51 @@ pub struct NodeContext<'a> {
 }
 
 /// Make the cloud's nodes match the plan: removed nodes first (their routes, server,
-/// port, floating IP), then every other node in parallel.
-pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &ClusterResources) -> Result<Changes, ApplyError> {
+/// port, floating IP), then every other node in parallel. Stopped by an error, it still
+/// says what it did, on every node.
+pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &ClusterResources) -> Result<Changes, Stopped> {
     let changes = node_changes(ctx.plan, have);
     let mut done = Changes::default();
     let mut per_node: BTreeMap<String, Vec<NodeChange>> = BTreeMap::new();
     for change in changes {
         if let NodeChange::DeleteStrayPort { port_id, name } = &change {
-            cloud.delete_port(port_id).await.map_err(cloud_err(format!("delete stray port {name}")))?;
+            if let Err(e) = cloud.delete_port(port_id).await {
+                return Err(Stopped::after(done, cloud_err(format!("delete stray port {name}"))(e)));
+            }
             done.0.push(Done::new(CloudChange::Node(change.clone()), None));
             continue;
         }
         if let NodeChange::Remove { node, server_id, port_id, floating_ip_ids } = &change {
-            let result = remove_node(cloud, ctx, have, node, server_id.as_deref(), port_id.as_deref(), floating_ip_ids).await?;
-            done.0.push(Done::new(CloudChange::Node(change.clone()), Some(result)));
+            match remove_node(cloud, ctx, have, node, server_id.as_deref(), port_id.as_deref(), floating_ip_ids).await {
+                Ok(result) => done.0.push(Done::new(CloudChange::Node(change.clone()), Some(result))),
+                Err(e) => return Err(Stopped::after(done, e)),
+            }
             continue;
         }
         per_node.entry(node_of(&change).to_string()).or_default().push(change);
     }
     let runs = per_node.into_iter().map(|(name, changes)| async move {
         let mut lines = Vec::new();
-        let node = ctx.plan.node(&name).ok_or_else(|| ApplyError::Boot { server: name.clone(), fault: "not in the plan".into() })?;
-        apply_node(cloud, ctx, have, node, &changes, &mut lines).await.map(|()| lines)
+        let result = match ctx.plan.node(&name) {
+            Some(node) => apply_node(cloud, ctx, have, node, &changes, &mut lines).await,
+            None => Err(ApplyError::Boot { server: name.clone(), fault: "not in the plan".into() }),
+        };
+        (lines, result)
     });
     // Bounded: a 50-node cluster must not send 50 creates at once to a cloud whose API has
     // a few workers (the launch benchmark made a one-worker Neutron time out a POST).
     use futures_util::StreamExt as _;
-    let results: Vec<Result<Vec<Done>, ApplyError>> =
+    let results: Vec<(Vec<Done>, Result<(), ApplyError>)> =
         futures_util::stream::iter(runs).buffer_unordered(ctx.waits.parallel.max(1)).collect().await;
     let mut first_error = None;
-    for r in results {
-        match r {
-            Ok(lines) => done.0.extend(lines),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
+    for (lines, result) in results {
+        done.0.extend(lines);
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
         }
     }
     match first_error {
-        Some(e) => Err(e),
+        Some(e) => Err(Stopped::after(done, e)),
         None => Ok(done),
     }
 }

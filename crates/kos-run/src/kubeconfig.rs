@@ -269,16 +269,6 @@ pub fn merge_admin_kubeconfig(admin_kubeconfig_yaml: &str, cluster: &str) -> Res
     merge_into_file(&admin_kubeconfig_path()?, admin_kubeconfig_yaml, &context_name(cluster))
 }
 
-/// An error with its causes on one line (`a: b: c`), for a warning.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ")
-}
 
 /// The file kos merges the admin kubeconfig into: the first of `$KUBECONFIG`, else
 /// `~/.kube/config`.

@@ -162,6 +162,17 @@ pub fn plan_for(settings: &Settings, observed: &Observed) -> Result<ClusterPlan,
 }
 
 /// An error of a library below, as a pipeline's failure.
+/// An error with its causes on one line (`a: b: c`), for a warning or a report.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
 pub(crate) fn other(e: impl std::error::Error + Send + Sync + 'static) -> RunError {
     RunError::Other(anyhow::Error::new(e))
 }

@@ -6,7 +6,7 @@
 //! be chosen (the seed's tags). Every phase compares before it changes, so a re-run after a
 //! failure or Ctrl-C resumes, and a re-run on a converged cluster changes nothing.
 
-use crate::inputs;
+use crate::{chain, inputs};
 use crate::nodes::{self, NodeSession, Prepared, Reach};
 use crate::report::{CheckLine, CloudChange, Failure, NodeOutcome, NodePhaseChanges, Timing, UpReport};
 use crate::state::LocalState;
@@ -114,7 +114,8 @@ pub async fn up<C: Cloud, R: Reach, K: Connect>(
     report.seconds = (started.elapsed() + local.took).as_secs_f64();
     let result = result.and_then(|()| if report.failures.is_empty() { Ok(()) } else { Err(RunError::Nodes(report.failures.len())) });
     report.ok = result.is_ok();
-    report.error = result.as_ref().err().map(ToString::to_string);
+    // With its causes: a script reading the JSON gets the whole reason on one line.
+    report.error = result.as_ref().err().map(|e| chain(e));
     (report, result)
 }
 
@@ -226,7 +227,12 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         let tagged = apply::complete_tags(cloud, &view.have).await?;
         self.cloud_changed(Phase::Instances, tagged.0);
         let ctx = NodeContext { settings, plan: &view.plan, resolved: &view.resolved, security_groups: &groups, waits: Waits::default() };
-        let done = apply::apply_nodes(cloud, ctx, &view.have).await?;
+        let done = apply::apply_nodes(cloud, ctx, &view.have).await;
+        // What was made before an error is reported (and in the JSON) all the same.
+        let done = done.map_err(|stopped| {
+            self.cloud_changed(Phase::Instances, stopped.done.0);
+            stopped.error
+        })?;
         self.cloud_changed(Phase::Instances, done.0);
         view.have = apply::discover(cloud, &settings.cluster.name).await?;
         view.plan = plan_for(settings, &view.have.observed(Some(view.resolved.subnet.cidr)))?;
@@ -340,7 +346,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                     self.report.kubeconfig = Some(outcome.to_string());
                 }
                 Err(e) => {
-                    let warning = format!("warning: could not merge the admin kubeconfig: {}", crate::kubeconfig::chain(&e));
+                    let warning = format!("warning: could not merge the admin kubeconfig: {}", crate::chain(&e));
                     self.line(&warning);
                     self.report.notes.push(warning);
                 }

@@ -122,7 +122,7 @@ async fn a_server_in_error_is_recreated_once_then_nova_fault_is_reported() {
     let have = discover(&cloud, "demo").await.unwrap();
     let p = plan(&s, &have.observed(None)).unwrap();
     let ctx = NodeContext { settings: &s, plan: &p, resolved: &resolved, security_groups: &[], waits: FAST };
-    let err = apply_nodes(&cloud, ctx, &have).await.unwrap_err();
+    let err = apply_nodes(&cloud, ctx, &have).await.unwrap_err().error;
     assert!(matches!(&err, ApplyError::Boot { server, .. } if server == "demo-master-1"), "{err:?}");
     assert!(err.to_string().contains("Nova says: No valid host was found. There are not enough hosts available."), "{err}");
     assert!(cloud.state.lock().unwrap().servers.is_empty(), "no server left in ERROR");
@@ -138,7 +138,12 @@ async fn quota_exceeded_mid_run_fails_clearly_and_a_rerun_converges_without_leak
     let p = plan(&s, &have.observed(None)).unwrap();
     let (sg, _) = ensure_security_group(&cloud, &s, &p).await.unwrap();
     let ctx = NodeContext { settings: &s, plan: &p, resolved: &resolved, security_groups: std::slice::from_ref(&sg), waits: FAST };
-    let err = apply_nodes(&cloud, ctx, &have).await.unwrap_err();
+    let stopped = apply_nodes(&cloud, ctx, &have).await.unwrap_err();
+    // What was made before the quota stopped it is said: a port each, two servers.
+    let made: Vec<String> = stopped.done.0.iter().map(ToString::to_string).collect();
+    assert_eq!(made.iter().filter(|l| l.starts_with("create port of ")).count(), 3, "{made:#?}");
+    assert_eq!(made.iter().filter(|l| l.starts_with("create server of ")).count(), 2, "{made:#?}");
+    let err = stopped.error;
     assert!(err.to_string().contains("create server"), "{err}");
     assert!(matches!(err, ApplyError::Cloud { source: CloudError::Quota { .. }, .. }), "{err:?}");
     // Every port that was created carries the mark, so the next run finds and reuses it.

@@ -146,3 +146,85 @@ async fn the_report_serialises_to_its_schema_without_a_secret() {
     wrong["addons"][0]["outcome"] = serde_json::json!("replaced");
     assert!(!validator().is_valid(&wrong));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_check_changes_nothing_and_the_next_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    cloud.state.lock().unwrap().extensions.remove("allowed-address-pairs");
+    let phases = [Phase::Check, Phase::Instances, Phase::Routes];
+    let (report, result, lines) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &FakeKube::new()).await;
+    assert!(matches!(result, Err(RunError::Checks(1))), "{result:?}");
+    assert_eq!(cloud.write_count(), 0, "nothing was created");
+    assert!(report.cloud.is_empty() && !report.ok);
+    let fail = report.checks.iter().find(|c| c.verdict == "FAIL").unwrap();
+    assert!(fail.what.contains("allowed-address-pairs"), "{fail:?}");
+    assert!(lines.iter().any(|l| l.starts_with("check: FAIL") && l.contains("allowed-address-pairs")), "{lines:#?}");
+    assert!(report.summary().is_empty(), "no node failed and nothing is up to date; the error says the rest");
+
+    // Fixed in the cloud: the same command makes everything.
+    cloud.state.lock().unwrap().extensions.insert("allowed-address-pairs".into());
+    let (report, result, _) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &FakeKube::new()).await;
+    result.unwrap();
+    assert_eq!(report.cloud.iter().filter(|c| c.phase == Phase::Network).count(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn instances_stopped_by_the_quota_resume_where_they_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    cloud.state.lock().unwrap().instance_quota = 2;
+    let phases = [Phase::Instances, Phase::Routes];
+    let (report, result, _) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &FakeKube::new()).await;
+    let err = crate::chain(&result.unwrap_err());
+    assert!(err.starts_with("create server demo-") && err.contains(": Quota exceeded for instances"), "{err}");
+    assert_eq!(report.error.as_deref(), Some(err.as_str()));
+    // What was made before the quota stopped it is in the report, and no route yet.
+    let made = report.cloud.iter().filter(|c| c.change.starts_with("create server of ")).count();
+    assert_eq!(made, 2, "{:#?}", report.cloud);
+    assert!(!report.cloud.iter().any(|c| c.phase == Phase::Network));
+
+    // More quota: the next run makes only what is missing, then the routes.
+    cloud.state.lock().unwrap().instance_quota = 20;
+    let (report, result, _) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &FakeKube::new()).await;
+    result.unwrap();
+    let servers: Vec<&str> =
+        report.cloud.iter().filter(|c| c.change.starts_with("create server of ")).map(|c| c.change.as_str()).collect();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_eq!(cloud.state.lock().unwrap().servers.len(), 3);
+    assert_eq!(report.cloud.iter().filter(|c| c.phase == Phase::Network).count(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_takes_each_phase_alone_and_a_converged_run_says_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    // `check` alone: looks, creates nothing.
+    let (report, result, _) = run(dir.path(), &[Phase::Check], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    assert_eq!((cloud.write_count(), report.changes), (0, 0));
+    assert!(!report.checks.is_empty());
+    // `routes` before any server: no address, no route.
+    let (report, result, _) = run(dir.path(), &[Phase::Routes], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    assert_eq!(report.changes, 0);
+    // `instances`, then `routes` alone adds one route per node, and nothing on the nodes.
+    run(dir.path(), &[Phase::Instances], &cloud, &Answer, &kube).await.1.unwrap();
+    let (report, result, _) = run(dir.path(), &[Phase::Routes], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    assert_eq!(report.cloud.iter().filter(|c| c.phase == Phase::Network).count(), 3);
+    assert!(report.nodes.is_empty() && report.addons.is_empty(), "{report:#?}");
+    // `check,addons`: the check, then the add-ons through the API server, no cloud change.
+    let (report, result, _) = run(dir.path(), &[Phase::Addons, Phase::Check], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    assert_eq!(steps(&report), ["local inputs", "check", "ssh", "render", "addons", "ready"]);
+    assert!(report.cloud.is_empty() && !report.addons.is_empty());
+    // All of it again: nothing to do, said once.
+    let (report, result, _) = run(dir.path(), &[Phase::Check, Phase::Instances, Phase::Routes, Phase::Addons], &cloud, &Answer, &kube).await;
+    result.unwrap();
+    assert_eq!(report.changes, 0, "{report:#?}");
+    let summary = report.summary();
+    assert_eq!(summary.len(), 1);
+    assert!(summary[0].starts_with("up to date: 0 changes ("), "{summary:?}");
+}
