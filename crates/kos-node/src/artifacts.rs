@@ -293,7 +293,8 @@ fn local_dir(dir: &Path, base_dir: &Path) -> PathBuf {
     if dir.is_absolute() {
         dir.to_path_buf()
     } else {
-        base_dir.join(dir)
+        // `components` drops an inner `.`: `settings-folder/artifacts`, not `.../././artifacts`.
+        base_dir.join(dir).components().collect()
     }
 }
 

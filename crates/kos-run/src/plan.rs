@@ -96,7 +96,10 @@ impl PlanReport {
                 NodePlan::Changes(phases) => {
                     out.extend(phases.iter().flat_map(|p| p.changes.iter().map(move |c| format!("{node}: {}: {c}", p.phase))))
                 }
-                NodePlan::Unknown(error) => out.push(format!("{node}: cannot look: {error}")),
+                // The error names the node already.
+                NodePlan::Unknown(error) => {
+                    out.push(format!("{node}: cannot look: {}", error.strip_prefix(&format!("{node}: ")).unwrap_or(error)))
+                }
             }
         }
         out.extend(self.addons.iter().map(|l| format!("addons: {l}")));

@@ -208,6 +208,10 @@ mod tests {
         assert!(up.nodes.iter().all(|n| n.route && n.ssh == "ok") && up.problems.is_empty(), "{up:#?}");
         let ApiView::Answered { items } = &up.api else { panic!("{:?}", up.api) };
         assert!(items.len() == 3 + 4 + 1 && items.iter().all(|i| i.ready), "{items:#?}");
+        // What `kos status` prints, before the cluster exists and once it serves.
+        let transcript = |r: &StatusReport| [r.table(), r.problems.clone(), r.api_lines()].concat().join("\n");
+        insta::assert_snapshot!("status_before_up", transcript(&none));
+        insta::assert_snapshot!("status_of_a_cluster_that_serves", transcript(&up));
         let json = serde_json::to_value(&up).unwrap();
         assert_eq!(json["api"]["state"], "answered");
         assert_eq!(json["nodes"][1]["pod_cidr"], up.nodes[1].pod_cidr);

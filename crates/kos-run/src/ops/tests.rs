@@ -9,6 +9,17 @@ use crate::Phase;
 use kos_cloud::fake::FakeCloud;
 use kos_kube::fake::FakeKube;
 
+/// Snapshots of what the binary prints, the test's temporary folder shown as `[DIR]`.
+fn transcript(dir: &std::path::Path, name: &str, lines: &[String]) {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&dir.display().to_string()), "[DIR]");
+    settings.bind(|| insta::assert_snapshot!(name, lines.join("\n")));
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
+}
+
 /// A cluster whose servers (and, with `Phase::Routes`, routes) `up` made in the fake cloud.
 async fn made(phases: &[Phase]) -> (tempfile::TempDir, FakeCloud, Settings, LocalState) {
     let dir = tempfile::tempdir().unwrap();
@@ -32,6 +43,7 @@ async fn check_names_each_missing_local_input_beside_the_clouds_findings() {
     assert!(local.iter().any(|l| l.contains("artifacts")), "{lines:#?}");
     assert!(lines.iter().any(|l| l.starts_with("OK   authenticated to cloud")), "{lines:#?}");
     assert_eq!(report.fails(), report.local.len(), "the fake cloud itself has nothing to fail: {lines:#?}");
+    transcript(dir.path(), "check_without_the_artifacts", &[lines.clone(), vec![report.summary()]].concat());
     assert_eq!(
         report.summary(),
         format!("{} checks: {} failed, {} warnings", report.findings.len() + report.local.len(), report.fails(), report.warns())
@@ -51,6 +63,7 @@ async fn destroy_removes_what_up_made_then_forgets_the_context_and_the_state() {
 
     let found = find_teardown(&cloud, &settings).await.unwrap();
     let lines = found.lines();
+    transcript(dir.path(), "destroy_lists_what_it_deletes", &lines);
     for what in ["router route", "server demo-master-1", "server demo-worker-2", "floating IP", "security group"] {
         assert!(lines.iter().any(|l| l.contains(what)), "{what} in {lines:#?}");
     }
@@ -77,6 +90,7 @@ async fn destroy_removes_what_up_made_then_forgets_the_context_and_the_state() {
     let left = std::fs::read_to_string(&kubeconfig).unwrap();
     assert!(!left.contains("kos-demo") && left.contains("https://lab:6443"), "{left}");
 
+    transcript(dir.path(), "destroy_forgets_the_context_and_keeps_the_state", &kept);
     let purged = forget_locally(&settings, &state, true, Some(&kubeconfig)).unwrap();
     assert_eq!(purged, [format!("deleted the local state {}", state.dir.display())]);
     assert!(!state.dir.exists());

@@ -37,6 +37,7 @@ async fn on_an_empty_cloud_the_plan_lists_everything_up_makes_and_after_up_nothi
     assert!(before.nodes.iter().all(|(_, n)| matches!(n, NodePlan::New)) && before.nodes.len() == 3, "{:?}", before.nodes);
     assert_eq!(before.addons.len(), 1, "{:?}", before.addons);
     assert_eq!(before.pending(), c.len() + 3 + 1);
+    insta::assert_snapshot!("plan_on_an_empty_cloud", before.lines().join("\n"));
 
     // `up` makes exactly what the plan listed, in its words (compared as data: one made
     // change per planned one).
@@ -58,4 +59,5 @@ async fn on_an_empty_cloud_the_plan_lists_everything_up_makes_and_after_up_nothi
     result.unwrap();
     let last = look(dir.path(), &cloud, &Answer, &kube).await;
     assert!(last.addons.is_empty(), "applied: {:?}", last.addons);
+    insta::assert_snapshot!("plan_once_the_cloud_and_the_addons_match", last.lines().join("\n"));
 }
