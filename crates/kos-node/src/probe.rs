@@ -1,6 +1,7 @@
-//! One read-only look at a node, in one SSH round trip: its distribution, architecture,
-//! which of the wanted packages are installed, the SHA-256, mode and owner of every
-//! wanted file, the state of kos's units, and whether swap is on.
+//! One look at a node, in one SSH round trip: its distribution, architecture, which of
+//! the wanted packages are installed, the SHA-256, mode and owner of every wanted file, the
+//! state of kos's units, and whether swap is on. It changes nothing on the node but its own
+//! cache of file hashes ([`HASH_CACHE`]), where kos has provisioned before.
 //!
 //! [`script`] builds the shell script from the node's wants; [`parse`] reads its output
 //! back. Both are pure, so the format is tested without a node.
@@ -87,6 +88,11 @@ pub fn sh_quote(s: &str) -> String {
 /// The probe script for a node's wants. Prints one record per line, fields separated
 /// by a tab; it changes nothing.
 pub fn script(wants: &NodeWants) -> String {
+    script_with_cache(wants, HASH_CACHE)
+}
+
+/// [`script`] with its hash cache at `cache` (a test's own folder).
+pub fn script_with_cache(wants: &NodeWants, cache: &str) -> String {
     let mut s = String::from(
         "set -u\n\
          . /etc/os-release 2>/dev/null; printf 'os\\t%s\\t%s\\n' \"${ID:-unknown}\" \"${VERSION_ID:-}\"\n\
@@ -113,10 +119,7 @@ pub fn script(wants: &NodeWants) -> String {
     let paths = wants.all_paths();
     if !paths.is_empty() {
         let list: Vec<String> = paths.iter().map(|p| sh_quote(p)).collect();
-        s.push_str(&format!(
-            "for f in {}; do\n  [ -f \"$f\" ] || continue\n  h=$(sha256sum < \"$f\" | cut -d' ' -f1)\n  printf 'file\\t%s\\t%s\\t%s\\n' \"$f\" \"$h\" \"$(stat --printf '%a\\t%U:%G' \"$f\")\"\ndone\n",
-            list.join(" ")
-        ));
+        s.push_str(&files_section(&list.join(" "), &sh_quote(cache)));
     }
     for unit in wants.all_units() {
         let q = sh_quote(unit);
@@ -126,6 +129,32 @@ pub fn script(wants: &NodeWants) -> String {
     }
     s.push_str("exit 0\n");
     s
+}
+
+/// The probe's cache of file hashes on the node: `<stat key>\t<sha256>\t<path>` per line,
+/// the key being size, inode, mtime and ctime (to the nanosecond), as git's index keys its
+/// entries. A file whose stat matches its entry is not read again; any write changes its
+/// ctime (kos replaces files by rename: a new inode too). Rewritten whole by every probe with
+/// the wanted files only; kept only where kos has provisioned (`/var/lib/kos` exists).
+pub const HASH_CACHE: &str = "/var/lib/kos/sha256.cache";
+
+/// Every wanted file that exists, with its SHA-256, mode and owner, in a few processes: one
+/// `stat` for all, `sha256sum` only for the files whose stat differs from the cache (on a
+/// node whose files are unchanged, none: hashing ~250 MB of binaries per node was most of a
+/// no-op `kos up`).
+fn files_section(list: &str, cache: &str) -> String {
+    format!(
+        "tab=$(printf '\\t'); c={cache}; w=/dev/null; [ -d \"${{c%/*}}\" ] && w=\"$c.$$\"\n\
+         stat --printf '%s:%i:%y:%z\\t%a\\t%U:%G\\t%n\\n' -- {list} 2>/dev/null | \\\n\
+         awk -F '\\t' -v c=\"$c\" 'BEGIN {{ while ((getline l < c) > 0) {{ n = split(l, a, \"\\t\"); if (n == 3) {{ k[a[3]] = a[1]; h[a[3]] = a[2] }} }} }}\n\
+           {{ print ((($4 in k) && k[$4] == $1) ? h[$4] : \"-\") \"\\t\" $1 \"\\t\" $2 \"\\t\" $3 \"\\t\" $4 }}' | \\\n\
+         while IFS=\"$tab\" read -r h key m o f; do\n\
+           [ \"$h\" = - ] && h=$(sha256sum < \"$f\" | cut -d' ' -f1)\n\
+           printf 'file\\t%s\\t%s\\t%s\\t%s\\n' \"$f\" \"$h\" \"$m\" \"$o\"\n\
+           printf '%s\\t%s\\t%s\\n' \"$key\" \"$h\" \"$f\" >&3\n\
+         done 3>\"$w\"\n\
+         [ \"$w\" = /dev/null ] || mv -f \"$w\" \"$c\"\n"
+    )
 }
 
 /// Read the probe's output.

@@ -270,3 +270,41 @@ async fn files_streamed_from_disk_arrive_checked() {
     let (script, _) = execute::build(&wants, &[Change::PinImage { image: "registry.k8s.io/pause:3.10.2".into() }]).unwrap();
     assert!(script.contains("pin 'registry.k8s.io/pause:3.10.2'\n") && !script.contains("putv"), "{script}");
 }
+
+/// The probe hashes a file only when its stat (size, inode, mtime, ctime) differs from its
+/// cache entry: proved by a forged entry that it trusts while the stat matches, and drops as
+/// soon as the file is written again.
+#[tokio::test]
+async fn the_probe_hashes_only_files_whose_stat_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let cache_dir = dir.path().join("var-lib-kos");
+    std::fs::create_dir(&cache_dir).unwrap();
+    let cache = cache_dir.join("sha256.cache");
+    let cache_s = cache.to_str().unwrap();
+    let file = WantedFile::from_bytes(&format!("{root}/etc/a b/kubelet.conf"), 0o600, b"one\n".to_vec());
+    std::fs::create_dir_all(dir.path().join("etc/a b")).unwrap();
+    std::fs::write(&file.path, b"one\n").unwrap();
+    let node = node_with(phase_with(vec![file.clone()]));
+    let probe = |script: String| async move { probe::parse(&LocalShell.run(&script, Default::default()).await.unwrap().stdout_text()).unwrap() };
+
+    let first = probe(probe::script_with_cache(&node, cache_s)).await;
+    assert_eq!(first.files[&file.path].sha256, file.sha256);
+    let entry = std::fs::read_to_string(&cache).unwrap();
+    assert!(entry.ends_with(&format!("\t{}\t{}\n", file.sha256, file.path)), "{entry}");
+
+    // A forged hash under the same stat key is believed: the file was not read again.
+    let forged = "f".repeat(64);
+    std::fs::write(&cache, entry.replace(&file.sha256, &forged)).unwrap();
+    assert_eq!(probe(probe::script_with_cache(&node, cache_s)).await.files[&file.path].sha256, forged);
+
+    // Written again (same size), its ctime changes: hashed afresh, the cache mended.
+    std::fs::write(&file.path, b"two\n").unwrap();
+    let again = probe(probe::script_with_cache(&node, cache_s)).await;
+    assert_eq!(again.files[&file.path].sha256, crate::wanted::sha256_hex(b"two\n"));
+    assert!(!std::fs::read_to_string(&cache).unwrap().contains(&forged));
+    // Without its folder (a node kos never provisioned) nothing is written.
+    let elsewhere = dir.path().join("absent/sha256.cache");
+    probe(probe::script_with_cache(&node, elsewhere.to_str().unwrap())).await;
+    assert!(!elsewhere.exists());
+}
