@@ -542,3 +542,41 @@ fn extra_image_folders_are_checked_and_must_not_collide() {
     let err = resolve_extra_images(&[apps], Path::new("/")).unwrap_err();
     assert!(matches!(err, ArtifactError::NoImages { .. }) && err.to_string().contains("lists no `*.tar` image archive"), "{err}");
 }
+
+/// A file is read again only when its stat changed: a forged entry is believed while the
+/// stat matches, and replaced once the file is written; files gone are forgotten.
+#[test]
+fn the_hash_cache_reads_a_file_only_when_its_stat_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_file = dir.path().join("cache/kos/sha256");
+    let bin = dir.path().join("kubelet");
+    std::fs::write(&bin, b"one").unwrap();
+    let mut cache = HashCache::load(Some(cache_file.clone()));
+    let (sha, len) = cache.hash(&bin).unwrap();
+    assert_eq!((sha.as_str(), len), (crate::wanted::sha256_hex(b"one").as_str(), 3));
+    cache.save();
+    let text = std::fs::read_to_string(&cache_file).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&cache_file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let forged = "f".repeat(64);
+    std::fs::write(&cache_file, text.replace(&sha, &forged)).unwrap();
+    assert_eq!(HashCache::load(Some(cache_file.clone())).hash(&bin).unwrap().0, forged, "not read again");
+
+    std::fs::write(&bin, b"two").unwrap();
+    let mut cache = HashCache::load(Some(cache_file.clone()));
+    assert_eq!(cache.hash(&bin).unwrap().0, crate::wanted::sha256_hex(b"two"));
+    cache.save();
+    std::fs::remove_file(&bin).unwrap();
+    let mut cache = HashCache::load(Some(cache_file.clone()));
+    let other = dir.path().join("kube-proxy");
+    std::fs::write(&other, b"x").unwrap();
+    cache.hash(&other).unwrap();
+    cache.save();
+    let text = std::fs::read_to_string(&cache_file).unwrap();
+    assert!(!text.contains("kubelet") && text.contains("kube-proxy"), "{text}");
+    // No cache at all: every file is hashed, nothing written.
+    let mut none = HashCache::load(None);
+    assert_eq!(none.hash(&other).unwrap().0, crate::wanted::sha256_hex(b"x"));
+    none.save();
+}
