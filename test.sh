@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (the README names it, .ci/run calls it). On a fresh machine it
 # installs everything the tests need (idempotent: a second run skips what is there), then
-# runs every test: unit, snapshot, CLI, the independent judges (kubernetes-validate,
+# runs every test: clippy, unit, snapshot, CLI, the independent judges (kubernetes-validate,
 # checkov, kubectl, openssl, a real etcd) and the real-infrastructure tests on the test bed
 # (a real OpenStack on loopback + real Linux nodes in network namespaces).
 #
@@ -23,6 +23,10 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # deployer namespace, where no registry is reachable.
 say "building"
 cargo nextest run --workspace --no-run
+# The lints (workspace [lints]: no unwrap/expect outside tests, no print outside the
+# printer, no unsafe) are part of the tests: a warning fails the run.
+say "clippy"
+cargo clippy --workspace --all-targets -q -- -D warnings
 
 if [ "${KOS_TESTBED:-1}" = 1 ]; then
   say "test bed packages and node base"

@@ -60,7 +60,7 @@ fn main() {
 fn print_error(err: &commands::CommandError, printer: Printer) {
     match err {
         // Diagnostics are already complete sentences with their own locations.
-        commands::CommandError::Settings(d) => eprintln!("{d}"),
+        commands::CommandError::Settings(d) => printer.diagnostics(d),
         other => printer.error(other),
     }
 }

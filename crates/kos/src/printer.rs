@@ -51,6 +51,18 @@ impl Printer {
         let _ = writeln!(std::io::stdout(), "{}", text.as_ref());
     }
 
+    /// The settings' problems: complete sentences with their own locations (stderr).
+    pub fn diagnostics(&self, text: impl std::fmt::Display) {
+        let _ = writeln!(std::io::stderr(), "{text}");
+    }
+
+    /// A question on the terminal (stderr), the answer read by the caller.
+    pub fn prompt(&self, text: &str) {
+        let mut err = std::io::stderr();
+        let _ = write!(err, "{text}");
+        let _ = err.flush();
+    }
+
     /// An error, with its chain of causes.
     pub fn error(&self, err: &(dyn std::error::Error + 'static)) {
         let mut out = std::io::stderr();

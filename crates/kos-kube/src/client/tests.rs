@@ -1,7 +1,7 @@
 //! The real client against real TLS servers on loopback: a closed port, a TLS server that is
 //! not Kubernetes (openssl s_server), a server certificate of another CA.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use super::*;
 use crate::test_support::example;

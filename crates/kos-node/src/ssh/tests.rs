@@ -1,6 +1,7 @@
 //! The ssh_config as text (snapshots, and the system `ssh -G` as an independent reader), and
 //! [`SshNode`] against a real `sshd` this file starts on 127.0.0.1 (no mock of ssh anywhere).
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 use super::*;
 use sha2::Digest;
 use std::os::unix::fs::PermissionsExt;

@@ -1,3 +1,4 @@
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 use super::*;
 use crate::Target;
 use crate::fixture::{Rendered, render_example, render_example_in, snapshot_settings};

@@ -50,7 +50,7 @@ pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError>
         } else {
             printer.data(format!("kos destroy will delete from cloud {}:", cloud.name()));
             found.lines().iter().for_each(|line| printer.data(format!("  {line}")));
-            if !args.yes && !confirm(&settings.cluster.name)? {
+            if !args.yes && !confirm(&settings.cluster.name, printer)? {
                 return Err(CommandError::Invalid("not confirmed; nothing was deleted".into()));
             }
             kos_run::ops::destroy(&cloud, &settings, &found).await?;
@@ -63,13 +63,12 @@ pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError>
 }
 
 /// Ask on the terminal; without one, refuse (use --yes).
-fn confirm(cluster: &str) -> Result<bool, CommandError> {
-    use std::io::{BufRead, IsTerminal, Write};
+fn confirm(cluster: &str, printer: Printer) -> Result<bool, CommandError> {
+    use std::io::{BufRead, IsTerminal};
     if !std::io::stdin().is_terminal() {
         return Err(CommandError::Invalid("kos destroy needs --yes when not run on a terminal".into()));
     }
-    eprint!("type the cluster's name ({cluster}) to delete all of this: ");
-    let _ = std::io::stderr().flush();
+    printer.prompt(&format!("type the cluster's name ({cluster}) to delete all of this: "));
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).context("cannot read the answer")?;
     Ok(line.trim() == cluster)

@@ -49,6 +49,11 @@ impl Cluster {
         stdout
     }
 
+    /// `kos up -o json ARGS`, which must succeed: its report (docs/up-report.md).
+    pub(crate) fn up_json(&self, args: &[&str]) -> serde_json::Value {
+        report(&self.kos_ok(&[&["up", "-o", "json"], args].concat()))
+    }
+
     /// The cluster's servers by name, as the `openstack` CLI sees them.
     pub(crate) fn servers(&self) -> Vec<String> {
         let json = openstack_ok(&["server", "list", "-f", "json", "-c", "Name"]);
@@ -90,6 +95,18 @@ pub(crate) fn file(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A `kos up -o json` report, ok.
+fn report(stdout: &str) -> serde_json::Value {
+    let r: serde_json::Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not a report ({e}):\n{stdout}"));
+    assert_eq!(r["ok"], true, "{r:#}");
+    r
+}
+
+/// How many of the report's cloud changes begin with `prefix` (`create server of `).
+fn made(report: &serde_json::Value, prefix: &str) -> usize {
+    report["cloud"].as_array().map_or(0, |c| c.iter().filter(|c| c["change"].as_str().is_some_and(|t| t.starts_with(prefix))).count())
+}
+
 #[test]
 fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     if !testbed("KOS_TEST_CLOUD", HOW) {
@@ -102,9 +119,8 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     assert!(out.contains("0 failed"), "{out}");
     assert!(out.contains("OK   Neutron extraroute-atomic"), "{out}");
 
-    let out = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&three)]);
-    assert_eq!(out.matches("instances: create server of ").count(), 3, "{out}");
-    assert_eq!(out.matches("network: add route ").count(), 3, "{out}");
+    let out = c.up_json(&["--only", "instances,routes", "-f", file(&three)]);
+    assert_eq!((made(&out, "create server of "), made(&out, "add route ")), (3, 3), "{out:#}");
     assert_eq!(c.servers(), [format!("{}-master-1", c.name), format!("{}-worker-1", c.name), format!("{}-worker-2", c.name)]);
     let routes = c.routes();
     let ours: Vec<_> = routes.iter().collect();
@@ -114,8 +130,8 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     let meta = openstack_ok(&["server", "show", &format!("{}-master-1", c.name), "-f", "json", "-c", "properties"]);
     assert!(meta.contains("k8s_master") && meta.contains(&format!("\"kos-cluster\": \"{}\"", c.name)), "{meta}");
 
-    let again = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&three)]);
-    assert!(again.contains("up to date: 0 changes"), "second run must change nothing:\n{again}");
+    let again = c.up_json(&["--only", "instances,routes", "-f", file(&three)]);
+    assert_eq!(again["changes"], 0, "second run must change nothing:\n{again:#}");
 
     // The seed's dynamic inventory, read by Ansible itself through a one-line wrapper.
     if let Some(ansible_inventory) = tool("ansible-inventory") {
@@ -144,8 +160,8 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
 
     // A fourth node: one server and one route more, the others untouched.
     let four = c.settings(&["master-1", "worker-1", "worker-2", "worker-3"]);
-    let out = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&four)]);
-    assert_eq!(out.matches("instances: create server of ").count(), 1, "{out}");
+    let out = c.up_json(&["--only", "instances,routes", "-f", file(&four)]);
+    assert_eq!(made(&out, "create server of "), 1, "{out:#}");
     let grown = c.routes();
     for r in &ours {
         assert!(grown.contains(r), "route {r:?} changed when a node was added");
@@ -373,11 +389,10 @@ fn up_and_destroy_converge_through_an_api_failing_every_third_request() {
         assert!(out.status.success(), "kos {args:?} through the fault proxy failed:\n{stdout}\n{stderr}");
         stdout
     };
-    let out = kos(&["up", "--only", "instances,routes", "-f", file(&settings)]);
-    assert_eq!(out.matches("instances: create server of ").count(), 2, "{out}");
-    assert_eq!(out.matches("network: add route ").count(), 2, "{out}");
-    let again = kos(&["up", "--only", "instances,routes", "-f", file(&settings)]);
-    assert!(again.contains("up to date: 0 changes"), "{again}");
+    let out = report(&kos(&["up", "-o", "json", "--only", "instances,routes", "-f", file(&settings)]));
+    assert_eq!((made(&out, "create server of "), made(&out, "add route ")), (2, 2), "{out:#}");
+    let again = report(&kos(&["up", "-o", "json", "--only", "instances,routes", "-f", file(&settings)]));
+    assert_eq!(again["changes"], 0, "{again:#}");
     assert_eq!(c.servers().len(), 2, "exactly the planned servers, no duplicates from retries");
     let out = kos(&["destroy", "--yes", "-f", file(&settings)]);
     assert!(out.contains("nothing of cluster"), "{out}");
@@ -442,8 +457,8 @@ fn quota_exhausted_mid_run_leaves_nothing_unmarked_and_a_rerun_converges() {
     drop(quota);
     let out = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&settings)]);
     assert_eq!(c.servers().len(), 3, "{out}");
-    let again = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&settings)]);
-    assert!(again.contains("up to date: 0 changes"), "{again}");
+    let again = c.up_json(&["--only", "instances,routes", "-f", file(&settings)]);
+    assert_eq!(again["changes"], 0, "{again:#}");
     c.kos_ok(&["destroy", "--yes", "-f", file(&settings)]);
     assert!(c.servers().is_empty());
     assert!(c.routes().is_empty());

@@ -4,8 +4,9 @@
 //! wrappers set (see `support::testbed`); in CI (`CI` set) a missing test bed or tool is a
 //! failure, never a silent skip.
 
-// A test binary: panicking on unexpected errors is how a test fails.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// A test binary: panicking on unexpected errors is how a test fails, and what a test prints
+// is part of its output.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
 mod cloud_auth;
