@@ -8,7 +8,10 @@
 # images), until every node, the control plane and CoreDNS are Ready; then the no-op re-run,
 # then `kos destroy`. Printed: the artifact set's cold and warm build times, wall time of both
 # runs, kos's API calls, kos's peak RSS (GNU time's "Maximum resident set size"), and the first
-# run's time per phase (kos's own `time:` lines). Mind the test cloud's quota (25 instances).
+# run's time per phase (kos's own `time:` lines). Beside kos's time for N, the cloud's own
+# create→SSH for the same N in the same run (`openstack server create --min N --max N --wait`,
+# then until every server answers SSH), and both as ratios to N=1: what kos adds beyond what
+# the cloud takes. Mind the test cloud's quota (25 instances).
 # Build the artifact set before the test bed (the deployer namespace has no internet):
 #   testbed/k8s/build.sh && testbed/with-testbed.sh bench/up.sh
 # Env: KOS (default: target/release/kos, built with cargo when KOS is not set), KEEP=1 keeps the
@@ -66,13 +69,30 @@ run() {
   sed -n 's/.*, \([0-9]*\) API calls).*/\1/p' "$1" | tail -n1
 }
 
+# cloud_ssh N: seconds from `openstack server create` of N servers to SSH answering on all
+cloud_ssh() {
+  local n=$1 name=bc$1 t0 t1 ips ip
+  t0=$(date +%s.%N)
+  openstack server create -f value -c id --image tiny --flavor m1.tiny --network demo-net --key-name demo-key \
+    --min "$n" --max "$n" --wait "$name" >/dev/null
+  mapfile -t ips < <(openstack server list -f value -c Networks --name "^$name" | grep -oE '[0-9]+(\.[0-9]+){3}')
+  for ip in "${ips[@]}"; do
+    until ssh -q -i "$TC_HOME/demo-key.pem" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+      -o ConnectTimeout=2 "debian@$ip" true 2>/dev/null; do sleep 0.2; done
+  done
+  t1=$(date +%s.%N)
+  openstack server list -f value -c ID --name "^$name" | xargs -r openstack server delete --wait
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }'
+}
+
 phase() { # phase LOG NAME: seconds of kos's `time: NAME: X s` line
   sed -n "s/^time: $2: \([0-9.]*\) s$/\1/p" "$1" | tail -n1
 }
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s %6s %6s\n" \
-  N "up (s)" "no-op" calls "RSS MiB" "no-op" check instances routes "render" ssh "on nodes" addons ready verify
+printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s %6s %6s | %9s %7s %7s\n" \
+  N "up (s)" "no-op" calls "RSS MiB" "no-op" check instances routes "render" ssh "on nodes" addons ready verify \
+  "cloud→ssh" "kos/N1" "cloud/N1"
 [ $# -gt 0 ] || set -- 1 3 10
 for n in "$@"; do
   name=bu$n
@@ -83,9 +103,13 @@ for n in "$@"; do
   read -r noop noop_rss _ < <(run "$WORK/$name/noop.log" "$s") || noop=failed
   grep -q '^up to date: 0 changes' "$WORK/$name/noop.log" || echo "warning: the re-run of N=$n changed something (log $WORK/$name/noop.log)" >&2
   l=$WORK/$name/up.log
-  printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s %6s %6s\n" "$n" "$up" "$noop" "$calls" "$rss" "${noop_rss:-}" \
-    "$(phase "$l" check)" "$(phase "$l" instances)" "$(phase "$l" 'network (routes)')" "$(phase "$l" render)" \
-    "$(phase "$l" ssh)" "$(phase "$l" 'runtime + kubernetes + network')" "$(phase "$l" addons)" "$(phase "$l" ready)" "$(phase "$l" verify)"
   "$KOS" destroy --yes -q -f "$s" >/dev/null
+  cloud=$(cloud_ssh "$n")
+  [ -n "${up1:-}" ] || { up1=$up; cloud1=$cloud; }
+  ratios=$(awk -v u="$up" -v u1="$up1" -v c="$cloud" -v c1="$cloud1" 'BEGIN { printf "%7.2f %7.2f", u / u1, c / c1 }')
+  printf "%-4s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s %6s %6s | %9s %s\n" "$n" "$up" "$noop" "$calls" "$rss" "${noop_rss:-}" \
+    "$(phase "$l" check)" "$(phase "$l" instances)" "$(phase "$l" 'network (routes)')" "$(phase "$l" render)" \
+    "$(phase "$l" ssh)" "$(phase "$l" 'runtime + kubernetes + network')" "$(phase "$l" addons)" "$(phase "$l" ready)" "$(phase "$l" verify)" \
+    "$cloud" "$ratios"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
