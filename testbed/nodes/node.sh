@@ -102,6 +102,8 @@ on) power_on ;;
 off) power_off ;;
 reboot)
   p=$(sup); alive "$p" || die "node $id is not running"
+  # Written down first (the supervisor reads it every second), then the HUP that wakes it.
+  echo reboot >"$d/request.tmp" && mv -f "$d/request.tmp" "$d/request"
   kill -HUP "$p" ;;
 down)
   power_off
