@@ -114,3 +114,52 @@ pub fn cloud_only_inputs(dir: &std::path::Path) -> (String, String) {
     std::fs::write(art.join("SHA256SUMS"), sums).expect("SHA256SUMS written");
     (format!("ssh: {{user: debian, private_key: {}}}\n", key.display()), format!("artifacts: {{source: local, dir: {}}}\n", art.display()))
 }
+
+/// A test-bed node's supervisor log and console (systemd's boot and shutdown, colours
+/// stripped; the last 40 lines), and what its systemd is doing now (its processes, state,
+/// pending jobs and failed units, asked through its namespaces): to explain a timeout.
+/// `server` is the Nova server's name (the node's hostname).
+pub(crate) fn node_console(server: &str) -> String {
+    let run = std::path::PathBuf::from(std::env::var("TB_RUN").unwrap_or_default());
+    let dirs = std::fs::read_dir(run.join("nodes")).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()).unwrap_or_default();
+    let Some(dir) = dirs.into_iter().find(|d| std::fs::read_to_string(d.join("hostname")).is_ok_and(|h| h.trim() == server)) else {
+        return format!("(no node of server {server} under {}/nodes)", run.display());
+    };
+    let log = std::fs::read_to_string(dir.join("console.log")).unwrap_or_else(|e| format!("(no console: {e})"));
+    let plain: String = strip_ansi(&log);
+    let lines: Vec<&str> = plain.lines().collect();
+    let console = lines[lines.len().saturating_sub(40)..].join("\n");
+    let nspawn = std::fs::read_to_string(dir.join("nspawn.pid")).unwrap_or_default();
+    let systemd = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "p=$(pgrep -P \"$1\" | head -1) && [ -n \"$p\" ] || { echo 'no PID 1 under nspawn'; exit; }; \
+             ps -o pid,stat,etime,cmd --ppid \"$p\" -p \"$p\" | head -40; \
+             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl is-system-running; \
+             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl list-jobs --no-pager | head -30; \
+             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl --failed --no-pager | head -20",
+        )
+        .args(["-", nspawn.trim()])
+        .output()
+        .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        .unwrap_or_else(|e| format!("(cannot ask the node: {e})"));
+    format!("node {} ({server}): console, last lines:\n{console}\nits systemd now:\n{systemd}", dir.display())
+}
+
+/// Text without terminal colour sequences.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -86,30 +86,6 @@ fn wait_or_explain<T>(
     }
 }
 
-/// What a node's supervisor logged (its console), and what the node's systemd is doing
-/// (state and pending jobs, asked through its namespaces), to explain a timeout.
-fn console_tail(id8: &str) -> String {
-    let dir = Path::new(&env("TB_RUN")).join("nodes").join(id8);
-    let log = std::fs::read_to_string(dir.join("console.log")).unwrap_or_else(|e| format!("(no console: {e})"));
-    let lines: Vec<&str> = log.lines().collect();
-    let console = lines[lines.len().saturating_sub(40)..].join("\n");
-    let nspawn = std::fs::read_to_string(dir.join("nspawn.pid")).unwrap_or_default();
-    let systemd = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "p=$(pgrep -P \"$1\" | head -1) && [ -n \"$p\" ] || { echo 'no PID 1 under nspawn'; exit; }; \
-             ps -o pid,stat,etime,cmd --ppid \"$p\" -p \"$p\" | head -40; \
-             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl is-system-running; \
-             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl list-jobs --no-pager | head -30; \
-             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl --failed --no-pager | head -20",
-        )
-        .args(["-", nspawn.trim()])
-        .output()
-        .map(|o| format!("{}{}", text(&o.stdout), text(&o.stderr)))
-        .unwrap_or_else(|e| format!("(cannot ask the node: {e})"));
-    format!("node {id8}: supervisor's console (last lines):\n{console}\nits systemd now:\n{systemd}")
-}
-
 /// The first IPv4 address in `s` (the CLI prints a server's networks as a dict).
 fn first_ipv4(s: &str) -> Option<String> {
     s.split(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -495,7 +471,7 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
                 "test ! -e /run/before-reboot && systemctl is-system-running --wait",
             )
         },
-        || console_tail(&c.id8),
+        || support::node_console(&c.name),
     );
 
     // servers deleted -> nodes gone, nothing left behind

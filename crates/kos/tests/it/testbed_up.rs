@@ -318,7 +318,9 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     };
     let (before, _) = web_pod().expect("the web pod is Ready");
     c.root_ok("worker-1", "touch /run/kos-before-reboot");
-    let _ = c.root("worker-1", "systemctl reboot");
+    // Its answer is kept for the explanation: ssh may end with the connection cut (255).
+    let asked = c.root("worker-1", "systemctl reboot");
+    let asked = format!("`systemctl reboot`: {:?}, {}{}", asked.status.code(), text(&asked.stdout), text(&asked.stderr));
     let t = Instant::now();
     wait_for(
         "worker-1 rebooted (/run is fresh) and finished booting",
@@ -327,7 +329,7 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
             let out = c.root("worker-1", "test ! -e /run/kos-before-reboot && systemctl is-system-running --wait");
             (out.status.code().is_some_and(|code| code <= 1) && !text(&out.stdout).trim().is_empty()).then_some(())
         },
-        || format!("hypervisor log: {}/hypervisor.log", env("TB_RUN")),
+        || format!("{asked}\nhypervisor log: {}/hypervisor.log\n{}", env("TB_RUN"), support::node_console(&format!("{}-worker-1", c.name))),
     );
     let (after, ip) = wait_for(
         "the web Deployment's pod serves on worker-1 again after the reboot",
