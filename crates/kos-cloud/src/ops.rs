@@ -97,46 +97,107 @@ fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
 }
 
 /// Preflight: creates nothing. Every lookup, extension, quota and range check the plan
-/// depends on, each as OK / WARN / FAIL with what to do.
+/// depends on, each as OK / WARN / FAIL with what to do. The cloud is asked everything at
+/// once (a dozen independent calls: sequential, they were most of a no-op `kos up`'s check),
+/// then judged in a fixed order.
 pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Vec<Finding> {
+    let seen = Seen::fetch(cloud, settings, plan).await;
     let mut out = vec![ok(format!("authenticated to cloud `{}`", cloud.name()))];
-    let names = check_names(cloud, settings, &mut out).await;
-    check_extensions(cloud, settings, &mut out).await;
-    check_quotas(cloud, settings, plan, &names.flavors, &mut out).await;
-    check_routes_and_ranges(cloud, plan, &names, &mut out).await;
+    let names = check_names(&seen, &mut out);
+    check_extensions(&seen, &mut out);
+    check_quotas(settings, plan, &seen, &names.flavors, &mut out);
+    check_routes_and_ranges(plan, &seen, &names, &mut out);
     out
+}
+
+/// Everything the checks look at, fetched concurrently.
+struct Seen {
+    image: Result<crate::model::Image, CloudError>,
+    flavors: Vec<(String, Result<crate::model::Flavor, CloudError>)>,
+    /// The network, and its subnets.
+    network: Result<(crate::model::Network, Result<Vec<crate::model::Subnet>, CloudError>), CloudError>,
+    router: Result<crate::model::Router, CloudError>,
+    pool: Option<(String, Result<crate::model::Network, CloudError>)>,
+    keypair: Option<(String, Result<Option<crate::model::Keypair>, CloudError>)>,
+    extensions: Result<BTreeSet<String>, CloudError>,
+    /// Only when the API is load-balanced.
+    services: Option<Result<BTreeSet<String>, CloudError>>,
+    have: Option<crate::reconcile::ClusterResources>,
+    quotas: Result<crate::model::Quotas, CloudError>,
+    max_routes: Result<Option<u32>, CloudError>,
+}
+
+impl Seen {
+    async fn fetch<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Seen {
+        let c = &settings.cloud;
+        let flavor_names: BTreeSet<&String> = std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
+        let flavors = futures_util::future::join_all(flavor_names.into_iter().map(|name| async move { (name.clone(), cloud.flavor(name).await) }));
+        let network = async {
+            let n = cloud.network(&c.network).await?;
+            let subnets = cloud.subnets(&n.id).await;
+            Ok((n, subnets))
+        };
+        let pool = async {
+            match &c.floating_ip_pool {
+                Some(pool) => Some((pool.clone(), cloud.network(pool).await)),
+                None => None,
+            }
+        };
+        let keypair = async {
+            match &c.key_name {
+                Some(key) => Some((key.clone(), cloud.keypair(key).await)),
+                None => None,
+            }
+        };
+        let services = async {
+            match settings.cluster.api_load_balancer {
+                true => Some(cloud.services().await),
+                false => None,
+            }
+        };
+        let (image, flavors, network, router, pool, keypair, extensions, services, have, quotas, max_routes) = futures_util::join!(
+            cloud.image(&c.image),
+            flavors,
+            network,
+            cloud.router(&c.router),
+            pool,
+            keypair,
+            cloud.network_extensions(),
+            services,
+            discover(cloud, &plan.cluster),
+            cloud.quotas(),
+            cloud.max_routes(),
+        );
+        Seen { image, flavors, network, router, pool, keypair, extensions, services, have: have.ok(), quotas, max_routes }
+    }
 }
 
 /// What the names of the settings resolved to, for the checks after them.
 struct Names {
     flavors: BTreeMap<String, crate::model::Flavor>,
     tenant_cidr: Option<ipnet::Ipv4Net>,
-    router: Result<crate::model::Router, CloudError>,
 }
 
 /// Every name of the settings: image, flavors, network (with a subnet), router, floating
 /// IP pool, keypair.
-async fn check_names<C: Cloud>(cloud: &C, settings: &Settings, out: &mut Vec<Finding>) -> Names {
-    let c = &settings.cloud;
-    let found = |r: Result<String, CloudError>, what: &str, fix: &str| match r {
-        Ok(detail) => ok(format!("{what}: {detail}")),
-        Err(e) => fail(format!("{what}: {e}"), fix.to_string()),
-    };
-    out.push(found(cloud.image(&c.image).await.map(|i| format!("{} ({})", i.name, i.status)), "image", crate::apply::fixes::IMAGE));
+fn check_names(seen: &Seen, out: &mut Vec<Finding>) -> Names {
+    out.push(match &seen.image {
+        Ok(i) => ok(format!("image: {} ({})", i.name, i.status)),
+        Err(e) => fail(format!("image: {e}"), crate::apply::fixes::IMAGE),
+    });
     let mut flavors = BTreeMap::new();
-    let names: BTreeSet<&String> = std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
-    for name in names {
-        match cloud.flavor(name).await {
+    for (name, found) in &seen.flavors {
+        match found {
             Ok(f) => {
                 out.push(ok(format!("flavor {}: {} vCPU, {} MiB", f.name, f.vcpus, f.ram)));
-                flavors.insert(name.clone(), f);
+                flavors.insert(name.clone(), f.clone());
             }
             Err(e) => out.push(fail(format!("flavor `{name}`: {e}"), crate::apply::fixes::FLAVOR)),
         }
     }
     let mut tenant_cidr = None;
-    match cloud.network(&c.network).await {
-        Ok(n) => match cloud.subnets(&n.id).await {
+    match &seen.network {
+        Ok((n, subnets)) => match subnets {
             Ok(subnets) if !subnets.is_empty() => {
                 tenant_cidr = Some(subnets[0].cidr);
                 out.push(ok(format!("network {} with subnet {}", n.name, subnets[0].cidr)));
@@ -146,32 +207,31 @@ async fn check_names<C: Cloud>(cloud: &C, settings: &Settings, out: &mut Vec<Fin
         },
         Err(e) => out.push(fail(format!("network: {e}"), crate::apply::fixes::NETWORK)),
     }
-    let router = cloud.router(&c.router).await;
-    match &router {
+    match &seen.router {
         Ok(r) if r.external_network_id.is_some() => out.push(ok(format!("router {} with an external gateway, {} route(s)", r.name, r.routes.len()))),
         Ok(r) => out.push(warn(format!("router {} has no external gateway", r.name), "pods and nodes will not reach outside the tenant network")),
         Err(e) => out.push(fail(format!("router: {e}"), crate::apply::fixes::ROUTER)),
     }
-    if let Some(pool) = &c.floating_ip_pool {
-        out.push(match cloud.network(pool).await {
+    if let Some((_, pool)) = &seen.pool {
+        out.push(match pool {
             Ok(n) if n.external => ok(format!("floating IP pool {}", n.name)),
             Ok(n) => fail(format!("floating_ip_pool {} is not an external network", n.name), "name an external network"),
             Err(e) => fail(format!("floating_ip_pool: {e}"), crate::apply::fixes::POOL),
         });
     }
-    if let Some(key) = &c.key_name {
-        out.push(match cloud.keypair(key).await {
+    if let Some((key, found)) = &seen.keypair {
+        out.push(match found {
             Ok(Some(_)) => ok(format!("keypair {key}")),
             Ok(None) => fail(format!("keypair `{key}` not found"), "create it with `openstack keypair create --public-key ...`"),
             Err(e) => fail(format!("keypair: {e}"), "check the compute service"),
         });
     }
-    Names { flavors, tenant_cidr, router }
+    Names { flavors, tenant_cidr }
 }
 
 /// The Neutron extensions pod routing needs, and Octavia when the API is load-balanced.
-async fn check_extensions<C: Cloud>(cloud: &C, settings: &Settings, out: &mut Vec<Finding>) {
-    match cloud.network_extensions().await {
+fn check_extensions(seen: &Seen, out: &mut Vec<Finding>) {
+    match &seen.extensions {
         Ok(ext) => {
             out.push(if ext.contains("extraroute-atomic") {
                 ok("Neutron extraroute-atomic: routes are added and removed one by one")
@@ -193,8 +253,8 @@ async fn check_extensions<C: Cloud>(cloud: &C, settings: &Settings, out: &mut Ve
         }
         Err(e) => out.push(fail(format!("Neutron extensions: {e}"), "check the network service")),
     }
-    if settings.cluster.api_load_balancer {
-        out.push(match cloud.services().await {
+    if let Some(services) = &seen.services {
+        out.push(match services {
             Ok(s) if s.contains("load-balancer") => ok("Octavia (load-balancer) in the catalog"),
             Ok(_) => fail("api_load_balancer is on but the cloud has no Octavia", "set cluster.api_load_balancer: false (one master)"),
             Err(e) => fail(format!("service catalog: {e}"), "check the identity service"),
@@ -203,11 +263,10 @@ async fn check_extensions<C: Cloud>(cloud: &C, settings: &Settings, out: &mut Ve
 }
 
 /// Room in the project's quotas for the nodes still to be made.
-async fn check_quotas<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan, flavors: &BTreeMap<String, crate::model::Flavor>, out: &mut Vec<Finding>) {
+fn check_quotas(settings: &Settings, plan: &ClusterPlan, seen: &Seen, flavors: &BTreeMap<String, crate::model::Flavor>, out: &mut Vec<Finding>) {
     let c = &settings.cloud;
-    let have = discover(cloud, &plan.cluster).await.ok();
-    let new_nodes: Vec<_> = plan.nodes.iter().filter(|n| have.as_ref().is_none_or(|h| !h.servers.contains_key(&n.name))).collect();
-    match cloud.quotas().await {
+    let new_nodes: Vec<_> = plan.nodes.iter().filter(|n| seen.have.as_ref().is_none_or(|h| !h.servers.contains_key(&n.name))).collect();
+    match &seen.quotas {
         Ok(q) => {
             let n = new_nodes.len() as i64;
             let flavor_of = |node: &str| {
@@ -241,13 +300,12 @@ async fn check_quotas<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPl
 }
 
 /// The router's route limit, and the cluster's ranges against the tenant subnet.
-async fn check_routes_and_ranges<C: Cloud>(cloud: &C, plan: &ClusterPlan, names: &Names, out: &mut Vec<Finding>) {
-    let (router, tenant_cidr) = (&names.router, names.tenant_cidr);
-    if let Ok(r) = &router {
+fn check_routes_and_ranges(plan: &ClusterPlan, seen: &Seen, names: &Names, out: &mut Vec<Finding>) {
+    if let Ok(r) = &seen.router {
         let ours = |route: &Route| plan.pod_cidr.contains(&route.destination);
         let needed = r.routes.iter().filter(|x| !ours(x)).count() + plan.nodes.len();
-        match cloud.max_routes().await {
-            Ok(Some(limit)) if needed > limit as usize => out.push(fail(
+        match &seen.max_routes {
+            Ok(Some(limit)) if needed > *limit as usize => out.push(fail(
                 format!("router {} would need {needed} routes; Neutron allows {limit}", r.name),
                 "ask the operators to raise max_routes, or use fewer nodes",
             )),
@@ -256,7 +314,7 @@ async fn check_routes_and_ranges<C: Cloud>(cloud: &C, plan: &ClusterPlan, names:
         }
     }
     let overlaps = |a: &ipnet::Ipv4Net, b: &ipnet::Ipv4Net| a.contains(&b.network()) || b.contains(&a.network());
-    if let Some(t) = tenant_cidr {
+    if let Some(t) = names.tenant_cidr {
         for (name, net) in [("pod_cidr", plan.pod_cidr), ("service_cidr", plan.service_cidr)] {
             out.push(if overlaps(&t, &net) {
                 fail(format!("{name} {net} overlaps the tenant subnet {t}"), format!("pick a {name} outside {t}"))
