@@ -79,6 +79,19 @@ fn tokens_url(auth_url: &str) -> String {
     if base.ends_with("/v3") { format!("{base}/auth/tokens") } else { format!("{base}/v3/auth/tokens") }
 }
 
+/// Why `url` of `cloud` cannot be reached over TLS, if that is the reason: asked with a
+/// client that trusts what the SDK's does. The SDK's version discovery keeps only "Service
+/// is not working" of an untrusted certificate; this one request (made only after a
+/// failure) finds the cause. calls: 1 `GET url`, or none for a plain-HTTP URL.
+pub(super) async fn tls_probe(cloud: &str, config: &CloudConfig, url: &str) -> Option<CloudError> {
+    if !url.starts_with("https://") {
+        return None;
+    }
+    let err = http_client(config).ok()?.get(url).send().await.err()?;
+    let (found_url, tls) = super::transport::tls_failure(&err)?;
+    Some(super::transport::untrusted(cloud, found_url.as_deref().unwrap_or(url), &tls, config.cacert.as_deref()))
+}
+
 /// An HTTP client that trusts what the SDK's client trusts: the system roots, plus the
 /// cloud's `cacert`; `verify: false` is honoured as the SDK honours it.
 fn http_client(config: &CloudConfig) -> Result<reqwest::Client, String> {
@@ -113,7 +126,10 @@ pub(super) async fn resolve_application_credential_id(cloud: &str, config: &mut 
         .body(body.to_string())
         .send()
         .await
-        .map_err(|e| CloudError::Unavailable { service: "identity", attempts: 1, message: error_chain(&e) })?;
+        .map_err(|e| match super::transport::tls_failure(&e) {
+            Some((url, tls)) => super::transport::untrusted(cloud, &url.unwrap_or(auth_url.clone()), &tls, config.cacert.as_deref()),
+            None => CloudError::Unavailable { service: "identity", attempts: 1, message: error_chain(&e) },
+        })?;
     let status = reply.status();
     let text = reply.text().await.unwrap_or_default();
     if !status.is_success() {
@@ -138,7 +154,7 @@ pub(super) async fn resolve_application_credential_id(cloud: &str, config: &mut 
 
 /// The kinds of login kos supports, by the cloud's `auth_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Password,
     ApplicationCredential,
     Token,
@@ -146,7 +162,7 @@ enum Kind {
     Other,
 }
 
-fn kind(config: &CloudConfig) -> Kind {
+pub(super) fn kind(config: &CloudConfig) -> Kind {
     match config.auth_type.as_deref() {
         None | Some("password" | "v3password") => Kind::Password,
         Some("v3applicationcredential" | "applicationcredential") => Kind::ApplicationCredential,

@@ -10,18 +10,18 @@ use anyhow::Context as _;
 use kos_cloud::apply::{self, Waits};
 use kos_cloud::ops::{self, Exposed, Verdict};
 use kos_cloud::Cloud as _;
-use kos_cloud::openstack::OpenStackCloud;
+use kos_cloud::openstack::{ConnectOptions, OpenStackCloud};
 use kos_core::settings::Settings;
 
-pub(crate) async fn connect(settings: &Settings) -> Result<OpenStackCloud, CommandError> {
-    OpenStackCloud::connect(settings.cloud.name.as_deref()).await.map_err(failed)
+pub(crate) async fn connect(settings: &Settings, tls: ConnectOptions) -> Result<OpenStackCloud, CommandError> {
+    OpenStackCloud::connect_with(settings.cloud.name.as_deref(), tls).await.map_err(failed)
 }
 
 /// `kos check`: exit 1 when any finding is FAIL.
-pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
+pub fn check(args: &SettingsArg, tls: ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.file)?;
     runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
+        let cloud = connect(&settings, tls).await?;
         let have = apply::discover(&cloud, &settings.cluster.name).await.map_err(failed)?;
         let plan = kos_run::plan_for(&settings, &have.observed(None))?;
         let findings = ops::check(&cloud, &settings, &plan).await;
@@ -50,10 +50,10 @@ pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
 }
 
 /// `kos inventory --list | --host NAME`.
-pub fn inventory(args: &InventoryArgs, printer: Printer) -> Result<(), CommandError> {
+pub fn inventory(args: &InventoryArgs, tls: ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
     runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
+        let cloud = connect(&settings, tls).await?;
         let mut inv = ops::inventory(&cloud, &settings.cluster.name).await.map_err(failed)?;
         // How to log in, the way kos does (its ssh_config's options, its known_hosts).
         let ssh_dir = state.ssh_dir();
@@ -75,10 +75,10 @@ pub fn inventory(args: &InventoryArgs, printer: Printer) -> Result<(), CommandEr
 }
 
 /// `kos destroy [--yes]`.
-pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError> {
+pub fn destroy(args: &DestroyArgs, tls: ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
     runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
+        let cloud = connect(&settings, tls).await?;
         let found = ops::find_teardown(&cloud, &settings).await.map_err(failed)?;
         if found.is_empty() {
             printer.line(format!("nothing of cluster {} in cloud {}", settings.cluster.name, cloud.name()));
@@ -145,10 +145,10 @@ fn confirm(cluster: &str) -> Result<bool, CommandError> {
 }
 
 /// `kos expose SERVICE --node-port P [--port 80] [--delete]`.
-pub fn expose(args: &ExposeArgs, printer: Printer) -> Result<(), CommandError> {
+pub fn expose(args: &ExposeArgs, tls: ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.settings.file)?;
     runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
+        let cloud = connect(&settings, tls).await?;
         let result = if args.delete {
             ops::unexpose(&cloud, &settings.cluster.name, &args.service).await.map_err(failed)?
         } else {

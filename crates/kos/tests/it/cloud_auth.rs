@@ -436,3 +436,117 @@ fn a_deleted_or_expired_application_credential_and_a_revoked_token_are_one_line_
     }
     std::fs::remove_file(settings).unwrap(); // nothing to destroy
 }
+
+/// The project user through the test cloud's HTTPS front (`KOS_TEST_CLOUD_TLS`): an https
+/// `auth_url`, the catalog's region of HTTPS endpoints and the front's private CA.
+fn https_cloud() -> Value {
+    let text = std::fs::read_to_string(std::env::var("OS_CLIENT_CONFIG_FILE").unwrap()).unwrap();
+    let all: Value = serde_saphyr::from_str(&text).unwrap();
+    let name = std::env::var("KOS_TEST_CLOUD_TLS").expect("KOS_TEST_CLOUD_TLS (testbed/cloud/up.sh's env.sh sets it)");
+    all["clouds"][name].clone()
+}
+
+/// `kos check` through `env` (and `flags`) must fail with one line containing every one of
+/// `words`; returns the line.
+fn refused_in_one_line(c: &Cluster, settings: &Path, env: &[(&str, &std::ffi::OsStr)], flags: &[&str], words: &[&str]) -> String {
+    let args: Vec<&str> = flags.iter().copied().chain(["check", "-f", file(settings)]).collect();
+    let (ok, stdout, stderr) = kos_with(c, env, &args);
+    assert!(!ok, "kos {args:?} must fail:\n{stdout}\n{stderr}");
+    let line = stderr.trim().to_owned();
+    assert_eq!(line.lines().count(), 1, "one line:\n{stderr}");
+    for word in words {
+        assert!(line.contains(word), "`{word}` missing from: {line}");
+    }
+    line
+}
+
+/// HTTPS with a private CA: the CA in clouds.yaml's `cacert` (and in `OS_CACERT`) carries
+/// check, up --only instances,routes, inventory --list and destroy through the front, and
+/// Nova and Neutron are reached at the catalog's HTTPS endpoints (the front's log counts
+/// them). Without the CA: one line naming the cloud, the URL and the fix. `verify: false`
+/// and `OS_INSECURE` are refused unless `--insecure-skip-tls-verify` is given.
+#[test]
+fn https_with_a_private_ca_runs_check_up_inventory_destroy_and_without_the_ca_says_how_to_give_it() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let settings = c.settings(&["master-1", "worker-1"]);
+    let https = https_cloud();
+    let auth_url = https["auth"]["auth_url"].as_str().unwrap().to_owned();
+    assert!(auth_url.starts_with("https://"), "{https}");
+    let ca = https["cacert"].as_str().unwrap().to_owned();
+    let mut auth = https["auth"].clone();
+    let password = auth.as_object_mut().unwrap().remove("password").unwrap();
+    let with = |extra: Value| {
+        let mut cloud = json!({"auth": auth, "region_name": https["region_name"], "identity_api_version": 3});
+        for (k, v) in extra.as_object().unwrap() {
+            cloud[k] = v.clone();
+        }
+        cloud
+    };
+    let cloud_dir = tempfile::tempdir().unwrap();
+    let files = CloudFiles::write(
+        cloud_dir.path(),
+        json!({
+            "tc-https": with(json!({"cacert": ca})),
+            "tc-https-no-ca": with(json!({})),
+            "tc-https-verify-false": with(json!({"verify": false})),
+        }),
+        json!({
+            "tc-https": {"password": password},
+            "tc-https-no-ca": {"password": password},
+            "tc-https-verify-false": {"password": password},
+        }),
+    );
+    assert!(cli_accepts(&files.env("tc-https"), c.dir.path()), "the openstack CLI refuses cloud tc-https: the test's files are wrong");
+
+    let before = (crate::cloud_client::https_front_requests(18774), crate::cloud_client::https_front_requests(19696));
+    let start = std::time::Instant::now();
+    walk(&c, &settings, &files.env("tc-https"), &[]);
+    let through = (crate::cloud_client::https_front_requests(18774) - before.0, crate::cloud_client::https_front_requests(19696) - before.1);
+    assert!(through.0 >= 4 && through.1 >= 10, "compute and network not reached through the HTTPS front: {through:?}");
+    eprintln!(
+        "tc-https (cacert): check, up --only instances,routes, inventory --list, destroy in {:.1} s; through the front: {} compute and {} network requests",
+        start.elapsed().as_secs_f64(),
+        through.0,
+        through.1
+    );
+
+    // OS_CACERT instead of `cacert:`.
+    let mut env = files.env("tc-https-no-ca");
+    env.push(("OS_CACERT", std::ffi::OsStr::new(&ca)));
+    let (ok, stdout, stderr) = kos_with(&c, &env, &["check", "-f", file(&settings)]);
+    assert!(ok && stdout.contains("0 failed"), "OS_CACERT:\n{stdout}\n{stderr}");
+
+    // No CA: the cloud, the URL and both ways to give it.
+    let line = refused_in_one_line(&c, &settings, &files.env("tc-https-no-ca"), &[], &["cloud `tc-https-no-ca`", "https://127.0.0.1:15000", "cacert:", "OS_CACERT"]);
+    eprintln!("no CA: {line}");
+    // A wrong CA (a CA that did not sign the front's certificate) names the file given.
+    let other_ca = c.dir.path().join("other-ca.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=not the cloud's CA", "-keyout"])
+        .arg(c.dir.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    let mut env = files.env("tc-https-no-ca");
+    env.push(("OS_CACERT", other_ca.as_os_str()));
+    let line = refused_in_one_line(&c, &settings, &env, &[], &["cloud `tc-https-no-ca`", "not even with the CA of cacert", &other_ca.display().to_string()]);
+    eprintln!("wrong CA: {line}");
+
+    // verify: false and OS_INSECURE: refused, naming the flag; with the flag, they work.
+    let words = ["cloud `tc-https-verify-false`", "verify: false", "OS_CACERT", "--insecure-skip-tls-verify"];
+    let line = refused_in_one_line(&c, &settings, &files.env("tc-https-verify-false"), &[], &words);
+    eprintln!("verify: false: {line}");
+    let mut insecure = files.env("tc-https");
+    insecure.push(("OS_INSECURE", std::ffi::OsStr::new("true")));
+    refused_in_one_line(&c, &settings, &insecure, &[], &["cloud `tc-https`", "OS_INSECURE", "--insecure-skip-tls-verify"]);
+    for (what, env) in [("verify: false", files.env("tc-https-verify-false")), ("no CA at all", files.env("tc-https-no-ca"))] {
+        let (ok, stdout, stderr) = kos_with(&c, &env, &["--insecure-skip-tls-verify", "check", "-f", file(&settings)]);
+        assert!(ok && stdout.contains("0 failed"), "{what} with --insecure-skip-tls-verify:\n{stdout}\n{stderr}");
+    }
+    std::fs::remove_file(settings).unwrap(); // nothing left to destroy
+}
