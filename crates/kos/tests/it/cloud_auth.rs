@@ -2,7 +2,8 @@
 //! with the user) and tokens; clouds.yaml with the secrets apart in secure.yaml, `OS_CLOUD`
 //! and plain `OS_*` variables with the `openstack` CLI's precedence (the CLI itself is the
 //! judge); no secret in kos's output, logs or state folder; revoked or expired credentials
-//! as one line naming the cloud and the fix.
+//! as one line naming the cloud and the fix; HTTPS with a private CA (the test cloud's HTTPS
+//! front); credentials without the rights kos needs; a token expiring mid-run.
 
 use crate::cloud_commands::{Cluster, file};
 use crate::support::testbed;
@@ -549,4 +550,129 @@ fn https_with_a_private_ca_runs_check_up_inventory_destroy_and_without_the_ca_sa
         assert!(ok && stdout.contains("0 failed"), "{what} with --insecure-skip-tls-verify:\n{stdout}\n{stderr}");
     }
     std::fs::remove_file(settings).unwrap(); // nothing left to destroy
+}
+
+/// An application credential whose access rules allow one call only, and one made with the
+/// role `member` alone (Octavia wants `load-balancer_member`): the first call each may not
+/// make fails with a message naming the call, the credential (name and ID) and what kos
+/// needs, instead of the API's bare 401 or 403. (Keystone's access rules are enforced by
+/// keystonemiddleware in each service, which answers 401; Octavia's policy answers 403.)
+#[test]
+fn an_application_credential_with_access_rules_or_restricted_roles_says_what_it_lacks() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let settings = c.settings(&["master-1"]);
+    let rules = r#"[{"service": "compute", "method": "GET", "path": "/v2.1/servers/detail"}]"#;
+    let ruled = AppCredential::create(&format!("kos-it-{}-rules", c.name), &["--access-rules", rules]);
+    let member = AppCredential::create(&format!("kos-it-{}-member", c.name), &["--role", "member"]);
+    let files = CloudFiles::write(
+        c.dir.path(),
+        json!({
+            "tc-ac-rules": cloud("v3applicationcredential", json!({"application_credential_id": ruled.id})),
+            "tc-ac-member": cloud("v3applicationcredential", json!({"application_credential_id": member.id})),
+        }),
+        json!({
+            "tc-ac-rules": {"application_credential_secret": ruled.secret},
+            "tc-ac-member": {"application_credential_secret": member.secret},
+        }),
+    );
+    // Access rules: the login works, the first call outside the rules is refused.
+    let (ok, stdout, stderr) = kos_with(&c, &files.env("tc-ac-rules"), &["check", "-f", file(&settings)]);
+    assert!(!ok, "kos check with access rules allowing one call must fail:\n{stdout}\n{stderr}");
+    for word in ["cloud `tc-ac-rules`", "HTTP 401", &format!("application credential `{}` ({})", ruled.name, ruled.id), "access rules", "--access-rules"] {
+        assert!(stderr.contains(word), "`{word}` missing from:\n{stderr}");
+    }
+    assert!(stderr.contains(" refused GET network/") || stderr.contains(" refused GET image/"), "the refused call is named:\n{stderr}");
+    eprintln!("access rules:\n{}", stderr.trim());
+    // Only the role member: Nova and Neutron work, Octavia refuses (kos destroy lists load
+    // balancers).
+    let (ok, stdout, stderr) = kos_with(&c, &files.env("tc-ac-member"), &["destroy", "--yes", "-f", file(&settings)]);
+    assert!(!ok, "kos destroy without load-balancer_member must fail:\n{stdout}\n{stderr}");
+    for word in [
+        "cloud `tc-ac-member`",
+        "load-balancer refused",
+        "GET load-balancer/lbaas/loadbalancers",
+        "HTTP 403",
+        &format!("application credential `{}` ({})", member.name, member.id),
+        "roles member in project",
+        "kos needs the roles member and load-balancer_member",
+        "--role",
+    ] {
+        assert!(stderr.contains(word), "`{word}` missing from:\n{stderr}");
+    }
+    eprintln!("restricted roles:\n{}", stderr.trim());
+    std::fs::remove_file(settings).unwrap(); // nothing was created
+}
+
+/// A token that expires in the middle of a long `kos up`. Played by the test bed's fault
+/// proxy (`faultproxy.py --expire-tokens-after`), not by a short Keystone `[token]
+/// expiration`: the test cloud's Keystone is shared by its own services, whose tokens would
+/// expire as fast. After 15 requests that carried a token, the proxy treats every token
+/// Keystone issued so far as expired: the services answer it 401, Keystone refuses a login
+/// presenting it, exactly what kos meets when a real token runs out. A password and an
+/// application credential are renewed without the user seeing anything (`kos up --only
+/// instances,routes` and `kos destroy` succeed, the proxy counts the expired answers it
+/// gave); a token login cannot be renewed and says so in its message.
+#[test]
+fn a_token_expiring_during_kos_up_is_renewed_for_password_and_application_credential_logins() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let settings = c.settings(&["master-1", "worker-1"]);
+    let ac = AppCredential::create(&format!("kos-it-{}-renew", c.name), &[]);
+    let p = project_cloud()["auth"].clone();
+    let project = json!({"project_name": p["project_name"], "project_domain_name": p["project_domain_name"]});
+    let mut password = project.clone();
+    for key in ["username", "user_domain_name", "password"] {
+        password[key] = p[key].clone();
+    }
+    let cases = [
+        ("tc-password", "password", password),
+        ("tc-ac-id", "v3applicationcredential", json!({"application_credential_id": ac.id, "application_credential_secret": ac.secret})),
+        ("tc-token", "v3token", json!({"token": token(), "project_name": p["project_name"], "project_domain_name": p["project_domain_name"]})),
+    ];
+    for (name, auth_type, auth) in cases {
+        let dir = c.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let proxy = crate::cloud_commands::FaultProxy::start_with(&dir, &["--every", "0", "--expire-tokens-after", "15"]);
+        // The proxy's cloud (every endpoint through it) with this login.
+        let all: Value = serde_saphyr::from_str(&std::fs::read_to_string(&proxy.clouds_yaml).unwrap()).unwrap();
+        let mut cloud = all["clouds"]["testbed-faulty"].clone();
+        let auth_url = cloud["auth"]["auth_url"].clone();
+        cloud["auth"] = auth;
+        cloud["auth"]["auth_url"] = auth_url;
+        cloud["auth_type"] = json!(auth_type);
+        let clouds_yaml = dir.join("clouds.yaml");
+        std::fs::write(&clouds_yaml, json!({"clouds": {name: cloud}}).to_string()).unwrap();
+        let env = [("OS_CLIENT_CONFIG_FILE", clouds_yaml.as_os_str()), ("OS_CLOUD", std::ffi::OsStr::new(name))];
+        let start = std::time::Instant::now();
+        let (ok, stdout, stderr) = kos_with(&c, &env, &["up", "--only", "instances,routes", "-f", file(&settings)]);
+        let expired = proxy.count("expired");
+        assert!(expired >= 1, "{name}: the proxy never answered an expired token (the run ended before 15 requests?):\n{stdout}\n{stderr}");
+        if auth_type == "v3token" {
+            assert!(!ok, "{name}: a token login cannot be renewed, kos up must fail:\n{stdout}\n{stderr}");
+            for word in [&format!("cloud `{name}`") as &str, "HTTP 401", "expired or was revoked during the run", "cannot be renewed", "openstack token issue"] {
+                assert!(stderr.contains(word), "{name}: `{word}` missing from:\n{stderr}");
+            }
+            eprintln!("{name}: {expired} expired answers, then:\n{}", stderr.trim());
+            // What the failed run made goes with a login that works.
+            let (ok, stdout, stderr) = c.kos(&["destroy", "--yes", "-f", file(&settings)]);
+            assert!(ok, "destroy after the token run:\n{stdout}\n{stderr}");
+        } else {
+            assert!(ok, "{name}: kos up must survive its token expiring:\n{stdout}\n{stderr}");
+            assert_eq!(stdout.matches("instances: create server of ").count(), 2, "{stdout}");
+            assert!(!stderr.contains("401"), "{name}: the renewal must not show:\n{stderr}");
+            let (ok, stdout, stderr) = kos_with(&c, &env, &["destroy", "--yes", "-f", file(&settings)]);
+            assert!(ok, "{name}: destroy:\n{stdout}\n{stderr}");
+            eprintln!(
+                "{name}: up --only instances,routes and destroy in {:.1} s, {expired} expired-token answers absorbed, {} requests forwarded",
+                start.elapsed().as_secs_f64(),
+                proxy.count("forwarded")
+            );
+        }
+        assert!(c.servers().is_empty(), "{name}: servers left");
+    }
 }
