@@ -125,6 +125,9 @@ impl OpenStackCloud {
                     if let Some((url, tls)) = transport::tls_failure(&err) {
                         return Err(transport::untrusted(&name, &url.unwrap_or(auth_url), &tls, config.cacert.as_deref()));
                     }
+                    if let Some(message) = auth::unreadable_login(&err, &config) {
+                        return Err(CloudError::Auth { cloud: name, message });
+                    }
                     let failed_url = match &err {
                         openstack_sdk::OpenStackError::Discovery { url, .. } => url.clone(),
                         _ => auth_url.clone(),

@@ -189,6 +189,24 @@ pub(super) fn missing_secret(config: &CloudConfig) -> Option<String> {
     (!has).then(|| format!("no {key} for this cloud: put `{key}` under its `auth:` in secure.yaml (or clouds.yaml), or export {var}"))
 }
 
+/// Keystone accepted the login but its answer could not be read: for an application
+/// credential with an expiry, Keystone Zed writes the token's `expires_at` without a time
+/// zone (`2026-11-26T05:22:03`), which openstack_sdk 0.22 refuses (as a body it cannot
+/// decode). Said in one line instead of being retried as an unreachable Keystone.
+pub(super) fn unreadable_login(err: &openstack_sdk::OpenStackError, config: &CloudConfig) -> Option<String> {
+    use openstack_sdk::{AuthError, OpenStackError};
+    // The SDK's `AuthError::Reqwest` is `#[error(transparent)]`: its `source()` skips the
+    // reqwest error, so it is matched here rather than found in the chain.
+    let OpenStackError::AuthError { source: AuthError::Reqwest { source } } = err else { return None };
+    if !source.is_decode() {
+        return None;
+    }
+    Some(match kind(config) {
+        Kind::ApplicationCredential => "Keystone's answer to the application credential login cannot be read: an application credential made with `--expiration` gets a token whose `expires_at` has no time zone (Keystone Zed), which the OpenStack SDK kos uses (openstack_sdk 0.22) refuses; use an application credential without an expiry (delete it when it is no longer needed) or another login".into(),
+        _ => format!("Keystone's answer to the login cannot be read: {}", error_chain(err)),
+    })
+}
+
 /// A failed login in words the user can act on: what Keystone refused and what to do
 /// about it, by the kind of login (the SDK says only "error setting auth header: ...").
 pub(super) fn auth_message(err: &openstack_sdk::OpenStackError, config: &CloudConfig) -> String {

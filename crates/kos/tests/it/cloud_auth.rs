@@ -419,11 +419,18 @@ fn a_deleted_or_expired_application_credential_and_a_revoked_token_are_one_line_
     ];
     // Not the expiring one: Keystone (Zed) gives a token of an application credential with
     // an expiry an `expires_at` without a time zone, which openstack_sdk 0.22 cannot parse
-    // (the login fails until the credential has expired; see the README's Settings).
+    // (the login fails until the credential has expired; see the README's Settings). kos
+    // says so at once, in one line, instead of retrying Keystone as if it did not answer.
     for (name, _) in clouds.iter().filter(|(name, _)| *name != "tc-ac-expiring") {
         let (ok, stdout, stderr) = kos_with(&c, &files.env(name), &["check", "-f", file(&settings)]);
         assert!(ok, "{name} works before it is revoked:\n{stdout}\n{stderr}");
     }
+    let asked = std::time::Instant::now();
+    let (ok, _, stderr) = kos_with(&c, &files.env("tc-ac-expiring"), &["check", "-f", file(&settings)]);
+    let line = stderr.trim();
+    assert!(!ok && line.lines().count() == 1, "an application credential with an expiry, before it expires:\n{stderr}");
+    assert!(line.contains("cannot authenticate to cloud `tc-ac-expiring`") && line.contains("`expires_at` has no time zone") && line.contains("without an expiry"), "{line}");
+    assert!(asked.elapsed().as_secs() < 10, "said at once, not after retries: {:?}", asked.elapsed());
     ac.delete();
     openstack_ok(&["token", "revoke", &tok]);
     std::thread::sleep(expires.saturating_duration_since(std::time::Instant::now()));
