@@ -161,17 +161,10 @@ impl OpenStackCloud {
         let who = match &info {
             Some(info) => {
                 let token = &info.token;
-                let roles = token.roles.iter().flatten().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
-                let user = format!("user `{}`, roles {} in project `{}`", token.user.name, if roles.is_empty() { "(none)" } else { &roles }, project.and_then(|p| p.name).unwrap_or(project_id.clone()));
-                match (&token.application_credential, auth::kind(&config)) {
-                    (Some(ac), _) => format!(
-                        "application credential `{}` ({}) of {user}",
-                        ac.name.as_deref().unwrap_or("?"),
-                        ac.id.as_deref().unwrap_or("?")
-                    ),
-                    (None, auth::Kind::Token) => format!("token of {user}"),
-                    (None, _) => user,
-                }
+                let roles: Vec<&str> = token.roles.iter().flatten().map(|r| r.name.as_str()).collect();
+                let project_name = project.and_then(|p| p.name).unwrap_or_else(|| project_id.clone());
+                let app_cred = token.application_credential.as_ref().map(|ac| (ac.name.as_deref(), ac.id.as_deref()));
+                auth::describe_login(auth::kind(&config), &token.user.name, &roles, &project_name, app_cred)
             }
             None => "login".into(),
         };

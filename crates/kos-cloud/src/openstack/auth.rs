@@ -171,6 +171,18 @@ pub(super) fn kind(config: &CloudConfig) -> Kind {
     }
 }
 
+/// Who a token says is logged in, for the messages of a refused call: the application
+/// credential (`(name, ID)`) if there is one, the user, the token's roles and the project.
+pub(super) fn describe_login(kind: Kind, user: &str, roles: &[&str], project: &str, app_cred: Option<(Option<&str>, Option<&str>)>) -> String {
+    let roles = if roles.is_empty() { "(none)".to_owned() } else { roles.join(", ") };
+    let user = format!("user `{user}`, roles {roles} in project `{project}`");
+    match (app_cred, kind) {
+        (Some((name, id)), _) => format!("application credential `{}` ({}) of {user}", name.unwrap_or("?"), id.unwrap_or("?")),
+        (None, Kind::Token) => format!("token of {user}"),
+        (None, _) => user,
+    }
+}
+
 /// The secret a login needs but the configuration lacks, as the line that says where to
 /// put it; `None` when it is there. (Without this the SDK asks its "auth helper", which
 /// kos does not have, and says only that.)
@@ -313,6 +325,16 @@ mod tests {
         let token = CloudConfig { auth_type: Some("v3token".into()), ..Default::default() };
         assert!(refused("x", &token).contains("openstack token issue"));
         assert!(refused("x", &CloudConfig::default()).contains("user and password"));
+    }
+
+    #[test]
+    fn a_login_is_described_by_its_credential_user_roles_and_project() {
+        assert_eq!(
+            describe_login(Kind::ApplicationCredential, "demo", &["member"], "demo", Some((Some("ci"), Some("3f2a")))),
+            "application credential `ci` (3f2a) of user `demo`, roles member in project `demo`"
+        );
+        assert_eq!(describe_login(Kind::Token, "demo", &["reader", "member"], "p", None), "token of user `demo`, roles reader, member in project `p`");
+        assert_eq!(describe_login(Kind::Password, "demo", &[], "p", None), "user `demo`, roles (none) in project `p`");
     }
 
     #[test]
