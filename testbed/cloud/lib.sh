@@ -10,6 +10,8 @@ TC_HOST=tc-compute                # nova `host` of all nova services = the fake 
 TC_ADMIN_CLOUD=testbed-admin      # clouds.yaml entry: admin of project admin
 TC_USER_CLOUD=testbed-demo        # clouds.yaml entry: user demo of project demo (what kos uses)
 TC_MAX_ROUTES=30                  # neutron max_routes: a router's extra-route limit
+TC_TLS_CLOUD=testbed-demo-tls     # clouds.yaml entry: the project user through the HTTPS front
+TC_TLS_REGION=RegionTLS           # the catalog's region of HTTPS endpoints (the front's)
 IP=127.0.0.1
 KS_URL=http://$IP:5000
 DB_URL=mysql+pymysql://os:$TC_PW@$IP:3306
@@ -23,7 +25,10 @@ UP_MARK=$RUN/up                   # written last by up.sh; removed first by down
 declare -A TC_PORTS=(
   [3306]=mariadb [4369]=epmd [5672]=rabbitmq [25672]=rabbitmq-dist [5000]=keystone
   [9292]=glance [8778]=placement [9696]=neutron [8774]=nova-api [9876]=octavia-api
+  [15000]=tls-front [19292]=tls-front [18778]=tls-front [19696]=tls-front [18774]=tls-front [19876]=tls-front
 )
+# The HTTPS front (faultproxy.py --tls): its port -> the service's plain port, each API once.
+TC_TLS_FRONT="15000=5000 19292=9292 18778=8778 19696=9696 18774=8774 19876=9876"
 # The HTTP APIs: name of the started service (its pid file) -> URL that answers once it is up.
 declare -A TC_APIS=(
   [keystone]=$KS_URL/v3 [glance-api]=http://$IP:9292/ [placement]=http://$IP:8778/
@@ -134,10 +139,15 @@ loopback_up() {
     die "the loopback interface is down and could not be brought up"
 }
 
-# keystone_authtoken + service credentials block for a service user
+# keystone_authtoken + service credentials block for service user $1 of service type $2 (the
+# type lets keystonemiddleware check an application credential's access rules; without it,
+# every request of such a credential is refused alike, as on a cloud that forgot it)
 authtoken() {
   cat <<EOF
 [keystone_authtoken]
+service_type = $2
+# the catalog has a second region (the HTTPS front's, whose CA the services do not trust)
+region_name = RegionOne
 www_authenticate_uri = $KS_URL
 auth_url = $KS_URL
 auth_type = password

@@ -129,6 +129,26 @@ start keystone uwsgi --plugin python3 --http-socket $IP:5000 --master --die-on-t
   --env OS_KEYSTONE_CONFIG_FILES="$ETC/keystone/keystone.conf" \
   --wsgi-file /usr/bin/keystone-wsgi-public
 
+# The HTTPS front: a private CA (only this cloud's clients trust it) and a certificate for
+# 127.0.0.1 from it; faultproxy.py --tls terminates TLS on the TC_TLS_FRONT ports and forwards
+# to the services' plain ports. Keystone's catalog lists these URLs as region $TC_TLS_REGION.
+step "https front" "$LOG/tls-front.log"
+TLS=$TC_HOME/tls
+mkdir -p "$TLS"
+{
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+  -subj "/CN=kos test cloud CA" -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign" -keyout "$TLS/ca.key" -out "$TLS/ca.pem"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$IP" \
+  -keyout "$TLS/front.key" -out "$TLS/front.csr"
+printf 'subjectAltName=IP:%s,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' $IP > "$TLS/front.ext"
+openssl x509 -req -in "$TLS/front.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" -CAcreateserial \
+  -days 30 -extfile "$TLS/front.ext" -out "$TLS/front.pem"
+} > "$LOG/tls-ca.log" 2>&1 || die "could not make the HTTPS front's CA" "$LOG/tls-ca.log"
+# shellcheck disable=SC2086  # one argument per port pair
+start tls-front $PY "$HERE/faultproxy.py" --state "$RUN/tls-front.json" --every 0 \
+  --tls "$TLS/front.pem" "$TLS/front.key" $TC_TLS_FRONT
+
 # clouds.yaml: the admin cloud (operator: seeding, admin-only checks) and the project user's
 # cloud (member + load-balancer_member of project demo): the only one kos's tests use.
 cloud_entry() {
@@ -140,7 +160,18 @@ cloud_entry() {
     identity_api_version: 3
 EOF
 }
-{ echo "clouds:"; cloud_entry $TC_ADMIN_CLOUD admin admin; cloud_entry $TC_USER_CLOUD demo demo; } \
+# The project user through the HTTPS front: its auth_url, its region of HTTPS endpoints, its CA.
+tls_entry() {
+  cat <<EOF
+  $TC_TLS_CLOUD:
+    auth: {auth_url: "https://$IP:15000/v3", username: demo, password: "$TC_PW", project_name: demo,
+           user_domain_name: Default, project_domain_name: Default}
+    region_name: $TC_TLS_REGION
+    identity_api_version: 3
+    cacert: $TLS/ca.pem
+EOF
+}
+{ echo "clouds:"; cloud_entry $TC_ADMIN_CLOUD admin admin; cloud_entry $TC_USER_CLOUD demo demo; tls_entry; } \
   > "$TC_HOME/clouds.yaml"
 # env.sh: what with-cloud.sh exports; `. $TC_HOME/env.sh` in a shell does the same.
 cat > "$TC_HOME/env.sh" <<EOF
@@ -150,6 +181,8 @@ export OS_CLIENT_CONFIG_FILE=$TC_HOME/clouds.yaml
 export OS_CLOUD=$TC_USER_CLOUD
 export KOS_TEST_CLOUD_USER=$TC_USER_CLOUD
 export KOS_TEST_CLOUD_ADMIN=$TC_ADMIN_CLOUD
+export KOS_TEST_CLOUD_TLS=$TC_TLS_CLOUD
+export KOS_TEST_CLOUD_CACERT=$TLS/ca.pem
 EOF
 
 ##################################################################### glance cfg
@@ -163,7 +196,7 @@ log_file = $LOG/glance-api-app.log
 enabled_backends = fs:file
 [database]
 connection = $DB_URL/glance?charset=utf8
-$(authtoken glance)
+$(authtoken glance image)
 [paste_deploy]
 flavor = keystone
 config_file = /etc/glance/glance-api-paste.ini
@@ -189,7 +222,7 @@ log_file = $LOG/placement-app.log
 connection = $DB_URL/placement?charset=utf8
 [api]
 auth_strategy = keystone
-$(authtoken placement)
+$(authtoken placement placement)
 EOF
 bg_sync placement placement-manage --config-file "$ETC/placement/placement.conf" db sync
 
@@ -218,7 +251,7 @@ log_file = $LOG/neutron-server-app.log
 state_path = $DATA/neutron
 [database]
 connection = $DB_URL/neutron?charset=utf8
-$(authtoken neutron)
+$(authtoken neutron network)
 [oslo_concurrency]
 lock_path = $DATA/locks
 EOF
@@ -267,7 +300,7 @@ workers = 1
 discover_hosts_in_cells_interval = 5
 [filter_scheduler]
 enabled_filters = ComputeFilter,ImagePropertiesFilter
-$(authtoken nova)
+$(authtoken nova compute)
 [placement]
 $(ksa placement)
 [neutron]
@@ -308,7 +341,7 @@ enabled_provider_drivers = amphora:'Amphora (noop drivers)'
 default_provider_driver = amphora
 [database]
 connection = $DB_URL/octavia?charset=utf8
-$(authtoken octavia)
+$(authtoken octavia load-balancer)
 [service_auth]
 $(ksa octavia)
 [controller_worker]
@@ -336,7 +369,7 @@ bg_sync octavia octavia-db-manage --config-file "$ETC/octavia/octavia.conf" upgr
 step "waiting for keystone" "$LOG/keystone.log" "$LOG/keystone-app.log"
 wait_http keystone $KS_URL/v3 60
 step "keystone catalog/users" "$LOG/seed-keystone.log"
-$PY "$HERE/seed_keystone.py" "$TC_PW" > "$LOG/seed-keystone.log" 2>&1
+$PY "$HERE/seed_keystone.py" "$TC_PW" "$TC_TLS_REGION" $TC_TLS_FRONT > "$LOG/seed-keystone.log" 2>&1
 step "waiting for db syncs"
 for n in "${!SYNC[@]}"; do
   wait "${SYNC[$n]}" || die "db sync of $n failed" "$LOG/$n-dbsync.log"
@@ -363,6 +396,8 @@ $PY "$HERE/fake_ovs_agent.py" "${NCONF[@]}" --host "$TC_HOST" > "$LOG/fake-ovs-a
 AGENT=$!
 step "waiting for the other APIs"
 for name in "${!TC_APIS[@]}"; do wait_http "$name" "${TC_APIS[$name]}"; done
+curl -s -o /dev/null --max-time 5 --cacert "$TLS/ca.pem" https://$IP:15000/v3 ||
+  die "the HTTPS front does not answer on https://$IP:15000/v3" $(service_logs tls-front)
 for name in nova-conductor nova-scheduler nova-compute octavia-worker; do
   alive $name || die "$name exited" $(service_logs $name)
 done
@@ -378,6 +413,7 @@ trap - EXIT
   echo "  clouds.yaml: $TC_HOME/clouds.yaml"
   echo "    $TC_USER_CLOUD   user demo, project demo, roles member + load-balancer_member (for kos)"
   echo "    $TC_ADMIN_CLOUD  user admin, project admin (operator only)"
+  echo "    $TC_TLS_CLOUD  user demo through the HTTPS front (region $TC_TLS_REGION, cacert $TLS/ca.pem)"
   echo "  environment: . $TC_HOME/env.sh   (OS_CLIENT_CONFIG_FILE, OS_CLOUD=$TC_USER_CLOUD, KOS_TEST_CLOUD=1)"
   sed 's/^/  /' "$LOG/seed-cloud.log"
 } | tee "$UP_MARK"

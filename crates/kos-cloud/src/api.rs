@@ -34,6 +34,15 @@ pub enum CloudError {
     /// The API refused the request; the message is the API's, verbatim.
     #[error("{service} refused {action}: {message}")]
     Refused { service: &'static str, action: String, message: String },
+    /// The cloud's TLS certificate is not trusted, or kos was asked not to check it: one
+    /// line naming the cloud, the URL and the fix.
+    #[error("cannot reach cloud `{cloud}` at {url}: {message}")]
+    Tls { cloud: String, url: String, message: String },
+    /// The login works, but its roles (or an application credential's access rules) do not
+    /// allow this call (HTTP 403): `message` names the call, the API's words, the credential
+    /// and what kos needs.
+    #[error("cloud `{cloud}`: {service} refused {message}")]
+    Forbidden { cloud: String, service: &'static str, message: String },
     /// The service did not answer usefully even after retries.
     #[error("{service} unavailable after {attempts} attempts: {message}")]
     Unavailable { service: &'static str, attempts: u32, message: String },

@@ -3,9 +3,17 @@
 //!
 //! `openstack_sdk` does the configuration (clouds.yaml, secure.yaml, `OS_*`), Keystone
 //! authentication (password, application credentials, token), the catalog and TLS
-//! (system roots, or the cloud's `cacert`). Its on-disk token cache (`~/.osc`) is always
-//! off: a cached token would outlive a changed password and hide bad credentials, and
-//! kos authenticates once per run anyway.
+//! (system roots, plus the cloud's `cacert` / `OS_CACERT`). Its on-disk token cache
+//! (`~/.osc`) is always off: a cached token would outlive a changed password and hide bad
+//! credentials, and kos authenticates once per run anyway. A token that expires during a
+//! long run is renewed by the SDK: a 401 makes it log in again with the same credentials
+//! (password or application credential) and repeat the request once; a token login cannot
+//! be renewed, and then says so (`transport::Login`).
+//!
+//! TLS is never silently weakened: a cloud whose settings turn certificate checks off
+//! (`verify: false`, `insecure: true`, `OS_INSECURE`) is refused unless the caller passes
+//! [`ConnectOptions::insecure_skip_tls_verify`], and an untrusted certificate is one line
+//! naming the cloud, the URL and the fix (its CA in `cacert:` or `OS_CACERT`).
 //!
 //! Every request is a [`transport::Call`] sent with retries by [`transport::Transport`];
 //! answers are decoded by [`wire`] into [`crate::model`]. What each operation costs in API
@@ -37,6 +45,15 @@ const LB_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long kos waits for a deleted server to disappear.
 const SERVER_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How kos may reach a cloud beyond what its configuration says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Do not check the cloud's TLS certificate (the user passed
+    /// `--insecure-skip-tls-verify`). Without it, a cloud configured with `verify: false`,
+    /// `insecure: true` or `OS_INSECURE` is refused.
+    pub insecure_skip_tls_verify: bool,
+}
+
 /// A connection to one OpenStack cloud as one project user.
 #[derive(Debug)]
 pub struct OpenStackCloud {
@@ -55,8 +72,13 @@ impl OpenStackCloud {
     /// Bad or missing credentials are [`CloudError::Auth`] naming the cloud; an identity
     /// service that does not answer is retried, then [`CloudError::Unavailable`].
     pub async fn connect(cloud_name: Option<&str>) -> Result<Self, CloudError> {
+        Self::connect_with(cloud_name, ConnectOptions::default()).await
+    }
+
+    /// [`OpenStackCloud::connect`] with `options`.
+    pub async fn connect_with(cloud_name: Option<&str>, options: ConnectOptions) -> Result<Self, CloudError> {
         let (name, config) = config::load(cloud_name)?;
-        Self::connect_config(name, config).await
+        Self::connect_config_with(name, config, options).await
     }
 
     /// Authenticate to `cloud_name` of the clouds.yaml at `clouds_yaml` (and the
@@ -68,8 +90,24 @@ impl OpenStackCloud {
 
     /// Authenticate with a configuration already resolved (a caller that reads
     /// clouds.yaml itself).
-    pub async fn connect_config(name: String, mut config: CloudConfig) -> Result<Self, CloudError> {
+    pub async fn connect_config(name: String, config: CloudConfig) -> Result<Self, CloudError> {
+        Self::connect_config_with(name, config, ConnectOptions::default()).await
+    }
+
+    /// [`OpenStackCloud::connect_config`] with `options`.
+    pub async fn connect_config_with(name: String, mut config: CloudConfig, options: ConnectOptions) -> Result<Self, CloudError> {
         auth::link_auth_plugins();
+        let auth_url = config.auth.as_ref().and_then(|a| a.auth_url.clone()).unwrap_or_default();
+        if options.insecure_skip_tls_verify {
+            tracing::warn!(cloud = %name, "not checking the cloud's TLS certificate (--insecure-skip-tls-verify)");
+            config.verify = Some(false);
+        } else if config.verify == Some(false) {
+            return Err(CloudError::Tls {
+                cloud: name,
+                url: auth_url,
+                message: "its configuration turns TLS certificate checks off (`verify: false` or `insecure: true` in clouds.yaml, or OS_INSECURE), which lets anyone between kos and the cloud read the credentials and pose as the cloud; kos refuses: give it the cloud's CA certificate instead (`cacert:` in clouds.yaml, or OS_CACERT), or, accepting that risk, pass --insecure-skip-tls-verify".into(),
+            });
+        }
         if let Some(message) = auth::missing_secret(&config) {
             return Err(CloudError::Auth { cloud: name, message });
         }
@@ -84,6 +122,21 @@ impl OpenStackCloud {
             match AsyncOpenStack::builder(&config).disable_auth_cache(true).connect().await {
                 Ok(session) => break session,
                 Err(err) => {
+                    if let Some((url, tls)) = transport::tls_failure(&err) {
+                        return Err(transport::untrusted(&name, &url.unwrap_or(auth_url), &tls, config.cacert.as_deref()));
+                    }
+                    if let Some(message) = auth::unreadable_login(&err, &config) {
+                        return Err(CloudError::Auth { cloud: name, message });
+                    }
+                    let failed_url = match &err {
+                        openstack_sdk::OpenStackError::Discovery { url, .. } => url.clone(),
+                        _ => auth_url.clone(),
+                    };
+                    if connect_error_is_transient(&err)
+                        && let Some(untrusted) = auth::tls_probe(&name, &config, &failed_url).await
+                    {
+                        return Err(untrusted);
+                    }
                     let message = error_chain(&err);
                     if !connect_error_is_transient(&err) {
                         return Err(CloudError::Auth { cloud: name, message: auth::auth_message(&err, &config) });
@@ -98,16 +151,25 @@ impl OpenStackCloud {
                 }
             }
         };
-        discover_versions(&session, &name).await?;
-        let project_id = session
-            .get_auth_info()
-            .and_then(|info| info.token.project)
-            .and_then(|p| p.id)
-            .ok_or_else(|| CloudError::Auth {
-                cloud: name.clone(),
-                message: "the token is not scoped to a project: set project_name (or project_id) for this cloud".into(),
-            })?;
-        Ok(OpenStackCloud { transport: Transport::new(session, name), project_id, tags_on_create: OnceCell::new() })
+        discover_versions(&session, &name, &config).await?;
+        let info = session.get_auth_info();
+        let project = info.as_ref().and_then(|info| info.token.project.clone());
+        let project_id = project.as_ref().and_then(|p| p.id.clone()).ok_or_else(|| CloudError::Auth {
+            cloud: name.clone(),
+            message: "the token is not scoped to a project: set project_name (or project_id) for this cloud".into(),
+        })?;
+        let who = match &info {
+            Some(info) => {
+                let token = &info.token;
+                let roles: Vec<&str> = token.roles.iter().flatten().map(|r| r.name.as_str()).collect();
+                let project_name = project.and_then(|p| p.name).unwrap_or_else(|| project_id.clone());
+                let app_cred = token.application_credential.as_ref().map(|ac| (ac.name.as_deref(), ac.id.as_deref()));
+                auth::describe_login(auth::kind(&config), &token.user.name, &roles, &project_name, app_cred)
+            }
+            None => "login".into(),
+        };
+        let login = transport::Login { kind: auth::kind(&config), who, cacert: config.cacert.clone() };
+        Ok(OpenStackCloud { transport: Transport::new(session, name, login), project_id, tags_on_create: OnceCell::new() })
     }
 
     /// HTTP requests sent to the cloud's APIs so far, retries included (authentication
@@ -304,7 +366,7 @@ impl OpenStackCloud {
                         message: format!("{action}: {}", transport::api_message(&reply.body)),
                     });
                 }
-                status => return Err(transport::error_from_response(self.name(), call, action, status, &reply.body)),
+                status => return Err(self.t().error(call, action, status, &reply.body)),
             }
         }
     }
@@ -314,7 +376,7 @@ impl OpenStackCloud {
 /// catalog usually lists unversioned URLs (`http://host:9696`), and the SDK resolves the
 /// versioned base (`.../v2.0/`) from the discovery document. A service missing from the
 /// catalog is skipped here (its calls fail with a clear message; `services()` shows it).
-async fn discover_versions(session: &AsyncOpenStack, cloud: &str) -> Result<(), CloudError> {
+async fn discover_versions(session: &AsyncOpenStack, cloud: &str, config: &CloudConfig) -> Result<(), CloudError> {
     use openstack_sdk::types::ServiceType;
     // Discovery is a plain GET: retried like every other read when a service stumbles.
     let policy = transport::RetryPolicy::default();
@@ -330,7 +392,18 @@ async fn discover_versions(session: &AsyncOpenStack, cloud: &str) -> Result<(), 
         );
         let failed = [("compute", found.0), ("network", found.1), ("image", found.2), ("load-balancer", found.3)]
             .into_iter()
-            .find_map(|(service, result)| result.err().map(|err| (service, error_chain(&err))));
+            .find_map(|(service, result)| result.err().map(|err| (service, err)));
+        if let Some((service, err)) = &failed {
+            if let Some((url, tls)) = transport::tls_failure(err) {
+                return Err(transport::untrusted(cloud, &url.unwrap_or_else(|| format!("the {service} endpoint")), &tls, config.cacert.as_deref()));
+            }
+            if let openstack_sdk::OpenStackError::Discovery { url, .. } = err
+                && let Some(untrusted) = auth::tls_probe(cloud, config, url).await
+            {
+                return Err(untrusted);
+            }
+        }
+        let failed = failed.map(|(service, err)| (service, error_chain(&err)));
         let Some((service, message)) = failed else { return Ok(()) };
         let wait = policy.delay(attempt, None, transport::jitter());
         if !policy.should_retry(attempt, true, &transport::Transient::Connect) || start.elapsed() + wait > policy.budget {
@@ -586,7 +659,7 @@ impl Cloud for OpenStackCloud {
         match reply.status {
             200..=299 => Ok(()),
             409 if transport::neutron_error_type(&reply.body).as_deref() == Some("SecurityGroupRuleExists") => Ok(()),
-            status => Err(transport::error_from_response(self.name(), &call, &action, status, &reply.body)),
+            status => Err(self.t().error(&call, &action, status, &reply.body)),
         }
     }
 
@@ -763,7 +836,7 @@ impl Cloud for OpenStackCloud {
         match reply.status {
             200..=299 => Ok(decode::<wire::RouterOne>(&call, &action, &reply.body)?.router.into()),
             412 => Err(conflict()),
-            status => Err(transport::error_from_response(self.name(), &call, &action, status, &reply.body)),
+            status => Err(self.t().error(&call, &action, status, &reply.body)),
         }
     }
 
@@ -831,7 +904,7 @@ impl Cloud for OpenStackCloud {
                     200..=299 | 404 => deleted = true,
                     // PENDING_*: immutable for now; try again after the poll below.
                     409 => {}
-                    status => return Err(transport::error_from_response(self.name(), &call, &action, status, &reply.body)),
+                    status => return Err(self.t().error(&call, &action, status, &reply.body)),
                 }
             }
             match self.t().json_opt::<wire::LoadBalancerOne>(&read, "read load balancer").await? {

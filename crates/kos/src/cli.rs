@@ -16,6 +16,12 @@ pub struct Cli {
     /// Print more detail.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Do not check the OpenStack cloud's TLS certificate: anyone between kos and the cloud
+    /// could then read the credentials and pose as the cloud. Prefer giving kos the cloud's
+    /// CA (`cacert:` in clouds.yaml, or OS_CACERT). Without this flag, a cloud configured
+    /// with `verify: false`, `insecure: true` or OS_INSECURE is refused.
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,13 +24,14 @@ fn main() {
     };
     let printer = Printer::new(level);
     init_logs(level);
+    let tls = kos_cloud::openstack::ConnectOptions { insecure_skip_tls_verify: cli.insecure_skip_tls_verify };
     let result = match &cli.command {
         Command::Validate(args) => commands::validate(args, printer),
         Command::Render(args) => commands::render(args, printer),
         Command::Certs(args) => commands::certs(args, printer),
-        Command::Check(args) => commands::check(args, printer),
-        Command::Up(args) => commands::up(args, printer),
-        Command::Plan(args) => match commands::plan(args, printer) {
+        Command::Check(args) => commands::check(args, tls, printer),
+        Command::Up(args) => commands::up(args, tls, printer),
+        Command::Plan(args) => match commands::plan(args, tls, printer) {
             // terraform's convention: 2 for pending changes, 1 for every error.
             Ok(pending) if args.detailed_exitcode && pending > 0 => std::process::exit(2),
             Err(err) if args.detailed_exitcode => {
@@ -39,10 +40,10 @@ fn main() {
             }
             other => other.map(drop),
         },
-        Command::Status(args) => commands::status(args, printer),
-        Command::Inventory(args) => commands::inventory(args, printer),
-        Command::Destroy(args) => commands::destroy(args, printer),
-        Command::Expose(args) => commands::expose(args, printer),
+        Command::Status(args) => commands::status(args, tls, printer),
+        Command::Inventory(args) => commands::inventory(args, tls, printer),
+        Command::Destroy(args) => commands::destroy(args, tls, printer),
+        Command::Expose(args) => commands::expose(args, tls, printer),
         Command::Kubeconfig(args) => commands::kubeconfig(args, printer),
         Command::Completions(args) => {
             use clap::CommandFactory as _;

@@ -79,6 +79,19 @@ fn tokens_url(auth_url: &str) -> String {
     if base.ends_with("/v3") { format!("{base}/auth/tokens") } else { format!("{base}/v3/auth/tokens") }
 }
 
+/// Why `url` of `cloud` cannot be reached over TLS, if that is the reason: asked with a
+/// client that trusts what the SDK's does. The SDK's version discovery keeps only "Service
+/// is not working" of an untrusted certificate; this one request (made only after a
+/// failure) finds the cause. calls: 1 `GET url`, or none for a plain-HTTP URL.
+pub(super) async fn tls_probe(cloud: &str, config: &CloudConfig, url: &str) -> Option<CloudError> {
+    if !url.starts_with("https://") {
+        return None;
+    }
+    let err = http_client(config).ok()?.get(url).send().await.err()?;
+    let (found_url, tls) = super::transport::tls_failure(&err)?;
+    Some(super::transport::untrusted(cloud, found_url.as_deref().unwrap_or(url), &tls, config.cacert.as_deref()))
+}
+
 /// An HTTP client that trusts what the SDK's client trusts: the system roots, plus the
 /// cloud's `cacert`; `verify: false` is honoured as the SDK honours it.
 fn http_client(config: &CloudConfig) -> Result<reqwest::Client, String> {
@@ -113,7 +126,10 @@ pub(super) async fn resolve_application_credential_id(cloud: &str, config: &mut 
         .body(body.to_string())
         .send()
         .await
-        .map_err(|e| CloudError::Unavailable { service: "identity", attempts: 1, message: error_chain(&e) })?;
+        .map_err(|e| match super::transport::tls_failure(&e) {
+            Some((url, tls)) => super::transport::untrusted(cloud, &url.unwrap_or(auth_url.clone()), &tls, config.cacert.as_deref()),
+            None => CloudError::Unavailable { service: "identity", attempts: 1, message: error_chain(&e) },
+        })?;
     let status = reply.status();
     let text = reply.text().await.unwrap_or_default();
     if !status.is_success() {
@@ -138,7 +154,7 @@ pub(super) async fn resolve_application_credential_id(cloud: &str, config: &mut 
 
 /// The kinds of login kos supports, by the cloud's `auth_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Password,
     ApplicationCredential,
     Token,
@@ -146,12 +162,24 @@ enum Kind {
     Other,
 }
 
-fn kind(config: &CloudConfig) -> Kind {
+pub(super) fn kind(config: &CloudConfig) -> Kind {
     match config.auth_type.as_deref() {
         None | Some("password" | "v3password") => Kind::Password,
         Some("v3applicationcredential" | "applicationcredential") => Kind::ApplicationCredential,
         Some("v3token" | "token") => Kind::Token,
         Some(_) => Kind::Other,
+    }
+}
+
+/// Who a token says is logged in, for the messages of a refused call: the application
+/// credential (`(name, ID)`) if there is one, the user, the token's roles and the project.
+pub(super) fn describe_login(kind: Kind, user: &str, roles: &[&str], project: &str, app_cred: Option<(Option<&str>, Option<&str>)>) -> String {
+    let roles = if roles.is_empty() { "(none)".to_owned() } else { roles.join(", ") };
+    let user = format!("user `{user}`, roles {roles} in project `{project}`");
+    match (app_cred, kind) {
+        (Some((name, id)), _) => format!("application credential `{}` ({}) of {user}", name.unwrap_or("?"), id.unwrap_or("?")),
+        (None, Kind::Token) => format!("token of {user}"),
+        (None, _) => user,
     }
 }
 
@@ -171,6 +199,24 @@ pub(super) fn missing_secret(config: &CloudConfig) -> Option<String> {
         Kind::Other => (true, "", ""),
     };
     (!has).then(|| format!("no {key} for this cloud: put `{key}` under its `auth:` in secure.yaml (or clouds.yaml), or export {var}"))
+}
+
+/// Keystone accepted the login but its answer could not be read: for an application
+/// credential with an expiry, Keystone Zed writes the token's `expires_at` without a time
+/// zone (`2026-11-26T05:22:03`), which openstack_sdk 0.22 refuses (as a body it cannot
+/// decode). Said in one line instead of being retried as an unreachable Keystone.
+pub(super) fn unreadable_login(err: &openstack_sdk::OpenStackError, config: &CloudConfig) -> Option<String> {
+    use openstack_sdk::{AuthError, OpenStackError};
+    // The SDK's `AuthError::Reqwest` is `#[error(transparent)]`: its `source()` skips the
+    // reqwest error, so it is matched here rather than found in the chain.
+    let OpenStackError::AuthError { source: AuthError::Reqwest { source } } = err else { return None };
+    if !source.is_decode() {
+        return None;
+    }
+    Some(match kind(config) {
+        Kind::ApplicationCredential => "Keystone's answer to the application credential login cannot be read: an application credential made with `--expiration` gets a token whose `expires_at` has no time zone (Keystone Zed), which the OpenStack SDK kos uses (openstack_sdk 0.22) refuses; use an application credential without an expiry (delete it when it is no longer needed) or another login".into(),
+        _ => format!("Keystone's answer to the login cannot be read: {}", error_chain(err)),
+    })
 }
 
 /// A failed login in words the user can act on: what Keystone refused and what to do
@@ -279,6 +325,16 @@ mod tests {
         let token = CloudConfig { auth_type: Some("v3token".into()), ..Default::default() };
         assert!(refused("x", &token).contains("openstack token issue"));
         assert!(refused("x", &CloudConfig::default()).contains("user and password"));
+    }
+
+    #[test]
+    fn a_login_is_described_by_its_credential_user_roles_and_project() {
+        assert_eq!(
+            describe_login(Kind::ApplicationCredential, "demo", &["member"], "demo", Some((Some("ci"), Some("3f2a")))),
+            "application credential `ci` (3f2a) of user `demo`, roles member in project `demo`"
+        );
+        assert_eq!(describe_login(Kind::Token, "demo", &["reader", "member"], "p", None), "token of user `demo`, roles reader, member in project `p`");
+        assert_eq!(describe_login(Kind::Password, "demo", &[], "p", None), "user `demo`, roles (none) in project `p`");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! - the files: `OS_CLIENT_CONFIG_FILE` / `OS_CLIENT_SECURE_FILE`, else `./`,
 //!   `~/.config/openstack/`, `/etc/openstack/`. kos also reads the `secure.yaml` next to
 //!   `OS_CLIENT_CONFIG_FILE`, which the CLI does not.
+//! - TLS: `cacert` (clouds.yaml) or `OS_CACERT`, the variable winning; `verify: false` or
+//!   `insecure: true` (clouds.yaml) and `OS_INSECURE` all mean "do not check the cloud's
+//!   certificate", which kos refuses unless told otherwise (see `OpenStackCloud::connect_with`).
 
 use super::transport::error_chain;
 use crate::api::CloudError;
@@ -33,7 +36,25 @@ pub(super) fn load(cloud_name: Option<&str>) -> Result<(String, CloudConfig), Cl
     let secure_file = std::env::var_os("OS_CLIENT_SECURE_FILE").filter(|f| !f.is_empty()).map(PathBuf::from);
     let (name, file) = from_file(std::env::var_os("OS_CLIENT_CONFIG_FILE").map(PathBuf::from), secure_file, name)?;
     let env = from_env(&name)?;
-    Ok((name, env_over_file(file, env, std::env::var_os("OS_INTERFACE").is_some())))
+    let mut config = env_over_file(file, env, std::env::var_os("OS_INTERFACE").is_some());
+    if std::env::var("OS_INSECURE").is_ok_and(|v| truthy(&v)) {
+        config.verify = Some(false);
+    }
+    Ok((name, config))
+}
+
+/// How the `openstack` CLI reads a yes/no value (`OS_INSECURE=1`, `insecure: "true"`).
+fn truthy(value: &str) -> bool {
+    matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+}
+
+/// clouds.yaml's `insecure: true` (the older spelling of `verify: false`) as `verify`.
+fn insecure_as_verify(mut config: CloudConfig) -> CloudConfig {
+    let insecure = config.options.get("insecure").is_some_and(|v| v.clone().into_bool().unwrap_or_else(|_| truthy(&v.to_string())));
+    if insecure {
+        config.verify = Some(false);
+    }
+    config
 }
 
 /// The `OS_*` variables as a cloud configuration.
@@ -53,6 +74,7 @@ pub(super) fn from_file(clouds_file: Option<PathBuf>, secure_file: Option<PathBu
         .map_err(|e| CloudError::Auth { cloud: name.clone(), message: format!("cannot read clouds.yaml or secure.yaml: {}", error_chain(&e)) })?;
     let config = files
         .get_cloud_config(&name)
+        .map(|found| found.map(insecure_as_verify))
         .map_err(|e| CloudError::Auth { cloud: name.clone(), message: error_chain(&e) })?
         .ok_or_else(|| {
             let mut known = files.get_available_clouds();
@@ -89,6 +111,7 @@ fn env_over_file(file: CloudConfig, env: CloudConfig, interface_from_env: bool) 
         auth_type: env.auth_type.or(file.auth_type),
         region_name: env.region_name.or(file.region_name),
         cacert: env.cacert.or(file.cacert),
+        verify: env.verify.or(file.verify),
         interface: if interface_from_env { env.interface.or(file.interface) } else { file.interface },
         ..file
     }
@@ -132,6 +155,27 @@ mod tests {
         assert_eq!(merged.region_name.as_deref(), Some("RegionTwo"));
         assert_eq!(merged.interface.as_deref(), Some("internal"), "the env's default interface is no OS_INTERFACE");
         assert_eq!(merged.name.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn os_cacert_wins_over_the_files_cacert() {
+        let file = CloudConfig { cacert: Some("/file/ca.pem".into()), ..file() };
+        let env = CloudConfig { cacert: Some("/env/ca.pem".into()), auth: Some(Auth::default()), ..Default::default() };
+        assert_eq!(env_over_file(file.clone(), env, false).cacert.as_deref(), Some("/env/ca.pem"));
+        let none = CloudConfig { auth: Some(Auth::default()), ..Default::default() };
+        assert_eq!(env_over_file(file, none, false).cacert.as_deref(), Some("/file/ca.pem"));
+    }
+
+    #[test]
+    fn insecure_in_clouds_yaml_is_verify_false() {
+        let mut insecure = file();
+        insecure.options.insert("insecure".into(), true.into());
+        assert_eq!(insecure_as_verify(insecure).verify, Some(false));
+        let mut as_text = file();
+        as_text.options.insert("insecure".into(), "yes".into());
+        assert_eq!(insecure_as_verify(as_text).verify, Some(false));
+        assert_eq!(insecure_as_verify(file()).verify, None);
+        assert!(truthy("1") && truthy("True") && !truthy("0") && !truthy("false"));
     }
 
     #[test]

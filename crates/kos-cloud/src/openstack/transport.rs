@@ -224,6 +224,84 @@ pub(crate) fn jitter() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Who kos is logged in as, for the messages of a refused call: which credential lacks a
+/// right, and whether a refused token could have been renewed.
+#[derive(Debug, Clone)]
+pub(crate) struct Login {
+    pub(crate) kind: super::auth::Kind,
+    /// E.g. "application credential `ci` (ID 3f…) of user `demo`, roles member in project `demo`".
+    pub(crate) who: String,
+    /// The cloud's `cacert`, for the message of an untrusted certificate.
+    pub(crate) cacert: Option<String>,
+}
+
+impl Login {
+    /// What kos needs and how to get it, after "the {who} lacks the right to it".
+    fn lacks(&self) -> String {
+        let how = match self.kind {
+            super::auth::Kind::ApplicationCredential => {
+                "an application credential has only the roles chosen with `--role` when it was made (all of its user's by default), and its access rules, if any, must allow every call kos makes: create one with those roles and without `--access-rules`"
+            }
+            _ => "ask the cloud's operator for them, or use a credential that has them",
+        };
+        format!("the {} lacks the right to it: kos needs the roles member and load-balancer_member in the project; {how}", self.who)
+    }
+
+    /// A 401 after the SDK logged in again (a token that expired or was revoked is renewed
+    /// once; a second 401 is the answer to the fresh token, or the renewal failed).
+    fn refused_mid_run(&self, service: &str, call: &Call, api: &str) -> String {
+        let what = format!("{service} refused {} with HTTP 401 ({api})", call.describe());
+        match self.kind {
+            super::auth::Kind::Token => format!(
+                "{what}: the token has expired or was revoked during the run, and a token login cannot be renewed; issue a new one (`openstack token issue`), or better log in with an application credential or a password, which kos renews by itself"
+            ),
+            super::auth::Kind::ApplicationCredential => format!(
+                "{what} even after logging in again with the {}: its access rules do not allow this call (create one without `--access-rules`, or with rules for every call kos makes), or it was deleted or expired during the run",
+                self.who
+            ),
+            _ => format!("{what} even after logging in again as the {}: the password was changed or the user disabled during the run", self.who),
+        }
+    }
+}
+
+/// The certificate problem inside `err` when the cloud's TLS certificate was not trusted:
+/// the URL asked (when the error names it) and what the TLS library said.
+pub(crate) fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<(Option<String>, String)> {
+    fn visit(e: &(dyn std::error::Error + 'static), url: &mut Option<String>) -> Option<String> {
+        if let Some(r) = e.downcast_ref::<reqwest::Error>()
+            && let Some(u) = r.url()
+        {
+            *url = Some(u.as_str().to_owned());
+        }
+        if let Some(tls @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // An I/O error's `source()` skips the error it wraps: look inside it too.
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(found) = visit(inner, url)
+        {
+            return Some(found);
+        }
+        visit(e.source()?, url)
+    }
+    let mut url = None;
+    visit(err, &mut url).map(|message| (url, message))
+}
+
+/// The one line for an untrusted certificate of `cloud` at `url`: the fix is its CA.
+pub(crate) fn untrusted(cloud: &str, url: &str, tls: &str, cacert: Option<&str>) -> CloudError {
+    let message = match cacert {
+        None => format!(
+            "its TLS certificate is not trusted ({tls}); give kos the CA certificate that signed it: `cacert: /path/to/ca.pem` under this cloud in clouds.yaml, or export OS_CACERT=/path/to/ca.pem"
+        ),
+        Some(file) => format!(
+            "its TLS certificate is not trusted ({tls}), not even with the CA of cacert {file}; point `cacert:` (or OS_CACERT) at the CA certificate that signed the cloud's"
+        ),
+    };
+    CloudError::Tls { cloud: cloud.to_owned(), url: url.to_owned(), message }
+}
+
 /// The API's own error message from an error body: Neutron's `NeutronError.message`,
 /// Nova's `{"<kind>": {"message"}}`, Octavia's `faultstring`/`description`, Keystone's
 /// `error.message`; else the body's text (shortened).
@@ -271,14 +349,19 @@ fn is_quota(status: u16, body: &[u8], message: &str) -> bool {
 
 /// The error a non-success answer means. 404 and 412 are mapped generically here
 /// (`NotFound` of the path, `Conflict`); callers that expect them handle them first.
-pub(crate) fn error_from_response(cloud: &str, call: &Call, action: &str, status: u16, body: &[u8]) -> CloudError {
+pub(crate) fn error_from_response(cloud: &str, login: &Login, call: &Call, action: &str, status: u16, body: &[u8]) -> CloudError {
     let message = api_message(body);
     let service = call.service.name();
     if is_quota(status, body, &message) {
         return CloudError::Quota { message };
     }
     match status {
-        401 => CloudError::Auth { cloud: cloud.to_owned(), message: format!("{service} refused the token: {message}") },
+        401 => CloudError::Auth { cloud: cloud.to_owned(), message: login.refused_mid_run(service, call, &message) },
+        403 => CloudError::Forbidden {
+            cloud: cloud.to_owned(),
+            service,
+            message: format!("{action} ({}) (HTTP 403: {message}): {}", call.describe(), login.lacks()),
+        },
         404 => CloudError::NotFound { kind: service, name: call.path.clone() },
         412 => CloudError::Conflict { kind: service, id: call.path.clone() },
         _ => CloudError::Refused { service, action: action.to_owned(), message: format!("{message} (HTTP {status})") },
@@ -290,13 +373,19 @@ pub(crate) fn error_from_response(cloud: &str, call: &Call, action: &str, status
 pub(crate) struct Transport {
     pub(crate) session: AsyncOpenStack,
     pub(crate) cloud: String,
+    pub(crate) login: Login,
     pub(crate) policy: RetryPolicy,
     calls: AtomicU64,
 }
 
 impl Transport {
-    pub(crate) fn new(session: AsyncOpenStack, cloud: String) -> Self {
-        Transport { session, cloud, policy: RetryPolicy::default(), calls: AtomicU64::new(0) }
+    pub(crate) fn new(session: AsyncOpenStack, cloud: String, login: Login) -> Self {
+        Transport { session, cloud, login, policy: RetryPolicy::default(), calls: AtomicU64::new(0) }
+    }
+
+    /// The error for a final answer `status` to `call`.
+    pub(crate) fn error(&self, call: &Call, action: &str, status: u16, body: &[u8]) -> CloudError {
+        error_from_response(&self.cloud, &self.login, call, action, status, body)
     }
 
     /// HTTP requests sent so far (retries included).
@@ -330,6 +419,10 @@ impl Transport {
                     (Transient::Status(status, retry_after), message)
                 }
                 Err(err) => {
+                    if let Some((url, tls)) = tls_failure(&err) {
+                        let url = url.unwrap_or_else(|| call.describe());
+                        return Err(untrusted(&self.cloud, &url, &tls, self.login.cacert.as_deref()));
+                    }
                     let failure = match &err {
                         ApiError::Client { source: openstack_sdk::RestError::Communication { source } } => {
                             if source.is_connect() { Transient::Connect } else { Transient::Interrupted }
@@ -376,7 +469,7 @@ impl Transport {
         if (200..300).contains(&reply.status) {
             Ok(reply)
         } else {
-            Err(error_from_response(&self.cloud, call, action, reply.status, &reply.body))
+            Err(self.error(call, action, reply.status, &reply.body))
         }
     }
 
@@ -392,7 +485,7 @@ impl Transport {
         match reply.status {
             404 => Ok(None),
             200..=299 => decode(call, action, &reply.body).map(Some),
-            status => Err(error_from_response(&self.cloud, call, action, status, &reply.body)),
+            status => Err(self.error(call, action, status, &reply.body)),
         }
     }
 
@@ -401,7 +494,7 @@ impl Transport {
         let reply = self.send(call).await?;
         match reply.status {
             404 | 200..=299 => Ok(()),
-            status => Err(error_from_response(&self.cloud, call, action, status, &reply.body)),
+            status => Err(self.error(call, action, status, &reply.body)),
         }
     }
 }
@@ -517,25 +610,49 @@ mod tests {
             (403, &nova_ports[..], "Maximum number of ports exceeded"),
             (413, &nova[..], "Quota exceeded for instances: Requested 1, but already used 25 of 25 instances"),
         ] {
-            assert_eq!(error_from_response("c", &port_call(), "create", status, body), CloudError::Quota { message: message.into() });
+            assert_eq!(error_from_response("c", &login(), &port_call(), "create", status, body), CloudError::Quota { message: message.into() });
         }
         // A policy refusal that merely mentions quotas is not a quota error.
         let policy = br#"{"forbidden": {"code": 403, "message": "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed."}}"#;
-        assert!(matches!(error_from_response("c", &port_call(), "read", 403, policy), CloudError::Refused { .. }));
+        assert!(matches!(error_from_response("c", &login(), &port_call(), "read", 403, policy), CloudError::Forbidden { .. }));
+    }
+
+    fn login() -> Login {
+        Login { kind: super::super::auth::Kind::Password, who: "user `demo`, roles reader in project `demo`".into(), cacert: None }
+    }
+
+    #[test]
+    fn a_refusal_names_the_call_the_credential_and_what_kos_needs() {
+        let octavia = br#"{"faultcode": "Client", "faultstring": "Policy does not allow this request to be performed.", "debuginfo": null}"#;
+        let call = Call::get(Service::LoadBalancer, "lbaas/loadbalancers");
+        let app = Login { kind: super::super::auth::Kind::ApplicationCredential, who: "application credential `ci` of user `demo`, roles member in project `demo`".into(), cacert: None };
+        let err = error_from_response("tc", &app, &call, "list load balancers", 403, octavia);
+        assert_eq!(
+            err.to_string(),
+            "cloud `tc`: load-balancer refused list load balancers (GET load-balancer/lbaas/loadbalancers) (HTTP 403: Policy does not allow this request to be performed.): the application credential `ci` of user `demo`, roles member in project `demo` lacks the right to it: kos needs the roles member and load-balancer_member in the project; an application credential has only the roles chosen with `--role` when it was made (all of its user's by default), and its access rules, if any, must allow every call kos makes: create one with those roles and without `--access-rules`"
+        );
+        let unauthorized = br#"{"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}"#;
+        let servers = Call::get(Service::Compute, "servers/detail");
+        let m = error_from_response("tc", &app, &servers, "list servers", 401, unauthorized).to_string();
+        assert!(m.starts_with("cannot authenticate to cloud `tc`: compute refused GET compute/servers/detail with HTTP 401"), "{m}");
+        assert!(m.contains("access rules"), "{m}");
+        let token = Login { kind: super::super::auth::Kind::Token, ..login() };
+        let m = error_from_response("tc", &token, &servers, "list servers", 401, unauthorized).to_string();
+        assert!(m.contains("cannot be renewed") && m.contains("openstack token issue"), "{m}");
     }
 
     #[test]
     fn other_answers_map_to_what_the_caller_can_do() {
         let call = Call::put(Service::Network, "routers/r1", serde_json::json!({}));
         assert_eq!(
-            error_from_response("c", &call, "replace routes", 412, &sample("neutron-412-if-match.json")),
+            error_from_response("c", &login(), &call, "replace routes", 412, &sample("neutron-412-if-match.json")),
             CloudError::Conflict { kind: "network", id: "routers/r1".into() }
         );
         assert!(matches!(
-            error_from_response("mycloud", &call, "x", 401, b"{}"),
+            error_from_response("mycloud", &login(), &call, "x", 401, b"{}"),
             CloudError::Auth { cloud, .. } if cloud == "mycloud"
         ));
-        let refused = error_from_response("c", &port_call(), "create port `a`", 400, br#"{"NeutronError": {"type": "HTTPBadRequest", "message": "Invalid input for operation: 'x' is not a valid IP address.", "detail": ""}}"#);
+        let refused = error_from_response("c", &login(), &port_call(), "create port `a`", 400, br#"{"NeutronError": {"type": "HTTPBadRequest", "message": "Invalid input for operation: 'x' is not a valid IP address.", "detail": ""}}"#);
         assert_eq!(refused.to_string(), "network refused create port `a`: Invalid input for operation: 'x' is not a valid IP address. (HTTP 400)");
     }
 

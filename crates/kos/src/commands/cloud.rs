@@ -7,19 +7,19 @@ use super::{failed, CommandError};
 use crate::cli::{DestroyArgs, ExposeArgs, InventoryArgs, SettingsArg};
 use crate::printer::Printer;
 use anyhow::Context as _;
-use kos_cloud::openstack::OpenStackCloud;
+use kos_cloud::openstack::{ConnectOptions, OpenStackCloud};
 use kos_cloud::Cloud as _;
 use kos_core::settings::Settings;
 use kos_run::ops::Expose;
 
-pub(crate) async fn connect(settings: &Settings) -> Result<OpenStackCloud, CommandError> {
-    OpenStackCloud::connect(settings.cloud.name.as_deref()).await.map_err(failed)
+pub(crate) async fn connect(settings: &Settings, tls: ConnectOptions) -> Result<OpenStackCloud, CommandError> {
+    OpenStackCloud::connect_with(settings.cloud.name.as_deref(), tls).await.map_err(failed)
 }
 
 /// `kos check`: exit 1 when any finding is FAIL.
-pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
+pub fn check(args: &SettingsArg, tls: ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.file)?;
-    let report = runtime()?.block_on(async { Ok::<_, CommandError>(kos_run::ops::check(&connect(&settings).await?, &settings).await?) })?;
+    let report = runtime()?.block_on(async { Ok::<_, CommandError>(kos_run::ops::check(&connect(&settings, tls).await?, &settings).await?) })?;
     report.lines().into_iter().for_each(|l| printer.data(l));
     printer.line(report.summary());
     match report.fails() {
@@ -29,10 +29,10 @@ pub fn check(args: &SettingsArg, printer: Printer) -> Result<(), CommandError> {
 }
 
 /// `kos inventory --list | --host NAME`.
-pub fn inventory(args: &InventoryArgs, printer: Printer) -> Result<(), CommandError> {
+pub fn inventory(args: &InventoryArgs, tls: ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
     let inventory = runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
+        let cloud = connect(&settings, tls).await?;
         Ok::<_, CommandError>(kos_run::ops::inventory(&cloud, &settings, &state, args.mode.host.as_deref()).await?)
     })?;
     printer.data(serde_json::to_string_pretty(&inventory).context("cannot print the inventory")?);
@@ -40,10 +40,10 @@ pub fn inventory(args: &InventoryArgs, printer: Printer) -> Result<(), CommandEr
 }
 
 /// `kos destroy [--yes] [--purge]`.
-pub fn destroy(args: &DestroyArgs, printer: Printer) -> Result<(), CommandError> {
+pub fn destroy(args: &DestroyArgs, tls: ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
     runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
+        let cloud = connect(&settings, tls).await?;
         let found = kos_run::ops::find_teardown(&cloud, &settings).await?;
         if found.is_empty() {
             printer.line(format!("nothing of cluster {} in cloud {}", settings.cluster.name, cloud.name()));
@@ -75,7 +75,7 @@ fn confirm(cluster: &str, printer: Printer) -> Result<bool, CommandError> {
 }
 
 /// `kos expose SERVICE --node-port P [--port 80] [--delete]`.
-pub fn expose(args: &ExposeArgs, printer: Printer) -> Result<(), CommandError> {
+pub fn expose(args: &ExposeArgs, tls: ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.settings.file)?;
     let how = match (args.delete, args.node_port) {
         (true, _) => Expose::Delete,
@@ -83,7 +83,7 @@ pub fn expose(args: &ExposeArgs, printer: Printer) -> Result<(), CommandError> {
         (false, None) => return Err(CommandError::Invalid("--node-port is required".into())),
     };
     let done = runtime()?.block_on(async {
-        Ok::<_, CommandError>(kos_run::ops::expose(&connect(&settings).await?, &settings, &args.service, how).await?)
+        Ok::<_, CommandError>(kos_run::ops::expose(&connect(&settings, tls).await?, &settings, &args.service, how).await?)
     })?;
     printer.line(done.to_string());
     Ok(())

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 /// Prints the plan; returns how many changes are pending (nodes that cannot be looked at
 /// count: their changes are unknown).
-pub fn plan(args: &PlanArgs, printer: Printer) -> Result<usize, CommandError> {
+pub fn plan(args: &PlanArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<usize, CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
     // JSON alone on stdout: no progress lines then.
     let progress = crate::progress::Progress::new(if args.output == OutputFormat::Json { printer.quiet() } else { printer });
     let reach = Ssh::new(&settings, &state);
     let report = runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
+        let cloud = connect(&settings, tls).await?;
         let looks = Looks { cloud: &cloud, reach: &reach, kube: &kos_kube::client::Connector, reporter: &progress, ssh_wait: Duration::from_secs(args.ssh_wait) };
         Ok::<_, CommandError>(kos_run::plan::plan(&settings, &state, looks).await?)
     })?;

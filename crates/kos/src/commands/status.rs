@@ -9,13 +9,13 @@ use crate::printer::Printer;
 use kos_run::nodes::Ssh;
 use std::time::Duration;
 
-pub fn status(args: &StatusArgs, printer: Printer) -> Result<(), CommandError> {
+pub fn status(args: &StatusArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
     // JSON alone on stdout: no progress lines then.
     let progress = crate::progress::Progress::new(if args.output == OutputFormat::Json { printer.quiet() } else { printer });
     let reach = Ssh::new(&settings, &state);
     let report = runtime()?.block_on(async {
-        let cloud = connect(&settings).await?;
+        let cloud = connect(&settings, tls).await?;
         let wait = Duration::from_secs(args.ssh_wait);
         Ok::<_, CommandError>(kos_run::status::status(&settings, &state, &cloud, &reach, &kos_kube::client::Connector, wait, &progress).await?)
     })?;

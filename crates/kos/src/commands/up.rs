@@ -12,7 +12,7 @@ use kos_run::up::Systems;
 use kos_run::{UpOptions, UpReport};
 use std::time::Duration;
 
-pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
+pub fn up(args: &UpArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
     let json = args.output == OutputFormat::Json;
     // With JSON on stdout, the progress lines go nowhere but the report.
@@ -39,7 +39,7 @@ pub fn up(args: &UpArgs, printer: Printer) -> Result<(), CommandError> {
         // Local inputs first: nothing is created in the cloud for nodes kos could not then
         // reach or provision.
         let local = kos_run::local_inputs(&settings, &options).await?;
-        let cloud = connect(&settings).await?;
+        let cloud = connect(&settings, tls).await?;
         let reach = Ssh::new(&settings, &state);
         let systems = Systems { cloud: &cloud, reach: &reach, kube: &kos_kube::client::Connector, reporter: &progress };
         let (mut report, result) = kos_run::up(&settings, &state, &options, &local, systems).await;

@@ -2,7 +2,8 @@
 //! with the user) and tokens; clouds.yaml with the secrets apart in secure.yaml, `OS_CLOUD`
 //! and plain `OS_*` variables with the `openstack` CLI's precedence (the CLI itself is the
 //! judge); no secret in kos's output, logs or state folder; revoked or expired credentials
-//! as one line naming the cloud and the fix.
+//! as one line naming the cloud and the fix; HTTPS with a private CA (the test cloud's HTTPS
+//! front); credentials without the rights kos needs; a token expiring mid-run.
 
 use crate::cloud_commands::{Cluster, file};
 use crate::support::testbed;
@@ -418,11 +419,18 @@ fn a_deleted_or_expired_application_credential_and_a_revoked_token_are_one_line_
     ];
     // Not the expiring one: Keystone (Zed) gives a token of an application credential with
     // an expiry an `expires_at` without a time zone, which openstack_sdk 0.22 cannot parse
-    // (the login fails until the credential has expired; see the README's Settings).
+    // (the login fails until the credential has expired; see the README's Settings). kos
+    // says so at once, in one line, instead of retrying Keystone as if it did not answer.
     for (name, _) in clouds.iter().filter(|(name, _)| *name != "tc-ac-expiring") {
         let (ok, stdout, stderr) = kos_with(&c, &files.env(name), &["check", "-f", file(&settings)]);
         assert!(ok, "{name} works before it is revoked:\n{stdout}\n{stderr}");
     }
+    let asked = std::time::Instant::now();
+    let (ok, _, stderr) = kos_with(&c, &files.env("tc-ac-expiring"), &["check", "-f", file(&settings)]);
+    let line = stderr.trim();
+    assert!(!ok && line.lines().count() == 1, "an application credential with an expiry, before it expires:\n{stderr}");
+    assert!(line.contains("cannot authenticate to cloud `tc-ac-expiring`") && line.contains("`expires_at` has no time zone") && line.contains("without an expiry"), "{line}");
+    assert!(asked.elapsed().as_secs() < 10, "said at once, not after retries: {:?}", asked.elapsed());
     ac.delete();
     openstack_ok(&["token", "revoke", &tok]);
     std::thread::sleep(expires.saturating_duration_since(std::time::Instant::now()));
@@ -435,4 +443,243 @@ fn a_deleted_or_expired_application_credential_and_a_revoked_token_are_one_line_
         eprintln!("{line}");
     }
     std::fs::remove_file(settings).unwrap(); // nothing to destroy
+}
+
+/// The project user through the test cloud's HTTPS front (`KOS_TEST_CLOUD_TLS`): an https
+/// `auth_url`, the catalog's region of HTTPS endpoints and the front's private CA.
+fn https_cloud() -> Value {
+    let text = std::fs::read_to_string(std::env::var("OS_CLIENT_CONFIG_FILE").unwrap()).unwrap();
+    let all: Value = serde_saphyr::from_str(&text).unwrap();
+    let name = std::env::var("KOS_TEST_CLOUD_TLS").expect("KOS_TEST_CLOUD_TLS (testbed/cloud/up.sh's env.sh sets it)");
+    all["clouds"][name].clone()
+}
+
+/// `kos check` through `env` (and `flags`) must fail with one line containing every one of
+/// `words`; returns the line.
+fn refused_in_one_line(c: &Cluster, settings: &Path, env: &[(&str, &std::ffi::OsStr)], flags: &[&str], words: &[&str]) -> String {
+    let args: Vec<&str> = flags.iter().copied().chain(["check", "-f", file(settings)]).collect();
+    let (ok, stdout, stderr) = kos_with(c, env, &args);
+    assert!(!ok, "kos {args:?} must fail:\n{stdout}\n{stderr}");
+    let line = stderr.trim().to_owned();
+    assert_eq!(line.lines().count(), 1, "one line:\n{stderr}");
+    for word in words {
+        assert!(line.contains(word), "`{word}` missing from: {line}");
+    }
+    line
+}
+
+/// HTTPS with a private CA: the CA in clouds.yaml's `cacert` (and in `OS_CACERT`) carries
+/// check, up --only instances,routes, inventory --list and destroy through the front, and
+/// Nova and Neutron are reached at the catalog's HTTPS endpoints (the front's log counts
+/// them). Without the CA: one line naming the cloud, the URL and the fix. `verify: false`
+/// and `OS_INSECURE` are refused unless `--insecure-skip-tls-verify` is given.
+#[test]
+fn https_with_a_private_ca_runs_check_up_inventory_destroy_and_without_the_ca_says_how_to_give_it() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let settings = c.settings(&["master-1", "worker-1"]);
+    let https = https_cloud();
+    let auth_url = https["auth"]["auth_url"].as_str().unwrap().to_owned();
+    assert!(auth_url.starts_with("https://"), "{https}");
+    let ca = https["cacert"].as_str().unwrap().to_owned();
+    let mut auth = https["auth"].clone();
+    let password = auth.as_object_mut().unwrap().remove("password").unwrap();
+    let with = |extra: Value| {
+        let mut cloud = json!({"auth": auth, "region_name": https["region_name"], "identity_api_version": 3});
+        for (k, v) in extra.as_object().unwrap() {
+            cloud[k] = v.clone();
+        }
+        cloud
+    };
+    let cloud_dir = tempfile::tempdir().unwrap();
+    let files = CloudFiles::write(
+        cloud_dir.path(),
+        json!({
+            "tc-https": with(json!({"cacert": ca})),
+            "tc-https-no-ca": with(json!({})),
+            "tc-https-verify-false": with(json!({"verify": false})),
+        }),
+        json!({
+            "tc-https": {"password": password},
+            "tc-https-no-ca": {"password": password},
+            "tc-https-verify-false": {"password": password},
+        }),
+    );
+    assert!(cli_accepts(&files.env("tc-https"), c.dir.path()), "the openstack CLI refuses cloud tc-https: the test's files are wrong");
+
+    let before = (crate::cloud_client::https_front_requests(18774), crate::cloud_client::https_front_requests(19696));
+    let start = std::time::Instant::now();
+    walk(&c, &settings, &files.env("tc-https"), &[]);
+    let through = (crate::cloud_client::https_front_requests(18774) - before.0, crate::cloud_client::https_front_requests(19696) - before.1);
+    assert!(through.0 >= 4 && through.1 >= 10, "compute and network not reached through the HTTPS front: {through:?}");
+    eprintln!(
+        "tc-https (cacert): check, up --only instances,routes, inventory --list, destroy in {:.1} s; through the front: {} compute and {} network requests",
+        start.elapsed().as_secs_f64(),
+        through.0,
+        through.1
+    );
+
+    // OS_CACERT instead of `cacert:`.
+    let mut env = files.env("tc-https-no-ca");
+    env.push(("OS_CACERT", std::ffi::OsStr::new(&ca)));
+    let (ok, stdout, stderr) = kos_with(&c, &env, &["check", "-f", file(&settings)]);
+    assert!(ok && stdout.contains("0 failed"), "OS_CACERT:\n{stdout}\n{stderr}");
+
+    // No CA: the cloud, the URL and both ways to give it.
+    let line = refused_in_one_line(&c, &settings, &files.env("tc-https-no-ca"), &[], &["cloud `tc-https-no-ca`", "https://127.0.0.1:15000", "cacert:", "OS_CACERT"]);
+    eprintln!("no CA: {line}");
+    // A wrong CA (a CA that did not sign the front's certificate) names the file given.
+    let other_ca = c.dir.path().join("other-ca.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=not the cloud's CA", "-keyout"])
+        .arg(c.dir.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    let mut env = files.env("tc-https-no-ca");
+    env.push(("OS_CACERT", other_ca.as_os_str()));
+    let line = refused_in_one_line(&c, &settings, &env, &[], &["cloud `tc-https-no-ca`", "not even with the CA of cacert", &other_ca.display().to_string()]);
+    eprintln!("wrong CA: {line}");
+
+    // verify: false and OS_INSECURE: refused, naming the flag; with the flag, they work.
+    let words = ["cloud `tc-https-verify-false`", "verify: false", "OS_CACERT", "--insecure-skip-tls-verify"];
+    let line = refused_in_one_line(&c, &settings, &files.env("tc-https-verify-false"), &[], &words);
+    eprintln!("verify: false: {line}");
+    let mut insecure = files.env("tc-https");
+    insecure.push(("OS_INSECURE", std::ffi::OsStr::new("true")));
+    refused_in_one_line(&c, &settings, &insecure, &[], &["cloud `tc-https`", "OS_INSECURE", "--insecure-skip-tls-verify"]);
+    for (what, env) in [("verify: false", files.env("tc-https-verify-false")), ("no CA at all", files.env("tc-https-no-ca"))] {
+        let (ok, stdout, stderr) = kos_with(&c, &env, &["--insecure-skip-tls-verify", "check", "-f", file(&settings)]);
+        assert!(ok && stdout.contains("0 failed"), "{what} with --insecure-skip-tls-verify:\n{stdout}\n{stderr}");
+    }
+    std::fs::remove_file(settings).unwrap(); // nothing left to destroy
+}
+
+/// An application credential whose access rules allow one call only, and one made with the
+/// role `member` alone (Octavia wants `load-balancer_member`): the first call each may not
+/// make fails with a message naming the call, the credential (name and ID) and what kos
+/// needs, instead of the API's bare 401 or 403. (Keystone's access rules are enforced by
+/// keystonemiddleware in each service, which answers 401; Octavia's policy answers 403.)
+#[test]
+fn an_application_credential_with_access_rules_or_restricted_roles_says_what_it_lacks() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let settings = c.settings(&["master-1"]);
+    let rules = r#"[{"service": "compute", "method": "GET", "path": "/v2.1/servers/detail"}]"#;
+    let ruled = AppCredential::create(&format!("kos-it-{}-rules", c.name), &["--access-rules", rules]);
+    let member = AppCredential::create(&format!("kos-it-{}-member", c.name), &["--role", "member"]);
+    let files = CloudFiles::write(
+        c.dir.path(),
+        json!({
+            "tc-ac-rules": cloud("v3applicationcredential", json!({"application_credential_id": ruled.id})),
+            "tc-ac-member": cloud("v3applicationcredential", json!({"application_credential_id": member.id})),
+        }),
+        json!({
+            "tc-ac-rules": {"application_credential_secret": ruled.secret},
+            "tc-ac-member": {"application_credential_secret": member.secret},
+        }),
+    );
+    // Access rules: the login works, the first call outside the rules is refused.
+    let (ok, stdout, stderr) = kos_with(&c, &files.env("tc-ac-rules"), &["check", "-f", file(&settings)]);
+    assert!(!ok, "kos check with access rules allowing one call must fail:\n{stdout}\n{stderr}");
+    for word in ["cloud `tc-ac-rules`", "HTTP 401", &format!("application credential `{}` ({})", ruled.name, ruled.id), "access rules", "--access-rules"] {
+        assert!(stderr.contains(word), "`{word}` missing from:\n{stderr}");
+    }
+    assert!(stderr.contains(" refused GET network/") || stderr.contains(" refused GET image/"), "the refused call is named:\n{stderr}");
+    eprintln!("access rules:\n{}", stderr.trim());
+    // Only the role member: Nova and Neutron work, Octavia refuses (kos destroy lists load
+    // balancers).
+    let (ok, stdout, stderr) = kos_with(&c, &files.env("tc-ac-member"), &["destroy", "--yes", "-f", file(&settings)]);
+    assert!(!ok, "kos destroy without load-balancer_member must fail:\n{stdout}\n{stderr}");
+    for word in [
+        "cloud `tc-ac-member`",
+        "load-balancer refused",
+        "GET load-balancer/lbaas/loadbalancers",
+        "HTTP 403",
+        &format!("application credential `{}` ({})", member.name, member.id),
+        "roles member in project",
+        "kos needs the roles member and load-balancer_member",
+        "--role",
+    ] {
+        assert!(stderr.contains(word), "`{word}` missing from:\n{stderr}");
+    }
+    eprintln!("restricted roles:\n{}", stderr.trim());
+    std::fs::remove_file(settings).unwrap(); // nothing was created
+}
+
+/// A token that expires in the middle of a long `kos up`. Played by the test bed's fault
+/// proxy (`faultproxy.py --expire-tokens-after`), not by a short Keystone `[token]
+/// expiration`: the test cloud's Keystone is shared by its own services, whose tokens would
+/// expire as fast. After 15 requests that carried a token, the proxy treats every token
+/// Keystone issued so far as expired: the services answer it 401, Keystone refuses a login
+/// presenting it, exactly what kos meets when a real token runs out. A password and an
+/// application credential are renewed without the user seeing anything (`kos up --only
+/// instances,routes` and `kos destroy` succeed, the proxy counts the expired answers it
+/// gave); a token login cannot be renewed and says so in its message.
+#[test]
+fn a_token_expiring_during_kos_up_is_renewed_for_password_and_application_credential_logins() {
+    if !testbed("KOS_TEST_CLOUD", HOW) {
+        return;
+    }
+    let c = Cluster::new();
+    let settings = c.settings(&["master-1", "worker-1"]);
+    let ac = AppCredential::create(&format!("kos-it-{}-renew", c.name), &[]);
+    let p = project_cloud()["auth"].clone();
+    let project = json!({"project_name": p["project_name"], "project_domain_name": p["project_domain_name"]});
+    let mut password = project.clone();
+    for key in ["username", "user_domain_name", "password"] {
+        password[key] = p[key].clone();
+    }
+    let cases = [
+        ("tc-password", "password", password),
+        ("tc-ac-id", "v3applicationcredential", json!({"application_credential_id": ac.id, "application_credential_secret": ac.secret})),
+        ("tc-token", "v3token", json!({"token": token(), "project_name": p["project_name"], "project_domain_name": p["project_domain_name"]})),
+    ];
+    for (name, auth_type, auth) in cases {
+        let dir = c.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let proxy = crate::cloud_commands::FaultProxy::start_with(&dir, &["--every", "0", "--expire-tokens-after", "15"]);
+        // The proxy's cloud (every endpoint through it) with this login.
+        let all: Value = serde_saphyr::from_str(&std::fs::read_to_string(&proxy.clouds_yaml).unwrap()).unwrap();
+        let mut cloud = all["clouds"]["testbed-faulty"].clone();
+        let auth_url = cloud["auth"]["auth_url"].clone();
+        cloud["auth"] = auth;
+        cloud["auth"]["auth_url"] = auth_url;
+        cloud["auth_type"] = json!(auth_type);
+        let clouds_yaml = dir.join("clouds.yaml");
+        std::fs::write(&clouds_yaml, json!({"clouds": {name: cloud}}).to_string()).unwrap();
+        let env = [("OS_CLIENT_CONFIG_FILE", clouds_yaml.as_os_str()), ("OS_CLOUD", std::ffi::OsStr::new(name))];
+        let start = std::time::Instant::now();
+        let (ok, stdout, stderr) = kos_with(&c, &env, &["up", "--only", "instances,routes", "-f", file(&settings)]);
+        let expired = proxy.count("expired");
+        assert!(expired >= 1, "{name}: the proxy never answered an expired token (the run ended before 15 requests?):\n{stdout}\n{stderr}");
+        if auth_type == "v3token" {
+            assert!(!ok, "{name}: a token login cannot be renewed, kos up must fail:\n{stdout}\n{stderr}");
+            for word in [&format!("cloud `{name}`") as &str, "HTTP 401", "expired or was revoked during the run", "cannot be renewed", "openstack token issue"] {
+                assert!(stderr.contains(word), "{name}: `{word}` missing from:\n{stderr}");
+            }
+            eprintln!("{name}: {expired} expired answers, then:\n{}", stderr.trim());
+            // What the failed run made goes with a login that works.
+            let (ok, stdout, stderr) = c.kos(&["destroy", "--yes", "-f", file(&settings)]);
+            assert!(ok, "destroy after the token run:\n{stdout}\n{stderr}");
+        } else {
+            assert!(ok, "{name}: kos up must survive its token expiring:\n{stdout}\n{stderr}");
+            assert_eq!(stdout.matches("instances: create server of ").count(), 2, "{stdout}");
+            assert!(!stderr.contains("401"), "{name}: the renewal must not show:\n{stderr}");
+            let (ok, stdout, stderr) = kos_with(&c, &env, &["destroy", "--yes", "-f", file(&settings)]);
+            assert!(ok, "{name}: destroy:\n{stdout}\n{stderr}");
+            eprintln!(
+                "{name}: up --only instances,routes and destroy in {:.1} s, {expired} expired-token answers absorbed, {} requests forwarded",
+                start.elapsed().as_secs_f64(),
+                proxy.count("forwarded")
+            );
+        }
+        assert!(c.servers().is_empty(), "{name}: servers left");
+    }
 }

@@ -2,6 +2,11 @@
 //! cloud, as the project user: every method of the `Cloud` trait is called for real, on
 //! resources named and tagged uniquely per run, and every test deletes what it made (also
 //! when it fails half-way) and then checks that nothing with its tag is left.
+//!
+//! They run through the test cloud's HTTPS front (`KOS_TEST_CLOUD_TLS`: Keystone's catalog
+//! region of HTTPS endpoints, trusted through the private CA in clouds.yaml's `cacert`), so
+//! every method of the client is proven over TLS once; the command tests (`cloud_commands`,
+//! `cloud_auth`) reach the same services over plain HTTP.
 
 use kos_cloud::api::{LoadBalancerSpec, PortFilter, PortSpec, RuleSpec, ServerSpec};
 use kos_cloud::model::{Route, Server};
@@ -19,10 +24,21 @@ fn cloud_is_up() -> bool {
     support::testbed("KOS_TEST_CLOUD", HOW_TO_START)
 }
 
-/// The project user's cloud (`with-cloud.sh` exports `OS_CLIENT_CONFIG_FILE`, `OS_CLOUD`).
+/// The project user's cloud through the HTTPS front, in the clouds.yaml `with-cloud.sh`
+/// exports (`OS_CLIENT_CONFIG_FILE`).
+fn cloud_name() -> String {
+    std::env::var("KOS_TEST_CLOUD_TLS").expect("KOS_TEST_CLOUD_TLS (testbed/cloud/up.sh's env.sh sets it)")
+}
+
 async fn connect() -> OpenStackCloud {
-    let name = std::env::var("KOS_TEST_CLOUD_USER").expect("KOS_TEST_CLOUD_USER (with-cloud.sh sets it)");
-    OpenStackCloud::connect(Some(&name)).await.unwrap_or_else(|e| panic!("connect: {e}"))
+    OpenStackCloud::connect(Some(&cloud_name())).await.unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+/// Requests the HTTPS front forwarded so far to the service on `front_port` (its log has a
+/// line per request, starting with the port it came in on).
+pub fn https_front_requests(front_port: u16) -> usize {
+    let log = std::path::Path::new(&std::env::var("TC_HOME").expect("TC_HOME")).join("log/tls-front.log");
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.starts_with(&format!("{front_port} \""))).count()
 }
 
 /// A name no other test run uses: `kos-it-<what>-<pid>-<millis>`.
@@ -71,8 +87,9 @@ async fn cloud_client_discovers_the_seeded_cloud() {
     if !cloud_is_up() {
         return;
     }
+    let (compute, network) = (https_front_requests(18774), https_front_requests(19696));
     let cloud = connect().await;
-    assert_eq!(cloud.name(), std::env::var("KOS_TEST_CLOUD_USER").unwrap());
+    assert_eq!(cloud.name(), cloud_name());
 
     let services = cloud.services().await.unwrap();
     for s in ["compute", "network", "image", "load-balancer", "identity"] {
@@ -117,6 +134,8 @@ async fn cloud_client_discovers_the_seeded_cloud() {
     assert_eq!((q.ports.limit, q.floating_ips.limit, q.security_groups.limit, q.security_group_rules.limit), (100, 25, 10, 100));
     assert!(q.ports.used >= 1, "the router's interface is a port: {q:?}");
     assert_eq!(cloud.max_routes().await.unwrap(), None);
+    // Nova and Neutron were reached at the catalog's HTTPS endpoints, through the front.
+    assert!(https_front_requests(18774) > compute && https_front_requests(19696) > network, "compute and network not reached over HTTPS");
 
     eprintln!("discovery: {} API calls", cloud.api_calls());
 }
@@ -334,7 +353,7 @@ async fn cloud_client_bad_password_is_an_auth_error_naming_the_cloud() {
     if !cloud_is_up() {
         return;
     }
-    let name = std::env::var("KOS_TEST_CLOUD_USER").unwrap();
+    let name = cloud_name();
     let file = std::env::var("OS_CLIENT_CONFIG_FILE").expect("OS_CLIENT_CONFIG_FILE");
     // A good login first: with the SDK's token cache on, the bad one below would succeed.
     OpenStackCloud::connect_file(file.as_ref(), &name).await.unwrap();

@@ -306,10 +306,10 @@ fn up_with_a_bad_local_input_leaves_the_cloud_untouched() {
 }
 
 /// The fault-injecting proxy of the test bed in front of every API kos uses; killed on drop.
-struct FaultProxy {
+pub struct FaultProxy {
     child: std::process::Child,
     state: PathBuf,
-    clouds_yaml: PathBuf,
+    pub clouds_yaml: PathBuf,
 }
 
 impl FaultProxy {
@@ -317,6 +317,11 @@ impl FaultProxy {
     /// 503, 429 with Retry-After, 502) and write a clouds.yaml whose cloud `testbed-faulty`
     /// reaches Keystone, Nova, Neutron, Glance and Octavia only through it.
     fn start(dir: &Path, every: u32) -> FaultProxy {
+        Self::start_with(dir, &["--every", &every.to_string()])
+    }
+
+    /// [`FaultProxy::start`] with the proxy's options `options` (e.g. `--expire-tokens-after`).
+    pub fn start_with(dir: &Path, options: &[&str]) -> FaultProxy {
         let services = [("identity", 5000, "/v3"), ("compute", 8774, "/v2.1"), ("network", 9696, "/v2.0"), ("image", 9292, "/v2"), ("load_balancer", 9876, "/v2")];
         let ports: Vec<(u16, u16)> = services.iter().map(|(_, up, _)| (crate::support::free_port(), *up)).collect();
         let state = dir.join("faultproxy.json");
@@ -324,8 +329,7 @@ impl FaultProxy {
         cmd.arg(crate::support::repo_root().join("testbed/cloud/faultproxy.py"))
             .arg("--state")
             .arg(&state)
-            .arg("--every")
-            .arg(every.to_string())
+            .args(options)
             .args(ports.iter().map(|(l, u)| format!("{l}={u}")))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::from(std::fs::File::create(dir.join("faultproxy.log")).unwrap()));
@@ -356,8 +360,13 @@ impl FaultProxy {
     }
 
     fn faults(&self) -> u64 {
+        self.count("faults")
+    }
+
+    /// One of the proxy's counters (`faults`, `forwarded`, `expired`).
+    pub fn count(&self, what: &str) -> u64 {
         let text = std::fs::read_to_string(&self.state).unwrap_or_default();
-        serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["faults"].as_u64()).unwrap_or(0)
+        serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v[what].as_u64()).unwrap_or(0)
     }
 }
 
