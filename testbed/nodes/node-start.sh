@@ -21,10 +21,12 @@
 # A trap that only sets a flag cannot fail, and the wait below wakes up at least once a second, so a
 # signal that lands between the flag check and `wait` is not lost either.
 # A Nova reboot is also written down: node.sh reboot leaves `reboot` in $d/request before its HUP, and
-# the loop reads that file every second. In 2 of 2 soak runs of 2026-11-26 (load ~6, two test beds) a
-# HUP sent 60 s after a node's boot (after a hypervisor restart) left no trace at all: the supervisor
-# never asked for the reboot, which it logs, while the node's systemd took the poweroff signal a
-# minute later at once. The file does not depend on the signal reaching the trap.
+# the loop reads that file every second, so a reboot does not depend on the trap. Why (the soak's
+# "node C rebooted" timeouts of 2026-11-26): a signal that is ignored when a non-interactive bash
+# starts cannot be trapped, silently. The soak ran under `nohup`, which ignores SIGHUP for every
+# descendant: the trap never fired and every Nova reboot was lost (the request file's log line said
+# `trap seen: again=0` in each soak run, `again=1` in a test bed started without nohup). node.sh now
+# also starts the supervisor with HUP, TERM and INT at their defaults (`env --default-signal`).
 set -euo pipefail
 stop=0; again=0; child=
 trap 'stop=1' TERM INT

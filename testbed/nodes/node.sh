@@ -19,7 +19,10 @@ sup() { cat "$d/pid" 2>/dev/null; }
 
 power_on() {
   alive "$(sup)" && return 0
-  setsid "$TB_NODES_DIR/node-start.sh" "$id" </dev/null >>"$d/console.log" 2>&1 &
+  # Default dispositions for the signals the supervisor traps: a signal ignored when a bash
+  # script starts cannot be trapped, and a test bed started under `nohup` (or by a runner
+  # that ignores SIGHUP) handed that to every node's supervisor: Nova reboots were ignored.
+  setsid env --default-signal=HUP,TERM,INT "$TB_NODES_DIR/node-start.sh" "$id" </dev/null >>"$d/console.log" 2>&1 &
   echo $! >"$d/pid"
 }
 power_off() {    # clean poweroff through the supervisor; the node's PID 1 is killed if it hangs
