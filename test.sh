@@ -25,7 +25,8 @@ say "building"
 cargo nextest run --workspace --no-run
 # The lints (workspace [lints]: no unwrap/expect outside tests, no print outside the
 # printer, no unsafe) are part of the tests: a warning fails the run.
-say "clippy"
+say "format and clippy"
+cargo fmt --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 
 if [ "${KOS_TESTBED:-1}" = 1 ]; then

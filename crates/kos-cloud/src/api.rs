@@ -139,7 +139,12 @@ pub trait Cloud: Send + Sync {
     fn load_balancers(&self) -> impl Future<Output = CloudResult<Vec<LoadBalancer>>> + Send;
 
     // ---- changes ---------------------------------------------------------------------
-    fn create_security_group(&self, name: &str, description: &str, tags: &[String]) -> impl Future<Output = CloudResult<SecurityGroup>> + Send;
+    fn create_security_group(
+        &self,
+        name: &str,
+        description: &str,
+        tags: &[String],
+    ) -> impl Future<Output = CloudResult<SecurityGroup>> + Send;
     fn add_security_group_rule(&self, group_id: &str, rule: &RuleSpec) -> impl Future<Output = CloudResult<()>> + Send;
     fn delete_security_group(&self, id: &str) -> impl Future<Output = CloudResult<()>> + Send;
 
@@ -170,7 +175,12 @@ pub trait Cloud: Send + Sync {
     /// when it is `ACTIVE`.
     fn create_load_balancer(&self, spec: &LoadBalancerSpec) -> impl Future<Output = CloudResult<LoadBalancer>> + Send;
     /// Replace the pool's members (idempotent re-exposure).
-    fn set_load_balancer_members(&self, id: &str, member_port: u16, members: &[(String, Ipv4Addr)]) -> impl Future<Output = CloudResult<()>> + Send;
+    fn set_load_balancer_members(
+        &self,
+        id: &str,
+        member_port: u16,
+        members: &[(String, Ipv4Addr)],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
     /// Cascade delete; returns when gone.
     fn delete_load_balancer(&self, id: &str) -> impl Future<Output = CloudResult<()>> + Send;
 }

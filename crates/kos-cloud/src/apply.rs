@@ -9,7 +9,7 @@
 
 use crate::api::{Cloud, CloudError, PortFilter, PortSpec, RuleSpec, ServerSpec};
 use crate::model::{Flavor, Network, Route, Router, Subnet};
-use crate::reconcile::{cluster_tag, node_changes, node_tag, route_changes, routes_after, ClusterResources, NodeChange, RouteChange};
+use crate::reconcile::{ClusterResources, NodeChange, RouteChange, cluster_tag, node_changes, node_tag, route_changes, routes_after};
 use kos_core::plan::{ClusterPlan, NodePlan};
 use kos_core::settings::Settings;
 use std::collections::{BTreeMap, BTreeSet};
@@ -207,7 +207,11 @@ pub async fn find_security_group<C: Cloud>(cloud: &C, cluster: &str) -> Result<O
 }
 
 /// What the group needs (pure): `None` when it is complete.
-pub fn security_group_change(settings: &Settings, plan: &ClusterPlan, group: Option<&crate::model::SecurityGroup>) -> Option<SecurityGroupChange> {
+pub fn security_group_change(
+    settings: &Settings,
+    plan: &ClusterPlan,
+    group: Option<&crate::model::SecurityGroup>,
+) -> Option<SecurityGroupChange> {
     let name = format!("{}-nodes", plan.cluster);
     let rules = security_group_rules(settings, plan);
     let Some(group) = group else {
@@ -285,9 +289,15 @@ pub enum CloudChange {
     AddRoute(Route),
     RemoveRoute(Route),
     /// A port or floating IP whose create was interrupted before its tags were set.
-    CompleteTags { kind: &'static str, name: String },
+    CompleteTags {
+        kind: &'static str,
+        name: String,
+    },
     /// A server that booted into ERROR, deleted and created once more.
-    RetryServer { node: String, fault: String },
+    RetryServer {
+        node: String,
+        fault: String,
+    },
 }
 
 impl std::fmt::Display for CloudChange {
@@ -537,8 +547,20 @@ fn first_ip(p: &crate::model::Port) -> String {
 
 /// Create the server and wait for ACTIVE; a server in ERROR is deleted and created once
 /// more (reported in `lines`) before giving up with Nova's fault. Returns the server's state.
-async fn boot<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, node: &NodePlan, port_id: &str, lines: &mut Vec<Done>) -> Result<String, ApplyError> {
-    let flavor_name = ctx.settings.nodes.iter().find(|n| n.name == node.name).and_then(|n| n.flavor.clone()).unwrap_or_else(|| ctx.settings.cloud.flavor.clone());
+async fn boot<C: Cloud>(
+    cloud: &C,
+    ctx: NodeContext<'_>,
+    node: &NodePlan,
+    port_id: &str,
+    lines: &mut Vec<Done>,
+) -> Result<String, ApplyError> {
+    let flavor_name = ctx
+        .settings
+        .nodes
+        .iter()
+        .find(|n| n.name == node.name)
+        .and_then(|n| n.flavor.clone())
+        .unwrap_or_else(|| ctx.settings.cloud.flavor.clone());
     let flavor_id = ctx.resolved.flavors.get(&flavor_name).map(|f| f.id.clone()).unwrap_or(flavor_name);
     let spec = ServerSpec {
         name: node.server_name.clone(),

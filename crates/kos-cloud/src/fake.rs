@@ -193,9 +193,8 @@ impl Cloud for FakeCloud {
         Ok(self.with("floating_ips", |s| s.floating_ips.values().filter(|f| tags.iter().all(|t| f.tags.contains(t))).cloned().collect()))
     }
     async fn security_groups(&self, tags: &[String]) -> CloudResult<Vec<SecurityGroup>> {
-        Ok(self.with("security_groups", |s| {
-            s.security_groups.values().filter(|g| tags.iter().all(|t| g.tags.contains(t))).cloned().collect()
-        }))
+        Ok(self
+            .with("security_groups", |s| s.security_groups.values().filter(|g| tags.iter().all(|t| g.tags.contains(t))).cloned().collect()))
     }
     async fn load_balancers(&self) -> CloudResult<Vec<LoadBalancer>> {
         Ok(self.with("load_balancers", |s| s.load_balancers.values().cloned().collect()))
@@ -272,7 +271,13 @@ impl Cloud for FakeCloud {
     async fn create_server(&self, spec: &ServerSpec) -> CloudResult<Server> {
         self.with("create_server", |s| {
             if s.servers.len() as i64 >= s.instance_quota {
-                return Err(CloudError::Quota { message: format!("Quota exceeded for instances: Requested 1, but already used {} of {} instances", s.servers.len(), s.instance_quota) });
+                return Err(CloudError::Quota {
+                    message: format!(
+                        "Quota exceeded for instances: Requested 1, but already used {} of {} instances",
+                        s.servers.len(),
+                        s.instance_quota
+                    ),
+                });
             }
             let id = s.id("server");
             let failed = match s.failing_boots.get_mut(&spec.name) {

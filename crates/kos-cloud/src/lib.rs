@@ -10,8 +10,8 @@ pub mod apply;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod model;
-pub mod ops;
 pub mod openstack;
+pub mod ops;
 pub mod reconcile;
 
 pub use api::{Cloud, CloudError};

@@ -188,10 +188,7 @@ impl OpenStackCloud {
     }
 
     async fn tags_on_create(&self) -> CloudResult<bool> {
-        self.tags_on_create
-            .get_or_try_init(|| async { Ok(self.network_extensions().await?.contains("tag-creation")) })
-            .await
-            .copied()
+        self.tags_on_create.get_or_try_init(|| async { Ok(self.network_extensions().await?.contains("tag-creation")) }).await.copied()
     }
 
     /// Create a Neutron resource carrying `tags`: in the create body when Neutron takes it
@@ -395,7 +392,12 @@ async fn discover_versions(session: &AsyncOpenStack, cloud: &str, config: &Cloud
             .find_map(|(service, result)| result.err().map(|err| (service, err)));
         if let Some((service, err)) = &failed {
             if let Some((url, tls)) = transport::tls_failure(err) {
-                return Err(transport::untrusted(cloud, &url.unwrap_or_else(|| format!("the {service} endpoint")), &tls, config.cacert.as_deref()));
+                return Err(transport::untrusted(
+                    cloud,
+                    &url.unwrap_or_else(|| format!("the {service} endpoint")),
+                    &tls,
+                    config.cacert.as_deref(),
+                ));
             }
             if let openstack_sdk::OpenStackError::Discovery { url, .. } = err
                 && let Some(untrusted) = auth::tls_probe(cloud, config, url).await
@@ -407,7 +409,11 @@ async fn discover_versions(session: &AsyncOpenStack, cloud: &str, config: &Cloud
         let Some((service, message)) = failed else { return Ok(()) };
         let wait = policy.delay(attempt, None, transport::jitter());
         if !policy.should_retry(attempt, true, &transport::Transient::Connect) || start.elapsed() + wait > policy.budget {
-            return Err(CloudError::Unavailable { service, attempts: attempt, message: format!("version discovery on cloud `{cloud}`: {message}") });
+            return Err(CloudError::Unavailable {
+                service,
+                attempts: attempt,
+                message: format!("version discovery on cloud `{cloud}`: {message}"),
+            });
         }
         tracing::warn!(cloud, service, attempt, "version discovery failed, retrying: {message}");
         tokio::time::sleep(wait).await;
@@ -420,7 +426,9 @@ fn connect_error_is_transient(err: &openstack_sdk::OpenStackError) -> bool {
     use openstack_sdk::{AuthError, OpenStackError};
     if matches!(
         err,
-        OpenStackError::Discovery { .. } | OpenStackError::Communication { .. } | OpenStackError::AuthError { source: AuthError::Reqwest { .. } }
+        OpenStackError::Discovery { .. }
+            | OpenStackError::Communication { .. }
+            | OpenStackError::AuthError { source: AuthError::Reqwest { .. } }
     ) {
         return true;
     }
@@ -469,7 +477,6 @@ fn members_json(members: &[(String, Ipv4Addr)], port: u16, subnet_id: Option<&st
         })
         .collect()
 }
-
 
 impl Cloud for OpenStackCloud {
     fn name(&self) -> &str {
@@ -677,8 +684,7 @@ impl Cloud for OpenStackCloud {
         body.insert("security_groups".into(), json!(spec.security_group_ids));
         let pairs: Vec<_> = spec.allowed_address_pairs.iter().map(|c| json!({"ip_address": c})).collect();
         body.insert("allowed_address_pairs".into(), json!(pairs));
-        let port: wire::WirePort =
-            self.create_tagged("ports", "port", body, &spec.tags, &format!("create port `{}`", spec.name)).await?;
+        let port: wire::WirePort = self.create_tagged("ports", "port", body, &spec.tags, &format!("create port `{}`", spec.name)).await?;
         Ok(port.into())
     }
 
@@ -726,11 +732,11 @@ impl Cloud for OpenStackCloud {
         let call = Call::post(Service::Compute, "servers", json!({ "server": server }));
         let action = format!("create server `{}`", spec.name);
         let created: serde_json::Value = self.t().json(&call, &action).await?;
-        let id = created
-            .get("server")
-            .and_then(|s| s.get("id"))
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| CloudError::Refused { service: "compute", action: action.clone(), message: "no server ID in the answer".into() })?;
+        let id = created.get("server").and_then(|s| s.get("id")).and_then(|v| v.as_str()).ok_or_else(|| CloudError::Refused {
+            service: "compute",
+            action: action.clone(),
+            message: "no server ID in the answer".into(),
+        })?;
         Ok(Server {
             id: id.to_owned(),
             name: spec.name.clone(),
@@ -829,8 +835,8 @@ impl Cloud for OpenStackCloud {
             action: "replace routes".into(),
             message: e.to_string(),
         })?;
-        let call = Call::put(Service::Network, format!("routers/{router_id}"), json!({"router": {"routes": all}}))
-            .header("If-Match", if_match);
+        let call =
+            Call::put(Service::Network, format!("routers/{router_id}"), json!({"router": {"routes": all}})).header("If-Match", if_match);
         let action = format!("replace the routes of router {router_id}");
         let reply = self.t().send(&call).await?;
         match reply.status {
@@ -914,7 +920,11 @@ impl Cloud for OpenStackCloud {
                     return Err(CloudError::Unavailable {
                         service: "load-balancer",
                         attempts: polls,
-                        message: format!("load balancer {id} still {} after {} s", lb.loadbalancer.provisioning_status, LB_TIMEOUT.as_secs()),
+                        message: format!(
+                            "load balancer {id} still {} after {} s",
+                            lb.loadbalancer.provisioning_status,
+                            LB_TIMEOUT.as_secs()
+                        ),
                     });
                 }
                 Some(_) => tokio::time::sleep(POLL).await,

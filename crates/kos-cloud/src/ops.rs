@@ -2,12 +2,12 @@
 //! the preflight check, and teardown. The binary prints what these return.
 
 use crate::api::{Cloud, CloudError, PortFilter};
-use crate::apply::{discover, ApplyError};
+use crate::apply::{ApplyError, discover};
 use crate::model::{LoadBalancer, Route};
 use crate::reconcile::cluster_tag;
-use kos_core::plan::{marks, ClusterPlan};
+use kos_core::plan::{ClusterPlan, marks};
 use kos_core::settings::Settings;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -130,8 +130,10 @@ struct Seen {
 impl Seen {
     async fn fetch<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Seen {
         let c = &settings.cloud;
-        let flavor_names: BTreeSet<&String> = std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
-        let flavors = futures_util::future::join_all(flavor_names.into_iter().map(|name| async move { (name.clone(), cloud.flavor(name).await) }));
+        let flavor_names: BTreeSet<&String> =
+            std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
+        let flavors =
+            futures_util::future::join_all(flavor_names.into_iter().map(|name| async move { (name.clone(), cloud.flavor(name).await) }));
         let network = async {
             let n = cloud.network(&c.network).await?;
             let subnets = cloud.subnets(&n.id).await;
@@ -208,8 +210,12 @@ fn check_names(seen: &Seen, out: &mut Vec<Finding>) -> Names {
         Err(e) => out.push(fail(format!("network: {e}"), crate::apply::fixes::NETWORK)),
     }
     match &seen.router {
-        Ok(r) if r.external_network_id.is_some() => out.push(ok(format!("router {} with an external gateway, {} route(s)", r.name, r.routes.len()))),
-        Ok(r) => out.push(warn(format!("router {} has no external gateway", r.name), "pods and nodes will not reach outside the tenant network")),
+        Ok(r) if r.external_network_id.is_some() => {
+            out.push(ok(format!("router {} with an external gateway, {} route(s)", r.name, r.routes.len())))
+        }
+        Ok(r) => {
+            out.push(warn(format!("router {} has no external gateway", r.name), "pods and nodes will not reach outside the tenant network"))
+        }
         Err(e) => out.push(fail(format!("router: {e}"), crate::apply::fixes::ROUTER)),
     }
     if let Some((_, pool)) = &seen.pool {
@@ -236,14 +242,23 @@ fn check_extensions(seen: &Seen, out: &mut Vec<Finding>) {
             out.push(if ext.contains("extraroute-atomic") {
                 ok("Neutron extraroute-atomic: routes are added and removed one by one")
             } else if ext.contains("extraroute") {
-                warn("Neutron has extraroute but not extraroute-atomic", "kos replaces the router's route list guarded by its revision (If-Match), keeping foreign routes")
+                warn(
+                    "Neutron has extraroute but not extraroute-atomic",
+                    "kos replaces the router's route list guarded by its revision (If-Match), keeping foreign routes",
+                )
             } else {
-                fail("Neutron has no extraroute extension", "pods cannot be routed between nodes: ask the operators to enable the extraroute service plugin")
+                fail(
+                    "Neutron has no extraroute extension",
+                    "pods cannot be routed between nodes: ask the operators to enable the extraroute service plugin",
+                )
             });
             out.push(if ext.contains("allowed-address-pairs") {
                 ok("Neutron allowed-address-pairs: pod addresses pass the nodes' ports")
             } else {
-                fail("Neutron has no allowed-address-pairs", "anti-spoofing would drop pod traffic: ask for the extension, or disable port security on the node ports")
+                fail(
+                    "Neutron has no allowed-address-pairs",
+                    "anti-spoofing would drop pod traffic: ask for the extension, or disable port security on the node ports",
+                )
             });
             out.push(if ext.contains("port-security") {
                 ok("Neutron port-security")
@@ -263,14 +278,21 @@ fn check_extensions(seen: &Seen, out: &mut Vec<Finding>) {
 }
 
 /// Room in the project's quotas for the nodes still to be made.
-fn check_quotas(settings: &Settings, plan: &ClusterPlan, seen: &Seen, flavors: &BTreeMap<String, crate::model::Flavor>, out: &mut Vec<Finding>) {
+fn check_quotas(
+    settings: &Settings,
+    plan: &ClusterPlan,
+    seen: &Seen,
+    flavors: &BTreeMap<String, crate::model::Flavor>,
+    out: &mut Vec<Finding>,
+) {
     let c = &settings.cloud;
     let new_nodes: Vec<_> = plan.nodes.iter().filter(|n| seen.have.as_ref().is_none_or(|h| !h.servers.contains_key(&n.name))).collect();
     match &seen.quotas {
         Ok(q) => {
             let n = new_nodes.len() as i64;
             let flavor_of = |node: &str| {
-                let name = settings.nodes.iter().find(|s| s.name == node).and_then(|s| s.flavor.clone()).unwrap_or_else(|| c.flavor.clone());
+                let name =
+                    settings.nodes.iter().find(|s| s.name == node).and_then(|s| s.flavor.clone()).unwrap_or_else(|| c.flavor.clone());
                 flavors.get(&name).cloned()
             };
             let cores: i64 = new_nodes.iter().filter_map(|x| flavor_of(&x.name)).map(|f| i64::from(f.vcpus)).sum();
@@ -385,13 +407,24 @@ pub async fn find_teardown<C: Cloud>(cloud: &C, settings: &Settings) -> Result<T
         floating_ips: have.floating_ips.iter().map(|f| (f.id.clone(), f.floating_ip_address)).collect(),
         servers: have.servers.values().map(|s| (s.id.clone(), s.name.clone())).collect(),
         ports: ports.into_iter().map(|p| (p.id, p.name)).collect(),
-        security_groups: cloud.security_groups(&tag).await.map_err(err("list security groups"))?.into_iter().map(|g| (g.id, g.name)).collect(),
+        security_groups: cloud
+            .security_groups(&tag)
+            .await
+            .map_err(err("list security groups"))?
+            .into_iter()
+            .map(|g| (g.id, g.name))
+            .collect(),
     })
 }
 
 /// Delete in dependency order: load balancers, routes, floating IPs, servers (waiting
 /// until gone), ports, security groups. Returns what is left (must be empty).
-pub async fn destroy<C: Cloud>(cloud: &C, settings: &Settings, found: &Teardown, waits: crate::apply::Waits) -> Result<Teardown, ApplyError> {
+pub async fn destroy<C: Cloud>(
+    cloud: &C,
+    settings: &Settings,
+    found: &Teardown,
+    waits: crate::apply::Waits,
+) -> Result<Teardown, ApplyError> {
     let err = |what: String| move |source| ApplyError::Cloud { what, source };
     for lb in &found.load_balancers {
         cloud.delete_load_balancer(&lb.id).await.map_err(err(format!("delete load balancer {}", lb.name)))?;

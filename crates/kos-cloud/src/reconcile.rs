@@ -7,7 +7,7 @@
 //! node addresses. Every other route — another cluster's, a human's — is kept.
 
 use crate::model::{FloatingIp, Port, Route, Router, Server};
-use kos_core::plan::{marks, ClusterPlan, NodePlan, Observed, ObservedNode};
+use kos_core::plan::{ClusterPlan, NodePlan, Observed, ObservedNode, marks};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
@@ -132,7 +132,9 @@ impl std::fmt::Display for NodeChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let text = match self {
             NodeChange::CreatePort { node } => format!("create port of {node} (its pod CIDR as allowed address pair)"),
-            NodeChange::SetAddressPairs { node, cidrs, .. } => format!("set allowed address pairs of {node}'s port to {}", cidrs.join(", ")),
+            NodeChange::SetAddressPairs { node, cidrs, .. } => {
+                format!("set allowed address pairs of {node}'s port to {}", cidrs.join(", "))
+            }
             NodeChange::CreateServer { node } => format!("create server of {node}"),
             NodeChange::RecreateServer { node, fault, .. } => {
                 format!("re-create server of {node} (ERROR{})", fault.as_ref().map(|f| format!(": {f}")).unwrap_or_default())
@@ -140,7 +142,9 @@ impl std::fmt::Display for NodeChange {
             NodeChange::AttachFloatingIp { node, reuse } => {
                 format!("{} floating IP for {node}", if reuse.is_some() { "attach a free" } else { "allocate a" })
             }
-            NodeChange::DeleteStrayPort { name, port_id } => format!("delete stray port {name} ({port_id}): a second, unattached port of its node"),
+            NodeChange::DeleteStrayPort { name, port_id } => {
+                format!("delete stray port {name} ({port_id}): a second, unattached port of its node")
+            }
             NodeChange::Remove { node, .. } => format!("remove {node} (no longer in the settings: its server, port, floating IP, routes)"),
         };
         f.write_str(&text)
@@ -165,11 +169,9 @@ pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChan
         }
         match have.servers.get(&node.name) {
             None => changes.push(NodeChange::CreateServer { node: node.name.clone() }),
-            Some(s) if s.status == "ERROR" => changes.push(NodeChange::RecreateServer {
-                node: node.name.clone(),
-                server_id: s.id.clone(),
-                fault: s.fault.clone(),
-            }),
+            Some(s) if s.status == "ERROR" => {
+                changes.push(NodeChange::RecreateServer { node: node.name.clone(), server_id: s.id.clone(), fault: s.fault.clone() })
+            }
             Some(_) => {}
         }
         if node.wants_floating_ip && !has_floating_ip(node, have) {
@@ -197,9 +199,7 @@ pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChan
 }
 
 fn has_floating_ip(node: &NodePlan, have: &ClusterResources) -> bool {
-    have.ports
-        .get(&node.name)
-        .is_some_and(|p| have.floating_ips.iter().any(|f| f.port_id.as_deref() == Some(p.id.as_str())))
+    have.ports.get(&node.name).is_some_and(|p| have.floating_ips.iter().any(|f| f.port_id.as_deref() == Some(p.id.as_str())))
 }
 
 /// How to bring the router's routes to the plan.
@@ -217,11 +217,8 @@ pub enum RouteChange {
 /// Routes are "ours" when the destination lies in this cluster's pod range and the next
 /// hop is one of this cluster's node addresses (current or past ports of the cluster).
 pub fn route_changes(plan: &ClusterPlan, router: &Router, node_addresses: &BTreeSet<Ipv4Addr>, atomic: bool) -> RouteChange {
-    let desired: BTreeSet<Route> = plan
-        .nodes
-        .iter()
-        .filter_map(|n| n.fixed_ip.map(|ip| Route { destination: n.pod_cidr, nexthop: ip }))
-        .collect();
+    let desired: BTreeSet<Route> =
+        plan.nodes.iter().filter_map(|n| n.fixed_ip.map(|ip| Route { destination: n.pod_cidr, nexthop: ip })).collect();
     let current: BTreeSet<Route> = router.routes.iter().cloned().collect();
     let ours = |r: &Route| plan.pod_cidr.contains(&r.destination) && node_addresses.contains(&r.nexthop);
     let add: Vec<Route> = desired.difference(&current).cloned().collect();

@@ -133,10 +133,7 @@ where
     K: k8s_openapi::Resource + kube::Resource<DynamicType = ()>,
     <K as k8s_openapi::Resource>::Scope: Scope,
 {
-    Kind {
-        resource: ApiResource::erase::<K>(&()),
-        namespaced: <<K as k8s_openapi::Resource>::Scope as Scope>::NAMESPACED,
-    }
+    Kind { resource: ApiResource::erase::<K>(&()), namespaced: <<K as k8s_openapi::Resource>::Scope as Scope>::NAMESPACED }
 }
 
 /// Every kind kos may apply: those kos-render's add-ons use, and the few a cluster
@@ -166,8 +163,7 @@ pub fn objects(manifests: &[(String, String)]) -> Result<Vec<Object>, KubeError>
     let mut objects = Vec::new();
     for (file, text) in manifests {
         let bad = |index: usize, reason: String| KubeError::Manifest { file: file.clone(), index, reason };
-        let docs: Vec<serde_json::Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| bad(1, format!("not YAML: {e}")))?;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).map_err(|e| bad(1, format!("not YAML: {e}")))?;
         // Empty documents (a trailing `---`) are skipped, as kubectl does.
         for (i, doc) in docs.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
             let index = i + 1;
@@ -178,19 +174,10 @@ pub fn objects(manifests: &[(String, String)]) -> Result<Vec<Object>, KubeError>
             let Some(name) = object.metadata.name.clone().filter(|n| !n.is_empty()) else {
                 return Err(bad(index, format!("the {} has no metadata.name", types.kind)));
             };
-            let Some(kind) =
-                kinds.iter().find(|k| k.resource.api_version == types.api_version && k.resource.kind == types.kind)
-            else {
-                let known: Vec<String> =
-                    kinds.iter().map(|k| format!("{}/{}", k.resource.api_version, k.resource.kind)).collect();
+            let Some(kind) = kinds.iter().find(|k| k.resource.api_version == types.api_version && k.resource.kind == types.kind) else {
+                let known: Vec<String> = kinds.iter().map(|k| format!("{}/{}", k.resource.api_version, k.resource.kind)).collect();
                 let known = known.join(", ");
-                return Err(KubeError::UnknownKind {
-                    file: file.clone(),
-                    api_version: types.api_version,
-                    kind: types.kind,
-                    name,
-                    known,
-                });
+                return Err(KubeError::UnknownKind { file: file.clone(), api_version: types.api_version, kind: types.kind, name, known });
             };
             let namespace = match (kind.namespaced, object.metadata.namespace.clone()) {
                 (true, Some(ns)) => Some(ns),
@@ -198,10 +185,7 @@ pub fn objects(manifests: &[(String, String)]) -> Result<Vec<Object>, KubeError>
                 // rendering bug.
                 (true, None) => return Err(bad(index, format!("{} `{name}` has no metadata.namespace", types.kind))),
                 (false, Some(ns)) => {
-                    return Err(bad(
-                        index,
-                        format!("{} `{name}` is cluster-scoped but names namespace `{ns}`", types.kind),
-                    ));
+                    return Err(bad(index, format!("{} `{name}` is cluster-scoped but names namespace `{ns}`", types.kind)));
                 }
                 (false, None) => None,
             };
@@ -279,22 +263,17 @@ mod tests {
             ("DaemonSet", "daemonsets", true),
             ("PodDisruptionBudget", "poddisruptionbudgets", true),
         ];
-        let expect: Vec<(String, String, bool)> =
-            expect.iter().map(|(k, p, n)| (k.to_string(), p.to_string(), *n)).collect();
+        let expect: Vec<(String, String, bool)> = expect.iter().map(|(k, p, n)| (k.to_string(), p.to_string(), *n)).collect();
         assert_eq!(plurals, expect);
     }
 
     #[test]
     fn an_unknown_kind_or_a_broken_document_applies_nothing_and_says_why() {
         let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: x}\n".to_string();
-        let case = |text: &str| {
-            objects(&[("a.yaml".into(), cm.clone()), ("b.yaml".into(), text.into())]).unwrap_err().to_string()
-        };
+        let case = |text: &str| objects(&[("a.yaml".into(), cm.clone()), ("b.yaml".into(), text.into())]).unwrap_err().to_string();
         let err = case("---\napiVersion: batch/v1\nkind: CronJob\nmetadata: {name: backup, namespace: x}\n");
         assert!(
-            err.starts_with(
-                "b.yaml: CronJob `backup` (batch/v1) is not a kind kos knows how to apply (known: v1/Namespace, "
-            ),
+            err.starts_with("b.yaml: CronJob `backup` (batch/v1) is not a kind kos knows how to apply (known: v1/Namespace, "),
             "{err}"
         );
         assert!(err.ends_with("; nothing was applied"), "{err}");
@@ -319,8 +298,7 @@ mod tests {
 
     #[test]
     fn applied_lines_read_like_kubectl() {
-        let line =
-            Applied { kind: "ConfigMap".into(), name: "kube-system/coredns".into(), outcome: Outcome::Unchanged };
+        let line = Applied { kind: "ConfigMap".into(), name: "kube-system/coredns".into(), outcome: Outcome::Unchanged };
         assert_eq!(line.to_string(), "ConfigMap kube-system/coredns: unchanged");
     }
 
@@ -337,12 +315,12 @@ mod tests {
         assert!(first.iter().all(|a| a.outcome == Outcome::Created), "{first:?}");
         let again = apply(&api, &manifests).await.unwrap();
         assert!(again.iter().all(|a| a.outcome == Outcome::Unchanged), "{again:?}");
-        let edited: Vec<(String, String)> =
-            manifests.iter().map(|(f, t)| (f.clone(), t.replacen("cache 30", "cache 60", 1))).collect();
+        let edited: Vec<(String, String)> = manifests.iter().map(|(f, t)| (f.clone(), t.replacen("cache 30", "cache 60", 1))).collect();
         let changed: Vec<String> =
             apply(&api, &edited).await.unwrap().into_iter().filter(|a| a.outcome != Outcome::Unchanged).map(|a| a.to_string()).collect();
         assert_eq!(changed, ["ConfigMap kube-system/coredns: configured"]);
-        let replanned: Vec<String> = would_apply(&api, &manifests).await.unwrap().iter().filter(|a| a.outcome != Outcome::Unchanged).map(Applied::planned).collect();
+        let replanned: Vec<String> =
+            would_apply(&api, &manifests).await.unwrap().iter().filter(|a| a.outcome != Outcome::Unchanged).map(Applied::planned).collect();
         assert_eq!(replanned, ["ConfigMap kube-system/coredns: would be configured"], "back to the rendered one");
         assert_eq!(api.state().applies.len(), 3 * first.len(), "every object, in order, each run");
     }

@@ -1,6 +1,6 @@
 //! The real API server client: kube-rs over mutual TLS, from a kubeconfig kos rendered.
 
-use crate::apply::{Object, Outcome, FIELD_MANAGER};
+use crate::apply::{FIELD_MANAGER, Object, Outcome};
 use crate::{Connect, KubeApi, KubeError};
 use http::Request;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -34,8 +34,7 @@ impl KubeClient {
     /// [`ATTEMPT_TIMEOUT`]. Nothing is sent yet.
     pub async fn new(kubeconfig_yaml: &str) -> Result<KubeClient, KubeError> {
         let kubeconfig = Kubeconfig::from_yaml(kubeconfig_yaml).map_err(KubeError::Kubeconfig)?;
-        let mut config =
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(KubeError::Kubeconfig)?;
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(KubeError::Kubeconfig)?;
         config.connect_timeout = Some(ATTEMPT_TIMEOUT);
         config.read_timeout = Some(ATTEMPT_TIMEOUT);
         config.write_timeout = Some(ATTEMPT_TIMEOUT);
@@ -137,8 +136,7 @@ impl KubeApi for KubeClient {
     }
 
     async fn pods(&self, namespace: &str) -> Result<Vec<Pod>, String> {
-        let list =
-            Api::<Pod>::namespaced(self.client.clone(), namespace).list(&ListParams::default()).await.map_err(|e| describe(&e))?;
+        let list = Api::<Pod>::namespaced(self.client.clone(), namespace).list(&ListParams::default()).await.map_err(|e| describe(&e))?;
         Ok(list.items)
     }
 

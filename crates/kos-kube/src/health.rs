@@ -79,7 +79,12 @@ pub async fn look<K: KubeApi>(api: &K, plan: &ClusterPlan, with_dns: bool) -> Re
 fn node_item(name: &str, node: Option<&Node>) -> Item {
     let what = format!("node {name}");
     let Some(node) = node else {
-        return Item { what, ready: false, detail: NOT_REGISTERED.into(), node: Some(NodeSeen { registered: false, version: String::new() }) };
+        return Item {
+            what,
+            ready: false,
+            detail: NOT_REGISTERED.into(),
+            node: Some(NodeSeen { registered: false, version: String::new() }),
+        };
     };
     let status = node.status.as_ref();
     let version = status.and_then(|s| s.node_info.as_ref()).map_or(String::new(), |i| i.kubelet_version.clone());
@@ -87,7 +92,9 @@ fn node_item(name: &str, node: Option<&Node>) -> Item {
     let seen = Some(NodeSeen { registered: true, version: version.clone() });
     match ready {
         Some(c) if c.status == "True" => Item { what, ready: true, detail: format!("Ready {version}"), node: seen },
-        Some(c) => Item { what, ready: false, detail: format!("NotReady {version}: {}", c.message.clone().unwrap_or_default()), node: seen },
+        Some(c) => {
+            Item { what, ready: false, detail: format!("NotReady {version}: {}", c.message.clone().unwrap_or_default()), node: seen }
+        }
         None => Item { what, ready: false, detail: "NotReady: no Ready condition yet".into(), node: seen },
     }
 }
@@ -110,7 +117,12 @@ fn pod_item(what: &str, pod: Option<&Pod>) -> Item {
             return Some(format!("{}: {} {}", c.name, w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()));
         }
         if let Some(t) = &state.terminated {
-            return Some(format!("{}: terminated ({}) {}", c.name, t.reason.clone().unwrap_or_default(), t.message.clone().unwrap_or_default()));
+            return Some(format!(
+                "{}: terminated ({}) {}",
+                c.name,
+                t.reason.clone().unwrap_or_default(),
+                t.message.clone().unwrap_or_default()
+            ));
         }
         (!c.ready).then(|| format!("{}: running, not ready (restarts: {})", c.name, c.restart_count))
     });
@@ -132,7 +144,12 @@ fn deployment_item(d: Option<&Deployment>, pods: &[Pod]) -> Item {
         .filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get("k8s-app")).map(String::as_str) == Some("kube-dns"))
         .map(|p| pod_item(&p.metadata.name.clone().unwrap_or_default(), Some(p)))
         .find(|i| !i.ready);
-    Item { what, ready: false, detail: format!("{have}/{want} ready{}", stuck.map(|i| format!("; {}: {}", i.what, i.detail)).unwrap_or_default()), node: None }
+    Item {
+        what,
+        ready: false,
+        detail: format!("{have}/{want} ready{}", stuck.map(|i| format!("; {}: {}", i.what, i.detail)).unwrap_or_default()),
+        node: None,
+    }
 }
 
 /// Label every master `node-role.kubernetes.io/control-plane` (kubectl's ROLES column and

@@ -72,9 +72,7 @@ pub enum KubeError {
     NotReady { server: String, waited: Duration, last: String },
     #[error("{file}: document {index} is not a Kubernetes object kos can apply: {reason}")]
     Manifest { file: String, index: usize, reason: String },
-    #[error(
-        "{file}: {kind} `{name}` ({api_version}) is not a kind kos knows how to apply (known: {known}); nothing was applied"
-    )]
+    #[error("{file}: {kind} `{name}` ({api_version}) is not a kind kos knows how to apply (known: {known}); nothing was applied")]
     UnknownKind { file: String, api_version: String, kind: String, name: String, known: String },
     #[error(
         "cannot apply {object} from {file}: {reason}; the objects before it were applied, run `kos up --only addons` again once this is fixed"

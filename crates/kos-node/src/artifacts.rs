@@ -150,22 +150,14 @@ pub enum ArtifactError {
         "{}:{line_no}: `{line}` is not a sha256sum line (64 hex digits, two spaces or ` *`, a file name); regenerate the file with `{SUMS_HOWTO}`",
         .path.display()
     )]
-    BadSumsLine {
-        path: PathBuf,
-        line_no: usize,
-        line: String,
-    },
+    BadSumsLine { path: PathBuf, line_no: usize, line: String },
 
     /// A binary kos needs has no line in `SHA256SUMS`.
     #[error(
         "{} has no line for `{name}`; kos needs bin/kubelet, bin/kube-proxy and bin/kubectl (and, with bin/containerd, all of {RUNTIME_BINARIES:?}): add the file and regenerate it with `cd {} && {SUMS_HOWTO}`",
         .path.display(), .dir.display()
     )]
-    NotListed {
-        name: String,
-        path: PathBuf,
-        dir: PathBuf,
-    },
+    NotListed { name: String, path: PathBuf, dir: PathBuf },
 
     /// A binary listed in `SHA256SUMS` cannot be read.
     #[error("cannot read {}: {source}; put the `{name}` binary for the nodes' architecture in that folder", .path.display())]
@@ -219,17 +211,10 @@ pub enum ArtifactError {
     #[error(
         "{url}: HTTP {status}; check that Kubernetes {version} exists for linux/{arch} and, for a mirror, that it keeps dl.k8s.io's layout (<url>/v<version>/bin/linux/<arch>/<binary> with <binary>.sha256 next to it)"
     )]
-    Status {
-        url: String,
-        status: u16,
-        version: String,
-        arch: String,
-    },
+    Status { url: String, status: u16, version: String, arch: String },
 
     /// A `.sha256` file does not hold a SHA-256.
-    #[error(
-        "{url} does not hold a SHA-256 (64 hex digits) but {got:?}; the mirror serves something else at that path"
-    )]
+    #[error("{url} does not hold a SHA-256 (64 hex digits) but {got:?}; the mirror serves something else at that path")]
     BadChecksum { url: String, got: String },
 }
 
@@ -250,21 +235,14 @@ pub fn node_arch(uname_m: &str) -> Result<&'static str, ArtifactError> {
     match uname_m.trim() {
         "x86_64" | "amd64" => Ok("amd64"),
         "aarch64" | "arm64" => Ok("arm64"),
-        other => Err(ArtifactError::UnsupportedArch {
-            uname_m: other.to_string(),
-        }),
+        other => Err(ArtifactError::UnsupportedArch { uname_m: other.to_string() }),
     }
 }
 
 /// The artifacts for `version` (`1.31.2` or `v1.31.2`) on `arch` (`amd64`, `arm64`), in the
 /// order of [`BINARIES`]. `base_dir` is the settings file's folder, against which a relative
 /// `local` dir is resolved.
-pub async fn resolve(
-    source: &ArtifactSource,
-    base_dir: &Path,
-    version: &str,
-    arch: &str,
-) -> Result<Vec<Artifact>, ArtifactError> {
+pub async fn resolve(source: &ArtifactSource, base_dir: &Path, version: &str, arch: &str) -> Result<Vec<Artifact>, ArtifactError> {
     match source {
         ArtifactSource::Upstream => resolve_remote(UPSTREAM_BASE, version, arch).await,
         ArtifactSource::Mirror { url } => resolve_remote(url, version, arch).await,
@@ -315,26 +293,14 @@ fn parse_sums(path: &Path, text: &str) -> Result<Vec<SumsLine>, ArtifactError> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = || ArtifactError::BadSumsLine {
-            path: path.to_path_buf(),
-            line_no: i + 1,
-            line: line.to_string(),
-        };
+        let bad = || ArtifactError::BadSumsLine { path: path.to_path_buf(), line_no: i + 1, line: line.to_string() };
         let (hash, rest) = line.split_at_checked(64).ok_or_else(bad)?;
-        let name = rest
-            .strip_prefix("  ")
-            .or_else(|| rest.strip_prefix(" *"))
-            .ok_or_else(bad)?;
+        let name = rest.strip_prefix("  ").or_else(|| rest.strip_prefix(" *")).ok_or_else(bad)?;
         if !is_sha256(hash) || name.is_empty() {
             return Err(bad());
         }
         let name = name.strip_prefix("./").unwrap_or(name);
-        lines.push(SumsLine {
-            line_no: i + 1,
-            line: line.to_string(),
-            hash: hash.to_ascii_lowercase(),
-            name: name.to_string(),
-        });
+        lines.push(SumsLine { line_no: i + 1, line: line.to_string(), hash: hash.to_ascii_lowercase(), name: name.to_string() });
     }
     Ok(lines)
 }
@@ -363,9 +329,7 @@ fn image_lines(sums: &[SumsLine]) -> impl Iterator<Item = &SumsLine> {
 
 fn resolve_local(dir: &Path) -> Result<Vec<Artifact>, ArtifactError> {
     let (sums_path, sums) = read_sums(dir, "artifacts.dir")?;
-    let find = |name: &str| {
-        sums.iter().find(|l| l.name == format!("bin/{name}")).or_else(|| sums.iter().find(|l| l.name == name))
-    };
+    let find = |name: &str| sums.iter().find(|l| l.name == format!("bin/{name}")).or_else(|| sums.iter().find(|l| l.name == name));
     let not_listed = |name: &str| ArtifactError::NotListed { name: name.to_string(), path: sums_path.clone(), dir: dir.to_path_buf() };
     let mut wanted: Vec<(&SumsLine, Kind, String)> = Vec::new();
     for name in BINARIES {
@@ -588,17 +552,10 @@ pub fn read_image_ref(path: &Path, origin: ImageOrigin) -> Result<ImageRef, Arti
 /// The URL of a binary under `base` (dl.k8s.io's layout).
 pub fn binary_url(base: &str, version: &str, arch: &str, name: &str) -> String {
     let version = version.strip_prefix('v').unwrap_or(version);
-    format!(
-        "{}/v{version}/bin/linux/{arch}/{name}",
-        base.trim_end_matches('/')
-    )
+    format!("{}/v{version}/bin/linux/{arch}/{name}", base.trim_end_matches('/'))
 }
 
-async fn resolve_remote(
-    base: &str,
-    version: &str,
-    arch: &str,
-) -> Result<Vec<Artifact>, ArtifactError> {
+async fn resolve_remote(base: &str, version: &str, arch: &str) -> Result<Vec<Artifact>, ArtifactError> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
@@ -609,8 +566,7 @@ async fn resolve_remote(
         let client = &client;
         async move {
             let url = binary_url(base, version, arch, name);
-            let sha256 =
-                fetch_checksum(client, &format!("{url}.sha256"), name, version, arch).await?;
+            let sha256 = fetch_checksum(client, &format!("{url}.sha256"), name, version, arch).await?;
             Ok::<_, ArtifactError>(Artifact {
                 name: name.to_string(),
                 sha256,
@@ -625,13 +581,7 @@ async fn resolve_remote(
 
 /// Fetch and validate one `.sha256` file; one retry on a network error or a server error
 /// (5xx, 429), none on other statuses (a 404 will not heal in a second).
-async fn fetch_checksum(
-    client: &reqwest::Client,
-    url: &str,
-    name: &str,
-    version: &str,
-    arch: &str,
-) -> Result<String, ArtifactError> {
+async fn fetch_checksum(client: &reqwest::Client, url: &str, name: &str, version: &str, arch: &str) -> Result<String, ArtifactError> {
     let mut attempt = 0;
     let body = loop {
         attempt += 1;
@@ -641,16 +591,12 @@ async fn fetch_checksum(
                 Ok(body) => break body,
                 Err(_) if retry => {}
                 Err(source) => {
-                    return Err(ArtifactError::Fetch {
-                        url: url.to_string(),
-                        source,
-                    });
+                    return Err(ArtifactError::Fetch { url: url.to_string(), source });
                 }
             },
             Ok(resp) => {
                 let status = resp.status();
-                let transient =
-                    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+                let transient = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
                 if !(transient && retry) {
                     return Err(ArtifactError::Status {
                         url: url.to_string(),
@@ -662,19 +608,13 @@ async fn fetch_checksum(
             }
             Err(_) if retry => {}
             Err(source) => {
-                return Err(ArtifactError::Fetch {
-                    url: url.to_string(),
-                    source,
-                });
+                return Err(ArtifactError::Fetch { url: url.to_string(), source });
             }
         }
         tracing::debug!(url, "fetching a checksum failed; retrying once");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    parse_checksum(&body, name).ok_or_else(|| ArtifactError::BadChecksum {
-        url: url.to_string(),
-        got: snippet(&body),
-    })
+    parse_checksum(&body, name).ok_or_else(|| ArtifactError::BadChecksum { url: url.to_string(), got: snippet(&body) })
 }
 
 /// A published `.sha256`: the bare hash (dl.k8s.io), or one sha256sum line naming the

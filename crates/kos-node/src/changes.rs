@@ -19,23 +19,39 @@ pub enum FileReason {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
-    InstallPackages { packages: Vec<String> },
+    InstallPackages {
+        packages: Vec<String>,
+    },
     SwapOff,
-    WriteFile { path: String, mode: String, reason: FileReason },
+    WriteFile {
+        path: String,
+        mode: String,
+        reason: FileReason,
+    },
     /// systemd must re-read unit files.
     DaemonReload,
     /// Apply /etc/sysctl.d/90-kos.conf now.
     ApplySysctls,
     /// Load the modules of /etc/modules-load.d/kos.conf now.
     LoadModules,
-    EnableUnit { unit: String },
+    EnableUnit {
+        unit: String,
+    },
     /// Start a stopped unit, or restart a running one whose files changed.
-    RestartUnit { unit: String, why: String },
+    RestartUnit {
+        unit: String,
+        why: String,
+    },
     /// Upload an image archive and import it into containerd (`k8s.io` namespace), pinned.
-    ImportImage { image: String, why: String },
+    ImportImage {
+        image: String,
+        why: String,
+    },
     /// Pin an image that is there (imported by an older kos): the kubelet's image garbage
     /// collection never deletes a pinned image, and an air-gapped node cannot pull it again.
-    PinImage { image: String },
+    PinImage {
+        image: String,
+    },
 }
 
 impl std::fmt::Display for Change {
@@ -88,8 +104,7 @@ pub fn diff_phase(phase: NodePhase, wants: &PhaseWants, has: &NodeState) -> Vec<
     }
     let writes = files_to_write(wants, has);
     // A file rewritten only for its mode does not restart anything.
-    let changed: Vec<&str> =
-        writes.iter().filter(|(_, r)| *r != FileReason::Mode).map(|(f, _)| f.path.as_str()).collect();
+    let changed: Vec<&str> = writes.iter().filter(|(_, r)| *r != FileReason::Mode).map(|(f, _)| f.path.as_str()).collect();
     for (f, reason) in &writes {
         out.push(Change::WriteFile { path: f.path.clone(), mode: format!("{:04o}", f.mode), reason: *reason });
     }

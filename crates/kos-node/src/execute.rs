@@ -8,7 +8,7 @@
 //! the next run (the probe reports the markers).
 
 use crate::changes::Change;
-use crate::probe::{sh_quote, PENDING_DIR, PINNED};
+use crate::probe::{PENDING_DIR, PINNED, sh_quote};
 use crate::remote::{Remote, RemoteError, Stdin};
 use crate::wanted::{Content, NodePhase, PhaseWants, WantedFile};
 
@@ -224,8 +224,14 @@ pub async fn execute<R: Remote>(remote: &R, phase: NodePhase, wants: &PhaseWants
 
 /// The kernel settings the kubelet checks with `protectKernelDefaults` (kos-render's
 /// 90-kos.conf sets them).
-const KUBELET_CHECKED: [&str; 6] =
-    ["vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops", "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes"];
+const KUBELET_CHECKED: [&str; 6] = [
+    "vm.overcommit_memory",
+    "vm.panic_on_oom",
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "kernel.keys.root_maxkeys",
+    "kernel.keys.root_maxbytes",
+];
 
 /// A node's warning as one readable line: sysctl's own messages (one per refused key, in
 /// several wordings) become the keys, why, and what it means for the cluster.

@@ -63,7 +63,11 @@ pub struct NodeState {
 impl NodeState {
     /// What shapes the files this node gets.
     pub fn facts(&self) -> kos_render::NodeFacts {
-        kos_render::NodeFacts { cgroup_v1: !self.cgroup_fs.is_empty() && self.cgroup_fs != "cgroup2fs", conntrack_max_fixed: self.conntrack_max_fixed, oom_score_restricted: self.no_sys_resource }
+        kos_render::NodeFacts {
+            cgroup_v1: !self.cgroup_fs.is_empty() && self.cgroup_fs != "cgroup2fs",
+            conntrack_max_fixed: self.conntrack_max_fixed,
+            oom_score_restricted: self.no_sys_resource,
+        }
     }
 
     pub fn unit(&self, name: &str) -> UnitState {

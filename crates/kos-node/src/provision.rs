@@ -3,8 +3,8 @@
 //! [`Provision::parallel`] at a time; each node runs its own phases in sequence, so one
 //! slow or dead node holds nobody else, and the report names it.
 
-use crate::changes::{check_supported, diff_phase, Change};
-use crate::execute::{execute, ExecuteError};
+use crate::changes::{Change, check_supported, diff_phase};
+use crate::execute::{ExecuteError, execute};
 use crate::probe::{self, NodeState};
 use crate::remote::{Remote, RemoteError};
 use crate::wanted::{NodePhase, NodeWants};

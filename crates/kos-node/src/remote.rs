@@ -28,10 +28,13 @@ impl Stdin {
 
     /// Bytes in all.
     pub fn len(&self) -> u64 {
-        self.parts.iter().map(|p| match p {
-            Part::Bytes(b) => b.len() as u64,
-            Part::File { len, .. } => *len,
-        }).sum()
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Bytes(b) => b.len() as u64,
+                Part::File { len, .. } => *len,
+            })
+            .sum()
     }
 
     pub fn push_bytes(&mut self, bytes: impl Into<Arc<Vec<u8>>>) {
@@ -56,7 +59,10 @@ impl Stdin {
                     let file = tokio::fs::File::open(path).await?;
                     let copied = tokio::io::copy(&mut tokio::io::AsyncReadExt::take(file, *len), w).await?;
                     if copied != *len {
-                        return Err(std::io::Error::other(format!("{} shrank to {copied} bytes while being sent ({len} expected)", path.display())));
+                        return Err(std::io::Error::other(format!(
+                            "{} shrank to {copied} bytes while being sent ({len} expected)",
+                            path.display()
+                        )));
                     }
                 }
             }

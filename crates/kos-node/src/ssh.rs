@@ -131,28 +131,13 @@ pub fn jump_log(config_file: &Path, alias: &str) -> PathBuf {
 /// ProxyCommand for hosts kos does not name). `ssh -F` would otherwise skip it entirely.
 ///
 /// Paths must be absolute, valid UTF-8 and free of line breaks ([`SshConfig::write`] checks).
-pub fn render_ssh_config(
-    settings: &Settings,
-    paths: &ConfigPaths<'_>,
-    targets: &[SshTarget],
-) -> String {
-    let ConfigPaths {
-        file,
-        identity,
-        known_hosts,
-        user_config,
-    } = *paths;
+pub fn render_ssh_config(settings: &Settings, paths: &ConfigPaths<'_>, targets: &[SshTarget]) -> String {
+    let ConfigPaths { file, identity, known_hosts, user_config } = *paths;
     let cluster = &settings.cluster.name;
     let ssh = &settings.ssh;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# ssh_config of cluster {cluster}, written by kos on every run: do not edit."
-    );
-    let _ = writeln!(
-        out,
-        "# Reach a node with: ssh -F <this file> {cluster}-<node>"
-    );
+    let _ = writeln!(out, "# ssh_config of cluster {cluster}, written by kos on every run: do not edit.");
+    let _ = writeln!(out, "# Reach a node with: ssh -F <this file> {cluster}-<node>");
     let common = |out: &mut String| {
         let _ = writeln!(out, "  IdentityFile {}", path_value(identity));
         out.push_str("  IdentitiesOnly yes\n");
@@ -182,11 +167,7 @@ pub fn render_ssh_config(
                 out,
                 "  ProxyCommand ssh -F {} -E {} -W '[%h]:%p' {}",
                 sh_quote(&file.to_string_lossy().replace('%', "%%")),
-                sh_quote(
-                    &jump_log(file, &t.alias)
-                        .to_string_lossy()
-                        .replace('%', "%%")
-                ),
+                sh_quote(&jump_log(file, &t.alias).to_string_lossy().replace('%', "%%")),
                 bastion_alias(cluster)
             );
         }
@@ -245,11 +226,7 @@ pub fn ansible_vars(settings: &Settings, config_dir: &Path, host_key_alias: Opti
 
 /// A config value, double-quoted when it has blanks or quote characters.
 fn value(s: &str) -> String {
-    if !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '#'))
-    {
+    if !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '#')) {
         return s.to_string();
     }
     let mut q = String::from("\"");
@@ -316,17 +293,11 @@ pub fn check_private_key(settings: &Settings) -> Result<PathBuf, RemoteError> {
 impl SshConfig {
     /// Write `<dir>/config` (mode 0600) for `targets`, creating `dir` (mode 0700); known
     /// hosts go to `<dir>/known_hosts`.
-    pub fn write(
-        dir: &Path,
-        settings: &Settings,
-        targets: &[SshTarget],
-    ) -> Result<SshConfig, RemoteError> {
+    pub fn write(dir: &Path, settings: &Settings, targets: &[SshTarget]) -> Result<SshConfig, RemoteError> {
         use std::os::unix::fs::PermissionsExt;
         let key = check_private_key(settings)?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| local(format!("cannot create {}", dir.display()), e))?;
-        let dir = std::path::absolute(dir)
-            .map_err(|e| local(format!("cannot resolve {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| local(format!("cannot create {}", dir.display()), e))?;
+        let dir = std::path::absolute(dir).map_err(|e| local(format!("cannot resolve {}", dir.display()), e))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| local(format!("cannot restrict {}", dir.display()), e))?;
         let file = dir.join("config");
@@ -335,10 +306,7 @@ impl SshConfig {
         for path in [&key, &file, &known_hosts] {
             if path.to_str().is_none_or(has_control) {
                 return Err(RemoteError::Local {
-                    what: format!(
-                        "{} cannot be written into an ssh_config (not UTF-8, or a line break); use another path",
-                        path.display()
-                    ),
+                    what: format!("{} cannot be written into an ssh_config (not UTF-8, or a line break); use another path", path.display()),
                     source: None,
                 });
             }
@@ -351,23 +319,15 @@ impl SshConfig {
             .chain(ssh.bastion.iter().flat_map(|b| [&b.host, &b.user]));
         if let Some(bad) = names.into_iter().find(|s| s.is_empty() || has_control(s)) {
             return Err(RemoteError::Local {
-                what: format!(
-                    "{bad:?} cannot be written into an ssh_config (empty, or a control character)"
-                ),
+                what: format!("{bad:?} cannot be written into an ssh_config (empty, or a control character)"),
                 source: None,
             });
         }
 
-        let paths = ConfigPaths {
-            file: &file,
-            identity: &key,
-            known_hosts: &known_hosts,
-            user_config: Some(Path::new(USER_SSH_CONFIG)),
-        };
+        let paths = ConfigPaths { file: &file, identity: &key, known_hosts: &known_hosts, user_config: Some(Path::new(USER_SSH_CONFIG)) };
         let text = render_ssh_config(settings, &paths, targets);
         // Whole or not at all, so an ssh started meanwhile reads a whole file.
-        kos_fs::write_atomic(&file, text.as_bytes(), 0o600)
-            .map_err(|e| local(format!("cannot write {}", file.display()), e))?;
+        kos_fs::write_atomic(&file, text.as_bytes(), 0o600).map_err(|e| local(format!("cannot write {}", file.display()), e))?;
 
         Ok(SshConfig {
             file,
@@ -376,10 +336,7 @@ impl SshConfig {
             user: ssh.user.clone(),
             port: ssh.port,
             targets: targets.to_vec(),
-            bastion: ssh
-                .bastion
-                .as_ref()
-                .map(|b| SshTarget::new(&settings.cluster.name, "bastion", &b.host, None)),
+            bastion: ssh.bastion.as_ref().map(|b| SshTarget::new(&settings.cluster.name, "bastion", &b.host, None)),
             bastion_port: ssh.bastion.as_ref().map_or(22, |b| b.port),
         })
     }
@@ -390,21 +347,14 @@ fn has_control(s: &str) -> bool {
 }
 
 fn local(what: String, source: std::io::Error) -> RemoteError {
-    RemoteError::Local {
-        what,
-        source: Some(source),
-    }
+    RemoteError::Local { what, source: Some(source) }
 }
 
 /// `$TMPDIR` when it is short, else `/tmp`: the socket ends up at
 /// `<dir>/.ssh-connectionXXXXXX/master`, which must stay under the ~108-byte limit.
 fn control_dir() -> PathBuf {
     let tmp = std::env::temp_dir();
-    if tmp.is_absolute() && tmp.as_os_str().len() <= 48 {
-        tmp
-    } else {
-        PathBuf::from("/tmp")
-    }
+    if tmp.is_absolute() && tmp.as_os_str().len() <= 48 { tmp } else { PathBuf::from("/tmp") }
 }
 
 /// One node, reached through its own ControlMaster connection.
@@ -433,15 +383,9 @@ enum Attempt {
 
 /// Sort ssh's complaint (its log of a failed connection) into what to do next.
 fn classify_connect_error(text: &str) -> Attempt {
-    if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-        || text.contains("Host key verification failed")
-    {
-        let name = text.lines().find_map(|l| {
-            l.trim()
-                .strip_prefix("Host key for ")?
-                .split_once(" has changed")
-                .map(|(n, _)| n.to_string())
-        });
+    if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || text.contains("Host key verification failed") {
+        let name =
+            text.lines().find_map(|l| l.trim().strip_prefix("Host key for ")?.split_once(" has changed").map(|(n, _)| n.to_string()));
         return Attempt::HostKeyChanged { name };
     }
     if text.contains("Permission denied (") || text.contains("Too many authentication failures") {
@@ -470,18 +414,13 @@ fn diagnose(master: &str, jump: &str) -> (Attempt, String, bool) {
 fn last_line(text: &str) -> String {
     text.lines()
         .map(|l| l.trim())
-        .rfind(|l| {
-            !l.is_empty()
-                && !l.starts_with("Warning: Permanently added")
-                && *l != "stdio forwarding failed"
-        })
+        .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added") && *l != "stdio forwarding failed")
         .unwrap_or("no message from ssh")
         .to_string()
 }
 
 fn ssh_in_path() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ssh").is_file()))
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ssh").is_file()))
 }
 
 /// A message and its sources, one line.
@@ -547,11 +486,7 @@ impl SshNode {
     ///
     /// `target` must be one the config was written with (ssh reads the address and host key
     /// alias from the file): after a server is rebuilt, write the config again.
-    pub async fn connect(
-        config: &SshConfig,
-        target: &SshTarget,
-        wait: Duration,
-    ) -> Result<SshNode, RemoteError> {
+    pub async fn connect(config: &SshConfig, target: &SshTarget, wait: Duration) -> Result<SshNode, RemoteError> {
         if !config.targets.contains(target) {
             return Err(RemoteError::Local {
                 what: format!(
@@ -575,12 +510,7 @@ impl SshNode {
             let error = match session_builder(config, remaining).connect_mux(&target.alias).await {
                 Ok(session) => {
                     tracing::debug!(node = %target.node, after_ms = start.elapsed().as_millis() as u64, "ssh: connected");
-                    return Ok(SshNode {
-                        node: target.node.clone(),
-                        alias: target.alias.clone(),
-                        session,
-                        sudo: config.user != "root",
-                    });
+                    return Ok(SshNode { node: target.node.clone(), alias: target.alias.clone(), session, sudo: config.user != "root" });
                 }
                 Err(e) => e,
             };
@@ -596,20 +526,13 @@ impl SshNode {
                 Attempt::Denied => {
                     let since = *first_denied.get_or_insert(now);
                     if now >= deadline || now.duration_since(since) >= DENIED_GRACE {
-                        return Err(RemoteError::Denied {
-                            node: target.node.clone(),
-                            detail: why,
-                        });
+                        return Err(RemoteError::Denied { node: target.node.clone(), detail: why });
                     }
                 }
                 Attempt::Retry => {
                     first_denied = None;
                     if now >= deadline {
-                        return Err(RemoteError::Unreachable {
-                            node: target.node.clone(),
-                            secs: wait.as_secs(),
-                            last: why,
-                        });
+                        return Err(RemoteError::Unreachable { node: target.node.clone(), secs: wait.as_secs(), last: why });
                     }
                 }
             }
@@ -632,10 +555,7 @@ impl SshNode {
     }
 
     fn transport(&self, what: &str, e: &dyn std::error::Error) -> RemoteError {
-        RemoteError::Transport {
-            node: self.node.clone(),
-            detail: format!("{what}: {}", chain(e)),
-        }
+        RemoteError::Transport { node: self.node.clone(), detail: format!("{what}: {}", chain(e)) }
     }
 }
 
@@ -646,14 +566,9 @@ fn sudo_refusal(output: &Output) -> Option<String> {
     let refused = match output.status {
         Some(1) => {
             first.starts_with("sudo: ")
-                && [
-                    "a password is required",
-                    "not in the sudoers",
-                    "is not allowed to",
-                    "a terminal is required",
-                ]
-                .iter()
-                .any(|m| first.contains(m))
+                && ["a password is required", "not in the sudoers", "is not allowed to", "a terminal is required"]
+                    .iter()
+                    .any(|m| first.contains(m))
         }
         // No sudo at all: the login shell reports it before /bin/sh ever runs.
         Some(127) => first.contains("sudo: command not found") || first.contains("sudo: not found"),
@@ -688,27 +603,14 @@ impl Remote for SshNode {
             c.args(["-c", script]);
             c
         };
-        command
-            .stdin(if stdin.is_empty() {
-                Stdio::null()
-            } else {
-                Stdio::piped()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .await
-            .map_err(|e| self.transport("cannot start the command", &e))?;
+        command.stdin(if stdin.is_empty() { Stdio::null() } else { Stdio::piped() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().await.map_err(|e| self.transport("cannot start the command", &e))?;
         let (stdout, stderr) = self.exchange(&mut child, stdin).await?;
         let output = Output { status: self.exit_status(child).await?, stdout, stderr };
         if self.sudo
             && let Some(detail) = sudo_refusal(&output)
         {
-            return Err(RemoteError::NoSudo {
-                node: self.node.clone(),
-                detail,
-            });
+            return Err(RemoteError::NoSudo { node: self.node.clone(), detail });
         }
         tracing::debug!(node = %self.node, status = ?output.status, "ssh: done");
         Ok(output)
@@ -751,10 +653,8 @@ impl SshNode {
         };
         let (fed, stdout, stderr) = tokio::join!(feed, read_out, read_err);
         fed.map_err(|e| self.transport("sending input to the command failed", &e))?;
-        let stdout =
-            stdout.map_err(|e| self.transport("reading the command's output failed", &e))?;
-        let stderr =
-            stderr.map_err(|e| self.transport("reading the command's output failed", &e))?;
+        let stdout = stdout.map_err(|e| self.transport("reading the command's output failed", &e))?;
+        let stderr = stderr.map_err(|e| self.transport("reading the command's output failed", &e))?;
         Ok((stdout, stderr))
     }
 

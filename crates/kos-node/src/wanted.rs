@@ -194,7 +194,9 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
     let from_artifacts = artifacts::runtime_from_artifacts(artifacts);
     let mut phases: Vec<(NodePhase, PhaseWants)> = [NodePhase::Runtime, NodePhase::Kubernetes, NodePhase::Network]
         .into_iter()
-        .map(|p| (p, PhaseWants { packages: packages(p, runtime, from_artifacts), swap_off: p == NodePhase::Runtime, ..Default::default() }))
+        .map(|p| {
+            (p, PhaseWants { packages: packages(p, runtime, from_artifacts), swap_off: p == NodePhase::Runtime, ..Default::default() })
+        })
         .collect();
     // The wants of one phase (every phase is in `phases`).
     fn slot(phases: &mut [(NodePhase, PhaseWants)], phase: NodePhase) -> &mut PhaseWants {
@@ -226,9 +228,11 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
         let wants = slot(&mut phases, phase);
         match &a.kind {
             // Only the image in containerd counts, not the archive on disk.
-            Kind::Image(image) => {
-                wants.images.push(WantedImage { name: image.name.clone(), digest: image.digest.clone(), archive: WantedFile { mode: 0o600, ..file } })
-            }
+            Kind::Image(image) => wants.images.push(WantedImage {
+                name: image.name.clone(),
+                digest: image.digest.clone(),
+                archive: WantedFile { mode: 0o600, ..file },
+            }),
             _ => wants.files.push(file),
         }
     }

@@ -10,8 +10,7 @@ use std::net::IpAddr;
 
 use kos_core::plan::certificates::{CertSpec, Usage};
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SanType,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
@@ -36,20 +35,13 @@ pub(crate) struct Issued {
 
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issued")
-            .field("cert_pem", &self.cert_pem)
-            .finish_non_exhaustive()
+        f.debug_struct("Issued").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
     }
 }
 
 /// Rejects specs kos cannot turn into a certificate, before anything is written.
 pub(crate) fn check_spec(spec: &CertSpec) -> Result<(), PkiError> {
-    let unsupported = |problem| {
-        Err(PkiError::UnsupportedSpec {
-            stem: spec.file_stem.clone(),
-            problem,
-        })
-    };
+    let unsupported = |problem| Err(PkiError::UnsupportedSpec { stem: spec.file_stem.clone(), problem });
     if spec.common_name.is_empty() {
         return unsupported("has an empty common name");
     }
@@ -60,26 +52,15 @@ pub(crate) fn check_spec(spec: &CertSpec) -> Result<(), PkiError> {
     if spec.usages.is_empty() {
         return unsupported("has no usage (server or client)");
     }
-    if spec
-        .dns_names
-        .iter()
-        .any(|name| name.is_empty() || !name.is_ascii())
-    {
+    if spec.dns_names.iter().any(|name| name.is_empty() || !name.is_ascii()) {
         return unsupported("has an empty or non-ASCII DNS name (use the punycode form)");
     }
     Ok(())
 }
 
 /// Issues `spec` with a new key, signed by `ca`.
-pub(crate) fn issue(
-    spec: &CertSpec,
-    ca: &Authority,
-    now: OffsetDateTime,
-) -> Result<Issued, PkiError> {
-    let generate = |source| PkiError::Generate {
-        what: format!("{}.crt", spec.file_stem),
-        source,
-    };
+pub(crate) fn issue(spec: &CertSpec, ca: &Authority, now: OffsetDateTime) -> Result<Issued, PkiError> {
+    let generate = |source| PkiError::Generate { what: format!("{}.crt", spec.file_stem), source };
     let key = KeyPair::generate().map_err(generate)?;
     let mut params = CertificateParams::default();
     params.not_before = now - BACKDATE;
@@ -87,26 +68,15 @@ pub(crate) fn issue(
     params.distinguished_name = DistinguishedName::new();
     // O before CN, the order Go's crypto/x509 (and so kubeadm) writes them in.
     for organization in &spec.organizations {
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, organization.as_str());
+        params.distinguished_name.push(DnType::OrganizationName, organization.as_str());
     }
-    params
-        .distinguished_name
-        .push(DnType::CommonName, spec.common_name.as_str());
+    params.distinguished_name.push(DnType::CommonName, spec.common_name.as_str());
     for name in &spec.dns_names {
-        params.subject_alt_names.push(SanType::DnsName(
-            name.as_str().try_into().map_err(generate)?,
-        ));
+        params.subject_alt_names.push(SanType::DnsName(name.as_str().try_into().map_err(generate)?));
     }
-    params
-        .subject_alt_names
-        .extend(spec.ip_addresses.iter().copied().map(SanType::IpAddress));
+    params.subject_alt_names.extend(spec.ip_addresses.iter().copied().map(SanType::IpAddress));
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = usage_set(&spec.usages)
         .into_iter()
         .map(|usage| match usage {
@@ -116,10 +86,7 @@ pub(crate) fn issue(
         .collect();
     params.use_authority_key_identifier_extension = true;
     let cert = params.signed_by(&key, &ca.issuer).map_err(generate)?;
-    Ok(Issued {
-        cert_pem: cert.pem(),
-        key_pem: SecretString::from(key.serialize_pem()),
-    })
+    Ok(Issued { cert_pem: cert.pem(), key_pem: SecretString::from(key.serialize_pem()) })
 }
 
 fn usage_set(usages: &[Usage]) -> BTreeSet<Usage> {
@@ -138,10 +105,7 @@ pub(crate) fn differences(
     let Ok(der) = crate::x509::pem_to_der(cert_pem) else {
         return vec![ReissueReason::Unparseable];
     };
-    let (Ok(cert), Ok(key)) = (
-        crate::x509::parse(&der),
-        KeyPair::from_pem(key_pem.expose_secret()),
-    ) else {
+    let (Ok(cert), Ok(key)) = (crate::x509::parse(&der), KeyPair::from_pem(key_pem.expose_secret())) else {
         return vec![ReissueReason::Unparseable];
     };
     let mut reasons = Vec::new();
@@ -174,9 +138,7 @@ pub(crate) fn differences(
     let validity = cert.validity();
     let not_after = validity.not_after.to_datetime();
     if validity.not_before.to_datetime() > now || not_after - now < RENEW_BEFORE {
-        reasons.push(ReissueReason::Expiring {
-            days_left: crate::x509::days_left(not_after, now),
-        });
+        reasons.push(ReissueReason::Expiring { days_left: crate::x509::days_left(not_after, now) });
     }
     reasons
 }
@@ -186,14 +148,12 @@ fn signed_by(cert: &X509Certificate<'_>, ca: &Authority) -> bool {
     let Some(ca_cert) = ca.certificate() else {
         return false;
     };
-    cert.issuer().as_raw() == ca_cert.subject().as_raw()
-        && cert.verify_signature(Some(ca_cert.public_key())).is_ok()
+    cert.issuer().as_raw() == ca_cert.subject().as_raw() && cert.verify_signature(Some(ca_cert.public_key())).is_ok()
 }
 
 fn subject_matches(cert: &X509Certificate<'_>, spec: &CertSpec) -> bool {
     let values = |iter: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
-        iter.map(|attr| attr.as_str().map(str::to_owned))
-            .collect::<Result<BTreeSet<_>, _>>()
+        iter.map(|attr| attr.as_str().map(str::to_owned)).collect::<Result<BTreeSet<_>, _>>()
     };
     let subject = cert.subject();
     let common_names = values(&mut subject.iter_common_name());
@@ -228,17 +188,12 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
 }
 
 fn planned_names(spec: &CertSpec) -> BTreeSet<String> {
-    spec.dns_names
-        .iter()
-        .cloned()
-        .chain(spec.ip_addresses.iter().map(IpAddr::to_string))
-        .collect()
+    spec.dns_names.iter().cloned().chain(spec.ip_addresses.iter().map(IpAddr::to_string)).collect()
 }
 
 /// Key usage exactly digitalSignature + keyEncipherment, EKU exactly the planned set.
 fn usages_match(cert: &X509Certificate<'_>, spec: &CertSpec) -> bool {
-    let (Ok(Some(key_usage)), Ok(Some(extended))) = (cert.key_usage(), cert.extended_key_usage())
-    else {
+    let (Ok(Some(key_usage)), Ok(Some(extended))) = (cert.key_usage(), cert.extended_key_usage()) else {
         return false;
     };
     let key_usage = key_usage.value;
@@ -255,11 +210,7 @@ fn usages_match(cert: &X509Certificate<'_>, spec: &CertSpec) -> bool {
             || key_usage.decipher_only());
     let only_planned_eku = extended.server_auth == planned.contains(&Usage::Server)
         && extended.client_auth == planned.contains(&Usage::Client)
-        && !(extended.any
-            || extended.code_signing
-            || extended.email_protection
-            || extended.time_stamping
-            || extended.ocsp_signing)
+        && !(extended.any || extended.code_signing || extended.email_protection || extended.time_stamping || extended.ocsp_signing)
         && extended.other.is_empty();
     only_expected_key_usage && only_planned_eku
 }

@@ -56,9 +56,7 @@ pub struct Pki {
 impl Pki {
     /// The PKI in `dir`. Touches nothing: the directory is created by [`Pki::ensure`].
     pub fn open(dir: impl Into<PathBuf>) -> Pki {
-        Pki {
-            store: Store::new(dir.into()),
-        }
+        Pki { store: Store::new(dir.into()) }
     }
 
     /// The PKI directory.
@@ -82,10 +80,7 @@ impl Pki {
             report.push(Item::Ca(ca), outcome);
             authorities.insert(ca, authority);
         }
-        report.push(
-            Item::ServiceAccount,
-            authority::ensure_service_account(&self.store)?,
-        );
+        report.push(Item::ServiceAccount, authority::ensure_service_account(&self.store)?);
         for spec in &plan.leaves {
             let ca = authority_for(&authorities, spec)?;
             let outcome = self.ensure_leaf(spec, ca, now)?;
@@ -94,17 +89,9 @@ impl Pki {
         Ok(report)
     }
 
-    fn ensure_leaf(
-        &self,
-        spec: &CertSpec,
-        ca: &Authority,
-        now: OffsetDateTime,
-    ) -> Result<Outcome, PkiError> {
+    fn ensure_leaf(&self, spec: &CertSpec, ca: &Authority, now: OffsetDateTime) -> Result<Outcome, PkiError> {
         let (cert_file, key_file) = leaf_files(&spec.file_stem);
-        let reasons = match (
-            self.store.read_public(&cert_file)?,
-            self.store.read_secret(&key_file)?,
-        ) {
+        let reasons = match (self.store.read_public(&cert_file)?, self.store.read_secret(&key_file)?) {
             (None, None) => {
                 self.write_leaf(spec, ca, now)?;
                 return Ok(Outcome::Created);
@@ -120,34 +107,19 @@ impl Pki {
         Ok(Outcome::Reissued(reasons))
     }
 
-    fn write_leaf(
-        &self,
-        spec: &CertSpec,
-        ca: &Authority,
-        now: OffsetDateTime,
-    ) -> Result<(), PkiError> {
+    fn write_leaf(&self, spec: &CertSpec, ca: &Authority, now: OffsetDateTime) -> Result<(), PkiError> {
         let issued = leaf::issue(spec, ca, now)?;
         let (cert_file, key_file) = leaf_files(&spec.file_stem);
         // Key first: after a crash in between, the old certificate no longer matches
         // the new key and the next run re-issues it.
-        self.store.write(
-            &key_file,
-            issued.key_pem.expose_secret().as_bytes(),
-            Visibility::Secret,
-        )?;
-        self.store
-            .write(&cert_file, issued.cert_pem.as_bytes(), Visibility::Public)
+        self.store.write(&key_file, issued.key_pem.expose_secret().as_bytes(), Visibility::Secret)?;
+        self.store.write(&cert_file, issued.cert_pem.as_bytes(), Visibility::Public)
     }
 
     /// Re-issues leaf certificates (new key, new dates) with the existing CAs, whether
     /// or not they were due. Asking for a CA is an error: CA rotation is a separate
     /// operation kos does not support yet.
-    pub fn renew(
-        &self,
-        plan: &CertificatePlan,
-        filter: &RenewFilter,
-        now: OffsetDateTime,
-    ) -> Result<Report, PkiError> {
+    pub fn renew(&self, plan: &CertificatePlan, filter: &RenewFilter, now: OffsetDateTime) -> Result<Report, PkiError> {
         let now = whole_seconds(now);
         check_plan(plan)?;
         let selected: Vec<&CertSpec> = match filter {
@@ -158,25 +130,20 @@ impl Pki {
                     if CaId::ALL.iter().any(|ca| ca.file_stem() == stem) || stem == "sa" {
                         return Err(PkiError::CaRenewalUnsupported { stem: stem.clone() });
                     }
-                    plan.get(stem)
-                        .ok_or_else(|| PkiError::UnknownCert { stem: stem.clone() })
+                    plan.get(stem).ok_or_else(|| PkiError::UnknownCert { stem: stem.clone() })
                 })
                 .collect::<Result<_, _>>()?,
         };
         let mut authorities = BTreeMap::new();
         for spec in &selected {
-            if let std::collections::btree_map::Entry::Vacant(slot) = authorities.entry(spec.issuer)
-            {
+            if let std::collections::btree_map::Entry::Vacant(slot) = authorities.entry(spec.issuer) {
                 slot.insert(authority::load(&self.store, spec.issuer)?);
             }
         }
         let mut report = Report::default();
         for spec in selected {
             self.write_leaf(spec, authority_for(&authorities, spec)?, now)?;
-            report.push(
-                Item::Leaf(spec.file_stem.clone()),
-                Outcome::Reissued(vec![ReissueReason::Renewed]),
-            );
+            report.push(Item::Leaf(spec.file_stem.clone()), Outcome::Reissued(vec![ReissueReason::Renewed]));
         }
         Ok(report)
     }
@@ -240,9 +207,11 @@ impl Pki {
         use base64::Engine as _;
         use std::io::Read as _;
         let mut bytes = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .map_err(|source| PkiError::Io { action: "read", path: "/dev/urandom".into(), source })?;
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(|source| PkiError::Io {
+            action: "read",
+            path: "/dev/urandom".into(),
+            source,
+        })?;
         let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
         self.store.write(FILE, encoded.as_bytes(), store::Visibility::Secret)?;
         self.key_file_pem(FILE)
@@ -259,19 +228,11 @@ impl Pki {
     }
 
     fn cert_file_pem(&self, file: &str) -> Result<String, PkiError> {
-        self.store
-            .read_public(file)?
-            .ok_or_else(|| PkiError::Missing {
-                path: self.store.path(file),
-            })
+        self.store.read_public(file)?.ok_or_else(|| PkiError::Missing { path: self.store.path(file) })
     }
 
     fn key_file_pem(&self, file: &str) -> Result<SecretString, PkiError> {
-        self.store
-            .read_secret(file)?
-            .ok_or_else(|| PkiError::Missing {
-                path: self.store.path(file),
-            })
+        self.store.read_secret(file)?.ok_or_else(|| PkiError::Missing { path: self.store.path(file) })
     }
 }
 
@@ -285,16 +246,9 @@ fn leaf_files(stem: &str) -> (String, String) {
     (format!("{stem}.crt"), format!("{stem}.key"))
 }
 
-fn authority_for<'a>(
-    authorities: &'a BTreeMap<CaId, Authority>,
-    spec: &CertSpec,
-) -> Result<&'a Authority, PkiError> {
+fn authority_for<'a>(authorities: &'a BTreeMap<CaId, Authority>, spec: &CertSpec) -> Result<&'a Authority, PkiError> {
     // Every CA is loaded before leaves are handled; a miss would be a bug here.
-    authorities
-        .get(&spec.issuer)
-        .ok_or_else(|| PkiError::Missing {
-            path: PathBuf::from(format!("{}.crt", spec.issuer.file_stem())),
-        })
+    authorities.get(&spec.issuer).ok_or_else(|| PkiError::Missing { path: PathBuf::from(format!("{}.crt", spec.issuer.file_stem())) })
 }
 
 /// Refuses a plan that would write outside the directory, over a CA or `sa.key`, or
@@ -305,16 +259,10 @@ fn check_plan(plan: &CertificatePlan) -> Result<(), PkiError> {
         let stem = &spec.file_stem;
         store::check_stem(stem)?;
         if CaId::ALL.iter().any(|ca| ca.file_stem() == stem) || stem == "sa" {
-            return Err(PkiError::BadStem {
-                stem: stem.clone(),
-                problem: "would overwrite a CA or the service-account key",
-            });
+            return Err(PkiError::BadStem { stem: stem.clone(), problem: "would overwrite a CA or the service-account key" });
         }
         if !seen.insert(stem.as_str()) {
-            return Err(PkiError::BadStem {
-                stem: stem.clone(),
-                problem: "is planned twice",
-            });
+            return Err(PkiError::BadStem { stem: stem.clone(), problem: "is planned twice" });
         }
         leaf::check_spec(spec)?;
     }

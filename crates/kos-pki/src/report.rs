@@ -88,9 +88,7 @@ impl fmt::Display for ReissueReason {
             ReissueReason::Renewed => f.write_str("renewal requested"),
             ReissueReason::KeyMissing => f.write_str("key missing"),
             ReissueReason::CertMissing => f.write_str("certificate missing"),
-            ReissueReason::PublicKeyMissing => {
-                f.write_str("public key missing, derived from the private key")
-            }
+            ReissueReason::PublicKeyMissing => f.write_str("public key missing, derived from the private key"),
             ReissueReason::KeyMismatch => f.write_str("key does not match certificate"),
             ReissueReason::Unparseable => f.write_str("could not be parsed"),
             ReissueReason::WrongIssuer => f.write_str("not signed by the planned CA"),
@@ -137,10 +135,7 @@ impl Report {
 
     /// The outcome for an item, if the report mentions it.
     pub fn outcome(&self, item: &Item) -> Option<&Outcome> {
-        self.entries
-            .iter()
-            .find(|e| &e.item == item)
-            .map(|e| &e.outcome)
+        self.entries.iter().find(|e| &e.item == item).map(|e| &e.outcome)
     }
 
     /// Whether nothing was created or re-issued.

@@ -57,11 +57,7 @@ impl Store {
         match fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(PkiError::Io {
-                action: "read",
-                path,
-                source,
-            }),
+            Err(source) => Err(PkiError::Io { action: "read", path, source }),
         }
     }
 
@@ -71,18 +67,9 @@ impl Store {
     }
 
     /// Replaces `relative` atomically with `contents`, creating parent directories (0700).
-    pub(crate) fn write(
-        &self,
-        relative: &str,
-        contents: &[u8],
-        visibility: Visibility,
-    ) -> Result<(), PkiError> {
+    pub(crate) fn write(&self, relative: &str, contents: &[u8], visibility: Visibility) -> Result<(), PkiError> {
         let path = self.path(relative);
-        kos_fs::write_atomic(&path, contents, visibility.mode()).map_err(|source| PkiError::Io {
-            action: "write",
-            path,
-            source,
-        })
+        kos_fs::write_atomic(&path, contents, visibility.mode()).map_err(|source| PkiError::Io { action: "write", path, source })
     }
 
     /// Every `*.crt` file below the root, relative to it, sorted. Empty if the root
@@ -95,25 +82,13 @@ impl Store {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == ErrorKind::NotFound && dir == self.root => continue,
                 Err(source) => {
-                    return Err(PkiError::Io {
-                        action: "list",
-                        path: dir,
-                        source,
-                    });
+                    return Err(PkiError::Io { action: "list", path: dir, source });
                 }
             };
             for entry in entries {
-                let entry = entry.map_err(|source| PkiError::Io {
-                    action: "list",
-                    path: dir.clone(),
-                    source,
-                })?;
+                let entry = entry.map_err(|source| PkiError::Io { action: "list", path: dir.clone(), source })?;
                 let path = entry.path();
-                let kind = entry.file_type().map_err(|source| PkiError::Io {
-                    action: "inspect",
-                    path: path.clone(),
-                    source,
-                })?;
+                let kind = entry.file_type().map_err(|source| PkiError::Io { action: "inspect", path: path.clone(), source })?;
                 if kind.is_dir() {
                     pending.push(path);
                 } else if path.extension().is_some_and(|ext| ext == "crt")
@@ -131,25 +106,15 @@ impl Store {
 /// Checks that a planned file stem is a plain relative path (no `..`, not absolute,
 /// not empty), so a plan can never make kos write outside the PKI directory.
 pub(crate) fn check_stem(stem: &str) -> Result<(), PkiError> {
-    let bad = |problem| {
-        Err(PkiError::BadStem {
-            stem: stem.to_owned(),
-            problem,
-        })
-    };
+    let bad = |problem| Err(PkiError::BadStem { stem: stem.to_owned(), problem });
     if stem.is_empty() {
         return bad("is empty");
     }
     if stem.ends_with('/') {
         return bad("ends with '/'");
     }
-    if !Path::new(stem)
-        .components()
-        .all(|c| matches!(c, Component::Normal(_)))
-    {
-        return bad(
-            "is not a plain relative path (no '/', '.' or '..' at the start, no '..' inside)",
-        );
+    if !Path::new(stem).components().all(|c| matches!(c, Component::Normal(_))) {
+        return bad("is not a plain relative path (no '/', '.' or '..' at the start, no '..' inside)");
     }
     Ok(())
 }

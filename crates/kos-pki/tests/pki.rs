@@ -22,15 +22,7 @@ use x509_parser::extensions::GeneralName;
 const MASTER_IP: &str = "10.0.0.11";
 const FLOATING_IP: &str = "203.0.113.7";
 
-fn spec(
-    stem: &str,
-    issuer: CaId,
-    cn: &str,
-    o: &[&str],
-    dns: &[&str],
-    ips: &[&str],
-    usages: &[Usage],
-) -> CertSpec {
+fn spec(stem: &str, issuer: CaId, cn: &str, o: &[&str], dns: &[&str], ips: &[&str], usages: &[Usage]) -> CertSpec {
     CertSpec {
         file_stem: stem.to_owned(),
         issuer,
@@ -53,34 +45,12 @@ fn plan(master_ip: &str) -> CertificatePlan {
                 Cluster,
                 "kube-apiserver",
                 &[],
-                &[
-                    "kubernetes",
-                    "kubernetes.default",
-                    "kubernetes.default.svc",
-                    "kubernetes.default.svc.cluster.local",
-                    "master-1",
-                ],
+                &["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "master-1"],
                 &[master_ip, FLOATING_IP, "10.96.0.1", "127.0.0.1"],
                 &[Server],
             ),
-            spec(
-                "apiserver-kubelet-client",
-                Cluster,
-                "kube-apiserver-kubelet-client",
-                &["system:masters"],
-                &[],
-                &[],
-                &[Client],
-            ),
-            spec(
-                "apiserver-etcd-client",
-                Etcd,
-                "kube-apiserver-etcd-client",
-                &[],
-                &[],
-                &[],
-                &[Client],
-            ),
+            spec("apiserver-kubelet-client", Cluster, "kube-apiserver-kubelet-client", &["system:masters"], &[], &[], &[Client]),
+            spec("apiserver-etcd-client", Etcd, "kube-apiserver-etcd-client", &[], &[], &[], &[Client]),
             spec(
                 "etcd/server-master-1",
                 Etcd,
@@ -90,60 +60,12 @@ fn plan(master_ip: &str) -> CertificatePlan {
                 &[master_ip, "127.0.0.1", "::1"],
                 &[Server, Client],
             ),
-            spec(
-                "etcd/peer-master-1",
-                Etcd,
-                "master-1",
-                &[],
-                &["master-1"],
-                &[master_ip],
-                &[Server, Client],
-            ),
-            spec(
-                "etcd/healthcheck-client",
-                Etcd,
-                "kube-etcd-healthcheck-client",
-                &[],
-                &[],
-                &[],
-                &[Client],
-            ),
-            spec(
-                "front-proxy-client",
-                FrontProxy,
-                "front-proxy-client",
-                &[],
-                &[],
-                &[],
-                &[Client],
-            ),
-            spec(
-                "nodes/worker-1/kubelet-client",
-                Cluster,
-                "system:node:worker-1",
-                &["system:nodes"],
-                &[],
-                &[],
-                &[Client],
-            ),
-            spec(
-                "nodes/worker-1/kubelet",
-                Cluster,
-                "worker-1",
-                &[],
-                &["worker-1"],
-                &["10.0.0.21"],
-                &[Server],
-            ),
-            spec(
-                "admin",
-                Cluster,
-                "kubernetes-admin",
-                &["system:masters"],
-                &[],
-                &[],
-                &[Client],
-            ),
+            spec("etcd/peer-master-1", Etcd, "master-1", &[], &["master-1"], &[master_ip], &[Server, Client]),
+            spec("etcd/healthcheck-client", Etcd, "kube-etcd-healthcheck-client", &[], &[], &[], &[Client]),
+            spec("front-proxy-client", FrontProxy, "front-proxy-client", &[], &[], &[], &[Client]),
+            spec("nodes/worker-1/kubelet-client", Cluster, "system:node:worker-1", &["system:nodes"], &[], &[], &[Client]),
+            spec("nodes/worker-1/kubelet", Cluster, "worker-1", &[], &["worker-1"], &["10.0.0.21"], &[Server]),
+            spec("admin", Cluster, "kubernetes-admin", &["system:masters"], &[], &[], &[Client]),
         ],
     }
 }
@@ -172,11 +94,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if path.is_dir() {
                 pending.push(path);
             } else {
-                let name = path
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
+                let name = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
                 files.push((name, fs::read(&path).unwrap()));
             }
         }
@@ -209,16 +127,8 @@ fn openssl_verify(pki: &Pki, spec: &CertSpec) {
 /// Runs the openssl CLI; fails the test with openssl's output unless it succeeds.
 fn openssl<'a>(args: impl IntoIterator<Item = &'a OsStr>) -> String {
     let args: Vec<&OsStr> = args.into_iter().collect();
-    let out = Command::new("openssl")
-        .args(&args)
-        .output()
-        .expect("the openssl CLI is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("openssl").args(&args).output().expect("the openssl CLI is installed");
+    assert!(out.status.success(), "openssl {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -234,23 +144,11 @@ fn assert_leaf_matches(pki: &Pki, spec: &CertSpec) {
     let cert = pem.parse_x509().unwrap();
     let stem = &spec.file_stem;
 
-    let cn: Vec<_> = cert
-        .subject()
-        .iter_common_name()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    let o: Vec<_> = cert
-        .subject()
-        .iter_organization()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let cn: Vec<_> = cert.subject().iter_common_name().map(|a| a.as_str().unwrap()).collect();
+    let o: Vec<_> = cert.subject().iter_organization().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(cn, [spec.common_name.as_str()], "{stem} CN");
     assert_eq!(o, spec.organizations, "{stem} O");
-    assert_eq!(
-        cert.issuer().to_string(),
-        format!("CN={}", spec.issuer.common_name()),
-        "{stem} issuer"
-    );
+    assert_eq!(cert.issuer().to_string(), format!("CN={}", spec.issuer.common_name()), "{stem} issuer");
 
     let mut dns = BTreeSet::new();
     let mut ips = BTreeSet::new();
@@ -269,47 +167,17 @@ fn assert_leaf_matches(pki: &Pki, spec: &CertSpec) {
             }
         }
     }
-    assert_eq!(
-        dns,
-        spec.dns_names.iter().cloned().collect(),
-        "{stem} DNS SANs"
-    );
-    assert_eq!(
-        ips,
-        spec.ip_addresses.iter().copied().collect(),
-        "{stem} IP SANs"
-    );
+    assert_eq!(dns, spec.dns_names.iter().cloned().collect(), "{stem} DNS SANs");
+    assert_eq!(ips, spec.ip_addresses.iter().copied().collect(), "{stem} IP SANs");
 
     let ku = cert.key_usage().unwrap().expect("key usage").value;
-    assert!(
-        ku.digital_signature() && ku.key_encipherment(),
-        "{stem} key usage"
-    );
-    assert!(
-        !ku.key_cert_sign() && !ku.crl_sign(),
-        "{stem} must not sign"
-    );
-    let eku = cert
-        .extended_key_usage()
-        .unwrap()
-        .expect("extended key usage")
-        .value;
-    assert_eq!(
-        eku.server_auth,
-        spec.usages.contains(&Usage::Server),
-        "{stem} serverAuth"
-    );
-    assert_eq!(
-        eku.client_auth,
-        spec.usages.contains(&Usage::Client),
-        "{stem} clientAuth"
-    );
+    assert!(ku.digital_signature() && ku.key_encipherment(), "{stem} key usage");
+    assert!(!ku.key_cert_sign() && !ku.crl_sign(), "{stem} must not sign");
+    let eku = cert.extended_key_usage().unwrap().expect("extended key usage").value;
+    assert_eq!(eku.server_auth, spec.usages.contains(&Usage::Server), "{stem} serverAuth");
+    assert_eq!(eku.client_auth, spec.usages.contains(&Usage::Client), "{stem} clientAuth");
     assert!(!cert.is_ca(), "{stem} is not a CA");
-    assert_eq!(
-        cert.public_key().algorithm.algorithm,
-        x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY,
-        "{stem} ECDSA"
-    );
+    assert_eq!(cert.public_key().algorithm.algorithm, x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY, "{stem} ECDSA");
 
     // The authority key identifier points at the CA's subject key identifier.
     let ca_pem = pki.ca_cert_pem(spec.issuer).unwrap();
@@ -325,9 +193,7 @@ fn assert_leaf_matches(pki: &Pki, spec: &CertSpec) {
     let aki = cert
         .iter_extensions()
         .find_map(|e| match e.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(k) => {
-                k.key_identifier.as_ref().map(|k| k.0.to_vec())
-            }
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(k) => k.key_identifier.as_ref().map(|k| k.0.to_vec()),
             _ => None,
         })
         .expect("leaf has an authority key identifier");
@@ -347,22 +213,13 @@ fn ensure_creates_every_ca_key_pair_and_leaf_and_openssl_verifies_each_leaf() {
     let plan = plan(MASTER_IP);
     let report = pki.ensure(&plan, now()).unwrap();
 
-    assert!(
-        report.entries.iter().all(|e| e.outcome == Outcome::Created),
-        "{report}"
-    );
+    assert!(report.entries.iter().all(|e| e.outcome == Outcome::Created), "{report}");
     assert_eq!(report.entries.len(), 3 + 1 + plan.leaves.len());
     assert_everything_verifies(&pki, &plan);
 
     // openssl's own reading of the API server cert.
-    let text = openssl_text(
-        &pki.dir().join("apiserver.crt"),
-        &[
-            "-noout",
-            "-ext",
-            "subjectAltName,extendedKeyUsage,keyUsage,basicConstraints",
-        ],
-    );
+    let text =
+        openssl_text(&pki.dir().join("apiserver.crt"), &["-noout", "-ext", "subjectAltName,extendedKeyUsage,keyUsage,basicConstraints"]);
     for expected in [
         "DNS:kubernetes.default.svc.cluster.local",
         "IP Address:10.96.0.1",
@@ -375,14 +232,8 @@ fn ensure_creates_every_ca_key_pair_and_leaf_and_openssl_verifies_each_leaf() {
     ] {
         assert!(text.contains(expected), "{expected:?} missing from\n{text}");
     }
-    let subject = openssl_text(
-        &pki.dir().join("nodes/worker-1/kubelet-client.crt"),
-        &["-noout", "-subject"],
-    );
-    assert_eq!(
-        subject.trim(),
-        "subject=O = system:nodes, CN = system:node:worker-1"
-    );
+    let subject = openssl_text(&pki.dir().join("nodes/worker-1/kubelet-client.crt"), &["-noout", "-subject"]);
+    assert_eq!(subject.trim(), "subject=O = system:nodes, CN = system:node:worker-1");
 }
 
 #[test]
@@ -391,34 +242,13 @@ fn cas_are_self_signed_ten_year_ca_true_with_cert_sign_and_crl_sign() {
     pki.ensure(&plan(MASTER_IP), now()).unwrap();
     for ca in CaId::ALL {
         let file = pki.dir().join(format!("{}.crt", ca.file_stem()));
-        let text = openssl_text(
-            &file,
-            &[
-                "-noout",
-                "-subject",
-                "-issuer",
-                "-ext",
-                "basicConstraints,keyUsage",
-            ],
-        );
-        assert!(
-            text.contains(&format!("subject=CN = {}", ca.common_name())),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("issuer=CN = {}", ca.common_name())),
-            "{text}"
-        );
+        let text = openssl_text(&file, &["-noout", "-subject", "-issuer", "-ext", "basicConstraints,keyUsage"]);
+        assert!(text.contains(&format!("subject=CN = {}", ca.common_name())), "{text}");
+        assert!(text.contains(&format!("issuer=CN = {}", ca.common_name())), "{text}");
         assert!(text.contains("CA:TRUE"), "{text}");
         assert!(text.contains("Certificate Sign, CRL Sign"), "{text}");
         // Self-signed: verifies against itself.
-        openssl([
-            "verify".as_ref(),
-            "-x509_strict".as_ref(),
-            "-CAfile".as_ref(),
-            file.as_os_str(),
-            file.as_os_str(),
-        ]);
+        openssl(["verify".as_ref(), "-x509_strict".as_ref(), "-CAfile".as_ref(), file.as_os_str(), file.as_os_str()]);
     }
 }
 
@@ -427,23 +257,11 @@ fn service_account_pub_is_the_public_half_of_sa_key() {
     let (_tmp, pki) = new_pki();
     pki.ensure(&plan(MASTER_IP), now()).unwrap();
     let key = pki.sa_key_pem().unwrap();
-    assert!(
-        key.expose_secret()
-            .starts_with("-----BEGIN PRIVATE KEY-----"),
-        "PKCS#8"
-    );
+    assert!(key.expose_secret().starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8");
     let public = pki.sa_pub_pem().unwrap();
-    assert!(
-        public.starts_with("-----BEGIN PUBLIC KEY-----"),
-        "SubjectPublicKeyInfo"
-    );
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "SubjectPublicKeyInfo");
     let sa_key = pki.dir().join("sa.key");
-    let derived = openssl([
-        "pkey".as_ref(),
-        "-pubout".as_ref(),
-        "-in".as_ref(),
-        sa_key.as_os_str(),
-    ]);
+    let derived = openssl(["pkey".as_ref(), "-pubout".as_ref(), "-in".as_ref(), sa_key.as_os_str()]);
     assert_eq!(derived, public);
 }
 
@@ -501,7 +319,10 @@ fn new_master_ip_reissues_only_the_leaves_naming_it() {
         assert_eq!(old != new, changed.contains(&stem), "{file}");
     }
     assert_everything_verifies(&pki, &moved);
-    assert!(report.to_string().contains("reissued apiserver.crt apiserver.key (SANs changed, added 10.0.0.12, removed 10.0.0.11)"), "{report}");
+    assert!(
+        report.to_string().contains("reissued apiserver.crt apiserver.key (SANs changed, added 10.0.0.12, removed 10.0.0.11)"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -516,10 +337,7 @@ fn leaf_from_another_pki_is_reissued_because_our_ca_did_not_sign_it() {
         fs::copy(other.dir().join(file), pki.dir().join(file)).unwrap();
     }
     let report = pki.ensure(&plan, now()).unwrap();
-    assert_eq!(
-        report.outcome(&Item::Leaf("admin".into())),
-        Some(&Outcome::Reissued(vec![ReissueReason::WrongIssuer]))
-    );
+    assert_eq!(report.outcome(&Item::Leaf("admin".into())), Some(&Outcome::Reissued(vec![ReissueReason::WrongIssuer])));
     openssl_verify(&pki, plan.get("admin").unwrap());
 }
 
@@ -531,18 +349,13 @@ fn leaf_within_30_days_of_expiry_is_reissued_and_cas_kept() {
     pki.ensure(&plan, t0).unwrap();
     let ca_before = read(&pki, "ca.crt");
 
-    assert!(
-        pki.ensure(&plan, t0 + Duration::days(334))
-            .unwrap()
-            .all_reused()
-    );
+    assert!(pki.ensure(&plan, t0 + Duration::days(334)).unwrap().all_reused());
     let report = pki.ensure(&plan, t0 + Duration::days(340)).unwrap();
     for entry in &report.entries {
         match &entry.item {
-            Item::Leaf(_) => assert!(
-                matches!(&entry.outcome, Outcome::Reissued(r) if r == &[ReissueReason::Expiring { days_left: 25 }]),
-                "{entry:?}"
-            ),
+            Item::Leaf(_) => {
+                assert!(matches!(&entry.outcome, Outcome::Reissued(r) if r == &[ReissueReason::Expiring { days_left: 25 }]), "{entry:?}")
+            }
             _ => assert_eq!(entry.outcome, Outcome::Reused),
         }
     }
@@ -556,30 +369,17 @@ fn check_lists_one_year_leaves_and_ten_year_cas() {
     let t0 = now();
     pki.ensure(&plan, t0).unwrap();
     let statuses = pki.check(t0).unwrap();
-    assert_eq!(
-        statuses.len(),
-        3 + plan.leaves.len(),
-        "every .crt, no sa.pub"
-    );
+    assert_eq!(statuses.len(), 3 + plan.leaves.len(), "every .crt, no sa.pub");
     for status in &statuses {
         let details = status.details.as_ref().unwrap();
         let is_ca = ["ca.crt", "etcd/ca.crt", "front-proxy-ca.crt"].contains(&status.file.as_str());
         assert_eq!(details.is_ca, is_ca, "{}", status.file);
         let (days, lifetime) = if is_ca { (3650, 3650) } else { (365, 365) };
         assert_eq!(details.days_left, days, "{}", status.file);
-        assert_eq!(
-            details.not_after - details.not_before,
-            Duration::days(lifetime) + Duration::minutes(5)
-        );
-        assert!(
-            details.not_before < t0
-                && t0 - details.not_before <= Duration::minutes(5) + Duration::seconds(1)
-        );
+        assert_eq!(details.not_after - details.not_before, Duration::days(lifetime) + Duration::minutes(5));
+        assert!(details.not_before < t0 && t0 - details.not_before <= Duration::minutes(5) + Duration::seconds(1));
     }
-    let kubelet = statuses
-        .iter()
-        .find(|s| s.file == "nodes/worker-1/kubelet-client.crt")
-        .unwrap();
+    let kubelet = statuses.iter().find(|s| s.file == "nodes/worker-1/kubelet-client.crt").unwrap();
     let details = kubelet.details.as_ref().unwrap();
     assert_eq!(details.subject, "O=system:nodes, CN=system:node:worker-1");
     assert_eq!(details.issuer, "CN=kubernetes");
@@ -596,20 +396,13 @@ fn ca_with_a_mismatched_key_is_an_error_naming_the_file_and_nothing_changes() {
     let (_tmp, pki) = new_pki();
     let plan = plan(MASTER_IP);
     pki.ensure(&plan, now()).unwrap();
-    fs::copy(
-        pki.dir().join("front-proxy-ca.key"),
-        pki.dir().join("etcd/ca.key"),
-    )
-    .unwrap();
+    fs::copy(pki.dir().join("front-proxy-ca.key"), pki.dir().join("etcd/ca.key")).unwrap();
     let before = snapshot(pki.dir());
 
     let err = pki.ensure(&plan, now()).unwrap_err();
     assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(
-        message.contains(&pki.dir().join("etcd/ca.key").display().to_string()),
-        "{message}"
-    );
+    assert!(message.contains(&pki.dir().join("etcd/ca.key").display().to_string()), "{message}");
     assert!(message.contains("restore"), "{message}");
     assert_eq!(snapshot(pki.dir()), before);
 }
@@ -622,11 +415,7 @@ fn ca_missing_its_key_is_an_error_not_a_new_ca() {
     fs::remove_file(pki.dir().join("ca.key")).unwrap();
     let err = pki.ensure(&plan, now()).unwrap_err();
     assert!(matches!(err, PkiError::Incomplete { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains(&pki.dir().join("ca.key").display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&pki.dir().join("ca.key").display().to_string()), "{err}");
     assert!(!pki.dir().join("ca.key").exists());
 }
 
@@ -650,10 +439,7 @@ fn sa_pub_is_restored_from_sa_key_but_sa_key_is_never_replaced() {
     let public = read(&pki, "sa.pub");
     fs::remove_file(pki.dir().join("sa.pub")).unwrap();
     let report = pki.ensure(&plan, now()).unwrap();
-    assert_eq!(
-        report.outcome(&Item::ServiceAccount),
-        Some(&Outcome::Reissued(vec![ReissueReason::PublicKeyMissing]))
-    );
+    assert_eq!(report.outcome(&Item::ServiceAccount), Some(&Outcome::Reissued(vec![ReissueReason::PublicKeyMissing])));
     assert_eq!(read(&pki, "sa.pub"), public);
 
     fs::remove_file(pki.dir().join("sa.key")).unwrap();
@@ -668,14 +454,9 @@ fn renew_reissues_chosen_leaves_keeps_cas_and_refuses_to_renew_a_ca() {
     pki.ensure(&plan, now()).unwrap();
     let before = snapshot(pki.dir());
 
-    let report = pki
-        .renew(&plan, &RenewFilter::Only(vec!["admin".into()]), now())
-        .unwrap();
+    let report = pki.renew(&plan, &RenewFilter::Only(vec!["admin".into()]), now()).unwrap();
     assert_eq!(report.entries.len(), 1);
-    assert_eq!(
-        report.outcome(&Item::Leaf("admin".into())),
-        Some(&Outcome::Reissued(vec![ReissueReason::Renewed]))
-    );
+    assert_eq!(report.outcome(&Item::Leaf("admin".into())), Some(&Outcome::Reissued(vec![ReissueReason::Renewed])));
     for ((file, old), (_, new)) in before.iter().zip(&snapshot(pki.dir())) {
         assert_eq!(old != new, file.starts_with("admin."), "{file}");
     }
@@ -685,33 +466,21 @@ fn renew_reissues_chosen_leaves_keeps_cas_and_refuses_to_renew_a_ca() {
     assert_eq!(report.entries.len(), plan.leaves.len());
     for ca in CaId::ALL {
         let file = format!("{}.crt", ca.file_stem());
-        assert_eq!(
-            read(&pki, &file),
-            before.iter().find(|(f, _)| f == &file).unwrap().1
-        );
+        assert_eq!(read(&pki, &file), before.iter().find(|(f, _)| f == &file).unwrap().1);
     }
     assert_everything_verifies(&pki, &plan);
 
-    let err = pki
-        .renew(&plan, &RenewFilter::Only(vec!["etcd/ca".into()]), now())
-        .unwrap_err();
-    assert!(
-        matches!(err, PkiError::CaRenewalUnsupported { .. }),
-        "{err:?}"
-    );
+    let err = pki.renew(&plan, &RenewFilter::Only(vec!["etcd/ca".into()]), now()).unwrap_err();
+    assert!(matches!(err, PkiError::CaRenewalUnsupported { .. }), "{err:?}");
     assert!(err.to_string().contains("CA rotation"), "{err}");
-    let err = pki
-        .renew(&plan, &RenewFilter::Only(vec!["nope".into()]), now())
-        .unwrap_err();
+    let err = pki.renew(&plan, &RenewFilter::Only(vec!["nope".into()]), now()).unwrap_err();
     assert!(matches!(err, PkiError::UnknownCert { .. }), "{err:?}");
 }
 
 #[test]
 fn renew_without_a_pki_says_to_create_it_first() {
     let (_tmp, pki) = new_pki();
-    let err = pki
-        .renew(&plan(MASTER_IP), &RenewFilter::All, now())
-        .unwrap_err();
+    let err = pki.renew(&plan(MASTER_IP), &RenewFilter::All, now()).unwrap_err();
     assert!(matches!(err, PkiError::Missing { .. }), "{err:?}");
 }
 
@@ -719,33 +488,18 @@ fn renew_without_a_pki_says_to_create_it_first() {
 fn private_keys_never_show_in_debug_output() {
     let (_tmp, pki) = new_pki();
     pki.ensure(&plan(MASTER_IP), now()).unwrap();
-    let keys = [
-        pki.key_pem("admin").unwrap(),
-        pki.ca_key_pem(CaId::Cluster).unwrap(),
-        pki.sa_key_pem().unwrap(),
-    ];
+    let keys = [pki.key_pem("admin").unwrap(), pki.ca_key_pem(CaId::Cluster).unwrap(), pki.sa_key_pem().unwrap()];
     for key in &keys {
         let body = key.expose_secret().lines().nth(1).unwrap().to_owned();
         let debug = format!("{key:?} {pki:?}");
-        assert!(
-            !debug.contains(&body) && !debug.contains("PRIVATE KEY"),
-            "{debug}"
-        );
+        assert!(!debug.contains(&body) && !debug.contains("PRIVATE KEY"), "{debug}");
     }
 }
 
 #[test]
 fn plan_stems_cannot_escape_the_directory_or_overwrite_a_ca() {
     let (_tmp, pki) = new_pki();
-    for stem in [
-        "../evil",
-        "/etc/evil",
-        "ca",
-        "etcd/ca",
-        "sa",
-        "",
-        "a/../../b",
-    ] {
+    for stem in ["../evil", "/etc/evil", "ca", "etcd/ca", "sa", "", "a/../../b"] {
         let mut plan = plan(MASTER_IP);
         plan.leaves[0].file_stem = stem.to_owned();
         let err = pki.ensure(&plan, now()).unwrap_err();
@@ -753,10 +507,7 @@ fn plan_stems_cannot_escape_the_directory_or_overwrite_a_ca() {
     }
     let mut twice = plan(MASTER_IP);
     twice.leaves.push(twice.leaves[0].clone());
-    assert!(matches!(
-        pki.ensure(&twice, now()),
-        Err(PkiError::BadStem { .. })
-    ));
+    assert!(matches!(pki.ensure(&twice, now()), Err(PkiError::BadStem { .. })));
     assert!(!pki.dir().exists(), "nothing written for a bad plan");
 }
 
@@ -764,8 +515,5 @@ fn plan_stems_cannot_escape_the_directory_or_overwrite_a_ca() {
 fn missing_files_are_reported_by_path() {
     let (_tmp, pki) = new_pki();
     let err = pki.cert_pem("apiserver").unwrap_err();
-    assert!(
-        err.to_string().contains("apiserver.crt does not exist"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("apiserver.crt does not exist"), "{err}");
 }

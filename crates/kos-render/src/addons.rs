@@ -10,10 +10,10 @@ use crate::{Inputs, Kind, RenderError, RenderedFile, object, to_yaml_documents};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIProjection,
-    DownwardAPIVolumeFile, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServiceAccount, ServiceAccountTokenProjection, ServicePort, ServiceSpec, Sysctl,
-    Toleration, Volume, VolumeMount, VolumeProjection, WeightedPodAffinityTerm,
+    DownwardAPIVolumeFile, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServiceAccount,
+    ServiceAccountTokenProjection, ServicePort, ServiceSpec, Sysctl, Toleration, Volume, VolumeMount, VolumeProjection,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -135,7 +135,11 @@ fn coredns(inputs: &Inputs<'_>) -> Result<String, RenderError> {
     };
     let binding = ClusterRoleBinding {
         metadata: meta("system:coredns", None, app.clone()),
-        role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "ClusterRole".into(), name: "system:coredns".into() },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: "system:coredns".into(),
+        },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
             name: COREDNS.into(),
@@ -239,7 +243,12 @@ fn coredns_deployment(inputs: &Inputs<'_>, app: &BTreeMap<String, String>) -> Re
             ..SecurityContext::default()
         }),
         volume_mounts: Some(vec![
-            VolumeMount { name: "config-volume".into(), mount_path: "/etc/coredns".into(), read_only: Some(true), ..VolumeMount::default() },
+            VolumeMount {
+                name: "config-volume".into(),
+                mount_path: "/etc/coredns".into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
             VolumeMount {
                 name: "kube-api-access".into(),
                 mount_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
@@ -315,10 +324,7 @@ fn coredns_deployment(inputs: &Inputs<'_>, app: &BTreeMap<String, String>) -> Re
             selector: LabelSelector { match_labels: Some(app.clone()), ..LabelSelector::default() },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_unavailable: Some(IntOrString::Int(1)),
-                    max_surge: None,
-                }),
+                rolling_update: Some(RollingUpdateDeployment { max_unavailable: Some(IntOrString::Int(1)), max_surge: None }),
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(app.clone()), ..ObjectMeta::default() }),
@@ -360,7 +366,10 @@ fn service_account_volume() -> Volume {
                     downward_api: Some(DownwardAPIProjection {
                         items: Some(vec![DownwardAPIVolumeFile {
                             path: "namespace".into(),
-                            field_ref: Some(ObjectFieldSelector { field_path: "metadata.namespace".into(), api_version: Some("v1".into()) }),
+                            field_ref: Some(ObjectFieldSelector {
+                                field_path: "metadata.namespace".into(),
+                                api_version: Some("v1".into()),
+                            }),
                             ..DownwardAPIVolumeFile::default()
                         }]),
                     }),

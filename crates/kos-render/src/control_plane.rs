@@ -10,7 +10,7 @@
 //! serve the network.
 
 use crate::kubeconfig::{client_kubeconfig, loopback_server_url};
-use crate::{object, to_yaml, Inputs, Material, NodePhase, RenderError, RenderedFile};
+use crate::{Inputs, Material, NodePhase, RenderError, RenderedFile, object, to_yaml};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ExecAction, HTTPGetAction, HostPathVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
     ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
@@ -356,11 +356,7 @@ fn apiserver_pod(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Pod, RenderErro
             mount("audit-log", AUDIT_LOG_DIR, false, "DirectoryOrCreate"),
             mount("ca-certs", "/etc/ssl/certs", true, "DirectoryOrCreate"),
         ],
-        (
-            https_probe(&ip, port, "/livez", 10, 8),
-            https_probe(&ip, port, "/readyz", 0, 3),
-            https_probe(&ip, port, "/livez", 10, 24),
-        ),
+        (https_probe(&ip, port, "/livez", 10, 8), https_probe(&ip, port, "/readyz", 0, 3), https_probe(&ip, port, "/livez", 10, 24)),
         ("250m", "256Mi"),
     ))
 }

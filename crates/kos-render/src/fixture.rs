@@ -73,10 +73,7 @@ pub fn snapshot_settings() -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.add_filter(r"-----BEGIN ([A-Z ]+)-----[\s\S]*?-----END [A-Z ]+-----", "[$1 PEM]");
     // Long base64 values come out as folded scalars (`key: >-` then the value).
-    s.add_filter(
-        r"(client-certificate-data|client-key-data|certificate-authority-data): (>-\n\s+)?[A-Za-z0-9+/=]+",
-        "$1: [BASE64]",
-    );
+    s.add_filter(r"(client-certificate-data|client-key-data|certificate-authority-data): (>-\n\s+)?[A-Za-z0-9+/=]+", "$1: [BASE64]");
     s.add_filter(r"secret: [A-Za-z0-9+/=]{40,}", "secret: [ENCRYPTION KEY]");
     s
 }

@@ -27,11 +27,7 @@ pub fn kubeconfig(
         kind: Some("Config".into()),
         clusters: vec![NamedCluster {
             name: cluster_name.into(),
-            cluster: Some(Cluster {
-                server: Some(server_url.into()),
-                certificate_authority_data: Some(b64(ca_pem)),
-                ..Cluster::default()
-            }),
+            cluster: Some(Cluster { server: Some(server_url.into()), certificate_authority_data: Some(b64(ca_pem)), ..Cluster::default() }),
             ..NamedCluster::default()
         }],
         auth_infos: vec![NamedAuthInfo {

@@ -9,15 +9,15 @@
 
 pub mod addons;
 pub mod control_plane;
-pub mod kubeconfig;
-pub mod local;
-pub mod node;
-mod material;
-mod output;
 #[cfg(test)]
 pub(crate) mod fixture;
+pub mod kubeconfig;
+pub mod local;
+mod material;
+pub mod node;
+mod output;
 
-pub use output::{write_tree, Kind, NodePhase, RenderedFile, Target, Unit};
+pub use output::{Kind, NodePhase, RenderedFile, Target, Unit, write_tree};
 
 use kos_core::plan::{CaId, ClusterPlan};
 use kos_core::settings::Settings;

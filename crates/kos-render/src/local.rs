@@ -75,8 +75,8 @@ pub fn render_local(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<
 
 #[cfg(test)]
 mod tests {
-    use crate::fixture::{render_example, snapshot_settings};
     use crate::Target;
+    use crate::fixture::{render_example, snapshot_settings};
 
     #[test]
     fn snapshots_of_the_operators_files() {
@@ -103,7 +103,8 @@ mod tests {
 
     #[test]
     fn docker_tls_gives_a_node_env_file_each_with_the_seeds_cert_names() {
-        let r = render_example(|s| s.replace("  kind: containerd ", "  kind: docker ").replace("  # docker_tls: true ", "  docker_tls: true "));
+        let r =
+            render_example(|s| s.replace("  kind: containerd ", "  kind: docker ").replace("  # docker_tls: true ", "  docker_tls: true "));
         let env = &r.local_file("master-1.env").contents;
         insta::assert_snapshot!("master-1.env", env);
         assert!(env.contains("DOCKER_HOST=tcp://203.0.113.11:2376"), "floating IP when there is one");

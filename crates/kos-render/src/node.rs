@@ -101,11 +101,7 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
     out.unit(Unit::KubeProxy);
     let proxy_cert = material.cert("kube-proxy")?;
     let proxy_key = material.key("kube-proxy")?;
-    out.add(
-        paths::KUBE_PROXY_KUBECONFIG,
-        PRIVATE,
-        client_kubeconfig(inputs, &ca, &server, "system:kube-proxy", &proxy_cert, &proxy_key)?,
-    );
+    out.add(paths::KUBE_PROXY_KUBECONFIG, PRIVATE, client_kubeconfig(inputs, &ca, &server, "system:kube-proxy", &proxy_cert, &proxy_key)?);
     out.add(paths::KUBE_PROXY_CONFIG, PUBLIC, crate::to_yaml("KubeProxyConfiguration", &kube_proxy_configuration(inputs, node))?);
     out.add(paths::KUBE_PROXY_UNIT, PUBLIC, template("kube-proxy.service", KUBE_PROXY_UNIT, minijinja::context! { node => &node.name })?);
 
@@ -118,7 +114,11 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
         let restrict_oom = inputs.env.facts(&node.name).oom_score_restricted;
         let ctx = minijinja::context! { node => &node.name, sandbox_image, cni_bin_dir => CNI_BIN_DIR, restrict_oom };
         out.add(paths::CONTAINERD_CONFIG, PUBLIC, template("containerd.toml", CONTAINERD_V3_CONFIG, ctx)?);
-        out.add(paths::CONTAINERD_UNIT, PUBLIC, template("containerd.service", CONTAINERD_UNIT, minijinja::context! { node => &node.name })?);
+        out.add(
+            paths::CONTAINERD_UNIT,
+            PUBLIC,
+            template("containerd.service", CONTAINERD_UNIT, minijinja::context! { node => &node.name })?,
+        );
     } else {
         out.add(
             paths::CONTAINERD_CONFIG,
@@ -176,7 +176,12 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
     // The OS, prepared with the runtime; applied by the phase itself, no unit restarts.
     out.plain(NodePhase::Runtime);
     out.add(paths::SYSCTL, PUBLIC, SYSCTLS.to_string());
-    out.add(paths::MODULES, PUBLIC, "# Rendered by kos: overlayfs for container images, br_netfilter so iptables sees bridged pod traffic.\noverlay\nbr_netfilter\n".to_string());
+    out.add(
+        paths::MODULES,
+        PUBLIC,
+        "# Rendered by kos: overlayfs for container images, br_netfilter so iptables sees bridged pod traffic.\noverlay\nbr_netfilter\n"
+            .to_string(),
+    );
     Ok(out.files)
 }
 
@@ -281,7 +286,6 @@ kernel.panic_on_oops = 1
 kernel.keys.root_maxkeys = 1000000
 kernel.keys.root_maxbytes = 25000000
 ";
-
 
 /// `kubelet.config.k8s.io/v1beta1` KubeletConfiguration: the fields kos sets.
 #[derive(Debug, Serialize)]

@@ -157,7 +157,8 @@ impl std::fmt::Debug for RenderedFile {
 pub fn write_tree(out: &Path, files: &[RenderedFile]) -> Result<(), RenderError> {
     for file in files {
         let path = file.tree_path(out);
-        kos_fs::write_atomic(&path, file.contents.as_bytes(), file.mode).map_err(|source| RenderError::Write { path: path.clone(), source })?;
+        kos_fs::write_atomic(&path, file.contents.as_bytes(), file.mode)
+            .map_err(|source| RenderError::Write { path: path.clone(), source })?;
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! `kos render` and `kos kubeconfig`: the cluster's files from the settings, the recorded
 //! (or given) addresses and the PKI, without touching the cloud or a node.
 
-use crate::state::LocalState;
 use crate::RunError;
+use crate::state::LocalState;
 use anyhow::Context as _;
 use kos_core::plan::{CaId, ClusterPlan, Observed};
 use kos_core::settings::Settings;
@@ -20,7 +20,13 @@ pub struct Rendered {
 }
 
 /// Render every file (the PKI created or completed first) into `out` as a tree for review.
-pub fn render_tree(settings: &Settings, state: &LocalState, observed: &Observed, plan: &ClusterPlan, out: &Path) -> Result<Rendered, RunError> {
+pub fn render_tree(
+    settings: &Settings,
+    state: &LocalState,
+    observed: &Observed,
+    plan: &ClusterPlan,
+    out: &Path,
+) -> Result<Rendered, RunError> {
     if let Some(node) = plan.nodes_without_address().first() {
         return Err(RunError::Invalid(format!(
             "the address of node `{node}` is not known yet: run `kos up --only instances` first (it records addresses in {}), or pass --observed FILE (see examples/observed.yaml)",

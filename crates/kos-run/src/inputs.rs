@@ -2,7 +2,7 @@
 //! artifacts (every file of a local folder matching its SHA256SUMS line, a mirror's checksums
 //! answering, the images the cluster runs, the user's extra image folders).
 
-use crate::{other, RunError};
+use crate::{RunError, other};
 use kos_core::settings::Settings;
 use kos_node::artifacts;
 
@@ -53,15 +53,19 @@ fn check_key(settings: &Settings) -> Result<(), RunError> {
 /// The artifacts of the settings, checked: the binaries' source, the images an artifact
 /// set that carries images must carry, the extra image folders.
 async fn resolve_artifacts(settings: &Settings) -> Result<Vec<artifacts::Artifact>, RunError> {
-    let mut arts = artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
-        .await
-        .map_err(other)?;
+    let mut arts =
+        artifacts::resolve(&settings.artifacts.source, settings.base_dir(), &settings.cluster.kubernetes_version.to_string(), "amd64")
+            .await
+            .map_err(other)?;
     // An artifact set that carries images must carry every one the cluster runs: a missing
     // one would only show later, as a pod that cannot pull on an air-gapped node.
-    let carried: Vec<&str> = arts.iter().filter_map(|a| match &a.kind {
-        artifacts::Kind::Image(i) => Some(i.name.as_str()),
-        _ => None,
-    }).collect();
+    let carried: Vec<&str> = arts
+        .iter()
+        .filter_map(|a| match &a.kind {
+            artifacts::Kind::Image(i) => Some(i.name.as_str()),
+            _ => None,
+        })
+        .collect();
     if !carried.is_empty() {
         let missing: Vec<String> = kos_render::images(settings).into_iter().filter(|i| !carried.contains(&i.as_str())).collect();
         if !missing.is_empty() {
@@ -78,4 +82,3 @@ async fn resolve_artifacts(settings: &Settings) -> Result<Vec<artifacts::Artifac
     }
     Ok(arts)
 }
-

@@ -113,11 +113,9 @@ fn parse_users(text: &str) -> Result<Kubeconfig, MergeError> {
 
 fn our_entries(ours: &str, name: &str) -> Result<(NamedCluster, NamedAuthInfo, NamedContext), MergeError> {
     let config = Kubeconfig::from_yaml(ours).map_err(|e| MergeError::Ours(e.to_string()))?;
-    let (Ok([mut cluster]), Ok([mut user]), Ok([mut context])) = (
-        <[_; 1]>::try_from(config.clusters),
-        <[_; 1]>::try_from(config.auth_infos),
-        <[_; 1]>::try_from(config.contexts),
-    ) else {
+    let (Ok([mut cluster]), Ok([mut user]), Ok([mut context])) =
+        (<[_; 1]>::try_from(config.clusters), <[_; 1]>::try_from(config.auth_infos), <[_; 1]>::try_from(config.contexts))
+    else {
         return Err(MergeError::Ours("it must hold exactly one cluster, one user and one context".into()));
     };
     let Some(ctx) = context.context.as_mut() else {
@@ -183,11 +181,14 @@ pub struct Removed {
 /// or one without our entries is left untouched; an unreadable one is named, never rewritten.
 pub fn remove_from_file(path: &Path, cluster: &str) -> Result<Option<bool>, KubeconfigFileError> {
     let Some(text) = read_user_file(path)? else { return Ok(None) };
-    let removed = remove(&text, &context_name(cluster))
-        .map_err(|source| KubeconfigFileError::Unreadable { path: path.to_path_buf(), source })?;
+    let removed =
+        remove(&text, &context_name(cluster)).map_err(|source| KubeconfigFileError::Unreadable { path: path.to_path_buf(), source })?;
     let Some(removed) = removed else { return Ok(None) };
-    write_private(path, removed.yaml.as_bytes())
-        .map_err(|source| KubeconfigFileError::Io { action: "write", path: path.to_path_buf(), source })?;
+    write_private(path, removed.yaml.as_bytes()).map_err(|source| KubeconfigFileError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(Some(removed.was_current))
 }
 
@@ -224,10 +225,7 @@ impl std::fmt::Display for MergeOutcome {
                 return write!(f, "context `{context}` in {path} is up to date and is the current context");
             }
             Change::Added => write!(f, "added context `{context}` to {path} and made it the current context")?,
-            Change::Replaced => write!(
-                f,
-                "replaced the cluster, user and context `{context}` in {path} and made it the current context"
-            )?,
+            Change::Replaced => write!(f, "replaced the cluster, user and context `{context}` in {path} and made it the current context")?,
         }
         match &self.previous_context {
             Some(previous) if previous != context => write!(f, " (was `{previous}`)"),
@@ -268,7 +266,6 @@ pub enum KubeconfigFileError {
 pub fn merge_admin_kubeconfig(admin_kubeconfig_yaml: &str, cluster: &str) -> Result<MergeOutcome, KubeconfigFileError> {
     merge_into_file(&admin_kubeconfig_path()?, admin_kubeconfig_yaml, &context_name(cluster))
 }
-
 
 /// The file kos merges the admin kubeconfig into: the first of `$KUBECONFIG`, else
 /// `~/.kube/config`.

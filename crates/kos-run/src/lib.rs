@@ -11,11 +11,11 @@
 
 #![forbid(unsafe_code)]
 
-pub mod ops;
 pub mod files;
 pub mod inputs;
 pub mod kubeconfig;
 pub mod nodes;
+pub mod ops;
 pub mod plan;
 pub mod report;
 pub mod state;
@@ -26,7 +26,7 @@ pub mod up;
 
 pub use report::UpReport;
 pub use state::LocalState;
-pub use up::{local_inputs, up, LocalInputs, UpOptions};
+pub use up::{LocalInputs, UpOptions, local_inputs, up};
 
 use kos_core::plan::{ClusterPlan, Observed};
 use kos_core::settings::Settings;

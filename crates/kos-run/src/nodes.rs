@@ -2,9 +2,9 @@
 //! file, each node's wants, one session per node (through [`Reach`]: SSH for real), the
 //! nodes' facts and the verify checks.
 
-use crate::state::LocalState;
 use crate::report::{Failure, Verified};
-use crate::{other, Reporter, RunError};
+use crate::state::LocalState;
+use crate::{Reporter, RunError, other};
 use anyhow::Context as _;
 use futures_util::stream::{self, StreamExt};
 use kos_cloud::reconcile::ClusterResources;
@@ -14,7 +14,7 @@ use kos_node::artifacts;
 use kos_node::provision;
 use kos_node::remote::Remote;
 use kos_node::ssh::{SshConfig, SshNode, SshTarget};
-use kos_node::wanted::{node_wants, NodeWants};
+use kos_node::wanted::{NodeWants, node_wants};
 use kos_render::{Environment, Inputs, Kind, NodeFacts, Target};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -95,9 +95,7 @@ pub fn prepare(
     reporter: &dyn Reporter,
 ) -> Result<Prepared, RunError> {
     if let Some(node) = plan.nodes_without_address().first() {
-        return Err(RunError::Invalid(format!(
-            "node `{node}` has no address yet: run `kos up` (or `kos up --only instances`) first"
-        )));
+        return Err(RunError::Invalid(format!("node `{node}` has no address yet: run `kos up` (or `kos up --only instances`) first")));
     }
     let pki = state.pki();
     let report = pki
@@ -142,9 +140,15 @@ pub async fn facts_all<N: Remote>(sessions: &[NodeSession<N>]) -> (BTreeMap<Stri
     let facts: BTreeMap<String, NodeFacts> = seen.into_iter().filter_map(|(n, f)| Some((n, f?))).collect();
     // One line per fact that needs the operator's attention, naming the nodes it holds on.
     let lines: [FactLine; 3] = [
-        (|f| f.cgroup_v1, "warning: {} run cgroup v1: their kubelets get `failCgroupV1: false`; move the image to cgroup v2 (Kubernetes deprecated v1 in 1.35 and may remove it from 1.38)"),
+        (
+            |f| f.cgroup_v1,
+            "warning: {} run cgroup v1: their kubelets get `failCgroupV1: false`; move the image to cgroup v2 (Kubernetes deprecated v1 in 1.35 and may remove it from 1.38)",
+        ),
         (|f| f.conntrack_max_fixed, "note: {}: nf_conntrack_max cannot be set there; kube-proxy is told to leave it"),
-        (|f| f.oom_score_restricted, "note: {}: root lacks CAP_SYS_RESOURCE (a container, not a VM); containerd clamps pods' OOM scores to its own"),
+        (
+            |f| f.oom_score_restricted,
+            "note: {}: root lacks CAP_SYS_RESOURCE (a container, not a VM); containerd clamps pods' OOM scores to its own",
+        ),
     ];
     let notes = lines
         .iter()
@@ -213,7 +217,10 @@ pub async fn connect_all<R: Reach>(
                     "BUILD" | "REBOOT" | "HARD_REBOOT" => ": wait for it to become ACTIVE and run `kos up` again".to_string(),
                     _ => String::new(),
                 };
-                return NodeSession::Failed { node: t.node.clone(), error: format!("{}: server {} is {}{fix}", t.node, server.name, server.status) };
+                return NodeSession::Failed {
+                    node: t.node.clone(),
+                    error: format!("{}: server {} is {}{fix}", t.node, server.name, server.status),
+                };
             }
             let session = match reach.connect(t, wait).await {
                 Ok(s) => NodeSession::Up(s),
@@ -258,12 +265,7 @@ pub async fn close_all<R: Reach>(reach: &R, sessions: Vec<NodeSession<R::Node>>)
 /// Verify every reachable node but those in `skip` (they failed already and are named
 /// once), in the plan's order. The units checked are those the node's wants run (one table:
 /// `kos_node::wanted`).
-pub async fn verify_all<N: Remote>(
-    sessions: &[NodeSession<N>],
-    plan: &ClusterPlan,
-    wants: &[NodeWants],
-    skip: &[&str],
-) -> Vec<Verified> {
+pub async fn verify_all<N: Remote>(sessions: &[NodeSession<N>], plan: &ClusterPlan, wants: &[NodeWants], skip: &[&str]) -> Vec<Verified> {
     let mut results: Vec<Verified> = stream::iter(sessions.iter())
         .filter_map(|s| async move {
             match s {
@@ -275,7 +277,8 @@ pub async fn verify_all<N: Remote>(
             let gateway = plan.nodes.iter().find(|p| p.name == n.node()).map(|p| p.pod_gateway.to_string()).unwrap_or_default();
             let units = wants.iter().find(|w| w.node == n.node()).map(NodeWants::all_units).unwrap_or_default();
             let node = n.node().to_string();
-            let failure = |message: String| Failure { node: node.clone(), phase: "verify".into(), message: format!("{node} (verify): {message}") };
+            let failure =
+                |message: String| Failure { node: node.clone(), phase: "verify".into(), message: format!("{node} (verify): {message}") };
             match provision::verify(n, &units, &gateway).await {
                 Ok(checks) => Verified {
                     checks: checks.len(),

@@ -3,10 +3,10 @@
 //! result whose lines the binary prints.
 
 use crate::state::LocalState;
-use crate::{plan_for, RunError};
+use crate::{RunError, plan_for};
+use kos_cloud::Cloud;
 use kos_cloud::apply::{self, Waits};
 use kos_cloud::ops::{self, Exposed, Finding, Teardown, Verdict};
-use kos_cloud::Cloud;
 use kos_core::settings::Settings;
 use std::fmt;
 use std::path::Path;
@@ -97,11 +97,7 @@ pub async fn destroy<C: Cloud>(cloud: &C, settings: &Settings, found: &Teardown)
         return Ok(());
     }
     let lines: Vec<String> = left.lines().iter().map(|l| format!("  left: {l}")).collect();
-    Err(RunError::Other(anyhow::anyhow!(
-        "{} resource(s) are left; run `kos destroy` again:\n{}",
-        lines.len(),
-        lines.join("\n")
-    )))
+    Err(RunError::Other(anyhow::anyhow!("{} resource(s) are left; run `kos destroy` again:\n{}", lines.len(), lines.join("\n"))))
 }
 
 /// Once the cloud holds nothing of the cluster: its context leaves the user's kubeconfig
@@ -124,8 +120,7 @@ pub fn forget_locally(settings: &Settings, state: &LocalState, purge: bool, kube
         return Ok(out);
     }
     if purge {
-        std::fs::remove_dir_all(&state.dir)
-            .map_err(|e| RunError::Other(anyhow::anyhow!("cannot delete {}: {e}", state.dir.display())))?;
+        std::fs::remove_dir_all(&state.dir).map_err(|e| RunError::Other(anyhow::anyhow!("cannot delete {}: {e}", state.dir.display())))?;
         out.push(format!("deleted the local state {}", state.dir.display()));
     } else {
         out.push(format!(
@@ -141,7 +136,10 @@ pub fn forget_locally(settings: &Settings, state: &LocalState, purge: bool, kube
 #[derive(Debug, Clone, Copy)]
 pub enum Expose {
     /// Listen on `port`, forward to the workers' `node_port`.
-    Create { node_port: u16, port: u16 },
+    Create {
+        node_port: u16,
+        port: u16,
+    },
     Delete,
 }
 

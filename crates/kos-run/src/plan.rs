@@ -8,10 +8,10 @@
 use crate::nodes::{self, NodeSession, Prepared, Reach};
 use crate::report::NodePhaseChanges;
 use crate::state::LocalState;
-use crate::{plan_for, Reporter, RunError};
-use kos_cloud::apply::{self, CloudChange, Resolved};
-use kos_cloud::reconcile::{node_changes, route_changes, ClusterResources, RouteChange};
+use crate::{Reporter, RunError, plan_for};
 use kos_cloud::Cloud;
+use kos_cloud::apply::{self, CloudChange, Resolved};
+use kos_cloud::reconcile::{ClusterResources, RouteChange, node_changes, route_changes};
 use kos_core::plan::ClusterPlan;
 use kos_core::settings::Settings;
 use kos_kube::Connect;
@@ -184,7 +184,10 @@ async fn cloud_changes<C: Cloud>(
     lines.extend(node_changes(plan, have).into_iter().map(|c| CloudChange::Node(c).to_string()));
     // A node without an address yet gets its route once its port has one.
     lines.extend(
-        plan.nodes.iter().filter(|n| n.fixed_ip.is_none()).map(|n| format!("add route {} via {}'s address, once its port exists", n.pod_cidr, n.name)),
+        plan.nodes
+            .iter()
+            .filter(|n| n.fixed_ip.is_none())
+            .map(|n| format!("add route {} via {}'s address, once its port exists", n.pod_cidr, n.name)),
     );
     let router = cloud.router(&resolved.router.id).await.map_err(|e| RunError::Other(anyhow::Error::new(e).context("read the router")))?;
     match route_changes(plan, &router, &have.node_addresses(), resolved.atomic_routes) {

@@ -2,8 +2,8 @@
 //! JSON (`kos up -o json`, documented in `docs/up-report.md`), and the tests read them.
 
 use crate::Phase;
-use kos_kube::health::Item;
 use kos_kube::Applied;
+use kos_kube::health::Item;
 use kos_node::changes::Change;
 use serde::Serialize;
 

@@ -4,13 +4,13 @@
 
 use crate::nodes::{self, NodeSession, Reach};
 use crate::state::LocalState;
-use crate::{plan_for, Reporter, RunError};
+use crate::{Reporter, RunError, plan_for};
+use kos_cloud::Cloud;
 use kos_cloud::apply;
 use kos_cloud::model::Route;
-use kos_cloud::Cloud;
 use kos_core::settings::Settings;
-use kos_kube::health::Item;
 use kos_kube::Connect;
+use kos_kube::health::Item;
 use kos_node::remote::Remote;
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -44,7 +44,8 @@ impl StatusReport {
                 self.cluster, self.cloud
             )];
         }
-        let row = |c: [&str; 8]| format!("{:<14} {:<8} {:<15} {:<15} {:<15} {:<6} {:<6} {}", c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
+        let row =
+            |c: [&str; 8]| format!("{:<14} {:<8} {:<15} {:<15} {:<15} {:<6} {:<6} {}", c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
         let mut out = vec![row(["NODE", "SERVER", "FIXED IP", "FLOATING IP", "POD CIDR", "ROUTE", "SSH", "KUBELET"])];
         for n in &self.nodes {
             let ip = |v: Option<Ipv4Addr>| v.map_or("-".to_string(), |a| a.to_string());
@@ -175,8 +176,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::testing::{run, settings, Answer, Heard, NoAnswer};
     use crate::Phase;
+    use crate::testing::{Answer, Heard, NoAnswer, run, settings};
     use kos_cloud::fake::FakeCloud;
     use kos_kube::fake::FakeKube;
 
@@ -198,7 +199,10 @@ mod tests {
         let no_routes = look(dir.path(), &cloud, &NoAnswer::default(), &kube).await;
         let names: Vec<&str> = no_routes.nodes.iter().map(|n| n.node.as_str()).collect();
         assert_eq!(names, ["master-1", "worker-1", "worker-2"]);
-        assert!(no_routes.nodes.iter().all(|n| n.server == "ACTIVE" && n.fixed_ip.is_some() && !n.route && n.ssh == "no"), "{no_routes:#?}");
+        assert!(
+            no_routes.nodes.iter().all(|n| n.server == "ACTIVE" && n.fixed_ip.is_some() && !n.route && n.ssh == "no"),
+            "{no_routes:#?}"
+        );
         assert_eq!(no_routes.problems.len(), 3, "each node that did not answer, once: {:?}", no_routes.problems);
         assert!(no_routes.nodes[0].floating_ip.is_some() && no_routes.nodes[1].floating_ip.is_none());
         assert!(matches!(no_routes.api, ApiView::NoKubeconfig { .. }), "{:?}", no_routes.api);

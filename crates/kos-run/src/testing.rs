@@ -6,7 +6,7 @@
 
 use crate::nodes::Reach;
 use crate::report::UpReport;
-use crate::up::{local_inputs, up, Systems, UpOptions};
+use crate::up::{Systems, UpOptions, local_inputs, up};
 use crate::{LocalState, Phase, Reporter, RunError};
 use kos_cloud::fake::FakeCloud;
 use kos_core::settings::Settings;
@@ -159,4 +159,3 @@ pub fn conforms(report: &UpReport) {
     let errors: Vec<String> = validator.iter_errors(&json).map(|e| format!("{}: {e}", e.instance_path())).collect();
     assert!(errors.is_empty(), "the report does not match docs/up-report.schema.json: {errors:#?}\n{json:#}");
 }
-

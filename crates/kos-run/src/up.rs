@@ -6,15 +6,15 @@
 //! be chosen (the seed's tags). Every phase compares before it changes, so a re-run after a
 //! failure or Ctrl-C resumes, and a re-run on a converged cluster changes nothing.
 
-use crate::{chain, inputs};
 use crate::nodes::{self, NodeSession, Prepared, Reach};
 use crate::report::{CheckLine, CloudChange, Failure, NodeOutcome, NodePhaseChanges, Timing, UpReport};
 use crate::state::LocalState;
-use crate::{plan_for, NodeSteps, Phase, Reporter, RunError};
+use crate::{NodeSteps, Phase, Reporter, RunError, plan_for};
+use crate::{chain, inputs};
+use kos_cloud::Cloud;
 use kos_cloud::apply::{self, NodeContext, Resolved, Waits};
 use kos_cloud::ops::{self, Verdict};
 use kos_cloud::reconcile::ClusterResources;
-use kos_cloud::Cloud;
 use kos_core::plan::ClusterPlan;
 use kos_core::settings::Settings;
 use kos_kube::Connect;

@@ -97,7 +97,10 @@ async fn removing_a_node_removes_its_route_server_and_port_but_not_foreign_route
     let foreign = Route { destination: "10.1.200.0/24".parse().unwrap(), nexthop: Ipv4Addr::new(192, 168, 50, 250) };
     cloud.state.lock().unwrap().router.as_mut().unwrap().routes.push(foreign.clone());
     let lines = up(&cloud, &settings(&["master-1", "worker-1"])).await;
-    assert_eq!(lines, ["remove worker-2 (no longer in the settings: its server, port, floating IP, routes): deleted 1 route(s), server, port"]);
+    assert_eq!(
+        lines,
+        ["remove worker-2 (no longer in the settings: its server, port, floating IP, routes): deleted 1 route(s), server, port"]
+    );
     let st = cloud.state.lock().unwrap();
     assert_eq!(st.servers.len(), 2);
     assert_eq!(st.ports.len(), 2);

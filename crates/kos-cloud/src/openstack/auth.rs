@@ -35,8 +35,7 @@ pub(super) fn link_auth_plugins() {
 pub(super) fn application_credential_by_name(config: &CloudConfig) -> bool {
     let app_cred = matches!(config.auth_type.as_deref(), Some("v3applicationcredential" | "applicationcredential"));
     let auth = config.auth.as_ref();
-    app_cred
-        && auth.is_some_and(|a| a.application_credential_id.is_none() && a.application_credential_name.is_some())
+    app_cred && auth.is_some_and(|a| a.application_credential_id.is_none() && a.application_credential_name.is_some())
 }
 
 /// The login Keystone takes for an application credential given by name: the name, the
@@ -58,7 +57,9 @@ fn by_name_request(config: &CloudConfig) -> Result<serde_json::Value, String> {
             (Some(id), _) => json!({ "id": id }),
             (None, Some(name)) => json!({ "name": name }),
             (None, None) => {
-                return Err("an application credential given by name needs the user's domain: set user_domain_name (or user_domain_id)".into());
+                return Err(
+                    "an application credential given by name needs the user's domain: set user_domain_name (or user_domain_id)".into()
+                );
             }
         };
         json!({ "name": username, "domain": domain })
@@ -114,11 +115,7 @@ fn http_client(config: &CloudConfig) -> Result<reqwest::Client, String> {
 pub(super) async fn resolve_application_credential_id(cloud: &str, config: &mut CloudConfig) -> Result<(), CloudError> {
     let auth_error = |message: String| CloudError::Auth { cloud: cloud.to_owned(), message };
     let body = by_name_request(config).map_err(auth_error)?;
-    let auth_url = config
-        .auth
-        .as_ref()
-        .and_then(|a| a.auth_url.clone())
-        .ok_or_else(|| auth_error("no auth_url for this cloud".into()))?;
+    let auth_url = config.auth.as_ref().and_then(|a| a.auth_url.clone()).ok_or_else(|| auth_error("no auth_url for this cloud".into()))?;
     let client = http_client(config).map_err(auth_error)?;
     let reply = client
         .post(tokens_url(&auth_url))
@@ -173,7 +170,13 @@ pub(super) fn kind(config: &CloudConfig) -> Kind {
 
 /// Who a token says is logged in, for the messages of a refused call: the application
 /// credential (`(name, ID)`) if there is one, the user, the token's roles and the project.
-pub(super) fn describe_login(kind: Kind, user: &str, roles: &[&str], project: &str, app_cred: Option<(Option<&str>, Option<&str>)>) -> String {
+pub(super) fn describe_login(
+    kind: Kind,
+    user: &str,
+    roles: &[&str],
+    project: &str,
+    app_cred: Option<(Option<&str>, Option<&str>)>,
+) -> String {
     let roles = if roles.is_empty() { "(none)".to_owned() } else { roles.join(", ") };
     let user = format!("user `{user}`, roles {roles} in project `{project}`");
     match (app_cred, kind) {
@@ -333,7 +336,10 @@ mod tests {
             describe_login(Kind::ApplicationCredential, "demo", &["member"], "demo", Some((Some("ci"), Some("3f2a")))),
             "application credential `ci` (3f2a) of user `demo`, roles member in project `demo`"
         );
-        assert_eq!(describe_login(Kind::Token, "demo", &["reader", "member"], "p", None), "token of user `demo`, roles reader, member in project `p`");
+        assert_eq!(
+            describe_login(Kind::Token, "demo", &["reader", "member"], "p", None),
+            "token of user `demo`, roles reader, member in project `p`"
+        );
         assert_eq!(describe_login(Kind::Password, "demo", &[], "p", None), "user `demo`, roles (none) in project `p`");
     }
 

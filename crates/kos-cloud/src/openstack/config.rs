@@ -30,7 +30,8 @@ pub(super) fn load(cloud_name: Option<&str>) -> Result<(String, CloudConfig), Cl
         }
         return Err(CloudError::Auth {
             cloud: "(none)".into(),
-            message: "no cloud configured: set OS_CLOUD to a cloud of clouds.yaml, or export OS_AUTH_URL and the other OS_* variables".into(),
+            message: "no cloud configured: set OS_CLOUD to a cloud of clouds.yaml, or export OS_AUTH_URL and the other OS_* variables"
+                .into(),
         });
     };
     let secure_file = std::env::var_os("OS_CLIENT_SECURE_FILE").filter(|f| !f.is_empty()).map(PathBuf::from);
@@ -66,12 +67,17 @@ fn from_env(cloud: &str) -> Result<CloudConfig, CloudError> {
 /// The cloud `name` of the clouds.yaml `clouds_file` (else of the usual places), with the
 /// values of the secure.yaml `secure_file` (else the one next to `clouds_file`, else of
 /// the usual places) over it.
-pub(super) fn from_file(clouds_file: Option<PathBuf>, secure_file: Option<PathBuf>, name: String) -> Result<(String, CloudConfig), CloudError> {
-    let secure_file = secure_file.or_else(|| {
-        clouds_file.as_ref().and_then(|f| f.parent()).map(|dir| dir.join("secure.yaml")).filter(|f| f.is_file())
-    });
-    let files = ConfigFile::new_with_user_specified_configs(clouds_file.as_ref(), secure_file.as_ref())
-        .map_err(|e| CloudError::Auth { cloud: name.clone(), message: format!("cannot read clouds.yaml or secure.yaml: {}", error_chain(&e)) })?;
+pub(super) fn from_file(
+    clouds_file: Option<PathBuf>,
+    secure_file: Option<PathBuf>,
+    name: String,
+) -> Result<(String, CloudConfig), CloudError> {
+    let secure_file =
+        secure_file.or_else(|| clouds_file.as_ref().and_then(|f| f.parent()).map(|dir| dir.join("secure.yaml")).filter(|f| f.is_file()));
+    let files = ConfigFile::new_with_user_specified_configs(clouds_file.as_ref(), secure_file.as_ref()).map_err(|e| CloudError::Auth {
+        cloud: name.clone(),
+        message: format!("cannot read clouds.yaml or secure.yaml: {}", error_chain(&e)),
+    })?;
     let config = files
         .get_cloud_config(&name)
         .map(|found| found.map(insecure_as_verify))
@@ -99,7 +105,9 @@ fn env_over_file(file: CloudConfig, env: CloudConfig, interface_from_env: bool) 
     let auth = match (file.auth.clone(), env.auth) {
         (Some(file_auth), Some(env_auth)) => {
             let mut merged = serde_json::to_value(&file_auth).unwrap_or_default();
-            if let (Some(into), serde_json::Value::Object(from)) = (merged.as_object_mut(), serde_json::to_value(&env_auth).unwrap_or_default()) {
+            if let (Some(into), serde_json::Value::Object(from)) =
+                (merged.as_object_mut(), serde_json::to_value(&env_auth).unwrap_or_default())
+            {
                 into.extend(from.into_iter().filter(|(_, v)| !v.is_null()));
             }
             serde_json::from_value(merged).ok().or(Some(file_auth))

@@ -259,7 +259,10 @@ impl Login {
                 "{what} even after logging in again with the {}: its access rules do not allow this call (create one without `--access-rules`, or with rules for every call kos makes), or it was deleted or expired during the run",
                 self.who
             ),
-            _ => format!("{what} even after logging in again as the {}: the password was changed or the user disabled during the run", self.who),
+            _ => format!(
+                "{what} even after logging in again as the {}: the password was changed or the user disabled during the run",
+                self.who
+            ),
         }
     }
 }
@@ -273,7 +276,9 @@ pub(crate) fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<(Op
         {
             *url = Some(u.as_str().to_owned());
         }
-        if let Some(tls @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)) = e.downcast_ref::<rustls::Error>() {
+        if let Some(tls @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)) =
+            e.downcast_ref::<rustls::Error>()
+        {
             return Some(tls.to_string());
         }
         // An I/O error's `source()` skips the error it wraps: look inside it too.
@@ -425,7 +430,11 @@ impl Transport {
                     }
                     let failure = match &err {
                         ApiError::Client { source: openstack_sdk::RestError::Communication { source } } => {
-                            if source.is_connect() { Transient::Connect } else { Transient::Interrupted }
+                            if source.is_connect() {
+                                Transient::Connect
+                            } else {
+                                Transient::Interrupted
+                            }
                         }
                         ApiError::Client { source: openstack_sdk::RestError::AuthError { .. } } => {
                             return Err(CloudError::Auth { cloud: self.cloud.clone(), message: error_chain(&err) });
@@ -466,11 +475,7 @@ impl Transport {
     /// Send and require a 2xx answer; anything else is mapped to an error.
     pub(crate) async fn ok(&self, call: &Call, action: &str) -> CloudResult<Reply> {
         let reply = self.send(call).await?;
-        if (200..300).contains(&reply.status) {
-            Ok(reply)
-        } else {
-            Err(self.error(call, action, reply.status, &reply.body))
-        }
+        if (200..300).contains(&reply.status) { Ok(reply) } else { Err(self.error(call, action, reply.status, &reply.body)) }
     }
 
     /// Send, require 2xx, decode the JSON body.
@@ -588,7 +593,12 @@ mod tests {
         assert_eq!(api_message(&sample("neutron-404.json")), "Port 00000000-0000-0000-0000-000000000000 could not be found.");
         assert_eq!(api_message(&sample("nova-404.json")), "Instance 00000000-0000-0000-0000-000000000000 could not be found.");
         assert_eq!(api_message(&sample("octavia-404.json")), "Load Balancer 00000000-0000-0000-0000-000000000000 not found.");
-        assert_eq!(api_message(br#"{"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}"#), "The request you have made requires authentication.");
+        assert_eq!(
+            api_message(
+                br#"{"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}"#
+            ),
+            "The request you have made requires authentication."
+        );
         assert_eq!(api_message(b"<html><body>502 Bad  Gateway</body></html>\n"), "<html><body>502 Bad Gateway</body></html>");
         assert_eq!(neutron_error_type(&sample("neutron-409-rule-exists.json")).as_deref(), Some("SecurityGroupRuleExists"));
     }
@@ -599,7 +609,8 @@ mod tests {
 
     #[test]
     fn quota_refusals_of_nova_neutron_and_octavia_are_quota_errors_with_the_message() {
-        let nova = br#"{"forbidden": {"code": 403, "message": "Quota exceeded for instances: Requested 1, but already used 25 of 25 instances"}}"#;
+        let nova =
+            br#"{"forbidden": {"code": 403, "message": "Quota exceeded for instances: Requested 1, but already used 25 of 25 instances"}}"#;
         let neutron = br#"{"NeutronError": {"type": "OverQuota", "message": "Quota exceeded for resources: ['port'].", "detail": ""}}"#;
         let octavia = br#"{"faultcode": "Client", "faultstring": "Quota has been met for resources: Load Balancer", "debuginfo": null}"#;
         let nova_ports = br#"{"forbidden": {"code": 403, "message": "Maximum number of ports exceeded"}}"#;
@@ -610,10 +621,14 @@ mod tests {
             (403, &nova_ports[..], "Maximum number of ports exceeded"),
             (413, &nova[..], "Quota exceeded for instances: Requested 1, but already used 25 of 25 instances"),
         ] {
-            assert_eq!(error_from_response("c", &login(), &port_call(), "create", status, body), CloudError::Quota { message: message.into() });
+            assert_eq!(
+                error_from_response("c", &login(), &port_call(), "create", status, body),
+                CloudError::Quota { message: message.into() }
+            );
         }
         // A policy refusal that merely mentions quotas is not a quota error.
-        let policy = br#"{"forbidden": {"code": 403, "message": "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed."}}"#;
+        let policy =
+            br#"{"forbidden": {"code": 403, "message": "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed."}}"#;
         assert!(matches!(error_from_response("c", &login(), &port_call(), "read", 403, policy), CloudError::Forbidden { .. }));
     }
 
@@ -623,15 +638,21 @@ mod tests {
 
     #[test]
     fn a_refusal_names_the_call_the_credential_and_what_kos_needs() {
-        let octavia = br#"{"faultcode": "Client", "faultstring": "Policy does not allow this request to be performed.", "debuginfo": null}"#;
+        let octavia =
+            br#"{"faultcode": "Client", "faultstring": "Policy does not allow this request to be performed.", "debuginfo": null}"#;
         let call = Call::get(Service::LoadBalancer, "lbaas/loadbalancers");
-        let app = Login { kind: super::super::auth::Kind::ApplicationCredential, who: "application credential `ci` of user `demo`, roles member in project `demo`".into(), cacert: None };
+        let app = Login {
+            kind: super::super::auth::Kind::ApplicationCredential,
+            who: "application credential `ci` of user `demo`, roles member in project `demo`".into(),
+            cacert: None,
+        };
         let err = error_from_response("tc", &app, &call, "list load balancers", 403, octavia);
         assert_eq!(
             err.to_string(),
             "cloud `tc`: load-balancer refused list load balancers (GET load-balancer/lbaas/loadbalancers) (HTTP 403: Policy does not allow this request to be performed.): the application credential `ci` of user `demo`, roles member in project `demo` lacks the right to it: kos needs the roles member and load-balancer_member in the project; an application credential has only the roles chosen with `--role` when it was made (all of its user's by default), and its access rules, if any, must allow every call kos makes: create one with those roles and without `--access-rules`"
         );
-        let unauthorized = br#"{"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}"#;
+        let unauthorized =
+            br#"{"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}"#;
         let servers = Call::get(Service::Compute, "servers/detail");
         let m = error_from_response("tc", &app, &servers, "list servers", 401, unauthorized).to_string();
         assert!(m.starts_with("cannot authenticate to cloud `tc`: compute refused GET compute/servers/detail with HTTP 401"), "{m}");
@@ -653,7 +674,10 @@ mod tests {
             CloudError::Auth { cloud, .. } if cloud == "mycloud"
         ));
         let refused = error_from_response("c", &login(), &port_call(), "create port `a`", 400, br#"{"NeutronError": {"type": "HTTPBadRequest", "message": "Invalid input for operation: 'x' is not a valid IP address.", "detail": ""}}"#);
-        assert_eq!(refused.to_string(), "network refused create port `a`: Invalid input for operation: 'x' is not a valid IP address. (HTTP 400)");
+        assert_eq!(
+            refused.to_string(),
+            "network refused create port `a`: Invalid input for operation: 'x' is not a valid IP address. (HTTP 400)"
+        );
     }
 
     #[test]
@@ -666,7 +690,8 @@ mod tests {
 
     #[test]
     fn a_call_becomes_the_sdk_endpoint_it_describes() {
-        let call = Call::get(Service::Network, "ports").query("tags", "a,b").header("If-Match", HeaderValue::from_static("revision_number=3"));
+        let call =
+            Call::get(Service::Network, "ports").query("tags", "a,b").header("If-Match", HeaderValue::from_static("revision_number=3"));
         assert_eq!(RestEndpoint::method(&call), Method::GET);
         assert_eq!(call.endpoint(), "ports");
         assert_eq!(call.service_type(), ServiceType::Network);

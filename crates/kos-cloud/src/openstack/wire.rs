@@ -436,10 +436,7 @@ struct NeutronQuota {
 impl NeutronQuotaDetails {
     /// A resource's quota; what is reserved counts as used.
     pub(crate) fn get(&self, resource: &str) -> Quota {
-        self.quota
-            .get(resource)
-            .map(|q| Quota { limit: q.limit, used: q.used + q.reserved })
-            .unwrap_or(Quota { limit: -1, used: 0 })
+        self.quota.get(resource).map(|q| Quota { limit: q.limit, used: q.used + q.reserved }).unwrap_or(Quota { limit: -1, used: 0 })
     }
 }
 
@@ -514,7 +511,11 @@ mod tests {
         assert_eq!(s.key_name.as_deref(), Some("demo-key"));
         assert_eq!(s.flavor_id.as_deref(), Some("b12873da-31d1-42ce-9f46-858e6ebfb913"));
         assert_eq!(s.fault, None);
-        assert!(s.addresses.iter().any(|a| a.kind == "fixed" && a.network == "demo-net" && a.ip == Ipv4Addr::new(10, 0, 0, 33)), "{:?}", s.addresses);
+        assert!(
+            s.addresses.iter().any(|a| a.kind == "fixed" && a.network == "demo-net" && a.ip == Ipv4Addr::new(10, 0, 0, 33)),
+            "{:?}",
+            s.addresses
+        );
     }
 
     #[test]
@@ -616,7 +617,8 @@ mod tests {
     fn ipv6_subnets_are_skipped() {
         let v6: WireSubnet = serde_json::from_value(serde_json::json!({"id": "s", "network_id": "n", "cidr": "fd00::/64"})).unwrap();
         assert!(v6.into_model().is_none());
-        let v4: WireSubnet = serde_json::from_value(serde_json::json!({"id": "s", "network_id": "n", "cidr": "10.0.0.0/24", "gateway_ip": null})).unwrap();
+        let v4: WireSubnet =
+            serde_json::from_value(serde_json::json!({"id": "s", "network_id": "n", "cidr": "10.0.0.0/24", "gateway_ip": null})).unwrap();
         assert_eq!(v4.into_model().unwrap().gateway_ip, None);
     }
 }

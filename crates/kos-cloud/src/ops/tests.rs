@@ -1,7 +1,7 @@
 //! Inventory, preflight and teardown against the in-memory fake cloud.
 
 use super::*;
-use crate::apply::{apply_nodes, apply_routes, ensure_security_group, resolve, NodeContext, Waits};
+use crate::apply::{NodeContext, Waits, apply_nodes, apply_routes, ensure_security_group, resolve};
 use crate::fake::FakeCloud;
 use crate::model::{FloatingIp, Port, Route, SecurityGroup, Server};
 use kos_core::plan::plan;
@@ -78,7 +78,10 @@ async fn check_reports_ok_on_a_fitting_project_and_fail_with_fixes_otherwise() {
     let p = plan(&bad, &Default::default()).unwrap();
     let findings = check(&cloud, &bad, &p).await;
     assert!(findings.iter().any(|f| f.verdict == Verdict::Fail && f.what.contains("image: image `nope` not found")), "{findings:#?}");
-    assert!(findings.iter().any(|f| f.verdict == Verdict::Fail && f.what.contains("pod_cidr 192.168.0.0/16 overlaps the tenant subnet")), "{findings:#?}");
+    assert!(
+        findings.iter().any(|f| f.verdict == Verdict::Fail && f.what.contains("pod_cidr 192.168.0.0/16 overlaps the tenant subnet")),
+        "{findings:#?}"
+    );
 }
 
 #[tokio::test]
@@ -92,37 +95,47 @@ async fn destroy_leaves_nothing_of_the_cluster_and_everything_foreign() {
     {
         let mut st = cloud.state.lock().unwrap();
         st.router.as_mut().unwrap().routes.push(foreign_route.clone());
-        st.servers.insert("human".into(), Server {
-            id: "human".into(),
-            name: "jumphost".into(),
-            status: "ACTIVE".into(),
-            metadata: Default::default(),
-            fault: None,
-            addresses: vec![],
-            key_name: None,
-            flavor_id: None,
-        });
-        st.ports.insert("human-port".into(), Port {
-            id: "human-port".into(),
-            name: "jumphost".into(),
-            network_id: "net-id".into(),
-            fixed_ips: vec![],
-            allowed_address_pairs: vec![],
-            device_id: "human".into(),
-            device_owner: String::new(),
-            tags: vec![],
-            security_groups: vec![],
-            port_security_enabled: None,
-        });
-        st.security_groups.insert("human-sg".into(), SecurityGroup { id: "human-sg".into(), name: "web".into(), tags: vec![], rules: vec![] });
-        st.floating_ips.insert("human-fip".into(), FloatingIp {
-            id: "human-fip".into(),
-            floating_ip_address: Ipv4Addr::new(203, 0, 113, 99),
-            floating_network_id: "public-id".into(),
-            port_id: None,
-            fixed_ip_address: None,
-            tags: vec![],
-        });
+        st.servers.insert(
+            "human".into(),
+            Server {
+                id: "human".into(),
+                name: "jumphost".into(),
+                status: "ACTIVE".into(),
+                metadata: Default::default(),
+                fault: None,
+                addresses: vec![],
+                key_name: None,
+                flavor_id: None,
+            },
+        );
+        st.ports.insert(
+            "human-port".into(),
+            Port {
+                id: "human-port".into(),
+                name: "jumphost".into(),
+                network_id: "net-id".into(),
+                fixed_ips: vec![],
+                allowed_address_pairs: vec![],
+                device_id: "human".into(),
+                device_owner: String::new(),
+                tags: vec![],
+                security_groups: vec![],
+                port_security_enabled: None,
+            },
+        );
+        st.security_groups
+            .insert("human-sg".into(), SecurityGroup { id: "human-sg".into(), name: "web".into(), tags: vec![], rules: vec![] });
+        st.floating_ips.insert(
+            "human-fip".into(),
+            FloatingIp {
+                id: "human-fip".into(),
+                floating_ip_address: Ipv4Addr::new(203, 0, 113, 99),
+                floating_network_id: "public-id".into(),
+                port_id: None,
+                fixed_ip_address: None,
+                tags: vec![],
+            },
+        );
     }
     let found = find_teardown(&cloud, &s).await.unwrap();
     assert_eq!(found.servers.len(), 3);
@@ -136,7 +149,11 @@ async fn destroy_leaves_nothing_of_the_cluster_and_everything_foreign() {
     assert!(st.servers.contains_key("human") && st.ports.contains_key("human-port"));
     assert!(st.security_groups.contains_key("human-sg") && st.floating_ips.contains_key("human-fip"));
     assert!(st.router.as_ref().unwrap().routes.contains(&foreign_route));
-    assert_eq!(st.servers.values().filter(|s| s.metadata.get("kos-cluster").map(String::as_str) == Some("other")).count(), 1, "the other cluster is untouched");
+    assert_eq!(
+        st.servers.values().filter(|s| s.metadata.get("kos-cluster").map(String::as_str) == Some("other")).count(),
+        1,
+        "the other cluster is untouched"
+    );
     assert_eq!(st.router.as_ref().unwrap().routes.len(), 2, "the other cluster's route and the human's");
 }
 

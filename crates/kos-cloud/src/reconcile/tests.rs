@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::model::{AddressPair, FixedIp};
-use kos_core::plan::{plan, Observed};
+use kos_core::plan::{Observed, plan};
 use kos_core::settings::Settings;
 use std::path::Path;
 
@@ -182,9 +182,9 @@ fn routes_of_others_are_never_touched_and_stale_ones_of_ours_go() {
         id: "r".into(),
         name: "r".into(),
         routes: vec![
-            route("10.1.0.0/24", [192, 168, 50, 11]),  // ours, wanted
-            route("10.1.2.0/24", [192, 168, 50, 13]),  // ours (worker-2's), stale
-            route("10.1.9.0/24", [192, 168, 50, 99]),  // in our pod range but a foreign next hop
+            route("10.1.0.0/24", [192, 168, 50, 11]),   // ours, wanted
+            route("10.1.2.0/24", [192, 168, 50, 13]),   // ours (worker-2's), stale
+            route("10.1.9.0/24", [192, 168, 50, 99]),   // in our pod range but a foreign next hop
             route("172.16.0.0/24", [192, 168, 50, 11]), // our next hop but not a pod range
             route("0.0.0.0/0", [192, 168, 50, 250]),    // a human's default route
         ],
@@ -201,7 +201,9 @@ fn routes_of_others_are_never_touched_and_stale_ones_of_ours_go() {
     assert_eq!(routes_after(&router, &atomic), 5);
     let RouteChange::Replace { routes, revision, .. } = route_changes(&p, &router, &addrs, false) else { panic!() };
     assert_eq!(revision, 41, "the whole-list update is conditional on the revision read");
-    for kept in [route("10.1.9.0/24", [192, 168, 50, 99]), route("172.16.0.0/24", [192, 168, 50, 11]), route("0.0.0.0/0", [192, 168, 50, 250])] {
+    for kept in
+        [route("10.1.9.0/24", [192, 168, 50, 99]), route("172.16.0.0/24", [192, 168, 50, 11]), route("0.0.0.0/0", [192, 168, 50, 250])]
+    {
         assert!(routes.contains(&kept), "foreign route {kept:?} lost");
     }
     assert!(!routes.contains(&route("10.1.2.0/24", [192, 168, 50, 13])));

@@ -111,10 +111,7 @@ pub(super) fn plan_certificates(plan: &super::ClusterPlan, api_ips: &[Ipv4Addr],
 
     // The API server answers on every master address, the VIP and its floating IP, the
     // `kubernetes` service IP and loopback (static pods and kubectl on a master).
-    let mut api_dns: Vec<String> = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut api_dns: Vec<String> = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"].iter().map(|s| s.to_string()).collect();
     api_dns.push(format!("kubernetes.default.svc.{}", plan.domain));
     api_dns.push("localhost".to_string());
     api_dns.extend(plan.masters().map(|m| m.name.clone()));
@@ -160,12 +157,7 @@ pub(super) fn plan_certificates(plan: &super::ClusterPlan, api_ips: &[Ipv4Addr],
                 usages: vec![Usage::Server, Usage::Client],
             });
         }
-        leaves.push(client(
-            &format!("etcd/healthcheck-client-{}", m.name),
-            CaId::Etcd,
-            "kube-etcd-healthcheck-client",
-            &[],
-        ));
+        leaves.push(client(&format!("etcd/healthcheck-client-{}", m.name), CaId::Etcd, "kube-etcd-healthcheck-client", &[]));
     }
 
     for n in &plan.nodes {

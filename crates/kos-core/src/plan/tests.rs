@@ -27,11 +27,14 @@ fn observed_from(plan: &ClusterPlan) -> Observed {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                (n.name.clone(), ObservedNode {
-                    fixed_ip: Some(Ipv4Addr::new(192, 168, 50, 10 + i as u8)),
-                    floating_ip: None,
-                    pod_cidr: Some(n.pod_cidr),
-                })
+                (
+                    n.name.clone(),
+                    ObservedNode {
+                        fixed_ip: Some(Ipv4Addr::new(192, 168, 50, 10 + i as u8)),
+                        floating_ip: None,
+                        pod_cidr: Some(n.pod_cidr),
+                    },
+                )
             })
             .collect(),
         ..Observed::default()
@@ -84,10 +87,7 @@ fn a_node_keeps_its_range_when_another_is_removed_and_a_new_one_added() {
 #[test]
 fn recorded_range_wins_over_file_order() {
     let mut seen = Observed::default();
-    seen.nodes.insert(
-        "worker-2".into(),
-        ObservedNode { pod_cidr: Some("10.1.0.0/24".parse().unwrap()), ..Default::default() },
-    );
+    seen.nodes.insert("worker-2".into(), ObservedNode { pod_cidr: Some("10.1.0.0/24".parse().unwrap()), ..Default::default() });
     let p = plan(&settings(THREE, ""), &seen).unwrap();
     assert_eq!(p.node("worker-2").unwrap().pod_cidr.to_string(), "10.1.0.0/24");
     assert_eq!(p.node("master-1").unwrap().pod_cidr.to_string(), "10.1.1.0/24");

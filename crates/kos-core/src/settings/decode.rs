@@ -192,8 +192,7 @@ impl Reader {
                     _ => "write `true` or `false`",
                 };
                 self.report(
-                    Diagnostic::new(node.at, format!("`{}` must be true or false, found {}", sec.field(key), other.describe()))
-                        .fix(hint),
+                    Diagnostic::new(node.at, format!("`{}` must be true or false, found {}", sec.field(key), other.describe())).fix(hint),
                 );
                 None
             }
@@ -277,9 +276,7 @@ impl Reader {
                 ok.then_some(out)
             }
             // `no_proxy: "a,b"` is how people write it in environment variables.
-            Value::Scalar(t, ScalarKind::Str) => {
-                Some(t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
-            }
+            Value::Scalar(t, ScalarKind::Str) => Some(t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
             other => {
                 self.report(
                     Diagnostic::new(node.at, format!("`{field}` must be a list of strings, found {}", other.describe()))
@@ -489,9 +486,7 @@ fn read_networking(r: &mut Reader, top: &Section<'_>) -> Option<Networking> {
     let pod_cidr = r.parsed(&sec, "pod_cidr", "a CIDR", "10.1.0.0/16", parse_v4net);
     let node_prefix = r.integer(&sec, "node_prefix", 24, 1..=32);
     let service_cidr = r.parsed(&sec, "service_cidr", "a CIDR", "10.96.0.0/12", parse_v4net);
-    let dns_ip = r.parsed(&sec, "dns_ip", "an IPv4 address", "10.96.0.10", |t| {
-        t.parse::<Ipv4Addr>().map_err(|_| String::new())
-    });
+    let dns_ip = r.parsed(&sec, "dns_ip", "an IPv4 address", "10.96.0.10", |t| t.parse::<Ipv4Addr>().map_err(|_| String::new()));
     let domain = r.opt_string(&sec, "domain");
     let mtu = r.integer(&sec, "mtu", 0, 0..=65535);
     let pins = r.string_map(&sec, "pod_cidrs").and_then(|entries| {
@@ -541,11 +536,7 @@ fn read_ssh(r: &mut Reader, top: &Section<'_>) -> Option<SshSettings> {
                 let host = r.req_string(&bsec, "host", "bastion.example.org");
                 let buser = r.opt_string(&bsec, "user");
                 let bport = r.integer(&bsec, "port", 22, 1..=65535);
-                Some(Some(Bastion {
-                    host: host?,
-                    user: buser.or_else(|| user.clone())?,
-                    port: bport? as u16,
-                }))
+                Some(Some(Bastion { host: host?, user: buser.or_else(|| user.clone())?, port: bport? as u16 }))
             })
         }
     };
@@ -554,12 +545,7 @@ fn read_ssh(r: &mut Reader, top: &Section<'_>) -> Option<SshSettings> {
 
 fn read_runtime(r: &mut Reader, top: &Section<'_>) -> Option<Runtime> {
     let sec = r.section_of(top, "runtime", "runtime")?;
-    let kind = r.choice(
-        &sec,
-        "kind",
-        RuntimeKind::Containerd,
-        &[("containerd", RuntimeKind::Containerd), ("docker", RuntimeKind::Docker)],
-    );
+    let kind = r.choice(&sec, "kind", RuntimeKind::Containerd, &[("containerd", RuntimeKind::Containerd), ("docker", RuntimeKind::Docker)]);
     let tls = r.boolean(&sec, "docker_tls", false);
     Some(Runtime { kind: kind?, docker_tls: tls? })
 }
@@ -626,7 +612,9 @@ fn read_artifacts(r: &mut Reader, top: &Section<'_>) -> Option<Artifacts> {
             }
         },
     };
-    Some(Artifacts { source, image_repository: repo.unwrap_or_else(|| "registry.k8s.io".to_string()),
+    Some(Artifacts {
+        source,
+        image_repository: repo.unwrap_or_else(|| "registry.k8s.io".to_string()),
         extra_images: extra_images?.into_iter().map(PathBuf::from).collect(),
     })
 }
@@ -684,9 +672,7 @@ fn eviction_quantity(text: &str) -> bool {
     }
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let suffix = &text[digits.len()..];
-    !digits.is_empty()
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && ["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"].contains(&suffix)
+    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && ["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"].contains(&suffix)
 }
 
 fn read_proxy(r: &mut Reader, top: &Section<'_>) -> Option<Option<Proxy>> {

@@ -50,13 +50,7 @@ impl fmt::Display for Diagnostics {
                 writeln!(f, "    fix: {fix}")?;
             }
         }
-        write!(
-            f,
-            "{} problem{} in {}",
-            self.problems.len(),
-            if self.problems.len() == 1 { "" } else { "s" },
-            self.file.display()
-        )
+        write!(f, "{} problem{} in {}", self.problems.len(), if self.problems.len() == 1 { "" } else { "s" }, self.file.display())
     }
 }
 

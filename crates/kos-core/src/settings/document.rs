@@ -102,10 +102,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(text, options) {
         Ok(root) => Ok(root.into()),
         Err(err) => {
-            let at = err
-                .location()
-                .map(|l| Location { line: l.line() as u32, column: l.column() as u32 })
-                .unwrap_or_default();
+            let at = err.location().map(|l| Location { line: l.line() as u32, column: l.column() as u32 }).unwrap_or_default();
             // The library's message carries a source snippet after the first line; we print
             // our own location prefix, so keep only the sentence.
             let message = err.to_string();
@@ -147,12 +144,9 @@ impl From<Spanned<RawNode>> for Node {
     fn from(s: Spanned<RawNode>) -> Self {
         let at = loc(&s.referenced);
         let value = match s.value {
-            RawNode::Map(entries) => Value::Map(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (Key { name: k.value.0, at: loc(&k.referenced) }, Node::from(v)))
-                    .collect(),
-            ),
+            RawNode::Map(entries) => {
+                Value::Map(entries.into_iter().map(|(k, v)| (Key { name: k.value.0, at: loc(&k.referenced) }, Node::from(v))).collect())
+            }
             RawNode::Seq(items) => Value::Seq(items.into_iter().map(Node::from).collect()),
             RawNode::Scalar(text, kind) => Value::Scalar(text, kind),
         };
@@ -251,10 +245,13 @@ mod tests {
     fn scalar_kinds_follow_yaml_core_schema() {
         let node = parse("a: 1.30\nb: \"1.30\"\nc: yes\nd: true\ne:\n").unwrap();
         let Value::Map(m) = node.value else { panic!() };
-        let kinds: Vec<_> = m.iter().map(|(_, n)| match &n.value {
-            Value::Scalar(t, k) => (t.clone(), *k),
-            _ => panic!(),
-        }).collect();
+        let kinds: Vec<_> = m
+            .iter()
+            .map(|(_, n)| match &n.value {
+                Value::Scalar(t, k) => (t.clone(), *k),
+                _ => panic!(),
+            })
+            .collect();
         assert_eq!(kinds[0], ("1.3".into(), ScalarKind::Float));
         assert_eq!(kinds[1], ("1.30".into(), ScalarKind::Str));
         assert_eq!(kinds[2].1, ScalarKind::Str, "YAML 1.2: `yes` is a string");

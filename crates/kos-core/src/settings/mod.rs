@@ -46,8 +46,7 @@ pub struct Settings {
 impl Settings {
     /// Read and validate a settings file.
     pub fn load(path: &Path) -> Result<Settings, LoadError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
         Settings::parse(path, &text).map_err(LoadError::Invalid)
     }
 
@@ -56,8 +55,7 @@ impl Settings {
         let root = document::parse(text).map_err(|e| {
             Diagnostics::new(
                 path,
-                vec![Diagnostic::new(e.at, e.message)
-                    .fix("correct the YAML syntax at this position (indentation, quotes, a missing `:`)")],
+                vec![Diagnostic::new(e.at, e.message).fix("correct the YAML syntax at this position (indentation, quotes, a missing `:`)")],
             )
         })?;
         let (settings, mut problems) = decode::decode(path, &root);

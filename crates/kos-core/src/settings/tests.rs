@@ -34,11 +34,7 @@ fn parse(text: &str) -> Result<Settings, Diagnostics> {
 fn problems(text: &str) -> Vec<(u32, u32, String, String)> {
     match parse(text) {
         Ok(_) => panic!("expected problems in:\n{text}"),
-        Err(d) => d
-            .problems
-            .into_iter()
-            .map(|p| (p.at.line, p.at.column, p.message, p.fix.unwrap_or_default()))
-            .collect(),
+        Err(d) => d.problems.into_iter().map(|p| (p.at.line, p.at.column, p.message, p.fix.unwrap_or_default())).collect(),
     }
 }
 
@@ -155,9 +151,7 @@ fn pins_outside_pod_range_or_colliding_or_unknown() {
     assert!(has(&p, 19, "10.2.0.0/24 of `master-1` is outside pod_cidr 10.1.0.0/16"), "{p:?}");
     assert!(has(&p, 21, "unknown node `worker-9`"), "{p:?}");
     assert!(has(&p, 21, "did you mean `worker-1`?"), "{p:?}");
-    let p = problems(&format!(
-        "{MINIMAL}networking:\n  pod_cidrs:\n    master-1: 10.1.5.0/24\n    worker-1: 10.1.5.0/24\n"
-    ));
+    let p = problems(&format!("{MINIMAL}networking:\n  pod_cidrs:\n    master-1: 10.1.5.0/24\n    worker-1: 10.1.5.0/24\n"));
     assert!(has(&p, 20, "collides with the one pinned for `master-1`"), "{p:?}");
     let p = problems(&format!("{MINIMAL}networking:\n  pod_cidrs:\n    master-1: 10.1.4.0/23\n"));
     assert!(has(&p, 19, "is not a /24 (node_prefix)"), "{p:?}");
@@ -165,10 +159,10 @@ fn pins_outside_pod_range_or_colliding_or_unknown() {
 
 #[test]
 fn pod_range_too_small_for_the_node_count() {
-    let p = problems(&format!("{MINIMAL}networking:\n  pod_cidr: 10.1.0.0/24\n  node_prefix: 25\n").replace(
-        "    role: worker\n",
-        "    role: worker\n  - name: worker-2\n    role: worker\n",
-    ));
+    let p = problems(
+        &format!("{MINIMAL}networking:\n  pod_cidr: 10.1.0.0/24\n  node_prefix: 25\n")
+            .replace("    role: worker\n", "    role: worker\n  - name: worker-2\n    role: worker\n"),
+    );
     assert!(has(&p, 20, "holds 2 node ranges of /25, but there are 3 nodes"), "{p:?}");
 }
 
@@ -304,14 +298,18 @@ proptest! {
 
 #[test]
 fn kubelet_thresholds_decode_and_bad_ones_are_named_with_their_fix() {
-    let good = format!("{MINIMAL}kubelet:\n  eviction_hard: {{nodefs.available: 5%, memory.available: 200Mi}}\n  image_gc_high_percent: 90\n  image_gc_low_percent: 80\n");
+    let good = format!(
+        "{MINIMAL}kubelet:\n  eviction_hard: {{nodefs.available: 5%, memory.available: 200Mi}}\n  image_gc_high_percent: 90\n  image_gc_low_percent: 80\n"
+    );
     let s = parse(&good).unwrap();
     assert_eq!(s.kubelet.eviction_hard.get("nodefs.available").map(String::as_str), Some("5%"));
     assert_eq!(s.kubelet.eviction_hard.get("memory.available").map(String::as_str), Some("200Mi"));
     assert_eq!((s.kubelet.image_gc_high_percent, s.kubelet.image_gc_low_percent), (Some(90), Some(80)));
     assert_eq!(parse(MINIMAL).unwrap().kubelet, KubeletSettings::default(), "nothing set: the kubelet's own defaults");
 
-    let bad = format!("{MINIMAL}kubelet:\n  eviction_hard:\n    disk.available: 5%\n    nodefs.available: lots\n    imagefs.available: 120%\n  image_gc_high_percent: 70\n  image_gc_low_percent: 75\n");
+    let bad = format!(
+        "{MINIMAL}kubelet:\n  eviction_hard:\n    disk.available: 5%\n    nodefs.available: lots\n    imagefs.available: 120%\n  image_gc_high_percent: 70\n  image_gc_low_percent: 75\n"
+    );
     let p = problems(&bad);
     assert!(has(&p, 19, "`kubelet.eviction_hard.disk.available` is not an eviction signal"), "{p:#?}");
     assert!(has(&p, 19, "nodefs.available, nodefs.inodesFree"), "the fix lists the signals: {p:#?}");

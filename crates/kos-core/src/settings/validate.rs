@@ -161,7 +161,11 @@ impl Validator<'_> {
             };
             self.report(
                 "networking.node_prefix",
-                format!("node_prefix /{} must be longer than pod_cidr's /{} and at most /26 (a node needs room for its pods)", n.node_prefix, pod.prefix_len()),
+                format!(
+                    "node_prefix /{} must be longer than pod_cidr's /{} and at most /26 (a node needs room for its pods)",
+                    n.node_prefix,
+                    pod.prefix_len()
+                ),
                 fix,
             );
         }
@@ -170,11 +174,7 @@ impl Validator<'_> {
             if (s.nodes.len() as u64) > capacity {
                 self.report(
                     "networking.pod_cidr",
-                    format!(
-                        "pod_cidr {pod} holds {capacity} node ranges of /{}, but there are {} nodes",
-                        n.node_prefix,
-                        s.nodes.len()
-                    ),
+                    format!("pod_cidr {pod} holds {capacity} node ranges of /{}, but there are {} nodes", n.node_prefix, s.nodes.len()),
                     "use a larger pod_cidr (shorter prefix) or a longer node_prefix",
                 );
             }
@@ -209,11 +209,7 @@ impl Validator<'_> {
             );
         }
         if !is_dns_name(&n.domain) {
-            self.report(
-                "networking.domain",
-                format!("domain {:?} is not a DNS name", n.domain),
-                "use e.g. `cluster.local`",
-            );
+            self.report("networking.domain", format!("domain {:?} is not a DNS name", n.domain), "use e.g. `cluster.local`");
         }
         if let Some(mtu) = n.mtu
             && !(576..=9216).contains(&mtu)
@@ -283,7 +279,11 @@ impl Validator<'_> {
                 && !u.starts_with('-')
         };
         if !user_ok(&s.ssh.user) {
-            self.report("ssh.user", format!("{:?} is not a valid login name", s.ssh.user), "use the image's default user, e.g. `debian` or `ubuntu`");
+            self.report(
+                "ssh.user",
+                format!("{:?} is not a valid login name", s.ssh.user),
+                "use the image's default user, e.g. `debian` or `ubuntu`",
+            );
         }
         if let Some(b) = &s.ssh.bastion
             && !user_ok(&b.user)
@@ -291,11 +291,7 @@ impl Validator<'_> {
             self.report("ssh.bastion.user", format!("{:?} is not a valid login name", b.user), "use the bastion's login user");
         }
         if s.ssh.private_key.extension().is_some_and(|e| e == "pub") {
-            self.report(
-                "ssh.private_key",
-                "`private_key` names a public key (.pub)",
-                "point to the private key file, without .pub",
-            );
+            self.report("ssh.private_key", "`private_key` names a public key (.pub)", "point to the private key file, without .pub");
         }
     }
 }

@@ -43,16 +43,9 @@ fn a_closed_port_gives_the_clear_error_within_the_bound() {
     let elapsed = started.elapsed();
     assert!(elapsed <= wait + Duration::from_secs(1), "waited {elapsed:?}");
     let message = err.to_string();
-    assert!(
-        message
-            .starts_with(&format!("the API server at https://127.0.0.1:{port} was not ready within 3 s (last: ")),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("the API server at https://127.0.0.1:{port} was not ready within 3 s (last: ")), "{message}");
     assert!(message.contains("Connection refused"), "the cause is named: {message}");
-    assert!(
-        message.ends_with("the add-ons were not applied: run `kos up --only addons` once it answers"),
-        "{message}"
-    );
+    assert!(message.ends_with("the add-ons were not applied: run `kos up --only addons` once it answers"), "{message}");
 }
 
 /// A child process killed when dropped.
@@ -66,8 +59,7 @@ impl Drop for Child {
 
 /// `openssl`, or `None` (with a note) outside CI; in CI a missing tool fails.
 fn openssl() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("openssl")).find(|c| c.exists()));
+    let found = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("openssl")).find(|c| c.exists()));
     if found.is_none() {
         assert!(std::env::var_os("CI").is_none(), "CI is set but `openssl` is missing");
         eprintln!("skipped: `openssl` is not installed");
@@ -127,10 +119,7 @@ fn a_tls_server_that_is_not_kubernetes_is_not_ready_and_the_client_speaks_mutual
     // all worked; only the answer was not the API server's.
     assert!(message.contains("GET /readyz answered `<HTML>"), "{message}");
     assert!(message.contains("instead of `ok`; is this a Kubernetes API server?"), "{message}");
-    assert!(
-        message.starts_with(&format!("the API server at https://127.0.0.1:{port} was not ready within 3 s")),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("the API server at https://127.0.0.1:{port} was not ready within 3 s")), "{message}");
     drop(server);
     // s_server logs the client certificate it verified: the admin's.
     let log = std::fs::read_to_string(&log).unwrap();

@@ -21,9 +21,7 @@ fn local_folder(sums: impl FnOnce(&str, &str, &str) -> String) -> Option<(tempfi
 }
 
 fn local(dir: &Path) -> ArtifactSource {
-    ArtifactSource::Local {
-        dir: dir.to_path_buf(),
-    }
+    ArtifactSource::Local { dir: dir.to_path_buf() }
 }
 
 #[test]
@@ -31,10 +29,7 @@ fn node_arch_maps_uname() {
     assert_eq!(node_arch("x86_64").unwrap(), "amd64");
     assert_eq!(node_arch("aarch64\n").unwrap(), "arm64");
     let err = node_arch("riscv64").unwrap_err().to_string();
-    assert!(
-        err.contains("`riscv64`") && err.contains("x86_64 (amd64) and aarch64 (arm64)"),
-        "{err}"
-    );
+    assert!(err.contains("`riscv64`") && err.contains("x86_64 (amd64) and aarch64 (arm64)"), "{err}");
 }
 
 #[test]
@@ -46,15 +41,12 @@ fn fetch_debug_never_shows_bytes() {
 #[tokio::test]
 async fn local_folder_is_uploaded_after_checking_each_hash() {
     // Text mode, binary mode and `./` prefixes, as sha256sum writes them.
-    let Some((dir, [kubelet, _, kubectl])) = local_folder(|a, b, c| {
-        format!(
-            "{a}  kubelet\n{b} *kube-proxy\n\n{}  ./kubectl\n",
-            c.to_uppercase()
-        )
-    }) else { return };
-    let got = resolve(&local(dir.path()), Path::new("/nowhere"), "1.31.2", "amd64")
-        .await
-        .unwrap();
+    let Some((dir, [kubelet, _, kubectl])) =
+        local_folder(|a, b, c| format!("{a}  kubelet\n{b} *kube-proxy\n\n{}  ./kubectl\n", c.to_uppercase()))
+    else {
+        return;
+    };
+    let got = resolve(&local(dir.path()), Path::new("/nowhere"), "1.31.2", "amd64").await.unwrap();
     let names: Vec<_> = got.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, BINARIES);
     assert_eq!(got[0].sha256, kubelet);
@@ -70,12 +62,8 @@ async fn relative_local_dir_is_relative_to_the_settings_folder() {
     let settings_dir = tempfile::tempdir().unwrap();
     let Some((dir, _)) = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n")) else { return };
     std::fs::rename(dir.path(), settings_dir.path().join("bin")).unwrap();
-    let source = ArtifactSource::Local {
-        dir: "./bin".into(),
-    };
-    let got = resolve(&source, settings_dir.path(), "1.31.2", "amd64")
-        .await
-        .unwrap();
+    let source = ArtifactSource::Local { dir: "./bin".into() };
+    let got = resolve(&source, settings_dir.path(), "1.31.2", "amd64").await.unwrap();
     assert_eq!(got.len(), 3);
 }
 
@@ -83,27 +71,17 @@ async fn relative_local_dir_is_relative_to_the_settings_folder() {
 async fn local_folder_without_sha256sums_says_how_to_make_it() {
     let Some((dir, _)) = local_folder(|_, _, _| String::new()) else { return };
     std::fs::remove_file(dir.path().join(SHA256SUMS)).unwrap();
-    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
-        .await
-        .unwrap_err();
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64").await.unwrap_err();
     assert!(matches!(err, ArtifactError::NoSums { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("find bin cni images -type f | sort | xargs sha256sum > SHA256SUMS"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("find bin cni images -type f | sort | xargs sha256sum > SHA256SUMS"), "{err}");
 }
 
 #[tokio::test]
 async fn local_binary_missing_from_folder_is_named() {
     let Some((dir, _)) = local_folder(|a, b, c| format!("{a}  kubelet\n{b}  kube-proxy\n{c}  kubectl\n")) else { return };
     std::fs::remove_file(dir.path().join("kube-proxy")).unwrap();
-    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
-        .await
-        .unwrap_err();
-    let ArtifactError::Unreadable { name, path, .. } = &err else {
-        panic!("{err:?}")
-    };
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64").await.unwrap_err();
+    let ArtifactError::Unreadable { name, path, .. } = &err else { panic!("{err:?}") };
     assert_eq!(name, "kube-proxy");
     assert_eq!(path, &dir.path().join("kube-proxy"));
     assert!(err.to_string().contains("kube-proxy"), "{err}");
@@ -112,18 +90,11 @@ async fn local_binary_missing_from_folder_is_named() {
 #[tokio::test]
 async fn local_binary_missing_from_sha256sums_is_named() {
     let Some((dir, _)) = local_folder(|a, b, _| format!("{a}  kubelet\n{b}  kube-proxy\n")) else { return };
-    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
-        .await
-        .unwrap_err();
-    let ArtifactError::NotListed { name, .. } = &err else {
-        panic!("{err:?}")
-    };
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64").await.unwrap_err();
+    let ArtifactError::NotListed { name, .. } = &err else { panic!("{err:?}") };
     assert_eq!(name, "kubectl");
     let msg = err.to_string();
-    assert!(
-        msg.contains("SHA256SUMS has no line for `kubectl`"),
-        "{msg}"
-    );
+    assert!(msg.contains("SHA256SUMS has no line for `kubectl`"), "{msg}");
 }
 
 #[tokio::test]
@@ -132,71 +103,38 @@ async fn local_checksum_mismatch_names_file_and_line() {
     // The binary changed after SHA256SUMS was written (the link replaced by other bytes).
     std::fs::remove_file(dir.path().join("kube-proxy")).unwrap();
     std::fs::write(dir.path().join("kube-proxy"), b"something else").unwrap();
-    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
-        .await
-        .unwrap_err();
-    let ArtifactError::Mismatch(m) = &err else {
-        panic!("{err:?}")
-    };
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64").await.unwrap_err();
+    let ArtifactError::Mismatch(m) = &err else { panic!("{err:?}") };
     assert_eq!(m.path, dir.path().join("kube-proxy"));
     assert_eq!(m.line_no, 2);
     assert_eq!(m.expected, kube_proxy);
     assert_eq!(m.actual, hex(b"something else"));
     let msg = err.to_string();
-    assert!(
-        msg.contains(&format!("SHA256SUMS:2 (`{kube_proxy}  kube-proxy`)")),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("checksum mismatch") && msg.contains("re-download"),
-        "{msg}"
-    );
+    assert!(msg.contains(&format!("SHA256SUMS:2 (`{kube_proxy}  kube-proxy`)")), "{msg}");
+    assert!(msg.contains("checksum mismatch") && msg.contains("re-download"), "{msg}");
 }
 
 #[tokio::test]
 async fn local_malformed_sha256sums_line_is_quoted() {
     let Some((dir, _)) = local_folder(|a, _, _| format!("{a}  kubelet\nnot a checksum line\n")) else { return };
-    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64")
-        .await
-        .unwrap_err();
-    let ArtifactError::BadSumsLine { line_no, line, .. } = &err else {
-        panic!("{err:?}")
-    };
+    let err = resolve(&local(dir.path()), Path::new("."), "1.31.2", "amd64").await.unwrap_err();
+    let ArtifactError::BadSumsLine { line_no, line, .. } = &err else { panic!("{err:?}") };
     assert_eq!((*line_no, line.as_str()), (2, "not a checksum line"));
 }
 
 #[test]
 fn binary_url_follows_dl_k8s_io_layout() {
-    assert_eq!(
-        binary_url(UPSTREAM_BASE, "v1.31.2", "arm64", "kubelet"),
-        "https://dl.k8s.io/release/v1.31.2/bin/linux/arm64/kubelet"
-    );
-    assert_eq!(
-        binary_url("http://m.example/k8s/", "1.31.2", "amd64", "kubectl"),
-        "http://m.example/k8s/v1.31.2/bin/linux/amd64/kubectl"
-    );
+    assert_eq!(binary_url(UPSTREAM_BASE, "v1.31.2", "arm64", "kubelet"), "https://dl.k8s.io/release/v1.31.2/bin/linux/arm64/kubelet");
+    assert_eq!(binary_url("http://m.example/k8s/", "1.31.2", "amd64", "kubectl"), "http://m.example/k8s/v1.31.2/bin/linux/amd64/kubectl");
 }
 
 #[test]
 fn published_checksum_formats() {
     let h = "ab".repeat(32);
-    assert_eq!(
-        parse_checksum(&format!("{h}\n"), "kubelet"),
-        Some(h.clone())
-    );
-    assert_eq!(
-        parse_checksum(&format!("{}  kubelet\n", h.to_uppercase()), "kubelet"),
-        Some(h.clone())
-    );
-    assert_eq!(
-        parse_checksum(&format!("{h} *bin/kubelet"), "kubelet"),
-        Some(h.clone())
-    );
-    assert_eq!(
-        parse_checksum(&format!("{h}  kubectl"), "kubelet"),
-        None,
-        "a line for another binary"
-    );
+    assert_eq!(parse_checksum(&format!("{h}\n"), "kubelet"), Some(h.clone()));
+    assert_eq!(parse_checksum(&format!("{}  kubelet\n", h.to_uppercase()), "kubelet"), Some(h.clone()));
+    assert_eq!(parse_checksum(&format!("{h} *bin/kubelet"), "kubelet"), Some(h.clone()));
+    assert_eq!(parse_checksum(&format!("{h}  kubectl"), "kubelet"), None, "a line for another binary");
     assert_eq!(parse_checksum(&h[..63], "kubelet"), None);
     assert_eq!(parse_checksum("<html>404</html>", "kubelet"), None);
     assert_eq!(parse_checksum("", "kubelet"), None);
@@ -255,10 +193,7 @@ async fn serve(routes: HashMap<String, Vec<(u16, String)>>) -> TestServer {
 }
 
 fn sums_route(prefix: &str, name: &str, reply: (u16, String)) -> (String, Vec<(u16, String)>) {
-    (
-        format!("{prefix}/v1.31.2/bin/linux/amd64/{name}.sha256"),
-        vec![reply],
-    )
+    (format!("{prefix}/v1.31.2/bin/linux/amd64/{name}.sha256"), vec![reply])
 }
 
 #[tokio::test]
@@ -270,21 +205,12 @@ async fn mirror_checksums_are_fetched_and_the_node_downloads_the_binary() {
         sums_route("/k8s", "kubectl", (200, format!("{c}\n"))),
     ]))
     .await;
-    let source = ArtifactSource::Mirror {
-        url: format!("{}/k8s", server.base),
-    };
-    let got = resolve(&source, Path::new("."), "v1.31.2", "amd64")
-        .await
-        .unwrap();
+    let source = ArtifactSource::Mirror { url: format!("{}/k8s", server.base) };
+    let got = resolve(&source, Path::new("."), "v1.31.2", "amd64").await.unwrap();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].sha256, a);
     assert_eq!(got[1].sha256, "b".repeat(64));
-    assert_eq!(
-        got[2].fetch,
-        Fetch::Download {
-            url: format!("{}/k8s/v1.31.2/bin/linux/amd64/kubectl", server.base)
-        }
-    );
+    assert_eq!(got[2].fetch, Fetch::Download { url: format!("{}/k8s/v1.31.2/bin/linux/amd64/kubectl", server.base) });
     assert_eq!(got[2].install_path, "/usr/local/bin/kubectl");
     let mut seen = server.requests.lock().unwrap().clone();
     seen.sort();
@@ -302,37 +228,15 @@ async fn mirror_checksums_are_fetched_and_the_node_downloads_the_binary() {
 #[tokio::test]
 async fn mirror_404_names_the_url_and_the_layout() {
     let h = "d".repeat(64);
-    let server = serve(HashMap::from([
-        sums_route("", "kubelet", (200, h.clone())),
-        sums_route("", "kubectl", (200, h)),
-    ]))
-    .await;
-    let source = ArtifactSource::Mirror {
-        url: server.base.clone(),
-    };
-    let err = resolve(&source, Path::new("."), "1.31.2", "amd64")
-        .await
-        .unwrap_err();
-    let ArtifactError::Status { url, status, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(
-        url,
-        &format!("{}/v1.31.2/bin/linux/amd64/kube-proxy.sha256", server.base)
-    );
+    let server = serve(HashMap::from([sums_route("", "kubelet", (200, h.clone())), sums_route("", "kubectl", (200, h))])).await;
+    let source = ArtifactSource::Mirror { url: server.base.clone() };
+    let err = resolve(&source, Path::new("."), "1.31.2", "amd64").await.unwrap_err();
+    let ArtifactError::Status { url, status, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(url, &format!("{}/v1.31.2/bin/linux/amd64/kube-proxy.sha256", server.base));
     assert_eq!(*status, 404);
     let msg = err.to_string();
-    assert!(
-        msg.contains("HTTP 404") && msg.contains("Kubernetes 1.31.2 exists for linux/amd64"),
-        "{msg}"
-    );
-    let tries = server
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|p| p.ends_with("kube-proxy.sha256"))
-        .count();
+    assert!(msg.contains("HTTP 404") && msg.contains("Kubernetes 1.31.2 exists for linux/amd64"), "{msg}");
+    let tries = server.requests.lock().unwrap().iter().filter(|p| p.ends_with("kube-proxy.sha256")).count();
     assert_eq!(tries, 1, "a 404 is not retried");
 }
 
@@ -342,29 +246,13 @@ async fn mirror_malformed_checksum_is_refused_with_what_was_served() {
     let server = serve(HashMap::from([
         sums_route("", "kubelet", (200, h.clone())),
         sums_route("", "kube-proxy", (200, h)),
-        sums_route(
-            "",
-            "kubectl",
-            (
-                200,
-                "<html><body>Welcome to our mirror</body></html>".to_string(),
-            ),
-        ),
+        sums_route("", "kubectl", (200, "<html><body>Welcome to our mirror</body></html>".to_string())),
     ]))
     .await;
-    let source = ArtifactSource::Mirror {
-        url: server.base.clone(),
-    };
-    let err = resolve(&source, Path::new("."), "1.31.2", "amd64")
-        .await
-        .unwrap_err();
-    let ArtifactError::BadChecksum { url, got } = &err else {
-        panic!("{err:?}")
-    };
-    assert!(
-        url.ends_with("/v1.31.2/bin/linux/amd64/kubectl.sha256"),
-        "{url}"
-    );
+    let source = ArtifactSource::Mirror { url: server.base.clone() };
+    let err = resolve(&source, Path::new("."), "1.31.2", "amd64").await.unwrap_err();
+    let ArtifactError::BadChecksum { url, got } = &err else { panic!("{err:?}") };
+    assert!(url.ends_with("/v1.31.2/bin/linux/amd64/kubectl.sha256"), "{url}");
     assert!(got.contains("Welcome to our mirror"), "{got}");
 }
 
@@ -373,63 +261,28 @@ async fn mirror_server_error_is_retried_once() {
     let h = "f".repeat(64);
     let server = serve(HashMap::from([
         sums_route("", "kubelet", (200, h.clone())),
-        (
-            "/v1.31.2/bin/linux/amd64/kube-proxy.sha256".to_string(),
-            vec![(503, "busy".to_string()), (200, h.clone())],
-        ),
-        (
-            "/v1.31.2/bin/linux/amd64/kubectl.sha256".to_string(),
-            vec![(500, "down".to_string())],
-        ),
+        ("/v1.31.2/bin/linux/amd64/kube-proxy.sha256".to_string(), vec![(503, "busy".to_string()), (200, h.clone())]),
+        ("/v1.31.2/bin/linux/amd64/kubectl.sha256".to_string(), vec![(500, "down".to_string())]),
     ]))
     .await;
-    let source = ArtifactSource::Mirror {
-        url: server.base.clone(),
-    };
-    let err = resolve(&source, Path::new("."), "1.31.2", "amd64")
-        .await
-        .unwrap_err();
-    let ArtifactError::Status { url, status, .. } = &err else {
-        panic!("{err:?}")
-    };
+    let source = ArtifactSource::Mirror { url: server.base.clone() };
+    let err = resolve(&source, Path::new("."), "1.31.2", "amd64").await.unwrap_err();
+    let ArtifactError::Status { url, status, .. } = &err else { panic!("{err:?}") };
     assert!(url.ends_with("kubectl.sha256") && *status == 500, "{err}");
     let seen = server.requests.lock().unwrap().clone();
     let count = |name: &str| seen.iter().filter(|p| p.ends_with(name)).count();
-    assert_eq!(
-        count("kube-proxy.sha256"),
-        2,
-        "one 503, then the retry succeeds"
-    );
-    assert_eq!(
-        count("kubectl.sha256"),
-        2,
-        "a persistent 500: one retry, then the error"
-    );
+    assert_eq!(count("kube-proxy.sha256"), 2, "one 503, then the retry succeeds");
+    assert_eq!(count("kubectl.sha256"), 2, "a persistent 500: one retry, then the error");
 }
 
 #[tokio::test]
 async fn unreachable_mirror_names_the_url() {
     // A port nobody listens on: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let source = ArtifactSource::Mirror {
-        url: format!("http://127.0.0.1:{port}/k8s"),
-    };
-    let err = resolve(&source, Path::new("."), "1.31.2", "amd64")
-        .await
-        .unwrap_err();
-    let ArtifactError::Fetch { url, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert!(
-        url.starts_with(&format!(
-            "http://127.0.0.1:{port}/k8s/v1.31.2/bin/linux/amd64/"
-        )),
-        "{url}"
-    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let source = ArtifactSource::Mirror { url: format!("http://127.0.0.1:{port}/k8s") };
+    let err = resolve(&source, Path::new("."), "1.31.2", "amd64").await.unwrap_err();
+    let ArtifactError::Fetch { url, .. } = &err else { panic!("{err:?}") };
+    assert!(url.starts_with(&format!("http://127.0.0.1:{port}/k8s/v1.31.2/bin/linux/amd64/")), "{url}");
 }
 
 /// An OCI archive as `ctr images export` or testbed/k8s/pack-image.py write it (the blobs
@@ -484,7 +337,11 @@ async fn a_full_local_set_brings_runtime_cni_and_images() {
     // The link goes first: writing through it would change the built set itself.
     std::fs::remove_file(dir.path().join("images/pause.tar")).unwrap();
     std::fs::write(dir.path().join("images/pause.tar"), &nameless).unwrap();
-    let sums = sums.lines().map(|l| if l.ends_with("images/pause.tar") { format!("{}  images/pause.tar", sha256_hex(&nameless)) } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+    let sums = sums
+        .lines()
+        .map(|l| if l.ends_with("images/pause.tar") { format!("{}  images/pause.tar", sha256_hex(&nameless)) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(dir.path().join(SHA256SUMS), sums).unwrap();
     let err = resolve(&local(dir.path()), Path::new("."), "1.37.2", "amd64").await.unwrap_err();
     assert!(matches!(err, ArtifactError::BadImage { .. }) && err.to_string().contains("io.containerd.image.name"), "{err}");
@@ -526,7 +383,8 @@ fn extra_image_folders_are_checked_and_must_not_collide() {
     assert!(err.to_string().contains("are named `web.tar`"), "{err}");
     // Another archive of an image already carried.
     let mut other = got.clone();
-    other[1].kind = Kind::Image(ImageRef { name: "example.org/web:1.0".into(), digest: "sha256:beef".into(), origin: ImageOrigin::ArtifactSet });
+    other[1].kind =
+        Kind::Image(ImageRef { name: "example.org/web:1.0".into(), digest: "sha256:beef".into(), origin: ImageOrigin::ArtifactSet });
     let err = check_unique_images(&other).unwrap_err();
     assert!(err.to_string().contains("hold the image `example.org/web:1.0`"), "{err}");
 

@@ -185,7 +185,12 @@ async fn a_download_with_the_wrong_checksum_is_refused_and_leaves_nothing() {
     let src = dir.path().join("kubelet.src");
     std::fs::write(&src, b"binary").unwrap();
     let target = dir.path().join("bin/kubelet").to_str().unwrap().to_string();
-    let f = WantedFile { path: target.clone(), mode: 0o755, sha256: "0".repeat(64), content: Content::Download { url: format!("file://{}", src.display()) } };
+    let f = WantedFile {
+        path: target.clone(),
+        mode: 0o755,
+        sha256: "0".repeat(64),
+        content: Content::Download { url: format!("file://{}", src.display()) },
+    };
     let phase = phase_with(vec![f]);
     let changes = vec![Change::WriteFile { path: target.clone(), mode: "0755".into(), reason: FileReason::New }];
     let err = execute::execute(&LocalShell, NodePhase::Kubernetes, &phase, &changes).await.unwrap_err().to_string();
@@ -238,7 +243,12 @@ async fn files_streamed_from_disk_arrive_checked() {
     std::fs::write(&src, &bytes).unwrap();
     let target = dir.path().join("out/big.bin");
     let sha = crate::wanted::sha256_hex(&bytes);
-    let file = WantedFile { path: target.display().to_string(), mode: 0o755, sha256: sha.clone(), content: Content::File { path: src.clone(), len: bytes.len() as u64 } };
+    let file = WantedFile {
+        path: target.display().to_string(),
+        mode: 0o755,
+        sha256: sha.clone(),
+        content: Content::File { path: src.clone(), len: bytes.len() as u64 },
+    };
     let wants = phase_with(vec![file.clone()]);
     let changes = vec![Change::WriteFile { path: file.path.clone(), mode: "0755".into(), reason: FileReason::New }];
     let (script, stdin) = execute::build(&wants, &changes).unwrap();
@@ -259,7 +269,11 @@ async fn files_streamed_from_disk_arrive_checked() {
     assert!(!target.exists(), "a file that fails its check is never put in place");
 
     // An image: its archive goes to the run's private folder and is imported from there.
-    let image = crate::wanted::WantedImage { name: "registry.k8s.io/pause:3.10.2".into(), digest: "sha256:feed".into(), archive: WantedFile { mode: 0o600, ..file } };
+    let image = crate::wanted::WantedImage {
+        name: "registry.k8s.io/pause:3.10.2".into(),
+        digest: "sha256:feed".into(),
+        archive: WantedFile { mode: 0o600, ..file },
+    };
     let wants = PhaseWants { images: vec![image], ..Default::default() };
     let changes = vec![Change::ImportImage { image: "registry.k8s.io/pause:3.10.2".into(), why: "missing".into() }];
     let (script, _) = execute::build(&wants, &changes).unwrap();
@@ -286,7 +300,8 @@ async fn the_probe_hashes_only_files_whose_stat_changed() {
     std::fs::create_dir_all(dir.path().join("etc/a b")).unwrap();
     std::fs::write(&file.path, b"one\n").unwrap();
     let node = node_with(phase_with(vec![file.clone()]));
-    let probe = |script: String| async move { probe::parse(&LocalShell.run(&script, Default::default()).await.unwrap().stdout_text()).unwrap() };
+    let probe =
+        |script: String| async move { probe::parse(&LocalShell.run(&script, Default::default()).await.unwrap().stdout_text()).unwrap() };
 
     let first = probe(probe::script_with_cache(&node, cache_s)).await;
     assert_eq!(first.files[&file.path].sha256, file.sha256);

@@ -20,12 +20,7 @@ fn settings(source: &Path, key: &str, port: u16, bastion: &str) -> Settings {
 
 fn targets() -> Vec<SshTarget> {
     vec![
-        SshTarget::new(
-            "demo",
-            "m1",
-            "10.0.0.11",
-            Some("6f1c9a52-0d4e-4a47-9a8e-1b2c3d4e5f60"),
-        ),
+        SshTarget::new("demo", "m1", "10.0.0.11", Some("6f1c9a52-0d4e-4a47-9a8e-1b2c3d4e5f60")),
         SshTarget::new("demo", "w1", "10.0.0.12", None),
     ]
 }
@@ -45,12 +40,7 @@ fn ssh_config_without_bastion() {
 
 #[test]
 fn ssh_config_with_bastion() {
-    let s = settings(
-        Path::new("/work/demo.yaml"),
-        "keys/id",
-        2222,
-        ", bastion: {host: jump.example.org, user: ops}",
-    );
+    let s = settings(Path::new("/work/demo.yaml"), "keys/id", 2222, ", bastion: {host: jump.example.org, user: ops}");
     let paths = ConfigPaths {
         file: Path::new("/work/it's/ssh/config"),
         identity: Path::new("/work/my keys/id_%h"),
@@ -59,20 +49,12 @@ fn ssh_config_with_bastion() {
     };
     let text = render_ssh_config(&s, &paths, &targets());
     insta::assert_snapshot!(text);
-    assert!(
-        text.contains("IdentityFile \"/work/my keys/id_%%h\""),
-        "blanks quoted, % escaped"
-    );
+    assert!(text.contains("IdentityFile \"/work/my keys/id_%%h\""), "blanks quoted, % escaped");
 }
 
 #[test]
 fn private_key_resolves_home_and_the_settings_folder() {
-    let at = |key: &str| {
-        private_key_path(
-            &settings(Path::new("/srv/c/s.yaml"), key, 22, ""),
-            Some(Path::new("/home/me")),
-        )
-    };
+    let at = |key: &str| private_key_path(&settings(Path::new("/srv/c/s.yaml"), key, 22, ""), Some(Path::new("/home/me")));
     assert_eq!(at("~/.ssh/id"), Path::new("/home/me/.ssh/id"));
     assert_eq!(at("keys/id"), Path::new("/srv/c/keys/id"));
     assert_eq!(at("/abs/id"), Path::new("/abs/id"));
@@ -90,18 +72,8 @@ fn write_makes_a_private_folder_and_file() {
     let config = SshConfig::write(&dir, &s, &targets()).unwrap();
     assert_eq!(config.file, dir.join("config"));
     assert_eq!(config.known_hosts, dir.join("known_hosts"));
-    assert_eq!(
-        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
-    assert_eq!(
-        std::fs::metadata(&config.file)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(&config.file).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(!dir.join("config.tmp").exists());
     let text = std::fs::read_to_string(&config.file).unwrap();
     let tmp_path = regex_escape(&tmp.path().display().to_string());
@@ -113,11 +85,7 @@ fn write_makes_a_private_folder_and_file() {
     let missing = settings(&tmp.path().join("cluster/s.yaml"), "keys/nope", 22, "");
     let err = SshConfig::write(&dir, &missing, &targets()).unwrap_err();
     assert!(matches!(err, RemoteError::Local { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("keys/nope does not exist; set ssh.private_key"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("keys/nope does not exist; set ssh.private_key"), "{err}");
 }
 
 fn regex_escape(s: &str) -> String {
@@ -135,28 +103,15 @@ fn ssh_client() -> bool {
     if Path::new("/usr/bin/ssh").exists() {
         return true;
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "install openssh-client (scripts/install-test-tools.sh)"
-    );
+    assert!(std::env::var_os("CI").is_none(), "install openssh-client (scripts/install-test-tools.sh)");
     eprintln!("skipped: no /usr/bin/ssh; install openssh-client (scripts/install-test-tools.sh)");
     false
 }
 
 /// What the system ssh makes of the file (`ssh -G`: the options it would use, no connection).
 fn ssh_g(config: &Path, alias: &str) -> String {
-    let out = Command::new("ssh")
-        .arg("-G")
-        .arg("-F")
-        .arg(config)
-        .arg(alias)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ssh -G failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("ssh").arg("-G").arg("-F").arg(config).arg(alias).output().unwrap();
+    assert!(out.status.success(), "ssh -G failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -167,32 +122,14 @@ fn system_ssh_reads_our_values_and_the_user_config_cannot_override_them() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let user_config = tmp.path().join("user config");
-    std::fs::write(
-        &user_config,
-        "Host *\n  User intruder\n  Port 2200\n  HostName 192.0.2.66\n  ForwardAgent yes\n",
-    )
-    .unwrap();
-    let s = settings(
-        Path::new("/work/demo.yaml"),
-        "k",
-        2222,
-        ", bastion: {host: jump.example.org, user: ops, port: 22}",
-    );
+    std::fs::write(&user_config, "Host *\n  User intruder\n  Port 2200\n  HostName 192.0.2.66\n  ForwardAgent yes\n").unwrap();
+    let s = settings(Path::new("/work/demo.yaml"), "k", 2222, ", bastion: {host: jump.example.org, user: ops, port: 22}");
     let key = tmp.path().join("id %d");
     let kh = tmp.path().join("known_hosts");
     let file = tmp.path().join("config");
     std::fs::write(
         &file,
-        render_ssh_config(
-            &s,
-            &ConfigPaths {
-                file: &file,
-                identity: &key,
-                known_hosts: &kh,
-                user_config: Some(&user_config),
-            },
-            &targets(),
-        ),
+        render_ssh_config(&s, &ConfigPaths { file: &file, identity: &key, known_hosts: &kh, user_config: Some(&user_config) }, &targets()),
     )
     .unwrap();
 
@@ -203,10 +140,7 @@ fn system_ssh_reads_our_values_and_the_user_config_cannot_override_them() {
         "user root".to_string(),
         "port 2222".to_string(),
         // Shown as written (tokens are expanded when used; the sshd tests use such a path).
-        format!(
-            "identityfile {}",
-            key.display().to_string().replace('%', "%%")
-        ),
+        format!("identityfile {}", key.display().to_string().replace('%', "%%")),
         format!("userknownhostsfile {}", kh.display()),
         "hostkeyalias 6f1c9a52-0d4e-4a47-9a8e-1b2c3d4e5f60".to_string(),
         format!(
@@ -226,109 +160,49 @@ fn system_ssh_reads_our_values_and_the_user_config_cannot_override_them() {
         assert!(has(&node, &line), "`ssh -G` lacks `{line}`:\n{node}");
     }
     let bastion = ssh_g(&file, "demo.bastion");
-    for line in [
-        "hostname jump.example.org",
-        "user ops",
-        "port 22",
-        "batchmode yes",
-    ] {
+    for line in ["hostname jump.example.org", "user ops", "port 22", "batchmode yes"] {
         assert!(has(&bastion, line), "`ssh -G` lacks `{line}`:\n{bastion}");
     }
-    assert!(
-        !bastion.lines().any(|l| l.starts_with("proxycommand ")),
-        "the bastion is reached directly"
-    );
+    assert!(!bastion.lines().any(|l| l.starts_with("proxycommand ")), "the bastion is reached directly");
     // No HostKeyAlias for a node whose server id is unknown.
-    assert!(
-        !ssh_g(&file, "demo-w1")
-            .lines()
-            .any(|l| l.starts_with("hostkeyalias "))
-    );
+    assert!(!ssh_g(&file, "demo-w1").lines().any(|l| l.starts_with("hostkeyalias ")));
 }
 
 #[test]
 fn connect_errors_are_sorted_by_what_ssh_said() {
     // Texts as OpenSSH 9.2 prints them.
     let changed = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\nAdd correct host key in /s/known_hosts to get rid of this message.\nOffending ED25519 key in /s/known_hosts:1\n  remove with:\n  ssh-keygen -f \"/s/known_hosts\" -R \"srv-a\"\nHost key for srv-a has changed and you have requested strict checking.\nHost key verification failed.\n";
+    assert_eq!(classify_connect_error(changed), Attempt::HostKeyChanged { name: Some("srv-a".into()) });
+    assert_eq!(classify_connect_error("root@127.0.0.1: Permission denied (publickey).\r\n"), Attempt::Denied);
+    assert_eq!(classify_connect_error("ssh: connect to host 127.0.0.1 port 22999: Connection refused\r\n"), Attempt::Retry);
     assert_eq!(
-        classify_connect_error(changed),
-        Attempt::HostKeyChanged {
-            name: Some("srv-a".into())
-        }
-    );
-    assert_eq!(
-        classify_connect_error("root@127.0.0.1: Permission denied (publickey).\r\n"),
-        Attempt::Denied
-    );
-    assert_eq!(
-        classify_connect_error("ssh: connect to host 127.0.0.1 port 22999: Connection refused\r\n"),
-        Attempt::Retry
-    );
-    assert_eq!(
-        last_line(
-            "Warning: Permanently added 'x' (ED25519) to the list of known hosts.\r\nroot@h: Permission denied (publickey).\r\n"
-        ),
+        last_line("Warning: Permanently added 'x' (ED25519) to the list of known hosts.\r\nroot@h: Permission denied (publickey).\r\n"),
         "root@h: Permission denied (publickey)."
     );
 }
 
 #[test]
 fn sudo_refusal_is_recognised_in_what_sudo_prints() {
-    let out = |status, stderr: &str| Output {
-        status: Some(status),
-        stdout: vec![],
-        stderr: stderr.as_bytes().to_vec(),
-    };
-    assert_eq!(
-        sudo_refusal(&out(1, "sudo: a password is required\n")).as_deref(),
-        Some("sudo: a password is required")
-    );
-    assert!(
-        sudo_refusal(&out(1, "debian is not in the sudoers file.\n")).is_none(),
-        "not sudo's prefix"
-    );
-    assert!(
-        sudo_refusal(&out(
-            1,
-            "sudo: debian is not in the sudoers file.  This incident will be reported.\n"
-        ))
-        .is_some()
-    );
+    let out = |status, stderr: &str| Output { status: Some(status), stdout: vec![], stderr: stderr.as_bytes().to_vec() };
+    assert_eq!(sudo_refusal(&out(1, "sudo: a password is required\n")).as_deref(), Some("sudo: a password is required"));
+    assert!(sudo_refusal(&out(1, "debian is not in the sudoers file.\n")).is_none(), "not sudo's prefix");
+    assert!(sudo_refusal(&out(1, "sudo: debian is not in the sudoers file.  This incident will be reported.\n")).is_some());
     assert!(sudo_refusal(&out(127, "bash: line 1: sudo: command not found\n")).is_some());
-    assert!(
-        sudo_refusal(&out(2, "sudo: a password is required\n")).is_none(),
-        "a script's own exit status"
-    );
+    assert!(sudo_refusal(&out(2, "sudo: a password is required\n")).is_none(), "a script's own exit status");
 
     // And what the real sudo says to a user who may not use it (nobody), when both are here.
     if Path::new("/usr/bin/sudo").exists() && Path::new("/usr/bin/setpriv").exists() && is_root() {
         let real = Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "sudo",
-                "-n",
-                "/bin/sh",
-                "-c",
-                "true",
-            ])
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sudo", "-n", "/bin/sh", "-c", "true"])
             .output()
             .unwrap();
-        let real = Output {
-            status: real.status.code(),
-            stdout: real.stdout,
-            stderr: real.stderr,
-        };
+        let real = Output { status: real.status.code(), stdout: real.stdout, stderr: real.stderr };
         assert!(sudo_refusal(&real).is_some(), "not recognised: {real:?}");
     }
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
 }
 
 // --- against a real sshd ---------------------------------------------------------------
@@ -357,19 +231,11 @@ fn sshd_available() -> bool {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn keygen(path: &Path) {
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "kos-test", "-f"])
-        .arg(path)
-        .status()
-        .unwrap();
+    let ok = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "kos-test", "-f"]).arg(path).status().unwrap();
     assert!(ok.success());
 }
 
@@ -379,26 +245,15 @@ impl Sshd {
         if !sshd_available() {
             return None;
         }
-        let tmp = tempfile::Builder::new()
-            .prefix("kos-sshd")
-            .tempdir()
-            .unwrap();
+        let tmp = tempfile::Builder::new().prefix("kos-sshd").tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("my keys")).unwrap();
         for k in ["host_a", "host_b", KEY, "stranger"] {
             keygen(&tmp.path().join(k));
         }
-        std::fs::copy(
-            tmp.path().join(format!("{KEY}.pub")),
-            tmp.path().join("authorized_keys"),
-        )
-        .unwrap();
+        std::fs::copy(tmp.path().join(format!("{KEY}.pub")), tmp.path().join("authorized_keys")).unwrap();
         // sshd refuses to start without its privilege separation directory.
         std::fs::create_dir_all("/run/sshd").unwrap();
-        Some(Sshd {
-            tmp,
-            port: free_port(),
-            child: None,
-        })
+        Some(Sshd { tmp, port: free_port(), child: None })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -418,19 +273,8 @@ impl Sshd {
             ),
         )
         .unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("sshd.log"))
-            .unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&conf)
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd").arg("-D").arg("-e").arg("-f").arg(&conf).stderr(log).spawn().unwrap();
         self.child = Some(child);
     }
 
@@ -442,11 +286,7 @@ impl Sshd {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 panic!("sshd exited ({status}): {}", self.log());
             }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "sshd did not listen: {}",
-                self.log()
-            );
+            assert!(t.elapsed() < Duration::from_secs(10), "sshd did not listen: {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -463,11 +303,7 @@ impl Sshd {
     }
 
     fn settings(&self, key: &str, bastion: bool) -> Settings {
-        let bastion = if bastion {
-            format!(", bastion: {{host: 127.0.0.1, port: {}}}", self.port)
-        } else {
-            String::new()
-        };
+        let bastion = if bastion { format!(", bastion: {{host: 127.0.0.1, port: {}}}", self.port) } else { String::new() };
         settings(&self.path("demo.yaml"), key, self.port, &bastion)
     }
 
@@ -492,9 +328,7 @@ fn target(server_id: Option<&str>) -> SshTarget {
 
 async fn connected(sshd: &Sshd, t: &SshTarget) -> SshNode {
     let config = sshd.config(KEY, std::slice::from_ref(t));
-    SshNode::connect(&config, t, Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()))
+    SshNode::connect(&config, t, Duration::from_secs(20)).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()))
 }
 
 #[tokio::test]
@@ -506,31 +340,20 @@ async fn run_streams_stdin_and_returns_status_and_output() {
     assert!(!node.sudo, "root logs in: no sudo");
 
     // 5 MB of bytes, every value, through stdin; the remote checksum matches ours.
-    let data: Vec<u8> = (0..5_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let want = format!("{:x}", sha2::Sha256::digest(&data));
-    let out = node
-        .run("sha256sum | cut -d' ' -f1; id -u", data.into())
-        .await
-        .unwrap();
+    let out = node.run("sha256sum | cut -d' ' -f1; id -u", data.into()).await.unwrap();
     assert!(out.success(), "{out:?}");
     assert_eq!(out.stdout_text(), format!("{want}\n0\n"));
     assert!(out.stderr.is_empty());
 
-    let out = node
-        .run("echo before; echo oops >&2; exit 3", Default::default())
-        .await
-        .unwrap();
+    let out = node.run("echo before; echo oops >&2; exit 3", Default::default()).await.unwrap();
     assert_eq!(out.status, Some(3));
     assert_eq!(out.stdout_text(), "before\n");
     assert_eq!(out.stderr_text(), "oops\n");
 
     // 127 (a command not found) stays an exit status with its output.
-    let out = node
-        .run("echo here; no-such-command-kos", Default::default())
-        .await
-        .unwrap();
+    let out = node.run("echo here; no-such-command-kos", Default::default()).await.unwrap();
     assert_eq!(out.status, Some(127));
     assert_eq!(out.stdout_text(), "here\n");
     assert!(out.stderr_text().contains("no-such-command-kos"), "{out:?}");
@@ -546,15 +369,9 @@ async fn run_streams_stdin_and_returns_status_and_output() {
 
     // Scripts up to the command-line limit run; longer ones are refused with the way out.
     let long = format!("# {}\necho long", "x".repeat(100_000));
-    assert_eq!(
-        node.run(&long, Default::default()).await.unwrap().stdout_text(),
-        "long\n"
-    );
+    assert_eq!(node.run(&long, Default::default()).await.unwrap().stdout_text(), "long\n");
     let err = node.run(&"# x\n".repeat(60_000), Default::default()).await.unwrap_err();
-    assert!(
-        err.to_string().contains("send large content on stdin"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("send large content on stdin"), "{err}");
 
     // Several commands at once over the one connection.
     let runs = (0..4).map(|i| node.run("read n; echo $((n * 2))", format!("{i}\n").into_bytes().into()));
@@ -569,10 +386,7 @@ async fn run_streams_stdin_and_returns_status_and_output() {
 async fn run_through_sudo_passes_script_and_stdin() {
     let Some(mut sshd) = Sshd::new() else { return };
     if !Path::new("/usr/bin/sudo").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "install sudo (scripts/install-test-tools.sh)"
-        );
+        assert!(std::env::var_os("CI").is_none(), "install sudo (scripts/install-test-tools.sh)");
         eprintln!("skipped: no sudo");
         return;
     }
@@ -580,10 +394,7 @@ async fn run_through_sudo_passes_script_and_stdin() {
     let mut node = connected(&sshd, &target(None)).await;
     // The login user here is root; force the path a `debian` user takes (root may sudo).
     node.sudo = true;
-    let out = node
-        .run("echo \"$SUDO_USER:$(id -u)\"; wc -c", vec![b'x'; 300_000].into())
-        .await
-        .unwrap();
+    let out = node.run("echo \"$SUDO_USER:$(id -u)\"; wc -c", vec![b'x'; 300_000].into()).await.unwrap();
     assert_eq!(out.stdout_text(), "root:0\n300000\n", "{out:?}");
     let out = node.run("echo no >&2; exit 4", Default::default()).await.unwrap();
     assert_eq!((out.status, out.stderr_text().as_str()), (Some(4), "no\n"));
@@ -596,23 +407,14 @@ async fn connect_waits_for_sshd_to_come_up() {
     let t = target(Some("server-1"));
     let config = sshd.config(KEY, std::slice::from_ref(&t));
     let start = StdInstant::now();
-    let (node, ()) = tokio::join!(
-        SshNode::connect(&config, &t, Duration::from_secs(30)),
-        async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            sshd.spawn("host_a");
-        }
-    );
+    let (node, ()) = tokio::join!(SshNode::connect(&config, &t, Duration::from_secs(30)), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        sshd.spawn("host_a");
+    });
     let node = node.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     let took = start.elapsed();
-    assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
-        "took {took:?}"
-    );
-    assert_eq!(
-        node.run("echo up", Default::default()).await.unwrap().stdout_text(),
-        "up\n"
-    );
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(8), "took {took:?}");
+    assert_eq!(node.run("echo up", Default::default()).await.unwrap().stdout_text(), "up\n");
     node.close().await;
 }
 
@@ -622,17 +424,10 @@ async fn connect_gives_up_when_nothing_answers() {
     let t = target(None);
     let config = sshd.config(KEY, std::slice::from_ref(&t));
     let start = StdInstant::now();
-    let err = SshNode::connect(&config, &t, Duration::from_secs(2))
-        .await
-        .unwrap_err();
+    let err = SshNode::connect(&config, &t, Duration::from_secs(2)).await.unwrap_err();
     let took = start.elapsed();
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
-        "took {took:?}"
-    );
-    let RemoteError::Unreachable { node, secs, last } = &err else {
-        panic!("{err:?}")
-    };
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "took {took:?}");
+    let RemoteError::Unreachable { node, secs, last } = &err else { panic!("{err:?}") };
     assert_eq!((node.as_str(), *secs), ("m1", 2));
     assert!(last.contains("Connection refused"), "{last}");
 }
@@ -645,11 +440,7 @@ async fn changed_host_key_fails_at_once_with_the_fix() {
     let plain = SshTarget::new("demo", "w1", "127.0.0.1", None);
     let config = sshd.config(KEY, &[with_id.clone(), plain.clone()]);
     for t in [&with_id, &plain] {
-        SshNode::connect(&config, t, Duration::from_secs(10))
-            .await
-            .unwrap()
-            .close()
-            .await;
+        SshNode::connect(&config, t, Duration::from_secs(10)).await.unwrap().close().await;
     }
 
     // Same address and port, another host key: the server was replaced.
@@ -657,65 +448,28 @@ async fn changed_host_key_fails_at_once_with_the_fix() {
     sshd.start("host_b");
     for t in [&with_id, &plain] {
         let start = StdInstant::now();
-        let err = SshNode::connect(&config, t, Duration::from_secs(30))
-            .await
-            .unwrap_err();
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "not at once: {:?}",
-            start.elapsed()
-        );
-        let RemoteError::HostKeyChanged {
-            node,
-            known_hosts,
-            alias,
-        } = &err
-        else {
-            panic!("{err:?}")
-        };
+        let err = SshNode::connect(&config, t, Duration::from_secs(30)).await.unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(5), "not at once: {:?}", start.elapsed());
+        let RemoteError::HostKeyChanged { node, known_hosts, alias } = &err else { panic!("{err:?}") };
         assert_eq!(node, &t.node);
         assert_eq!(Path::new(known_hosts), config.known_hosts);
         assert_eq!(alias, &t.known_hosts_name(sshd.port));
         let message = err.to_string();
-        assert!(
-            message.contains(&format!(
-                "ssh-keygen -f {} -R {alias}",
-                config.known_hosts.display()
-            )),
-            "{message}"
-        );
+        assert!(message.contains(&format!("ssh-keygen -f {} -R {alias}", config.known_hosts.display())), "{message}");
     }
 
     // A rebuilt server has a new id: its key is a fresh entry, never compared with the old one.
     let rebuilt = target(Some("server-2"));
-    let err = SshNode::connect(&config, &rebuilt, Duration::from_secs(10))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("write it again"),
-        "a target the file does not describe: {err}"
-    );
+    let err = SshNode::connect(&config, &rebuilt, Duration::from_secs(10)).await.unwrap_err();
+    assert!(err.to_string().contains("write it again"), "a target the file does not describe: {err}");
     let config2 = sshd.config(KEY, std::slice::from_ref(&rebuilt));
-    SshNode::connect(&config2, &rebuilt, Duration::from_secs(10))
-        .await
-        .unwrap()
-        .close()
-        .await;
+    SshNode::connect(&config2, &rebuilt, Duration::from_secs(10)).await.unwrap().close().await;
 
     // The fix the message gives works.
     let config = sshd.config(KEY, &[with_id.clone(), plain.clone()]);
-    let ok = Command::new("ssh-keygen")
-        .arg("-f")
-        .arg(&config.known_hosts)
-        .args(["-R", "server-1"])
-        .output()
-        .unwrap();
+    let ok = Command::new("ssh-keygen").arg("-f").arg(&config.known_hosts).args(["-R", "server-1"]).output().unwrap();
     assert!(ok.status.success());
-    SshNode::connect(&config, &with_id, Duration::from_secs(10))
-        .await
-        .unwrap()
-        .close()
-        .await;
+    SshNode::connect(&config, &with_id, Duration::from_secs(10)).await.unwrap().close().await;
 }
 
 #[tokio::test]
@@ -725,28 +479,16 @@ async fn wrong_key_is_denied_within_the_grace() {
     let t = target(None);
     let config = sshd.config("stranger", std::slice::from_ref(&t));
     let start = StdInstant::now();
-    let err = SshNode::connect(&config, &t, Duration::from_secs(120))
-        .await
-        .unwrap_err();
+    let err = SshNode::connect(&config, &t, Duration::from_secs(120)).await.unwrap_err();
     let took = start.elapsed();
-    assert!(
-        took >= DENIED_GRACE && took < DENIED_GRACE + Duration::from_secs(6),
-        "took {took:?}"
-    );
-    let RemoteError::Denied { detail, .. } = &err else {
-        panic!("{err:?}")
-    };
+    assert!(took >= DENIED_GRACE && took < DENIED_GRACE + Duration::from_secs(6), "took {took:?}");
+    let RemoteError::Denied { detail, .. } = &err else { panic!("{err:?}") };
     assert!(detail.contains("Permission denied (publickey)"), "{detail}");
-    assert!(
-        err.to_string()
-            .contains("check ssh.user and ssh.private_key")
-    );
+    assert!(err.to_string().contains("check ssh.user and ssh.private_key"));
 
     // With a shorter wait the answer is still Denied (not Unreachable), at the deadline.
     let start = StdInstant::now();
-    let err = SshNode::connect(&config, &t, Duration::from_secs(2))
-        .await
-        .unwrap_err();
+    let err = SshNode::connect(&config, &t, Duration::from_secs(2)).await.unwrap_err();
     assert!(matches!(err, RemoteError::Denied { .. }), "{err:?}");
     assert!(start.elapsed() < Duration::from_secs(6));
 }
@@ -757,82 +499,35 @@ async fn nodes_are_reached_through_the_bastion() {
     sshd.start("host_a");
     // The same sshd plays the bastion and the node (reached from it as 127.0.0.1).
     let t = target(Some("server-1"));
-    let config = SshConfig::write(
-        &sshd.path("state/ssh"),
-        &sshd.settings(KEY, true),
-        std::slice::from_ref(&t),
-    )
-    .unwrap();
-    let node = SshNode::connect(&config, &t, Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
-    assert_eq!(
-        node.run("echo via-bastion", Default::default())
-            .await
-            .unwrap()
-            .stdout_text(),
-        "via-bastion\n"
-    );
+    let config = SshConfig::write(&sshd.path("state/ssh"), &sshd.settings(KEY, true), std::slice::from_ref(&t)).unwrap();
+    let node = SshNode::connect(&config, &t, Duration::from_secs(20)).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert_eq!(node.run("echo via-bastion", Default::default()).await.unwrap().stdout_text(), "via-bastion\n");
     node.close().await;
     // Both hops recorded their keys in the cluster's file: the bastion by address, the node by id.
     let known = std::fs::read_to_string(&config.known_hosts).unwrap();
     let names: Vec<&str> = known.lines().filter_map(|l| l.split(' ').next()).collect();
     assert_eq!(names.len(), 2, "{known}");
-    assert!(
-        names.contains(&format!("[127.0.0.1]:{}", sshd.port).as_str())
-            && names.contains(&"server-1"),
-        "{known}"
-    );
+    assert!(names.contains(&format!("[127.0.0.1]:{}", sshd.port).as_str()) && names.contains(&"server-1"), "{known}");
 
     // What goes wrong on the bastion is said, not waited out as a silent node.
     let bastion_name = format!("[127.0.0.1]:{}", sshd.port);
-    let stranger = SshConfig::write(
-        &sshd.path("other/ssh"),
-        &sshd.settings("stranger", true),
-        std::slice::from_ref(&t),
-    )
-    .unwrap();
-    let err = SshNode::connect(&stranger, &t, Duration::from_secs(2))
-        .await
-        .unwrap_err();
-    let RemoteError::Denied { detail, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert!(
-        detail.starts_with("bastion: ") && detail.contains("Permission denied"),
-        "{detail}"
-    );
+    let stranger = SshConfig::write(&sshd.path("other/ssh"), &sshd.settings("stranger", true), std::slice::from_ref(&t)).unwrap();
+    let err = SshNode::connect(&stranger, &t, Duration::from_secs(2)).await.unwrap_err();
+    let RemoteError::Denied { detail, .. } = &err else { panic!("{err:?}") };
+    assert!(detail.starts_with("bastion: ") && detail.contains("Permission denied"), "{detail}");
 
     sshd.stop();
     sshd.start("host_b");
     let start = StdInstant::now();
-    let err = SshNode::connect(&config, &t, Duration::from_secs(30))
-        .await
-        .unwrap_err();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "not at once: {:?}",
-        start.elapsed()
-    );
-    let RemoteError::HostKeyChanged { alias, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(
-        alias, &bastion_name,
-        "the bastion's entry is the one to remove first"
-    );
+    let err = SshNode::connect(&config, &t, Duration::from_secs(30)).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(5), "not at once: {:?}", start.elapsed());
+    let RemoteError::HostKeyChanged { alias, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(alias, &bastion_name, "the bastion's entry is the one to remove first");
 
     sshd.stop();
-    let err = SshNode::connect(&config, &t, Duration::from_secs(2))
-        .await
-        .unwrap_err();
-    let RemoteError::Unreachable { last, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert!(
-        last.starts_with("bastion: ") && last.contains("Connection refused"),
-        "{last}"
-    );
+    let err = SshNode::connect(&config, &t, Duration::from_secs(2)).await.unwrap_err();
+    let RemoteError::Unreachable { last, .. } = &err else { panic!("{err:?}") };
+    assert!(last.starts_with("bastion: ") && last.contains("Connection refused"), "{last}");
 }
 
 #[tokio::test]
@@ -841,10 +536,7 @@ async fn a_dropped_connection_is_a_transport_error() {
     sshd.start("host_a");
     let node = connected(&sshd, &target(None)).await;
     // Kill the sshd process serving this connection (the script's parent).
-    let err = node
-        .run("kill -9 $PPID; sleep 20", Default::default())
-        .await
-        .unwrap_err();
+    let err = node.run("kill -9 $PPID; sleep 20", Default::default()).await.unwrap_err();
     assert!(matches!(err, RemoteError::Transport { .. }), "{err:?}");
     let err = node.run("true", Default::default()).await.unwrap_err();
     assert!(matches!(err, RemoteError::Transport { .. }), "{err:?}");

@@ -33,7 +33,13 @@ fn example_with(edit: impl FnOnce(String) -> String, full_set: bool) -> (Setting
     let pki = kos_pki::Pki::open(dir.path().join("pki"));
     pki.ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc()).unwrap();
     let env = kos_render::Environment { runtime_from_artifacts: full_set, ..Default::default() };
-    let inputs = kos_render::Inputs { settings: &settings, plan: &plan, tenant_cidr: observed.tenant_cidr, local_dir: Path::new("/tmp/local"), env: &env };
+    let inputs = kos_render::Inputs {
+        settings: &settings,
+        plan: &plan,
+        tenant_cidr: observed.tenant_cidr,
+        local_dir: Path::new("/tmp/local"),
+        env: &env,
+    };
     let files = kos_render::render(&inputs, &pki).unwrap();
     let bin = |name: &str| artifact(name, Kind::Kubernetes, &format!("/usr/local/bin/{name}"));
     let mut arts = vec![bin("kubelet"), bin("kube-proxy"), bin("kubectl")];
@@ -42,7 +48,11 @@ fn example_with(edit: impl FnOnce(String) -> String, full_set: bool) -> (Setting
             arts.push(artifact(name, Kind::Runtime, &format!("/usr/local/bin/{name}")));
         }
         arts.push(artifact("bridge", Kind::Cni, "/opt/cni/bin/bridge"));
-        let pause = artifacts::ImageRef { name: "registry.k8s.io/pause:3.10.2".into(), digest: "sha256:abc".into(), origin: artifacts::ImageOrigin::ArtifactSet };
+        let pause = artifacts::ImageRef {
+            name: "registry.k8s.io/pause:3.10.2".into(),
+            digest: "sha256:abc".into(),
+            origin: artifacts::ImageOrigin::ArtifactSet,
+        };
         arts.push(artifact("pause.tar", Kind::Image(pause), "/var/lib/kos/images/pause.tar"));
     }
     let wants = plan.nodes.iter().map(|n| node_wants(&settings, &n.name, n.role, &files, &arts)).collect();
@@ -69,7 +79,9 @@ fn files_go_to_their_phase_and_workers_never_get_a_ca_key_or_kubectl() {
     // Every private key is 0600.
     for w in &wants {
         for (_, pw) in &w.phases {
-            for f in pw.files.iter().filter(|f| f.path.ends_with(".key") || f.path.ends_with(".conf") && f.path.starts_with("/etc/kubernetes/")) {
+            for f in
+                pw.files.iter().filter(|f| f.path.ends_with(".key") || f.path.ends_with(".conf") && f.path.starts_with("/etc/kubernetes/"))
+            {
                 assert_eq!(f.mode, 0o600, "{}", f.path);
             }
         }
@@ -97,8 +109,7 @@ fn a_fresh_worker_plan() {
     let worker = wants.iter().find(|w| w.node == "worker-1").unwrap();
     let fresh = NodeState { os_id: "debian".into(), has_apt: true, machine: "x86_64".into(), ..Default::default() };
     let phases = [NodePhase::Runtime, NodePhase::Kubernetes, NodePhase::Network];
-    let lines: Vec<String> =
-        diff(worker, &fresh, &phases).iter().flat_map(|(p, cs)| cs.iter().map(move |c| format!("{p}: {c}"))).collect();
+    let lines: Vec<String> = diff(worker, &fresh, &phases).iter().flat_map(|(p, cs)| cs.iter().map(move |c| format!("{p}: {c}"))).collect();
     insta::assert_snapshot!(lines.join("\n"));
 }
 
@@ -141,7 +152,10 @@ fn a_full_artifact_set_brings_the_runtime_and_the_images() {
     assert_eq!(seen.unpinned_images.iter().collect::<Vec<_>>(), ["registry.k8s.io/pause:3.10.2"]);
     let has = NodeState { images: seen.images.clone(), unpinned_images: seen.unpinned_images, ..fresh.clone() };
     let pin: Vec<String> = diff(worker, &has, &[NodePhase::Runtime])[0].1.iter().map(|c| c.to_string()).collect();
-    assert!(pin.contains(&"pin image registry.k8s.io/pause:3.10.2 (out of reach of the kubelet's image garbage collection)".to_string()), "{pin:?}");
+    assert!(
+        pin.contains(&"pin image registry.k8s.io/pause:3.10.2 (out of reach of the kubelet's image garbage collection)".to_string()),
+        "{pin:?}"
+    );
     assert!(!pin.iter().any(|l| l.starts_with("import image")), "{pin:?}");
 }
 

@@ -28,8 +28,12 @@ fn dns_service_has_the_planned_address() {
     assert_eq!(service["metadata"]["name"], "kube-dns");
     assert_eq!(service["metadata"]["namespace"], "kube-system");
     assert_eq!(service["spec"]["clusterIP"], r.plan.dns_ip.to_string());
-    let ports: Vec<(i64, &str)> =
-        service["spec"]["ports"].as_array().unwrap().iter().map(|p| (p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap())).collect();
+    let ports: Vec<(i64, &str)> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap()))
+        .collect();
     assert_eq!(ports, [(53, "UDP"), (53, "TCP"), (9153, "TCP")]);
     let corefile = find(&docs, "ConfigMap")["data"]["Corefile"].as_str().unwrap().to_string();
     assert!(corefile.contains("kubernetes cluster.local in-addr.arpa ip6.arpa {"));

@@ -1,8 +1,8 @@
 //! Every file a master gets beyond a node's, as snapshots (keys and PEM bodies
 //! filtered), and the properties that make it secure.
 
-use crate::fixture::{render_example, snapshot_settings};
 use crate::Target;
+use crate::fixture::{render_example, snapshot_settings};
 
 const MASTER_ONLY: &[&str] = &[
     "/etc/kubernetes/manifests/etcd.yaml",

@@ -138,12 +138,7 @@ fn workers_never_get_a_ca_key() {
         for worker in r.plan.workers() {
             let target = Target::Node(worker.name.clone());
             for f in r.files.iter().filter(|f| f.target == target) {
-                assert!(
-                    !(f.path.starts_with("/etc/kubernetes/pki/") && f.path.ends_with(".key")),
-                    "{} gets {}",
-                    worker.name,
-                    f.path
-                );
+                assert!(!(f.path.starts_with("/etc/kubernetes/pki/") && f.path.ends_with(".key")), "{} gets {}", worker.name, f.path);
                 for key in &ca_keys {
                     assert!(!f.contents.contains(key.trim()), "{}:{} holds a CA key", worker.name, f.path);
                 }
@@ -230,7 +225,10 @@ fn docker_never_listens_on_tcp_without_tls() {
                 }
                 assert!(hosts.contains(&format!("tcp://{}:2376", node.fixed_ip.unwrap()).as_str()));
                 let drop_in = unit(r.node_file(&node.name, paths::DOCKER_DROP_IN));
-                assert_eq!(drop_in["Service"]["ExecStart"], vec!["".to_string(), "/usr/bin/env dockerd --containerd=/run/containerd/containerd.sock".into()]);
+                assert_eq!(
+                    drop_in["Service"]["ExecStart"],
+                    vec!["".to_string(), "/usr/bin/env dockerd --containerd=/run/containerd/containerd.sock".into()]
+                );
             } else {
                 assert!(!r.paths(&Target::Node(node.name.clone())).contains(&paths::DOCKER_DROP_IN.to_string()));
             }
@@ -394,7 +392,18 @@ fn units_have_what_systemd_needs() {
     let drop_in = unit(r.node_file("worker-1", paths::CONTAINERD_PROXY));
     let env = &drop_in["Service"]["Environment"];
     let no_proxy = env.iter().find(|e| e.contains("NO_PROXY=")).unwrap();
-    for entry in ["localhost", "127.0.0.1", "10.1.0.0/16", "10.96.0.0/12", "192.168.50.0/24", ".svc", ".cluster.local", "192.168.50.13", ".example.org", "10.20.0.0/16"] {
+    for entry in [
+        "localhost",
+        "127.0.0.1",
+        "10.1.0.0/16",
+        "10.96.0.0/12",
+        "192.168.50.0/24",
+        ".svc",
+        ".cluster.local",
+        "192.168.50.13",
+        ".example.org",
+        "10.20.0.0/16",
+    ] {
         assert!(no_proxy.trim_matches('"').trim_start_matches("NO_PROXY=").split(',').any(|e| e == entry), "{entry} not in {no_proxy}");
     }
 }
@@ -481,12 +490,7 @@ impl Netns {
     /// Run a command inside; panics with its output when it fails.
     fn run(&self, cmd: &[&str]) -> String {
         let out = Command::new("ip").args(["netns", "exec", &self.name]).args(cmd).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -545,10 +549,18 @@ fn the_image_list_is_what_the_manifests_run() {
     let mut used: Vec<String> = r
         .files
         .iter()
-        .flat_map(|f| f.contents.lines().filter_map(|l| l.trim().strip_prefix("image: ").map(|i| i.trim_matches('"').to_string())).collect::<Vec<_>>())
+        .flat_map(|f| {
+            f.contents.lines().filter_map(|l| l.trim().strip_prefix("image: ").map(|i| i.trim_matches('"').to_string())).collect::<Vec<_>>()
+        })
         .collect();
     used.push(
-        r.node_file("worker-1", paths::CONTAINERD_CONFIG).contents.lines().find_map(|l| l.trim().strip_prefix("sandbox_image = ")).unwrap().trim_matches('"').to_string(),
+        r.node_file("worker-1", paths::CONTAINERD_CONFIG)
+            .contents
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("sandbox_image = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string(),
     );
     used.sort();
     used.dedup();
@@ -564,7 +576,8 @@ fn kubelet_eviction_thresholds_keep_the_defaults_of_the_signals_not_set() {
     let c = yaml(plain.node_file(node, paths::KUBELET_CONFIG));
     assert!(c.get("evictionHard").is_none() && c.get("imageGCHighThresholdPercent").is_none(), "the kubelet's own defaults: {c:?}");
 
-    let tuned = render_example(|s| s + "kubelet: {eviction_hard: {nodefs.available: 3%}, image_gc_high_percent: 95, image_gc_low_percent: 90}\n");
+    let tuned =
+        render_example(|s| s + "kubelet: {eviction_hard: {nodefs.available: 3%}, image_gc_high_percent: 95, image_gc_low_percent: 90}\n");
     let c = yaml(tuned.node_file(node, paths::KUBELET_CONFIG));
     let eviction = &c["evictionHard"];
     assert_eq!(eviction["nodefs.available"], "3%");

@@ -146,10 +146,8 @@ fn merging_the_same_again_changes_nothing() {
 
 #[test]
 fn duplicates_of_our_name_collapse_into_the_first_place() {
-    let doubled = OTHER.replace(
-        "current-context: prod\n",
-        "- name: kos-demo\n  context:\n    cluster: x\n    user: y\ncurrent-context: prod\n",
-    );
+    let doubled =
+        OTHER.replace("current-context: prod\n", "- name: kos-demo\n  context:\n    cluster: x\n    user: y\ncurrent-context: prod\n");
     assert_eq!(names(&yaml(&doubled), "contexts"), ["prod", "kos-demo", "kos-demo"]);
     let merged = merge(Some(&doubled), &ours("https://203.0.113.11:6443"), "kos-demo").unwrap();
     let doc = yaml(&merged.yaml);
@@ -206,10 +204,7 @@ fn creates_the_folder_0700_and_the_file_0600() {
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(path.parent().unwrap()), 0o700);
     assert_eq!(mode(&tmp.path().join("home")), 0o700);
-    assert_eq!(
-        outcome.to_string(),
-        format!("added context `kos-demo` to {} and made it the current context", path.display())
-    );
+    assert_eq!(outcome.to_string(), format!("added context `kos-demo` to {} and made it the current context", path.display()));
     // Nothing left behind but the file.
     let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["config"]);
@@ -241,11 +236,7 @@ fn a_malformed_file_is_refused_by_name_and_left_byte_for_byte() {
     std::fs::write(&path, broken).unwrap();
     let err = merge_into_file(&path, &ours("https://203.0.113.11:6443"), "kos-demo").unwrap_err();
     let message = err.to_string();
-    assert!(
-        message
-            .starts_with(&format!("{} is not a kubeconfig kos can read, so kos left it untouched", path.display())),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("{} is not a kubeconfig kos can read, so kos left it untouched", path.display())), "{message}");
     assert!(message.contains("KUBECONFIG"), "{message}");
     // The cause (with the YAML position) is in the chain.
     let cause = std::error::Error::source(&err).unwrap();

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::testing::{run, settings, NoAnswer};
 use crate::Phase;
+use crate::testing::{NoAnswer, run, settings};
 use kos_cloud::fake::FakeCloud;
 use kos_kube::fake::FakeKube;
 
@@ -108,10 +108,7 @@ async fn expose_creates_one_load_balancer_for_the_workers_and_deletes_it() {
     assert_eq!(cloud.state.lock().unwrap().load_balancers.len(), 1);
 
     assert_eq!(expose(&cloud, &settings, "web", Expose::Delete).await.unwrap().to_string(), "deleted load balancer demo-web");
-    assert_eq!(
-        expose(&cloud, &settings, "web", Expose::Delete).await.unwrap().to_string(),
-        "no load balancer demo-web: nothing to delete"
-    );
+    assert_eq!(expose(&cloud, &settings, "web", Expose::Delete).await.unwrap().to_string(), "no load balancer demo-web: nothing to delete");
     assert!(cloud.state.lock().unwrap().load_balancers.is_empty());
 }
 

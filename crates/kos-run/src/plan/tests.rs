@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::testing::{run, settings, with_binaries, Answer, Heard, NoAnswer};
 use crate::Phase;
+use crate::testing::{Answer, Heard, NoAnswer, run, settings, with_binaries};
 use kos_cloud::fake::FakeCloud;
 use kos_kube::fake::FakeKube;
 

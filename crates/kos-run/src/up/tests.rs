@@ -8,7 +8,7 @@
 
 use super::*;
 use crate::report::UpReport;
-use crate::testing::{run, validator, Answer, NoAnswer};
+use crate::testing::{Answer, NoAnswer, run, validator};
 use kos_cloud::fake::FakeCloud;
 use kos_kube::fake::FakeKube;
 
@@ -188,8 +188,7 @@ async fn instances_stopped_by_the_quota_resume_where_they_stopped() {
     cloud.state.lock().unwrap().instance_quota = 20;
     let (report, result, _) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &FakeKube::new()).await;
     result.unwrap();
-    let servers: Vec<&str> =
-        report.cloud.iter().filter(|c| c.change.starts_with("create server of ")).map(|c| c.change.as_str()).collect();
+    let servers: Vec<&str> = report.cloud.iter().filter(|c| c.change.starts_with("create server of ")).map(|c| c.change.as_str()).collect();
     assert_eq!(servers.len(), 1, "{servers:?}");
     assert_eq!(cloud.state.lock().unwrap().servers.len(), 3);
     assert_eq!(report.cloud.iter().filter(|c| c.phase == Phase::Network).count(), 3);
@@ -221,7 +220,8 @@ async fn only_takes_each_phase_alone_and_a_converged_run_says_up_to_date() {
     assert_eq!(steps(&report), ["local inputs", "check", "ssh", "render", "addons", "ready"]);
     assert!(report.cloud.is_empty() && !report.addons.is_empty());
     // All of it again: nothing to do, said once.
-    let (report, result, _) = run(dir.path(), &[Phase::Check, Phase::Instances, Phase::Routes, Phase::Addons], &cloud, &Answer, &kube).await;
+    let (report, result, _) =
+        run(dir.path(), &[Phase::Check, Phase::Instances, Phase::Routes, Phase::Addons], &cloud, &Answer, &kube).await;
     result.unwrap();
     assert_eq!(report.changes, 0, "{report:#?}");
     let summary = report.summary();

@@ -1,7 +1,7 @@
 //! `kos certs check` and `kos certs renew`.
 
-use super::session::Session;
 use super::CommandError;
+use super::session::Session;
 use crate::cli::{CertsAction, CertsArgs};
 use crate::printer::Printer;
 use anyhow::Context as _;

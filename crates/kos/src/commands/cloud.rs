@@ -2,13 +2,13 @@
 //! connects with the settings' cloud (else `OS_CLOUD` / `OS_*`), runs the matching
 //! function of `kos_cloud` and prints its result.
 
-use super::session::{runtime, Session};
-use super::{failed, CommandError};
+use super::session::{Session, runtime};
+use super::{CommandError, failed};
 use crate::cli::{DestroyArgs, ExposeArgs, InventoryArgs, SettingsArg};
 use crate::printer::Printer;
 use anyhow::Context as _;
-use kos_cloud::openstack::{ConnectOptions, OpenStackCloud};
 use kos_cloud::Cloud as _;
+use kos_cloud::openstack::{ConnectOptions, OpenStackCloud};
 use kos_core::settings::Settings;
 use kos_run::ops::Expose;
 
@@ -19,7 +19,8 @@ pub(crate) async fn connect(settings: &Settings, tls: ConnectOptions) -> Result<
 /// `kos check`: exit 1 when any finding is FAIL.
 pub fn check(args: &SettingsArg, tls: ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let settings = Settings::load(&args.file)?;
-    let report = runtime()?.block_on(async { Ok::<_, CommandError>(kos_run::ops::check(&connect(&settings, tls).await?, &settings).await?) })?;
+    let report =
+        runtime()?.block_on(async { Ok::<_, CommandError>(kos_run::ops::check(&connect(&settings, tls).await?, &settings).await?) })?;
     report.lines().into_iter().for_each(|l| printer.data(l));
     printer.line(report.summary());
     match report.fails() {

@@ -2,7 +2,7 @@
 //! the user's kubeconfig.
 
 use super::session::Session;
-use super::{failed, CommandError};
+use super::{CommandError, failed};
 use crate::cli::KubeconfigArgs;
 use crate::printer::Printer;
 

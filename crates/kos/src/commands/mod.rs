@@ -12,11 +12,11 @@ mod validate;
 
 pub use certs::certs;
 pub use cloud::{check, destroy, expose, inventory};
+pub use kubeconfig::kubeconfig;
 pub use plan::plan;
+pub use render::render;
 pub use status::status;
 pub use up::up;
-pub use kubeconfig::kubeconfig;
-pub use render::render;
 pub use validate::validate;
 
 use kos_core::settings::{Diagnostics, LoadError};

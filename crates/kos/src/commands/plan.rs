@@ -1,9 +1,9 @@
 //! `kos plan`: `kos_run::plan` with the real cloud, SSH and API server, printed for people
 //! or as JSON.
 
-use super::cloud::connect;
-use super::session::{runtime, Session};
 use super::CommandError;
+use super::cloud::connect;
+use super::session::{Session, runtime};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::printer::Printer;
 use kos_run::nodes::Ssh;
@@ -19,7 +19,13 @@ pub fn plan(args: &PlanArgs, tls: kos_cloud::openstack::ConnectOptions, printer:
     let reach = Ssh::new(&settings, &state);
     let report = runtime()?.block_on(async {
         let cloud = connect(&settings, tls).await?;
-        let looks = Looks { cloud: &cloud, reach: &reach, kube: &kos_kube::client::Connector, reporter: &progress, ssh_wait: Duration::from_secs(args.ssh_wait) };
+        let looks = Looks {
+            cloud: &cloud,
+            reach: &reach,
+            kube: &kos_kube::client::Connector,
+            reporter: &progress,
+            ssh_wait: Duration::from_secs(args.ssh_wait),
+        };
         Ok::<_, CommandError>(kos_run::plan::plan(&settings, &state, looks).await?)
     })?;
     match args.output {

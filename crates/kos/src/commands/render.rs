@@ -1,8 +1,8 @@
 //! `kos render`: settings + observed addresses → PKI (created or reused) → every file,
 //! written as a tree for review.
 
-use super::session::Session;
 use super::CommandError;
+use super::session::Session;
 use crate::cli::RenderArgs;
 use crate::printer::Printer;
 

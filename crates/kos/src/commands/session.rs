@@ -6,8 +6,8 @@ use crate::cli::SettingsArg;
 use anyhow::Context as _;
 use kos_core::plan::{ClusterPlan, Observed};
 use kos_core::settings::Settings;
-use kos_run::state::read_observed;
 use kos_run::LocalState;
+use kos_run::state::read_observed;
 use std::path::Path;
 
 #[derive(Debug)]

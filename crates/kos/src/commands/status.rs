@@ -1,9 +1,9 @@
 //! `kos status`: `kos_run::status` with the real cloud, SSH and API server; a table for
 //! people, or JSON.
 
-use super::cloud::connect;
-use super::session::{runtime, Session};
 use super::CommandError;
+use super::cloud::connect;
+use super::session::{Session, runtime};
 use crate::cli::{OutputFormat, StatusArgs};
 use crate::printer::Printer;
 use kos_run::nodes::Ssh;
@@ -17,7 +17,9 @@ pub fn status(args: &StatusArgs, tls: kos_cloud::openstack::ConnectOptions, prin
     let report = runtime()?.block_on(async {
         let cloud = connect(&settings, tls).await?;
         let wait = Duration::from_secs(args.ssh_wait);
-        Ok::<_, CommandError>(kos_run::status::status(&settings, &state, &cloud, &reach, &kos_kube::client::Connector, wait, &progress).await?)
+        Ok::<_, CommandError>(
+            kos_run::status::status(&settings, &state, &cloud, &reach, &kos_kube::client::Connector, wait, &progress).await?,
+        )
     })?;
     match args.output {
         OutputFormat::Json => printer.data(serde_json::to_string_pretty(&report).unwrap_or_default()),

@@ -1,9 +1,9 @@
 //! `kos up`: the pipeline of `kos_run::up` with the real cloud, SSH and API server; its
 //! report printed as the summary (or as JSON with `-o json`).
 
-use super::cloud::connect;
-use super::session::{runtime, Session};
 use super::CommandError;
+use super::cloud::connect;
+use super::session::{Session, runtime};
 use crate::cli::{OutputFormat, Phase, UpArgs};
 use crate::printer::Printer;
 use crate::progress::Progress;

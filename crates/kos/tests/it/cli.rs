@@ -41,12 +41,7 @@ fn validate_reports_every_problem_with_file_line_and_fix_and_exits_2() {
 #[test]
 fn settings_file_comes_from_kos_settings_when_no_flag() {
     let home = home_with_the_examples_key();
-    kos()
-        .env("HOME", home.path())
-        .env("KOS_SETTINGS", repo_root().join("examples/settings.yaml"))
-        .arg("validate")
-        .assert()
-        .success();
+    kos().env("HOME", home.path()).env("KOS_SETTINGS", repo_root().join("examples/settings.yaml")).arg("validate").assert().success();
     let tmp = tempfile::tempdir().unwrap();
     let out = kos().current_dir(tmp.path()).env_remove("KOS_SETTINGS").arg("validate").assert().failure();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
@@ -144,7 +139,9 @@ fn up_checks_the_key_and_the_artifacts_before_touching_the_cloud() {
         artifacts: {source: local, dir: ./artifacts}\n\
         nodes:\n  - {name: m1, role: master}\n";
     std::fs::write(tmp.path().join("settings.yaml"), settings).unwrap();
-    let up = || kos().current_dir(tmp.path()).env("HOME", tmp.path()).env_remove("OS_CLOUD").args(["up", "-f", "settings.yaml"]).assert().failure();
+    let up = || {
+        kos().current_dir(tmp.path()).env("HOME", tmp.path()).env_remove("OS_CLOUD").args(["up", "-f", "settings.yaml"]).assert().failure()
+    };
 
     let out = up();
     let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
@@ -193,7 +190,10 @@ fn validate_names_every_missing_local_input() {
     std::fs::write(art.join("SHA256SUMS"), sums).unwrap();
     let out = validate().code(2);
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    assert!(stdout.contains("apps/SHA256SUMS") && stdout.contains("a folder of `artifacts.extra_images` needs a SHA256SUMS file"), "{stdout}");
+    assert!(
+        stdout.contains("apps/SHA256SUMS") && stdout.contains("a folder of `artifacts.extra_images` needs a SHA256SUMS file"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("private key"), "the key is there now: {stdout}");
 
     std::fs::write(tmp.path().join("settings.yaml"), settings.replace(", extra_images: [./apps]", "")).unwrap();
@@ -277,7 +277,8 @@ fn settings_without_its_key() -> tempfile::TempDir {
 fn up_without_its_key_is_one_error_with_the_fix() {
     let tmp = settings_without_its_key();
     let out = kos().current_dir(tmp.path()).env("HOME", tmp.path()).args(["up", "-f", "settings.yaml"]).assert().code(1);
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.get_output().stdout).into_owned(), String::from_utf8_lossy(&out.get_output().stderr).into_owned());
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.get_output().stdout).into_owned(), String::from_utf8_lossy(&out.get_output().stderr).into_owned());
     assert_eq!(stdout, "", "nothing happened, nothing to report");
     let stderr = stderr.replace(&tmp.path().display().to_string(), "[DIR]");
     insta::assert_snapshot!(stderr);

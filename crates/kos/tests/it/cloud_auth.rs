@@ -211,15 +211,55 @@ fn clouds_yaml_secure_yaml_os_cloud_and_os_variables_follow_the_openstack_clis_p
     };
     let file_env = vec![("OS_CLIENT_CONFIG_FILE", clouds_yaml.clone())];
     let cases = vec![
-        Case { what: "OS_CLOUD, password only in OS_PASSWORD", env: with(&file_env, &[("OS_CLOUD", v("nopw")), ("OS_PASSWORD", password.clone())]), settings_cloud: None, cwd: only.clone() },
-        Case { what: "OS_PASSWORD wins over a wrong clouds.yaml password", env: with(&file_env, &[("OS_CLOUD", v("badpw")), ("OS_PASSWORD", password.clone())]), settings_cloud: None, cwd: only.clone() },
-        Case { what: "a wrong OS_PASSWORD wins over the right clouds.yaml password", env: with(&file_env, &[("OS_CLOUD", v("goodpw")), ("OS_PASSWORD", v("wrong"))]), settings_cloud: None, cwd: only.clone() },
-        Case { what: "OS_USERNAME wins over clouds.yaml", env: with(&file_env, &[("OS_CLOUD", v("goodpw")), ("OS_USERNAME", v("nobody"))]), settings_cloud: None, cwd: only.clone() },
+        Case {
+            what: "OS_CLOUD, password only in OS_PASSWORD",
+            env: with(&file_env, &[("OS_CLOUD", v("nopw")), ("OS_PASSWORD", password.clone())]),
+            settings_cloud: None,
+            cwd: only.clone(),
+        },
+        Case {
+            what: "OS_PASSWORD wins over a wrong clouds.yaml password",
+            env: with(&file_env, &[("OS_CLOUD", v("badpw")), ("OS_PASSWORD", password.clone())]),
+            settings_cloud: None,
+            cwd: only.clone(),
+        },
+        Case {
+            what: "a wrong OS_PASSWORD wins over the right clouds.yaml password",
+            env: with(&file_env, &[("OS_CLOUD", v("goodpw")), ("OS_PASSWORD", v("wrong"))]),
+            settings_cloud: None,
+            cwd: only.clone(),
+        },
+        Case {
+            what: "OS_USERNAME wins over clouds.yaml",
+            env: with(&file_env, &[("OS_CLOUD", v("goodpw")), ("OS_USERNAME", v("nobody"))]),
+            settings_cloud: None,
+            cwd: only.clone(),
+        },
         Case { what: "plain OS_* variables, no OS_CLOUD", env: with(&file_env, &os_vars), settings_cloud: None, cwd: only.clone() },
-        Case { what: "OS_CLOUD of a wrong password, with every OS_* variable", env: with(&file_env, &with(&os_vars, &[("OS_CLOUD", v("badpw"))])), settings_cloud: None, cwd: only.clone() },
-        Case { what: "the settings' cloud.name (--os-cloud) wins over OS_CLOUD", env: with(&file_env, &[("OS_CLOUD", v("badpw"))]), settings_cloud: Some("goodpw"), cwd: only.clone() },
-        Case { what: "secure.yaml (OS_CLIENT_SECURE_FILE) wins over clouds.yaml", env: with(&file_env, &[("OS_CLOUD", v("badpw")), ("OS_CLIENT_SECURE_FILE", secure_yaml.clone())]), settings_cloud: None, cwd: only.clone() },
-        Case { what: "secure.yaml in the current folder", env: with(&file_env, &[("OS_CLOUD", v("nopw"))]), settings_cloud: None, cwd: d.clone() },
+        Case {
+            what: "OS_CLOUD of a wrong password, with every OS_* variable",
+            env: with(&file_env, &with(&os_vars, &[("OS_CLOUD", v("badpw"))])),
+            settings_cloud: None,
+            cwd: only.clone(),
+        },
+        Case {
+            what: "the settings' cloud.name (--os-cloud) wins over OS_CLOUD",
+            env: with(&file_env, &[("OS_CLOUD", v("badpw"))]),
+            settings_cloud: Some("goodpw"),
+            cwd: only.clone(),
+        },
+        Case {
+            what: "secure.yaml (OS_CLIENT_SECURE_FILE) wins over clouds.yaml",
+            env: with(&file_env, &[("OS_CLOUD", v("badpw")), ("OS_CLIENT_SECURE_FILE", secure_yaml.clone())]),
+            settings_cloud: None,
+            cwd: only.clone(),
+        },
+        Case {
+            what: "secure.yaml in the current folder",
+            env: with(&file_env, &[("OS_CLOUD", v("nopw"))]),
+            settings_cloud: None,
+            cwd: d.clone(),
+        },
         Case { what: "no password anywhere", env: with(&file_env, &[("OS_CLOUD", v("nopw"))]), settings_cloud: None, cwd: only.clone() },
     ];
     let mut table = Vec::new();
@@ -245,7 +285,12 @@ fn clouds_yaml_secure_yaml_os_cloud_and_os_variables_follow_the_openstack_clis_p
             assert!(stderr.contains("cannot authenticate to cloud"), "{}: kos failed for another reason:\n{stderr}", case.what);
             assert_eq!(stderr.trim().lines().count(), 1, "{}: one line:\n{stderr}", case.what);
         }
-        table.push(format!("{:<62} openstack CLI: {:<6} kos: {}", case.what, if cli { "ok" } else { "refused" }, if kos { "ok" } else { "refused" }));
+        table.push(format!(
+            "{:<62} openstack CLI: {:<6} kos: {}",
+            case.what,
+            if cli { "ok" } else { "refused" },
+            if kos { "ok" } else { "refused" }
+        ));
         assert_eq!(kos, cli, "{}: kos and the openstack CLI disagree\n{stderr}", case.what);
     }
     eprintln!("{}", table.join("\n"));
@@ -368,7 +413,8 @@ fn every_login_kind_runs_check_up_inventory_destroy_and_no_secret_is_printed_or_
     assert!(state.is_dir(), "kos wrote no state folder, nothing to search");
     let files = files_below(c.dir.path());
     for (what, secret) in secrets {
-        let found: Vec<_> = files.iter().filter(|f| std::fs::read(f).is_ok_and(|b| b.windows(secret.len()).any(|w| w == secret.as_bytes()))).collect();
+        let found: Vec<_> =
+            files.iter().filter(|f| std::fs::read(f).is_ok_and(|b| b.windows(secret.len()).any(|w| w == secret.as_bytes()))).collect();
         assert!(found.is_empty(), "the {what} is in {found:?}");
     }
     let in_state = files.iter().filter(|f| f.starts_with(&state)).count();
@@ -429,7 +475,12 @@ fn a_deleted_or_expired_application_credential_and_a_revoked_token_are_one_line_
     let (ok, _, stderr) = kos_with(&c, &files.env("tc-ac-expiring"), &["check", "-f", file(&settings)]);
     let line = stderr.trim();
     assert!(!ok && line.lines().count() == 1, "an application credential with an expiry, before it expires:\n{stderr}");
-    assert!(line.contains("cannot authenticate to cloud `tc-ac-expiring`") && line.contains("`expires_at` has no time zone") && line.contains("without an expiry"), "{line}");
+    assert!(
+        line.contains("cannot authenticate to cloud `tc-ac-expiring`")
+            && line.contains("`expires_at` has no time zone")
+            && line.contains("without an expiry"),
+        "{line}"
+    );
     assert!(asked.elapsed().as_secs() < 10, "said at once, not after retries: {:?}", asked.elapsed());
     ac.delete();
     openstack_ok(&["token", "revoke", &tok]);
@@ -512,7 +563,8 @@ fn https_with_a_private_ca_runs_check_up_inventory_destroy_and_without_the_ca_sa
     let before = (crate::cloud_client::https_front_requests(18774), crate::cloud_client::https_front_requests(19696));
     let start = std::time::Instant::now();
     walk(&c, &settings, &files.env("tc-https"), &[]);
-    let through = (crate::cloud_client::https_front_requests(18774) - before.0, crate::cloud_client::https_front_requests(19696) - before.1);
+    let through =
+        (crate::cloud_client::https_front_requests(18774) - before.0, crate::cloud_client::https_front_requests(19696) - before.1);
     assert!(through.0 >= 4 && through.1 >= 10, "compute and network not reached through the HTTPS front: {through:?}");
     eprintln!(
         "tc-https (cacert): check, up --only instances,routes, inventory --list, destroy in {:.1} s; through the front: {} compute and {} network requests",
@@ -528,12 +580,31 @@ fn https_with_a_private_ca_runs_check_up_inventory_destroy_and_without_the_ca_sa
     assert!(ok && stdout.contains("0 failed"), "OS_CACERT:\n{stdout}\n{stderr}");
 
     // No CA: the cloud, the URL and both ways to give it.
-    let line = refused_in_one_line(&c, &settings, &files.env("tc-https-no-ca"), &[], &["cloud `tc-https-no-ca`", "https://127.0.0.1:15000", "cacert:", "OS_CACERT"]);
+    let line = refused_in_one_line(
+        &c,
+        &settings,
+        &files.env("tc-https-no-ca"),
+        &[],
+        &["cloud `tc-https-no-ca`", "https://127.0.0.1:15000", "cacert:", "OS_CACERT"],
+    );
     eprintln!("no CA: {line}");
     // A wrong CA (a CA that did not sign the front's certificate) names the file given.
     let other_ca = c.dir.path().join("other-ca.pem");
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=not the cloud's CA", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=not the cloud's CA",
+            "-keyout",
+        ])
         .arg(c.dir.path().join("other-ca.key"))
         .arg("-out")
         .arg(&other_ca)
@@ -542,7 +613,13 @@ fn https_with_a_private_ca_runs_check_up_inventory_destroy_and_without_the_ca_sa
     assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
     let mut env = files.env("tc-https-no-ca");
     env.push(("OS_CACERT", other_ca.as_os_str()));
-    let line = refused_in_one_line(&c, &settings, &env, &[], &["cloud `tc-https-no-ca`", "not even with the CA of cacert", &other_ca.display().to_string()]);
+    let line = refused_in_one_line(
+        &c,
+        &settings,
+        &env,
+        &[],
+        &["cloud `tc-https-no-ca`", "not even with the CA of cacert", &other_ca.display().to_string()],
+    );
     eprintln!("wrong CA: {line}");
 
     // verify: false and OS_INSECURE: refused, naming the flag; with the flag, they work.
@@ -588,7 +665,13 @@ fn an_application_credential_with_access_rules_or_restricted_roles_says_what_it_
     // Access rules: the login works, the first call outside the rules is refused.
     let (ok, stdout, stderr) = kos_with(&c, &files.env("tc-ac-rules"), &["check", "-f", file(&settings)]);
     assert!(!ok, "kos check with access rules allowing one call must fail:\n{stdout}\n{stderr}");
-    for word in ["cloud `tc-ac-rules`", "HTTP 401", &format!("application credential `{}` ({})", ruled.name, ruled.id), "access rules", "--access-rules"] {
+    for word in [
+        "cloud `tc-ac-rules`",
+        "HTTP 401",
+        &format!("application credential `{}` ({})", ruled.name, ruled.id),
+        "access rules",
+        "--access-rules",
+    ] {
         assert!(stderr.contains(word), "`{word}` missing from:\n{stderr}");
     }
     assert!(stderr.contains(" refused GET network/") || stderr.contains(" refused GET image/"), "the refused call is named:\n{stderr}");
@@ -639,7 +722,11 @@ fn a_token_expiring_during_kos_up_is_renewed_for_password_and_application_creden
     let cases = [
         ("tc-password", "password", password),
         ("tc-ac-id", "v3applicationcredential", json!({"application_credential_id": ac.id, "application_credential_secret": ac.secret})),
-        ("tc-token", "v3token", json!({"token": token(), "project_name": p["project_name"], "project_domain_name": p["project_domain_name"]})),
+        (
+            "tc-token",
+            "v3token",
+            json!({"token": token(), "project_name": p["project_name"], "project_domain_name": p["project_domain_name"]}),
+        ),
     ];
     for (name, auth_type, auth) in cases {
         let dir = c.dir.path().join(name);
@@ -661,7 +748,13 @@ fn a_token_expiring_during_kos_up_is_renewed_for_password_and_application_creden
         assert!(expired >= 1, "{name}: the proxy never answered an expired token (the run ended before 15 requests?):\n{stdout}\n{stderr}");
         if auth_type == "v3token" {
             assert!(!ok, "{name}: a token login cannot be renewed, kos up must fail:\n{stdout}\n{stderr}");
-            for word in [&format!("cloud `{name}`") as &str, "HTTP 401", "expired or was revoked during the run", "cannot be renewed", "openstack token issue"] {
+            for word in [
+                &format!("cloud `{name}`") as &str,
+                "HTTP 401",
+                "expired or was revoked during the run",
+                "cannot be renewed",
+                "openstack token issue",
+            ] {
                 assert!(stderr.contains(word), "{name}: `{word}` missing from:\n{stderr}");
             }
             eprintln!("{name}: {expired} expired answers, then:\n{}", stderr.trim());

@@ -161,8 +161,16 @@ async fn build_a_node(cloud: &OpenStackCloud, tag: &str) -> Result<(), String> {
     let sg = cloud.create_security_group(tag, "kos integration test", &tags).await.unwrap();
     eprintln!("create_security_group: {} API calls", cloud.api_calls() - calls);
     assert_eq!(sg.tags.iter().collect::<std::collections::BTreeSet<_>>(), tags.iter().collect());
-    let ssh = RuleSpec { direction: "ingress", protocol: Some("tcp"), port_min: Some(22), port_max: Some(22), remote_ip_prefix: Some("192.0.2.0/24".into()), remote_self: false };
-    let nodes = RuleSpec { direction: "ingress", protocol: None, port_min: None, port_max: None, remote_ip_prefix: None, remote_self: true };
+    let ssh = RuleSpec {
+        direction: "ingress",
+        protocol: Some("tcp"),
+        port_min: Some(22),
+        port_max: Some(22),
+        remote_ip_prefix: Some("192.0.2.0/24".into()),
+        remote_self: false,
+    };
+    let nodes =
+        RuleSpec { direction: "ingress", protocol: None, port_min: None, port_max: None, remote_ip_prefix: None, remote_self: true };
     cloud.add_security_group_rule(&sg.id, &ssh).await.unwrap();
     cloud.add_security_group_rule(&sg.id, &nodes).await.unwrap();
     cloud.add_security_group_rule(&sg.id, &ssh).await.unwrap();
@@ -331,7 +339,11 @@ async fn cloud_client_load_balancer_with_two_members_reaches_active_and_is_delet
         assert!(listed.iter().any(|l| l.id == lb.id && l.description == spec.description));
         let calls = cloud.api_calls();
         cloud
-            .set_load_balancer_members(&lb.id, 30080, &[("w2".into(), Ipv4Addr::new(10, 0, 0, 12)), ("w3".into(), Ipv4Addr::new(10, 0, 0, 13))])
+            .set_load_balancer_members(
+                &lb.id,
+                30080,
+                &[("w2".into(), Ipv4Addr::new(10, 0, 0, 12)), ("w3".into(), Ipv4Addr::new(10, 0, 0, 13))],
+            )
             .await
             .map_err(|e| e.to_string())?;
         eprintln!("set_load_balancer_members: {} API calls", cloud.api_calls() - calls);

@@ -59,8 +59,14 @@ impl Cluster {
         let json = openstack_ok(&["server", "list", "-f", "json", "-c", "Name"]);
         let list: serde_json::Value = serde_json::from_str(&json).unwrap();
         let prefix = format!("{}-", self.name);
-        let mut names: Vec<String> =
-            list.as_array().unwrap().iter().filter_map(|s| s["Name"].as_str()).filter(|n| n.starts_with(&prefix)).map(String::from).collect();
+        let mut names: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["Name"].as_str())
+            .filter(|n| n.starts_with(&prefix))
+            .map(String::from)
+            .collect();
         names.sort();
         names
     }
@@ -86,7 +92,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let file = self.dir.path().join("settings.yaml");
         if file.exists() {
-            let _ = Command::cargo_bin("kos").map(|mut c| c.current_dir(self.dir.path()).args(["destroy", "--yes", "-f"]).arg(&file).output());
+            let _ =
+                Command::cargo_bin("kos").map(|mut c| c.current_dir(self.dir.path()).args(["destroy", "--yes", "-f"]).arg(&file).output());
         }
     }
 }
@@ -171,7 +178,8 @@ fn check_up_inventory_grow_shrink_and_destroy_on_the_test_cloud() {
     // Removing it again removes its route, server and port.
     let three = c.settings(&["master-1", "worker-1", "worker-2"]);
     let out = c.kos_ok(&["up", "--only", "instances,routes", "-f", file(&three)]);
-    let removed = out.lines().find(|l| l.starts_with("instances: remove worker-3 (no longer in the settings")).unwrap_or_else(|| panic!("{out}"));
+    let removed =
+        out.lines().find(|l| l.starts_with("instances: remove worker-3 (no longer in the settings")).unwrap_or_else(|| panic!("{out}"));
     assert!(removed.ends_with(": deleted 1 route(s), server, port"), "{out}");
     assert_eq!(c.servers().len(), 3);
     assert!(!c.routes().iter().any(|(d, _)| d == "10.77.3.0/24"));
@@ -322,7 +330,13 @@ impl FaultProxy {
 
     /// [`FaultProxy::start`] with the proxy's options `options` (e.g. `--expire-tokens-after`).
     pub fn start_with(dir: &Path, options: &[&str]) -> FaultProxy {
-        let services = [("identity", 5000, "/v3"), ("compute", 8774, "/v2.1"), ("network", 9696, "/v2.0"), ("image", 9292, "/v2"), ("load_balancer", 9876, "/v2")];
+        let services = [
+            ("identity", 5000, "/v3"),
+            ("compute", 8774, "/v2.1"),
+            ("network", 9696, "/v2.0"),
+            ("image", 9292, "/v2"),
+            ("load_balancer", 9876, "/v2"),
+        ];
         let ports: Vec<(u16, u16)> = services.iter().map(|(_, up, _)| (crate::support::free_port(), *up)).collect();
         let state = dir.join("faultproxy.json");
         let mut cmd = std::process::Command::new("python3");
@@ -456,7 +470,8 @@ fn quota_exhausted_mid_run_leaves_nothing_unmarked_and_a_rerun_converges() {
     let servers = c.servers();
     assert!(servers.len() <= 2, "{servers:?}");
     let ports: Vec<serde_json::Value> =
-        serde_json::from_str(&openstack_ok(&["port", "list", "--long", "-f", "json", "-c", "Name", "-c", "Tags", "-c", "Description"])).unwrap();
+        serde_json::from_str(&openstack_ok(&["port", "list", "--long", "-f", "json", "-c", "Name", "-c", "Tags", "-c", "Description"]))
+            .unwrap();
     let mark = format!("kos-cluster={}", c.name);
     for p in ports.iter().filter(|p| p["Name"].as_str().is_some_and(|n| n.starts_with(&format!("{}-", c.name)))) {
         let tagged = p["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t.as_str() == Some(mark.as_str())));

@@ -132,7 +132,11 @@ impl Run {
         let report = self.report();
         report["timings"]
             .as_array()
-            .map(|t| t.iter().map(|t| (t["step"].as_str().unwrap_or("?").to_owned(), format!("{:.1} s", t["seconds"].as_f64().unwrap_or(0.0)))).collect())
+            .map(|t| {
+                t.iter()
+                    .map(|t| (t["step"].as_str().unwrap_or("?").to_owned(), format!("{:.1} s", t["seconds"].as_f64().unwrap_or(0.0))))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -156,7 +160,8 @@ impl UpFacts<'_> {
     /// Whether `node` was verified with every check passing.
     pub(crate) fn verified_ok(&self, node: &str) -> bool {
         self.0["verified"].as_array().is_some_and(|v| {
-            v.iter().any(|v| v["node"] == node && v["checks"].as_u64().unwrap_or(0) > 0 && v["failures"].as_array().is_some_and(Vec::is_empty))
+            v.iter()
+                .any(|v| v["node"] == node && v["checks"].as_u64().unwrap_or(0) > 0 && v["failures"].as_array().is_some_and(Vec::is_empty))
         })
     }
 
@@ -323,7 +328,8 @@ impl Cluster {
     /// `kos status`, by node.
     pub(crate) fn status(&self) -> BTreeMap<String, StatusRow> {
         let run = self.kos_ok(&["status", "-o", "json"]);
-        let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("kos status -o json: {e}\n{}", run.stdout));
+        let report: serde_json::Value =
+            serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("kos status -o json: {e}\n{}", run.stdout));
         let text = |v: &serde_json::Value| v.as_str().map_or_else(|| "-".to_owned(), str::to_owned);
         let mut rows = BTreeMap::new();
         for n in report["nodes"].as_array().cloned().unwrap_or_default() {
@@ -382,7 +388,8 @@ impl Cluster {
             .iter()
             .filter(|p| p["Name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
             .map(|p| {
-                let mut tags: Vec<String> = p["Tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).map(str::to_owned).collect();
+                let mut tags: Vec<String> =
+                    p["Tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).map(str::to_owned).collect();
                 let description = p["Description"].as_str().unwrap_or_default();
                 if let Some((_, rest)) = description.split_once("[kos-tags: ") {
                     tags.extend(rest.split(']').next().unwrap_or_default().split_whitespace().map(str::to_owned));
@@ -419,9 +426,17 @@ impl Cluster {
         assert!(!kubeconfig.contains(&context), "{context} left in the kubeconfig:\n{kubeconfig}");
         assert!(run.stdout.contains("`kos destroy --purge` deletes it") && self.state().exists(), "{}", run.stdout);
         let status = self.kos_ok(&["status"]);
-        assert!(status.stdout.contains(&format!("cluster {} has no server in cloud", self.name)) && status.stdout.contains("does not exist"), "kos status after destroy:\n{}", status.stdout);
+        assert!(
+            status.stdout.contains(&format!("cluster {} has no server in cloud", self.name)) && status.stdout.contains("does not exist"),
+            "kos status after destroy:\n{}",
+            status.stdout
+        );
         let purge = self.kos_ok(&["destroy", "--yes", "--purge"]);
-        assert!(purge.stdout.contains(&format!("nothing of cluster {}", self.name)) && purge.stdout.contains("deleted the local state"), "{}", purge.stdout);
+        assert!(
+            purge.stdout.contains(&format!("nothing of cluster {}", self.name)) && purge.stdout.contains("deleted the local state"),
+            "{}",
+            purge.stdout
+        );
         assert!(!self.state().exists(), "--purge deleted {}", self.state().display());
     }
 
@@ -478,7 +493,6 @@ impl Drop for Child {
         let _ = self.0.wait();
     }
 }
-
 
 /// A busybox pod pinned to `node`, serving `/etc/hostname` over HTTP on 8080 after printing a
 /// line to its log; tolerates the control-plane taint.

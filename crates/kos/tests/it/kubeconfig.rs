@@ -68,10 +68,7 @@ fn kubectl_sees_both_contexts_and_ours_as_current_after_merge() {
 
     let output = kos_kubeconfig(tmp.path()).arg("--merge").env("KUBECONFIG", &config).assert().success();
     let stdout = String::from_utf8(output.get_output().stdout.clone()).unwrap();
-    assert_eq!(
-        stdout,
-        format!("added context `kos-demo` to {} and made it the current context (was `theirs`)\n", config.display())
-    );
+    assert_eq!(stdout, format!("added context `kos-demo` to {} and made it the current context (was `theirs`)\n", config.display()));
     assert_eq!(mode(&config), 0o600);
 
     let kubectl = |args: &[&str]| {
@@ -79,8 +76,7 @@ fn kubectl_sees_both_contexts_and_ours_as_current_after_merge() {
         assert!(ok, "kubectl {args:?}: {stderr}");
         stdout
     };
-    let mut contexts: Vec<String> =
-        kubectl(&["config", "get-contexts", "-o", "name"]).lines().map(String::from).collect();
+    let mut contexts: Vec<String> = kubectl(&["config", "get-contexts", "-o", "name"]).lines().map(String::from).collect();
     contexts.sort();
     assert_eq!(contexts, ["kos-demo", "theirs"]);
     assert_eq!(kubectl(&["config", "current-context"]), "kos-demo\n");
@@ -95,10 +91,7 @@ fn kubectl_sees_both_contexts_and_ours_as_current_after_merge() {
     // Again: nothing to do, and it says so.
     let again = kos_kubeconfig(tmp.path()).arg("--merge").env("KUBECONFIG", &config).assert().success();
     let stdout = String::from_utf8(again.get_output().stdout.clone()).unwrap();
-    assert_eq!(
-        stdout,
-        format!("context `kos-demo` in {} is up to date and is the current context\n", config.display())
-    );
+    assert_eq!(stdout, format!("context `kos-demo` in {} is up to date and is the current context\n", config.display()));
 }
 
 #[test]
@@ -121,10 +114,7 @@ fn a_malformed_kubeconfig_is_named_and_left_alone() {
     let output = kos_kubeconfig(tmp.path()).arg("--merge").env("KUBECONFIG", &config).assert().code(1);
     let stderr = String::from_utf8(output.get_output().stderr.clone()).unwrap();
     assert!(
-        stderr.starts_with(&format!(
-            "error: {} is not a kubeconfig kos can read, so kos left it untouched",
-            config.display()
-        )),
+        stderr.starts_with(&format!("error: {} is not a kubeconfig kos can read, so kos left it untouched", config.display())),
         "{stderr}"
     );
     assert!(stderr.contains("caused by: failed to parse kubeconfig YAML"), "{stderr}");

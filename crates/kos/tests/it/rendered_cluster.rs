@@ -147,7 +147,11 @@ fn openssl_verifies_every_certificate_on_every_node_against_its_ca() {
         // Workers never hold a CA key.
         if node != "master-1" {
             let pki = out.join("nodes").join(node).join("etc/kubernetes/pki");
-            let keys: Vec<_> = std::fs::read_dir(&pki).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().ends_with(".key")).collect();
+            let keys: Vec<_> = std::fs::read_dir(&pki)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .filter(|n| n.to_string_lossy().ends_with(".key"))
+                .collect();
             assert!(keys.is_empty(), "{node} holds keys in /etc/kubernetes/pki: {keys:?}");
         }
     }

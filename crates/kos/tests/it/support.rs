@@ -10,10 +10,7 @@ pub fn testbed(var: &str, how_to_start: &str) -> bool {
     if std::env::var(var).is_ok_and(|v| v == "1") {
         return true;
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but {var} is not: the test bed was not started (start it with `{how_to_start}`)"
-    );
+    assert!(std::env::var_os("CI").is_none(), "CI is set but {var} is not: the test bed was not started (start it with `{how_to_start}`)");
     eprintln!("skipped: this test needs the test bed; run it with `{how_to_start}`");
     false
 }
@@ -31,9 +28,7 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
     if venv.exists() {
         return Some(venv);
     }
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.exists()))
-        .unwrap_or(None);
+    let found = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.exists())).unwrap_or(None);
     if found.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -47,11 +42,7 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
 /// Run a command, returning (success, stdout, stderr).
 pub fn run(cmd: &mut std::process::Command) -> (bool, String, String) {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// The repository's root folder.

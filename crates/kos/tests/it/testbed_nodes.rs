@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::support;
 
-const HOW_TO_START: &str =
-    "testbed/with-testbed.sh cargo nextest run -p kos --test it testbed_nodes";
+const HOW_TO_START: &str = "testbed/with-testbed.sh cargo nextest run -p kos --test it testbed_nodes";
 /// Pod CIDRs of nodes A and B: a /16 of this test alone (other tests route theirs through the same
 /// router at the same time).
 const POD_A: &str = "10.88.1.0/24";
@@ -44,9 +43,7 @@ fn openstack(args: &[&str]) -> Output {
         .arg(env("KOS_TEST_CLOUD_USER"))
         .args(args)
         .output()
-        .unwrap_or_else(|e| {
-            panic!("the `openstack` CLI (testbed/cloud/install.sh) does not run: {e}")
-        })
+        .unwrap_or_else(|e| panic!("the `openstack` CLI (testbed/cloud/install.sh) does not run: {e}"))
 }
 
 /// `openstack WORDS... ARGS...` (WORDS split at spaces), which must succeed: its trimmed stdout.
@@ -65,22 +62,14 @@ fn wait_for<T>(what: &str, secs: u64, check: impl FnMut() -> Option<T>) -> T {
 }
 
 /// [`wait_for`], and on a timeout the panic message carries `explain()`'s view of the state.
-fn wait_or_explain<T>(
-    what: &str,
-    secs: u64,
-    mut check: impl FnMut() -> Option<T>,
-    explain: impl FnOnce() -> String,
-) -> T {
+fn wait_or_explain<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>, explain: impl FnOnce() -> String) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = check() {
             return v;
         }
         if Instant::now() >= deadline {
-            panic!(
-                "timed out after {secs} s waiting for: {what}\n{}",
-                explain()
-            );
+            panic!("timed out after {secs} s waiting for: {what}\n{}", explain());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -88,19 +77,14 @@ fn wait_or_explain<T>(
 
 /// The first IPv4 address in `s` (the CLI prints a server's networks as a dict).
 fn first_ipv4(s: &str) -> Option<String> {
-    s.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .find(|w| w.parse::<std::net::Ipv4Addr>().is_ok())
-        .map(str::to_owned)
+    s.split(|c: char| !(c.is_ascii_digit() || c == '.')).find(|w| w.parse::<std::net::Ipv4Addr>().is_ok()).map(str::to_owned)
 }
 
 /// What the hypervisor built: `$TB_RUN/sandbox.env` (network, subnet, router, cidr, gateway ...).
 fn sandbox() -> BTreeMap<String, String> {
     let path = Path::new(&env("TB_RUN")).join("sandbox.env");
     let body = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    body.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    body.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
 /// `ssh USER@HOST CMD` with the test's key, from the deployer namespace (or from the namespace
@@ -121,20 +105,8 @@ impl Ssh {
         };
         c.arg("-i")
             .arg(&self.key)
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args([
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=3",
-            ])
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3"])
             .arg(user_host)
             .arg(cmd)
             .output()
@@ -144,20 +116,14 @@ impl Ssh {
     /// The stdout of a command that must succeed.
     fn ok(&self, user_host: &str, cmd: &str) -> String {
         let out = self.command(None, user_host, cmd);
-        assert!(
-            out.status.success(),
-            "ssh {user_host} {cmd:?} failed: {}",
-            text(&out.stderr)
-        );
+        assert!(out.status.success(), "ssh {user_host} {cmd:?} failed: {}", text(&out.stderr));
         text(&out.stdout).trim().to_owned()
     }
 
     /// `Some(stdout)` once the command succeeds.
     fn try_ok(&self, netns: Option<&str>, user_host: &str, cmd: &str) -> Option<String> {
         let out = self.command(netns, user_host, cmd);
-        out.status
-            .success()
-            .then(|| text(&out.stdout).trim().to_owned())
+        out.status.success().then(|| text(&out.stdout).trim().to_owned())
     }
 }
 
@@ -193,14 +159,7 @@ impl Drop for Resources {
             let _ = openstack(&["floating", "ip", "delete", fip]);
         }
         for route in &self.routes {
-            let _ = openstack(&[
-                "router",
-                "remove",
-                "route",
-                &sandbox()["router"],
-                "--route",
-                route,
-            ]);
+            let _ = openstack(&["router", "remove", "route", &sandbox()["router"], "--route", route]);
         }
         let _ = openstack(&["keypair", "delete", &self.prefix]);
     }
@@ -231,12 +190,8 @@ fn make_pod(ssh: &Ssh, node: &Node, pod_cidr: &str) -> String {
 /// What pod B's echo server saw as the source of a connection from pod A, or `None` if pod A
 /// cannot reach pod B.
 fn pod_to_pod(ssh: &Ssh, a: &Node, pod_b: &str) -> Option<String> {
-    ssh.try_ok(
-        None,
-        &a.root(),
-        &format!("ip netns exec pod socat -T2 - TCP:{pod_b}:7777,connect-timeout=2"),
-    )
-    .filter(|seen| !seen.is_empty())
+    ssh.try_ok(None, &a.root(), &format!("ip netns exec pod socat -T2 - TCP:{pod_b}:7777,connect-timeout=2"))
+        .filter(|seen| !seen.is_empty())
 }
 
 /// The data plane between nodes A and B as it is: the router namespace's routes and anti-spoofing
@@ -244,28 +199,15 @@ fn pod_to_pod(ssh: &Ssh, a: &Node, pod_b: &str) -> Option<String> {
 fn data_plane(ssh: &Ssh, a: &Node, b: &Node) -> String {
     let router = format!("{}-router", env("TB_PREFIX"));
     let mut report = String::new();
-    for cmd in [
-        &["ip", "route"][..],
-        &["ebtables", "-L"][..],
-        &["ip", "neigh"][..],
-    ] {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &router])
-            .args(cmd)
-            .output();
+    for cmd in [&["ip", "route"][..], &["ebtables", "-L"][..], &["ip", "neigh"][..]] {
+        let out = Command::new("ip").args(["netns", "exec", &router]).args(cmd).output();
         let out = out.map_or_else(|e| e.to_string(), |o| text(&o.stdout) + &text(&o.stderr));
         report += &format!("--- {router}: {}\n{out}", cmd.join(" "));
     }
     let show = "ip -4 -o addr; ip route; ip netns exec pod ip -4 -o addr; ss -ltnp";
     for n in [a, b] {
         let out = ssh.command(None, &n.root(), show);
-        report += &format!(
-            "--- {} ({}):\n{}{}",
-            n.name,
-            n.ip,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        report += &format!("--- {} ({}):\n{}{}", n.name, n.ip, text(&out.stdout), text(&out.stderr));
     }
     report
 }
@@ -288,11 +230,7 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
     let bed = sandbox();
     let (net, router) = (bed["network"].as_str(), bed["router"].as_str());
     let prefix = format!("tbn{}", std::process::id());
-    let mut res = Resources {
-        prefix: prefix.clone(),
-        routes: Vec::new(),
-        floating_ip: None,
-    };
+    let mut res = Resources { prefix: prefix.clone(), routes: Vec::new(), floating_ip: None };
     let dir = tempfile::tempdir().expect("temp dir");
     let key = dir.path().join("id_ed25519");
     let keygen = Command::new("ssh-keygen")
@@ -310,10 +248,7 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
     let create = "server create --flavor m1.tiny --image tiny --min 3 --max 3 --network";
     os(create, &[net, "--key-name", &prefix, &prefix]);
     let mut nodes: Vec<Node> = wait_for("3 servers ACTIVE with an address", 60, || {
-        let list = os(
-            "server list -f value -c ID -c Name -c Status -c Networks --name",
-            &[&format!("^{prefix}-")],
-        );
+        let list = os("server list -f value -c ID -c Name -c Status -c Networks --name", &[&format!("^{prefix}-")]);
         let nodes: Vec<Node> = list
             .lines()
             .filter_map(|l| {
@@ -331,132 +266,64 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
     });
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     for node in &nodes {
-        let host = wait_for(
-            &format!("ssh debian@{} ({})", node.ip, node.name),
-            60,
-            || ssh.try_ok(None, &format!("debian@{}", node.ip), "hostname"),
-        );
+        let host = wait_for(&format!("ssh debian@{} ({})", node.ip, node.name), 60, || {
+            ssh.try_ok(None, &format!("debian@{}", node.ip), "hostname")
+        });
         assert_eq!(host, node.name, "the node's hostname is the server's name");
     }
-    eprintln!(
-        "3 servers created and answering SSH in {:.1} s",
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("3 servers created and answering SSH in {:.1} s", t0.elapsed().as_secs_f64());
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
-    assert_eq!(
-        ssh.ok(&format!("debian@{}", a.ip), "sudo -n id -u"),
-        "0",
-        "debian: passwordless sudo"
-    );
+    assert_eq!(ssh.ok(&format!("debian@{}", a.ip), "sudo -n id -u"), "0", "debian: passwordless sudo");
     for node in &nodes {
         let state = ssh.ok(&node.root(), "systemctl is-system-running --wait");
-        assert_eq!(
-            state, "running",
-            "systemd on {} finished booting",
-            node.name
-        );
+        assert_eq!(state, "running", "systemd on {} finished booting", node.name);
     }
     let addr = ssh.ok(&a.root(), "ip -4 -o addr show eth0 | awk '{print $4}'");
-    assert_eq!(
-        addr,
-        format!("{}/24", a.ip),
-        "eth0 has the Neutron port's address"
-    );
+    assert_eq!(addr, format!("{}/24", a.ip), "eth0 has the Neutron port's address");
 
     // the hypervisor is restart-safe: a new one adopts the running nodes
-    let hv = Command::new(repo_root().join("testbed/hypervisor/hv.sh"))
-        .arg("restart")
-        .output();
+    let hv = Command::new(repo_root().join("testbed/hypervisor/hv.sh")).arg("restart").output();
     let hv = hv.expect("testbed/hypervisor/hv.sh runs");
     assert!(hv.status.success(), "hv.sh restart: {}", text(&hv.stderr));
-    assert_eq!(
-        ssh.ok(&b.root(), "hostname"),
-        b.name,
-        "node B survives a hypervisor restart"
-    );
+    assert_eq!(ssh.ok(&b.root(), "hostname"), b.name, "node B survives a hypervisor restart");
 
     // routed pods: without routes and allowed-address-pairs pod A cannot reach pod B
     make_pod(&ssh, a, POD_A);
     let pod_b = make_pod(&ssh, b, POD_B);
-    assert_eq!(
-        pod_to_pod(&ssh, a, &pod_b),
-        None,
-        "pod A reached pod B with no router routes"
-    );
-    let (port_a, port_b) = (
-        os("port list -f value -c ID --server", &[&a.name]),
-        os("port list -f value -c ID --server", &[&b.name]),
-    );
-    os(
-        "port set --allowed-address",
-        &[&format!("ip-address={POD_A}"), &port_a],
-    );
-    os(
-        "port set --allowed-address",
-        &[&format!("ip-address={POD_B}"), &port_b],
-    );
+    assert_eq!(pod_to_pod(&ssh, a, &pod_b), None, "pod A reached pod B with no router routes");
+    let (port_a, port_b) = (os("port list -f value -c ID --server", &[&a.name]), os("port list -f value -c ID --server", &[&b.name]));
+    os("port set --allowed-address", &[&format!("ip-address={POD_A}"), &port_a]);
+    os("port set --allowed-address", &[&format!("ip-address={POD_B}"), &port_b]);
     let route_a = format!("destination={POD_A},gateway={}", a.ip);
     let route_b = format!("destination={POD_B},gateway={}", b.ip);
     res.routes = vec![route_a.clone(), route_b.clone()];
-    os(
-        "router add route",
-        &[router, "--route", &route_a, "--route", &route_b],
-    );
-    let seen = wait_or_explain(
-        "pod A reaches pod B through the router",
-        20,
-        || pod_to_pod(&ssh, a, &pod_b),
-        || data_plane(&ssh, a, b),
-    );
-    assert_eq!(
-        seen, "10.88.1.2",
-        "pod B sees pod A's own address as the source (no NAT)"
-    );
+    os("router add route", &[router, "--route", &route_a, "--route", &route_b]);
+    let seen = wait_or_explain("pod A reaches pod B through the router", 20, || pod_to_pod(&ssh, a, &pod_b), || data_plane(&ssh, a, b));
+    assert_eq!(seen, "10.88.1.2", "pod B sees pod A's own address as the source (no NAT)");
 
     // a route removed in Neutron -> traffic stops; back -> flows again
     let stopped = || pod_to_pod(&ssh, a, &pod_b).is_none().then_some(());
     os("router remove route", &[router, "--route", &route_b]);
     wait_for("pod traffic stops without the route to pod B", 20, stopped);
     os("router add route", &[router, "--route", &route_b]);
-    wait_or_explain(
-        "pod traffic flows again with the route",
-        20,
-        || pod_to_pod(&ssh, a, &pod_b),
-        || data_plane(&ssh, a, b),
-    );
+    wait_or_explain("pod traffic flows again with the route", 20, || pod_to_pod(&ssh, a, &pod_b), || data_plane(&ssh, a, b));
 
     // anti-spoofing: without pod A's allowed address pair its packets are dropped at its port
     os("port set --no-allowed-address", &[&port_a]);
-    wait_for(
-        "pod traffic stops without the allowed address pair",
-        20,
-        stopped,
-    );
-    assert_eq!(
-        ssh.ok(&a.root(), "hostname"),
-        a.name,
-        "node A's own address still passes its port"
-    );
+    wait_for("pod traffic stops without the allowed address pair", 20, stopped);
+    assert_eq!(ssh.ok(&a.root(), "hostname"), a.name, "node A's own address still passes its port");
 
     // a floating IP: SSH by it, from the tenant network (hairpin) and from the external network
-    let fip = os(
-        "floating ip create public -f value -c floating_ip_address",
-        &[],
-    );
+    let fip = os("floating ip create public -f value -c floating_ip_address", &[]);
     res.floating_ip = Some(fip.clone());
     os("server add floating ip", &[&c.name, &fip]);
     let by_fip = format!("debian@{fip}");
-    let host = wait_for("ssh by the floating IP", 20, || {
-        ssh.try_ok(None, &by_fip, "hostname")
-    });
+    let host = wait_for("ssh by the floating IP", 20, || ssh.try_ok(None, &by_fip, "hostname"));
     assert_eq!(host, c.name, "the floating IP leads to server C");
     let ext_ns = format!("{}-ext", env("TB_PREFIX"));
     let client = ssh.try_ok(Some(&ext_ns), &by_fip, "echo $SSH_CONNECTION");
     let client = client.expect("ssh by the floating IP from the external network");
-    assert!(
-        client.starts_with("203.0.113."),
-        "node C sees the external client's address: {client}"
-    );
+    assert!(client.starts_with("203.0.113."), "node C sees the external client's address: {client}");
 
     // a Nova reboot reboots the node (/run is a fresh tmpfs per boot)
     ssh.ok(&c.root(), "touch /run/before-reboot");
@@ -464,24 +331,13 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
     wait_or_explain(
         "node C rebooted",
         60,
-        || {
-            ssh.try_ok(
-                None,
-                &c.root(),
-                "test ! -e /run/before-reboot && systemctl is-system-running --wait",
-            )
-        },
+        || ssh.try_ok(None, &c.root(), "test ! -e /run/before-reboot && systemctl is-system-running --wait"),
         || support::node_console(&c.name),
     );
 
     // servers deleted -> nodes gone, nothing left behind
     os("server delete", &[&a.name, &b.name, &c.name]);
-    wait_for("all nodes removed and no leaks", 60, || {
-        leaks(&nodes).status.success().then_some(())
-    });
-    assert!(
-        ssh.try_ok(None, &a.root(), "true").is_none(),
-        "node A answers after its server was deleted"
-    );
+    wait_for("all nodes removed and no leaks", 60, || leaks(&nodes).status.success().then_some(()));
+    assert!(ssh.try_ok(None, &a.root(), "true").is_none(), "node A answers after its server was deleted");
     drop(res);
 }

@@ -13,9 +13,9 @@
 use crate::harness::*;
 use crate::support;
 use crate::testbed_cloud::{openstack, openstack_ok};
-use std::path::Path;
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,11 +37,7 @@ fn facts(c: &Cluster, node: &str, files: &[&str]) -> BTreeMap<String, String> {
                f eth0 \"$(ip -4 -o addr show dev eth0 | awk '{print $4}')\"\n\
                f kubelet \"$(/usr/local/bin/kubelet --version)\"\n\
                f runtime \"$(/usr/local/bin/containerd --version | awk '{print $3}')\"\n";
-    c.root_ok(node, &script)
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-        .collect()
+    c.root_ok(node, &script).lines().filter_map(|l| l.split_once('\t')).map(|(k, v)| (k.to_owned(), v.trim().to_owned())).collect()
 }
 
 /// Files every node has (path, mode): configs readable, credentials root-only.
@@ -96,7 +92,6 @@ fn assert_node(c: &Cluster, spec: &NodeSpec, row: &StatusRow, units: &[&str]) {
     assert_eq!(get("kubelet"), "Kubernetes v1.37.2", "{node}: the kubelet of the artifact set");
     assert!(get("runtime").starts_with("v2."), "{node}: containerd 2.x of the artifact set, not the distribution's: {}", get("runtime"));
 }
-
 
 #[test]
 fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
@@ -284,7 +279,10 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     // first shows in its connection tracking: the reply goes to the node's own address.
     assert_ne!(outside, ips["worker-1"], "the outside must not see the pod IP");
     let track = c.root_ok("worker-1", "conntrack -L -p tcp -d 203.0.113.1 --dport 7778 2>/dev/null");
-    let flow = track.lines().find(|l| l.contains(&format!("src={} ", ips["worker-1"]))).unwrap_or_else(|| panic!("no flow from the pod:\n{track}"));
+    let flow = track
+        .lines()
+        .find(|l| l.contains(&format!("src={} ", ips["worker-1"])))
+        .unwrap_or_else(|| panic!("no flow from the pod:\n{track}"));
     let reply_dst = flow.split_whitespace().filter_map(|w| w.strip_prefix("dst=")).nth(1);
     assert_eq!(reply_dst, Some(status["worker-1"].fixed_ip.as_str()), "masqueraded to worker-1's address: {flow}");
 
@@ -422,7 +420,8 @@ struct KillPoint {
 /// Runs `kos up -v` and SIGKILLs it at `point`; returns the last lines it printed and whether
 /// it had already finished.
 fn up_killed(c: &Cluster, point: &KillPoint) -> (bool, String) {
-    let mut child = c.kos_command(&["up", "-v", "--only", CLUSTER_PHASES]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("kos runs");
+    let mut child =
+        c.kos_command(&["up", "-v", "--only", CLUSTER_PHASES]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("kos runs");
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {
         let lines = lines.clone();

@@ -3,7 +3,7 @@
 //! webhook served by a pod on a worker, which the API server on the master calls through the
 //! Service's ClusterIP (kube-proxy on the master, the router's route to the worker's pods).
 
-use super::{get_hostname, Ctx, WORKERS};
+use super::{Ctx, WORKERS, get_hostname};
 use crate::harness::*;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -25,7 +25,8 @@ fn through_port_forward(ctx: &Ctx, pod: &str) -> String {
     let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
     stdout.read_line(&mut line).expect("a line from port-forward");
     // `Forwarding from 127.0.0.1:41234 -> 8080`
-    let port = line.split("127.0.0.1:").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("port-forward said {line:?}"));
+    let port =
+        line.split("127.0.0.1:").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("port-forward said {line:?}"));
     let port: u16 = port.parse().unwrap_or_else(|_| panic!("port-forward said {line:?}"));
     let body = get_hostname("127.0.0.1", port, 10).unwrap_or_default();
     drop(stdout);
@@ -62,7 +63,10 @@ fn webhook(ctx: &Ctx) {
     assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
     let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     ctx.c.kubectl_ok(&[
-        "create", "secret", "tls", "webhook-tls",
+        "create",
+        "secret",
+        "tls",
+        "webhook-tls",
         &format!("--cert={}", crt.display()),
         &format!("--key={}", key.display()),
     ]);
@@ -97,7 +101,8 @@ fn webhook(ctx: &Ctx) {
         60,
         || {
             let _ = ctx.c.kubectl(&["-n", "kos-webhook", "delete", "configmap", "bad", "--ignore-not-found"]);
-            let (ok, _, err) = ctx.c.kubectl(&["-n", "kos-webhook", "create", "configmap", "bad", "--from-literal=webhook-e2e-test=webhook-disallow"]);
+            let (ok, _, err) =
+                ctx.c.kubectl(&["-n", "kos-webhook", "create", "configmap", "bad", "--from-literal=webhook-e2e-test=webhook-disallow"]);
             (!ok && err.contains("denied the request")).then_some(err)
         },
         || ctx.c.kubectl(&["-n", "kube-system", "logs", "kube-apiserver-master-1", "--tail=20"]).1,

@@ -35,7 +35,11 @@ pub(crate) fn check(ctx: &Ctx) {
     assert_eq!(got, one(&api), "kubernetes.default.svc.{DOMAIN}");
     let web = ctx.cluster_ip("web");
     assert_eq!(short(&format!("web.default.svc.{DOMAIN} A")), one(&web), "web.default.svc.{DOMAIN} (through the pod's resolver)");
-    assert_eq!(short(&format!("_http._tcp.web.default.svc.{DOMAIN} SRV")), one(&format!("0 100 80 web.default.svc.{DOMAIN}.")), "SRV of the named port");
+    assert_eq!(
+        short(&format!("_http._tcp.web.default.svc.{DOMAIN} SRV")),
+        one(&format!("0 100 80 web.default.svc.{DOMAIN}.")),
+        "SRV of the named port"
+    );
 
     let backends: BTreeSet<String> =
         ["web-a", "web-b"].iter().map(|p| ctx.c.kubectl_ok(&["get", "pod", p, "-o", "jsonpath={.status.podIP}"])).collect();

@@ -7,18 +7,14 @@
 //! balancer is checked through its API — listener, pool, members, health monitor — not by
 //! sending traffic through it.
 
-use super::{get_hostname, Ctx, WORKERS};
+use super::{Ctx, WORKERS, get_hostname};
 use crate::harness::*;
 use crate::testbed_cloud::{openstack, openstack_ok};
 use std::collections::BTreeSet;
 use std::process::Command;
 
 pub(crate) fn check(ctx: &Ctx) {
-    let node_port: u16 = ctx
-        .c
-        .kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"])
-        .parse()
-        .expect("a nodePort");
+    let node_port: u16 = ctx.c.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().expect("a nodePort");
     let backends = ["web-a", "web-b"];
 
     // Every worker's fixed IP answers on the nodePort, from the tenant network — also

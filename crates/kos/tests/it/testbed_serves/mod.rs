@@ -62,7 +62,9 @@ fn ci_image_folder() -> tempfile::TempDir {
     for line in sums.lines() {
         let name = line.split_whitespace().nth(1).unwrap_or_default().trim_start_matches('*');
         let file = name.rsplit('/').next().unwrap_or(name);
-        if CI_IMAGES.iter().any(|stem| file.strip_prefix(stem).is_some_and(|rest| rest.starts_with('-') && rest[1..].starts_with(|c: char| c.is_ascii_digit()))) {
+        if CI_IMAGES.iter().any(|stem| {
+            file.strip_prefix(stem).is_some_and(|rest| rest.starts_with('-') && rest[1..].starts_with(|c: char| c.is_ascii_digit()))
+        }) {
             std::os::unix::fs::symlink(src.join(name), dir.path().join("images").join(file)).expect("link");
             kept += line;
             kept += "\n";
@@ -225,7 +227,12 @@ fn a_cluster_serves_routed_pods_services_nodeports_dns_and_the_control_plane() {
     if !nodes_are_up() {
         return;
     }
-    let nodes = [master("master-1", false), NodeSpec { name: "worker-1", master: false, floating_ip: true }, worker("worker-2"), worker("worker-3")];
+    let nodes = [
+        master("master-1", false),
+        NodeSpec { name: "worker-1", master: false, floating_ip: true },
+        worker("worker-2"),
+        worker("worker-3"),
+    ];
     let images = ci_image_folder();
     let c = Cluster::with_images("srv", &nodes, "10.66.0.0/16", "{kind: containerd}", &[images.path().to_path_buf()]);
     let up = c.kos_ok(&["up", "-o", "json"]);
@@ -237,13 +244,14 @@ fn a_cluster_serves_routed_pods_services_nodeports_dns_and_the_control_plane() {
     // Every image kos imported is pinned for CRI: the kubelet's image garbage collection
     // (which deleted unpinned ones here once the host's disk passed 85 %) never removes them,
     // and no registry could give them back.
-    let crictl: serde_json::Value =
-        serde_json::from_str(&c.root_ok("worker-3", "crictl images -o json")).expect("crictl images JSON");
+    let crictl: serde_json::Value = serde_json::from_str(&c.root_ok("worker-3", "crictl images -o json")).expect("crictl images JSON");
     let listed = crictl["images"].as_array().cloned().unwrap_or_default();
     for stem in CI_IMAGES.iter().chain(["pause", "coredns"].iter()) {
         let ours: Vec<&serde_json::Value> = listed
             .iter()
-            .filter(|i| i["repoTags"].as_array().into_iter().flatten().any(|t| t.as_str().is_some_and(|t| t.contains(&format!("/{stem}:")))))
+            .filter(|i| {
+                i["repoTags"].as_array().into_iter().flatten().any(|t| t.as_str().is_some_and(|t| t.contains(&format!("/{stem}:"))))
+            })
             .collect();
         assert!(!ours.is_empty(), "worker-3 has no {stem} image: {crictl:#}");
         assert!(ours.iter().all(|i| i["pinned"] == true), "{stem} is pinned on worker-3: {ours:#?}");
@@ -261,7 +269,9 @@ fn a_cluster_serves_routed_pods_services_nodeports_dns_and_the_control_plane() {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|p| p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                .filter(|p| {
+                    p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
                 .map(|p| {
                     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
                     (s(&p["spec"]["nodeName"]), (s(&p["metadata"]["name"]), s(&p["status"]["podIP"])))
