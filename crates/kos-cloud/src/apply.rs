@@ -78,28 +78,40 @@ pub struct Resolved {
 /// Neutron's route extension.
 pub async fn resolve<C: Cloud>(cloud: &C, settings: &Settings) -> Result<Resolved, ApplyError> {
     let c = &settings.cloud;
-    let image = cloud.image(&c.image).await.map_err(lookup_err("image", fixes::IMAGE))?;
-    let mut flavors = BTreeMap::new();
     let names: BTreeSet<&String> = std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
-    for name in names {
+    let flavors = futures_util::future::join_all(names.into_iter().map(|name| async move {
         let f = cloud.flavor(name).await.map_err(lookup_err(format!("flavor `{name}`"), fixes::FLAVOR))?;
-        flavors.insert(name.clone(), f);
-    }
-    let network = cloud.network(&c.network).await.map_err(lookup_err("network", fixes::NETWORK))?;
-    let subnet = cloud
-        .subnets(&network.id)
-        .await
-        .map_err(cloud_err("subnets of cloud.network"))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApplyError::NoSubnet { network: network.name.clone() })?;
-    let router = cloud.router(&c.router).await.map_err(lookup_err("router", fixes::ROUTER))?;
-    let external_network_id = match &c.floating_ip_pool {
-        Some(pool) => Some(cloud.network(pool).await.map_err(lookup_err("floating_ip_pool", fixes::POOL))?.id),
-        None => None,
+        Ok::<_, ApplyError>((name.clone(), f))
+    }));
+    let network = async {
+        let network = cloud.network(&c.network).await.map_err(lookup_err("network", fixes::NETWORK))?;
+        let subnets = cloud.subnets(&network.id).await.map_err(cloud_err("subnets of cloud.network"))?;
+        let subnet = subnets.into_iter().next().ok_or_else(|| ApplyError::NoSubnet { network: network.name.clone() })?;
+        Ok::<_, ApplyError>((network, subnet))
     };
-    let extensions = cloud.network_extensions().await.map_err(cloud_err("Neutron extensions"))?;
-    let max_routes = cloud.max_routes().await.map_err(cloud_err("Neutron route limit"))?;
+    let pool = async {
+        match &c.floating_ip_pool {
+            Some(pool) => Ok(Some(cloud.network(pool).await.map_err(lookup_err("floating_ip_pool", fixes::POOL))?.id)),
+            None => Ok(None),
+        }
+    };
+    // Independent look-ups, asked at once; the first error in this order is the one told.
+    let (image, flavors, network, router, pool, extensions, max_routes) = futures_util::join!(
+        cloud.image(&c.image),
+        flavors,
+        network,
+        cloud.router(&c.router),
+        pool,
+        cloud.network_extensions(),
+        cloud.max_routes(),
+    );
+    let image = image.map_err(lookup_err("image", fixes::IMAGE))?;
+    let flavors = flavors.into_iter().collect::<Result<BTreeMap<_, _>, _>>()?;
+    let (network, subnet) = network?;
+    let router = router.map_err(lookup_err("router", fixes::ROUTER))?;
+    let external_network_id: Option<String> = pool?;
+    let extensions = extensions.map_err(cloud_err("Neutron extensions"))?;
+    let max_routes = max_routes.map_err(cloud_err("Neutron route limit"))?;
     Ok(Resolved {
         image_id: image.id,
         flavors,
@@ -112,12 +124,14 @@ pub async fn resolve<C: Cloud>(cloud: &C, settings: &Settings) -> Result<Resolve
     })
 }
 
-/// The cluster's resources as the cloud shows them: three list calls.
+/// The cluster's resources as the cloud shows them: three list calls, at once.
 pub async fn discover<C: Cloud>(cloud: &C, cluster: &str) -> Result<ClusterResources, ApplyError> {
     let tag = vec![cluster_tag(cluster)];
-    let servers = cloud.servers().await.map_err(cloud_err("list servers"))?;
-    let ports = cloud.ports(&PortFilter { tags: tag.clone(), ..PortFilter::default() }).await.map_err(cloud_err("list ports"))?;
-    let fips = cloud.floating_ips(&tag).await.map_err(cloud_err("list floating IPs"))?;
+    let port_filter = PortFilter { tags: tag.clone(), ..PortFilter::default() };
+    let (servers, ports, fips) = futures_util::join!(cloud.servers(), cloud.ports(&port_filter), cloud.floating_ips(&tag));
+    let servers = servers.map_err(cloud_err("list servers"))?;
+    let ports = ports.map_err(cloud_err("list ports"))?;
+    let fips = fips.map_err(cloud_err("list floating IPs"))?;
     Ok(ClusterResources::collect(cluster, servers, ports, fips))
 }
 

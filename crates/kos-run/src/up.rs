@@ -176,8 +176,9 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
     /// their marks, and the plan computed from them.
     async fn observe(&mut self) -> Result<CloudView, RunError> {
         let cloud = self.systems.cloud;
-        let resolved = apply::resolve(cloud, self.settings).await?;
-        let have = apply::discover(cloud, &self.settings.cluster.name).await?;
+        let (resolved, have) =
+            futures_util::join!(apply::resolve(cloud, self.settings), apply::discover(cloud, &self.settings.cluster.name));
+        let (resolved, have) = (resolved?, have?);
         let plan = plan_for(self.settings, &have.observed(Some(resolved.subnet.cidr)))?;
         Ok(CloudView { resolved, have, plan })
     }
