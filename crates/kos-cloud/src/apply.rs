@@ -74,54 +74,83 @@ pub struct Resolved {
     pub max_routes: Option<u32>,
 }
 
-/// Resolve image, flavors, network (+ its IPv4 subnet), router, floating-IP pool and
-/// Neutron's route extension.
-pub async fn resolve<C: Cloud>(cloud: &C, settings: &Settings) -> Result<Resolved, ApplyError> {
-    let c = &settings.cloud;
-    let names: BTreeSet<&String> = std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
-    let flavors = futures_util::future::join_all(names.into_iter().map(|name| async move {
-        let f = cloud.flavor(name).await.map_err(lookup_err(format!("flavor `{name}`"), fixes::FLAVOR))?;
-        Ok::<_, ApplyError>((name.clone(), f))
-    }));
-    let network = async {
-        let network = cloud.network(&c.network).await.map_err(lookup_err("network", fixes::NETWORK))?;
-        let subnets = cloud.subnets(&network.id).await.map_err(cloud_err("subnets of cloud.network"))?;
-        let subnet = subnets.into_iter().next().ok_or_else(|| ApplyError::NoSubnet { network: network.name.clone() })?;
-        Ok::<_, ApplyError>((network, subnet))
-    };
-    let pool = async {
-        match &c.floating_ip_pool {
-            Some(pool) => Ok(Some(cloud.network(pool).await.map_err(lookup_err("floating_ip_pool", fixes::POOL))?.id)),
-            None => Ok(None),
+/// The settings' names as the cloud answered them, asked at once, each answer kept as it
+/// came: `resolve` needs them all, `check` judges each of them.
+pub(crate) struct Lookups {
+    pub(crate) image: Result<crate::model::Image, CloudError>,
+    /// Every flavor the settings name, by name.
+    pub(crate) flavors: Vec<(String, Result<Flavor, CloudError>)>,
+    /// The network and its subnets.
+    pub(crate) network: Result<(Network, Result<Vec<Subnet>, CloudError>), CloudError>,
+    pub(crate) router: Result<Router, CloudError>,
+    /// The floating IP pool, when the settings name one.
+    pub(crate) pool: Option<(String, Result<Network, CloudError>)>,
+    pub(crate) extensions: Result<BTreeSet<String>, CloudError>,
+    pub(crate) max_routes: Result<Option<u32>, CloudError>,
+}
+
+impl Lookups {
+    pub(crate) async fn fetch<C: Cloud>(cloud: &C, settings: &Settings) -> Lookups {
+        let c = &settings.cloud;
+        let names: BTreeSet<&String> = std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
+        let flavors = futures_util::future::join_all(names.into_iter().map(|name| async move { (name.clone(), cloud.flavor(name).await) }));
+        let network = async {
+            let n = cloud.network(&c.network).await?;
+            let subnets = cloud.subnets(&n.id).await;
+            Ok((n, subnets))
+        };
+        let pool = async {
+            match &c.floating_ip_pool {
+                Some(pool) => Some((pool.clone(), cloud.network(pool).await)),
+                None => None,
+            }
+        };
+        let (image, flavors, network, router, pool, extensions, max_routes) = futures_util::join!(
+            cloud.image(&c.image),
+            flavors,
+            network,
+            cloud.router(&c.router),
+            pool,
+            cloud.network_extensions(),
+            cloud.max_routes(),
+        );
+        Lookups { image, flavors, network, router, pool, extensions, max_routes }
+    }
+
+    /// Every name resolved, or the first look-up that failed, in the settings' order.
+    fn resolved(self) -> Result<Resolved, ApplyError> {
+        let image = self.image.map_err(lookup_err("image", fixes::IMAGE))?;
+        let mut flavors = BTreeMap::new();
+        for (name, f) in self.flavors {
+            flavors.insert(name.clone(), f.map_err(lookup_err(format!("flavor `{name}`"), fixes::FLAVOR))?);
         }
-    };
-    // Independent look-ups, asked at once; the first error in this order is the one told.
-    let (image, flavors, network, router, pool, extensions, max_routes) = futures_util::join!(
-        cloud.image(&c.image),
-        flavors,
-        network,
-        cloud.router(&c.router),
-        pool,
-        cloud.network_extensions(),
-        cloud.max_routes(),
-    );
-    let image = image.map_err(lookup_err("image", fixes::IMAGE))?;
-    let flavors = flavors.into_iter().collect::<Result<BTreeMap<_, _>, _>>()?;
-    let (network, subnet) = network?;
-    let router = router.map_err(lookup_err("router", fixes::ROUTER))?;
-    let external_network_id: Option<String> = pool?;
-    let extensions = extensions.map_err(cloud_err("Neutron extensions"))?;
-    let max_routes = max_routes.map_err(cloud_err("Neutron route limit"))?;
-    Ok(Resolved {
-        image_id: image.id,
-        flavors,
-        network,
-        subnet,
-        router,
-        external_network_id,
-        atomic_routes: extensions.contains("extraroute-atomic"),
-        max_routes,
-    })
+        let (network, subnets) = self.network.map_err(lookup_err("network", fixes::NETWORK))?;
+        let subnets = subnets.map_err(cloud_err("subnets of cloud.network"))?;
+        let subnet = subnets.into_iter().next().ok_or_else(|| ApplyError::NoSubnet { network: network.name.clone() })?;
+        let router = self.router.map_err(lookup_err("router", fixes::ROUTER))?;
+        let external_network_id = match self.pool {
+            Some((_, pool)) => Some(pool.map_err(lookup_err("floating_ip_pool", fixes::POOL))?.id),
+            None => None,
+        };
+        let extensions = self.extensions.map_err(cloud_err("Neutron extensions"))?;
+        let max_routes = self.max_routes.map_err(cloud_err("Neutron route limit"))?;
+        Ok(Resolved {
+            image_id: image.id,
+            flavors,
+            network,
+            subnet,
+            router,
+            external_network_id,
+            atomic_routes: extensions.contains("extraroute-atomic"),
+            max_routes,
+        })
+    }
+}
+
+/// Resolve image, flavors, network (+ its IPv4 subnet), router, floating-IP pool and
+/// Neutron's route extension and limit, asked at once.
+pub async fn resolve<C: Cloud>(cloud: &C, settings: &Settings) -> Result<Resolved, ApplyError> {
+    Lookups::fetch(cloud, settings).await.resolved()
 }
 
 /// The cluster's resources as the cloud shows them: three list calls, at once.

@@ -2,7 +2,7 @@
 //! the preflight check, and teardown. The binary prints what these return.
 
 use crate::api::{Cloud, CloudError, PortFilter};
-use crate::apply::{ApplyError, discover};
+use crate::apply::{ApplyError, Lookups, discover};
 use crate::model::{LoadBalancer, Route};
 use crate::reconcile::cluster_tag;
 use kos_core::plan::{ClusterPlan, marks};
@@ -110,41 +110,20 @@ pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan)
     out
 }
 
-/// Everything the checks look at, fetched concurrently.
+/// Everything the checks look at, fetched concurrently: the settings' names (as `resolve`
+/// asks them), the keypair, the catalog, the cluster's resources and the quotas.
 struct Seen {
-    image: Result<crate::model::Image, CloudError>,
-    flavors: Vec<(String, Result<crate::model::Flavor, CloudError>)>,
-    /// The network, and its subnets.
-    network: Result<(crate::model::Network, Result<Vec<crate::model::Subnet>, CloudError>), CloudError>,
-    router: Result<crate::model::Router, CloudError>,
-    pool: Option<(String, Result<crate::model::Network, CloudError>)>,
+    names: Lookups,
     keypair: Option<(String, Result<Option<crate::model::Keypair>, CloudError>)>,
-    extensions: Result<BTreeSet<String>, CloudError>,
     /// Only when the API is load-balanced.
     services: Option<Result<BTreeSet<String>, CloudError>>,
     have: Option<crate::reconcile::ClusterResources>,
     quotas: Result<crate::model::Quotas, CloudError>,
-    max_routes: Result<Option<u32>, CloudError>,
 }
 
 impl Seen {
     async fn fetch<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Seen {
         let c = &settings.cloud;
-        let flavor_names: BTreeSet<&String> =
-            std::iter::once(&c.flavor).chain(settings.nodes.iter().filter_map(|n| n.flavor.as_ref())).collect();
-        let flavors =
-            futures_util::future::join_all(flavor_names.into_iter().map(|name| async move { (name.clone(), cloud.flavor(name).await) }));
-        let network = async {
-            let n = cloud.network(&c.network).await?;
-            let subnets = cloud.subnets(&n.id).await;
-            Ok((n, subnets))
-        };
-        let pool = async {
-            match &c.floating_ip_pool {
-                Some(pool) => Some((pool.clone(), cloud.network(pool).await)),
-                None => None,
-            }
-        };
         let keypair = async {
             match &c.key_name {
                 Some(key) => Some((key.clone(), cloud.keypair(key).await)),
@@ -157,20 +136,9 @@ impl Seen {
                 false => None,
             }
         };
-        let (image, flavors, network, router, pool, keypair, extensions, services, have, quotas, max_routes) = futures_util::join!(
-            cloud.image(&c.image),
-            flavors,
-            network,
-            cloud.router(&c.router),
-            pool,
-            keypair,
-            cloud.network_extensions(),
-            services,
-            discover(cloud, &plan.cluster),
-            cloud.quotas(),
-            cloud.max_routes(),
-        );
-        Seen { image, flavors, network, router, pool, keypair, extensions, services, have: have.ok(), quotas, max_routes }
+        let (names, keypair, services, have, quotas) =
+            futures_util::join!(Lookups::fetch(cloud, settings), keypair, services, discover(cloud, &plan.cluster), cloud.quotas());
+        Seen { names, keypair, services, have: have.ok(), quotas }
     }
 }
 
@@ -183,12 +151,12 @@ struct Names {
 /// Every name of the settings: image, flavors, network (with a subnet), router, floating
 /// IP pool, keypair.
 fn check_names(seen: &Seen, out: &mut Vec<Finding>) -> Names {
-    out.push(match &seen.image {
+    out.push(match &seen.names.image {
         Ok(i) => ok(format!("image: {} ({})", i.name, i.status)),
         Err(e) => fail(format!("image: {e}"), crate::apply::fixes::IMAGE),
     });
     let mut flavors = BTreeMap::new();
-    for (name, found) in &seen.flavors {
+    for (name, found) in &seen.names.flavors {
         match found {
             Ok(f) => {
                 out.push(ok(format!("flavor {}: {} vCPU, {} MiB", f.name, f.vcpus, f.ram)));
@@ -198,7 +166,7 @@ fn check_names(seen: &Seen, out: &mut Vec<Finding>) -> Names {
         }
     }
     let mut tenant_cidr = None;
-    match &seen.network {
+    match &seen.names.network {
         Ok((n, subnets)) => match subnets {
             Ok(subnets) if !subnets.is_empty() => {
                 tenant_cidr = Some(subnets[0].cidr);
@@ -209,7 +177,7 @@ fn check_names(seen: &Seen, out: &mut Vec<Finding>) -> Names {
         },
         Err(e) => out.push(fail(format!("network: {e}"), crate::apply::fixes::NETWORK)),
     }
-    match &seen.router {
+    match &seen.names.router {
         Ok(r) if r.external_network_id.is_some() => {
             out.push(ok(format!("router {} with an external gateway, {} route(s)", r.name, r.routes.len())))
         }
@@ -218,7 +186,7 @@ fn check_names(seen: &Seen, out: &mut Vec<Finding>) -> Names {
         }
         Err(e) => out.push(fail(format!("router: {e}"), crate::apply::fixes::ROUTER)),
     }
-    if let Some((_, pool)) = &seen.pool {
+    if let Some((_, pool)) = &seen.names.pool {
         out.push(match pool {
             Ok(n) if n.external => ok(format!("floating IP pool {}", n.name)),
             Ok(n) => fail(format!("floating_ip_pool {} is not an external network", n.name), "name an external network"),
@@ -237,7 +205,7 @@ fn check_names(seen: &Seen, out: &mut Vec<Finding>) -> Names {
 
 /// The Neutron extensions pod routing needs, and Octavia when the API is load-balanced.
 fn check_extensions(seen: &Seen, out: &mut Vec<Finding>) {
-    match &seen.extensions {
+    match &seen.names.extensions {
         Ok(ext) => {
             out.push(if ext.contains("extraroute-atomic") {
                 ok("Neutron extraroute-atomic: routes are added and removed one by one")
@@ -323,10 +291,10 @@ fn check_quotas(
 
 /// The router's route limit, and the cluster's ranges against the tenant subnet.
 fn check_routes_and_ranges(plan: &ClusterPlan, seen: &Seen, names: &Names, out: &mut Vec<Finding>) {
-    if let Ok(r) = &seen.router {
+    if let Ok(r) = &seen.names.router {
         let ours = |route: &Route| plan.pod_cidr.contains(&route.destination);
         let needed = r.routes.iter().filter(|x| !ours(x)).count() + plan.nodes.len();
-        match &seen.max_routes {
+        match &seen.names.max_routes {
             Ok(Some(limit)) if needed > *limit as usize => out.push(fail(
                 format!("router {} would need {needed} routes; Neutron allows {limit}", r.name),
                 "ask the operators to raise max_routes, or use fewer nodes",
