@@ -40,3 +40,14 @@ pub fn link_from_set(set: &Path, dir: &Path, files: &[(&str, &str)]) -> Vec<Stri
         })
         .collect()
 }
+
+/// `s` as a regular expression matching it literally (an insta filter for a temporary path).
+pub fn regex_escape(s: &str) -> String {
+    s.chars().fold(String::new(), |mut out, c| {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
+}

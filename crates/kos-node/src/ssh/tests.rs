@@ -76,7 +76,7 @@ fn write_makes_a_private_folder_and_file() {
     assert_eq!(std::fs::metadata(&config.file).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(!dir.join("config.tmp").exists());
     let text = std::fs::read_to_string(&config.file).unwrap();
-    let tmp_path = regex_escape(&tmp.path().display().to_string());
+    let tmp_path = crate::test_support::regex_escape(&tmp.path().display().to_string());
     insta::with_settings!({filters => vec![(tmp_path.as_str(), "[TMP]")]}, {
         insta::assert_snapshot!(text);
     });
@@ -86,16 +86,6 @@ fn write_makes_a_private_folder_and_file() {
     let err = SshConfig::write(&dir, &missing, &targets()).unwrap_err();
     assert!(matches!(err, RemoteError::Local { .. }), "{err:?}");
     assert!(err.to_string().contains("keys/nope does not exist; set ssh.private_key"), "{err}");
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars().fold(String::new(), |mut out, c| {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-        out
-    })
 }
 
 /// `ssh` itself, or `None` outside CI when it is missing.

@@ -12,12 +12,8 @@ use kos_kube::fake::FakeKube;
 /// Snapshots of what the binary prints, the test's temporary folder shown as `[DIR]`.
 fn transcript(dir: &std::path::Path, name: &str, lines: &[String]) {
     let mut settings = insta::Settings::clone_current();
-    settings.add_filter(&regex_escape(&dir.display().to_string()), "[DIR]");
+    settings.add_filter(&kos_node::test_support::regex_escape(&dir.display().to_string()), "[DIR]");
     settings.bind(|| insta::assert_snapshot!(name, lines.join("\n")));
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
 }
 
 /// A cluster whose servers (and, with `Phase::Routes`, routes) `up` made in the fake cloud.
