@@ -6,6 +6,7 @@
 #
 #   testbed/soak.sh 10                                     the test bed's and the end-to-end tests
 #   testbed/soak.sh 3 'test(/^testbed_nodes/)'             a subset (nextest's filter language)
+#   SOAK_PREFIX=ksoakb testbed/soak.sh 5                   a second soak beside the first (its own test beds)
 #
 # Needs what ./test.sh installs (run it once first). The tests are built once, first; do not edit the
 # sources while it runs (nextest would rebuild them inside the test bed, offline). Output: a table on stdout; every run's log in
@@ -16,7 +17,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 N=${1:?usage: testbed/soak.sh N [NEXTEST-FILTER]}
 FILTER=${2:-'package(kos) & (test(/^testbed_/) | test(/^cloud_/))'}
-OUT=/var/tmp/kos-soak/$(date +%Y%m%d-%H%M%S)
+# Its own prefix, so a soak never meets ./test.sh's test bed (kos) or a try-out (ktry).
+PREFIX=${SOAK_PREFIX:-ksoak}
+OUT=/var/tmp/kos-soak/$(date +%Y%m%d-%H%M%S)-$PREFIX
 mkdir -p "$OUT"
 export PATH="${KOS_TOOLS:-/opt/kos-test-tools}/bin:$PATH" CI=1
 KOS_TEST_ARTIFACTS=$(testbed/k8s/build.sh | tail -n1)
@@ -28,8 +31,7 @@ leaks=0; notes=()
 for k in $(seq 1 "$N"); do
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   t=$(date +%s)
-  # Its own prefix, so a soak never meets ./test.sh's test bed (kos) or a try-out (ktry).
-  TB_PREFIX=ksoak CARGO_NET_OFFLINE=true testbed/with-testbed.sh \
+  TB_PREFIX=$PREFIX CARGO_NET_OFFLINE=true testbed/with-testbed.sh \
     cargo nextest run -p kos --test it --profile ci --retries 0 --no-fail-fast -E "$FILTER" >"$OUT/run-$k.log" 2>&1
   rc=$?
   while read -r verdict name; do
@@ -40,11 +42,11 @@ for k in $(seq 1 "$N"); do
     fail["(run: no test started)"]=$(( ${fail["(run: no test started)"]:-0} + 1 ))
   fi
   # The consoles of the run's removed nodes (systemd's boot and shutdown), for a failure's post-mortem.
-  cp -r "${TB_RUN_ROOT:-/var/tmp/kos-testbed-run}/ksoak/gone" "$OUT/run-$k-consoles" 2>/dev/null || true
+  cp -r "${TB_RUN_ROOT:-/var/tmp/kos-testbed-run}/$PREFIX/gone" "$OUT/run-$k-consoles" 2>/dev/null || true
   n=$(grep -c '^LEAK:' "$OUT/run-$k.log")
   leaks=$(( leaks + n ))
   notes+=("run $k: exit $rc, $(( $(date +%s) - t )) s, $n leak line(s), load before: $load")
-  echo "run $k of $N: exit $rc, $(( $(date +%s) - t )) s, $n leak line(s)" >&2
+  echo "$PREFIX run $k of $N: exit $rc, $(( $(date +%s) - t )) s, $n leak line(s)" >&2
 done
 
 printf '%-90s %6s %6s\n' TEST PASSED FAILED
@@ -56,5 +58,5 @@ for name in "${names[@]}"; do
 done
 echo
 printf '%s\n' "${notes[@]}"
-echo "soak: $N run(s) on $(date -u +%Y-%m-%d), $(nproc) cores: ${#names[@]} tests, $failures failure(s), 0 retries, $leaks leak line(s); logs in $OUT"
+echo "soak ($PREFIX): $N run(s) on $(date -u +%Y-%m-%d), $(nproc) cores: ${#names[@]} tests, $failures failure(s), 0 retries, $leaks leak line(s); logs in $OUT"
 (( failures == 0 && leaks == 0 ))
