@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// Why applying failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApplyError {
     #[error("{what}")]
     Cloud {
@@ -76,6 +76,7 @@ pub struct Resolved {
 
 /// The settings' names as the cloud answered them, asked at once, each answer kept as it
 /// came: `resolve` needs them all, `check` judges each of them.
+#[derive(Debug)]
 pub(crate) struct Lookups {
     pub(crate) image: Result<crate::model::Image, CloudError>,
     /// Every flavor the settings name, by name.
@@ -118,22 +119,22 @@ impl Lookups {
     }
 
     /// Every name resolved, or the first look-up that failed, in the settings' order.
-    fn resolved(self) -> Result<Resolved, ApplyError> {
-        let image = self.image.map_err(lookup_err("image", fixes::IMAGE))?;
+    pub(crate) fn resolved(&self) -> Result<Resolved, ApplyError> {
+        let image = self.image.clone().map_err(lookup_err("image", fixes::IMAGE))?;
         let mut flavors = BTreeMap::new();
-        for (name, f) in self.flavors {
-            flavors.insert(name.clone(), f.map_err(lookup_err(format!("flavor `{name}`"), fixes::FLAVOR))?);
+        for (name, f) in &self.flavors {
+            flavors.insert(name.clone(), f.clone().map_err(lookup_err(format!("flavor `{name}`"), fixes::FLAVOR))?);
         }
-        let (network, subnets) = self.network.map_err(lookup_err("network", fixes::NETWORK))?;
+        let (network, subnets) = self.network.clone().map_err(lookup_err("network", fixes::NETWORK))?;
         let subnets = subnets.map_err(cloud_err("subnets of cloud.network"))?;
         let subnet = subnets.into_iter().next().ok_or_else(|| ApplyError::NoSubnet { network: network.name.clone() })?;
-        let router = self.router.map_err(lookup_err("router", fixes::ROUTER))?;
-        let external_network_id = match self.pool {
-            Some((_, pool)) => Some(pool.map_err(lookup_err("floating_ip_pool", fixes::POOL))?.id),
+        let router = self.router.clone().map_err(lookup_err("router", fixes::ROUTER))?;
+        let external_network_id = match &self.pool {
+            Some((_, pool)) => Some(pool.clone().map_err(lookup_err("floating_ip_pool", fixes::POOL))?.id),
             None => None,
         };
-        let extensions = self.extensions.map_err(cloud_err("Neutron extensions"))?;
-        let max_routes = self.max_routes.map_err(cloud_err("Neutron route limit"))?;
+        let extensions = self.extensions.clone().map_err(cloud_err("Neutron extensions"))?;
+        let max_routes = self.max_routes.clone().map_err(cloud_err("Neutron route limit"))?;
         Ok(Resolved {
             image_id: image.id,
             flavors,
@@ -265,17 +266,17 @@ pub fn security_group_change(
     (tags || missing > 0).then_some(SecurityGroupChange::Complete { name, tags, rules: missing })
 }
 
-/// Find the cluster's security group by its mark, or create it, and add whichever of its
-/// rules are missing (a run interrupted between the group and its rules is finished by the
-/// next). Returns its ID and the change made, if any.
+/// Make the cluster's security group, `existing` as [`find_security_group`] found it: create
+/// it when missing, and add whichever of its rules are missing (a run interrupted between
+/// the group and its rules is finished by the next). Returns its ID and the change made, if any.
 pub async fn ensure_security_group<C: Cloud>(
     cloud: &C,
     settings: &Settings,
     plan: &ClusterPlan,
+    existing: Option<crate::model::SecurityGroup>,
 ) -> Result<(String, Option<SecurityGroupChange>), ApplyError> {
     let tag = vec![cluster_tag(&plan.cluster)];
     let name = format!("{}-nodes", plan.cluster);
-    let existing = find_security_group(cloud, &plan.cluster).await?;
     let change = security_group_change(settings, plan, existing.as_ref());
     let group = match existing {
         Some(g) => {
@@ -690,15 +691,22 @@ async fn attach_floating_ip<C: Cloud>(
 }
 
 /// Bring the router's routes to the plan (after the nodes exist). `node_addresses` are
-/// the fixed IPs of every port of the cluster (also of nodes being removed).
+/// the fixed IPs of every port of the cluster (also of nodes being removed). `read`: the
+/// router as [`resolve`] read it, when nothing of kos changed it since (a no-op run then
+/// asks nothing more); else it is read again. A router someone else changed in between
+/// makes the update conflict on its revision, and the next round reads it again.
 pub async fn apply_routes<C: Cloud>(
     cloud: &C,
     plan: &ClusterPlan,
     resolved: &Resolved,
     node_addresses: &BTreeSet<Ipv4Addr>,
+    mut read: Option<Router>,
 ) -> Result<Changes, ApplyError> {
     for _ in 0..5 {
-        let router = cloud.router(&resolved.router.id).await.map_err(cloud_err("read the router"))?;
+        let router = match read.take() {
+            Some(router) => router,
+            None => cloud.router(&resolved.router.id).await.map_err(cloud_err("read the router"))?,
+        };
         let change = route_changes(plan, &router, node_addresses, resolved.atomic_routes);
         if let Some(limit) = resolved.max_routes {
             let needed = routes_after(&router, &change);

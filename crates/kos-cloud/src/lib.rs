@@ -13,5 +13,6 @@ pub mod model;
 pub mod openstack;
 pub mod ops;
 pub mod reconcile;
+pub mod survey;
 
 pub use api::{Cloud, CloudError};

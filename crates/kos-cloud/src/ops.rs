@@ -1,14 +1,15 @@
 //! The cloud commands as functions over the [`Cloud`] trait: the seed's dynamic inventory,
 //! the preflight check, and teardown. The binary prints what these return.
 
-use crate::api::{Cloud, CloudError, PortFilter};
-use crate::apply::{ApplyError, Lookups, discover};
+use crate::api::{Cloud, PortFilter};
+use crate::apply::{ApplyError, discover};
 use crate::model::{LoadBalancer, Route};
 use crate::reconcile::cluster_tag;
+use crate::survey::Survey;
 use kos_core::plan::{ClusterPlan, marks};
 use kos_core::settings::Settings;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -101,44 +102,24 @@ fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
 /// once (a dozen independent calls: sequential, they were most of a no-op `kos up`'s check),
 /// then judged in a fixed order.
 pub async fn check<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Vec<Finding> {
-    let seen = Seen::fetch(cloud, settings, plan).await;
-    let mut out = vec![ok(format!("authenticated to cloud `{}`", cloud.name()))];
-    let names = check_names(&seen, &mut out);
-    check_extensions(&seen, &mut out);
-    check_quotas(settings, plan, &seen, &names.flavors, &mut out);
-    check_routes_and_ranges(plan, &seen, &names, &mut out);
-    out
+    crate::survey::survey(cloud, settings, crate::survey::Asks { checks: true, security_group: false }).await.findings(
+        cloud.name(),
+        settings,
+        plan,
+    )
 }
 
-/// Everything the checks look at, fetched concurrently: the settings' names (as `resolve`
-/// asks them), the keypair, the catalog, the cluster's resources and the quotas.
-struct Seen {
-    names: Lookups,
-    keypair: Option<(String, Result<Option<crate::model::Keypair>, CloudError>)>,
-    /// Only when the API is load-balanced.
-    services: Option<Result<BTreeSet<String>, CloudError>>,
-    have: Option<crate::reconcile::ClusterResources>,
-    quotas: Result<crate::model::Quotas, CloudError>,
-}
-
-impl Seen {
-    async fn fetch<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan) -> Seen {
-        let c = &settings.cloud;
-        let keypair = async {
-            match &c.key_name {
-                Some(key) => Some((key.clone(), cloud.keypair(key).await)),
-                None => None,
-            }
-        };
-        let services = async {
-            match settings.cluster.api_load_balancer {
-                true => Some(cloud.services().await),
-                false => None,
-            }
-        };
-        let (names, keypair, services, have, quotas) =
-            futures_util::join!(Lookups::fetch(cloud, settings), keypair, services, discover(cloud, &plan.cluster), cloud.quotas());
-        Seen { names, keypair, services, have: have.ok(), quotas }
+impl Survey {
+    /// The preflight's findings, judged in a fixed order from what the survey found (asked
+    /// with [`Asks::checks`](crate::survey::Asks): without, the keypair, the catalog and the
+    /// quotas are not judged).
+    pub fn findings(&self, cloud: &str, settings: &Settings, plan: &ClusterPlan) -> Vec<Finding> {
+        let mut out = vec![ok(format!("authenticated to cloud `{cloud}`"))];
+        let names = check_names(self, &mut out);
+        check_extensions(self, &mut out);
+        check_quotas(settings, plan, self, &names.flavors, &mut out);
+        check_routes_and_ranges(plan, self, &names, &mut out);
+        out
     }
 }
 
@@ -150,7 +131,7 @@ struct Names {
 
 /// Every name of the settings: image, flavors, network (with a subnet), router, floating
 /// IP pool, keypair.
-fn check_names(seen: &Seen, out: &mut Vec<Finding>) -> Names {
+fn check_names(seen: &Survey, out: &mut Vec<Finding>) -> Names {
     out.push(match &seen.names.image {
         Ok(i) => ok(format!("image: {} ({})", i.name, i.status)),
         Err(e) => fail(format!("image: {e}"), crate::apply::fixes::IMAGE),
@@ -204,7 +185,7 @@ fn check_names(seen: &Seen, out: &mut Vec<Finding>) -> Names {
 }
 
 /// The Neutron extensions pod routing needs, and Octavia when the API is load-balanced.
-fn check_extensions(seen: &Seen, out: &mut Vec<Finding>) {
+fn check_extensions(seen: &Survey, out: &mut Vec<Finding>) {
     match &seen.names.extensions {
         Ok(ext) => {
             out.push(if ext.contains("extraroute-atomic") {
@@ -249,14 +230,15 @@ fn check_extensions(seen: &Seen, out: &mut Vec<Finding>) {
 fn check_quotas(
     settings: &Settings,
     plan: &ClusterPlan,
-    seen: &Seen,
+    seen: &Survey,
     flavors: &BTreeMap<String, crate::model::Flavor>,
     out: &mut Vec<Finding>,
 ) {
     let c = &settings.cloud;
-    let new_nodes: Vec<_> = plan.nodes.iter().filter(|n| seen.have.as_ref().is_none_or(|h| !h.servers.contains_key(&n.name))).collect();
+    let new_nodes: Vec<_> = plan.nodes.iter().filter(|n| seen.have.as_ref().map_or(true, |h| !h.servers.contains_key(&n.name))).collect();
     match &seen.quotas {
-        Ok(q) => {
+        None => {}
+        Some(Ok(q)) => {
             let n = new_nodes.len() as i64;
             let flavor_of = |node: &str| {
                 let name =
@@ -285,12 +267,12 @@ fn check_quotas(
                 }
             }
         }
-        Err(e) => out.push(warn(format!("quotas not readable: {e}"), "kos cannot tell in advance whether the project has room")),
+        Some(Err(e)) => out.push(warn(format!("quotas not readable: {e}"), "kos cannot tell in advance whether the project has room")),
     }
 }
 
 /// The router's route limit, and the cluster's ranges against the tenant subnet.
-fn check_routes_and_ranges(plan: &ClusterPlan, seen: &Seen, names: &Names, out: &mut Vec<Finding>) {
+fn check_routes_and_ranges(plan: &ClusterPlan, seen: &Survey, names: &Names, out: &mut Vec<Finding>) {
     if let Ok(r) = &seen.names.router {
         let ours = |route: &Route| plan.pod_cidr.contains(&route.destination);
         let needed = r.routes.iter().filter(|x| !ours(x)).count() + plan.nodes.len();

@@ -54,9 +54,11 @@ impl CheckReport {
 /// `kos check`: the cloud's preflight against the plan of what the cloud holds now, and
 /// the local inputs.
 pub async fn check<C: Cloud>(cloud: &C, settings: &Settings) -> Result<CheckReport, RunError> {
-    let have = apply::discover(cloud, &settings.cluster.name).await?;
-    let plan = plan_for(settings, &have.observed(None))?;
-    let findings = ops::check(cloud, settings, &plan).await;
+    let survey = kos_cloud::survey::survey(cloud, settings, kos_cloud::survey::Asks { checks: true, security_group: false }).await;
+    // The plan of what the cloud holds now; the tenant range only when the network resolved.
+    let tenant = survey.resolved().ok().map(|r| r.subnet.cidr);
+    let plan = plan_for(settings, &survey.have()?.observed(tenant))?;
+    let findings = survey.findings(cloud.name(), settings, &plan);
     let local = crate::inputs::local_problems(settings, true).await;
     Ok(CheckReport { findings, local })
 }

@@ -10,8 +10,9 @@ use crate::report::NodePhaseChanges;
 use crate::state::LocalState;
 use crate::{Reporter, RunError, plan_for};
 use kos_cloud::Cloud;
-use kos_cloud::apply::{self, CloudChange, Resolved};
+use kos_cloud::apply::{self, CloudChange};
 use kos_cloud::reconcile::{ClusterResources, RouteChange, node_changes, route_changes};
+use kos_cloud::survey::{self, Asks, Survey};
 use kos_core::plan::ClusterPlan;
 use kos_core::settings::Settings;
 use kos_kube::Connect;
@@ -141,10 +142,11 @@ pub async fn plan<C: Cloud, R: Reach, K: Connect>(
     looks: Looks<'_, C, R, K>,
 ) -> Result<PlanReport, RunError> {
     let cloud = looks.cloud;
-    let resolved = apply::resolve(cloud, settings).await?;
-    let have = apply::discover(cloud, &settings.cluster.name).await?;
+    let asks = Asks { checks: false, security_group: settings.cloud.manage_security_group };
+    let survey = survey::survey(cloud, settings, asks).await;
+    let (resolved, have) = (survey.resolved()?, survey.have()?);
     let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
-    let mut report = PlanReport { cloud: cloud_changes(cloud, settings, &plan, &have, &resolved).await?, ..Default::default() };
+    let mut report = PlanReport { cloud: cloud_changes(cloud, settings, &plan, &survey).await?, ..Default::default() };
     // Nodes whose server is missing or has no address yet are provisioned from scratch.
     let missing = plan.nodes_without_address();
     for n in plan.nodes.iter().filter(|n| !have.servers.contains_key(&n.name) || missing.contains(&n.name.as_str())) {
@@ -169,19 +171,14 @@ pub async fn plan<C: Cloud, R: Reach, K: Connect>(
 
 /// The cloud's changes, in the words `up` prints: the security group, ports, servers,
 /// floating IPs, routes.
-async fn cloud_changes<C: Cloud>(
-    cloud: &C,
-    settings: &Settings,
-    plan: &ClusterPlan,
-    have: &ClusterResources,
-    resolved: &Resolved,
-) -> Result<Vec<String>, RunError> {
+async fn cloud_changes<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan, survey: &Survey) -> Result<Vec<String>, RunError> {
+    let (resolved, have) = (survey.resolved()?, survey.have()?);
     let mut lines: Vec<String> = Vec::new();
     if settings.cloud.manage_security_group {
-        let group = apply::find_security_group(cloud, &settings.cluster.name).await?;
+        let group = survey.security_group(cloud, &settings.cluster.name).await?;
         lines.extend(apply::security_group_change(settings, plan, group.as_ref()).map(|c| CloudChange::SecurityGroup(c).to_string()));
     }
-    lines.extend(node_changes(plan, have).into_iter().map(|c| CloudChange::Node(c).to_string()));
+    lines.extend(node_changes(plan, &have).into_iter().map(|c| CloudChange::Node(c).to_string()));
     // A node without an address yet gets its route once its port has one.
     lines.extend(
         plan.nodes
@@ -189,8 +186,8 @@ async fn cloud_changes<C: Cloud>(
             .filter(|n| n.fixed_ip.is_none())
             .map(|n| format!("add route {} via {}'s address, once its port exists", n.pod_cidr, n.name)),
     );
-    let router = cloud.router(&resolved.router.id).await.map_err(|e| RunError::Other(anyhow::Error::new(e).context("read the router")))?;
-    match route_changes(plan, &router, &have.node_addresses(), resolved.atomic_routes) {
+    // The router as the survey read it: nothing was changed since.
+    match route_changes(plan, &resolved.router, &have.node_addresses(), resolved.atomic_routes) {
         RouteChange::None => {}
         RouteChange::Atomic { add, remove } | RouteChange::Replace { add, remove, .. } => {
             lines.extend(add.into_iter().map(|r| CloudChange::AddRoute(r).to_string()));

@@ -6,7 +6,6 @@ use crate::nodes::{self, NodeSession, Reach};
 use crate::state::LocalState;
 use crate::{Reporter, RunError, plan_for};
 use kos_cloud::Cloud;
-use kos_cloud::apply;
 use kos_cloud::model::Route;
 use kos_core::settings::Settings;
 use kos_kube::Connect;
@@ -109,8 +108,8 @@ pub async fn status<C: Cloud, R: Reach, K: Connect>(
     ssh_wait: Duration,
     reporter: &dyn Reporter,
 ) -> Result<StatusReport, RunError> {
-    let resolved = apply::resolve(cloud, settings).await?;
-    let have = apply::discover(cloud, &settings.cluster.name).await?;
+    let survey = kos_cloud::survey::survey(cloud, settings, kos_cloud::survey::Asks::default()).await;
+    let (resolved, have) = (survey.resolved()?, survey.have()?);
     let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
     let mut report = StatusReport {
         cluster: settings.cluster.name.clone(),

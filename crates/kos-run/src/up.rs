@@ -13,8 +13,9 @@ use crate::{NodeSteps, Phase, Reporter, RunError, plan_for};
 use crate::{chain, inputs};
 use kos_cloud::Cloud;
 use kos_cloud::apply::{self, NodeContext, Resolved, Waits};
-use kos_cloud::ops::{self, Verdict};
+use kos_cloud::ops::Verdict;
 use kos_cloud::reconcile::ClusterResources;
+use kos_cloud::survey::{self, Asks, Survey};
 use kos_core::plan::ClusterPlan;
 use kos_core::settings::Settings;
 use kos_kube::Connect;
@@ -139,6 +140,8 @@ struct CloudView {
     resolved: Resolved,
     have: ClusterResources,
     plan: ClusterPlan,
+    /// The router as the survey read it, while nothing of this run has changed the cloud.
+    router: Option<kos_cloud::model::Router>,
 }
 
 impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
@@ -151,12 +154,12 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
     }
 
     async fn all(&mut self, arts: &[Artifact]) -> Result<(), RunError> {
-        let mut view = self.observe().await?;
+        let (mut view, survey) = self.observe().await?;
         if self.options.has(Phase::Check) {
-            self.check(&view.plan).await?;
+            self.check(&survey, &view.plan)?;
         }
         if self.options.has(Phase::Instances) {
-            self.instances(&mut view).await?;
+            self.instances(&mut view, &survey).await?;
         }
         // Remember what the cloud gave, for `kos render` and later runs (the cloud stays the truth).
         self.state.write_observed(&view.have.observed(Some(view.resolved.subnet.cidr)))?;
@@ -172,20 +175,26 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         Ok(())
     }
 
-    /// The cloud as it is now: the settings' names resolved, the cluster's resources found by
-    /// their marks, and the plan computed from them.
-    async fn observe(&mut self) -> Result<CloudView, RunError> {
-        let cloud = self.systems.cloud;
-        let (resolved, have) =
-            futures_util::join!(apply::resolve(cloud, self.settings), apply::discover(cloud, &self.settings.cluster.name));
-        let (resolved, have) = (resolved?, have?);
+    /// The cloud as it is now, in one round of calls: the settings' names resolved, the
+    /// cluster's resources found by their marks (and what the check and the instances phase
+    /// read), and the plan computed from them.
+    async fn observe(&mut self) -> Result<(CloudView, Survey), RunError> {
+        let t = Instant::now();
+        let asks = Asks {
+            checks: self.options.has(Phase::Check),
+            security_group: self.options.has(Phase::Instances) && self.settings.cloud.manage_security_group,
+        };
+        let survey = survey::survey(self.systems.cloud, self.settings, asks).await;
+        let (resolved, have) = (survey.resolved()?, survey.have()?);
         let plan = plan_for(self.settings, &have.observed(Some(resolved.subnet.cidr)))?;
-        Ok(CloudView { resolved, have, plan })
+        self.timed("observe", t);
+        let router = Some(resolved.router.clone());
+        Ok((CloudView { resolved, have, plan, router }, survey))
     }
 
-    async fn check(&mut self, plan: &ClusterPlan) -> Result<(), RunError> {
+    fn check(&mut self, survey: &Survey, plan: &ClusterPlan) -> Result<(), RunError> {
         let t = Instant::now();
-        let findings = ops::check(self.systems.cloud, self.settings, plan).await;
+        let findings = survey.findings(self.systems.cloud.name(), self.settings, plan);
         for f in &findings {
             let line = format!("check: {:<4} {}", f.verdict.to_string(), f.what);
             if f.verdict == Verdict::Ok {
@@ -214,12 +223,14 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         }
     }
 
-    async fn instances(&mut self, view: &mut CloudView) -> Result<(), RunError> {
+    async fn instances(&mut self, view: &mut CloudView, survey: &Survey) -> Result<(), RunError> {
         let t = Instant::now();
         let (cloud, settings) = (self.systems.cloud, self.settings);
+        let changes_before = self.report.changes;
         let mut groups = Vec::new();
         if settings.cloud.manage_security_group {
-            let (id, change) = apply::ensure_security_group(cloud, settings, &view.plan).await?;
+            let existing = survey.security_group(cloud, &settings.cluster.name).await?;
+            let (id, change) = apply::ensure_security_group(cloud, settings, &view.plan, existing).await?;
             let change = change.map(|c| apply::Done { change: apply::CloudChange::SecurityGroup(c), result: None });
             self.cloud_changed(Phase::Instances, change.into_iter().collect());
             groups.push(id);
@@ -235,15 +246,21 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             stopped.error
         })?;
         self.cloud_changed(Phase::Instances, done.0);
-        view.have = apply::discover(cloud, &settings.cluster.name).await?;
-        view.plan = plan_for(settings, &view.have.observed(Some(view.resolved.subnet.cidr)))?;
+        // What changed is looked at again (new servers' addresses, removed nodes' routes);
+        // an unchanged cloud is as the survey saw it.
+        if self.report.changes > changes_before {
+            view.have = apply::discover(cloud, &settings.cluster.name).await?;
+            view.plan = plan_for(settings, &view.have.observed(Some(view.resolved.subnet.cidr)))?;
+            view.router = None;
+        }
         self.timed("instances", t);
         Ok(())
     }
 
     async fn routes(&mut self, view: &CloudView) -> Result<(), RunError> {
         let t = Instant::now();
-        let done = apply::apply_routes(self.systems.cloud, &view.plan, &view.resolved, &view.have.node_addresses()).await?;
+        let done =
+            apply::apply_routes(self.systems.cloud, &view.plan, &view.resolved, &view.have.node_addresses(), view.router.clone()).await?;
         self.cloud_changed(Phase::Network, done.0);
         self.timed("network (routes)", t);
         Ok(())

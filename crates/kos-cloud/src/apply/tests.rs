@@ -25,13 +25,13 @@ async fn up(cloud: &FakeCloud, s: &Settings) -> Vec<String> {
     let resolved = resolve(cloud, s).await.unwrap();
     let have = discover(cloud, &s.cluster.name).await.unwrap();
     let p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
-    let (sg, created) = ensure_security_group(cloud, s, &p).await.unwrap();
+    let (sg, created) = ensure_security_group(cloud, s, &p, find_security_group(cloud, &s.cluster.name).await.unwrap()).await.unwrap();
     let ctx = NodeContext { settings: s, plan: &p, resolved: &resolved, security_groups: &[sg], waits: FAST };
     let mut lines: Vec<String> = created.iter().map(ToString::to_string).collect();
     lines.extend(apply_nodes(cloud, ctx, &have).await.unwrap().0.iter().map(ToString::to_string));
     let have = discover(cloud, &s.cluster.name).await.unwrap();
     let p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
-    lines.extend(apply_routes(cloud, &p, &resolved, &have.node_addresses()).await.unwrap().0.iter().map(ToString::to_string));
+    lines.extend(apply_routes(cloud, &p, &resolved, &have.node_addresses(), None).await.unwrap().0.iter().map(ToString::to_string));
     lines
 }
 
@@ -139,7 +139,7 @@ async fn quota_exceeded_mid_run_fails_clearly_and_a_rerun_converges_without_leak
     let resolved = resolve(&cloud, &s).await.unwrap();
     let have = discover(&cloud, "demo").await.unwrap();
     let p = plan(&s, &have.observed(None)).unwrap();
-    let (sg, _) = ensure_security_group(&cloud, &s, &p).await.unwrap();
+    let (sg, _) = ensure_security_group(&cloud, &s, &p, find_security_group(&cloud, &s.cluster.name).await.unwrap()).await.unwrap();
     let ctx = NodeContext { settings: &s, plan: &p, resolved: &resolved, security_groups: std::slice::from_ref(&sg), waits: FAST };
     let stopped = apply_nodes(&cloud, ctx, &have).await.unwrap_err();
     // What was made before the quota stopped it is said: a port each, two servers.
@@ -175,6 +175,34 @@ async fn without_extraroute_atomic_routes_are_replaced_guarded_by_revision() {
 }
 
 #[tokio::test]
+async fn a_router_read_before_someone_else_changed_it_loses_on_its_revision_and_is_read_again() {
+    let cloud = FakeCloud::new();
+    cloud.state.lock().unwrap().extensions.remove("extraroute-atomic");
+    let s = settings(&["master-1", "worker-1"]);
+    up(&cloud, &s).await;
+    // A node's route is gone when the survey reads the router ...
+    let lost = routes(&cloud)[0].clone();
+    cloud.state.lock().unwrap().router.as_mut().unwrap().routes.retain(|r| *r != lost);
+    let resolved = resolve(&cloud, &s).await.unwrap();
+    // ... and another tool adds a route of its own before kos writes.
+    let foreign = Route { destination: "172.16.0.0/16".parse().unwrap(), nexthop: Ipv4Addr::new(192, 168, 50, 5) };
+    {
+        let mut st = cloud.state.lock().unwrap();
+        let router = st.router.as_mut().unwrap();
+        router.routes.push(foreign.clone());
+        router.revision_number += 1;
+    }
+    let have = discover(&cloud, &s.cluster.name).await.unwrap();
+    let p = plan(&s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
+    let done = apply_routes(&cloud, &p, &resolved, &have.node_addresses(), Some(resolved.router.clone())).await.unwrap();
+    let done: Vec<String> = done.0.iter().map(ToString::to_string).collect();
+    assert_eq!(done, [format!("add route {} via {}", lost.destination, lost.nexthop)]);
+    let now = routes(&cloud);
+    assert!(now.contains(&foreign) && now.contains(&lost), "both kept: {now:?}");
+    assert_eq!(now.len(), 3, "{now:?}");
+}
+
+#[tokio::test]
 async fn a_security_group_left_without_its_rules_gets_them_on_the_next_run() {
     let cloud = FakeCloud::new();
     let s = settings(&["master-1"]);
@@ -185,11 +213,11 @@ async fn a_security_group_left_without_its_rules_gets_them_on_the_next_run() {
     let group = find_security_group(&cloud, "demo").await.unwrap();
     let planned = security_group_change(&s, &p, group.as_ref());
     assert_eq!(planned.as_ref().map(ToString::to_string), Some(format!("complete security group demo-nodes: {want} missing rule(s)")));
-    let (id, changed) = ensure_security_group(&cloud, &s, &p).await.unwrap();
+    let (id, changed) = ensure_security_group(&cloud, &s, &p, find_security_group(&cloud, &s.cluster.name).await.unwrap()).await.unwrap();
     assert_eq!(changed, planned, "up makes the change plan showed, in the same words");
     let rules = cloud.state.lock().unwrap().security_groups[&id].rules.len();
     assert_eq!(rules, want);
-    let (_, changed) = ensure_security_group(&cloud, &s, &p).await.unwrap();
+    let (_, changed) = ensure_security_group(&cloud, &s, &p, find_security_group(&cloud, &s.cluster.name).await.unwrap()).await.unwrap();
     assert_eq!(changed, None, "complete rules are left alone");
     assert_eq!(cloud.state.lock().unwrap().security_groups[&id].rules.len(), rules);
 }

@@ -405,7 +405,16 @@ impl Transport {
         loop {
             attempt += 1;
             self.calls.fetch_add(1, Ordering::Relaxed);
-            let (failure, last_message) = match raw(call.clone()).skip_error_check(true).query_async(&self.session).await {
+            let sent = Instant::now();
+            let answer = raw(call.clone()).skip_error_check(true).query_async(&self.session).await;
+            // `KOS_LOG=kos_cloud=debug`: every call with its answer and how long it took.
+            tracing::debug!(
+                call = %call.describe(),
+                status = answer.as_ref().map(|r| r.status().as_u16()).unwrap_or(0),
+                ms = sent.elapsed().as_millis() as u64,
+                "cloud call"
+            );
+            let (failure, last_message) = match answer {
                 Ok(rsp) => {
                     let status = rsp.status().as_u16();
                     if status != 429 && status < 500 {

@@ -1,7 +1,7 @@
 //! Inventory, preflight and teardown against the in-memory fake cloud.
 
 use super::*;
-use crate::apply::{NodeContext, Waits, apply_nodes, apply_routes, ensure_security_group, resolve};
+use crate::apply::{NodeContext, Waits, apply_nodes, apply_routes, ensure_security_group, find_security_group, resolve};
 use crate::fake::FakeCloud;
 use crate::model::{FloatingIp, Port, Route, SecurityGroup, Server};
 use kos_core::plan::plan;
@@ -25,12 +25,12 @@ async fn up(cloud: &FakeCloud, s: &Settings) {
     let resolved = resolve(cloud, s).await.unwrap();
     let have = discover(cloud, &s.cluster.name).await.unwrap();
     let p = plan(s, &have.observed(None)).unwrap();
-    let (sg, _) = ensure_security_group(cloud, s, &p).await.unwrap();
+    let (sg, _) = ensure_security_group(cloud, s, &p, find_security_group(cloud, &s.cluster.name).await.unwrap()).await.unwrap();
     let ctx = NodeContext { settings: s, plan: &p, resolved: &resolved, security_groups: &[sg], waits: FAST };
     apply_nodes(cloud, ctx, &have).await.unwrap();
     let have = discover(cloud, &s.cluster.name).await.unwrap();
     let p = plan(s, &have.observed(None)).unwrap();
-    apply_routes(cloud, &p, &resolved, &have.node_addresses()).await.unwrap();
+    apply_routes(cloud, &p, &resolved, &have.node_addresses(), None).await.unwrap();
 }
 
 #[tokio::test]

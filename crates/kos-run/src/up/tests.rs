@@ -26,7 +26,7 @@ async fn the_cloud_phases_run_in_order_and_a_second_run_changes_nothing() {
     result.unwrap();
     assert!(report.ok && report.error.is_none() && report.failures.is_empty(), "{report:#?}");
     // Whatever the order asked, check → instances → routes.
-    assert_eq!(steps(&report), ["local inputs", "check", "instances", "network (routes)"]);
+    assert_eq!(steps(&report), ["local inputs", "observe", "check", "instances", "network (routes)"]);
     let servers = report.cloud.iter().filter(|c| c.change.starts_with("create server of ")).count();
     let routes = report.cloud.iter().filter(|c| c.phase == Phase::Network).count();
     assert_eq!((servers, routes), (3, 3), "{:#?}", report.cloud);
@@ -36,11 +36,17 @@ async fn the_cloud_phases_run_in_order_and_a_second_run_changes_nothing() {
     let observed = std::fs::read_to_string(dir.path().join(".kos/demo/observed.yaml")).unwrap();
     assert!(observed.contains("worker-2"), "{observed}");
 
-    let writes = cloud.write_count();
+    let (writes, calls) = (cloud.write_count(), cloud.call_count());
     let (again, result, _) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &kube).await;
     result.unwrap();
     assert_eq!((again.changes, again.cloud.len()), (0, 0), "{:#?}", again.cloud);
     assert_eq!(cloud.write_count(), writes, "the second run wrote nothing to the cloud");
+    // And read no more than one survey asks: the check, the security group and the
+    // router's routes come from it, and nothing is looked at twice.
+    let again_calls = cloud.call_count() - calls;
+    let asks = kos_cloud::survey::Asks { checks: true, security_group: true };
+    kos_cloud::survey::survey(&cloud, &crate::testing::settings(dir.path()), asks).await;
+    assert_eq!(again_calls, cloud.call_count() - calls - again_calls, "{:#?}", cloud.state.lock().unwrap().calls);
     assert_eq!(kube.state().connects, 0, "no phase asked for the API server");
 }
 
@@ -110,7 +116,7 @@ async fn only_addons_applies_them_waits_for_ready_and_a_rerun_resumes_after_the_
             "wait over",
         ]
     );
-    assert_eq!(steps(&report), ["local inputs", "ssh", "render", "addons", "ready"]);
+    assert_eq!(steps(&report), ["local inputs", "observe", "ssh", "render", "addons", "ready"]);
     assert!(report.cloud.is_empty(), "no cloud phase was asked: {:#?}", report.cloud);
     // The operator's files were written; the user's kubeconfig is merged only after
     // `kubernetes`, which did not run.
@@ -217,7 +223,7 @@ async fn only_takes_each_phase_alone_and_a_converged_run_says_up_to_date() {
     // `check,addons`: the check, then the add-ons through the API server, no cloud change.
     let (report, result, _) = run(dir.path(), &[Phase::Addons, Phase::Check], &cloud, &Answer, &kube).await;
     result.unwrap();
-    assert_eq!(steps(&report), ["local inputs", "check", "ssh", "render", "addons", "ready"]);
+    assert_eq!(steps(&report), ["local inputs", "observe", "check", "ssh", "render", "addons", "ready"]);
     assert!(report.cloud.is_empty() && !report.addons.is_empty());
     // All of it again: nothing to do, said once.
     let (report, result, _) =

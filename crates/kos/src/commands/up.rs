@@ -36,10 +36,11 @@ pub fn up(args: &UpArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Pri
         },
     };
     let run = runtime()?.block_on(async {
-        // Local inputs first: nothing is created in the cloud for nodes kos could not then
-        // reach or provision.
-        let local = kos_run::local_inputs(&settings, &options).await?;
-        let cloud = connect(&settings, tls).await?;
+        // The local inputs are checked while kos logs in to the cloud (which creates
+        // nothing), and their error comes first: nothing is created in the cloud for nodes
+        // kos could not then reach or provision.
+        let (local, cloud) = tokio::join!(kos_run::local_inputs(&settings, &options), connect(&settings, tls));
+        let (local, cloud) = (local?, cloud?);
         let reach = Ssh::new(&settings, &state);
         let systems = Systems { cloud: &cloud, reach: &reach, kube: &kos_kube::client::Connector, reporter: &progress };
         let (mut report, result) = kos_run::up(&settings, &state, &options, &local, systems).await;
