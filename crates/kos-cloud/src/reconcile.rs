@@ -102,7 +102,7 @@ impl ClusterResources {
                 .and_then(|s| s.metadata.get(marks::POD_CIDR))
                 .and_then(|c| c.parse().ok())
                 .or_else(|| port.and_then(|p| p.allowed_address_pairs.first()).and_then(|a| a.ip_address.parse().ok()));
-            nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr });
+            nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr, server_id: server.map(|s| s.id.clone()) });
         }
         Observed { nodes, tenant_cidr, ..Observed::default() }
     }

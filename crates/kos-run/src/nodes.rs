@@ -178,6 +178,10 @@ impl<N: Remote> NodeSession<N> {
 
 /// SSH targets of the plan's nodes (alias `<cluster>-<node>`, host key alias = server ID).
 pub fn targets(plan: &ClusterPlan, have: &ClusterResources) -> Vec<SshTarget> {
+    targets_with(plan, |node| have.servers.get(node).map(|s| s.id.clone()))
+}
+
+fn targets_with(plan: &ClusterPlan, server_id: impl Fn(&str) -> Option<String>) -> Vec<SshTarget> {
     plan.nodes
         .iter()
         .filter_map(|n| {
@@ -186,10 +190,58 @@ pub fn targets(plan: &ClusterPlan, have: &ClusterResources) -> Vec<SshTarget> {
                 node: n.name.clone(),
                 alias: n.server_name.clone(),
                 address: address.to_string(),
-                host_key_alias: have.servers.get(&n.name).map(|s| s.id.clone()),
+                host_key_alias: server_id(&n.name),
             })
         })
         .collect()
+}
+
+/// How long a node recorded by the last run gets to answer before the cloud is asked: a
+/// converged node answers at once; one that does not is left to [`connect_all`], which
+/// knows from the cloud whether it runs at all.
+pub const EARLY_WAIT: Duration = Duration::from_secs(3);
+
+/// Sessions opened while the cloud is being asked, to the nodes as the last run recorded
+/// them (address and server ID). [`connect_all`] keeps those whose target the cloud
+/// confirms and closes the others.
+#[derive(Debug)]
+pub struct Early<N>(Vec<(SshTarget, N)>);
+
+impl<N> Default for Early<N> {
+    fn default() -> Self {
+        Early(Vec::new())
+    }
+}
+
+/// Open a session to each node the state folder recorded with its server ID, waiting at
+/// most [`EARLY_WAIT`] for each; none when nothing usable is recorded. Nothing is waited
+/// for twice: a node that does not answer now is connected to (or found stopped) after
+/// the cloud has answered.
+pub async fn connect_early<R: Reach>(reach: &R, settings: &Settings, state: &LocalState) -> Early<R::Node> {
+    let Ok(observed) = state.observed() else { return Early::default() };
+    let Ok(plan) = crate::plan_for(settings, &observed) else { return Early::default() };
+    let mut targets = targets_with(&plan, |node| observed.nodes.get(node).and_then(|o| o.server_id.clone()));
+    targets.retain(|t| t.host_key_alias.is_some());
+    if targets.is_empty() || reach.prepare(&targets).is_err() {
+        return Early::default();
+    }
+    let sessions = stream::iter(targets)
+        .map(|t| async move {
+            let node = reach.connect(&t, EARLY_WAIT).await.ok();
+            node.map(|n| (t, n))
+        })
+        .buffer_unordered(16)
+        .filter_map(|s| async move { s })
+        .collect()
+        .await;
+    Early(sessions)
+}
+
+/// Close the early sessions no one took.
+pub async fn close_early<R: Reach>(reach: &R, early: Early<R::Node>) {
+    for (_, node) in early.0 {
+        reach.close(node).await;
+    }
 }
 
 /// Open a session to every node of the plan (waiting for each to answer, at most `wait`),
@@ -200,9 +252,30 @@ pub async fn connect_all<R: Reach>(
     have: &ClusterResources,
     wait: Duration,
     reporter: &dyn Reporter,
+    early: Early<R::Node>,
 ) -> Result<Vec<NodeSession<R::Node>>, RunError> {
     let targets = targets(plan, have);
-    reporter.detail(&reach.prepare(&targets)?);
+    // The early sessions to targets the cloud confirms (same address, same server, running).
+    let mut kept = Vec::new();
+    for (target, node) in early.0 {
+        let running = have.servers.get(&target.node).is_some_and(|s| s.status == "ACTIVE");
+        if running && targets.contains(&target) {
+            kept.push((target, node));
+        } else {
+            reach.close(node).await;
+        }
+    }
+    let prepared = reach.prepare(&targets);
+    let prepared = match prepared {
+        Ok(line) => line,
+        Err(e) => {
+            close_early(reach, Early(kept)).await;
+            return Err(e);
+        }
+    };
+    reporter.detail(&prepared);
+    let kept = Mutex::new(kept);
+    let kept = &kept;
     let answered = std::sync::atomic::AtomicUsize::new(0);
     let answered = &answered;
     reporter.wait_started(&format!("ssh: waiting for {} node(s) to answer", targets.len()), wait);
@@ -221,6 +294,14 @@ pub async fn connect_all<R: Reach>(
                     node: t.node.clone(),
                     error: format!("{}: server {} is {}{fix}", t.node, server.name, server.status),
                 };
+            }
+            let early = {
+                let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                kept.iter().position(|(k, _)| k == t).map(|i| kept.swap_remove(i).1)
+            };
+            if let Some(node) = early {
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return NodeSession::Up(node);
             }
             let session = match reach.connect(t, wait).await {
                 Ok(s) => NodeSession::Up(s),

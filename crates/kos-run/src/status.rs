@@ -122,7 +122,7 @@ pub async fn status<C: Cloud, R: Reach, K: Connect>(
     if !report.exists {
         return Ok(report);
     }
-    let sessions = nodes::connect_all(reach, &plan, &have, ssh_wait, reporter).await?;
+    let sessions = nodes::connect_all(reach, &plan, &have, ssh_wait, reporter, nodes::Early::default()).await?;
     for n in &plan.nodes {
         let session = sessions.iter().find(|s| s.node() == n.name);
         let (ssh, kubelet) = match session {
@@ -191,10 +191,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cloud = FakeCloud::new();
         let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
-        let none = look(dir.path(), &cloud, &Answer, &kube).await;
+        let none = look(dir.path(), &cloud, &Answer::default(), &kube).await;
         assert!(!none.exists && none.nodes.is_empty() && matches!(none.api, ApiView::NotAsked), "{none:?}");
 
-        run(dir.path(), &[Phase::Instances], &cloud, &Answer, &kube).await.1.unwrap();
+        run(dir.path(), &[Phase::Instances], &cloud, &Answer::default(), &kube).await.1.unwrap();
         let no_routes = look(dir.path(), &cloud, &NoAnswer::default(), &kube).await;
         let names: Vec<&str> = no_routes.nodes.iter().map(|n| n.node.as_str()).collect();
         assert_eq!(names, ["master-1", "worker-1", "worker-2"]);
@@ -206,8 +206,8 @@ mod tests {
         assert!(no_routes.nodes[0].floating_ip.is_some() && no_routes.nodes[1].floating_ip.is_none());
         assert!(matches!(no_routes.api, ApiView::NoKubeconfig { .. }), "{:?}", no_routes.api);
 
-        run(dir.path(), &[Phase::Routes, Phase::Addons], &cloud, &Answer, &kube).await.1.unwrap();
-        let up = look(dir.path(), &cloud, &Answer, &kube).await;
+        run(dir.path(), &[Phase::Routes, Phase::Addons], &cloud, &Answer::default(), &kube).await.1.unwrap();
+        let up = look(dir.path(), &cloud, &Answer::default(), &kube).await;
         assert!(up.nodes.iter().all(|n| n.route && n.ssh == "ok") && up.problems.is_empty(), "{up:#?}");
         let ApiView::Answered { items } = &up.api else { panic!("{:?}", up.api) };
         assert!(items.len() == 3 + 4 + 1 && items.iter().all(|i| i.ready), "{items:#?}");

@@ -92,9 +92,20 @@ impl Reach for NoAnswer {
     async fn close(&self, _node: Mute) {}
 }
 
-/// Every node answers, as a [`Mute`] node.
+/// Every node answers, as a [`Mute`] node; counts the sessions opened and closed.
 #[derive(Debug, Default)]
-pub struct Answer;
+pub struct Answer {
+    pub connects: std::sync::atomic::AtomicUsize,
+    pub closes: std::sync::atomic::AtomicUsize,
+}
+
+impl Answer {
+    /// (sessions opened, sessions closed) so far.
+    pub fn sessions(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.connects.load(Relaxed), self.closes.load(Relaxed))
+    }
+}
 
 impl Reach for Answer {
     type Node = Mute;
@@ -104,10 +115,13 @@ impl Reach for Answer {
     }
 
     async fn connect(&self, target: &SshTarget, _wait: Duration) -> Result<Mute, String> {
+        self.connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Mute(target.node.clone()))
     }
 
-    async fn close(&self, _node: Mute) {}
+    async fn close(&self, _node: Mute) {
+        self.closes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Lines the pipeline reported, in order.

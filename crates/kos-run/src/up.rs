@@ -154,12 +154,44 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
     }
 
     async fn all(&mut self, arts: &[Artifact]) -> Result<(), RunError> {
-        let (mut view, survey) = self.observe().await?;
+        // While the cloud is asked, SSH sessions open to the nodes as the last run recorded
+        // them: on a converged cluster the nodes have answered by the time the cloud has.
+        let (reach, settings, state) = (self.systems.reach, self.settings, self.state);
+        let wants_nodes = self.options.wants_nodes();
+        let early = async move {
+            match wants_nodes {
+                true => nodes::connect_early(reach, settings, state).await,
+                false => nodes::Early::default(),
+            }
+        };
+        let (observed, early) = futures_util::join!(self.observe(), early);
+        let mut early = Some(early);
+        let result = match observed {
+            Ok((view, survey)) => self.phases(view, &survey, arts, &mut early).await,
+            Err(e) => Err(e),
+        };
+        if let Some(unused) = early.take() {
+            nodes::close_early(reach, unused).await;
+        }
+        for t in &self.report.timings {
+            self.systems.reporter.detail(&format!("time: {}: {:.1} s", t.step, t.seconds));
+        }
+        result
+    }
+
+    /// Every chosen phase after the survey; `early` is taken by the node phases.
+    async fn phases(
+        &mut self,
+        mut view: CloudView,
+        survey: &Survey,
+        arts: &[Artifact],
+        early: &mut Option<nodes::Early<R::Node>>,
+    ) -> Result<(), RunError> {
         if self.options.has(Phase::Check) {
-            self.check(&survey, &view.plan)?;
+            self.check(survey, &view.plan)?;
         }
         if self.options.has(Phase::Instances) {
-            self.instances(&mut view, &survey).await?;
+            self.instances(&mut view, survey).await?;
         }
         // Remember what the cloud gave, for `kos render` and later runs (the cloud stays the truth).
         self.state.write_observed(&view.have.observed(Some(view.resolved.subnet.cidr)))?;
@@ -167,10 +199,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             self.routes(&view).await?;
         }
         if self.options.wants_nodes() {
-            self.on_nodes(&view, arts).await?;
-        }
-        for t in &self.report.timings {
-            self.systems.reporter.detail(&format!("time: {}: {:.1} s", t.step, t.seconds));
+            self.on_nodes(&view, arts, early.take().unwrap_or_default()).await?;
         }
         Ok(())
     }
@@ -268,10 +297,10 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
 
     /// Everything that needs the nodes: sessions, the rendered files, the node phases, the
     /// add-ons and readiness, verify. The sessions are closed whatever happens.
-    async fn on_nodes(&mut self, view: &CloudView, arts: &[Artifact]) -> Result<(), RunError> {
+    async fn on_nodes(&mut self, view: &CloudView, arts: &[Artifact], early: nodes::Early<R::Node>) -> Result<(), RunError> {
         let t = Instant::now();
         let reach = self.systems.reach;
-        let sessions = nodes::connect_all(reach, &view.plan, &view.have, self.options.ssh_wait, self.systems.reporter).await?;
+        let sessions = nodes::connect_all(reach, &view.plan, &view.have, self.options.ssh_wait, self.systems.reporter, early).await?;
         let result = self.with_sessions(view, arts, &sessions, t).await;
         nodes::close_all(reach, sessions).await;
         result

@@ -39,6 +39,10 @@ pub struct ObservedNode {
     /// The pod CIDR recorded on the instance (`kos-pod-cidr` metadata).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_cidr: Option<Ipv4Net>,
+    /// The server's ID: its host key is known under it (a re-created server with the same
+    /// name and address is another machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
 }
 
 impl Observed {

@@ -33,6 +33,7 @@ fn observed_from(plan: &ClusterPlan) -> Observed {
                         fixed_ip: Some(Ipv4Addr::new(192, 168, 50, 10 + i as u8)),
                         floating_ip: None,
                         pod_cidr: Some(n.pod_cidr),
+                        server_id: None,
                     },
                 )
             })

@@ -41,7 +41,7 @@ async fn on_an_empty_cloud_the_plan_lists_everything_up_makes_and_after_up_nothi
 
     // `up` makes exactly what the plan listed, in its words (compared as data: one made
     // change per planned one).
-    let (report, result, _) = run(dir.path(), &[Phase::Instances, Phase::Routes], &cloud, &Answer, &kube).await;
+    let (report, result, _) = run(dir.path(), &[Phase::Instances, Phase::Routes], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     let made: Vec<&str> = report.cloud.iter().map(|r| r.change.as_str()).collect();
     assert_eq!(made.len(), c.len(), "{made:#?}\n{c:#?}");
@@ -51,13 +51,13 @@ async fn on_an_empty_cloud_the_plan_lists_everything_up_makes_and_after_up_nothi
 
     // The cloud matches; the nodes answer but cannot be probed here (the double runs no
     // script), so they are unknown, never taken for converged; every add-on is to create.
-    let after = look(dir.path(), &cloud, &Answer, &kube).await;
+    let after = look(dir.path(), &cloud, &Answer::default(), &kube).await;
     assert!(after.cloud.is_empty(), "{:#?}", after.cloud);
     assert_eq!(after.unknown(), 3, "{:?}", after.nodes);
     assert!(!after.addons.is_empty() && after.addons.iter().all(|a| a.ends_with(": would be created")), "{:?}", after.addons);
-    let (_, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer, &kube).await;
+    let (_, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
-    let last = look(dir.path(), &cloud, &Answer, &kube).await;
+    let last = look(dir.path(), &cloud, &Answer::default(), &kube).await;
     assert!(last.addons.is_empty(), "applied: {:?}", last.addons);
     insta::assert_snapshot!("plan_once_the_cloud_and_the_addons_match", last.lines().join("\n"));
 }

@@ -83,12 +83,12 @@ async fn only_addons_applies_them_waits_for_ready_and_a_rerun_resumes_after_the_
     let cloud = FakeCloud::new();
     let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
     // The servers first (as `kos up --only instances`).
-    let (_, result, _) = run(dir.path(), &[Phase::Instances], &cloud, &Answer, &kube).await;
+    let (_, result, _) = run(dir.path(), &[Phase::Instances], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
 
     // The API server does not answer: the add-ons phase fails, naming it and the fix.
     kube.state().not_ready = Some("connection refused".into());
-    let (report, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer, &kube).await;
+    let (report, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer::default(), &kube).await;
     let err = result.unwrap_err().to_string();
     assert!(err.contains("was not ready within 1 s (last: connection refused)"), "{err}");
     assert!(err.ends_with("run `kos up --only addons` once it answers"), "{err}");
@@ -96,7 +96,7 @@ async fn only_addons_applies_them_waits_for_ready_and_a_rerun_resumes_after_the_
 
     // Once it answers, the same command resumes: every object created, the cluster ready.
     kube.state().not_ready = None;
-    let (report, result, lines) = run(dir.path(), &[Phase::Addons], &cloud, &Answer, &kube).await;
+    let (report, result, lines) = run(dir.path(), &[Phase::Addons], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     assert!(!report.addons.is_empty());
     assert!(report.addons.iter().all(|a| a.outcome == kos_kube::Outcome::Created), "{:#?}", report.addons);
@@ -124,7 +124,7 @@ async fn only_addons_applies_them_waits_for_ready_and_a_rerun_resumes_after_the_
     assert!(report.kubeconfig.is_none());
 
     // And again: nothing changes.
-    let (report, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer, &kube).await;
+    let (report, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     assert_eq!(report.changes, 0);
     assert!(report.addons.iter().all(|a| a.outcome == kos_kube::Outcome::Unchanged));
@@ -135,7 +135,7 @@ async fn the_report_serialises_to_its_schema_without_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let cloud = FakeCloud::new();
     let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
-    let (report, result, _) = run(dir.path(), &[Phase::Instances, Phase::Addons], &cloud, &Answer, &kube).await;
+    let (report, result, _) = run(dir.path(), &[Phase::Instances, Phase::Addons], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     let json = serde_json::to_value(&report).unwrap();
     let text = json.to_string();
@@ -206,31 +206,56 @@ async fn only_takes_each_phase_alone_and_a_converged_run_says_up_to_date() {
     let cloud = FakeCloud::new();
     let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
     // `check` alone: looks, creates nothing.
-    let (report, result, _) = run(dir.path(), &[Phase::Check], &cloud, &Answer, &kube).await;
+    let (report, result, _) = run(dir.path(), &[Phase::Check], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     assert_eq!((cloud.write_count(), report.changes), (0, 0));
     assert!(!report.checks.is_empty());
     // `routes` before any server: no address, no route.
-    let (report, result, _) = run(dir.path(), &[Phase::Routes], &cloud, &Answer, &kube).await;
+    let (report, result, _) = run(dir.path(), &[Phase::Routes], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     assert_eq!(report.changes, 0);
     // `instances`, then `routes` alone adds one route per node, and nothing on the nodes.
-    run(dir.path(), &[Phase::Instances], &cloud, &Answer, &kube).await.1.unwrap();
-    let (report, result, _) = run(dir.path(), &[Phase::Routes], &cloud, &Answer, &kube).await;
+    run(dir.path(), &[Phase::Instances], &cloud, &Answer::default(), &kube).await.1.unwrap();
+    let (report, result, _) = run(dir.path(), &[Phase::Routes], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     assert_eq!(report.cloud.iter().filter(|c| c.phase == Phase::Network).count(), 3);
     assert!(report.nodes.is_empty() && report.addons.is_empty(), "{report:#?}");
     // `check,addons`: the check, then the add-ons through the API server, no cloud change.
-    let (report, result, _) = run(dir.path(), &[Phase::Addons, Phase::Check], &cloud, &Answer, &kube).await;
+    let (report, result, _) = run(dir.path(), &[Phase::Addons, Phase::Check], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     assert_eq!(steps(&report), ["local inputs", "observe", "check", "ssh", "render", "addons", "ready"]);
     assert!(report.cloud.is_empty() && !report.addons.is_empty());
     // All of it again: nothing to do, said once.
     let (report, result, _) =
-        run(dir.path(), &[Phase::Check, Phase::Instances, Phase::Routes, Phase::Addons], &cloud, &Answer, &kube).await;
+        run(dir.path(), &[Phase::Check, Phase::Instances, Phase::Routes, Phase::Addons], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     assert_eq!(report.changes, 0, "{report:#?}");
     let summary = report.summary();
     assert_eq!(summary.len(), 1);
     assert!(summary[0].starts_with("up to date: 0 changes ("), "{summary:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rerun_opens_its_sessions_while_the_cloud_is_asked_keeps_those_the_cloud_confirms_and_closes_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    let phases = [Phase::Check, Phase::Instances, Phase::Routes, Phase::Addons];
+    let reach = Answer::default();
+    // First run: nothing recorded, so no early session; one per node after the cloud phases.
+    run(dir.path(), &phases, &cloud, &reach, &kube).await.1.unwrap();
+    assert_eq!(reach.sessions(), (3, 3));
+    // Re-run: the three early sessions are the ones used.
+    run(dir.path(), &phases, &cloud, &reach, &kube).await.1.unwrap();
+    assert_eq!(reach.sessions(), (6, 6));
+    // A recorded address the cloud no longer shows: that early session is closed unused and
+    // the node is reached where the cloud says it is.
+    let settings = crate::testing::settings(dir.path());
+    let state = LocalState::for_settings(Some(&dir.path().join(".kos")), &settings);
+    let mut recorded = state.observed().unwrap();
+    assert!(recorded.nodes.values().all(|n| n.server_id.is_some()), "{recorded:#?}");
+    recorded.nodes.get_mut("worker-1").unwrap().fixed_ip = Some("10.0.0.250".parse().unwrap());
+    state.write_observed(&recorded).unwrap();
+    run(dir.path(), &phases, &cloud, &reach, &kube).await.1.unwrap();
+    assert_eq!(reach.sessions(), (10, 10));
 }
