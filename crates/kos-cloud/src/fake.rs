@@ -25,6 +25,9 @@ pub struct FakeState {
     pub failing_boots: BTreeMap<String, u32>,
     /// Calls made, by method name.
     pub calls: BTreeMap<&'static str, u32>,
+    /// Methods whose next calls fail as an unavailable service, and how many more times
+    /// (wired into the route updates).
+    pub failing_calls: BTreeMap<&'static str, u32>,
     next_id: u32,
     next_ip: u8,
     next_fip: u8,
@@ -39,6 +42,19 @@ pub struct FakeCloud {
 impl Default for FakeCloud {
     fn default() -> Self {
         FakeCloud::new()
+    }
+}
+
+impl FakeState {
+    /// The failure `failing_calls` holds for `method`, once more (counted down).
+    fn fault(&mut self, method: &'static str) -> CloudResult<()> {
+        match self.failing_calls.get_mut(method) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                Err(CloudError::Unavailable { service: "network", attempts: 1, message: format!("{method}: HTTP 503 (a test's fault)") })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -341,6 +357,7 @@ impl Cloud for FakeCloud {
     }
     async fn add_routes(&self, router_id: &str, routes: &[Route]) -> CloudResult<Router> {
         self.with("add_routes", |s| {
+            s.fault("add_routes")?;
             let r = s.router.as_mut().filter(|r| r.id == router_id).ok_or_else(|| not_found("router", router_id))?;
             for route in routes {
                 if !r.routes.contains(route) {

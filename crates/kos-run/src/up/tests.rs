@@ -259,3 +259,27 @@ async fn a_rerun_opens_its_sessions_while_the_cloud_is_asked_keeps_those_the_clo
     run(dir.path(), &phases, &cloud, &reach, &kube).await.1.unwrap();
     assert_eq!(reach.sessions(), (10, 10));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_run_stopped_by_the_routes_phase_reports_what_it_made_and_the_next_run_adds_only_the_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::new();
+    let phases = [Phase::Check, Phase::Instances, Phase::Routes];
+    cloud.state.lock().unwrap().failing_calls.insert("add_routes", 1);
+    let (report, result, _) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &kube).await;
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("add router routes"), "{err}");
+    assert!(!report.ok && report.error.is_some());
+    // The servers were made and said so; no route was.
+    assert_eq!(report.cloud.iter().filter(|c| c.change.starts_with("create server of ")).count(), 3, "{:#?}", report.cloud);
+    assert_eq!(report.cloud.iter().filter(|c| c.phase == Phase::Network).count(), 0);
+    assert!(cloud.state.lock().unwrap().router.as_ref().unwrap().routes.is_empty());
+    // The next run makes the routes and nothing else.
+    let (report, result, _) = run(dir.path(), &phases, &cloud, &NoAnswer::default(), &kube).await;
+    result.unwrap();
+    let made: Vec<&str> = report.cloud.iter().map(|c| c.change.as_str()).collect();
+    assert_eq!(made.len(), 3, "{made:?}");
+    assert!(made.iter().all(|c| c.starts_with("add route ")), "{made:?}");
+    assert!(report.cloud.iter().all(|c| c.phase == Phase::Network));
+}
