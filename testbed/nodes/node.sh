@@ -15,7 +15,7 @@ source "$(dirname "$0")/lib.sh"
 cmd=${1:-}; id=${2:-}
 [[ $cmd == ls ]] || [[ $id =~ ^[0-9a-f]{8}$ ]] || die "usage: node.sh up|reboot|off|on|down|running|mem ID ... (ID = 8 hex chars)"
 d=$TB_RUN/nodes/$id; NS=$(ns "n$id"); R=$(ns router)
-sup() { cat "$d/pid" 2>/dev/null; }
+sup() { cat "$d/pid" 2>/dev/null || true; }   # empty when the supervisor left no pid file
 
 power_on() {
   alive "$(sup)" && return 0
