@@ -79,4 +79,9 @@ source "$TC_HOME/env.sh"
 "$ROOT/testbed/hypervisor/hv.sh" start || exit 1
 export KOS_TEST_NODES=1 TB_PREFIX TB_RUN TB_CACHE
 log "test bed up in $(secs): running $* in $(ns deployer)"
-nsenter --net="$DEP" -- "$@"
+# CMD in the background (stdin kept), so that a TERM or INT to this script ends it at once and the
+# teardown follows; in the foreground, bash would run the trap only once CMD had ended by itself.
+nsenter --net="$DEP" -- "$@" <&0 &
+CMD_PID=$!
+trap 'kill -TERM "$CMD_PID" 2>/dev/null; wait "$CMD_PID"; exit 130' INT TERM
+wait "$CMD_PID"
