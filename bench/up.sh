@@ -92,7 +92,7 @@ phase() { # phase LOG NAME: seconds of kos's `time: NAME: X s` line
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-4s %8s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s %6s %6s | %9s %7s %7s\n" \
-  N "up (s)" "no-op 1" "no-op" calls "RSS MiB" "no-op" check instances routes "render" ssh "on nodes" addons ready verify \
+  N "up (s)" "no-op 1" "no-op" calls "RSS MiB" "no-op" observe instances routes "render" ssh "on nodes" addons ready verify \
   "cloud→ssh" "kos/N1" "cloud/N1"
 [ $# -gt 0 ] || set -- 1 3 10
 for n in "$@"; do
@@ -113,8 +113,13 @@ for n in "$@"; do
   [ -n "${up1:-}" ] || { up1=$up; cloud1=$cloud; }
   ratios=$(awk -v u="$up" -v u1="$up1" -v c="$cloud" -v c1="$cloud1" 'BEGIN { printf "%7.2f %7.2f", u / u1, c / c1 }')
   printf "%-4s %8s %8s %8s %6s %8s %8s | %6s %9s %7s %8s %5s %9s %6s %6s %6s | %9s %s\n" "$n" "$up" "$noop1" "$noop" "$calls" "$rss" "${noop_rss:-}" \
-    "$(phase "$l" check)" "$(phase "$l" instances)" "$(phase "$l" 'network (routes)')" "$(phase "$l" render)" \
+    "$(phase "$l" observe)" "$(phase "$l" instances)" "$(phase "$l" 'network (routes)')" "$(phase "$l" render)" \
     "$(phase "$l" ssh)" "$(phase "$l" 'runtime + kubernetes + network')" "$(phase "$l" addons)" "$(phase "$l" ready)" "$(phase "$l" verify)" \
     "$cloud" "$ratios"
+  # Where the steady re-run's time goes (its own `time:` lines).
+  l=$WORK/$name/noop.log
+  echo "     no-op of N=$n: observe $(phase "$l" observe) s, ssh $(phase "$l" ssh) s, render $(phase "$l" render) s," \
+    "node phases $(phase "$l" 'runtime + kubernetes + network') s, addons $(phase "$l" addons) s, ready $(phase "$l" ready) s," \
+    "verify $(phase "$l" verify) s; $(sed -n 's/^up to date: 0 changes (\(.*\))$/\1/p' "$l")"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
