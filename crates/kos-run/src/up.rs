@@ -329,23 +329,31 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             }
         }
         self.provision(sessions, &prepared).await;
-        if self.options.has(Phase::Addons) && self.report.failures.is_empty() {
-            self.addons(&view.plan, &prepared).await?;
-        }
-        if self.options.has(Phase::Verify) {
+        // Verify looks at the nodes only (units, cbr0, the masquerade rule, forwarding): it runs
+        // while the add-ons go through the API server, and reports after them. Nodes that
+        // failed already are named once, not verified.
+        let failed: Vec<String> = self.report.failed_nodes().into_iter().map(str::to_string).collect();
+        let skip: Vec<&str> = failed.iter().map(String::as_str).collect();
+        let verify = async {
             let t = Instant::now();
-            let failed: Vec<String> = self.report.failed_nodes().into_iter().map(str::to_string).collect();
-            let skip: Vec<&str> = failed.iter().map(String::as_str).collect();
-            for v in nodes::verify_all(sessions, &view.plan, &prepared.wants, &skip).await {
+            let verified = nodes::verify_all(sessions, &view.plan, &prepared.wants, &skip).await;
+            (verified, t.elapsed())
+        };
+        let verify = async { if self.options.has(Phase::Verify) { Some(verify.await) } else { None } };
+        let addons_wanted = self.options.has(Phase::Addons) && self.report.failures.is_empty();
+        let addons = async { if addons_wanted { self.addons(&view.plan, &prepared).await } else { Ok(()) } };
+        let (addons, verified) = futures_util::join!(addons, verify);
+        if let Some((verified, took)) = verified {
+            for v in verified {
                 if v.failures.is_empty() {
                     self.line(&format!("verify: {}: {} checks ok", v.node, v.checks));
                 }
                 self.report.failures.extend(v.failures.iter().cloned());
                 self.report.verified.push(v);
             }
-            self.timed("verify", t);
+            self.report.timings.push(Timing { step: "verify".into(), seconds: took.as_secs_f64() });
         }
-        Ok(())
+        addons
     }
 
     /// The node phases on every reachable node, in parallel.
