@@ -123,9 +123,11 @@ type FactLine = (fn(&NodeFacts) -> bool, &'static str);
 
 /// What each reachable node's probe says about it (cgroup version, conntrack), which
 /// shapes its files; plus one line for the operator per fact that needs their attention.
-pub async fn facts_all<N: Remote>(sessions: &[NodeSession<N>]) -> (BTreeMap<String, NodeFacts>, Vec<String>) {
-    let empty = kos_node::wanted::NodeWants { node: String::new(), phases: Vec::new() };
-    let empty = &empty;
+/// `known`: facts already probed on these very sessions (the early ones), not asked again.
+pub async fn facts_all<N: Remote>(
+    sessions: &[NodeSession<N>],
+    known: &BTreeMap<String, NodeFacts>,
+) -> (BTreeMap<String, NodeFacts>, Vec<String>) {
     let seen: Vec<(String, Option<NodeFacts>)> = stream::iter(sessions.iter())
         .filter_map(|s| async move {
             match s {
@@ -133,7 +135,13 @@ pub async fn facts_all<N: Remote>(sessions: &[NodeSession<N>]) -> (BTreeMap<Stri
                 NodeSession::Failed { .. } => None,
             }
         })
-        .map(|n| async move { (n.node().to_string(), provision::probe(n, empty).await.ok().map(|st| st.facts())) })
+        .map(|n| async move {
+            let facts = match known.get(n.node()) {
+                Some(f) => Some(*f),
+                None => probe_facts(n).await,
+            };
+            (n.node().to_string(), facts)
+        })
         .buffer_unordered(16)
         .collect()
         .await;
@@ -205,11 +213,16 @@ pub const EARLY_WAIT: Duration = Duration::from_secs(3);
 /// them (address and server ID). [`connect_all`] keeps those whose target the cloud
 /// confirms and closes the others.
 #[derive(Debug)]
-pub struct Early<N>(Vec<(SshTarget, N)>);
+pub struct Early<N> {
+    sessions: Vec<(SshTarget, N)>,
+    /// What each early node's probe said (asked right after it answered); after
+    /// [`connect_all`], only of the nodes whose session was kept.
+    pub facts: BTreeMap<String, NodeFacts>,
+}
 
 impl<N> Default for Early<N> {
     fn default() -> Self {
-        Early(Vec::new())
+        Early { sessions: Vec::new(), facts: BTreeMap::new() }
     }
 }
 
@@ -225,21 +238,35 @@ pub async fn connect_early<R: Reach>(reach: &R, settings: &Settings, state: &Loc
     if targets.is_empty() || reach.prepare(&targets).is_err() {
         return Early::default();
     }
-    let sessions = stream::iter(targets)
+    let answered: Vec<(SshTarget, R::Node, Option<NodeFacts>)> = stream::iter(targets)
         .map(|t| async move {
-            let node = reach.connect(&t, EARLY_WAIT).await.ok();
-            node.map(|n| (t, n))
+            let node = reach.connect(&t, EARLY_WAIT).await.ok()?;
+            let facts = probe_facts(&node).await;
+            Some((t, node, facts))
         })
         .buffer_unordered(16)
         .filter_map(|s| async move { s })
         .collect()
         .await;
-    Early(sessions)
+    let mut early = Early::default();
+    for (target, node, facts) in answered {
+        if let Some(facts) = facts {
+            early.facts.insert(target.node.clone(), facts);
+        }
+        early.sessions.push((target, node));
+    }
+    early
+}
+
+/// A node's facts from its probe (nothing wanted): `None` when the probe failed.
+async fn probe_facts<N: Remote>(node: &N) -> Option<NodeFacts> {
+    let empty = kos_node::wanted::NodeWants { node: String::new(), phases: Vec::new() };
+    provision::probe(node, &empty).await.ok().map(|st| st.facts())
 }
 
 /// Close the early sessions no one took.
 pub async fn close_early<R: Reach>(reach: &R, early: Early<R::Node>) {
-    for (_, node) in early.0 {
+    for (_, node) in early.sessions {
         reach.close(node).await;
     }
 }
@@ -252,16 +279,17 @@ pub async fn connect_all<R: Reach>(
     have: &ClusterResources,
     wait: Duration,
     reporter: &dyn Reporter,
-    early: Early<R::Node>,
+    early: &mut Early<R::Node>,
 ) -> Result<Vec<NodeSession<R::Node>>, RunError> {
     let targets = targets(plan, have);
     // The early sessions to targets the cloud confirms (same address, same server, running).
     let mut kept = Vec::new();
-    for (target, node) in early.0 {
+    for (target, node) in std::mem::take(&mut early.sessions) {
         let running = have.servers.get(&target.node).is_some_and(|s| s.status == "ACTIVE");
         if running && targets.contains(&target) {
             kept.push((target, node));
         } else {
+            early.facts.remove(&target.node);
             reach.close(node).await;
         }
     }
@@ -269,7 +297,7 @@ pub async fn connect_all<R: Reach>(
     let prepared = match prepared {
         Ok(line) => line,
         Err(e) => {
-            close_early(reach, Early(kept)).await;
+            close_early(reach, Early { sessions: kept, facts: BTreeMap::new() }).await;
             return Err(e);
         }
     };

@@ -156,8 +156,8 @@ pub async fn plan<C: Cloud, R: Reach, K: Connect>(
         report.addons.push("every add-on object would be created, once the API server runs".into());
         return Ok(report);
     }
-    let sessions = nodes::connect_all(looks.reach, &plan, &have, looks.ssh_wait, looks.reporter, nodes::Early::default()).await?;
-    let (facts, _) = nodes::facts_all(&sessions).await;
+    let sessions = nodes::connect_all(looks.reach, &plan, &have, looks.ssh_wait, looks.reporter, &mut nodes::Early::default()).await?;
+    let (facts, _) = nodes::facts_all(&sessions, &Default::default()).await;
     let arts = crate::inputs::local_inputs(settings, true).await;
     let prepared = arts.and_then(|arts| nodes::prepare(settings, state, &plan, Some(resolved.subnet.cidr), &arts, &facts, looks.reporter));
     if let Ok(prepared) = &prepared {

@@ -122,7 +122,7 @@ pub async fn status<C: Cloud, R: Reach, K: Connect>(
     if !report.exists {
         return Ok(report);
     }
-    let sessions = nodes::connect_all(reach, &plan, &have, ssh_wait, reporter, nodes::Early::default()).await?;
+    let sessions = nodes::connect_all(reach, &plan, &have, ssh_wait, reporter, &mut nodes::Early::default()).await?;
     for n in &plan.nodes {
         let session = sessions.iter().find(|s| s.node() == n.name);
         let (ssh, kubelet) = match session {

@@ -297,11 +297,11 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
 
     /// Everything that needs the nodes: sessions, the rendered files, the node phases, the
     /// add-ons and readiness, verify. The sessions are closed whatever happens.
-    async fn on_nodes(&mut self, view: &CloudView, arts: &[Artifact], early: nodes::Early<R::Node>) -> Result<(), RunError> {
+    async fn on_nodes(&mut self, view: &CloudView, arts: &[Artifact], mut early: nodes::Early<R::Node>) -> Result<(), RunError> {
         let t = Instant::now();
         let reach = self.systems.reach;
-        let sessions = nodes::connect_all(reach, &view.plan, &view.have, self.options.ssh_wait, self.systems.reporter, early).await?;
-        let result = self.with_sessions(view, arts, &sessions, t).await;
+        let sessions = nodes::connect_all(reach, &view.plan, &view.have, self.options.ssh_wait, self.systems.reporter, &mut early).await?;
+        let result = self.with_sessions(view, arts, &sessions, &early.facts, t).await;
         nodes::close_all(reach, sessions).await;
         result
     }
@@ -311,9 +311,10 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         view: &CloudView,
         arts: &[Artifact],
         sessions: &[NodeSession<R::Node>],
+        known_facts: &std::collections::BTreeMap<String, kos_render::NodeFacts>,
         since: Instant,
     ) -> Result<(), RunError> {
-        let (facts, notes) = nodes::facts_all(sessions).await;
+        let (facts, notes) = nodes::facts_all(sessions, known_facts).await;
         for n in notes {
             self.line(&n);
             self.report.notes.push(n);
