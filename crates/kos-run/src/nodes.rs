@@ -31,6 +31,11 @@ pub trait Reach: Send + Sync {
     fn connect(&self, target: &SshTarget, wait: Duration) -> impl Future<Output = Result<Self::Node, String>> + Send;
     /// End a session.
     fn close(&self, node: Self::Node) -> impl Future<Output = ()> + Send;
+    /// Whether the target's host key is already trusted. Early sessions ([`connect_early`])
+    /// go only to such nodes: a first contact is made once the cloud has confirmed the server.
+    fn knows_host(&self, _target: &SshTarget) -> bool {
+        true
+    }
 }
 
 /// The real [`Reach`]: OpenSSH with the cluster's own ssh_config and known_hosts under
@@ -66,6 +71,14 @@ impl Reach for Ssh<'_> {
 
     async fn close(&self, node: SshNode) {
         node.close().await;
+    }
+
+    /// A line of the cluster's known_hosts under the name the target's key is recorded under
+    /// (the server's ID).
+    fn knows_host(&self, target: &SshTarget) -> bool {
+        let name = target.known_hosts_name(self.settings.ssh.port);
+        let known = std::fs::read_to_string(self.dir.join("known_hosts")).unwrap_or_default();
+        known.lines().any(|l| l.split_whitespace().next().is_some_and(|names| names.split(',').any(|n| n == name)))
     }
 }
 
@@ -234,7 +247,7 @@ pub async fn connect_early<R: Reach>(reach: &R, settings: &Settings, state: &Loc
     let Ok(observed) = state.observed() else { return Early::default() };
     let Ok(plan) = crate::plan_for(settings, &observed) else { return Early::default() };
     let mut targets = targets_with(&plan, |node| observed.nodes.get(node).and_then(|o| o.server_id.clone()));
-    targets.retain(|t| t.host_key_alias.is_some());
+    targets.retain(|t| t.host_key_alias.is_some() && reach.knows_host(t));
     if targets.is_empty() || reach.prepare(&targets).is_err() {
         return Early::default();
     }
@@ -402,4 +415,27 @@ pub async fn verify_all<N: Remote>(sessions: &[NodeSession<N>], plan: &ClusterPl
         .await;
     results.sort_by_key(|v| plan.nodes.iter().position(|n| n.name == v.node).unwrap_or(usize::MAX));
     results
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn early_sessions_go_only_to_hosts_whose_key_is_known_under_the_server_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::testing::settings(dir.path());
+        let state = LocalState::for_settings(Some(&dir.path().join(".kos")), &settings);
+        let ssh = Ssh::new(&settings, &state);
+        let target = |id: Option<&str>| SshTarget::new("demo", "worker-1", "192.168.50.12", id);
+        assert!(!ssh.knows_host(&target(Some("id-1"))), "no known_hosts yet");
+        std::fs::create_dir_all(state.ssh_dir()).unwrap();
+        std::fs::write(state.ssh_dir().join("known_hosts"), "id-0,other ssh-ed25519 AAAA\nid-1 ssh-ed25519 AAAB\n").unwrap();
+        assert!(ssh.knows_host(&target(Some("id-1"))));
+        assert!(ssh.knows_host(&target(Some("id-0"))));
+        // A re-created server (a new ID at the same address) is a first contact: not early.
+        assert!(!ssh.knows_host(&target(Some("id-2"))));
+        assert!(!ssh.knows_host(&target(Some("id"))), "a prefix of a known name is not it");
+    }
 }
