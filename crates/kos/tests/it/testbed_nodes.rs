@@ -209,7 +209,17 @@ fn data_plane(ssh: &Ssh, a: &Node, b: &Node) -> String {
         let out = ssh.command(None, &n.root(), show);
         report += &format!("--- {} ({}):\n{}{}", n.name, n.ip, text(&out.stdout), text(&out.stderr));
     }
+    // When the hypervisor mirrored the address pairs (anti-spoofing) and the routes, if it has.
+    let log = std::fs::read_to_string(Path::new(&env("TB_RUN")).join("hypervisor.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    report += &format!("--- hypervisor.log, last {} lines (now {}):\n", tail.len(), clock());
+    tail.iter().rev().for_each(|l| report += &format!("{l}\n"));
     report
+}
+
+/// The wall clock as the hypervisor's log writes it (local time, HH:MM:SS).
+fn clock() -> String {
+    Command::new("date").arg("+%H:%M:%S").output().map(|o| text(&o.stdout).trim().to_owned()).unwrap_or_default()
 }
 
 /// `testbed/nodes/sandbox.sh leaks ID...`: what is left of these nodes (netns, cgroups, mounts,
@@ -298,7 +308,11 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
     let route_b = format!("destination={POD_B},gateway={}", b.ip);
     res.routes = vec![route_a.clone(), route_b.clone()];
     os("router add route", &[router, "--route", &route_a, "--route", &route_b]);
-    let seen = wait_or_explain("pod A reaches pod B through the router", 20, || pod_to_pod(&ssh, a, &pod_b), || data_plane(&ssh, a, b));
+    // The test bed's Neutron data plane is the hypervisor's poll loop, as a real cloud's L2 and L3
+    // agents program theirs asynchronously: just restarted, on a loaded machine, its first rounds
+    // (every server, port and route mirrored again) can take longer than 20 s. The bound covers
+    // that; on a timeout the explanation shows when the hypervisor applied what (its log).
+    let seen = wait_or_explain("pod A reaches pod B through the router", 60, || pod_to_pod(&ssh, a, &pod_b), || data_plane(&ssh, a, b));
     assert_eq!(seen, "10.88.1.2", "pod B sees pod A's own address as the source (no NAT)");
 
     // a route removed in Neutron -> traffic stops; back -> flows again
