@@ -56,6 +56,15 @@ fn os(words: &str, args: &[&str]) -> String {
     text(&out.stdout).trim().to_owned()
 }
 
+/// Seconds a Neutron change (route, address pair, floating IP) may take to reach the test bed's
+/// data plane. That is the hypervisor's poll loop, as a real cloud's L2 and L3 agents program
+/// theirs asynchronously; a round mirrors every server, port and route, and took 10–13 s with
+/// three test beds on the machine's 2 cores (its log, 2026-11-26), so a change made just after a
+/// round began is seen about two rounds later. 20 s was too short for that (the "router neighbour
+/// table stays empty" flake: pod A's packets still dropped by anti-spoofing, so the router never
+/// asked for B). On a timeout the explanation ends with the hypervisor's log: when it applied what.
+const MIRRORED: u64 = 60;
+
 /// Polls `check` every 0.2 s until it returns `Some`, for at most `secs` seconds.
 fn wait_for<T>(what: &str, secs: u64, check: impl FnMut() -> Option<T>) -> T {
     wait_or_explain(what, secs, check, String::new)
@@ -308,23 +317,20 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
     let route_b = format!("destination={POD_B},gateway={}", b.ip);
     res.routes = vec![route_a.clone(), route_b.clone()];
     os("router add route", &[router, "--route", &route_a, "--route", &route_b]);
-    // The test bed's Neutron data plane is the hypervisor's poll loop, as a real cloud's L2 and L3
-    // agents program theirs asynchronously: just restarted, on a loaded machine, its first rounds
-    // (every server, port and route mirrored again) can take longer than 20 s. The bound covers
-    // that; on a timeout the explanation shows when the hypervisor applied what (its log).
-    let seen = wait_or_explain("pod A reaches pod B through the router", 60, || pod_to_pod(&ssh, a, &pod_b), || data_plane(&ssh, a, b));
+    let seen =
+        wait_or_explain("pod A reaches pod B through the router", MIRRORED, || pod_to_pod(&ssh, a, &pod_b), || data_plane(&ssh, a, b));
     assert_eq!(seen, "10.88.1.2", "pod B sees pod A's own address as the source (no NAT)");
 
     // a route removed in Neutron -> traffic stops; back -> flows again
     let stopped = || pod_to_pod(&ssh, a, &pod_b).is_none().then_some(());
     os("router remove route", &[router, "--route", &route_b]);
-    wait_for("pod traffic stops without the route to pod B", 20, stopped);
+    wait_for("pod traffic stops without the route to pod B", MIRRORED, stopped);
     os("router add route", &[router, "--route", &route_b]);
-    wait_or_explain("pod traffic flows again with the route", 20, || pod_to_pod(&ssh, a, &pod_b), || data_plane(&ssh, a, b));
+    wait_or_explain("pod traffic flows again with the route", MIRRORED, || pod_to_pod(&ssh, a, &pod_b), || data_plane(&ssh, a, b));
 
     // anti-spoofing: without pod A's allowed address pair its packets are dropped at its port
     os("port set --no-allowed-address", &[&port_a]);
-    wait_for("pod traffic stops without the allowed address pair", 20, stopped);
+    wait_for("pod traffic stops without the allowed address pair", MIRRORED, stopped);
     assert_eq!(ssh.ok(&a.root(), "hostname"), a.name, "node A's own address still passes its port");
 
     // a floating IP: SSH by it, from the tenant network (hairpin) and from the external network
@@ -332,7 +338,7 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
     res.floating_ip = Some(fip.clone());
     os("server add floating ip", &[&c.name, &fip]);
     let by_fip = format!("debian@{fip}");
-    let host = wait_for("ssh by the floating IP", 20, || ssh.try_ok(None, &by_fip, "hostname"));
+    let host = wait_for("ssh by the floating IP", MIRRORED, || ssh.try_ok(None, &by_fip, "hostname"));
     assert_eq!(host, c.name, "the floating IP leads to server C");
     let ext_ns = format!("{}-ext", env("TB_PREFIX"));
     let client = ssh.try_ok(Some(&ext_ns), &by_fip, "echo $SSH_CONNECTION");
