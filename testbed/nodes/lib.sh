@@ -1,6 +1,6 @@
 # Shared settings and helpers of the test nodes and the test hypervisor (sourced, not run).
 # Every setting can be overridden from the environment.
-TB_PREFIX=${TB_PREFIX:-kos}                       # names: $TB_PREFIX-deployer, -router, -ext, -n<id8> (<= 5 chars)
+TB_PREFIX=${TB_PREFIX:-kos}                       # names: $TB_PREFIX-deployer, -router, -ext, -n<id8> (<= 6 chars)
 TB_CACHE=${TB_CACHE:-/var/tmp/kos-testbed-cache}  # node base rootfs + offline apt repo (kept between runs)
 TB_RUN=${TB_RUN:-/var/tmp/kos-testbed-run/$TB_PREFIX}  # per-node overlay upper dirs, pids, logs (removed on stop)
 TB_REPO_PORT=${TB_REPO_PORT:-8080}                # offline apt repo, served on the tenant gateway address
@@ -11,6 +11,12 @@ ns()  { echo "$TB_PREFIX-$1"; }                   # ns deployer / ns router / ns
 log() { echo "[testbed $(date +%T.%3N)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+
+# A node's port on the router is the interface ${TB_PREFIX}n<id8>, and Linux allows 15 characters:
+# a longer prefix made every node's create fail ("Attribute failed policy validation") and the
+# tests wait for nodes that never came.
+[[ $TB_PREFIX =~ ^[a-z][a-z0-9]{0,5}$ ]] || die "TB_PREFIX=$TB_PREFIX: use 1 to 6 lower-case letters or digits," \
+  "starting with a letter (a node's interface is \${TB_PREFIX}n<8 hex digits>, at most 15 characters)"
 
 # Move the calling process into <its own cgroup>/<leaf> in every cgroup hierarchy (v1, hybrid or v2)
 # and record the created directories in $2, so that the node's cgroups can be removed from any process.
