@@ -28,6 +28,7 @@ import sys
 import time
 
 import openstack
+from concurrent.futures import ThreadPoolExecutor
 
 PREFIX = os.environ.get("TB_PREFIX", "kos")
 RUN = os.environ.get("TB_RUN", f"/var/tmp/kos-testbed-run/{PREFIX}")
@@ -88,6 +89,11 @@ class Stop(Exception):
 class Hypervisor:
     def __init__(self):
         self.conn = openstack.connect(cloud=CLOUD)
+        # A round's four list calls are asked at once, each on a connection of its own (an SDK
+        # connection is not meant to be shared by threads): one after the other they took 10-13 s
+        # a round on a loaded machine, and every Neutron change waited up to two rounds.
+        self.lists = [openstack.connect(cloud=CLOUD) for _ in range(4)]
+        self.pool = ThreadPoolExecutor(max_workers=4)
         self.admin = None    # only for what the project user cannot see (external subnet, others' keypairs)
         self.nodes = {}      # id8 -> {"server": uuid, "name", "power": "on"/"off", "reboots": int, "updated"}
         self.busy = {}       # id8 -> (Popen, what, on_done, on_failure)
@@ -238,10 +244,14 @@ class Hypervisor:
                                            text=True), what, done, failed)
 
     def reconcile(self):
-        servers = list(self.conn.compute.servers(details=True))
-        ports = list(self.conn.network.ports(network_id=self.net_id))
-        router = self.conn.network.get_router(self.router_id)
-        fips = list(self.conn.network.ips())
+        c = self.lists
+        asked = [self.pool.submit(f) for f in (
+            lambda: list(c[0].compute.servers(details=True)),
+            lambda: list(c[1].network.ports(network_id=self.net_id)),
+            lambda: c[2].network.get_router(self.router_id),
+            lambda: list(c[3].network.ips()),
+        )]
+        servers, ports, router, fips = (a.result() for a in asked)
         port_of = {}
         for p in ports:
             if p.device_owner and p.device_owner.startswith("compute:"):
