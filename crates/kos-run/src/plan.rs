@@ -10,7 +10,7 @@ use crate::report::NodePhaseChanges;
 use crate::state::LocalState;
 use crate::{Reporter, RunError, plan_for};
 use kos_cloud::Cloud;
-use kos_cloud::apply::{self, CloudChange};
+use kos_cloud::apply::{self, CloudChange, Resolved};
 use kos_cloud::reconcile::{ClusterResources, RouteChange, node_changes, route_changes};
 use kos_cloud::survey::{self, Asks, Survey};
 use kos_core::plan::ClusterPlan;
@@ -146,7 +146,7 @@ pub async fn plan<C: Cloud, R: Reach, K: Connect>(
     let survey = survey::survey(cloud, settings, asks).await;
     let (resolved, have) = (survey.resolved()?, survey.have()?);
     let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
-    let mut report = PlanReport { cloud: cloud_changes(cloud, settings, &plan, &survey).await?, ..Default::default() };
+    let mut report = PlanReport { cloud: cloud_changes(cloud, settings, &plan, &survey, &have, &resolved).await?, ..Default::default() };
     // Nodes whose server is missing or has no address yet are provisioned from scratch.
     let missing = plan.nodes_without_address();
     for n in plan.nodes.iter().filter(|n| !have.servers.contains_key(&n.name) || missing.contains(&n.name.as_str())) {
@@ -170,15 +170,22 @@ pub async fn plan<C: Cloud, R: Reach, K: Connect>(
 }
 
 /// The cloud's changes, in the words `up` prints: the security group, ports, servers,
-/// floating IPs, routes.
-async fn cloud_changes<C: Cloud>(cloud: &C, settings: &Settings, plan: &ClusterPlan, survey: &Survey) -> Result<Vec<String>, RunError> {
-    let (resolved, have) = (survey.resolved()?, survey.have()?);
+/// floating IPs, routes. `have` and `resolved` are what the caller took from `survey`, which
+/// also holds the security group.
+async fn cloud_changes<C: Cloud>(
+    cloud: &C,
+    settings: &Settings,
+    plan: &ClusterPlan,
+    survey: &Survey,
+    have: &ClusterResources,
+    resolved: &Resolved,
+) -> Result<Vec<String>, RunError> {
     let mut lines: Vec<String> = Vec::new();
     if settings.cloud.manage_security_group {
         let group = survey.security_group(cloud, &settings.cluster.name).await?;
         lines.extend(apply::security_group_change(settings, plan, group.as_ref()).map(|c| CloudChange::SecurityGroup(c).to_string()));
     }
-    lines.extend(node_changes(plan, &have).into_iter().map(|c| CloudChange::Node(c).to_string()));
+    lines.extend(node_changes(plan, have).into_iter().map(|c| CloudChange::Node(c).to_string()));
     // A node without an address yet gets its route once its port has one.
     lines.extend(
         plan.nodes
