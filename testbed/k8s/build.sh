@@ -245,6 +245,24 @@ busybox_ash() {
   env 'data-1=value-1' "$out/busybox" sh -c env | grep -qx 'data-1=value-1' || die "busybox: ash still drops data-1"
 }
 
+# --- kube-bench (the CIS Kubernetes Benchmark as a program), at the pin and checksums of testbed/k8s/kube-bench/go.{mod,sum}
+# (-mod=readonly: nothing is resolved or added at build time), with its benchmark definitions (the module's cfg/) and
+# kos.yaml as the version-specific settings of the benchmark kos is judged by (upstream's file there is empty): where
+# kos puts the files kube-bench looks for, so its checks read kos's files and not a kubeadm path that is not there.
+KUBE_BENCH_CIS=cis-1.11
+kube_bench() {
+  local out=$1 w=$CACHE/src/kube-bench-wrapper v
+  v=$(awk '$1 == "github.com/aquasecurity/kube-bench" {print $2}' "$HERE/kube-bench/go.mod")
+  rm -rf "$w"; mkdir -p "$w"; cp "$HERE/kube-bench/go.mod" "$HERE/kube-bench/go.sum" "$w/"
+  (cd "$w" && GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w -X github.com/aquasecurity/kube-bench/cmd.KubeBenchVersion=$v" \
+    -o "$out/kube-bench" github.com/aquasecurity/kube-bench)
+  cp -r "$(cd "$w" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' github.com/aquasecurity/kube-bench)/cfg" "$out/cfg"
+  chmod -R u+w "$out/cfg"
+  [[ -d $out/cfg/$KUBE_BENCH_CIS ]] || die "kube-bench $v has no $KUBE_BENCH_CIS benchmark"
+  cp "$HERE/kube-bench/kos.yaml" "$out/cfg/$KUBE_BENCH_CIS/config.yaml"
+  [[ $("$out/kube-bench" version) == "$v" ]] || die "kube-bench version: $("$out/kube-bench" version)"
+}
+
 need_host() {
   local missing=()
   command -v gcc >/dev/null || missing+=(gcc)
@@ -271,6 +289,9 @@ cached "nnp, sample-apiserver v$SAMPLE_APISERVER" "$CACHE/e2e-extras-v$KUBERNETE
 [[ -n $BUSYBOX_SRC ]] || die "no busybox-static installed"
 BB=$CACHE/busybox-${BUSYBOX_SRC#*:}-ash-env
 cached "busybox $BUSYBOX_SRC (Debian's source, ash keeping every variable)" "$BB" busybox_ash
+KB=$CACHE/kube-bench-$(cat "$HERE"/kube-bench/go.{mod,sum} "$HERE/kube-bench/kos.yaml" | sha256sum | cut -c1-12)
+cached "kube-bench (testbed/k8s/kube-bench)" "$KB" kube_bench
+ln -sfn "$(basename "$KB")" "$CACHE/kube-bench"   # the tests' kube-bench: beside the artifact set, under a fixed name
 log "all components built"
 
 # --- The artifact folder: hard links into the cache (no copies), then the images, then SHA256SUMS.
