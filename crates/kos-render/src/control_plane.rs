@@ -30,7 +30,8 @@ const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";
 const AUTHENTICATION_CONFIG: &str = "/etc/kubernetes/authentication-config.yaml";
 const ADMISSION_CONFIG: &str = "/etc/kubernetes/admission-config.yaml";
 const AUDIT_LOG_DIR: &str = "/var/log/kubernetes/audit";
-const ETCD_DATA: &str = "/var/lib/etcd";
+/// etcd's data directory on a master (0700: the kubelet's unit makes it so, see kubelet.service.j2).
+pub(crate) const ETCD_DATA: &str = "/var/lib/etcd";
 
 /// etcd image tag: the newest patch of the 3.7 series kubeadm 1.37 pairs (3.7.0-0); the
 /// API servers of 1.35 and 1.36 support it too (their minimum is 3.5.24).
@@ -324,6 +325,10 @@ pub fn apiserver_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'st
         ("service-account-key-file", format!("{PKI}/sa.pub")),
         ("service-account-signing-key-file", format!("{PKI}/sa.key")),
         ("service-account-lookup", "true".into()),
+        // CIS 1.2.30: a projected service-account token expires when it says it does (the
+        // kubelet renews it at 80 % of its life), not a year later for clients that never
+        // re-read it; every client-go since 1.15 re-reads it.
+        ("service-account-extend-token-expiration", "false".into()),
         ("service-cluster-ip-range", plan.service_cidr.to_string()),
         ("tls-cert-file", format!("{PKI}/apiserver.crt")),
         ("tls-private-key-file", format!("{PKI}/apiserver.key")),

@@ -93,17 +93,20 @@ pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material
     let server = api_server_url(inputs, node)?;
     let user = format!("system:node:{}", node.name);
     out.add(paths::KUBELET_KUBECONFIG, PRIVATE, client_kubeconfig(inputs, &ca, &server, &user, &client_cert, &client_key)?);
-    out.add(paths::KUBELET_CONFIG, PUBLIC, crate::to_yaml("KubeletConfiguration", &kubelet_configuration(inputs, node, &ranges))?);
-    let unit_ctx = minijinja::context! { node => &node.name, node_ip => node_ip.to_string(), environment => &proxy_env };
-    out.add(paths::KUBELET_UNIT, PUBLIC, template("kubelet.service", KUBELET_UNIT, unit_ctx)?);
+    // The kubelet's and kube-proxy's configuration and units are root's alone (CIS 4.1.1,
+    // 4.1.9; kube-bench checks them): only root's kubelet and systemd read them.
+    out.add(paths::KUBELET_CONFIG, PRIVATE, crate::to_yaml("KubeletConfiguration", &kubelet_configuration(inputs, node, &ranges))?);
+    let etcd_data = (node.role == Role::Master).then_some(crate::control_plane::ETCD_DATA);
+    let unit_ctx = minijinja::context! { node => &node.name, node_ip => node_ip.to_string(), environment => &proxy_env, etcd_data };
+    out.add(paths::KUBELET_UNIT, PRIVATE, template("kubelet.service", KUBELET_UNIT, unit_ctx)?);
 
     // kube-proxy
     out.unit(Unit::KubeProxy);
     let proxy_cert = material.cert("kube-proxy")?;
     let proxy_key = material.key("kube-proxy")?;
     out.add(paths::KUBE_PROXY_KUBECONFIG, PRIVATE, client_kubeconfig(inputs, &ca, &server, "system:kube-proxy", &proxy_cert, &proxy_key)?);
-    out.add(paths::KUBE_PROXY_CONFIG, PUBLIC, crate::to_yaml("KubeProxyConfiguration", &kube_proxy_configuration(inputs, node))?);
-    out.add(paths::KUBE_PROXY_UNIT, PUBLIC, template("kube-proxy.service", KUBE_PROXY_UNIT, minijinja::context! { node => &node.name })?);
+    out.add(paths::KUBE_PROXY_CONFIG, PRIVATE, crate::to_yaml("KubeProxyConfiguration", &kube_proxy_configuration(inputs, node))?);
+    out.add(paths::KUBE_PROXY_UNIT, PRIVATE, template("kube-proxy.service", KUBE_PROXY_UNIT, minijinja::context! { node => &node.name })?);
 
     // Container runtime. With `docker`, the kubelet still talks CRI to containerd and
     // dockerd runs beside it on the same containerd.

@@ -151,7 +151,12 @@ fn workers_never_get_a_ca_key() {
 fn private_files_are_0600_and_scripts_0755() {
     let r = render_example(docker_tls);
     for f in r.files.iter().filter(|f| matches!(f.target, Target::Node(_)) && is_node_module_path(&f.path)) {
-        let private = f.contents.contains("PRIVATE KEY") || f.contents.contains("client-key-data") || f.path.ends_with(".key");
+        // Keys, and the kubelet's and kube-proxy's configuration and units (CIS 4.1.1, 4.1.9).
+        let root_only = [paths::KUBELET_CONFIG, paths::KUBELET_UNIT, paths::KUBE_PROXY_CONFIG, paths::KUBE_PROXY_UNIT];
+        let private = f.contents.contains("PRIVATE KEY")
+            || f.contents.contains("client-key-data")
+            || f.path.ends_with(".key")
+            || root_only.contains(&f.path.as_str());
         let expected = if private {
             0o600
         } else if f.path.ends_with(".sh") {
