@@ -527,16 +527,24 @@ impl Cloud for OpenStackCloud {
         self.find(Service::Image, "images", "image", name_or_id, |one: Image| one, |many: wire::ImageList| many.images).await
     }
 
-    /// Flavor IDs may be any string: always by ID first, then by name in the list.
-    /// calls: 1–2.
+    /// Flavor IDs may be any string: the list, matched by ID, else by name; else by ID
+    /// alone (a private flavor an admin's list leaves out). calls: 1 (2 for that flavor).
+    /// `GET flavors/{x}` first cost a second call, one after the other, whenever the settings
+    /// name a flavor by its name, which is the usual case.
     async fn flavor(&self, name_or_id: &str) -> CloudResult<Flavor> {
-        let call = Call::get(Service::Compute, format!("flavors/{name_or_id}"));
-        if let Some(one) = self.t().json_opt::<wire::FlavorOne>(&call, "read flavor").await? {
-            return Ok(one.flavor);
-        }
         let call = Call::get(Service::Compute, "flavors/detail");
         let list: wire::FlavorList = self.t().json(&call, "list flavors").await?;
-        exactly_one("flavor", name_or_id, list.flavors.into_iter().filter(|f| f.name == name_or_id).collect())
+        if let Some(f) = list.flavors.iter().find(|f| f.id == name_or_id) {
+            return Ok(f.clone());
+        }
+        let named: Vec<Flavor> = list.flavors.into_iter().filter(|f| f.name == name_or_id).collect();
+        if named.is_empty() {
+            let call = Call::get(Service::Compute, format!("flavors/{name_or_id}"));
+            if let Some(one) = self.t().json_opt::<wire::FlavorOne>(&call, "read flavor").await? {
+                return Ok(one.flavor);
+            }
+        }
+        exactly_one("flavor", name_or_id, named)
     }
 
     /// calls: 1.
