@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use openstack_sdk::AsyncOpenStack;
 use openstack_sdk::api::rest_endpoint_prelude::{ApiVersion, BodyError, Cow, QueryParams, RestEndpoint, ServiceType};
 use openstack_sdk::api::{ApiError, QueryAsync, raw};
+use openstack_sdk::catalog::CatalogError;
 use serde::de::DeserializeOwned;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -427,6 +428,7 @@ impl Transport {
     async fn send_now(&self, call: &Call) -> CloudResult<Reply> {
         let start = Instant::now();
         let mut attempt = 0u32;
+        let mut rediscovered = false;
         loop {
             attempt += 1;
             self.calls.fetch_add(1, Ordering::Relaxed);
@@ -472,6 +474,23 @@ impl Transport {
                         }
                         ApiError::Client { source: openstack_sdk::RestError::AuthError { .. } } => {
                             return Err(CloudError::Auth { cloud: self.cloud.clone(), message: error_chain(&err) });
+                        }
+                        // The SDK logs in again after a 401 and its new session has lost the
+                        // endpoints version discovery found, so every later call to a service
+                        // whose first answer was that 401 is refused with "Api Version `2.1` is
+                        // not supported" (seen with an application credential's access rules,
+                        // and so with any token refused mid-run). Discover again, once.
+                        ApiError::Catalog { source: CatalogError::VersionUnsupported { .. } } if !rediscovered => {
+                            rediscovered = true;
+                            if self.session.discover_service_endpoint(&call.service.sdk_type()).await.is_ok() {
+                                tracing::debug!(call = %call.describe(), "the endpoint was discovered again");
+                                continue;
+                            }
+                            return Err(CloudError::Refused {
+                                service: call.service.name(),
+                                action: call.describe(),
+                                message: error_chain(&err),
+                            });
                         }
                         // Retrying can't help: no such service in the catalog, bad URL, ...
                         _ => {
