@@ -263,6 +263,31 @@ kube_bench() {
   [[ $("$out/kube-bench" version) == "$v" ]] || die "kube-bench version: $("$out/kube-bench" version)"
 }
 
+# --- For bench/vs-kubeadm.sh only (KOS_K8S_KUBEADM=1; not part of the artifact set kos installs): kubeadm from the
+# cluster's Kubernetes version (a sibling wrapper: the cluster's stays as it is), and the kube-proxy image kubeadm's
+# add-on runs (upstream: distroless-iptables): kube-proxy with Debian's iptables (nft, as the nodes' hosts), its
+# extensions (loaded at run time, so listed one by one) and conntrack, with their libraries.
+KUBEADM_DEBS="iptables conntrack"
+kubeadm_bin() {
+  local out=$1 w=$CACHE/src/kubeadm-wrapper-v$KUBERNETES
+  k8s_wrapper "$w" k8s.io/kubernetes/cmd/kubeadm
+  (cd "$w" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "all=-s -w$(k8s_ldflags)" -o "$out/" k8s.io/kubernetes/cmd/kubeadm)
+  [[ $("$out/kubeadm" version -o short) == "v$KUBERNETES" ]] || die "kubeadm version: $("$out/kubeadm" version -o short)"
+  local pkgs d root=$out/root
+  mkdir -p "$out/debs" "$root"
+  pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
+    --no-enhances $KUBEADM_DEBS | grep '^[a-z0-9]' | sort -u)
+  (cd "$out/debs" && apt-get download -q $pkgs >&2) || die "apt-get download (apt-get update first?)"
+  for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$root"; done
+  local x=usr/lib/x86_64-linux-gnu/xtables files=()
+  for d in "$root/$x"/*.so; do files+=("$d:/$x/${d##*/}"); done
+  for d in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do files+=("@/usr/sbin/$d=xtables-nft-multi"); done
+  python3 "$HERE/pack-image.py" "$out/kube-proxy.tar" "registry.k8s.io/kube-proxy:v$KUBERNETES" --entrypoint '["/usr/local/bin/kube-proxy"]' \
+    --lib-root "$root" "$CACHE/kubernetes-v$KUBERNETES/kube-proxy:/usr/local/bin/kube-proxy" \
+    "$root/usr/sbin/xtables-nft-multi:/usr/sbin/xtables-nft-multi" "$root/usr/sbin/conntrack:/usr/sbin/conntrack" "${files[@]}" >&2
+  rm -rf "$root" "$out/debs"
+}
+
 need_host() {
   local missing=()
   command -v gcc >/dev/null || missing+=(gcc)
@@ -292,6 +317,9 @@ cached "busybox $BUSYBOX_SRC (Debian's source, ash keeping every variable)" "$BB
 KB=$CACHE/kube-bench-$(cat "$HERE"/kube-bench/go.{mod,sum} "$HERE/kube-bench/kos.yaml" | sha256sum | cut -c1-12)
 cached "kube-bench (testbed/k8s/kube-bench)" "$KB" kube_bench
 ln -sfn "$(basename "$KB")" "$CACHE/kube-bench"   # the tests' kube-bench: beside the artifact set, under a fixed name
+if [[ ${KOS_K8S_KUBEADM:-0} == 1 ]]; then
+  cached "kubeadm v$KUBERNETES and its kube-proxy image" "$CACHE/kubeadm-v$KUBERNETES" kubeadm_bin
+fi
 log "all components built"
 
 # --- The artifact folder: hard links into the cache (no copies), then the images, then SHA256SUMS.
