@@ -40,9 +40,13 @@ fn facts(c: &Cluster, node: &str, files: &[&str]) -> BTreeMap<String, String> {
     c.root_ok(node, &script).lines().filter_map(|l| l.split_once('\t')).map(|(k, v)| (k.to_owned(), v.trim().to_owned())).collect()
 }
 
-/// Files every node has (path, mode): configs readable, credentials root-only.
-const NODE_FILES: [(&str, &str); 10] = [
-    ("/var/lib/kubelet/config.yaml", "644"),
+/// Files every node has (path, mode): credentials, and the kubelet's and kube-proxy's
+/// configuration and units (CIS 4.1.1, 4.1.9), root-only; the rest readable.
+const NODE_FILES: [(&str, &str); 13] = [
+    ("/var/lib/kubelet/config.yaml", "600"),
+    ("/etc/systemd/system/kubelet.service", "600"),
+    ("/var/lib/kube-proxy/config.yaml", "600"),
+    ("/etc/systemd/system/kube-proxy.service", "600"),
     ("/etc/kubernetes/kubelet.conf", "600"),
     ("/etc/kubernetes/kube-proxy.conf", "600"),
     ("/var/lib/kubelet/pki/kubelet.key", "600"),
@@ -54,8 +58,10 @@ const NODE_FILES: [(&str, &str); 10] = [
     ("/usr/local/bin/kube-proxy", "755"),
 ];
 
-/// Files only masters have: the CAs' keys, the API server's and etcd's credentials.
-const MASTER_FILES: [(&str, &str); 5] = [
+/// Files only masters have: the CAs' keys, the API server's and etcd's credentials, etcd's
+/// data directory (root's alone, CIS 1.1.11).
+const MASTER_FILES: [(&str, &str); 6] = [
+    ("/var/lib/etcd", "700"),
     ("/etc/kubernetes/pki/ca.key", "600"),
     ("/etc/kubernetes/pki/sa.key", "600"),
     ("/etc/kubernetes/pki/apiserver.key", "600"),
