@@ -23,5 +23,16 @@ pub(crate) fn check(ctx: &Ctx) {
     assert!(!summary.is_empty(), "conformance.sh printed no summary:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let passed: u32 = summary.split_whitespace().nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(passed > 0, "no spec passed: {summary}");
-    assert!(out.status.success(), "a spec failed that is not a known failure:\n{stdout}");
+    if !out.status.success() {
+        // The cluster's folder goes with the test: keep the e2e log and JUnit report where a
+        // post-mortem finds them.
+        let kept = std::path::PathBuf::from("/var/tmp/kos-test-reports")
+            .join(format!("conformance-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())));
+        let copied = std::fs::create_dir_all(&kept).is_ok()
+            && Command::new("cp").arg("-r").arg(&report).arg(&kept).status().is_ok_and(|s| s.success());
+        panic!(
+            "a spec failed that is not a known failure (e2e log and report: {}):\n{stdout}",
+            if copied { kept.display().to_string() } else { "not kept".into() }
+        );
+    }
 }
