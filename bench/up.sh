@@ -19,27 +19,14 @@
 # work folder (settings, logs, state).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-: "${KOS_TEST_NODES:?run me under testbed/with-testbed.sh}"
-: "${TC_HOME:?run me under testbed/with-testbed.sh}"
-TIME=/usr/bin/time
-[ -x "$TIME" ] || { echo "GNU time is missing: apt-get install time" >&2; exit 1; }
-if [ -z "${KOS:-}" ]; then
-  KOS=$ROOT/target/release/kos
-  (cd "$ROOT" && CARGO_NET_OFFLINE=true cargo build -q --release -p kos)
-fi
-WORK=$(mktemp -d /tmp/kos-bench-up.XXXXXX)
-CLUSTERS=()
-cleanup() {
-  for s in "${CLUSTERS[@]}"; do "$KOS" destroy --yes -q -f "$s" >/dev/null 2>&1 || echo "destroy of $s failed" >&2; done
-  [ "${KEEP:-}" = 1 ] && echo "work folder kept: $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init bench-up
 ARTIFACTS=$("$ROOT/testbed/k8s/build.sh" 2>"$WORK/build.log" | tail -n1) || { cat "$WORK/build.log" >&2; exit 1; }
 CACHE=$(dirname "$ARTIFACTS")
 cold=0; for f in "$CACHE"/*/.build-seconds; do cold=$(( cold + $(cat "$f") )); done
 echo "artifact set $ARTIFACTS ($(du -sh "$ARTIFACTS" | cut -f1)): cold build $cold s (sum of each component's first build), warm $(sed -n 's/.*this run: \([0-9]*\) s.*/\1/p' "$WORK/build.log") s"
-export HOME=$WORK/home KUBECONFIG=$WORK/home/kubeconfig   # never the user's ~/.kube/config
-mkdir -p "$HOME"
+bench_home
 
 settings() { # settings N CLUSTER -> path
   local f=$WORK/$2/settings.yaml

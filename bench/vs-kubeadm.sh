@@ -21,30 +21,17 @@
 # Env: KOS (default: target/release/kos, built when KOS is not set), KEEP=1 keeps the work folder.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-: "${KOS_TEST_NODES:?run me under testbed/with-testbed.sh}"
-: "${TC_HOME:?run me under testbed/with-testbed.sh}"
+# shellcheck source=lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init vs-kubeadm
 WORKERS=${1:-2}
-TIME=/usr/bin/time
-[ -x "$TIME" ] || { echo "GNU time is missing: apt-get install time" >&2; exit 1; }
-if [ -z "${KOS:-}" ]; then
-  KOS=$ROOT/target/release/kos
-  (cd "$ROOT" && CARGO_NET_OFFLINE=true cargo build -q --release -p kos)
-fi
 # shellcheck source=../testbed/k8s/versions.env
 . "$ROOT/testbed/k8s/versions.env"
 CACHE=${KOS_K8S_CACHE:-/var/tmp/kos-k8s}
-WORK=$(mktemp -d /tmp/kos-vs-kubeadm.XXXXXX)
-CLUSTERS=()
-cleanup() {
-  for s in "${CLUSTERS[@]}"; do "$KOS" destroy --yes -q -f "$s" >/dev/null 2>&1 || echo "destroy of $s failed" >&2; done
-  [ "${KEEP:-}" = 1 ] && echo "work folder kept: $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
 ARTIFACTS=$(KOS_K8S_KUBEADM=1 "$ROOT/testbed/k8s/build.sh" 2>"$WORK/build.log" | tail -n1) || { cat "$WORK/build.log" >&2; exit 1; }
 KA=$CACHE/kubeadm-v$KUBERNETES KB=$CACHE/kube-bench
 [ -x "$KA/kubeadm" ] && [ -f "$KA/kube-proxy.tar" ] && [ -x "$KB/kube-bench" ] || { echo "no kubeadm or kube-bench in $CACHE" >&2; exit 1; }
-export HOME=$WORK/home KUBECONFIG=$WORK/home/kubeconfig   # never the user's ~/.kube/config
-mkdir -p "$HOME"
+bench_home
 now() { date +%s.%N; }
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
 
