@@ -7,7 +7,8 @@
 #                     containerd containerd-shim-runc-v2 ctr runc crictl
 #   OUT_DIR/cni/      bridge host-local loopback portmap
 #   OUT_DIR/images/   OCI archives: kube-apiserver, kube-controller-manager, kube-scheduler, etcd, pause,
-#                     coredns — each under the exact name kos's manifests use (registry.k8s.io/...)
+#                     coredns — each under the exact name kos's manifests use (registry.k8s.io/...) — and
+#                     keepalived, haproxy (Debian's, localhost/kos/...: the API endpoint of several masters)
 #   OUT_DIR/SHA256SUMS every file above, as kos requires
 #
 # and, next to it (same cache, same version; not printed), for the upstream e2e suite (conformance.sh):
@@ -206,14 +207,38 @@ pause() {
 # their libraries come from: `apt-get download` of the dependency closure, unpacked into one root that
 # pack-image.py --lib-root resolves the libraries in (so the images do not depend on what this host has installed).
 DEB_TOOLS="bind9-dnsutils bind9-host curl netcat-openbsd iproute2 libc-bin bash nginx"
-debian_tools() {
-  local out=$1 pkgs d
+# deb_closure OUT PKG...: the packages and their dependency closure downloaded to OUT/debs, unpacked into OUT/root,
+# their file names listed in OUT/PACKAGES.
+deb_closure() {
+  local out=$1 pkgs d; shift
   mkdir -p "$out/debs" "$out/root"
   pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
-    --no-enhances $DEB_TOOLS | grep '^[a-z0-9]' | sort -u)
+    --no-enhances "$@" | grep '^[a-z0-9]' | sort -u)
   (cd "$out/debs" && apt-get download -q $pkgs >&2) || die "apt-get download (apt-get update first?)"
   for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$out/root"; done
   (cd "$out/debs" && ls) >"$out/PACKAGES"
+}
+debian_tools() { deb_closure "$1" $DEB_TOOLS; }
+
+# --- The API endpoint of a cluster with several masters, in the artifact set: Debian's keepalived (the VIP, moved by
+# VRRP to a master whose API server answers; Debian's curl is its health check) and haproxy (on each worker, in front
+# of every API server), with their libraries: the dependency closure, as for the test images above, in a root of its
+# own. The images are tagged with the pins of versions.env (KEEPALIVED_VERSION, HAPROXY_VERSION); the Debian version
+# apt gives (bookworm: keepalived 1:2.2.7-1+b2, haproxy 2.6.12-1+deb12u4 from bookworm-security) must be of that
+# upstream version (after an epoch `N:`, before the first `-`), so a tag always names one upstream release.
+HA_DEBS="keepalived haproxy curl"
+# deb_upstream DIR PKG PIN: dies unless DIR/PKG_*.deb's upstream version is PIN.
+deb_upstream() {
+  local v u; v=$(dpkg-deb -f "$(echo "$1/$2"_*.deb)" Version) || die "no $2 .deb in $1"
+  u=${v#*:}; u=${u%%-*}
+  [[ $u == "$3" ]] || die "Debian's $2 is $v (upstream $u), versions.env pins $3: update the pin (it is the image tag)"
+  log "$2: Debian $v, upstream $u"
+}
+ha_debs() {
+  deb_closure "$1" $HA_DEBS
+  deb_upstream "$1/debs" keepalived "$KEEPALIVED_VERSION"
+  deb_upstream "$1/debs" haproxy "$HAPROXY_VERSION"
+  rm -rf "$1/debs"
 }
 
 # --- busybox for the test images: Debian's source of the host's busybox-static (its patches, its static config),
@@ -273,12 +298,8 @@ kubeadm_bin() {
   k8s_wrapper "$w" k8s.io/kubernetes/cmd/kubeadm
   (cd "$w" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "all=-s -w$(k8s_ldflags)" -o "$out/" k8s.io/kubernetes/cmd/kubeadm)
   [[ $("$out/kubeadm" version -o short) == "v$KUBERNETES" ]] || die "kubeadm version: $("$out/kubeadm" version -o short)"
-  local pkgs d root=$out/root
-  mkdir -p "$out/debs" "$root"
-  pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
-    --no-enhances $KUBEADM_DEBS | grep '^[a-z0-9]' | sort -u)
-  (cd "$out/debs" && apt-get download -q $pkgs >&2) || die "apt-get download (apt-get update first?)"
-  for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$root"; done
+  local d root=$out/root
+  deb_closure "$out" $KUBEADM_DEBS
   local x=usr/lib/x86_64-linux-gnu/xtables files=()
   for d in "$root/$x"/*.so; do files+=("$d:/$x/${d##*/}"); done
   for d in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do files+=("@/usr/sbin/$d=xtables-nft-multi"); done
@@ -320,13 +341,15 @@ ln -sfn "$(basename "$KB")" "$CACHE/kube-bench"   # the tests' kube-bench: besid
 if [[ ${KOS_K8S_KUBEADM:-0} == 1 ]]; then
   cached "kubeadm v$KUBERNETES and its kube-proxy image" "$CACHE/kubeadm-v$KUBERNETES" kubeadm_bin
 fi
+H=$CACHE/ha-debian-$(echo "$HA_DEBS $KEEPALIVED_VERSION $HAPROXY_VERSION" | sha256sum | cut -c1-12)
+cached "keepalived $KEEPALIVED_VERSION, haproxy $HAPROXY_VERSION (Debian's: $HA_DEBS)" "$H" ha_debs
 log "all components built"
 
 # --- The artifact folder: hard links into the cache (no copies), then the images, then SHA256SUMS.
 R=registry.k8s.io
 K=$CACHE/kubernetes-v$KUBERNETES E=$CACHE/etcd-v$ETCD C=$CACHE/containerd-v$CONTAINERD
 P=$(ls -d "$CACHE"/pause-"$PAUSE"-"$(sha256sum "$HERE/pause.c" | cut -c1-12)")
-stamp=$(sha256sum "$HERE/versions.env" "$HERE/build.sh" "$HERE/pack-image.py" "$HERE/pause.c" | sha256sum | cut -c1-16)
+stamp=$(sha256sum "$HERE/versions.env" "$HERE/build.sh" "$HERE/pack-image.py" "$HERE/pause.c" "$H/PACKAGES" | sha256sum | cut -c1-16)
 if [[ -f $OUT/.stamp && $(cat "$OUT/.stamp") == "$stamp" ]] && (cd "$OUT" && sha256sum --quiet -c SHA256SUMS); then
   log "artifact folder up to date: $OUT"
 else
@@ -347,11 +370,31 @@ else
   bb=$(command -v busybox)
   img busybox "$R/e2e-test-images/busybox:1.36.1-1" --cmd '["sh"]' "$bb:/bin/busybox" \
     $(for a in $("$bb" --list); do [[ $a == busybox ]] || echo "@/bin/$a=busybox"; done)
+  # The API endpoint of a cluster with several masters (see ha_debs), Debian's programs with their libraries from $H/root.
+  # keepalived: runs as `keepalived --dont-fork --log-console --vrrp -f CONF` (hostNetwork, NET_ADMIN, NET_RAW,
+  # NET_BROADCAST), its pid files in /run; curl is its VRRP script (`curl -sfk -o /dev/null https://127.0.0.1:6443/readyz`:
+  # with --log-console a script's stdout is keepalived's). haproxy: at the official image's path, /usr/local/sbin/haproxy
+  # (`haproxy -W -db -f CFG`). Both need the /dev/null and /proc a container has (not a bare chroot).
+  rm -rf "$OUT.etc"; mkdir -p "$OUT.etc"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\n' >"$OUT.etc/passwd-keepalived"
+  printf 'root:x:0:\n' >"$OUT.etc/group-keepalived"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$OUT.etc/passwd-haproxy"
+  printf 'root:x:0:\nnogroup:x:65534:\nnobody:x:65534:\n' >"$OUT.etc/group-haproxy"
+  img keepalived "localhost/kos/keepalived:$KEEPALIVED_VERSION" --entrypoint '["/usr/sbin/keepalived"]' --dir run --lib-root "$H/root" \
+    "$H/root/usr/sbin/keepalived:/usr/sbin/keepalived" "$H/root/usr/bin/curl:/usr/bin/curl" \
+    "$OUT.etc/passwd-keepalived:/etc/passwd:0644" "$OUT.etc/group-keepalived:/etc/group:0644"
+  img haproxy "localhost/kos/haproxy:$HAPROXY_VERSION" --entrypoint '["/usr/local/sbin/haproxy"]' --dir run --dir var/lib/haproxy \
+    --lib-root "$H/root" "$H/root/usr/sbin/haproxy:/usr/sbin/haproxy" "@/usr/local/sbin/haproxy=/usr/sbin/haproxy" \
+    "$OUT.etc/passwd-haproxy:/etc/passwd:0644" "$OUT.etc/group-haproxy:/etc/group:0644"
+  rm -rf "$OUT.etc"
   (cd "$OUT.tmp" && find bin cni images -type f | sort | xargs sha256sum >SHA256SUMS)
   cat >"$OUT.tmp/README" <<README
 Air-gapped artifact set for kos (artifacts.source: local), built by testbed/k8s/build.sh from the Go
 module proxy (busybox: Debian's busybox-static, a workload image for the tests): Kubernetes v$KUBERNETES, etcd v$ETCD, CoreDNS v$COREDNS, containerd v$CONTAINERD, runc v$RUNC,
-CNI plugins v$CNI_PLUGINS, crictl v$CRI_TOOLS, pause (testbed/k8s/pause.c). Every file is listed in SHA256SUMS.
+CNI plugins v$CNI_PLUGINS, crictl v$CRI_TOOLS, pause (testbed/k8s/pause.c). For the API endpoint of a cluster with several
+masters, Debian 12's keepalived $KEEPALIVED_VERSION (with curl, its health check) and haproxy $HAPROXY_VERSION with their
+libraries (localhost/kos/keepalived:$KEEPALIVED_VERSION, localhost/kos/haproxy:$HAPROXY_VERSION; packages: $H/PACKAGES).
+Every file is listed in SHA256SUMS.
 README
   echo "$stamp" >"$OUT.tmp/.stamp"
   if [[ -f $OUT/SHA256SUMS ]] && cmp -s "$OUT/SHA256SUMS" "$OUT.tmp/SHA256SUMS" && cmp -s "$OUT/README" "$OUT.tmp/README" \

@@ -9,8 +9,10 @@
 
 use crate::api::{Cloud, CloudError, PortFilter, PortSpec, RuleSpec, ServerSpec};
 use crate::model::{Flavor, Network, Route, Router, Subnet};
-use crate::reconcile::{ClusterResources, NodeChange, RouteChange, cluster_tag, node_changes, node_tag, route_changes, routes_after};
-use kos_core::plan::{ClusterPlan, NodePlan};
+use crate::reconcile::{
+    ApiChange, ClusterResources, NodeChange, RouteChange, api_changes, cluster_tag, node_changes, node_tag, route_changes, routes_after,
+};
+use kos_core::plan::{ClusterPlan, NodePlan, marks};
 use kos_core::settings::Settings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -169,7 +171,7 @@ pub async fn discover<C: Cloud>(cloud: &C, cluster: &str) -> Result<ClusterResou
 /// interrupted before its tags were set (found by the marks in their description).
 pub async fn complete_tags<C: Cloud>(cloud: &C, have: &ClusterResources) -> Result<Changes, ApplyError> {
     let mut done = Changes::default();
-    let ports = have.ports.values().chain(have.stray_ports.iter()).map(|p| ("ports", &p.id, &p.name, &p.tags));
+    let ports = have.ports.values().chain(&have.stray_ports).chain(&have.vip_port).map(|p| ("ports", &p.id, &p.name, &p.tags));
     let fips = have.floating_ips.iter().map(|f| ("floatingips", &f.id, &f.id, &f.tags));
     for (collection, id, name, tags) in ports.chain(fips) {
         if let Some(tags) = crate::reconcile::tags_to_complete(tags) {
@@ -329,6 +331,7 @@ impl Default for Waits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloudChange {
     SecurityGroup(SecurityGroupChange),
+    Api(ApiChange),
     Node(NodeChange),
     AddRoute(Route),
     RemoveRoute(Route),
@@ -348,6 +351,7 @@ impl std::fmt::Display for CloudChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CloudChange::SecurityGroup(c) => c.fmt(f),
+            CloudChange::Api(c) => c.fmt(f),
             CloudChange::Node(c) => c.fmt(f),
             CloudChange::AddRoute(r) => write!(f, "add route {} via {}", r.destination, r.nexthop),
             CloudChange::RemoveRoute(r) => write!(f, "remove route {} via {}", r.destination, r.nexthop),
@@ -413,6 +417,50 @@ pub struct NodeContext<'a> {
     pub resolved: &'a Resolved,
     pub security_groups: &'a [String],
     pub waits: Waits,
+}
+
+/// Make the API endpoint's resources match the plan (before the nodes: a master's port
+/// needs the VIP among its address pairs).
+pub async fn apply_api<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &ClusterResources) -> Result<Changes, Stopped> {
+    let mut done = Changes::default();
+    let mut vip_port = have.vip_port.clone();
+    for change in api_changes(ctx.plan, have) {
+        let result = match &change {
+            ApiChange::CreateVipPort => {
+                let spec = PortSpec {
+                    name: format!("{}-api-vip", ctx.plan.cluster),
+                    network_id: ctx.resolved.network.id.clone(),
+                    security_group_ids: ctx.security_groups.to_vec(),
+                    allowed_address_pairs: Vec::new(),
+                    tags: vec![cluster_tag(&ctx.plan.cluster), marks::API_VIP.to_string()],
+                };
+                cloud.create_port(&spec).await.map_err(cloud_err("create the API's VIP port")).map(|p| {
+                    let line = format!("{} ({})", p.name, first_ip(&p));
+                    vip_port = Some(p);
+                    Some(line)
+                })
+            }
+            ApiChange::AttachFloatingIp { reuse } => {
+                let port_id = vip_port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+                attach_floating_ip(cloud, ctx, "the API's VIP", &port_id, reuse.as_deref()).await.map(Some)
+            }
+            ApiChange::DeleteVipPort { port_id, floating_ip_ids } => {
+                async {
+                    for id in floating_ip_ids {
+                        cloud.delete_floating_ip(id).await.map_err(cloud_err("release the API's floating IP"))?;
+                    }
+                    cloud.delete_port(port_id).await.map_err(cloud_err("delete the API's VIP port"))?;
+                    Ok(None)
+                }
+                .await
+            }
+        };
+        match result {
+            Ok(line) => done.0.push(Done::new(CloudChange::Api(change), line)),
+            Err(e) => return Err(Stopped::after(done, e)),
+        }
+    }
+    Ok(done)
 }
 
 /// Make the cloud's nodes match the plan: removed nodes first (their routes, server,
@@ -551,7 +599,7 @@ async fn apply_node<C: Cloud>(
                     name: node.server_name.clone(),
                     network_id: ctx.resolved.network.id.clone(),
                     security_group_ids: ctx.security_groups.to_vec(),
-                    allowed_address_pairs: vec![node.pod_cidr.to_string()],
+                    allowed_address_pairs: ctx.plan.address_pairs(node),
                     tags: vec![cluster_tag(&ctx.plan.cluster), node_tag(&node.name)],
                 };
                 let p = cloud.create_port(&spec).await.map_err(cloud_err(format!("create port of {}", node.name)))?;
@@ -576,7 +624,7 @@ async fn apply_node<C: Cloud>(
             }
             NodeChange::AttachFloatingIp { reuse, .. } => {
                 let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
-                let address = attach_floating_ip(cloud, ctx, node, &port_id, reuse.as_deref()).await?;
+                let address = attach_floating_ip(cloud, ctx, &node.name, &port_id, reuse.as_deref()).await?;
                 lines.push(Done::new(CloudChange::Node(change.clone()), Some(address)));
             }
             NodeChange::Remove { .. } | NodeChange::DeleteStrayPort { .. } => {}
@@ -663,7 +711,7 @@ pub(crate) async fn wait_gone<C: Cloud>(cloud: &C, id: &str, waits: Waits) -> Re
 async fn attach_floating_ip<C: Cloud>(
     cloud: &C,
     ctx: NodeContext<'_>,
-    node: &NodePlan,
+    what: &str,
     port_id: &str,
     reuse: Option<&str>,
 ) -> Result<String, ApplyError> {
@@ -674,7 +722,7 @@ async fn attach_floating_ip<C: Cloud>(
             let f = cloud
                 .create_floating_ip(&net, &[cluster_tag(&ctx.plan.cluster)])
                 .await
-                .map_err(cloud_err(format!("allocate a floating IP for {}", node.name)))?;
+                .map_err(cloud_err(format!("allocate a floating IP for {what}")))?;
             (f.id, true)
         }
     };
@@ -685,7 +733,7 @@ async fn attach_floating_ip<C: Cloud>(
             if created {
                 let _ = cloud.delete_floating_ip(&id).await;
             }
-            Err(cloud_err(format!("attach a floating IP to {}", node.name))(e))
+            Err(cloud_err(format!("attach a floating IP to {what}"))(e))
         }
     }
 }

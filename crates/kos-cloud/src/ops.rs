@@ -220,7 +220,7 @@ fn check_extensions(seen: &Survey, out: &mut Vec<Finding>) {
     if let Some(services) = &seen.services {
         out.push(match services {
             Ok(s) if s.contains("load-balancer") => ok("Octavia (load-balancer) in the catalog"),
-            Ok(_) => fail("api_load_balancer is on but the cloud has no Octavia", "set cluster.api_load_balancer: false (one master)"),
+            Ok(_) => fail("`api_endpoint: octavia` but the cloud has no Octavia", "use `api_endpoint: vip` (keepalived on the masters)"),
             Err(e) => fail(format!("service catalog: {e}"), "check the identity service"),
         });
     }
@@ -247,12 +247,16 @@ fn check_quotas(
             };
             let cores: i64 = new_nodes.iter().filter_map(|x| flavor_of(&x.name)).map(|f| i64::from(f.vcpus)).sum();
             let ram: i64 = new_nodes.iter().filter_map(|x| flavor_of(&x.name)).map(|f| f.ram as i64).sum();
-            let fips = new_nodes.iter().filter(|x| x.wants_floating_ip).count() as i64;
+            let mut fips = new_nodes.iter().filter(|x| x.wants_floating_ip).count() as i64;
+            // The API's VIP: a port of its own, and its floating IP when asked for.
+            let api = seen.have.as_ref().map(|h| crate::reconcile::api_changes(plan, h)).unwrap_or_default();
+            let vip_port = api.iter().filter(|c| matches!(c, crate::reconcile::ApiChange::CreateVipPort)).count() as i64;
+            fips += api.iter().filter(|c| matches!(c, crate::reconcile::ApiChange::AttachFloatingIp { reuse: None })).count() as i64;
             for (what, quota, need) in [
                 ("instances", q.instances, n),
                 ("cores", q.cores, cores),
                 ("RAM (MiB)", q.ram, ram),
-                ("ports", q.ports, n),
+                ("ports", q.ports, n + vip_port),
                 ("floating IPs", q.floating_ips, fips),
                 ("security groups", q.security_groups, i64::from(settings.cloud.manage_security_group)),
             ] {

@@ -44,6 +44,8 @@ pub struct ClusterResources {
     /// timed-out POST, a killed run) and that was made again. Not attached to anything, so
     /// `up` deletes it.
     pub stray_ports: Vec<Port>,
+    /// The port that reserves the API's virtual IP (tagged [`marks::API_VIP`]), if any.
+    pub vip_port: Option<Port>,
 }
 
 impl ClusterResources {
@@ -60,6 +62,14 @@ impl ClusterResources {
         }
         for p in ports {
             if !p.tags.contains(&ctag) {
+                continue;
+            }
+            if p.tags.iter().any(|t| t == marks::API_VIP) {
+                // Of two (a create whose answer was lost), the first is kept, the other swept.
+                match r.vip_port {
+                    None => r.vip_port = Some(p),
+                    Some(_) => r.stray_ports.push(p),
+                }
                 continue;
             }
             let prefix = format!("{}=", marks::NODE);
@@ -101,10 +111,19 @@ impl ClusterResources {
             let pod_cidr = server
                 .and_then(|s| s.metadata.get(marks::POD_CIDR))
                 .and_then(|c| c.parse().ok())
-                .or_else(|| port.and_then(|p| p.allowed_address_pairs.first()).and_then(|a| a.ip_address.parse().ok()));
+                // The port's pod range: its first pair that is a network (a master's also holds the VIP).
+                .or_else(|| port.and_then(|p| p.allowed_address_pairs.iter().find_map(|a| a.ip_address.parse().ok())));
             nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr, server_id: server.map(|s| s.id.clone()) });
         }
-        Observed { nodes, tenant_cidr, ..Observed::default() }
+        let vip = self.vip_port.as_ref();
+        let api_vip = vip.and_then(|p| p.fixed_ips.first().map(|f| f.ip_address));
+        let api_floating_ip = vip.and_then(|p| self.floating_ip_of(&p.id)).map(|f| f.floating_ip_address);
+        Observed { nodes, tenant_cidr, api_vip, api_floating_ip }
+    }
+
+    /// The floating IP attached to a port.
+    pub fn floating_ip_of(&self, port_id: &str) -> Option<&FloatingIp> {
+        self.floating_ips.iter().find(|f| f.port_id.as_deref() == Some(port_id))
     }
 }
 
@@ -156,13 +175,15 @@ pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChan
     let mut changes = Vec::new();
     let mut free_fips: Vec<&FloatingIp> = have.floating_ips.iter().filter(|f| f.port_id.is_none()).collect();
     for node in &plan.nodes {
-        let want_pairs = vec![node.pod_cidr.to_string()];
+        let want_pairs = plan.address_pairs(node);
         match have.ports.get(&node.name) {
             None => changes.push(NodeChange::CreatePort { node: node.name.clone() }),
             Some(port) => {
                 let mut pairs: Vec<String> = port.allowed_address_pairs.iter().map(|p| p.ip_address.clone()).collect();
                 pairs.sort();
-                if pairs != want_pairs {
+                let mut sorted = want_pairs.clone();
+                sorted.sort();
+                if pairs != sorted {
                     changes.push(NodeChange::SetAddressPairs { node: node.name.clone(), port_id: port.id.clone(), cidrs: want_pairs });
                 }
             }
@@ -194,6 +215,53 @@ pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChan
     }
     for p in have.stray_ports.iter().filter(|p| p.device_id.is_empty()) {
         changes.push(NodeChange::DeleteStrayPort { port_id: p.id.clone(), name: p.name.clone() });
+    }
+    changes
+}
+
+/// One change to the API endpoint's own cloud resources (`api_endpoint: vip`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiChange {
+    /// Reserve the VIP: a port on the tenant network, attached to nothing; Neutron picks
+    /// its address.
+    CreateVipPort,
+    /// Put a floating IP on the VIP's port: reuse a free one of the cluster's, else allocate.
+    AttachFloatingIp { reuse: Option<String> },
+    /// The settings no longer ask for a VIP: release the port (and its floating IP).
+    DeleteVipPort { port_id: String, floating_ip_ids: Vec<String> },
+}
+
+impl std::fmt::Display for ApiChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiChange::CreateVipPort => f.write_str("create the API's VIP port"),
+            ApiChange::AttachFloatingIp { reuse } => {
+                write!(f, "{} floating IP for the API's VIP", if reuse.is_some() { "attach a free" } else { "allocate a" })
+            }
+            ApiChange::DeleteVipPort { .. } => f.write_str("delete the API's VIP port (`api_endpoint` is no longer `vip`)"),
+        }
+    }
+}
+
+/// The changes that make the API endpoint's resources match the plan.
+pub fn api_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<ApiChange> {
+    let vip = have.vip_port.as_ref();
+    if plan.api_endpoint != kos_core::settings::ApiEndpoint::Vip {
+        return vip
+            .map(|p| ApiChange::DeleteVipPort {
+                port_id: p.id.clone(),
+                floating_ip_ids: have.floating_ip_of(&p.id).map(|f| f.id.clone()).into_iter().collect(),
+            })
+            .into_iter()
+            .collect();
+    }
+    let mut changes = Vec::new();
+    if vip.is_none() {
+        changes.push(ApiChange::CreateVipPort);
+    }
+    if plan.wants_api_floating_ip && vip.and_then(|p| have.floating_ip_of(&p.id)).is_none() {
+        let reuse = have.floating_ips.iter().find(|f| f.port_id.is_none()).map(|f| f.id.clone());
+        changes.push(ApiChange::AttachFloatingIp { reuse });
     }
     changes
 }

@@ -47,7 +47,7 @@ pub async fn survey<C: Cloud>(cloud: &C, settings: &Settings, asks: Asks) -> Sur
         }
     };
     let services = async {
-        match asks.checks && settings.cluster.api_load_balancer {
+        match asks.checks && settings.cluster.api_endpoint == kos_core::settings::ApiEndpoint::Octavia {
             true => Some(cloud.services().await),
             false => None,
         }

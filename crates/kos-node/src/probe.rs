@@ -55,6 +55,8 @@ pub struct NodeState {
     pub conntrack_max_fixed: bool,
     /// The probe's root shell lacks CAP_SYS_RESOURCE.
     pub no_sys_resource: bool,
+    /// The interface of the default route (`ip route show default`).
+    pub interface: Option<String>,
     /// Actions an interrupted run left undone (markers in [`PENDING_DIR`]): `daemon-reload`,
     /// `sysctl`, `modules`, `unit-<name>`.
     pub pending: Vec<String>,
@@ -67,6 +69,7 @@ impl NodeState {
             cgroup_v1: !self.cgroup_fs.is_empty() && self.cgroup_fs != "cgroup2fs",
             conntrack_max_fixed: self.conntrack_max_fixed,
             oom_score_restricted: self.no_sys_resource,
+            interface: self.interface.clone(),
         }
     }
 
@@ -104,6 +107,7 @@ pub fn script_with_cache(wants: &NodeWants, cache: &str) -> String {
          command -v apt-get >/dev/null 2>&1 && printf 'apt\\n'\n\
          printf 'swaps\\t%s\\n' \"$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)\"\n\
          printf 'cgroup\\t%s\\n' \"$(stat -fc %T /sys/fs/cgroup 2>/dev/null)\"\n\
+         printf 'iface\\t%s\\n' \"$(ip -o route show default 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == \"dev\") { print $(i + 1); exit } }')\"\n\
          f=/proc/sys/net/netfilter/nf_conntrack_max\n\
          c=$(awk '/^CapEff/ { print $2 }' /proc/self/status); [ -n \"$c\" ] && [ $(( 0x$c >> 24 & 1 )) = 0 ] && printf 'caps\\tno-sys-resource\\n'\n\
          if [ -e $f ]; then case $(stat -c %a $f) in 6??) [ -w $f ] || printf 'conntrack\\tfixed\\n';; *) printf 'conntrack\\tfixed\\n';; esac; fi\n",
@@ -175,6 +179,7 @@ pub fn parse(out: &str) -> Result<NodeState, String> {
             ["apt"] => st.has_apt = true,
             ["cgroup", fs] => st.cgroup_fs = fs.to_string(),
             ["conntrack", "fixed"] => st.conntrack_max_fixed = true,
+            ["iface", name] => st.interface = Some(name.to_string()).filter(|n| !n.is_empty()),
             ["caps", "no-sys-resource"] => st.no_sys_resource = true,
             ["image", name, digest, labels] => {
                 st.images.insert(name.to_string(), digest.to_string());

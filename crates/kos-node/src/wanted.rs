@@ -170,8 +170,8 @@ fn packages(phase: NodePhase, runtime: RuntimeKind, runtime_from_artifacts: bool
     p.into_iter().map(str::to_string).collect()
 }
 
-/// The images only the control plane runs.
-const CONTROL_PLANE_IMAGES: [&str; 4] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"];
+/// The images only the control plane runs (keepalived holds the API's VIP on masters).
+const CONTROL_PLANE_IMAGES: [&str; 5] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "keepalived"];
 
 /// The artifacts a node of `role` gets: kubectl and the control plane's images only on masters
 /// (the user's extra images go everywhere, whatever their names).

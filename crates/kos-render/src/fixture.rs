@@ -49,9 +49,14 @@ pub fn render_example(edit: impl FnOnce(String) -> String) -> Rendered {
 
 /// [`render_example`] for what kos learned of the nodes and the artifact set.
 pub fn render_example_in(edit: impl FnOnce(String) -> String, env: &crate::Environment) -> Rendered {
+    render_observed(edit, OBSERVED, env)
+}
+
+/// [`render_example_in`] with another observed state (e.g. more masters and a VIP).
+pub fn render_observed(edit: impl FnOnce(String) -> String, observed: &str, env: &crate::Environment) -> Rendered {
     let text = edit(SETTINGS.to_string());
     let settings = Settings::parse(Path::new("examples/settings.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
-    let observed = Observed::parse(OBSERVED).unwrap_or_else(|e| panic!("{e}"));
+    let observed = Observed::parse(observed).unwrap_or_else(|e| panic!("{e}"));
     let plan = plan::plan(&settings, &observed).unwrap_or_else(|e| panic!("{e}"));
     let pki_dir = tempfile::tempdir().unwrap();
     let pki = kos_pki::Pki::open(pki_dir.path().join("pki"));

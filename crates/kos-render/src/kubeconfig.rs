@@ -64,13 +64,6 @@ pub fn client_kubeconfig(
     kubeconfig(&format!("{user_name}@{cluster}"), cluster, server_url, ca_pem, user_name, cert_pem, key_pem)
 }
 
-/// `https://<internal API address>:<port>`: where nodes reach the API server.
-pub fn internal_server_url(inputs: &Inputs<'_>) -> Result<String, RenderError> {
-    let plan = inputs.plan;
-    let host = plan.internal_api.ok_or_else(|| RenderError::AddressUnknown { what: "the API server".into() })?;
-    Ok(format!("https://{host}:{}", plan.api_port))
-}
-
 /// `https://127.0.0.1:<port>`: how components on a master reach their own API server
 /// (no dependency on the network or a load balancer).
 pub fn loopback_server_url(inputs: &Inputs<'_>) -> String {

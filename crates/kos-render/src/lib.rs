@@ -9,6 +9,7 @@
 
 pub mod addons;
 pub mod control_plane;
+pub mod endpoint;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod kubeconfig;
@@ -69,12 +70,12 @@ pub struct Environment {
 
 impl Environment {
     pub fn facts(&self, node: &str) -> NodeFacts {
-        self.nodes.get(node).copied().unwrap_or_default()
+        self.nodes.get(node).cloned().unwrap_or_default()
     }
 }
 
 /// What a node's probe saw that changes what it gets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NodeFacts {
     /// The node runs cgroup v1: the kubelet refuses it since 1.35 unless told
     /// `failCgroupV1: false`.
@@ -85,6 +86,9 @@ pub struct NodeFacts {
     /// Root on the node lacks CAP_SYS_RESOURCE (a container, not a VM), so no OOM score can
     /// go below its parent's: containerd is told to clamp pods' scores instead of failing.
     pub oom_score_restricted: bool,
+    /// The interface of the node's default route (its tenant network NIC: `ens3`, `eth0`),
+    /// where keepalived holds the API's VIP on a master; `None` when the probe saw none.
+    pub interface: Option<String>,
 }
 
 /// Rendering failed.
@@ -130,6 +134,7 @@ pub fn images(settings: &Settings) -> Vec<String> {
     if settings.addons.dns == Some(kos_core::settings::DnsAddon::CoreDns) {
         out.push(format!("{repo}/coredns/coredns:{}", addons::COREDNS_VERSION));
     }
+    out.extend(endpoint::images(settings.cluster.api_endpoint));
     out
 }
 
@@ -141,6 +146,7 @@ pub fn render(inputs: &Inputs<'_>, material: &dyn Material) -> Result<Vec<Render
     let mut files = Vec::new();
     for node in &plan.nodes {
         files.extend(node::render_node(inputs, node, material)?);
+        files.extend(endpoint::render(inputs, node)?);
         if node.role == kos_core::settings::Role::Master {
             files.extend(control_plane::render_master(inputs, node, material)?);
         }

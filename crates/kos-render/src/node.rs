@@ -227,11 +227,15 @@ impl NodeFiles<'_> {
 /// Masters use their own API server on loopback (the apiserver cert carries
 /// 127.0.0.1), as kubeadm's `ControlPlaneKubeletLocalMode` does: a master's kubelet then
 /// does not depend on the load balancer or another master, and keeps running its static
-/// pods while the VIP is down. Workers use the internal endpoint (VIP or first master).
+/// pods while the VIP is down. Workers use their own balancer on loopback when the API has
+/// an endpoint of its own (see [`crate::endpoint`]), else the master's address.
 fn api_server_url(inputs: &Inputs<'_>, node: &NodePlan) -> Result<String, RenderError> {
     match node.role {
         Role::Master => Ok(crate::kubeconfig::loopback_server_url(inputs)),
-        Role::Worker => crate::kubeconfig::internal_server_url(inputs),
+        Role::Worker => match inputs.plan.node_api() {
+            Some((host, port)) => Ok(format!("https://{host}:{port}")),
+            None => Err(RenderError::AddressUnknown { what: "the API server".into() }),
+        },
     }
 }
 

@@ -150,7 +150,7 @@ pub async fn facts_all<N: Remote>(
         })
         .map(|n| async move {
             let facts = match known.get(n.node()) {
-                Some(f) => Some(*f),
+                Some(f) => Some(f.clone()),
                 None => probe_facts(n).await,
             };
             (n.node().to_string(), facts)

@@ -11,7 +11,7 @@ use crate::state::LocalState;
 use crate::{Reporter, RunError, plan_for};
 use kos_cloud::Cloud;
 use kos_cloud::apply::{self, CloudChange, Resolved};
-use kos_cloud::reconcile::{ClusterResources, RouteChange, node_changes, route_changes};
+use kos_cloud::reconcile::{ClusterResources, RouteChange, api_changes, node_changes, route_changes};
 use kos_cloud::survey::{self, Asks, Survey};
 use kos_core::plan::ClusterPlan;
 use kos_core::settings::Settings;
@@ -185,6 +185,7 @@ async fn cloud_changes<C: Cloud>(
         let group = survey.security_group(cloud, &settings.cluster.name).await?;
         lines.extend(apply::security_group_change(settings, plan, group.as_ref()).map(|c| CloudChange::SecurityGroup(c).to_string()));
     }
+    lines.extend(api_changes(plan, have).into_iter().map(|c| CloudChange::Api(c).to_string()));
     lines.extend(node_changes(plan, have).into_iter().map(|c| CloudChange::Node(c).to_string()));
     // A node without an address yet gets its route once its port has one.
     lines.extend(

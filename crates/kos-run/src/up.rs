@@ -267,6 +267,17 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         groups.extend(settings.cloud.security_groups.iter().cloned());
         let tagged = apply::complete_tags(cloud, &view.have).await?;
         self.cloud_changed(Phase::Instances, tagged.0);
+        // The API's VIP first: the masters' ports carry it among their address pairs.
+        let ctx = NodeContext { settings, plan: &view.plan, resolved: &view.resolved, security_groups: &groups, waits: Waits::default() };
+        let api = apply::apply_api(cloud, ctx, &view.have).await.map_err(|stopped| {
+            self.cloud_changed(Phase::Instances, stopped.done.0);
+            stopped.error
+        })?;
+        if !api.is_empty() {
+            self.cloud_changed(Phase::Instances, api.0);
+            view.have = apply::discover(cloud, &settings.cluster.name).await?;
+            view.plan = plan_for(settings, &view.have.observed(Some(view.resolved.subnet.cidr)))?;
+        }
         let ctx = NodeContext { settings, plan: &view.plan, resolved: &view.resolved, security_groups: &groups, waits: Waits::default() };
         let done = apply::apply_nodes(cloud, ctx, &view.have).await;
         // What was made before an error is reported (and in the JSON) all the same.

@@ -50,6 +50,18 @@ fn server(node: &str, status: &str, cidr: &str) -> Server {
     }
 }
 
+/// A floating IP of the cluster on `port` (`None`: free).
+fn fip(id: &str, address: [u8; 4], port: Option<&str>) -> FloatingIp {
+    FloatingIp {
+        id: id.into(),
+        floating_ip_address: Ipv4Addr::from(address),
+        floating_network_id: "public".into(),
+        port_id: port.map(str::to_string),
+        fixed_ip_address: None,
+        tags: vec![cluster_tag("demo")],
+    }
+}
+
 /// A converged 3-node cluster as the cloud would show it.
 fn converged() -> (Settings, ClusterResources) {
     let s = settings(&["master-1", "worker-1", "worker-2"]);
@@ -59,14 +71,7 @@ fn converged() -> (Settings, ClusterResources) {
         have.ports.insert(n.to_string(), port(n, [192, 168, 50, 11 + i as u8], &cidr));
         have.servers.insert(n.to_string(), server(n, "ACTIVE", &cidr));
     }
-    have.floating_ips.push(FloatingIp {
-        id: "fip-1".into(),
-        floating_ip_address: Ipv4Addr::new(203, 0, 113, 11),
-        floating_network_id: "public".into(),
-        port_id: Some("port-master-1".into()),
-        fixed_ip_address: None,
-        tags: vec![cluster_tag("demo")],
-    });
+    have.floating_ips.push(fip("fip-1", [203, 0, 113, 11], Some("port-master-1")));
     (s, have)
 }
 
@@ -241,4 +246,78 @@ fn a_second_unattached_port_of_a_node_is_deleted_and_the_used_one_kept() {
         node_changes(&p, &again),
         [NodeChange::DeleteStrayPort { port_id: "port-worker-1-again".into(), name: "demo-worker-1".into() }]
     );
+}
+
+/// Three masters and a worker, `api_endpoint: vip` by default, with a floating IP on it.
+fn ha_settings() -> Settings {
+    let text = "cluster: {name: demo, api_floating_ip: true}\ncloud: {image: tiny, flavor: m1.tiny, network: net, router: r, floating_ip_pool: public}\nssh: {user: debian, private_key: k}\nnodes:\n  - {name: master-1, role: master}\n  - {name: master-2, role: master}\n  - {name: master-3, role: master}\n  - {name: worker-1, role: worker}\n";
+    Settings::parse(Path::new("s.yaml"), text).unwrap()
+}
+
+fn vip_port() -> Port {
+    Port {
+        id: "port-vip".into(),
+        name: "demo-api-vip".into(),
+        device_id: String::new(),
+        device_owner: String::new(),
+        allowed_address_pairs: vec![],
+        tags: vec![cluster_tag("demo"), marks::API_VIP.into()],
+        ..port("x", [192, 168, 50, 100], "-")
+    }
+}
+
+#[test]
+fn the_vip_comes_first_then_every_master_carries_it_and_a_rerun_changes_nothing() {
+    let s = ha_settings();
+    let nodes = ["master-1", "master-2", "master-3", "worker-1"];
+    let mut have = ClusterResources::default();
+    for (i, n) in nodes.iter().enumerate() {
+        let cidr = format!("10.1.{i}.0/24");
+        have.ports.insert(n.to_string(), port(n, [192, 168, 50, 11 + i as u8], &cidr));
+        have.servers.insert(n.to_string(), server(n, "ACTIVE", &cidr));
+    }
+    // No VIP yet: its port and its floating IP are the changes; the nodes wait for it.
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(api_changes(&p, &have), [ApiChange::CreateVipPort, ApiChange::AttachFloatingIp { reuse: None }]);
+    assert!(node_changes(&p, &have).is_empty(), "without a VIP the pod ranges are all a port carries");
+
+    // The VIP's port, found by its mark (not as a node's), gives the plan its address.
+    let mut ports: Vec<Port> = have.ports.values().cloned().collect();
+    ports.push(vip_port());
+    let servers: Vec<Server> = have.servers.values().cloned().collect();
+    let mut have = ClusterResources::collect("demo", servers, ports, vec![fip("fip-api", [203, 0, 113, 100], Some("port-vip"))]);
+    assert_eq!(have.ports.len(), 4, "the VIP's port is no node's");
+    let seen = have.observed(None);
+    assert_eq!((seen.api_vip, seen.api_floating_ip), (Some(Ipv4Addr::new(192, 168, 50, 100)), Some(Ipv4Addr::new(203, 0, 113, 100))));
+    let p = plan(&s, &seen).unwrap();
+    assert!(api_changes(&p, &have).is_empty());
+    // Every master's port gets the VIP as an allowed pair; the worker's does not.
+    let changes = node_changes(&p, &have);
+    let set: Vec<(&str, &[String])> = changes
+        .iter()
+        .filter_map(|c| match c {
+            NodeChange::SetAddressPairs { node, cidrs, .. } => Some((node.as_str(), cidrs.as_slice())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(set.len(), 3, "{changes:?}");
+    assert_eq!(set[1], ("master-2", &["10.1.1.0/24".to_string(), "192.168.50.100".to_string()][..]));
+    // Once they carry it (in any order), nothing is left to do.
+    for m in ["master-1", "master-2", "master-3"] {
+        let pairs = &mut have.ports.get_mut(m).unwrap().allowed_address_pairs;
+        pairs.insert(0, AddressPair { ip_address: "192.168.50.100".into() });
+    }
+    assert!(node_changes(&p, &have).is_empty(), "{:?}", node_changes(&p, &have));
+    // A server whose metadata is gone: its pod range is read from its port's pairs, past the VIP.
+    have.servers.get_mut("master-2").unwrap().metadata.remove("kos-pod-cidr");
+    assert_eq!(have.observed(None).nodes["master-2"].pod_cidr, Some("10.1.1.0/24".parse().unwrap()));
+}
+
+#[test]
+fn a_vip_no_longer_asked_for_is_released_with_its_floating_ip() {
+    let (s, mut have) = converged();
+    have.vip_port = Some(vip_port());
+    have.floating_ips.push(fip("fip-api", [203, 0, 113, 100], Some("port-vip")));
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(api_changes(&p, &have), [ApiChange::DeleteVipPort { port_id: "port-vip".into(), floating_ip_ids: vec!["fip-api".into()] }]);
 }

@@ -9,7 +9,7 @@ mod pod_cidrs;
 pub use certificates::{CaId, CertSpec, CertificatePlan, Usage};
 pub use observed::{Observed, ObservedNode};
 
-use crate::settings::{KubeVersion, Role, Settings};
+use crate::settings::{ApiEndpoint, KubeVersion, Role, Settings};
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -24,6 +24,8 @@ pub mod marks {
     pub const ROLE: &str = "kos-role";
     /// `kos-pod-cidr=<cidr>`: the node's pod range, kept for the node's life.
     pub const POD_CIDR: &str = "kos-pod-cidr";
+    /// The Neutron tag of the port that reserves the API's virtual IP (`api_endpoint: vip`).
+    pub const API_VIP: &str = "kos-api-vip";
     /// The seed system's group tag, read by its dynamic inventory.
     pub const ANSIBLE_GROUPS: &str = "ansible_host_groups";
     /// The seed system's host-vars tag (`ansible_user->debian`).
@@ -43,12 +45,29 @@ pub struct ClusterPlan {
     pub dns_ip: Ipv4Addr,
     pub domain: String,
     pub api_port: u16,
-    /// Where nodes reach the API server (LB VIP, else the first master's fixed IP);
-    /// `None` before the cloud gave addresses.
+    /// How the API is reached: the master, a VIP, a load balancer.
+    pub api_endpoint: ApiEndpoint,
+    /// Where nodes reach the API server (the VIP or the load balancer's, else the first
+    /// master's fixed IP); `None` before the cloud gave addresses.
     pub internal_api: Option<Ipv4Addr>,
     /// Where the operator reaches the API server (a floating IP when there is one).
     pub external_api: Option<Ipv4Addr>,
+    /// A floating IP on the API's VIP or load balancer (`cluster.api_floating_ip`).
+    pub wants_api_floating_ip: bool,
     pub certificates: CertificatePlan,
+}
+
+/// The port of the balancer every node runs on its loopback when the API has an endpoint
+/// of its own (`api_endpoint` vip or octavia): the node's kubelet and kube-proxy reach
+/// every API server through it, so a VIP failover or a load balancer outage does not cut
+/// the nodes off. (6443 is the API servers' own; 7445 is free on a node.)
+pub const LOCAL_API_PORT: u16 = 7445;
+
+/// The virtual router ID keepalived's VRRP uses for a cluster's VIP (1–255): from the
+/// cluster's name, so two clusters on one network do not share one by default.
+pub fn vrrp_router_id(cluster: &str) -> u8 {
+    let sum = cluster.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (sum % 255 + 1) as u8
 }
 
 /// Everything decided for one node.
@@ -78,6 +97,29 @@ impl NodePlan {
 }
 
 impl ClusterPlan {
+    /// The addresses a node's port may send from besides its own: its pod range, and on a
+    /// master the API's VIP (`api_endpoint: vip`, once the cloud gave it). The pod range
+    /// comes first.
+    pub fn address_pairs(&self, node: &NodePlan) -> Vec<String> {
+        let mut pairs = vec![node.pod_cidr.to_string()];
+        if self.api_endpoint == ApiEndpoint::Vip
+            && node.role == Role::Master
+            && let Some(vip) = self.internal_api
+        {
+            pairs.push(vip.to_string());
+        }
+        pairs
+    }
+
+    /// Where a node's kubelet and kube-proxy reach the API: the node's own balancer when the
+    /// API has an endpoint of its own, else the master's address.
+    pub fn node_api(&self) -> Option<(Ipv4Addr, u16)> {
+        match self.api_endpoint.is_shared() {
+            true => Some((Ipv4Addr::LOCALHOST, LOCAL_API_PORT)),
+            false => self.internal_api.map(|ip| (ip, self.api_port)),
+        }
+    }
+
     pub fn masters(&self) -> impl Iterator<Item = &NodePlan> {
         self.nodes.iter().filter(|n| n.role == Role::Master)
     }
@@ -145,7 +187,8 @@ pub fn plan(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, Pla
     }
 
     let first_master = nodes.iter().find(|n| n.role == Role::Master);
-    let (internal_api, external_api) = if settings.cluster.api_load_balancer {
+    let api_endpoint = settings.cluster.api_endpoint;
+    let (internal_api, external_api) = if api_endpoint.is_shared() {
         (observed.api_vip, observed.api_floating_ip.or(observed.api_vip))
     } else {
         (first_master.and_then(|m| m.fixed_ip), first_master.and_then(NodePlan::ssh_address))
@@ -161,8 +204,10 @@ pub fn plan(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, Pla
         dns_ip: net.dns_ip,
         domain: net.domain.clone(),
         api_port: settings.cluster.api_port,
+        api_endpoint,
         internal_api,
         external_api,
+        wants_api_floating_ip: settings.cluster.api_floating_ip,
         certificates: CertificatePlan::default(),
     };
     let api_ips: Vec<Ipv4Addr> = [observed.api_vip, observed.api_floating_ip].into_iter().flatten().collect();

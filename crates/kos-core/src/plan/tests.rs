@@ -157,12 +157,32 @@ fn api_endpoints_follow_the_master_or_the_load_balancer() {
     assert_eq!(p.internal_api, Some("192.168.50.10".parse().unwrap()));
     assert_eq!(p.external_api, Some("203.0.113.7".parse().unwrap()));
 
-    let text = "cluster: {name: demo, api_load_balancer: true}\ncloud: {image: i, flavor: f, network: n, router: r}\nssh: {user: debian, private_key: k}\nnodes:\n  - {name: m1, role: master}\n  - {name: m2, role: master}\n";
+    // Three masters: a VIP by default, carried by the masters' ports only, reached by
+    // workers through their own balancer, and named by the API server's certificate.
+    let text = "cluster: {name: demo}\ncloud: {image: i, flavor: f, network: n, router: r}\nssh: {user: debian, private_key: k}\nnodes:\n  - {name: m1, role: master}\n  - {name: m2, role: master}\n  - {name: m3, role: master}\n  - {name: w1, role: worker}\n";
     let s = Settings::parse(Path::new("s.yaml"), text).unwrap();
+    assert_eq!(s.cluster.api_endpoint, crate::settings::ApiEndpoint::Vip);
+    let before = plan(&s, &Observed::default()).unwrap();
+    assert_eq!(before.internal_api, None);
+    assert_eq!(before.address_pairs(&before.nodes[0]), ["10.1.0.0/24"], "no VIP yet: only the pod range");
     let seen = Observed { api_vip: Some("192.168.50.100".parse().unwrap()), ..Default::default() };
     let p = plan(&s, &seen).unwrap();
     assert_eq!(p.internal_api, Some("192.168.50.100".parse().unwrap()));
+    assert_eq!(p.external_api, Some("192.168.50.100".parse().unwrap()));
     assert!(p.certificates.get("apiserver").unwrap().ip_addresses.contains(&"192.168.50.100".parse().unwrap()));
+    assert_eq!(p.address_pairs(&p.nodes[2]), ["10.1.2.0/24", "192.168.50.100"]);
+    assert_eq!(p.address_pairs(&p.nodes[3]), ["10.1.3.0/24"], "a worker never holds the VIP");
+    assert_eq!(p.node_api(), Some((std::net::Ipv4Addr::LOCALHOST, super::LOCAL_API_PORT)));
+    let seen = Observed { api_floating_ip: Some("203.0.113.100".parse().unwrap()), ..seen };
+    assert_eq!(plan(&s, &seen).unwrap().external_api, Some("203.0.113.100".parse().unwrap()));
+}
+
+#[test]
+fn each_cluster_gets_its_own_vrrp_router_id() {
+    let ids: std::collections::BTreeSet<u8> = ["demo", "prod", "staging", "kt-ha"].iter().map(|c| super::vrrp_router_id(c)).collect();
+    assert_eq!(ids.len(), 4);
+    assert!(!ids.contains(&0));
+    assert_eq!(super::vrrp_router_id("demo"), super::vrrp_router_id("demo"));
 }
 
 #[test]

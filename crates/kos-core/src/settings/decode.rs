@@ -11,7 +11,7 @@ use super::*;
 /// belongs to.
 pub(super) const SCHEMA: &[(&str, &[&str])] = &[
     ("", &["cluster", "cloud", "nodes", "networking", "ssh", "runtime", "artifacts", "addons", "proxy", "kubelet"]),
-    ("cluster", &["name", "kubernetes_version", "api_port", "api_load_balancer"]),
+    ("cluster", &["name", "kubernetes_version", "api_port", "api_endpoint", "api_floating_ip", "api_load_balancer"]),
     (
         "cloud",
         &[
@@ -402,17 +402,45 @@ fn read_cluster(r: &mut Reader, top: &Section<'_>) -> Option<ClusterSettings> {
         t.parse::<KubeVersion>().map_err(|()| "expected major.minor.patch".to_string())
     });
     let api_port = r.integer(&sec, "api_port", 6443, 1..=65535);
-    let lb = sec.get("api_load_balancer").map(|_| r.boolean(&sec, "api_load_balancer", false));
+    const ENDPOINTS: &[(&str, Option<ApiEndpoint>)] =
+        &[("master", Some(ApiEndpoint::Master)), ("vip", Some(ApiEndpoint::Vip)), ("octavia", Some(ApiEndpoint::Octavia))];
+    let endpoint = r.choice(&sec, "api_endpoint", None, ENDPOINTS);
+    // The earlier spelling: `api_load_balancer: true` is Octavia.
+    let lb = r.boolean(&sec, "api_load_balancer", false);
+    if let (Some(node), Some(Some(_)), Some(true)) = (sec.get("api_load_balancer"), endpoint, lb) {
+        r.note(
+            Diagnostic::new(node.at, "`cluster.api_load_balancer` and `cluster.api_endpoint` both say how the API is reached")
+                .fix("keep `api_endpoint` (`api_load_balancer: true` is `api_endpoint: octavia`) and remove `api_load_balancer`"),
+        );
+    }
+    let floating = r.boolean(&sec, "api_floating_ip", false);
+    let nodes_masters = top
+        .get("nodes")
+        .map(|n| match &n.value {
+            Value::Seq(items) => items.iter().filter(|i| is_master(i)).count(),
+            _ => 0,
+        })
+        .unwrap_or(0);
+    let default = if nodes_masters > 1 { ApiEndpoint::Vip } else { ApiEndpoint::Master };
     Some(ClusterSettings {
         name: name?,
         kubernetes_version: version?.unwrap_or(DEFAULT_KUBERNETES_VERSION),
         api_port: api_port? as u16,
-        // Decided in validate when absent: true with more than one master.
-        api_load_balancer: match lb {
-            Some(v) => v?,
-            None => false,
+        api_endpoint: match (endpoint?, lb?) {
+            (Some(e), _) => e,
+            (None, true) => ApiEndpoint::Octavia,
+            (None, false) => default,
         },
+        api_floating_ip: floating?,
     })
+}
+
+/// Whether a `nodes` entry says `role: master` (for defaults decided before the nodes are read).
+fn is_master(node: &Node) -> bool {
+    match &node.value {
+        Value::Map(entries) => entries.iter().any(|(k, v)| k.name == "role" && matches!(&v.value, Value::Scalar(t, _) if t == "master")),
+        _ => false,
+    }
 }
 
 fn read_cloud(r: &mut Reader, top: &Section<'_>) -> Option<CloudSettings> {

@@ -104,9 +104,40 @@ pub struct ClusterSettings {
     pub kubernetes_version: KubeVersion,
     /// The API server's port (default 6443).
     pub api_port: u16,
-    /// Put an Octavia load balancer in front of the API servers (default: false, or
-    /// true when there is more than one master).
-    pub api_load_balancer: bool,
+    /// How clients reach the API servers (default: the master with one master, a VIP
+    /// with more).
+    pub api_endpoint: ApiEndpoint,
+    /// A floating IP on the endpoint (a VIP or a load balancer), for operators outside
+    /// the tenant network.
+    pub api_floating_ip: bool,
+}
+
+/// `cluster.api_endpoint`: where the API is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiEndpoint {
+    /// The (only) master's own address.
+    Master,
+    /// A virtual IP reserved by a Neutron port and held by keepalived (VRRP, unicast) on a
+    /// master whose API server is ready: no Octavia needed.
+    Vip,
+    /// An Octavia load balancer with the masters as members.
+    Octavia,
+}
+
+impl ApiEndpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiEndpoint::Master => "master",
+            ApiEndpoint::Vip => "vip",
+            ApiEndpoint::Octavia => "octavia",
+        }
+    }
+
+    /// Whether the endpoint is an address of its own (every node then reaches the API
+    /// servers through a balancer on itself).
+    pub fn is_shared(self) -> bool {
+        self != ApiEndpoint::Master
+    }
 }
 
 /// A Kubernetes release, `major.minor.patch`.

@@ -215,11 +215,29 @@ fn reserved_metadata_keys() {
 }
 
 #[test]
-fn several_masters_need_a_load_balancer() {
-    let text = edit("    role: worker\n", "    role: master\n");
-    let p = problems(&text);
-    assert!(has(&p, 1, "2 masters but no API load balancer"), "{p:?}");
-    assert!(parse(&text.replace("  name: demo\n", "  name: demo\n  api_load_balancer: true\n")).is_ok());
+fn several_masters_get_a_vip_and_an_odd_count() {
+    use crate::settings::ApiEndpoint;
+    let three =
+        edit("  - name: worker-1\n", "  - name: master-2\n    role: master\n  - name: master-3\n    role: master\n  - name: worker-1\n");
+    assert_eq!(parse(&three).unwrap().cluster.api_endpoint, ApiEndpoint::Vip, "the default with three masters");
+    assert_eq!(parse(MINIMAL).unwrap().cluster.api_endpoint, ApiEndpoint::Master, "the default with one");
+    // Two masters: no better than one against a loss, and worse for quorum.
+    let p = problems(&edit("    role: worker\n", "    role: master\n"));
+    assert!(has(&p, 9, "use an odd number of masters: 1 or 3"), "{p:?}");
+    // Three masters pinned to the first one's address.
+    let p = problems(&three.replace("  name: demo\n", "  name: demo\n  api_endpoint: master\n"));
+    assert!(has(&p, 3, "3 masters but `api_endpoint: master`"), "{p:?}");
+    let p = problems(&three.replace("  name: demo\n", "  name: demo\n  api_endpoint: vpi\n"));
+    assert!(has(&p, 3, "did you mean `vip`?"), "{p:?}");
+    // A floating IP needs an endpoint to put it on.
+    let p = problems(&edit("  name: demo\n", "  name: demo\n  api_floating_ip: true\n"));
+    assert!(has(&p, 3, "`api_endpoint` is `master`"), "{p:?}");
+    assert!(parse(&three.replace("  name: demo\n", "  name: demo\n  api_floating_ip: true\n")).unwrap().cluster.api_floating_ip);
+    // The earlier spelling means Octavia, which is refused for now, with the way out.
+    let p = problems(&three.replace("  name: demo\n", "  name: demo\n  api_load_balancer: true\n"));
+    assert!(p.iter().any(|(_, _, m, f)| m.contains("does not create the Octavia") && f.contains("api_endpoint: vip")), "{p:?}");
+    let p = problems(&three.replace("  name: demo\n", "  name: demo\n  api_load_balancer: true\n  api_endpoint: vip\n"));
+    assert!(has(&p, 3, "both say how the API is reached"), "{p:?}");
 }
 
 #[test]

@@ -81,11 +81,35 @@ impl Validator<'_> {
             );
         }
         let masters = s.masters().count();
-        if masters > 1 && !s.cluster.api_load_balancer {
+        if masters > 1 && !s.cluster.api_endpoint.is_shared() {
             self.report(
-                "cluster",
-                format!("{masters} masters but no API load balancer: clients would depend on the first master alone"),
-                "add `api_load_balancer: true` under `cluster:`",
+                "cluster.api_endpoint",
+                format!("{masters} masters but `api_endpoint: master`: clients would depend on the first master alone"),
+                "use `api_endpoint: vip` (keepalived on the masters) or `api_endpoint: octavia`",
+            );
+        }
+        if masters > 1 && masters.is_multiple_of(2) {
+            self.report(
+                "nodes",
+                format!(
+                    "{masters} masters: etcd needs a majority of its members, so {masters} masters survive the loss of no more masters than {} do",
+                    masters - 1
+                ),
+                format!("use an odd number of masters: {} or {}", masters - 1, masters + 1),
+            );
+        }
+        if s.cluster.api_endpoint == ApiEndpoint::Octavia {
+            self.report(
+                "cluster.api_endpoint",
+                "this kos does not create the Octavia load balancer in front of the API servers yet",
+                "use `api_endpoint: vip` (a Neutron port's address, held by keepalived on the masters)",
+            );
+        }
+        if s.cluster.api_floating_ip && !s.cluster.api_endpoint.is_shared() {
+            self.report(
+                "cluster.api_floating_ip",
+                "`api_floating_ip` puts a floating IP on a VIP or load balancer, and `api_endpoint` is `master`",
+                "give the master `floating_ip: true` under `nodes:` instead, or use `api_endpoint: vip`",
             );
         }
     }

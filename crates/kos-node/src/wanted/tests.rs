@@ -149,6 +149,12 @@ fn a_full_artifact_set_brings_the_runtime_and_the_images() {
     )
     .unwrap();
     assert_eq!(seen.images.len(), 2);
+    assert_eq!(
+        crate::probe::parse("os\tdebian\t12\niface\tens3\n").unwrap().interface.as_deref(),
+        Some("ens3"),
+        "the default route's interface"
+    );
+    assert_eq!(crate::probe::parse("os\tdebian\t12\niface\t\n").unwrap().interface, None, "no default route");
     assert_eq!(seen.unpinned_images.iter().collect::<Vec<_>>(), ["registry.k8s.io/pause:3.10.2"]);
     let has = NodeState { images: seen.images.clone(), unpinned_images: seen.unpinned_images, ..fresh.clone() };
     let pin: Vec<String> = diff(worker, &has, &[NodePhase::Runtime])[0].1.iter().map(|c| c.to_string()).collect();

@@ -1,0 +1,241 @@
+//! The API endpoint's pieces on the nodes, when the API has an address of its own
+//! (`cluster.api_endpoint: vip`):
+//!
+//! - on every master, keepalived (a static pod) holds the VIP where the local API server
+//!   is ready, speaking VRRP unicast to the other masters;
+//! - on every worker, a balancer (haproxy, a static pod) on `127.0.0.1:LOCAL_API_PORT`
+//!   through which the kubelet and kube-proxy reach every API server, so a VIP failover or
+//!   a master's loss does not cut the node off. Masters' kubelets use their own API server
+//!   on loopback (see `node::api_server_url`).
+//!
+//! Both images come from the artifact set ([`KEEPALIVED_IMAGE`], [`HAPROXY_IMAGE`]). A
+//! change of a configuration changes its pod's `kos.io/config-sha256` annotation, so the
+//! kubelet restarts the pod with it.
+
+use crate::{Inputs, NodePhase, RenderError, RenderedFile, object, template, to_yaml};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, HostPathVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kos_core::plan::{LOCAL_API_PORT, NodePlan, vrrp_router_id};
+use kos_core::settings::{ApiEndpoint, Role};
+use sha2::Digest as _;
+use std::collections::BTreeMap;
+
+/// keepalived from Debian 12 (`testbed/k8s/build.sh` packs it into the artifact set).
+pub const KEEPALIVED_IMAGE: &str = "localhost/kos/keepalived:2.2.7";
+/// haproxy from Debian 12 (`testbed/k8s/build.sh` packs it into the artifact set).
+pub const HAPROXY_IMAGE: &str = "localhost/kos/haproxy:2.6.12";
+
+const KEEPALIVED_CONF: &str = include_str!("../templates/endpoint/keepalived.conf.j2");
+const HAPROXY_CFG: &str = include_str!("../templates/endpoint/haproxy.cfg.j2");
+/// Where the configurations live on a node.
+pub const KEEPALIVED_CONF_PATH: &str = "/etc/kubernetes/kos-api-vip/keepalived.conf";
+pub const HAPROXY_CFG_PATH: &str = "/etc/kubernetes/kos-api-balancer/haproxy.cfg";
+
+/// The images the endpoint needs on the nodes (none with `api_endpoint: master`).
+pub fn images(endpoint: ApiEndpoint) -> Vec<String> {
+    match endpoint {
+        ApiEndpoint::Master => Vec::new(),
+        ApiEndpoint::Vip => vec![KEEPALIVED_IMAGE.to_string(), HAPROXY_IMAGE.to_string()],
+        ApiEndpoint::Octavia => vec![HAPROXY_IMAGE.to_string()],
+    }
+}
+
+/// The endpoint's files on one node: nothing with `api_endpoint: master`.
+pub fn render(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<RenderedFile>, RenderError> {
+    let plan = inputs.plan;
+    let mut files = Vec::new();
+    let mut put = |path: &str, mode: u32, contents: String| {
+        files.push(RenderedFile::node(&node.name, NodePhase::Kubernetes, None, path, mode, contents))
+    };
+    match (plan.api_endpoint, node.role) {
+        (ApiEndpoint::Master, _) => {}
+        (ApiEndpoint::Vip, Role::Master) => {
+            let conf = keepalived_conf(inputs, node)?;
+            let pod = keepalived_pod(&conf);
+            put(KEEPALIVED_CONF_PATH, 0o600, conf);
+            put(&manifest("kos-api-vip"), 0o600, to_yaml("kos-api-vip", &object("kos-api-vip", &pod)?)?);
+        }
+        (ApiEndpoint::Octavia, Role::Master) => {}
+        (_, Role::Worker) => {
+            let cfg = haproxy_cfg(inputs, node)?;
+            let pod = haproxy_pod(&cfg);
+            // 0644: haproxy runs as nobody and reads it; it names the masters, nothing secret.
+            put(HAPROXY_CFG_PATH, 0o644, cfg);
+            put(&manifest("kos-api-balancer"), 0o600, to_yaml("kos-api-balancer", &object("kos-api-balancer", &pod)?)?);
+        }
+    }
+    Ok(files)
+}
+
+fn manifest(name: &str) -> String {
+    format!("{}/{name}.yaml", crate::control_plane::MANIFESTS)
+}
+
+fn address(node: &NodePlan) -> Result<std::net::Ipv4Addr, RenderError> {
+    node.fixed_ip.ok_or_else(|| RenderError::AddressUnknown { what: format!("node `{}`", node.name) })
+}
+
+/// keepalived's configuration on one master.
+pub fn keepalived_conf(inputs: &Inputs<'_>, node: &NodePlan) -> Result<String, RenderError> {
+    let plan = inputs.plan;
+    let vip = plan.internal_api.ok_or_else(|| RenderError::AddressUnknown { what: "the API's VIP".into() })?;
+    let masters: Vec<&NodePlan> = plan.masters().collect();
+    let index = masters.iter().position(|m| m.name == node.name).unwrap_or(0);
+    let mut peers = Vec::new();
+    for m in masters.iter().filter(|m| m.name != node.name) {
+        peers.push(address(m)?.to_string());
+    }
+    // The probe's interface of the default route; `kos render` without a probe assumes eth0.
+    let interface = inputs.env.facts(&node.name).interface.unwrap_or_else(|| "eth0".into());
+    let ctx = minijinja::context! {
+        node => &node.name,
+        node_ip => address(node)?.to_string(),
+        vip => vip.to_string(),
+        api_port => plan.api_port,
+        interface,
+        router_id => vrrp_router_id(&plan.cluster),
+        // Distinct priorities make the first election predictable (the first master).
+        priority => 150 - index.min(100),
+        peers,
+    };
+    template("keepalived.conf", KEEPALIVED_CONF, ctx)
+}
+
+/// haproxy's configuration on one worker.
+pub fn haproxy_cfg(inputs: &Inputs<'_>, node: &NodePlan) -> Result<String, RenderError> {
+    let plan = inputs.plan;
+    let mut masters = Vec::new();
+    for m in plan.masters() {
+        masters.push(minijinja::context! { name => &m.name, ip => address(m)?.to_string() });
+    }
+    let ctx = minijinja::context! { node => &node.name, port => LOCAL_API_PORT, api_port => plan.api_port, masters };
+    template("haproxy.cfg", HAPROXY_CFG, ctx)
+}
+
+fn sha256(text: &str) -> String {
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Spec<'a> {
+    name: &'a str,
+    image: &'a str,
+    command: Vec<String>,
+    config: (&'a str, &'a str),
+    config_text: &'a str,
+    capabilities: &'a [&'a str],
+    user: Option<i64>,
+    liveness: Option<Probe>,
+}
+
+fn keepalived_pod(conf: &str) -> Pod {
+    let command =
+        ["/usr/sbin/keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp", "-f", "/etc/keepalived/keepalived.conf"];
+    static_pod(Spec {
+        name: "kos-api-vip",
+        image: KEEPALIVED_IMAGE,
+        command: command.iter().map(|s| s.to_string()).collect(),
+        config: (KEEPALIVED_CONF_PATH, "/etc/keepalived/keepalived.conf"),
+        config_text: conf,
+        // VRRP is its own IP protocol (raw sockets); the VIP is added and removed by netlink.
+        capabilities: &["NET_ADMIN", "NET_RAW", "NET_BROADCAST"],
+        user: None,
+        liveness: None,
+    })
+}
+
+fn haproxy_pod(cfg: &str) -> Pod {
+    let command = ["/usr/local/sbin/haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"];
+    let liveness = Probe {
+        tcp_socket: Some(TCPSocketAction { host: Some("127.0.0.1".into()), port: IntOrString::Int(i32::from(LOCAL_API_PORT)) }),
+        initial_delay_seconds: Some(5),
+        period_seconds: Some(10),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    static_pod(Spec {
+        name: "kos-api-balancer",
+        image: HAPROXY_IMAGE,
+        command: command.iter().map(|s| s.to_string()).collect(),
+        config: (HAPROXY_CFG_PATH, "/usr/local/etc/haproxy/haproxy.cfg"),
+        config_text: cfg,
+        capabilities: &[],
+        user: Some(65534),
+        liveness: Some(liveness),
+    })
+}
+
+/// A host-network static pod with one configuration file, read-only root, `/run` its own,
+/// and only the capabilities it names.
+fn static_pod(spec: Spec<'_>) -> Pod {
+    let labels = BTreeMap::from([("component".to_string(), spec.name.to_string()), ("tier".to_string(), "node".to_string())]);
+    let annotations = BTreeMap::from([("kos.io/config-sha256".to_string(), sha256(spec.config_text))]);
+    let mounts = vec![
+        VolumeMount { name: "config".into(), mount_path: spec.config.1.into(), read_only: Some(true), ..VolumeMount::default() },
+        VolumeMount { name: "run".into(), mount_path: "/run".into(), ..VolumeMount::default() },
+    ];
+    let volumes = vec![
+        Volume {
+            name: "config".into(),
+            host_path: Some(HostPathVolumeSource { path: spec.config.0.into(), type_: Some("File".into()) }),
+            ..Volume::default()
+        },
+        Volume { name: "run".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
+    ];
+    let runtime_default = || Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() });
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(spec.name.into()),
+            namespace: Some("kube-system".into()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            host_network: Some(true),
+            priority_class_name: Some("system-node-critical".into()),
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext { seccomp_profile: runtime_default(), ..PodSecurityContext::default() }),
+            containers: vec![Container {
+                name: spec.name.into(),
+                image: Some(spec.image.into()),
+                image_pull_policy: Some("IfNotPresent".into()),
+                command: Some(spec.command),
+                volume_mounts: Some(mounts),
+                liveness_probe: spec.liveness,
+                resources: Some(ResourceRequirements {
+                    requests: Some(BTreeMap::from([
+                        ("cpu".to_string(), Quantity("10m".into())),
+                        ("memory".to_string(), Quantity("16Mi".into())),
+                    ])),
+                    ..ResourceRequirements::default()
+                }),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    privileged: Some(false),
+                    read_only_root_filesystem: Some(true),
+                    run_as_user: spec.user,
+                    run_as_group: spec.user,
+                    run_as_non_root: spec.user.map(|_| true),
+                    capabilities: Some(Capabilities {
+                        add: (!spec.capabilities.is_empty()).then(|| spec.capabilities.iter().map(|c| c.to_string()).collect()),
+                        drop: Some(vec!["ALL".into()]),
+                    }),
+                    seccomp_profile: runtime_default(),
+                    ..SecurityContext::default()
+                }),
+                ..Container::default()
+            }],
+            volumes: Some(volumes),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;
