@@ -31,7 +31,38 @@ pub struct StatusReport {
     /// Why a node could not be looked at, one line each.
     pub problems: Vec<String>,
     pub api: ApiView,
+    /// With several masters: the VIP and who holds it, and etcd's members.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlaneStatus>,
 }
+
+/// The API's VIP and etcd's members, as the masters show them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ControlPlaneStatus {
+    /// The API's VIP (`api_endpoint: vip`).
+    pub vip: Option<Ipv4Addr>,
+    /// The masters on which the VIP is an address now (one, when all is well).
+    pub vip_holders: Vec<String>,
+    /// `etcdctl endpoint health --cluster`, asked of the first master that answered.
+    pub etcd: Vec<EtcdMember>,
+    /// The master etcd was asked on, or why no master could be asked.
+    pub etcd_asked: String,
+}
+
+/// One etcd member as `etcdctl endpoint health` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EtcdMember {
+    pub endpoint: String,
+    pub health: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Asks etcd, inside the master's etcd container, for every member's health (JSON).
+const ETCD_HEALTH: &str = "c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'; id=$($c ps -q --name '^etcd$' --state running 2>/dev/null | head -n 1); \
+    [ -n \"$id\" ] || { echo 'no running etcd container' >&2; exit 3; }; p=/etc/kubernetes/pki/etcd; \
+    $c exec \"$id\" etcdctl --endpoints=https://127.0.0.1:2379 --cacert=$p/ca.crt --cert=$p/healthcheck-client.crt --key=$p/healthcheck-client.key \
+    --command-timeout=3s endpoint health --cluster -w json";
 
 impl StatusReport {
     /// The table (or, for a cluster without servers, the line that says so).
@@ -50,6 +81,18 @@ impl StatusReport {
             let ip = |v: Option<Ipv4Addr>| v.map_or("-".to_string(), |a| a.to_string());
             let (fixed, floating) = (ip(n.fixed_ip), ip(n.floating_ip));
             out.push(row([&n.node, &n.server, &fixed, &floating, &n.pod_cidr, if n.route { "yes" } else { "no" }, &n.ssh, &n.kubelet]));
+        }
+        if let Some(cp) = &self.control_plane {
+            let vip = cp.vip.map_or("-".to_string(), |v| v.to_string());
+            out.push(match cp.vip_holders.as_slice() {
+                [] => format!("API VIP {vip}: held by no master"),
+                [one] => format!("API VIP {vip}: held by {one}"),
+                many => format!("API VIP {vip}: held by {} masters at once: {}", many.len(), many.join(", ")),
+            });
+            let healthy = cp.etcd.iter().filter(|m| m.health).count();
+            let members: Vec<String> =
+                cp.etcd.iter().map(|m| format!("{} {}", m.endpoint, if m.health { "healthy" } else { "UNHEALTHY" })).collect();
+            out.push(format!("etcd: {healthy}/{} healthy ({}): {}", cp.etcd.len(), cp.etcd_asked, members.join(", ")));
         }
         out
     }
@@ -118,6 +161,7 @@ pub async fn status<C: Cloud, R: Reach, K: Connect>(
         nodes: Vec::new(),
         problems: Vec::new(),
         api: ApiView::NotAsked,
+        control_plane: None,
     };
     if !report.exists {
         return Ok(report);
@@ -149,9 +193,42 @@ pub async fn status<C: Cloud, R: Reach, K: Connect>(
             report.problems.push(format!("{node}: {error}"));
         }
     }
+    if plan.masters().count() > 1 || plan.api_endpoint.is_shared() {
+        report.control_plane = Some(control_plane(&plan, &sessions).await);
+    }
     nodes::close_all(reach, sessions).await;
     report.api = api_view(state, kube, &plan, settings.addons.dns.is_some()).await;
     Ok(report)
+}
+
+/// Who holds the VIP (`ip -4 addr` on every master that answers) and etcd's members' health
+/// (asked on the first master that answers).
+async fn control_plane<N: Remote>(plan: &kos_core::plan::ClusterPlan, sessions: &[NodeSession<N>]) -> ControlPlaneStatus {
+    let vip = (plan.api_endpoint == kos_core::settings::ApiEndpoint::Vip).then_some(plan.internal_api).flatten();
+    let mut cp = ControlPlaneStatus { vip, etcd_asked: "no master answered".into(), ..ControlPlaneStatus::default() };
+    for m in plan.masters() {
+        let Some(NodeSession::Up(x)) = sessions.iter().find(|s| s.node() == m.name) else { continue };
+        if let Some(vip) = vip {
+            let out = x.run("ip -o -4 addr show", Default::default()).await;
+            if out.is_ok_and(|o| o.stdout_text().contains(&format!(" {vip}/32 "))) {
+                cp.vip_holders.push(m.name.clone());
+            }
+        }
+        if cp.etcd.is_empty() {
+            match x.run(ETCD_HEALTH, Default::default()).await {
+                Ok(o) => match serde_json::from_str::<Vec<EtcdMember>>(o.stdout_text().trim()) {
+                    Ok(mut members) => {
+                        members.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+                        cp.etcd = members;
+                        cp.etcd_asked = format!("asked on {}", m.name);
+                    }
+                    Err(_) => cp.etcd_asked = format!("{}: {}", m.name, o.stderr_text().trim()),
+                },
+                Err(e) => cp.etcd_asked = format!("{}: {e}", m.name),
+            }
+        }
+    }
+    cp
 }
 
 /// The API server's view, through the admin kubeconfig `kos up` wrote.
@@ -218,5 +295,35 @@ mod tests {
         let json = serde_json::to_value(&up).unwrap();
         assert_eq!(json["api"]["state"], "answered");
         assert_eq!(json["nodes"][1]["pod_cidr"], up.nodes[1].pod_cidr);
+    }
+
+    #[test]
+    fn the_vip_holder_and_etcds_members_follow_the_table() {
+        let members: Vec<EtcdMember> = serde_json::from_str(
+            r#"[{"endpoint":"https://10.0.0.12:2379","health":true,"took":"2ms"},
+                {"endpoint":"https://10.0.0.13:2379","health":false,"error":"context deadline exceeded"}]"#,
+        )
+        .unwrap();
+        let mut report = StatusReport {
+            cluster: "demo".into(),
+            cloud: "test".into(),
+            exists: true,
+            nodes: Vec::new(),
+            problems: Vec::new(),
+            api: ApiView::NotAsked,
+            control_plane: Some(ControlPlaneStatus {
+                vip: Some(Ipv4Addr::new(10, 0, 0, 100)),
+                vip_holders: vec!["master-2".into()],
+                etcd: members,
+                etcd_asked: "asked on master-2".into(),
+            }),
+        };
+        let table = report.table();
+        assert_eq!(table[1], "API VIP 10.0.0.100: held by master-2");
+        assert_eq!(table[2], "etcd: 1/2 healthy (asked on master-2): https://10.0.0.12:2379 healthy, https://10.0.0.13:2379 UNHEALTHY");
+        report.control_plane.as_mut().unwrap().vip_holders.push("master-3".into());
+        assert_eq!(report.table()[1], "API VIP 10.0.0.100: held by 2 masters at once: master-2, master-3");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["control_plane"]["etcd"][1]["error"], "context deadline exceeded");
     }
 }
