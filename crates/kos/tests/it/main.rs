@@ -17,6 +17,7 @@ mod kubeconfig;
 mod rendered_cluster;
 mod support;
 mod testbed_cloud;
+mod testbed_ha;
 mod testbed_nodes;
 mod testbed_serves;
 mod testbed_up;

@@ -1,0 +1,309 @@
+//! A highly available control plane on the test bed: three masters (stacked etcd) behind a
+//! VIP that Neutron reserves and keepalived holds, two workers reaching the API servers
+//! through their own balancer; then the master holding the VIP is stopped through the
+//! cloud's API and started again, while a client polls a Service on the workers and
+//! another polls the API through the VIP's floating IP.
+
+use crate::harness::*;
+use crate::testbed_cloud::openstack_ok;
+use crate::testbed_serves::get_hostname;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const MASTERS: [&str; 3] = ["master-1", "master-2", "master-3"];
+const WORKERS: [&str; 2] = ["worker-1", "worker-2"];
+
+/// The longest the API may stay unanswered when the master holding the VIP stops (the
+/// target is 10 s: keepalived's 3 missed adverts of 1 s, or at once on a clean shutdown;
+/// the bound leaves room for a loaded test machine). The test prints the figure it saw.
+const API_OUTAGE_BOUND: Duration = Duration::from_secs(30);
+
+/// `etcdctl endpoint health --cluster` inside `master`'s etcd pod: member URL → healthy.
+fn etcd_health(c: &Cluster, master: &str) -> Vec<(String, bool)> {
+    let pki = "/etc/kubernetes/pki/etcd";
+    let (_, out, _) = c.kubectl(&[
+        "-n",
+        "kube-system",
+        "exec",
+        &format!("etcd-{master}"),
+        "--",
+        "etcdctl",
+        "--endpoints=https://127.0.0.1:2379",
+        &format!("--cacert={pki}/ca.crt"),
+        &format!("--cert={pki}/healthcheck-client.crt"),
+        &format!("--key={pki}/healthcheck-client.key"),
+        "--command-timeout=3s",
+        "endpoint",
+        "health",
+        "--cluster",
+        "-w",
+        "json",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+    let mut v: Vec<(String, bool)> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (e["endpoint"].as_str().unwrap_or_default().to_owned(), e["health"] == true))
+        .collect();
+    v.sort();
+    v
+}
+
+fn healthy(members: &[(String, bool)]) -> usize {
+    members.iter().filter(|(_, h)| *h).count()
+}
+
+/// The masters on which `vip` is an address now (`ip -4 addr`).
+fn holders(c: &Cluster, vip: &str, masters: &[&str]) -> Vec<String> {
+    masters
+        .iter()
+        .filter(|m| text(&c.root(m, "ip -o -4 addr show").stdout).contains(&format!(" {vip}/32 ")))
+        .map(|m| m.to_string())
+        .collect()
+}
+
+fn ready_nodes(c: &Cluster) -> Vec<String> {
+    let (ok, out, _) = c.kubectl(&["get", "nodes", "-o", "json", "--request-timeout=5s"]);
+    let nodes: serde_json::Value = if ok { serde_json::from_str(&out).unwrap_or_default() } else { serde_json::Value::Null };
+    nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// What a poller saw: requests answered and failed, and the longest stretch without an answer.
+#[derive(Debug, Default, Clone, Copy)]
+struct Polled {
+    ok: u64,
+    failed: u64,
+    longest_gap: Duration,
+}
+
+/// Calls `ask` every `every` until `stop`, in a thread of its own.
+fn poll(stop: Arc<AtomicBool>, every: Duration, mut ask: impl FnMut() -> bool + Send + 'static) -> std::thread::JoinHandle<Polled> {
+    std::thread::spawn(move || {
+        let mut p = Polled::default();
+        let mut last_ok = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            if ask() {
+                p.ok += 1;
+                last_ok = Instant::now();
+            } else {
+                p.failed += 1;
+                p.longest_gap = p.longest_gap.max(last_ok.elapsed());
+            }
+            std::thread::sleep(every.saturating_sub(t.elapsed()));
+        }
+        p
+    })
+}
+
+#[test]
+fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder_stops() {
+    if !nodes_are_up() {
+        return;
+    }
+    let nodes = [master("master-1", false), master("master-2", false), master("master-3", false), worker("worker-1"), worker("worker-2")];
+    let mut c = Cluster::new("ha", &nodes, "10.58.0.0/16", "{kind: containerd}");
+    let settings = c.dir.path().join("settings.yaml");
+    let text_of = std::fs::read_to_string(&settings).expect("settings");
+    let with_fip =
+        text_of.replacen(&format!("cluster: {{name: {}}}", c.name), &format!("cluster: {{name: {}, api_floating_ip: true}}", c.name), 1);
+    assert_ne!(with_fip, text_of, "the cluster line is where the harness writes it");
+    std::fs::write(&settings, with_fip).expect("settings written");
+
+    // 1. From nothing: the VIP's port and its floating IP first, then the nodes; kos up
+    // returns once every node and every control-plane pod is Ready.
+    let first = c.kos_ok(&["up", "-o", "json"]);
+    eprintln!("kos up of 3 masters + 2 workers: {:.1} s; phases: {:?}", first.secs, first.phase_times());
+    let report = first.report();
+    let facts = UpFacts(&report);
+    assert_eq!(facts.cloud_changes("create the API's VIP port"), 1, "{report:#}");
+    assert_eq!(facts.cloud_changes("allocate a floating IP for the API's VIP"), 1, "{report:#}");
+    assert_eq!(facts.cloud_changes("create server of "), 5, "{report:#}");
+    let ready = report["ready"].as_array().expect("ready");
+    assert!(ready.iter().all(|i| i["ready"] == true) && report["ok"] == true, "{report:#}");
+
+    // The VIP: a port of its own, marked as the cluster's; its address on every master's
+    // port as an allowed pair (and on no worker's); the operator's kubeconfig points at its
+    // floating IP, and the API server's certificate names both.
+    let vip_port: serde_json::Value =
+        serde_json::from_str(&openstack_ok(&["port", "show", &format!("{}-api-vip", c.name), "-f", "json"])).expect("port JSON");
+    let vip = vip_port["fixed_ips"][0]["ip_address"].as_str().expect("the VIP port has an address").to_owned();
+    assert!(vip_port["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "kos-api-vip")), "{vip_port:#}");
+    assert_eq!(vip_port["device_id"], "", "the VIP's port is attached to no server: {vip_port:#}");
+    let fip = openstack_ok(&[
+        "floating",
+        "ip",
+        "list",
+        "--port",
+        vip_port["id"].as_str().expect("id"),
+        "-f",
+        "value",
+        "-c",
+        "Floating IP Address",
+    ]);
+    assert!(fip.starts_with("203.0.113."), "the VIP has a floating IP: {fip:?}");
+    for (i, n) in nodes.iter().enumerate() {
+        let port: serde_json::Value =
+            serde_json::from_str(&openstack_ok(&["port", "show", &format!("{}-{}", c.name, n.name), "-f", "json"])).expect("port JSON");
+        let pairs: Vec<&str> =
+            port["allowed_address_pairs"].as_array().into_iter().flatten().filter_map(|p| p["ip_address"].as_str()).collect();
+        let pod_range = format!("10.58.{i}.0/24");
+        let want: Vec<&str> = if n.master { vec![pod_range.as_str(), vip.as_str()] } else { vec![pod_range.as_str()] };
+        let mut sorted = pairs.clone();
+        sorted.sort();
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        assert_eq!(sorted, want_sorted, "{}'s allowed address pairs", n.name);
+    }
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig()).expect("kubeconfig");
+    assert!(
+        kubeconfig.contains(&format!("server: https://{fip}:6443")),
+        "the operator reaches the API at the VIP's floating IP:\n{kubeconfig}"
+    );
+    // Through the VIP itself too (from the tenant network): the certificate names it.
+    let via_vip = c.kubectl_ok(&["--server", &format!("https://{vip}:6443"), "get", "--raw", "/readyz"]);
+    assert_eq!(via_vip.trim(), "ok");
+
+    // 2. Five Ready nodes; etcd has three healthy members; exactly one master holds the VIP.
+    assert_eq!(ready_nodes(&c).len(), 5, "{}", c.kubectl(&["get", "nodes"]).1);
+    let members = etcd_health(&c, "master-1");
+    assert_eq!((members.len(), healthy(&members)), (3, 3), "etcd: {members:?}");
+    let holder =
+        wait_for("one master holds the VIP", 60, || Some(holders(&c, &vip, &MASTERS)).filter(|h| h.len() == 1), String::new).remove(0);
+    eprintln!("VIP {vip} (floating IP {fip}) held by {holder}; etcd {members:?}");
+    // `kos status` says the same: who holds the VIP, and etcd's three healthy members.
+    let status = c.kos_ok(&["status", "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    let cp = &status["control_plane"];
+    assert_eq!(cp["vip"], vip.as_str(), "{status:#}");
+    assert_eq!(cp["vip_holders"], serde_json::json!([holder]), "{status:#}");
+    let etcd = cp["etcd"].as_array().expect("etcd members");
+    assert!(etcd.len() == 3 && etcd.iter().all(|m| m["health"] == true), "{status:#}");
+
+    // 3. The workers' kubelets and kube-proxies talk to the API through their own balancer.
+    for w in WORKERS {
+        let conf = c.root_ok(w, "grep -h 'server:' /etc/kubernetes/kubelet.conf /etc/kubernetes/kube-proxy.conf");
+        assert_eq!(conf.lines().map(str::trim).collect::<Vec<_>>(), ["server: https://127.0.0.1:7445"; 2], "{w}");
+        let conns = c.root_ok(w, "ss -Htn state established '( dport = :7445 )' | wc -l");
+        assert!(conns.parse::<u32>().unwrap_or(0) >= 1, "{w}: connections through the local balancer: {conns}");
+        let pod = c.kubectl_json(&["-n", "kube-system", "get", "pod", &format!("kos-api-balancer-{w}")]);
+        assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
+    }
+
+    // 4. A workload on the workers behind a NodePort, and two pollers: the Service on both
+    // workers' fixed IPs, and `kubectl get` through the VIP's floating IP.
+    let web = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  \
+         template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      \
+         topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}]\n      \
+         containers:\n      - name: web\n        image: {BUSYBOX}\n        imagePullPolicy: IfNotPresent\n        \
+         command: [sh, -c, 'exec httpd -f -p 8080 -h /etc']\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  type: NodePort\n  selector: {{app: web}}\n  ports: [{{port: 80, targetPort: 8080}}]\n"
+    );
+    let file = c.dir.path().join("web.yaml");
+    std::fs::write(&file, web).expect("web.yaml");
+    c.kubectl_ok(&["apply", "-f", &file.display().to_string()]);
+    c.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    let node_port: u16 = c.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().expect("a nodePort");
+    let status = c.status();
+    let worker_ips: Vec<String> = WORKERS.iter().map(|w| status[*w].fixed_ip.clone()).collect();
+    for ip in &worker_ips {
+        wait_for(&format!("{ip}:{node_port} answers"), 60, || get_hostname(ip, node_port, 3), String::new);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let ips = worker_ips.clone();
+    let mut turn = 0usize;
+    let service = poll(stop.clone(), Duration::from_millis(200), move || {
+        turn += 1;
+        get_hostname(&ips[turn % ips.len()], node_port, 2).is_some()
+    });
+    let kubectl = artifact_set().join("bin/kubectl");
+    let (kc, context) = (c.kubeconfig(), format!("kos-{}", c.name));
+    let api = poll(stop.clone(), Duration::from_millis(500), move || {
+        std::process::Command::new(&kubectl)
+            .env("KUBECONFIG", &kc)
+            .args(["--context", &context, "--request-timeout=2s", "get", "nodes", "-o", "name"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    std::thread::sleep(Duration::from_secs(5));
+
+    // 5. The master holding the VIP is stopped through the cloud's API: the VIP moves to
+    // another master, the API answers again through it, the workloads keep serving, the
+    // other nodes stay Ready, and etcd keeps a quorum of two.
+    let stopped_at = Instant::now();
+    openstack_ok(&["server", "stop", &format!("{}-{holder}", c.name)]);
+    let others: Vec<&str> = MASTERS.iter().copied().filter(|m| *m != holder).collect();
+    let new_holder = wait_for(
+        "another master holds the VIP",
+        120,
+        || holders(&c, &vip, &others).pop(),
+        || format!("{:?}", c.kubectl(&["get", "nodes"])),
+    );
+    let moved = stopped_at.elapsed();
+    wait_for(
+        "the API answers through the VIP",
+        120,
+        || c.kubectl(&["--request-timeout=3s", "get", "--raw", "/readyz"]).0.then_some(()),
+        String::new,
+    );
+    let members = wait_for(
+        "etcd: 2 of 3 members healthy",
+        120,
+        || Some(etcd_health(&c, &new_holder)).filter(|m| m.len() == 3 && healthy(m) == 2),
+        || format!("{:?}", etcd_health(&c, &new_holder)),
+    );
+    // Long enough for the node controller to notice what stopped, so "the others stay
+    // Ready" means something: its grace period is 40 s.
+    std::thread::sleep(Duration::from_secs(45));
+    let still_ready = ready_nodes(&c);
+    stop.store(true, Ordering::Relaxed);
+    let (service, api) = (service.join().expect("service poller"), api.join().expect("API poller"));
+    eprintln!(
+        "stopped {holder}: VIP on {new_holder} after {:.1} s; API through the VIP: {} answered, {} failed, longest outage {:.1} s; \
+         Service on the workers: {} answered, {} failed; etcd {members:?}; Ready: {still_ready:?}",
+        moved.as_secs_f64(),
+        api.ok,
+        api.failed,
+        api.longest_gap.as_secs_f64(),
+        service.ok,
+        service.failed,
+    );
+    assert_eq!(service.failed, 0, "the workloads on the workers kept serving: {service:?}");
+    assert!(api.longest_gap <= API_OUTAGE_BOUND, "the API answered again within {API_OUTAGE_BOUND:?}: {api:?}");
+    let mut expected: Vec<String> = nodes.iter().map(|n| n.name.to_owned()).filter(|n| *n != holder).collect();
+    expected.sort();
+    let mut seen = still_ready.clone();
+    seen.sort();
+    assert_eq!(seen, expected, "every node but the stopped master stays Ready");
+
+    // 6. Started again: it rejoins (Ready, etcd 3/3), and a second kos up changes nothing.
+    openstack_ok(&["server", "start", &format!("{}-{holder}", c.name)]);
+    wait_for(
+        "the stopped master is Ready again",
+        300,
+        || ready_nodes(&c).contains(&holder).then_some(()),
+        || c.kubectl(&["get", "nodes"]).1,
+    );
+    let members = wait_for(
+        "etcd: 3 of 3 members healthy",
+        180,
+        || Some(etcd_health(&c, &holder)).filter(|m| healthy(m) == 3),
+        || format!("{:?}", etcd_health(&c, &new_holder)),
+    );
+    eprintln!("{holder} rejoined; etcd {members:?}; VIP on {:?}", holders(&c, &vip, &MASTERS));
+    let again = c.kos_ok(&["up", "-o", "json"]);
+    let report = again.report();
+    assert_eq!(UpFacts(&report).changes(), 0, "a converged HA cluster: {report:#}");
+
+    // 7. Destroy: nothing left, the VIP's port and floating IP included.
+    c.destroy();
+}
