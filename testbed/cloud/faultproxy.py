@@ -30,6 +30,7 @@ self-links a service derives from the request (version discovery, Location) need
 address, as `X-Forwarded-Proto` would give them behind a real one.
 """
 import argparse
+import hashlib
 import http.client
 import http.server
 import json
@@ -83,6 +84,8 @@ class Counters:
         with self.lock:
             if not self.tokens_expired:
                 self.tokens.update(t for t in tokens if t)
+            sys.stderr.write("token(s) %s issued%s\n" % (", ".join(short(t) for t in tokens if t),
+                                                        " (after the expiry: they stay valid)" if self.tokens_expired else ""))
 
     def used(self, token, expire_after):
         """A request carrying `token` is forwarded to a service; expire after `expire_after`."""
@@ -91,6 +94,13 @@ class Counters:
                 self.token_uses += 1
                 if self.token_uses >= expire_after:
                     self.tokens_expired = True
+                    sys.stderr.write("%d requests carried a token (last: %s): every token issued so far expires\n"
+                                     % (self.token_uses, short(token)))
+
+
+def short(token):
+    """A token's log name: a hash prefix (the token itself never goes to the log)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:8] if token else "-"
 
 
 def login_tokens(body):
@@ -106,8 +116,8 @@ def handler(listen, upstream, rewrites, counters, every, expire_after, keystone_
     class Proxy(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, fmt, *args):  # one line per request on stderr
-            sys.stderr.write("%s %s\n" % (listen, fmt % args))
+        def log_message(self, fmt, *args):  # one line per request on stderr, with its token's log name
+            sys.stderr.write("%s %s token=%s\n" % (listen, fmt % args, short(getattr(self, "headers", None) and self.headers.get("X-Auth-Token"))))
 
         def relay(self):
             length = int(self.headers.get("Content-Length") or 0)

@@ -749,7 +749,16 @@ fn a_token_expiring_during_kos_up_is_renewed_for_password_and_application_creden
         let start = std::time::Instant::now();
         let (ok, stdout, stderr) = kos_with(&c, &env, &["up", "--only", "instances,routes", "-f", file(&settings)]);
         let expired = proxy.count("expired");
-        assert!(expired >= 1, "{name}: the proxy never answered an expired token (the run ended before 15 requests?):\n{stdout}\n{stderr}");
+        if expired == 0 {
+            // Seen in 3 of 9 soak runs, never by hand: say what the proxy saw, so the cause shows.
+            let log = std::fs::read_to_string(dir.join("faultproxy.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!(
+                "{name}: the proxy never answered an expired token ({} requests forwarded; the run ended before 15 requests carried the login's token?):\n{stdout}\n{stderr}\n--- faultproxy.log, last 80 lines\n{}",
+                proxy.count("forwarded"),
+                tail.join("\n")
+            );
+        }
         if auth_type == "v3token" {
             assert!(!ok, "{name}: a token login cannot be renewed, kos up must fail:\n{stdout}\n{stderr}");
             for word in [
