@@ -113,7 +113,10 @@ impl ClusterResources {
                 .and_then(|c| c.parse().ok())
                 // The port's pod range: its first pair that is a network (a master's also holds the VIP).
                 .or_else(|| port.and_then(|p| p.allowed_address_pairs.iter().find_map(|a| a.ip_address.parse().ok())));
-            nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr, server_id: server.map(|s| s.id.clone()) });
+            let role = server.and_then(|s| s.metadata.get(marks::ROLE).cloned());
+            let masters = server.and_then(|s| s.metadata.get(marks::MASTERS)).and_then(|m| m.parse().ok());
+            let server_id = server.map(|s| s.id.clone());
+            nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr, server_id, role, masters });
         }
         let vip = self.vip_port.as_ref();
         let api_vip = vip.and_then(|p| p.fixed_ips.first().map(|f| f.ip_address));

@@ -145,7 +145,9 @@ pub async fn plan<C: Cloud, R: Reach, K: Connect>(
     let asks = Asks { checks: false, security_group: settings.cloud.manage_security_group };
     let survey = survey::survey(cloud, settings, asks).await;
     let (resolved, have) = (survey.resolved()?, survey.have()?);
-    let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
+    let observed = have.observed(Some(resolved.subnet.cidr));
+    kos_core::plan::check_control_plane_change(settings, &observed).map_err(|e| RunError::Invalid(e.to_string()))?;
+    let plan = plan_for(settings, &observed)?;
     let mut report = PlanReport { cloud: cloud_changes(cloud, settings, &plan, &survey, &have, &resolved).await?, ..Default::default() };
     // Nodes whose server is missing or has no address yet are provisioned from scratch.
     let missing = plan.nodes_without_address();

@@ -215,7 +215,9 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         };
         let survey = survey::survey(self.systems.cloud, self.settings, asks).await;
         let (resolved, have) = (survey.resolved()?, survey.have()?);
-        let plan = plan_for(self.settings, &have.observed(Some(resolved.subnet.cidr)))?;
+        let observed = have.observed(Some(resolved.subnet.cidr));
+        kos_core::plan::check_control_plane_change(self.settings, &observed).map_err(|e| RunError::Invalid(e.to_string()))?;
+        let plan = plan_for(self.settings, &observed)?;
         self.timed("observe", t);
         let router = Some(resolved.router.clone());
         Ok((CloudView { resolved, have, plan, router }, survey))

@@ -24,6 +24,9 @@ pub mod marks {
     pub const ROLE: &str = "kos-role";
     /// `kos-pod-cidr=<cidr>`: the node's pod range, kept for the node's life.
     pub const POD_CIDR: &str = "kos-pod-cidr";
+    /// `kos-masters=<n>` on a master: how many masters the settings had when it was made (a
+    /// control plane that grew or shrank since is told apart from one still being made).
+    pub const MASTERS: &str = "kos-masters";
     /// The Neutron tag of the port that reserves the API's virtual IP (`api_endpoint: vip`).
     pub const API_VIP: &str = "kos-api-vip";
     /// The seed system's group tag, read by its dynamic inventory.
@@ -155,6 +158,41 @@ pub enum PlanError {
     PinTaken { node: String, pinned: Ipv4Net, holder: String },
     #[error("no free pod range left for node `{node}`: use a larger pod_cidr or a longer node_prefix")]
     NoRoom { node: String },
+    #[error(
+        "the settings add master(s) {added} to a cluster whose control plane runs on {running}: kos does not grow a running control plane yet (etcd members must join one at a time; started as a new cluster they would split etcd in two); keep the masters as they are, or make a new cluster with every master from the start"
+    )]
+    GrowControlPlane { added: String, running: String },
+    #[error(
+        "the settings remove master(s) {removed} of a running control plane: kos does not shrink it yet (their etcd members would stay in the cluster and count against its quorum); put them back in `nodes`"
+    )]
+    ShrinkControlPlane { removed: String },
+}
+
+/// Refuses what kos cannot yet do safely to a running control plane: masters added to one
+/// (their etcd would start as a cluster of its own) or removed from one (their etcd members
+/// would stay). A cluster with no server yet may have any number of masters.
+pub fn check_control_plane_change(settings: &Settings, observed: &Observed) -> Result<(), PlanError> {
+    // A master's server records how many masters it was made among: a run that made some
+    // of a new control plane's masters and stopped is finished by the next, not refused.
+    let masters = settings.masters().count() as u32;
+    let running = |name: &str| observed.nodes.get(name).filter(|o| o.server_id.is_some() && o.role.as_deref() != Some("worker"));
+    let (running_masters, added): (Vec<&str>, Vec<&str>) = settings.masters().map(|n| n.name.as_str()).partition(|n| running(n).is_some());
+    let made_for_fewer = running_masters.iter().filter_map(|n| running(n)).any(|o| o.masters.is_none_or(|m| m < masters));
+    if !added.is_empty() && made_for_fewer {
+        return Err(PlanError::GrowControlPlane { added: added.join(", "), running: running_masters.join(", ") });
+    }
+    let removed: Vec<&str> = observed
+        .nodes
+        .iter()
+        .filter(|(name, o)| {
+            o.server_id.is_some() && o.role.as_deref() == Some("master") && !settings.nodes.iter().any(|n| &n.name == *name)
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !removed.is_empty() {
+        return Err(PlanError::ShrinkControlPlane { removed: removed.join(", ") });
+    }
+    Ok(())
 }
 
 /// Settings + observations → the plan.
@@ -172,6 +210,9 @@ pub fn plan(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, Pla
         metadata.insert(marks::NODE.into(), n.name.clone());
         metadata.insert(marks::ROLE.into(), n.role.as_str().into());
         metadata.insert(marks::POD_CIDR.into(), pod_cidr.to_string());
+        if n.role == Role::Master {
+            metadata.insert(marks::MASTERS.into(), settings.masters().count().to_string());
+        }
         nodes.push(NodePlan {
             name: n.name.clone(),
             role: n.role,

@@ -43,6 +43,12 @@ pub struct ObservedNode {
     /// name and address is another machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_id: Option<String>,
+    /// The role recorded on the server (`kos-role`): `master` or `worker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// On a master: how many masters the settings had when its server was made (`kos-masters`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masters: Option<u32>,
 }
 
 impl Observed {

@@ -33,7 +33,7 @@ fn observed_from(plan: &ClusterPlan) -> Observed {
                         fixed_ip: Some(Ipv4Addr::new(192, 168, 50, 10 + i as u8)),
                         floating_ip: None,
                         pod_cidr: Some(n.pod_cidr),
-                        server_id: None,
+                        ..ObservedNode::default()
                     },
                 )
             })
@@ -224,4 +224,42 @@ fn observed_state_file_parses_and_rejects_unknown_keys() {
     let o = Observed::parse("nodes:\n  master-1: {fixed_ip: 192.168.50.11, pod_cidr: 10.1.0.0/24}\napi_vip: 192.168.50.100\n").unwrap();
     assert_eq!(o.nodes["master-1"].fixed_ip, Some("192.168.50.11".parse().unwrap()));
     assert!(Observed::parse("nodes:\n  m: {fixed: 1.2.3.4}\n").is_err());
+}
+
+#[test]
+fn a_running_control_plane_is_neither_grown_nor_shrunk_but_a_new_one_is_finished() {
+    use super::check_control_plane_change as check;
+    let three = |extra: &str| {
+        let text = format!(
+            "cluster: {{name: demo}}\ncloud: {{image: i, flavor: f, network: n, router: r}}\nssh: {{user: debian, private_key: k}}\nnodes:\n  - {{name: m1, role: master}}\n{extra}  - {{name: w1, role: worker}}\n"
+        );
+        Settings::parse(Path::new("s.yaml"), &text).unwrap()
+    };
+    let (one, grown) = (three(""), three("  - {name: m2, role: master}\n  - {name: m3, role: master}\n"));
+    let running =
+        |masters: Option<u32>| ObservedNode { server_id: Some("id".into()), role: Some("master".into()), masters, ..Default::default() };
+    // Every master records how many it was made among.
+    assert_eq!(plan(&grown, &Observed::default()).unwrap().nodes[0].metadata["kos-masters"], "3");
+    assert!(!plan(&grown, &Observed::default()).unwrap().nodes[3].metadata.contains_key("kos-masters"));
+    // Nothing running yet, or a first run stopped after its first master: go on.
+    assert_eq!(check(&grown, &Observed::default()), Ok(()));
+    let mut seen = Observed::default();
+    seen.nodes.insert("m1".into(), running(Some(3)));
+    assert_eq!(check(&grown, &seen), Ok(()));
+    // A master made for one (or by an older kos, which did not record it): refused, named.
+    for recorded in [Some(1), None] {
+        seen.nodes.insert("m1".into(), running(recorded));
+        let err = check(&grown, &seen).unwrap_err().to_string();
+        assert!(err.contains("add master(s) m2, m3 to a cluster whose control plane runs on m1"), "{err}");
+    }
+    assert_eq!(check(&one, &seen), Ok(()), "as it was");
+    // A running master left out of the settings.
+    let mut seen = Observed::default();
+    for m in ["m1", "m2", "m3"] {
+        seen.nodes.insert(m.into(), running(Some(3)));
+    }
+    seen.nodes.insert("w1".into(), ObservedNode { server_id: Some("w".into()), role: Some("worker".into()), ..Default::default() });
+    let err = check(&one, &seen).unwrap_err().to_string();
+    assert!(err.contains("remove master(s) m2, m3 of a running control plane"), "{err}");
+    assert_eq!(check(&grown, &seen), Ok(()));
 }

@@ -261,8 +261,7 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
         || Some(etcd_health(&c, &new_holder)).filter(|m| m.len() == 3 && healthy(m) == 2),
         || format!("{:?}", etcd_health(&c, &new_holder)),
     );
-    // Long enough for the node controller to notice what stopped, so "the others stay
-    // Ready" means something: its grace period is 40 s.
+    // The pollers and the other nodes are watched a while longer (45 s) after the failover.
     std::thread::sleep(Duration::from_secs(45));
     let still_ready = ready_nodes(&c);
     stop.store(true, Ordering::Relaxed);
@@ -279,11 +278,11 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
     );
     assert_eq!(service.failed, 0, "the workloads on the workers kept serving: {service:?}");
     assert!(api.longest_gap <= API_OUTAGE_BOUND, "the API answered again within {API_OUTAGE_BOUND:?}: {api:?}");
-    let mut expected: Vec<String> = nodes.iter().map(|n| n.name.to_owned()).filter(|n| *n != holder).collect();
-    expected.sort();
-    let mut seen = still_ready.clone();
-    seen.sort();
-    assert_eq!(seen, expected, "every node but the stopped master stays Ready");
+    // Every other node stays Ready. (The stopped one turns NotReady only after the node
+    // controller's grace, counted anew when its leader was on the stopped master: not asserted.)
+    let not_ready: Vec<&str> =
+        nodes.iter().map(|n| n.name).filter(|n| *n != holder).filter(|n| !still_ready.iter().any(|r| r == n)).collect();
+    assert!(not_ready.is_empty(), "every node but the stopped master stays Ready; not Ready: {not_ready:?}");
 
     // 6. Started again: it rejoins (Ready, etcd 3/3), and a second kos up changes nothing.
     openstack_ok(&["server", "start", &format!("{}-{holder}", c.name)]);
@@ -304,6 +303,29 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
     let report = again.report();
     assert_eq!(UpFacts(&report).changes(), 0, "a converged HA cluster: {report:#}");
 
-    // 7. Destroy: nothing left, the VIP's port and floating IP included.
+    // 7. Shrinking a running control plane is not built yet: refused, naming the masters,
+    // before anything changes.
+    let full = std::fs::read_to_string(&settings).expect("settings");
+    // (Down to one: two masters would be refused by the settings' own check, an even number.)
+    // (`api_endpoint: vip` said outright: with one master the default is `master`.)
+    let vip_said = full.replace("api_floating_ip: true}", "api_floating_ip: true, api_endpoint: vip}");
+    let one = ["master-2", "master-3"]
+        .iter()
+        .fold(vip_said, |t, m| t.replace(&format!("  - {{name: {m}, role: master, floating_ip: false}}\n"), ""));
+    assert!(one.contains("api_endpoint: vip") && !one.contains("master-2"), "{one}");
+    std::fs::write(&settings, one).expect("settings");
+    let refused = c.kos(&["up"]);
+    // The settings back before any assertion: a cluster dropped with a failed test is
+    // destroyed by them, and two masters would be refused.
+    std::fs::write(&settings, &full).expect("settings");
+    assert!(
+        !refused.ok() && refused.stderr.contains("remove master(s) master-2, master-3 of a running control plane"),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(!refused.stdout.contains("instances:"), "nothing changed: {}", refused.stdout);
+
+    // 8. Destroy: nothing left, the VIP's port and floating IP included.
     c.destroy();
 }
