@@ -166,11 +166,16 @@ pub enum PlanError {
         "the settings remove master(s) {removed} of a running control plane: kos does not shrink it yet (their etcd members would stay in the cluster and count against its quorum); put them back in `nodes`"
     )]
     ShrinkControlPlane { removed: String },
+    #[error(
+        "the cluster's API is reached through {running}, and the settings say `api_endpoint: {wanted}`: kos does not change how a running cluster's API is reached yet; set `api_endpoint: {running_key}` under `cluster:`"
+    )]
+    ChangeEndpoint { running: &'static str, running_key: &'static str, wanted: &'static str },
 }
 
 /// Refuses what kos cannot yet do safely to a running control plane: masters added to one
-/// (their etcd would start as a cluster of its own) or removed from one (their etcd members
-/// would stay). A cluster with no server yet may have any number of masters.
+/// (their etcd would start as a cluster of its own), removed from one (their etcd members
+/// would stay), or another way to reach its API (a VIP's port made or released under running
+/// masters). A cluster with no server yet may have any number of masters and any endpoint.
 pub fn check_control_plane_change(settings: &Settings, observed: &Observed) -> Result<(), PlanError> {
     // A master's server records how many masters it was made among: a run that made some
     // of a new control plane's masters and stopped is finished by the next, not refused.
@@ -191,6 +196,20 @@ pub fn check_control_plane_change(settings: &Settings, observed: &Observed) -> R
         .collect();
     if !removed.is_empty() {
         return Err(PlanError::ShrinkControlPlane { removed: removed.join(", ") });
+    }
+    // How the API is reached is decided once: a VIP's port exists exactly when the cluster was
+    // made with `api_endpoint: vip` (it is made before the servers).
+    if observed.nodes.values().any(|o| o.server_id.is_some()) {
+        let endpoint = settings.cluster.api_endpoint;
+        match (observed.api_vip.is_some(), endpoint) {
+            (true, ApiEndpoint::Master | ApiEndpoint::Octavia) => {
+                return Err(PlanError::ChangeEndpoint { running: "a VIP", running_key: "vip", wanted: endpoint.as_str() });
+            }
+            (false, ApiEndpoint::Vip) => {
+                return Err(PlanError::ChangeEndpoint { running: "its master's address", running_key: "master", wanted: "vip" });
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

@@ -243,7 +243,8 @@ fn a_running_control_plane_is_neither_grown_nor_shrunk_but_a_new_one_is_finished
     assert!(!plan(&grown, &Observed::default()).unwrap().nodes[3].metadata.contains_key("kos-masters"));
     // Nothing running yet, or a first run stopped after its first master: go on.
     assert_eq!(check(&grown, &Observed::default()), Ok(()));
-    let mut seen = Observed::default();
+    // (The VIP's port is made before the servers: a run that made a master made it.)
+    let mut seen = Observed { api_vip: Some("10.0.0.100".parse().unwrap()), ..Observed::default() };
     seen.nodes.insert("m1".into(), running(Some(3)));
     assert_eq!(check(&grown, &seen), Ok(()));
     // A master made for one (or by an older kos, which did not record it): refused, named.
@@ -252,14 +253,32 @@ fn a_running_control_plane_is_neither_grown_nor_shrunk_but_a_new_one_is_finished
         let err = check(&grown, &seen).unwrap_err().to_string();
         assert!(err.contains("add master(s) m2, m3 to a cluster whose control plane runs on m1"), "{err}");
     }
-    assert_eq!(check(&one, &seen), Ok(()), "as it was");
+    seen.api_vip = None;
+    assert_eq!(check(&one, &seen), Ok(()), "as it was (one master, reached at its address)");
     // A running master left out of the settings.
     let mut seen = Observed::default();
     for m in ["m1", "m2", "m3"] {
         seen.nodes.insert(m.into(), running(Some(3)));
     }
     seen.nodes.insert("w1".into(), ObservedNode { server_id: Some("w".into()), role: Some("worker".into()), ..Default::default() });
+    seen.api_vip = Some("10.0.0.100".parse().unwrap());
     let err = check(&one, &seen).unwrap_err().to_string();
     assert!(err.contains("remove master(s) m2, m3 of a running control plane"), "{err}");
     assert_eq!(check(&grown, &seen), Ok(()));
+    // How the API is reached stays as it was made: a VIP's port exists, or none does.
+    let mut master_pinned = grown.clone();
+    master_pinned.cluster.api_endpoint = crate::settings::ApiEndpoint::Master;
+    let err = check(&master_pinned, &seen).unwrap_err().to_string();
+    assert!(
+        err.contains("reached through a VIP, and the settings say `api_endpoint: master`") && err.contains("set `api_endpoint: vip`"),
+        "{err}"
+    );
+    seen.api_vip = None;
+    let err = check(&grown, &seen).unwrap_err().to_string();
+    assert!(err.contains("reached through its master's address, and the settings say `api_endpoint: vip`"), "{err}");
+    assert_eq!(
+        check(&grown, &Observed { api_vip: Some("10.0.0.100".parse().unwrap()), ..Observed::default() }),
+        Ok(()),
+        "nothing runs yet"
+    );
 }
