@@ -427,7 +427,7 @@ struct KillPoint {
 /// it had already finished.
 fn up_killed(c: &Cluster, point: &KillPoint) -> (bool, String) {
     let mut child =
-        c.kos_command(&["up", "-v", "--only", CLUSTER_PHASES]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("kos runs");
+        c.kos_command(&["up", "-v", "--only", CLUSTER_PHASES]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kos runs");
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {
         let lines = lines.clone();
@@ -437,6 +437,12 @@ fn up_killed(c: &Cluster, point: &KillPoint) -> (bool, String) {
                 lines.lock().expect("lines").push(line);
             }
         })
+    };
+    // Its errors, for the message when a run ends early (a run that stopped on an error said
+    // why only there).
+    let errors = {
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<String>>())
     };
     let start = Instant::now();
     let mut seen_at: Option<Instant> = point.after.is_empty().then_some(start);
@@ -456,9 +462,19 @@ fn up_killed(c: &Cluster, point: &KillPoint) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(50));
     };
     let _ = reader.join();
+    let errors = errors.join().unwrap_or_default();
     let lines = lines.lock().expect("lines");
     let tail = lines.iter().rev().take(2).rev().cloned().collect::<Vec<_>>().join(" | ");
-    (finished, format!("after {:.1} s: {tail}", start.elapsed().as_secs_f64()))
+    let errors: Vec<&String> = errors.iter().filter(|l| !l.trim().is_empty()).collect();
+    let errors = errors[errors.len().saturating_sub(3)..].iter().map(|l| l.as_str()).collect::<Vec<_>>().join(" | ");
+    (
+        finished,
+        format!(
+            "after {:.1} s: {tail}{}",
+            start.elapsed().as_secs_f64(),
+            if errors.is_empty() { String::new() } else { format!(" | stderr: {errors}") }
+        ),
+    )
 }
 
 #[test]
