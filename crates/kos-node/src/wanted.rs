@@ -9,7 +9,6 @@
 use crate::artifacts::{self, Artifact, Fetch, Kind};
 use kos_core::settings::{Role, RuntimeKind, Settings};
 use kos_render::{Kind as FileKind, RenderedFile};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 pub use kos_render::{NodePhase, Unit};
@@ -138,10 +137,7 @@ impl NodeWants {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use kos_render::sha256_hex;
 
 /// The unit a binary of the artifact set runs as: a new binary restarts it.
 pub fn unit_of(artifact: &Artifact) -> Option<Unit> {

@@ -95,7 +95,7 @@ pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Materi
 }
 
 /// The node's fixed IP, which every master has once rendering is possible.
-fn address(node: &NodePlan) -> Result<std::net::Ipv4Addr, RenderError> {
+pub(crate) fn address(node: &NodePlan) -> Result<std::net::Ipv4Addr, RenderError> {
     node.fixed_ip.ok_or_else(|| RenderError::AddressUnknown { what: format!("node `{}`", node.name) })
 }
 
@@ -147,73 +147,103 @@ fn static_pod(
     probes: (Probe, Probe, Probe),
     requests: (&str, &str),
 ) -> Pod {
-    let labels = BTreeMap::from([("component".to_string(), name.to_string()), ("tier".to_string(), "control-plane".to_string())]);
     let (liveness, readiness, startup) = probes;
+    let container = Container {
+        name: name.into(),
+        image: Some(image),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(command),
+        volume_mounts: Some(
+            mounts
+                .iter()
+                .map(|m| VolumeMount {
+                    name: m.name.into(),
+                    mount_path: m.host.into(),
+                    read_only: Some(m.read_only),
+                    ..VolumeMount::default()
+                })
+                .collect(),
+        ),
+        liveness_probe: Some(liveness),
+        readiness_probe: Some(readiness),
+        startup_probe: Some(startup),
+        resources: Some(requests_of(requests)),
+        security_context: Some(locked_down(&[], None)),
+        ..Container::default()
+    };
+    let volumes = mounts
+        .iter()
+        .map(|m| Volume {
+            name: m.name.into(),
+            host_path: Some(HostPathVolumeSource { path: m.host.into(), type_: Some(m.kind.into()) }),
+            ..Volume::default()
+        })
+        .collect();
+    host_network_pod(name, "control-plane", None, container, volumes)
+}
+
+/// A kube-system static pod named `name` on the host's network, labelled with its
+/// component and `tier`: system-node-critical, no service-account token, the runtime's
+/// seccomp profile; one container, as given.
+pub(crate) fn host_network_pod(
+    name: &str,
+    tier: &str,
+    annotations: Option<BTreeMap<String, String>>,
+    container: Container,
+    volumes: Vec<Volume>,
+) -> Pod {
+    let labels = BTreeMap::from([("component".to_string(), name.to_string()), ("tier".to_string(), tier.to_string())]);
     Pod {
         metadata: ObjectMeta {
             name: Some(name.into()),
             namespace: Some("kube-system".into()),
             labels: Some(labels),
+            annotations,
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {
             host_network: Some(true),
             priority_class_name: Some("system-node-critical".into()),
             automount_service_account_token: Some(false),
-            security_context: Some(PodSecurityContext {
-                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
-                ..PodSecurityContext::default()
-            }),
-            containers: vec![Container {
-                name: name.into(),
-                image: Some(image),
-                image_pull_policy: Some("IfNotPresent".into()),
-                command: Some(command),
-                volume_mounts: Some(
-                    mounts
-                        .iter()
-                        .map(|m| VolumeMount {
-                            name: m.name.into(),
-                            mount_path: m.host.into(),
-                            read_only: Some(m.read_only),
-                            ..VolumeMount::default()
-                        })
-                        .collect(),
-                ),
-                liveness_probe: Some(liveness),
-                readiness_probe: Some(readiness),
-                startup_probe: Some(startup),
-                resources: Some(ResourceRequirements {
-                    requests: Some(BTreeMap::from([
-                        ("cpu".to_string(), quantity(requests.0)),
-                        ("memory".to_string(), quantity(requests.1)),
-                    ])),
-                    ..ResourceRequirements::default()
-                }),
-                security_context: Some(SecurityContext {
-                    allow_privilege_escalation: Some(false),
-                    privileged: Some(false),
-                    read_only_root_filesystem: Some(true),
-                    capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
-                    seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
-                    ..SecurityContext::default()
-                }),
-                ..Container::default()
-            }],
-            volumes: Some(
-                mounts
-                    .iter()
-                    .map(|m| Volume {
-                        name: m.name.into(),
-                        host_path: Some(HostPathVolumeSource { path: m.host.into(), type_: Some(m.kind.into()) }),
-                        ..Volume::default()
-                    })
-                    .collect(),
-            ),
+            security_context: Some(PodSecurityContext { seccomp_profile: Some(runtime_default()), ..PodSecurityContext::default() }),
+            containers: vec![container],
+            volumes: Some(volumes),
             ..PodSpec::default()
         }),
         ..Pod::default()
     }
+}
+
+/// A container's security: no privilege escalation, not privileged, read-only root, every
+/// capability dropped but `add`, the runtime's seccomp profile; with `user`, that user and
+/// group, and never root.
+pub(crate) fn locked_down(add: &[&str], user: Option<i64>) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_user: user,
+        run_as_group: user,
+        run_as_non_root: user.map(|_| true),
+        capabilities: Some(Capabilities {
+            add: (!add.is_empty()).then(|| add.iter().map(|c| c.to_string()).collect()),
+            drop: Some(vec!["ALL".into()]),
+        }),
+        seccomp_profile: Some(runtime_default()),
+        ..SecurityContext::default()
+    }
+}
+
+/// CPU and memory requests.
+pub(crate) fn requests_of((cpu, memory): (&str, &str)) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([("cpu".to_string(), quantity(cpu)), ("memory".to_string(), quantity(memory))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }
 }
 
 fn flags(binary: &str, flags: &[(&str, String)]) -> Vec<String> {

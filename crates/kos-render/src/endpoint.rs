@@ -12,17 +12,12 @@
 //! change of a configuration changes its pod's `kos.io/config-sha256` annotation, so the
 //! kubelet restarts the pod with it.
 
+use crate::control_plane::{address, host_network_pod, locked_down, requests_of};
 use crate::{Inputs, NodePhase, RenderError, RenderedFile, object, template, to_yaml};
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, HostPathVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, TCPSocketAction, Volume, VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Container, EmptyDirVolumeSource, HostPathVolumeSource, Pod, Probe, TCPSocketAction, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kos_core::plan::{LOCAL_API_PORT, NodePlan, vrrp_router_id};
 use kos_core::settings::{ApiEndpoint, Role};
-use sha2::Digest as _;
 use std::collections::BTreeMap;
 
 /// keepalived from Debian 12 (`testbed/k8s/build.sh` packs it into the artifact set).
@@ -76,10 +71,6 @@ fn manifest(name: &str) -> String {
     format!("{}/{name}.yaml", crate::control_plane::MANIFESTS)
 }
 
-fn address(node: &NodePlan) -> Result<std::net::Ipv4Addr, RenderError> {
-    node.fixed_ip.ok_or_else(|| RenderError::AddressUnknown { what: format!("node `{}`", node.name) })
-}
-
 /// keepalived's configuration on one master.
 pub fn keepalived_conf(inputs: &Inputs<'_>, node: &NodePlan) -> Result<String, RenderError> {
     let plan = inputs.plan;
@@ -115,10 +106,6 @@ pub fn haproxy_cfg(inputs: &Inputs<'_>, node: &NodePlan) -> Result<String, Rende
     }
     let ctx = minijinja::context! { node => &node.name, port => LOCAL_API_PORT, api_port => plan.api_port, masters };
     template("haproxy.cfg", HAPROXY_CFG, ctx)
-}
-
-fn sha256(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Spec<'a> {
@@ -172,8 +159,7 @@ fn haproxy_pod(cfg: &str) -> Pod {
 /// A host-network static pod with one configuration file, read-only root, `/run` its own,
 /// and only the capabilities it names.
 fn static_pod(spec: Spec<'_>) -> Pod {
-    let labels = BTreeMap::from([("component".to_string(), spec.name.to_string()), ("tier".to_string(), "node".to_string())]);
-    let annotations = BTreeMap::from([("kos.io/config-sha256".to_string(), sha256(spec.config_text))]);
+    let annotations = BTreeMap::from([("kos.io/config-sha256".to_string(), crate::sha256_hex(spec.config_text.as_bytes()))]);
     let mounts = vec![
         VolumeMount { name: "config".into(), mount_path: spec.config.1.into(), read_only: Some(true), ..VolumeMount::default() },
         VolumeMount { name: "run".into(), mount_path: "/run".into(), ..VolumeMount::default() },
@@ -186,55 +172,18 @@ fn static_pod(spec: Spec<'_>) -> Pod {
         },
         Volume { name: "run".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
     ];
-    let runtime_default = || Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() });
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(spec.name.into()),
-            namespace: Some("kube-system".into()),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            host_network: Some(true),
-            priority_class_name: Some("system-node-critical".into()),
-            automount_service_account_token: Some(false),
-            security_context: Some(PodSecurityContext { seccomp_profile: runtime_default(), ..PodSecurityContext::default() }),
-            containers: vec![Container {
-                name: spec.name.into(),
-                image: Some(spec.image.into()),
-                image_pull_policy: Some("IfNotPresent".into()),
-                command: Some(spec.command),
-                volume_mounts: Some(mounts),
-                liveness_probe: spec.liveness,
-                resources: Some(ResourceRequirements {
-                    requests: Some(BTreeMap::from([
-                        ("cpu".to_string(), Quantity("10m".into())),
-                        ("memory".to_string(), Quantity("16Mi".into())),
-                    ])),
-                    ..ResourceRequirements::default()
-                }),
-                security_context: Some(SecurityContext {
-                    allow_privilege_escalation: Some(false),
-                    privileged: Some(false),
-                    read_only_root_filesystem: Some(true),
-                    run_as_user: spec.user,
-                    run_as_group: spec.user,
-                    run_as_non_root: spec.user.map(|_| true),
-                    capabilities: Some(Capabilities {
-                        add: (!spec.capabilities.is_empty()).then(|| spec.capabilities.iter().map(|c| c.to_string()).collect()),
-                        drop: Some(vec!["ALL".into()]),
-                    }),
-                    seccomp_profile: runtime_default(),
-                    ..SecurityContext::default()
-                }),
-                ..Container::default()
-            }],
-            volumes: Some(volumes),
-            ..PodSpec::default()
-        }),
-        ..Pod::default()
-    }
+    let container = Container {
+        name: spec.name.into(),
+        image: Some(spec.image.into()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(spec.command),
+        volume_mounts: Some(mounts),
+        liveness_probe: spec.liveness,
+        resources: Some(requests_of(("10m", "16Mi"))),
+        security_context: Some(locked_down(spec.capabilities, spec.user)),
+        ..Container::default()
+    };
+    host_network_pod(spec.name, "node", Some(annotations), container, volumes)
 }
 
 #[cfg(test)]

@@ -120,6 +120,12 @@ pub enum RenderError {
     },
 }
 
+/// A rendered file's SHA-256, as lowercase hex (what a node's probe reports of its copy).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Render every file of the cluster: each node's, the operator's and the add-ons.
 /// Every image the rendered cluster runs (static pods, the sandbox, the add-ons), by the
 /// names its manifests use: what an air-gapped artifact set must carry.

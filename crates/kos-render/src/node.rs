@@ -73,7 +73,7 @@ const EXECUTABLE: u32 = 0o755;
 /// because it lists them, each with its path, mode and source, in the order of the node's
 /// filesystem.
 pub fn render_node(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material) -> Result<Vec<RenderedFile>, RenderError> {
-    let node_ip = node.fixed_ip.ok_or_else(|| RenderError::AddressUnknown { what: format!("node `{}`", node.name) })?;
+    let node_ip = crate::control_plane::address(node)?;
     let ranges = PodRanges::of(node.pod_cidr, inputs.settings.runtime.kind);
     let ca = material.ca_cert(CaId::Cluster)?;
     let proxy_env = proxy_environment(inputs);
