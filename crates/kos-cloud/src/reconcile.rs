@@ -105,9 +105,7 @@ impl ClusterResources {
             let server = self.servers.get(name);
             let port = self.ports.get(name);
             let fixed_ip = port.and_then(|p| p.fixed_ips.first().map(|f| f.ip_address));
-            let floating_ip = port.and_then(|p| {
-                self.floating_ips.iter().find(|f| f.port_id.as_deref() == Some(p.id.as_str())).map(|f| f.floating_ip_address)
-            });
+            let floating_ip = port.and_then(|p| self.floating_ip_of(&p.id)).map(|f| f.floating_ip_address);
             let pod_cidr = server
                 .and_then(|s| s.metadata.get(marks::POD_CIDR))
                 .and_then(|c| c.parse().ok())
@@ -270,7 +268,7 @@ pub fn api_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<ApiChange
 }
 
 fn has_floating_ip(node: &NodePlan, have: &ClusterResources) -> bool {
-    have.ports.get(&node.name).is_some_and(|p| have.floating_ips.iter().any(|f| f.port_id.as_deref() == Some(p.id.as_str())))
+    have.ports.get(&node.name).is_some_and(|p| have.floating_ip_of(&p.id).is_some())
 }
 
 /// How to bring the router's routes to the plan.

@@ -180,7 +180,8 @@ pub fn check_control_plane_change(settings: &Settings, observed: &Observed) -> R
     // A master's server records how many masters it was made among: a run that made some
     // of a new control plane's masters and stopped is finished by the next, not refused.
     let masters = settings.masters().count() as u32;
-    let running = |name: &str| observed.nodes.get(name).filter(|o| o.server_id.is_some() && o.role.as_deref() != Some("worker"));
+    let running =
+        |name: &str| observed.nodes.get(name).filter(|o| o.server_id.is_some() && o.role.as_deref() != Some(Role::Worker.as_str()));
     let (running_masters, added): (Vec<&str>, Vec<&str>) = settings.masters().map(|n| n.name.as_str()).partition(|n| running(n).is_some());
     let made_for_fewer = running_masters.iter().filter_map(|n| running(n)).any(|o| o.masters.is_none_or(|m| m < masters));
     if !added.is_empty() && made_for_fewer {
@@ -190,7 +191,7 @@ pub fn check_control_plane_change(settings: &Settings, observed: &Observed) -> R
         .nodes
         .iter()
         .filter(|(name, o)| {
-            o.server_id.is_some() && o.role.as_deref() == Some("master") && !settings.nodes.iter().any(|n| &n.name == *name)
+            o.server_id.is_some() && o.role.as_deref() == Some(Role::Master.as_str()) && !settings.nodes.iter().any(|n| &n.name == *name)
         })
         .map(|(name, _)| name.as_str())
         .collect();

@@ -438,7 +438,9 @@ fn read_cluster(r: &mut Reader, top: &Section<'_>) -> Option<ClusterSettings> {
 /// Whether a `nodes` entry says `role: master` (for defaults decided before the nodes are read).
 fn is_master(node: &Node) -> bool {
     match &node.value {
-        Value::Map(entries) => entries.iter().any(|(k, v)| k.name == "role" && matches!(&v.value, Value::Scalar(t, _) if t == "master")),
+        Value::Map(entries) => {
+            entries.iter().any(|(k, v)| k.name == "role" && matches!(&v.value, Value::Scalar(t, _) if t == Role::Master.as_str()))
+        }
         _ => false,
     }
 }
