@@ -4,6 +4,8 @@
 #                     CLUSTERS (settings files `kos destroy` takes at exit; KEEP=1 keeps WORK)
 #   bench_home        HOME and KUBECONFIG inside WORK, never the user's (after testbed/k8s/build.sh, whose
 #                     Go caches live under the real HOME)
+#   bench_settings CLUSTER POD_CIDR   the settings' lines every benchmark cluster shares: the test bed's cloud,
+#                     its keypair and the artifact set $ARTIFACTS (the caller adds its nodes)
 bench_init() {
   : "${KOS_TEST_NODES:?run me under testbed/with-testbed.sh}"
   : "${TC_HOME:?run me under testbed/with-testbed.sh}"
@@ -24,4 +26,11 @@ bench_cleanup() {
 bench_home() {
   export HOME=$WORK/home KUBECONFIG=$WORK/home/kubeconfig
   mkdir -p "$HOME"
+}
+bench_settings() {
+  echo "cluster: {name: $1}"
+  echo "cloud: {image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}"
+  echo "ssh: {user: debian, private_key: $TC_HOME/demo-key.pem}"
+  echo "networking: {pod_cidr: $2}"
+  echo "artifacts: {source: local, dir: $ARTIFACTS}"
 }

@@ -32,11 +32,7 @@ settings() { # settings N CLUSTER -> path
   local f=$WORK/$2/settings.yaml
   mkdir -p "$WORK/$2"
   {
-    echo "cluster: {name: $2}"
-    echo "cloud: {image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}"
-    echo "ssh: {user: debian, private_key: $TC_HOME/demo-key.pem}"
-    echo "networking: {pod_cidr: 10.58.0.0/16}"
-    echo "artifacts: {source: local, dir: $ARTIFACTS}"
+    bench_settings "$2" 10.58.0.0/16
     echo "nodes:"
     echo "  - {name: m1, role: master, floating_ip: true}"
     for i in $(seq 2 "$1"); do echo "  - {name: w$i, role: worker}"; done

@@ -39,11 +39,7 @@ settings() { # settings CLUSTER POD_CIDR -> path
   local f=$WORK/$1/settings.yaml
   mkdir -p "$WORK/$1"
   {
-    echo "cluster: {name: $1}"
-    echo "cloud: {image: tiny, flavor: m1.tiny, network: demo-net, router: demo-router, floating_ip_pool: public, key_name: demo-key}"
-    echo "ssh: {user: debian, private_key: $TC_HOME/demo-key.pem}"
-    echo "networking: {pod_cidr: $2}"
-    echo "artifacts: {source: local, dir: $ARTIFACTS}"
+    bench_settings "$1" "$2"
     echo "kubelet: {eviction_hard: {imagefs.available: 2%, nodefs.available: 2%}}"   # the test bed's disk is the host's
     echo "nodes:"
     echo "  - {name: m1, role: master}"
