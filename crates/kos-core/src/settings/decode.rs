@@ -379,11 +379,17 @@ fn read_settings(r: &mut Reader, path: &Path, root: &Node) -> Option<Settings> {
     let addons = read_addons(r, &top);
     let proxy = read_proxy(r, &top);
     let kubelet = read_kubelet(r, &top);
+    let (mut cluster, endpoint_said) = cluster?;
+    let nodes = nodes?;
+    // Not said: the master's own address with one master, a VIP with several.
+    if !endpoint_said && nodes.iter().filter(|n| n.role == Role::Master).count() > 1 {
+        cluster.api_endpoint = ApiEndpoint::Vip;
+    }
     Some(Settings {
         source: path.to_path_buf(),
-        cluster: cluster?,
+        cluster,
         cloud: cloud?,
-        nodes: nodes?,
+        nodes,
         networking: networking?,
         ssh: ssh?,
         runtime: runtime?,
@@ -394,7 +400,9 @@ fn read_settings(r: &mut Reader, path: &Path, root: &Node) -> Option<Settings> {
     })
 }
 
-fn read_cluster(r: &mut Reader, top: &Section<'_>) -> Option<ClusterSettings> {
+/// `cluster:`, and whether it says how the API is reached (else `api_endpoint` is the
+/// one-master default, which the caller changes with several masters).
+fn read_cluster(r: &mut Reader, top: &Section<'_>) -> Option<(ClusterSettings, bool)> {
     r.required(top, "cluster", "{ name: demo }")?;
     let sec = r.section_of(top, "cluster", "cluster")?;
     let name = r.req_string(&sec, "name", "demo");
@@ -414,35 +422,19 @@ fn read_cluster(r: &mut Reader, top: &Section<'_>) -> Option<ClusterSettings> {
         );
     }
     let floating = r.boolean(&sec, "api_floating_ip", false);
-    let nodes_masters = top
-        .get("nodes")
-        .map(|n| match &n.value {
-            Value::Seq(items) => items.iter().filter(|i| is_master(i)).count(),
-            _ => 0,
-        })
-        .unwrap_or(0);
-    let default = if nodes_masters > 1 { ApiEndpoint::Vip } else { ApiEndpoint::Master };
-    Some(ClusterSettings {
+    let said = match (endpoint?, lb?) {
+        (Some(e), _) => Some(e),
+        (None, true) => Some(ApiEndpoint::Octavia),
+        (None, false) => None,
+    };
+    let cluster = ClusterSettings {
         name: name?,
         kubernetes_version: version?.unwrap_or(DEFAULT_KUBERNETES_VERSION),
         api_port: api_port? as u16,
-        api_endpoint: match (endpoint?, lb?) {
-            (Some(e), _) => e,
-            (None, true) => ApiEndpoint::Octavia,
-            (None, false) => default,
-        },
+        api_endpoint: said.unwrap_or(ApiEndpoint::Master),
         api_floating_ip: floating?,
-    })
-}
-
-/// Whether a `nodes` entry says `role: master` (for defaults decided before the nodes are read).
-fn is_master(node: &Node) -> bool {
-    match &node.value {
-        Value::Map(entries) => {
-            entries.iter().any(|(k, v)| k.name == "role" && matches!(&v.value, Value::Scalar(t, _) if t == Role::Master.as_str()))
-        }
-        _ => false,
-    }
+    };
+    Some((cluster, said.is_some()))
 }
 
 fn read_cloud(r: &mut Reader, top: &Section<'_>) -> Option<CloudSettings> {
