@@ -3,6 +3,7 @@
 //! plain values. Executors (cloud, nodes, renderers) only carry these decisions out.
 
 pub mod certificates;
+pub mod membership;
 pub mod observed;
 mod pod_cidrs;
 
@@ -172,32 +173,12 @@ pub enum PlanError {
     ChangeEndpoint { running: &'static str, running_key: &'static str, wanted: &'static str },
 }
 
-/// Refuses what kos cannot yet do safely to a running control plane: masters added to one
-/// (their etcd would start as a cluster of its own), removed from one (their etcd members
-/// would stay), or another way to reach its API (a VIP's port made or released under running
-/// masters). A cluster with no server yet may have any number of masters and any endpoint.
+/// Refuses what kos cannot yet do safely to a running control plane: a change of its
+/// masters it cannot carry out ([`membership::check`]), or another way to reach its API (a
+/// VIP's port made or released under running masters). A cluster with no server yet may
+/// have any number of masters and any endpoint.
 pub fn check_control_plane_change(settings: &Settings, observed: &Observed) -> Result<(), PlanError> {
-    // A master's server records how many masters it was made among: a run that made some
-    // of a new control plane's masters and stopped is finished by the next, not refused.
-    let masters = settings.masters().count() as u32;
-    let running =
-        |name: &str| observed.nodes.get(name).filter(|o| o.server_id.is_some() && o.role.as_deref() != Some(Role::Worker.as_str()));
-    let (running_masters, added): (Vec<&str>, Vec<&str>) = settings.masters().map(|n| n.name.as_str()).partition(|n| running(n).is_some());
-    let made_for_fewer = running_masters.iter().filter_map(|n| running(n)).any(|o| o.masters.is_none_or(|m| m < masters));
-    if !added.is_empty() && made_for_fewer {
-        return Err(PlanError::GrowControlPlane { added: added.join(", "), running: running_masters.join(", ") });
-    }
-    let removed: Vec<&str> = observed
-        .nodes
-        .iter()
-        .filter(|(name, o)| {
-            o.server_id.is_some() && o.role.as_deref() == Some(Role::Master.as_str()) && !settings.nodes.iter().any(|n| &n.name == *name)
-        })
-        .map(|(name, _)| name.as_str())
-        .collect();
-    if !removed.is_empty() {
-        return Err(PlanError::ShrinkControlPlane { removed: removed.join(", ") });
-    }
+    membership::check(settings, observed)?;
     // How the API is reached is decided once: a VIP's port exists exactly when the cluster was
     // made with `api_endpoint: vip` (it is made before the servers).
     if observed.nodes.values().any(|o| o.server_id.is_some()) {
