@@ -94,7 +94,7 @@ pub struct RuleSpec {
     pub remote_self: bool,
 }
 
-/// Parts of an Octavia load balancer kos builds (one listener, one pool, members, a TCP
+/// Parts of an Octavia load balancer kos builds (one TCP listener, one pool, members, a
 /// health monitor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadBalancerSpec {
@@ -105,6 +105,18 @@ pub struct LoadBalancerSpec {
     pub listener_port: u16,
     pub member_port: u16,
     pub members: Vec<(String, Ipv4Addr)>,
+    pub monitor: HealthMonitor,
+}
+
+/// How the load balancer tells a healthy member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthMonitor {
+    /// A TCP connect (a NodePort of `kos expose`: any answer is the service's).
+    Tcp,
+    /// An HTTPS `GET path` answered with `expected_codes` (the API servers' `/readyz`: a
+    /// server that accepts connections but is not ready, e.g. without etcd, is taken out).
+    /// The certificate is not verified: the monitor holds no CA.
+    Https { path: String, expected_codes: String },
 }
 
 /// The OpenStack calls kos makes. Every method is one logical operation; implementations
@@ -137,6 +149,8 @@ pub trait Cloud: Send + Sync {
     fn floating_ips(&self, tags: &[String]) -> impl Future<Output = CloudResult<Vec<FloatingIp>>> + Send;
     fn security_groups(&self, tags: &[String]) -> impl Future<Output = CloudResult<Vec<SecurityGroup>>> + Send;
     fn load_balancers(&self) -> impl Future<Output = CloudResult<Vec<LoadBalancer>>> + Send;
+    /// The members of a load balancer's (one) pool.
+    fn load_balancer_members(&self, id: &str) -> impl Future<Output = CloudResult<Vec<LoadBalancerMember>>> + Send;
 
     // ---- changes ---------------------------------------------------------------------
     fn create_security_group(

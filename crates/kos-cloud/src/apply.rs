@@ -7,10 +7,11 @@
 //! fails is released again; everything created carries the cluster's mark first, so a
 //! re-run or `kos destroy` finds whatever an interrupted run left.
 
-use crate::api::{Cloud, CloudError, PortFilter, PortSpec, RuleSpec, ServerSpec};
-use crate::model::{Flavor, Network, Route, Router, Subnet};
+use crate::api::{Cloud, CloudError, HealthMonitor, LoadBalancerSpec, PortFilter, PortSpec, RuleSpec, ServerSpec};
+use crate::model::{Flavor, Network, Port, Route, Router, Subnet};
 use crate::reconcile::{
-    ApiChange, ClusterResources, NodeChange, RouteChange, api_changes, cluster_tag, node_changes, node_tag, route_changes, routes_after,
+    ApiChange, ApiLoadBalancer, ClusterResources, NodeChange, RouteChange, api_changes, api_load_balancer_identity, api_member_change,
+    cluster_tag, is_api_load_balancer, node_changes, node_tag, route_changes, routes_after,
 };
 use kos_core::plan::{ClusterPlan, NodePlan, marks};
 use kos_core::settings::Settings;
@@ -156,8 +157,30 @@ pub async fn resolve<C: Cloud>(cloud: &C, settings: &Settings) -> Result<Resolve
     Lookups::fetch(cloud, settings).await.resolved()
 }
 
-/// The cluster's resources as the cloud shows them: three list calls, at once.
+/// The cluster's resources as the cloud shows them: three list calls, and beside them, on a
+/// cloud with Octavia, its load balancers (and the API's pool members when the API has one).
 pub async fn discover<C: Cloud>(cloud: &C, cluster: &str) -> Result<ClusterResources, ApplyError> {
+    let (nodes, api) = futures_util::join!(discover_nodes(cloud, cluster), find_api_load_balancer(cloud, cluster));
+    let mut have = nodes?;
+    have.api_load_balancer = api?;
+    Ok(have)
+}
+
+/// The API's load balancer: looked for whatever the settings say, as a cluster made with
+/// Octavia must not lose it to settings that say otherwise (see
+/// [`kos_core::plan::check_control_plane_change`]). Without Octavia in the catalog there is none.
+async fn find_api_load_balancer<C: Cloud>(cloud: &C, cluster: &str) -> Result<Option<ApiLoadBalancer>, ApplyError> {
+    if !cloud.services().await.map_err(cloud_err("read the service catalog"))?.contains("load-balancer") {
+        return Ok(None);
+    }
+    let all = cloud.load_balancers().await.map_err(cloud_err("list load balancers"))?;
+    let Some(lb) = all.into_iter().find(|l| is_api_load_balancer(cluster, l)) else { return Ok(None) };
+    let members = cloud.load_balancer_members(&lb.id).await.map_err(cloud_err(format!("read the members of {}", lb.name)))?;
+    Ok(Some(ApiLoadBalancer { lb, members }))
+}
+
+/// The cluster's servers, ports and floating IPs: three list calls, at once.
+pub(crate) async fn discover_nodes<C: Cloud>(cloud: &C, cluster: &str) -> Result<ClusterResources, ApplyError> {
     let tag = vec![cluster_tag(cluster)];
     let port_filter = PortFilter { tags: tag.clone(), ..PortFilter::default() };
     let (servers, ports, fips) = futures_util::join!(cloud.servers(), cloud.ports(&port_filter), cloud.floating_ips(&tag));
@@ -419,11 +442,12 @@ pub struct NodeContext<'a> {
     pub waits: Waits,
 }
 
-/// Make the API endpoint's resources match the plan (before the nodes: a master's port
-/// needs the VIP among its address pairs).
+/// Make the API endpoint's resources match the plan, before the nodes: a master's port
+/// needs the VIP among its address pairs, and the certificates the nodes get name the
+/// endpoint's address. (A load balancer's members follow in [`apply_nodes`].)
 pub async fn apply_api<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &ClusterResources) -> Result<Changes, Stopped> {
     let mut done = Changes::default();
-    let mut vip_port = have.vip_port.clone();
+    let mut api_port = have.api_port_id(ctx.plan.api_endpoint).map(str::to_string);
     for change in api_changes(ctx.plan, have) {
         let result = match &change {
             ApiChange::CreateVipPort => {
@@ -436,20 +460,42 @@ pub async fn apply_api<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Cluster
                 };
                 cloud.create_port(&spec).await.map_err(cloud_err("create the API's VIP port")).map(|p| {
                     let line = format!("{} ({})", p.name, first_ip(&p));
-                    vip_port = Some(p);
+                    api_port = Some(p.id);
                     Some(line)
                 })
             }
+            ApiChange::CreateLoadBalancer => {
+                let (name, description) = api_load_balancer_identity(&ctx.plan.cluster);
+                let spec = LoadBalancerSpec {
+                    name,
+                    description,
+                    subnet_id: ctx.resolved.subnet.id.clone(),
+                    listener_port: ctx.plan.api_port,
+                    member_port: ctx.plan.api_port,
+                    members: ctx.plan.masters().filter_map(|m| m.fixed_ip.map(|ip| (m.name.clone(), ip))).collect(),
+                    monitor: HealthMonitor::Https { path: "/readyz".into(), expected_codes: "200".into() },
+                };
+                cloud.create_load_balancer(&spec).await.map_err(cloud_err("create the API's load balancer")).map(|lb| {
+                    api_port = lb.vip_port_id;
+                    Some(format!("{} (VIP {})", lb.name, lb.vip_address))
+                })
+            }
             ApiChange::AttachFloatingIp { reuse } => {
-                let port_id = vip_port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+                let port_id = api_port.clone().unwrap_or_default();
                 attach_floating_ip(cloud, ctx, "the API's VIP", &port_id, reuse.as_deref()).await.map(Some)
             }
-            ApiChange::DeleteVipPort { port_id, floating_ip_ids } => {
+            // Not one of `api_changes`: the members follow the masters' ports (`apply_nodes`).
+            ApiChange::SetMembers { .. } => continue,
+            ApiChange::DeleteVipPort { port_id: id, floating_ip_ids } | ApiChange::DeleteLoadBalancer { lb_id: id, floating_ip_ids } => {
+                let load_balancer = matches!(change, ApiChange::DeleteLoadBalancer { .. });
                 async {
-                    for id in floating_ip_ids {
-                        cloud.delete_floating_ip(id).await.map_err(cloud_err("release the API's floating IP"))?;
+                    for fip in floating_ip_ids {
+                        cloud.delete_floating_ip(fip).await.map_err(cloud_err("release the API's floating IP"))?;
                     }
-                    cloud.delete_port(port_id).await.map_err(cloud_err("delete the API's VIP port"))?;
+                    match load_balancer {
+                        true => cloud.delete_load_balancer(id).await.map_err(cloud_err("delete the API's load balancer"))?,
+                        false => cloud.delete_port(id).await.map_err(cloud_err("delete the API's VIP port"))?,
+                    }
                     Ok(None)
                 }
                 .await
@@ -461,6 +507,24 @@ pub async fn apply_api<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Cluster
         }
     }
     Ok(done)
+}
+
+/// Make the API load balancer's pool every master of the plan, at the addresses their
+/// ports have now (`ports`: the ports made by this run, by node, beside those `have` found).
+async fn apply_members<C: Cloud>(
+    cloud: &C,
+    plan: &ClusterPlan,
+    have: &ClusterResources,
+    ports: &BTreeMap<String, Port>,
+) -> Result<Option<Done>, ApplyError> {
+    let addresses: BTreeMap<String, Ipv4Addr> =
+        have.ports.iter().chain(ports).filter_map(|(node, p)| p.fixed_ips.first().map(|f| (node.clone(), f.ip_address))).collect();
+    let Some(change) = api_member_change(plan, have, &addresses) else { return Ok(None) };
+    if let ApiChange::SetMembers { lb_id, members } = &change {
+        let known: Vec<(String, Ipv4Addr)> = members.iter().filter_map(|(n, ip)| ip.map(|ip| (n.clone(), ip))).collect();
+        cloud.set_load_balancer_members(lb_id, plan.api_port, &known).await.map_err(cloud_err("set the API load balancer's members"))?;
+    }
+    Ok(Some(Done::new(CloudChange::Api(change), None)))
 }
 
 /// Make the cloud's nodes match the plan: removed nodes first (their routes, server,
@@ -490,7 +554,7 @@ pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Clust
     let runs = per_node.into_iter().map(|(name, changes)| async move {
         let mut lines = Vec::new();
         let result = match ctx.plan.node(&name) {
-            Some(node) => apply_node(cloud, ctx, have, node, &changes, &mut lines).await,
+            Some(node) => apply_node(cloud, ctx, have, node, &changes, &mut lines).await.map(|port| port.map(|p| (name, p))),
             None => Err(ApplyError::Boot { server: name.clone(), fault: "not in the plan".into() }),
         };
         (lines, result)
@@ -498,20 +562,32 @@ pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Clust
     // Bounded: a 50-node cluster must not send 50 creates at once to a cloud whose API has
     // a few workers (the launch benchmark made a one-worker Neutron time out a POST).
     use futures_util::StreamExt as _;
-    let results: Vec<(Vec<Done>, Result<(), ApplyError>)> =
-        futures_util::stream::iter(runs).buffer_unordered(ctx.waits.parallel.max(1)).collect().await;
+    let results: Vec<NodeRun> = futures_util::stream::iter(runs).buffer_unordered(ctx.waits.parallel.max(1)).collect().await;
     let mut first_error = None;
+    let mut made = BTreeMap::new();
     for (lines, result) in results {
         done.0.extend(lines);
-        if let Err(e) = result {
-            first_error.get_or_insert(e);
+        match result {
+            Ok(port) => made.extend(port),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    match first_error {
-        Some(e) => Err(Stopped::after(done, e)),
-        None => Ok(done),
+    if let Some(e) = first_error {
+        return Err(Stopped::after(done, e));
     }
+    // The masters all have addresses now: the API's load balancer gets them as members.
+    match apply_members(cloud, ctx.plan, have, &made).await {
+        Ok(line) => done.0.extend(line),
+        Err(e) => return Err(Stopped::after(done, e)),
+    }
+    Ok(done)
 }
+
+/// What one node's changes came to: the lines done, and then its port by node name (the API
+/// load balancer's members are set from the masters'), or why they stopped.
+type NodeRun = (Vec<Done>, Result<Option<(String, Port)>, ApplyError>);
 
 fn node_of(change: &NodeChange) -> &str {
     match change {
@@ -590,7 +666,7 @@ async fn apply_node<C: Cloud>(
     node: &NodePlan,
     changes: &[NodeChange],
     lines: &mut Vec<Done>,
-) -> Result<(), ApplyError> {
+) -> Result<Option<Port>, ApplyError> {
     let mut port = have.ports.get(&node.name).cloned();
     for change in changes {
         match change {
@@ -630,7 +706,7 @@ async fn apply_node<C: Cloud>(
             NodeChange::Remove { .. } | NodeChange::DeleteStrayPort { .. } => {}
         }
     }
-    Ok(())
+    Ok(port)
 }
 
 fn first_ip(p: &crate::model::Port) -> String {

@@ -19,6 +19,11 @@ pub struct FakeState {
     pub security_groups: BTreeMap<String, SecurityGroup>,
     pub router: Option<Router>,
     pub load_balancers: BTreeMap<String, LoadBalancer>,
+    /// Each load balancer's pool members and health monitor, by its ID.
+    pub lb_members: BTreeMap<String, Vec<LoadBalancerMember>>,
+    pub lb_monitors: BTreeMap<String, HealthMonitor>,
+    /// The catalog's service types (Octavia's `load-balancer` among them by default).
+    pub services: BTreeSet<String>,
     pub extensions: BTreeSet<String>,
     pub instance_quota: i64,
     /// Server names that boot into ERROR, and how many more times.
@@ -75,6 +80,7 @@ impl FakeCloud {
                 .into_iter()
                 .map(String::from)
                 .collect(),
+            services: ["compute", "network", "image", "load-balancer", "identity"].into_iter().map(String::from).collect(),
             instance_quota: 20,
             next_ip: 10,
             next_fip: 10,
@@ -127,7 +133,7 @@ impl Cloud for FakeCloud {
     }
 
     async fn services(&self) -> CloudResult<BTreeSet<String>> {
-        Ok(["compute", "network", "image", "load-balancer", "identity"].into_iter().map(String::from).collect())
+        Ok(self.state.lock().map(|s| s.services.clone()).unwrap_or_default())
     }
     async fn network_extensions(&self) -> CloudResult<BTreeSet<String>> {
         Ok(self.with("network_extensions", |s| s.extensions.clone()))
@@ -214,6 +220,9 @@ impl Cloud for FakeCloud {
     }
     async fn load_balancers(&self) -> CloudResult<Vec<LoadBalancer>> {
         Ok(self.with("load_balancers", |s| s.load_balancers.values().cloned().collect()))
+    }
+    async fn load_balancer_members(&self, id: &str) -> CloudResult<Vec<LoadBalancerMember>> {
+        self.with("load_balancer_members", |s| s.lb_members.get(id).cloned().ok_or_else(|| not_found("load balancer", id)))
     }
 
     async fn create_security_group(&self, name: &str, _description: &str, tags: &[String]) -> CloudResult<SecurityGroup> {
@@ -387,26 +396,65 @@ impl Cloud for FakeCloud {
             Ok(r.clone())
         })
     }
+    /// Like Octavia's: the VIP is a port of its own, on the subnet, carrying no tag of kos.
     async fn create_load_balancer(&self, spec: &LoadBalancerSpec) -> CloudResult<LoadBalancer> {
         Ok(self.with("create_load_balancer", |s| {
             let id = s.id("lb");
+            let port_id = s.id("port");
+            s.next_ip += 1;
+            let vip_address = Ipv4Addr::new(192, 168, 50, s.next_ip);
+            let port = Port {
+                id: port_id.clone(),
+                name: format!("octavia-lb-{id}"),
+                network_id: "net-id".into(),
+                fixed_ips: vec![FixedIp { subnet_id: spec.subnet_id.clone(), ip_address: vip_address }],
+                allowed_address_pairs: Vec::new(),
+                device_id: format!("lb-{id}"),
+                device_owner: "Octavia".into(),
+                tags: Vec::new(),
+                security_groups: Vec::new(),
+                port_security_enabled: Some(true),
+            };
+            s.ports.insert(port_id.clone(), port);
             let lb = LoadBalancer {
                 id: id.clone(),
                 name: spec.name.clone(),
                 description: spec.description.clone(),
-                vip_address: Ipv4Addr::new(192, 168, 50, 200),
-                vip_port_id: None,
+                vip_address,
+                vip_port_id: Some(port_id),
                 provisioning_status: "ACTIVE".into(),
                 operating_status: "ONLINE".into(),
             };
-            s.load_balancers.insert(id, lb.clone());
+            s.load_balancers.insert(id.clone(), lb.clone());
+            s.lb_members.insert(id.clone(), members(&spec.members, spec.member_port));
+            s.lb_monitors.insert(id, spec.monitor.clone());
             lb
         }))
     }
-    async fn set_load_balancer_members(&self, id: &str, _member_port: u16, _members: &[(String, Ipv4Addr)]) -> CloudResult<()> {
-        self.with("set_load_balancer_members", |s| s.load_balancers.get(id).map(|_| ()).ok_or_else(|| not_found("load balancer", id)))
+    async fn set_load_balancer_members(&self, id: &str, member_port: u16, members_: &[(String, Ipv4Addr)]) -> CloudResult<()> {
+        self.with("set_load_balancer_members", |s| {
+            let list = s.lb_members.get_mut(id).ok_or_else(|| not_found("load balancer", id))?;
+            *list = members(members_, member_port);
+            Ok(())
+        })
     }
+    /// Cascade: its VIP port goes with it (a floating IP on it is left, detached).
     async fn delete_load_balancer(&self, id: &str) -> CloudResult<()> {
-        self.with("delete_load_balancer", |s| s.load_balancers.remove(id).map(|_| ()).ok_or_else(|| not_found("load balancer", id)))
+        self.with("delete_load_balancer", |s| {
+            let lb = s.load_balancers.remove(id).ok_or_else(|| not_found("load balancer", id))?;
+            s.lb_members.remove(id);
+            s.lb_monitors.remove(id);
+            if let Some(port) = lb.vip_port_id {
+                s.ports.remove(&port);
+                for f in s.floating_ips.values_mut().filter(|f| f.port_id.as_deref() == Some(port.as_str())) {
+                    f.port_id = None;
+                }
+            }
+            Ok(())
+        })
     }
+}
+
+fn members(list: &[(String, Ipv4Addr)], port: u16) -> Vec<LoadBalancerMember> {
+    list.iter().map(|(name, address)| LoadBalancerMember { name: name.clone(), address: *address, protocol_port: port }).collect()
 }

@@ -222,3 +222,12 @@ pub struct LoadBalancer {
     #[serde(default)]
     pub operating_status: String,
 }
+
+/// A member of a load balancer's pool.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LoadBalancerMember {
+    #[serde(default)]
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub protocol_port: u16,
+}

@@ -334,7 +334,7 @@ impl OpenStackCloud {
         let call = Call::put(Service::LoadBalancer, format!("lbaas/pools/{pool_id}/members"), members);
         self.octavia_write(&call, id, action).await?;
         self.wait_lb_active(id).await?;
-        let monitor = json!({"healthmonitor": {"pool_id": pool_id, "type": "TCP", "delay": 5, "timeout": 5, "max_retries": 3}});
+        let monitor = json!({"healthmonitor": monitor_json(&spec.monitor, &pool_id)});
         let call = Call::post(Service::LoadBalancer, "lbaas/healthmonitors", monitor);
         self.octavia_write(&call, id, action).await?;
         self.wait_lb_active(id).await
@@ -463,6 +463,25 @@ fn exactly_one<T>(kind: &'static str, name: &str, mut found: Vec<T>) -> CloudRes
 
 fn route_json(routes: &[Route]) -> Vec<serde_json::Value> {
     routes.iter().map(|r| json!({"destination": r.destination.to_string(), "nexthop": r.nexthop.to_string()})).collect()
+}
+
+/// The health monitor's body: every 5 s, 5 s to answer, 3 failures take a member out.
+fn monitor_json(monitor: &HealthMonitor, pool_id: &str) -> serde_json::Value {
+    let mut m = json!({"pool_id": pool_id, "delay": 5, "timeout": 5, "max_retries": 3});
+    if let Some(map) = m.as_object_mut() {
+        match monitor {
+            HealthMonitor::Tcp => {
+                map.insert("type".into(), json!("TCP"));
+            }
+            HealthMonitor::Https { path, expected_codes } => {
+                map.insert("type".into(), json!("HTTPS"));
+                map.insert("http_method".into(), json!("GET"));
+                map.insert("url_path".into(), json!(path));
+                map.insert("expected_codes".into(), json!(expected_codes));
+            }
+        }
+    }
+    m
 }
 
 fn members_json(members: &[(String, Ipv4Addr)], port: u16, subnet_id: Option<&str>) -> Vec<serde_json::Value> {
@@ -637,6 +656,15 @@ impl Cloud for OpenStackCloud {
         Ok(self.t().json::<wire::LoadBalancerList>(&call, "list load balancers").await?.loadbalancers)
     }
 
+    /// calls: 2 (the load balancer's pools, its pool's members).
+    async fn load_balancer_members(&self, id: &str) -> CloudResult<Vec<LoadBalancerMember>> {
+        let read = Call::get(Service::LoadBalancer, format!("lbaas/loadbalancers/{id}"));
+        let detail: wire::LoadBalancerDetail = self.t().json(&read, "read load balancer").await?;
+        let pool = exactly_one("pool of load balancer", id, detail.loadbalancer.pools)?;
+        let call = Call::get(Service::LoadBalancer, format!("lbaas/pools/{}/members", pool.id));
+        Ok(self.t().json::<wire::MemberList>(&call, "list the members of a pool").await?.members)
+    }
+
     /// calls: 1–2 (see `create_tagged`), plus 1 the first time (extensions).
     async fn create_security_group(&self, name: &str, description: &str, tags: &[String]) -> CloudResult<SecurityGroup> {
         let mut body = serde_json::Map::new();
@@ -793,7 +821,17 @@ impl Cloud for OpenStackCloud {
             Some(p) => format!("attach floating IP {id} to port {p}"),
             None => format!("detach floating IP {id}"),
         };
-        Ok(self.t().json::<wire::FloatingIpOne>(&call, &action).await?.floatingip)
+        let reply = self.t().send(&call).await?;
+        match reply.status {
+            200..=299 => Ok(decode::<wire::FloatingIpOne>(&call, &action, &reply.body)?.floatingip),
+            // The address or the port may be missing: Neutron's words say which.
+            404 => Err(CloudError::Refused {
+                service: "network",
+                action,
+                message: format!("{} (HTTP 404)", transport::api_message(&reply.body)),
+            }),
+            status => Err(self.t().error(&call, &action, status, &reply.body)),
+        }
     }
 
     /// calls: 1.
@@ -958,6 +996,20 @@ mod tests {
         assert_eq!(exactly_one("image", "a", vec![1]), Ok(1));
         assert_eq!(exactly_one::<u8>("image", "a", vec![]), Err(CloudError::NotFound { kind: "image", name: "a".into() }));
         assert_eq!(exactly_one("image", "a", vec![1, 2]), Err(CloudError::Ambiguous { kind: "image", name: "a".into(), count: 2 }));
+    }
+
+    #[test]
+    fn the_api_monitor_asks_for_readyz_over_https_and_exposures_keep_a_tcp_connect() {
+        let https = HealthMonitor::Https { path: "/readyz".into(), expected_codes: "200".into() };
+        assert_eq!(
+            monitor_json(&https, "p"),
+            json!({"pool_id": "p", "type": "HTTPS", "http_method": "GET", "url_path": "/readyz", "expected_codes": "200",
+                   "delay": 5, "timeout": 5, "max_retries": 3})
+        );
+        assert_eq!(
+            monitor_json(&HealthMonitor::Tcp, "p"),
+            json!({"pool_id": "p", "type": "TCP", "delay": 5, "timeout": 5, "max_retries": 3})
+        );
     }
 
     #[test]

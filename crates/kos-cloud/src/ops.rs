@@ -2,9 +2,9 @@
 //! the preflight check, and teardown. The binary prints what these return.
 
 use crate::api::{Cloud, PortFilter};
-use crate::apply::{ApplyError, discover};
+use crate::apply::{ApplyError, discover_nodes};
 use crate::model::{LoadBalancer, Route};
-use crate::reconcile::cluster_tag;
+use crate::reconcile::{carries_mark, cluster_tag};
 use crate::survey::Survey;
 use kos_core::plan::{ClusterPlan, marks};
 use kos_core::settings::Settings;
@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 /// host variables from `ansible_host_vars` (`key->value`, several separated by `;`) plus
 /// `ansible_host` (floating IP, else fixed IP), `kos_role` and `kos_pod_cidr`.
 pub async fn inventory<C: Cloud>(cloud: &C, cluster: &str) -> Result<Value, ApplyError> {
-    let have = discover(cloud, cluster).await?;
+    let have = discover_nodes(cloud, cluster).await?;
     let observed = have.observed(None);
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut hostvars = Map::new();
@@ -220,7 +220,10 @@ fn check_extensions(seen: &Survey, out: &mut Vec<Finding>) {
     if let Some(services) = &seen.services {
         out.push(match services {
             Ok(s) if s.contains("load-balancer") => ok("Octavia (load-balancer) in the catalog"),
-            Ok(_) => fail("`api_endpoint: octavia` but the cloud has no Octavia", "use `api_endpoint: vip` (keepalived on the masters)"),
+            Ok(_) => fail(
+                "`api_endpoint: octavia` but the cloud's catalog has no `load-balancer` service (Octavia)",
+                "use `api_endpoint: vip` (a Neutron port's address, held by keepalived on the masters)",
+            ),
             Err(e) => fail(format!("service catalog: {e}"), "check the identity service"),
         });
     }
@@ -248,9 +251,13 @@ fn check_quotas(
             let cores: i64 = new_nodes.iter().filter_map(|x| flavor_of(&x.name)).map(|f| i64::from(f.vcpus)).sum();
             let ram: i64 = new_nodes.iter().filter_map(|x| flavor_of(&x.name)).map(|f| f.ram as i64).sum();
             let mut fips = new_nodes.iter().filter(|x| x.wants_floating_ip).count() as i64;
-            // The API's VIP: a port of its own, and its floating IP when asked for.
+            // The API's VIP: a port of its own (Octavia's, for a load balancer, in the
+            // project too), and its floating IP when asked for.
             let api = seen.have.as_ref().map(|h| crate::reconcile::api_changes(plan, h)).unwrap_or_default();
-            let vip_port = api.iter().filter(|c| matches!(c, crate::reconcile::ApiChange::CreateVipPort)).count() as i64;
+            let vip_port = api
+                .iter()
+                .filter(|c| matches!(c, crate::reconcile::ApiChange::CreateVipPort | crate::reconcile::ApiChange::CreateLoadBalancer))
+                .count() as i64;
             fips += api.iter().filter(|c| matches!(c, crate::reconcile::ApiChange::AttachFloatingIp { reuse: None })).count() as i64;
             for (what, quota, need) in [
                 ("instances", q.instances, n),
@@ -336,8 +343,7 @@ pub async fn find_teardown<C: Cloud>(cloud: &C, settings: &Settings) -> Result<T
     let cluster = &settings.cluster.name;
     let tag = vec![cluster_tag(cluster)];
     let err = |what: &'static str| move |source| ApplyError::Cloud { what: what.into(), source };
-    let have = discover(cloud, cluster).await?;
-    let mark = format!("{}={cluster}", marks::CLUSTER);
+    let have = discover_nodes(cloud, cluster).await?;
     let ccm_prefix = format!("kube_service_{cluster}_");
     let load_balancers = if cloud.services().await.map_err(err("service catalog"))?.contains("load-balancer") {
         cloud
@@ -345,7 +351,7 @@ pub async fn find_teardown<C: Cloud>(cloud: &C, settings: &Settings) -> Result<T
             .await
             .map_err(err("list load balancers"))?
             .into_iter()
-            .filter(|l| l.description.contains(&mark) || l.name.starts_with(&ccm_prefix))
+            .filter(|l| carries_mark(&l.description, cluster) || l.name.starts_with(&ccm_prefix))
             .collect()
     } else {
         Vec::new()
@@ -457,6 +463,7 @@ pub async fn expose<C: Cloud>(
         listener_port: port,
         member_port: node_port,
         members: members.clone(),
+        monitor: crate::api::HealthMonitor::Tcp,
     };
     let lb = cloud.create_load_balancer(&spec).await.map_err(err(format!("create load balancer {name}")))?;
     Ok(Exposed::Created { name, vip: lb.vip_address, members: members.len() })

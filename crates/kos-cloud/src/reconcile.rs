@@ -6,8 +6,9 @@
 //! range inside this cluster's `pod_cidr` AND whose next hop is one of this cluster's
 //! node addresses. Every other route — another cluster's, a human's — is kept.
 
-use crate::model::{FloatingIp, Port, Route, Router, Server};
+use crate::model::{FloatingIp, LoadBalancer, LoadBalancerMember, Port, Route, Router, Server};
 use kos_core::plan::{ClusterPlan, NodePlan, Observed, ObservedNode, marks};
+use kos_core::settings::ApiEndpoint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
@@ -19,6 +20,38 @@ pub fn cluster_tag(cluster: &str) -> String {
 /// The Neutron tag that names the node a port belongs to.
 pub fn node_tag(node: &str) -> String {
     format!("{}={node}", marks::NODE)
+}
+
+/// The word of an Octavia load balancer's description that makes it a cluster's API
+/// endpoint (`api_endpoint: octavia`), beside the cluster's mark.
+pub const API_LOAD_BALANCER: &str = "kos-api-lb";
+
+/// The name and the description of a cluster's API load balancer: Octavia's tags cannot be
+/// filtered on by every version kos meets, so kos's marks go in the description, as `kos
+/// expose` writes its own.
+pub fn api_load_balancer_identity(cluster: &str) -> (String, String) {
+    (format!("{cluster}-api"), format!("{} {API_LOAD_BALANCER}", cluster_tag(cluster)))
+}
+
+/// Whether a load balancer's description carries the cluster's mark, as a word of its own
+/// (`kos-cluster=demo` does not mark `kos-cluster=demo2`'s).
+pub fn carries_mark(description: &str, cluster: &str) -> bool {
+    let mark = cluster_tag(cluster);
+    description.split_whitespace().any(|word| word == mark)
+}
+
+/// Whether a load balancer is the cluster's API endpoint.
+pub fn is_api_load_balancer(cluster: &str, lb: &LoadBalancer) -> bool {
+    lb.name == api_load_balancer_identity(cluster).0
+        && carries_mark(&lb.description, cluster)
+        && lb.description.split_whitespace().any(|word| word == API_LOAD_BALANCER)
+}
+
+/// The API's load balancer as Octavia shows it, with its pool's members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLoadBalancer {
+    pub lb: LoadBalancer,
+    pub members: Vec<LoadBalancerMember>,
 }
 
 /// Not a tag Neutron holds: the client adds it to a resource whose marks it found only in
@@ -46,6 +79,8 @@ pub struct ClusterResources {
     pub stray_ports: Vec<Port>,
     /// The port that reserves the API's virtual IP (tagged [`marks::API_VIP`]), if any.
     pub vip_port: Option<Port>,
+    /// The API's Octavia load balancer (found by name and mark), if any.
+    pub api_load_balancer: Option<ApiLoadBalancer>,
 }
 
 impl ClusterResources {
@@ -116,10 +151,25 @@ impl ClusterResources {
             let server_id = server.map(|s| s.id.clone());
             nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr, server_id, role, masters });
         }
-        let vip = self.vip_port.as_ref();
-        let api_vip = vip.and_then(|p| p.fixed_ips.first().map(|f| f.ip_address));
-        let api_floating_ip = vip.and_then(|p| self.floating_ip_of(&p.id)).map(|f| f.floating_ip_address);
-        Observed { nodes, tenant_cidr, api_vip, api_floating_ip }
+        // A load balancer, when there is one, is the API's endpoint (a VIP's port beside it is
+        // a leftover `kos up` releases).
+        let api_vip = match (&self.api_load_balancer, &self.vip_port) {
+            (Some(api), _) => Some(api.lb.vip_address),
+            (None, vip) => vip.as_ref().and_then(|p| p.fixed_ips.first().map(|f| f.ip_address)),
+        };
+        let endpoint = if self.api_load_balancer.is_some() { ApiEndpoint::Octavia } else { ApiEndpoint::Vip };
+        let api_floating_ip = self.api_port_id(endpoint).and_then(|id| self.floating_ip_of(id)).map(|f| f.floating_ip_address);
+        Observed { nodes, tenant_cidr, api_vip, api_floating_ip, api_load_balancer: self.api_load_balancer.is_some() }
+    }
+
+    /// The port the API's floating IP goes on with `endpoint`: the load balancer's VIP port
+    /// (Octavia's), or the VIP's own port.
+    pub fn api_port_id(&self, endpoint: ApiEndpoint) -> Option<&str> {
+        match endpoint {
+            ApiEndpoint::Octavia => self.api_load_balancer.as_ref().and_then(|a| a.lb.vip_port_id.as_deref()),
+            ApiEndpoint::Vip => self.vip_port.as_ref().map(|p| p.id.as_str()),
+            ApiEndpoint::Master => None,
+        }
     }
 
     /// The floating IP attached to a port.
@@ -220,51 +270,89 @@ pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChan
     changes
 }
 
-/// One change to the API endpoint's own cloud resources (`api_endpoint: vip`).
+/// One change to the API endpoint's own cloud resources (`api_endpoint: vip` or `octavia`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiChange {
     /// Reserve the VIP: a port on the tenant network, attached to nothing; Neutron picks
     /// its address.
     CreateVipPort,
-    /// Put a floating IP on the VIP's port: reuse a free one of the cluster's, else allocate.
+    /// Create the API's load balancer on the tenant subnet: a TCP listener on the API port,
+    /// a pool of the masters known so far, an HTTPS health monitor on `/readyz`.
+    CreateLoadBalancer,
+    /// Put a floating IP on the VIP's port (the load balancer's with Octavia): reuse a free
+    /// one of the cluster's, else allocate.
     AttachFloatingIp { reuse: Option<String> },
+    /// Make the load balancer's pool every master, on the API port (`None`: a master whose
+    /// port is still to be made).
+    SetMembers { lb_id: String, members: Vec<(String, Option<Ipv4Addr>)> },
     /// The settings no longer ask for a VIP: release the port (and its floating IP).
     DeleteVipPort { port_id: String, floating_ip_ids: Vec<String> },
+    /// The settings no longer ask for Octavia: delete the load balancer (and release its
+    /// floating IP).
+    DeleteLoadBalancer { lb_id: String, floating_ip_ids: Vec<String> },
 }
 
 impl std::fmt::Display for ApiChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ApiChange::CreateVipPort => f.write_str("create the API's VIP port"),
+            ApiChange::CreateLoadBalancer => {
+                f.write_str("create the API's load balancer (TCP listener, the masters as members, HTTPS /readyz monitor)")
+            }
             ApiChange::AttachFloatingIp { reuse } => {
                 write!(f, "{} floating IP for the API's VIP", if reuse.is_some() { "attach a free" } else { "allocate a" })
             }
+            ApiChange::SetMembers { members, .. } => {
+                let names: Vec<String> = members
+                    .iter()
+                    .map(|(name, ip)| ip.map_or_else(|| format!("{name} (once its port is made)"), |ip| format!("{name} {ip}")))
+                    .collect();
+                write!(f, "set the API load balancer's members: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") })
+            }
             ApiChange::DeleteVipPort { .. } => f.write_str("delete the API's VIP port (`api_endpoint` is no longer `vip`)"),
+            ApiChange::DeleteLoadBalancer { .. } => f.write_str("delete the API's load balancer (`api_endpoint` is no longer `octavia`)"),
         }
     }
 }
 
-/// The changes that make the API endpoint's resources match the plan.
+/// The changes that make the API endpoint's resources match the plan: what another
+/// endpoint left released, the endpoint made, its floating IP attached. (The load
+/// balancer's members follow the masters' ports: [`api_member_change`].)
 pub fn api_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<ApiChange> {
-    let vip = have.vip_port.as_ref();
-    if plan.api_endpoint != kos_core::settings::ApiEndpoint::Vip {
-        return vip
-            .map(|p| ApiChange::DeleteVipPort {
-                port_id: p.id.clone(),
-                floating_ip_ids: have.floating_ip_of(&p.id).map(|f| f.id.clone()).into_iter().collect(),
-            })
-            .into_iter()
-            .collect();
-    }
+    let endpoint = plan.api_endpoint;
+    let fips_on = |port_id: Option<&str>| -> Vec<String> {
+        port_id.and_then(|id| have.floating_ip_of(id)).map(|f| f.id.clone()).into_iter().collect()
+    };
     let mut changes = Vec::new();
-    if vip.is_none() {
-        changes.push(ApiChange::CreateVipPort);
+    if let Some(p) = have.vip_port.as_ref().filter(|_| endpoint != ApiEndpoint::Vip) {
+        changes.push(ApiChange::DeleteVipPort { port_id: p.id.clone(), floating_ip_ids: fips_on(Some(&p.id)) });
     }
-    if plan.wants_api_floating_ip && vip.and_then(|p| have.floating_ip_of(&p.id)).is_none() {
+    if let Some(api) = have.api_load_balancer.as_ref().filter(|_| endpoint != ApiEndpoint::Octavia) {
+        let floating_ip_ids = fips_on(api.lb.vip_port_id.as_deref());
+        changes.push(ApiChange::DeleteLoadBalancer { lb_id: api.lb.id.clone(), floating_ip_ids });
+    }
+    match endpoint {
+        ApiEndpoint::Vip if have.vip_port.is_none() => changes.push(ApiChange::CreateVipPort),
+        ApiEndpoint::Octavia if have.api_load_balancer.is_none() => changes.push(ApiChange::CreateLoadBalancer),
+        _ => {}
+    }
+    if endpoint.is_shared() && plan.wants_api_floating_ip && fips_on(have.api_port_id(endpoint)).is_empty() {
         let reuse = have.floating_ips.iter().find(|f| f.port_id.is_none()).map(|f| f.id.clone());
         changes.push(ApiChange::AttachFloatingIp { reuse });
     }
     changes
+}
+
+/// The API load balancer's members when its pool is not yet every master of the plan on the
+/// API port. `addresses`: the nodes' fixed IPs as far as known (a master without one is
+/// still named, so that `kos plan` lists the change its new port brings).
+pub fn api_member_change(plan: &ClusterPlan, have: &ClusterResources, addresses: &BTreeMap<String, Ipv4Addr>) -> Option<ApiChange> {
+    let api = have.api_load_balancer.as_ref().filter(|_| plan.api_endpoint == ApiEndpoint::Octavia)?;
+    let want: Vec<(String, Option<Ipv4Addr>)> = plan.masters().map(|m| (m.name.clone(), addresses.get(&m.name).copied())).collect();
+    let wanted: BTreeSet<(&str, Option<Ipv4Addr>, u16)> = want.iter().map(|(n, ip)| (n.as_str(), *ip, plan.api_port)).collect();
+    let current: BTreeSet<(&str, Option<Ipv4Addr>, u16)> =
+        api.members.iter().map(|m| (m.name.as_str(), Some(m.address), m.protocol_port)).collect();
+    (wanted != current).then(|| ApiChange::SetMembers { lb_id: api.lb.id.clone(), members: want })
 }
 
 fn has_floating_ip(node: &NodePlan, have: &ClusterResources) -> bool {

@@ -1,8 +1,9 @@
 //! The API endpoint's pieces on the nodes, when the API has an address of its own
-//! (`cluster.api_endpoint: vip`):
+//! (`cluster.api_endpoint: vip` or `octavia`):
 //!
-//! - on every master, keepalived (a static pod) holds the VIP where the local API server
-//!   is ready, speaking VRRP unicast to the other masters;
+//! - with `vip`, on every master, keepalived (a static pod) holds the VIP where the local
+//!   API server is ready, speaking VRRP unicast to the other masters (with `octavia` the
+//!   load balancer holds its VIP: nothing on the masters);
 //! - on every worker, a balancer (haproxy, a static pod) on `127.0.0.1:LOCAL_API_PORT`
 //!   through which the kubelet and kube-proxy reach every API server, so a VIP failover or
 //!   a master's loss does not cut the node off. Masters' kubelets use their own API server

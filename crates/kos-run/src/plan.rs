@@ -11,7 +11,7 @@ use crate::state::LocalState;
 use crate::{Reporter, RunError, plan_for};
 use kos_cloud::Cloud;
 use kos_cloud::apply::{self, CloudChange, Resolved};
-use kos_cloud::reconcile::{ClusterResources, RouteChange, api_changes, node_changes, route_changes};
+use kos_cloud::reconcile::{ClusterResources, RouteChange, api_changes, api_member_change, node_changes, route_changes};
 use kos_cloud::survey::{self, Asks, Survey};
 use kos_core::plan::ClusterPlan;
 use kos_core::settings::Settings;
@@ -189,6 +189,9 @@ async fn cloud_changes<C: Cloud>(
     }
     lines.extend(api_changes(plan, have).into_iter().map(|c| CloudChange::Api(c).to_string()));
     lines.extend(node_changes(plan, have).into_iter().map(|c| CloudChange::Node(c).to_string()));
+    // The API load balancer's members, once the masters' ports are made.
+    let addresses = plan.nodes.iter().filter_map(|n| n.fixed_ip.map(|ip| (n.name.clone(), ip))).collect();
+    lines.extend(api_member_change(plan, have, &addresses).map(|c| CloudChange::Api(c).to_string()));
     // A node without an address yet gets its route once its port has one.
     lines.extend(
         plan.nodes

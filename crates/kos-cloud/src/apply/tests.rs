@@ -2,6 +2,7 @@
 //! changes nothing, and the failure paths (ERROR servers, quota, lost route races).
 
 use super::*;
+use crate::api::HealthMonitor;
 use crate::fake::FakeCloud;
 use crate::model::Route;
 use kos_core::plan::plan;
@@ -257,4 +258,81 @@ async fn an_unknown_image_is_worded_as_check_words_it() {
     let image = findings.iter().find(|f| f.what.starts_with("image: ")).unwrap();
     assert_eq!(err, format!("{}; {}", image.what, image.fix.as_deref().unwrap()));
     assert!(err.contains("debian-12") && err.ends_with("set cloud.image to an image of `openstack image list`"), "{err}");
+}
+
+/// Masters and a worker with `api_endpoint: octavia` and a floating IP on it.
+fn octavia_settings(masters: &[&str]) -> Settings {
+    let mut text = String::from(
+        "cluster:\n  name: demo\n  api_endpoint: octavia\n  api_floating_ip: true\ncloud: {image: tiny, flavor: m1.tiny, network: net, router: router, floating_ip_pool: public}\nssh: {user: debian, private_key: k}\nnodes:\n",
+    );
+    for m in masters {
+        text.push_str(&format!("  - {{name: {m}, role: master}}\n"));
+    }
+    text.push_str("  - {name: worker-1, role: worker}\n");
+    Settings::parse(Path::new("s.yaml"), &text).unwrap()
+}
+
+/// One `up --only instances` as `kos up` runs it: the API's endpoint, then the nodes.
+async fn up_with_api(cloud: &FakeCloud, s: &Settings) -> Vec<String> {
+    let resolved = resolve(cloud, s).await.unwrap();
+    let mut have = discover(cloud, &s.cluster.name).await.unwrap();
+    let mut p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
+    let ctx = NodeContext { settings: s, plan: &p, resolved: &resolved, security_groups: &[], waits: FAST };
+    let mut lines: Vec<String> = apply_api(cloud, ctx, &have).await.unwrap().0.iter().map(ToString::to_string).collect();
+    if !lines.is_empty() {
+        have = discover(cloud, &s.cluster.name).await.unwrap();
+        p = plan(s, &have.observed(Some(resolved.subnet.cidr))).unwrap();
+    }
+    let ctx = NodeContext { settings: s, plan: &p, resolved: &resolved, security_groups: &[], waits: FAST };
+    lines.extend(apply_nodes(cloud, ctx, &have).await.unwrap().0.iter().map(ToString::to_string));
+    lines
+}
+
+#[tokio::test]
+async fn octavia_fronts_the_masters_from_the_first_run_and_follows_them() {
+    let cloud = FakeCloud::new();
+    let s = octavia_settings(&["master-1", "master-2", "master-3"]);
+    let lines = up_with_api(&cloud, &s).await;
+    // The load balancer and its floating IP before any node, its members once they have ports.
+    assert!(
+        lines[0]
+            .starts_with("create the API's load balancer (TCP listener, the masters as members, HTTPS /readyz monitor): demo-api (VIP ")
+    );
+    assert!(lines[1].starts_with("allocate a floating IP for the API's VIP: 203.0.113."), "{lines:#?}");
+    assert!(lines.last().unwrap().starts_with("set the API load balancer's members: master-1 192.168.50."), "{lines:#?}");
+    {
+        let st = cloud.state.lock().unwrap();
+        let lb = st.load_balancers.values().next().unwrap();
+        assert_eq!((lb.name.as_str(), lb.description.as_str()), ("demo-api", "kos-cluster=demo kos-api-lb"));
+        assert_eq!(st.lb_monitors[&lb.id], HealthMonitor::Https { path: "/readyz".into(), expected_codes: "200".into() });
+        let masters: Vec<(String, Ipv4Addr, u16)> = ["master-1", "master-2", "master-3"]
+            .iter()
+            .map(|m| {
+                let port = st.ports.values().find(|p| p.name == format!("demo-{m}")).unwrap();
+                (m.to_string(), port.fixed_ips[0].ip_address, 6443)
+            })
+            .collect();
+        let members: Vec<(String, Ipv4Addr, u16)> =
+            st.lb_members[&lb.id].iter().map(|m| (m.name.clone(), m.address, m.protocol_port)).collect();
+        assert_eq!(members, masters);
+        let fip = st.floating_ips.values().find(|f| f.port_id == lb.vip_port_id).expect("a floating IP on the VIP port");
+        assert_eq!(fip.tags, ["kos-cluster=demo"]);
+        // Octavia holds the VIP: the masters' ports carry their pod range only.
+        assert!(st.ports.values().filter(|p| p.name.starts_with("demo-master")).all(|p| p.allowed_address_pairs.len() == 1));
+    }
+    // The plan reads the load balancer's VIP and floating IP.
+    let seen = discover(&cloud, "demo").await.unwrap().observed(None);
+    assert!(seen.api_load_balancer && seen.api_vip.is_some() && seen.api_floating_ip.is_some(), "{seen:?}");
+
+    let writes = cloud.write_count();
+    assert!(up_with_api(&cloud, &s).await.is_empty());
+    assert_eq!(cloud.write_count(), writes, "no write on a converged cluster");
+
+    // Masters removed: they leave the pool.
+    let lines = up_with_api(&cloud, &octavia_settings(&["master-1"])).await;
+    assert!(lines.iter().any(|l| l.starts_with("remove master-3 ")), "{lines:#?}");
+    let set = lines.last().unwrap();
+    assert!(set.starts_with("set the API load balancer's members: master-1 ") && !set.contains("master-3"), "{lines:#?}");
+    let st = cloud.state.lock().unwrap();
+    assert_eq!(st.lb_members.values().next().unwrap().len(), 1);
 }

@@ -472,6 +472,11 @@ pub(crate) struct ListenerOne {
 }
 
 #[derive(Debug, Deserialize)]
+pub(crate) struct MemberList {
+    pub(crate) members: Vec<crate::model::LoadBalancerMember>,
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct PoolOne {
     pub(crate) pool: IdOnly,
 }

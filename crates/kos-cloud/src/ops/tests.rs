@@ -1,7 +1,7 @@
 //! Inventory, preflight and teardown against the in-memory fake cloud.
 
 use super::*;
-use crate::apply::{NodeContext, Waits, apply_nodes, apply_routes, ensure_security_group, find_security_group, resolve};
+use crate::apply::{NodeContext, Waits, apply_nodes, apply_routes, discover, ensure_security_group, find_security_group, resolve};
 use crate::fake::FakeCloud;
 use crate::model::{FloatingIp, Port, Route, SecurityGroup, Server};
 use kos_core::plan::plan;
@@ -173,4 +173,54 @@ async fn expose_creates_one_load_balancer_with_the_workers_and_is_idempotent() {
     assert_eq!(found.load_balancers.len(), 1, "destroy finds kos's load balancers by their mark");
     assert_eq!(unexpose(&cloud, "demo", "web").await.unwrap(), Exposed::Deleted { name: "demo-web".into() });
     assert_eq!(unexpose(&cloud, "demo", "web").await.unwrap(), Exposed::Absent { name: "demo-web".into() });
+}
+
+#[tokio::test]
+async fn octavia_asked_of_a_cloud_without_it_fails_the_check_with_the_way_out() {
+    let cloud = FakeCloud::new();
+    let s = Settings::parse(
+        Path::new("s.yaml"),
+        "cluster: {name: demo, api_endpoint: octavia}\ncloud: {image: tiny, flavor: m1.tiny, network: net, router: router}\nssh: {user: debian, private_key: k}\nnodes: [{name: m, role: master}]\n",
+    )
+    .unwrap();
+    let p = plan(&s, &Default::default()).unwrap();
+    let octavia = |findings: Vec<Finding>| findings.into_iter().find(|f| f.what.contains("load-balancer")).unwrap();
+    assert_eq!(octavia(check(&cloud, &s, &p).await).verdict, Verdict::Ok);
+    cloud.state.lock().unwrap().services.remove("load-balancer");
+    let f = octavia(check(&cloud, &s, &p).await);
+    assert_eq!(f.verdict, Verdict::Fail);
+    assert!(f.what.contains("no `load-balancer` service") && f.fix.as_deref().unwrap().contains("api_endpoint: vip"), "{f:?}");
+}
+
+/// `kos destroy` of `demo` once took every load balancer whose description merely contained
+/// `kos-cluster=demo`, so also `demo2`'s. It takes the API's load balancer of `demo` and its
+/// floating IP, and nothing of `demo2`.
+#[tokio::test]
+async fn destroy_takes_the_api_load_balancer_and_its_floating_ip_but_not_a_cluster_named_alike() {
+    let cloud = FakeCloud::new();
+    let s = settings("demo", &["master-1"]);
+    let mut vip_ports = Vec::new();
+    for cluster in ["demo", "demo2"] {
+        let (name, description) = crate::reconcile::api_load_balancer_identity(cluster);
+        let spec = crate::api::LoadBalancerSpec {
+            name,
+            description,
+            subnet_id: "subnet-id".into(),
+            listener_port: 6443,
+            member_port: 6443,
+            members: vec![],
+            monitor: crate::api::HealthMonitor::Https { path: "/readyz".into(), expected_codes: "200".into() },
+        };
+        vip_ports.push(cloud.create_load_balancer(&spec).await.unwrap().vip_port_id.unwrap());
+    }
+    let fip = cloud.create_floating_ip("public-id", &[cluster_tag("demo")]).await.unwrap();
+    cloud.set_floating_ip_port(&fip.id, Some(&vip_ports[0])).await.unwrap();
+    let have = discover(&cloud, "demo").await.unwrap();
+    assert_eq!(have.observed(None).api_floating_ip, Some(fip.floating_ip_address));
+    let found = find_teardown(&cloud, &s).await.unwrap();
+    assert_eq!(found.lines(), ["load balancer demo-api (192.168.50.11)".to_string(), format!("floating IP {}", fip.floating_ip_address)]);
+    assert!(destroy(&cloud, &s, &found, FAST).await.unwrap().is_empty());
+    let st = cloud.state.lock().unwrap();
+    assert_eq!(st.load_balancers.values().map(|l| l.description.as_str()).collect::<Vec<_>>(), ["kos-cluster=demo2 kos-api-lb"]);
+    assert!(st.floating_ips.is_empty());
 }

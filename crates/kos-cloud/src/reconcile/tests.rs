@@ -250,8 +250,14 @@ fn a_second_unattached_port_of_a_node_is_deleted_and_the_used_one_kept() {
 
 /// Three masters and a worker, `api_endpoint: vip` by default, with a floating IP on it.
 fn ha_settings() -> Settings {
-    let text = "cluster: {name: demo, api_floating_ip: true}\ncloud: {image: tiny, flavor: m1.tiny, network: net, router: r, floating_ip_pool: public}\nssh: {user: debian, private_key: k}\nnodes:\n  - {name: master-1, role: master}\n  - {name: master-2, role: master}\n  - {name: master-3, role: master}\n  - {name: worker-1, role: worker}\n";
-    Settings::parse(Path::new("s.yaml"), text).unwrap()
+    Settings::parse(Path::new("s.yaml"), &ha_text("")).unwrap()
+}
+
+/// [`ha_settings`]' text, `cluster` lines added (e.g. `  api_endpoint: octavia\n`).
+fn ha_text(cluster: &str) -> String {
+    format!(
+        "cluster:\n  name: demo\n  api_floating_ip: true\n{cluster}cloud: {{image: tiny, flavor: m1.tiny, network: net, router: r, floating_ip_pool: public}}\nssh: {{user: debian, private_key: k}}\nnodes:\n  - {{name: master-1, role: master}}\n  - {{name: master-2, role: master}}\n  - {{name: master-3, role: master}}\n  - {{name: worker-1, role: worker}}\n"
+    )
 }
 
 fn vip_port() -> Port {
@@ -320,4 +326,109 @@ fn a_vip_no_longer_asked_for_is_released_with_its_floating_ip() {
     have.floating_ips.push(fip("fip-api", [203, 0, 113, 100], Some("port-vip")));
     let p = plan(&s, &have.observed(None)).unwrap();
     assert_eq!(api_changes(&p, &have), [ApiChange::DeleteVipPort { port_id: "port-vip".into(), floating_ip_ids: vec!["fip-api".into()] }]);
+}
+
+/// The cluster's API load balancer as Octavia shows it, with `members` on 6443.
+fn api_lb(members: &[(&str, [u8; 4])]) -> ApiLoadBalancer {
+    let (name, description) = api_load_balancer_identity("demo");
+    ApiLoadBalancer {
+        lb: LoadBalancer {
+            id: "lb-api".into(),
+            name,
+            description,
+            vip_address: Ipv4Addr::new(192, 168, 50, 200),
+            vip_port_id: Some("port-octavia".into()),
+            provisioning_status: "ACTIVE".into(),
+            operating_status: "ONLINE".into(),
+        },
+        members: members
+            .iter()
+            .map(|(n, ip)| LoadBalancerMember { name: n.to_string(), address: Ipv4Addr::from(*ip), protocol_port: 6443 })
+            .collect(),
+    }
+}
+
+#[test]
+fn the_load_balancer_comes_first_its_floating_ip_on_its_vip_port_and_masters_carry_no_vip() {
+    let s = Settings::parse(Path::new("s.yaml"), &ha_text("  api_endpoint: octavia\n")).unwrap();
+    let nodes = ["master-1", "master-2", "master-3", "worker-1"];
+    let mut have = ClusterResources::default();
+    // No load balancer yet: it and its floating IP are the changes; no member to set.
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(api_changes(&p, &have), [ApiChange::CreateLoadBalancer, ApiChange::AttachFloatingIp { reuse: None }]);
+    assert_eq!(api_member_change(&p, &have, &BTreeMap::new()), None);
+    for (i, n) in nodes.iter().enumerate() {
+        let cidr = format!("10.1.{i}.0/24");
+        have.ports.insert(n.to_string(), port(n, [192, 168, 50, 11 + i as u8], &cidr));
+        have.servers.insert(n.to_string(), server(n, "ACTIVE", &cidr));
+    }
+    // Found, with its floating IP on Octavia's VIP port: the plan's API address is its VIP.
+    have.api_load_balancer = Some(api_lb(&[]));
+    have.floating_ips.push(fip("fip-api", [203, 0, 113, 100], Some("port-octavia")));
+    let seen = have.observed(None);
+    assert_eq!((seen.api_vip, seen.api_floating_ip), (Some(Ipv4Addr::new(192, 168, 50, 200)), Some(Ipv4Addr::new(203, 0, 113, 100))));
+    assert!(seen.api_load_balancer);
+    let p = plan(&s, &seen).unwrap();
+    assert_eq!((p.internal_api, p.external_api), (seen.api_vip, seen.api_floating_ip));
+    assert!(p.certificates.get("apiserver").unwrap().ip_addresses.contains(&"192.168.50.200".parse().unwrap()));
+    assert!(api_changes(&p, &have).is_empty());
+    // Octavia holds the VIP: no master's port carries it.
+    assert!(node_changes(&p, &have).is_empty(), "{:?}", node_changes(&p, &have));
+    // Its pool becomes the three masters on 6443, and then stays.
+    let addresses: BTreeMap<String, Ipv4Addr> = p.nodes.iter().map(|n| (n.name.clone(), n.fixed_ip.unwrap())).collect();
+    let masters = vec![
+        ("master-1".to_string(), Some(Ipv4Addr::new(192, 168, 50, 11))),
+        ("master-2".to_string(), Some(Ipv4Addr::new(192, 168, 50, 12))),
+        ("master-3".to_string(), Some(Ipv4Addr::new(192, 168, 50, 13))),
+    ];
+    assert_eq!(api_member_change(&p, &have, &addresses), Some(ApiChange::SetMembers { lb_id: "lb-api".into(), members: masters }));
+    have.api_load_balancer =
+        Some(api_lb(&[("master-1", [192, 168, 50, 11]), ("master-2", [192, 168, 50, 12]), ("master-3", [192, 168, 50, 13])]));
+    assert_eq!(api_member_change(&p, &have, &addresses), None);
+    // A master whose port is still to be made is named, so `kos plan` shows the change.
+    let mut four = addresses.clone();
+    four.remove("master-3");
+    let change = api_member_change(&p, &have, &four).unwrap().to_string();
+    assert!(change.ends_with("master-2 192.168.50.12, master-3 (once its port is made)"), "{change}");
+}
+
+#[test]
+fn an_endpoint_no_longer_asked_for_is_released_and_the_other_made() {
+    let s = Settings::parse(Path::new("s.yaml"), &ha_text("")).unwrap();
+    // Settings now say `vip` (before any server, the only time the guard lets them): the load
+    // balancer and its floating IP go, the VIP's port comes, a free address is reused.
+    let mut have = ClusterResources { api_load_balancer: Some(api_lb(&[])), ..ClusterResources::default() };
+    have.floating_ips.push(fip("fip-api", [203, 0, 113, 100], Some("port-octavia")));
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(
+        api_changes(&p, &have),
+        [
+            ApiChange::DeleteLoadBalancer { lb_id: "lb-api".into(), floating_ip_ids: vec!["fip-api".into()] },
+            ApiChange::CreateVipPort,
+            ApiChange::AttachFloatingIp { reuse: None },
+        ]
+    );
+    // And the other way: a VIP's port left by `vip`, Octavia asked for.
+    let s = Settings::parse(Path::new("s.yaml"), &ha_text("  api_endpoint: octavia\n")).unwrap();
+    let have = ClusterResources { vip_port: Some(vip_port()), ..ClusterResources::default() };
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(
+        api_changes(&p, &have),
+        [
+            ApiChange::DeleteVipPort { port_id: "port-vip".into(), floating_ip_ids: vec![] },
+            ApiChange::CreateLoadBalancer,
+            ApiChange::AttachFloatingIp { reuse: None },
+        ]
+    );
+}
+
+#[test]
+fn a_load_balancer_is_the_clusters_by_its_name_and_a_whole_word_of_its_mark() {
+    let api = api_lb(&[]).lb;
+    assert_eq!((api.name.as_str(), api.description.as_str()), ("demo-api", "kos-cluster=demo kos-api-lb"));
+    assert!(is_api_load_balancer("demo", &api));
+    // Another cluster's whose name starts alike, and `kos expose`'s of a service named `api`.
+    assert!(!carries_mark("kos-cluster=demo2 kos-api-lb", "demo"));
+    let exposed = LoadBalancer { description: "kos-cluster=demo service=api".into(), ..api.clone() };
+    assert!(carries_mark(&exposed.description, "demo") && !is_api_load_balancer("demo", &exposed));
 }

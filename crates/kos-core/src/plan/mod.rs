@@ -179,18 +179,18 @@ pub enum PlanError {
 /// have any number of masters and any endpoint.
 pub fn check_control_plane_change(settings: &Settings, observed: &Observed) -> Result<(), PlanError> {
     membership::check(settings, observed)?;
-    // How the API is reached is decided once: a VIP's port exists exactly when the cluster was
-    // made with `api_endpoint: vip` (it is made before the servers).
+    // How the API is reached is decided once: a load balancer exists exactly when the cluster
+    // was made with `api_endpoint: octavia`, a VIP's port exactly when with `vip` (each is
+    // made before the servers), neither when with `master`.
     if observed.nodes.values().any(|o| o.server_id.is_some()) {
         let endpoint = settings.cluster.api_endpoint;
-        match (observed.api_vip.is_some(), endpoint) {
-            (true, ApiEndpoint::Master | ApiEndpoint::Octavia) => {
-                return Err(PlanError::ChangeEndpoint { running: "a VIP", running_key: "vip", wanted: endpoint.as_str() });
-            }
-            (false, ApiEndpoint::Vip) => {
-                return Err(PlanError::ChangeEndpoint { running: "its master's address", running_key: "master", wanted: "vip" });
-            }
-            _ => {}
+        let (running, through) = match (observed.api_load_balancer, observed.api_vip.is_some()) {
+            (true, _) => (ApiEndpoint::Octavia, "an Octavia load balancer"),
+            (false, true) => (ApiEndpoint::Vip, "a VIP"),
+            (false, false) => (ApiEndpoint::Master, "its master's address"),
+        };
+        if running != endpoint {
+            return Err(PlanError::ChangeEndpoint { running: through, running_key: running.as_str(), wanted: endpoint.as_str() });
         }
     }
     Ok(())

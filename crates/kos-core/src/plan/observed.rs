@@ -25,6 +25,10 @@ pub struct Observed {
     /// The floating IP on the API load balancer's VIP, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_floating_ip: Option<Ipv4Addr>,
+    /// `api_vip` is an Octavia load balancer's (the cluster was made with `api_endpoint:
+    /// octavia`), not a port of kos's own (`vip`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_load_balancer: bool,
 }
 
 /// One existing server of the cluster.

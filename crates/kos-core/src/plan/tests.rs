@@ -282,3 +282,58 @@ fn a_running_control_plane_is_neither_grown_nor_shrunk_but_a_new_one_is_finished
         "nothing runs yet"
     );
 }
+
+#[test]
+fn an_octavia_endpoint_is_the_load_balancers_address_and_stays_as_made() {
+    use super::check_control_plane_change as check;
+    use crate::settings::ApiEndpoint;
+    let with = |endpoint: ApiEndpoint| {
+        let text = "cluster: {name: demo, api_endpoint: octavia}\ncloud: {image: i, flavor: f, network: n, router: r}\nssh: {user: debian, private_key: k}\nnodes:\n  - {name: m1, role: master}\n  - {name: m2, role: master}\n  - {name: m3, role: master}\n  - {name: w1, role: worker}\n";
+        let mut s = Settings::parse(Path::new("s.yaml"), text).unwrap();
+        // (`master` with three masters is refused by the settings' own checks.)
+        s.cluster.api_endpoint = endpoint;
+        s
+    };
+    let octavia = with(ApiEndpoint::Octavia);
+    // The load balancer's VIP and floating IP are how the API is reached, and named by its
+    // certificate; the masters' ports carry no VIP (Octavia holds it).
+    let lb = Observed {
+        api_vip: Some("192.168.50.200".parse().unwrap()),
+        api_floating_ip: Some("203.0.113.100".parse().unwrap()),
+        api_load_balancer: true,
+        ..Observed::default()
+    };
+    let p = plan(&octavia, &lb).unwrap();
+    assert_eq!(p.api_endpoint, ApiEndpoint::Octavia);
+    assert_eq!((p.internal_api, p.external_api), (lb.api_vip, lb.api_floating_ip));
+    let sans = &p.certificates.get("apiserver").unwrap().ip_addresses;
+    assert!(sans.contains(&"192.168.50.200".parse().unwrap()) && sans.contains(&"203.0.113.100".parse().unwrap()));
+    assert_eq!(p.address_pairs(&p.nodes[0]), ["10.1.0.0/24"]);
+    assert_eq!(p.node_api(), Some((Ipv4Addr::LOCALHOST, super::LOCAL_API_PORT)));
+    // Running: a load balancer ↔ octavia, a VIP's port ↔ vip, neither ↔ master.
+    let running = |mut o: Observed| {
+        o.nodes.insert(
+            "m1".into(),
+            ObservedNode { server_id: Some("id".into()), role: Some("master".into()), masters: Some(3), ..Default::default() },
+        );
+        o
+    };
+    let vip = Observed { api_load_balancer: false, api_floating_ip: None, ..lb.clone() };
+    assert_eq!(check(&octavia, &running(lb.clone())), Ok(()));
+    for wanted in [ApiEndpoint::Vip, ApiEndpoint::Master] {
+        let err = check(&with(wanted), &running(lb.clone())).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("reached through an Octavia load balancer, and the settings say `api_endpoint: {}`", wanted.as_str()))
+                && err.contains("set `api_endpoint: octavia`"),
+            "{err}"
+        );
+    }
+    let err = check(&octavia, &running(vip)).unwrap_err().to_string();
+    assert!(
+        err.contains("reached through a VIP, and the settings say `api_endpoint: octavia`") && err.contains("set `api_endpoint: vip`"),
+        "{err}"
+    );
+    let err = check(&octavia, &running(Observed::default())).unwrap_err().to_string();
+    assert!(err.contains("reached through its master's address") && err.contains("set `api_endpoint: master`"), "{err}");
+    assert_eq!(check(&with(ApiEndpoint::Vip), &lb), Ok(()), "nothing runs yet");
+}

@@ -233,9 +233,12 @@ fn several_masters_get_a_vip_and_an_odd_count() {
     let p = problems(&edit("  name: demo\n", "  name: demo\n  api_floating_ip: true\n"));
     assert!(has(&p, 3, "`api_endpoint` is `master`"), "{p:?}");
     assert!(parse(&three.replace("  name: demo\n", "  name: demo\n  api_floating_ip: true\n")).unwrap().cluster.api_floating_ip);
-    // The earlier spelling means Octavia, which is refused for now, with the way out.
-    let p = problems(&three.replace("  name: demo\n", "  name: demo\n  api_load_balancer: true\n"));
-    assert!(p.iter().any(|(_, _, m, f)| m.contains("does not create the Octavia") && f.contains("api_endpoint: vip")), "{p:?}");
+    // Octavia, also by the earlier spelling, with a floating IP on its load balancer.
+    let octavia = three.replace("  name: demo\n", "  name: demo\n  api_endpoint: octavia\n  api_floating_ip: true\n");
+    let s = parse(&octavia).unwrap();
+    assert_eq!((s.cluster.api_endpoint, s.cluster.api_floating_ip), (ApiEndpoint::Octavia, true));
+    let s = parse(&three.replace("  name: demo\n", "  name: demo\n  api_load_balancer: true\n")).unwrap();
+    assert_eq!(s.cluster.api_endpoint, ApiEndpoint::Octavia);
     let p = problems(&three.replace("  name: demo\n", "  name: demo\n  api_load_balancer: true\n  api_endpoint: vip\n"));
     assert!(has(&p, 3, "both say how the API is reached"), "{p:?}");
 }

@@ -98,18 +98,11 @@ impl Validator<'_> {
                 format!("use an odd number of masters: {} or {}", masters - 1, masters + 1),
             );
         }
-        if s.cluster.api_endpoint == ApiEndpoint::Octavia {
-            self.report(
-                "cluster.api_endpoint",
-                "this kos does not create the Octavia load balancer in front of the API servers yet",
-                "use `api_endpoint: vip` (a Neutron port's address, held by keepalived on the masters)",
-            );
-        }
         if s.cluster.api_floating_ip && !s.cluster.api_endpoint.is_shared() {
             self.report(
                 "cluster.api_floating_ip",
                 "`api_floating_ip` puts a floating IP on a VIP or load balancer, and `api_endpoint` is `master`",
-                "give the master `floating_ip: true` under `nodes:` instead, or use `api_endpoint: vip`",
+                "give the master `floating_ip: true` under `nodes:` instead, or use `api_endpoint: vip` or `octavia`",
             );
         }
     }

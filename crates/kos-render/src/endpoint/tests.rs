@@ -88,3 +88,18 @@ fn one_master_has_no_endpoint_of_its_own() {
     assert!(!r.files.iter().any(|f| f.path.contains("kos-api-")), "no VIP, no balancer");
     assert!(r.node_file("worker-1", paths::KUBELET_KUBECONFIG).contents.contains("server: https://192.168.50.11:6443\n"));
 }
+
+#[test]
+fn with_octavia_the_masters_run_no_keepalived_and_workers_keep_their_balancer() {
+    let octavia = |s: String| three_masters(s).replace("  name: demo\n", "  name: demo\n  api_endpoint: octavia\n");
+    let observed = OBSERVED_HA.replace("api_vip: ", "api_load_balancer: true\napi_vip: ");
+    let r = render_observed(octavia, &observed, &probed("eth0"));
+    for m in ["master-1", "master-2", "master-3"] {
+        assert!(!r.paths(&crate::Target::Node(m.into())).iter().any(|p| p.contains("kos-api-")), "{m}: nothing of the endpoint");
+    }
+    let cfg = &r.node_file("worker-1", super::HAPROXY_CFG_PATH).contents;
+    assert!(cfg.contains("server master-3 192.168.50.31:6443\n"), "{cfg}");
+    assert!(r.node_file("worker-1", paths::KUBELET_KUBECONFIG).contents.contains("server: https://127.0.0.1:7445\n"));
+    assert!(r.local_file("admin.kubeconfig").contents.contains("server: https://203.0.113.100:6443\n"));
+    assert_eq!(super::images(kos_core::settings::ApiEndpoint::Octavia), [super::HAPROXY_IMAGE]);
+}

@@ -323,6 +323,7 @@ async fn cloud_client_load_balancer_with_two_members_reaches_active_and_is_delet
         listener_port: 80,
         member_port: 30080,
         members: vec![("w1".into(), Ipv4Addr::new(10, 0, 0, 11)), ("w2".into(), Ipv4Addr::new(10, 0, 0, 12))],
+        monitor: kos_cloud::api::HealthMonitor::Tcp,
     };
     let calls = cloud.api_calls();
     let created = cloud.create_load_balancer(&spec).await;
