@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+mod cloud_api_octavia;
 mod cloud_auth;
 mod cloud_client;
 mod cloud_commands;
