@@ -148,8 +148,9 @@ impl ClusterResources {
                 .or_else(|| port.and_then(|p| p.allowed_address_pairs.iter().find_map(|a| a.ip_address.parse().ok())));
             let role = server.and_then(|s| s.metadata.get(marks::ROLE).cloned());
             let masters = server.and_then(|s| s.metadata.get(marks::MASTERS)).and_then(|m| m.parse().ok());
+            let etcd_order = server.and_then(|s| s.metadata.get(marks::ETCD_ORDER)).and_then(|m| m.parse().ok());
             let server_id = server.map(|s| s.id.clone());
-            nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr, server_id, role, masters });
+            nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr, server_id, role, masters, etcd_order });
         }
         // A load balancer, when there is one, is the API's endpoint (a VIP's port beside it is
         // a leftover `kos up` releases).

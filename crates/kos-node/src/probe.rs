@@ -57,6 +57,8 @@ pub struct NodeState {
     pub no_sys_resource: bool,
     /// The interface of the default route (`ip route show default`).
     pub interface: Option<String>,
+    /// `/var/lib/etcd/member` exists: etcd has data here.
+    pub etcd_data: bool,
     /// Actions an interrupted run left undone (markers in [`PENDING_DIR`]): `daemon-reload`,
     /// `sysctl`, `modules`, `unit-<name>`.
     pub pending: Vec<String>,
@@ -70,6 +72,7 @@ impl NodeState {
             conntrack_max_fixed: self.conntrack_max_fixed,
             oom_score_restricted: self.no_sys_resource,
             interface: self.interface.clone(),
+            etcd_data: self.etcd_data,
         }
     }
 
@@ -108,6 +111,7 @@ pub fn script_with_cache(wants: &NodeWants, cache: &str) -> String {
          printf 'swaps\\t%s\\n' \"$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)\"\n\
          printf 'cgroup\\t%s\\n' \"$(stat -fc %T /sys/fs/cgroup 2>/dev/null)\"\n\
          printf 'iface\\t%s\\n' \"$(ip -o route show default 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == \"dev\") { print $(i + 1); exit } }')\"\n\
+         [ -d /var/lib/etcd/member ] && printf 'etcd\\tdata\\n'\n\
          f=/proc/sys/net/netfilter/nf_conntrack_max\n\
          c=$(awk '/^CapEff/ { print $2 }' /proc/self/status); [ -n \"$c\" ] && [ $(( 0x$c >> 24 & 1 )) = 0 ] && printf 'caps\\tno-sys-resource\\n'\n\
          if [ -e $f ]; then case $(stat -c %a $f) in 6??) [ -w $f ] || printf 'conntrack\\tfixed\\n';; *) printf 'conntrack\\tfixed\\n';; esac; fi\n",
@@ -179,6 +183,7 @@ pub fn parse(out: &str) -> Result<NodeState, String> {
             ["apt"] => st.has_apt = true,
             ["cgroup", fs] => st.cgroup_fs = fs.to_string(),
             ["conntrack", "fixed"] => st.conntrack_max_fixed = true,
+            ["etcd", "data"] => st.etcd_data = true,
             ["iface", name] => st.interface = Some(name.to_string()).filter(|n| !n.is_empty()),
             ["caps", "no-sys-resource"] => st.no_sys_resource = true,
             ["image", name, digest, labels] => {

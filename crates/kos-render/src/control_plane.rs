@@ -253,10 +253,16 @@ fn flags(binary: &str, flags: &[(&str, String)]) -> Vec<String> {
 /// etcd's command line, by itself: the etcd test starts a real etcd from it.
 pub fn etcd_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'static str, String)>, RenderError> {
     let ip = address(node)?;
+    // The members it starts with (see kos_core::plan::membership): the first master makes a
+    // new cluster of itself, every later one joins the masters before it. etcd reads these
+    // only while its data directory is empty.
+    let start = node.etcd.as_ref().ok_or_else(|| RenderError::NotAMaster { node: node.name.clone() })?;
     let mut initial = Vec::new();
-    for m in inputs.plan.masters() {
+    for name in &start.initial {
+        let m = inputs.plan.node(name).ok_or_else(|| RenderError::NotAMaster { node: name.clone() })?;
         initial.push(format!("{}=https://{}:2380", m.name, address(m)?));
     }
+    let state = if start.is_first() { "new" } else { "existing" };
     let pki = format!("{PKI}/etcd");
     Ok(vec![
         ("name", node.name.clone()),
@@ -266,7 +272,7 @@ pub fn etcd_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'static 
         ("listen-peer-urls", format!("https://{ip}:2380")),
         ("initial-advertise-peer-urls", format!("https://{ip}:2380")),
         ("initial-cluster", initial.join(",")),
-        ("initial-cluster-state", "new".into()),
+        ("initial-cluster-state", state.into()),
         ("initial-cluster-token", inputs.plan.cluster.clone()),
         ("client-cert-auth", "true".into()),
         ("trusted-ca-file", format!("{pki}/ca.crt")),

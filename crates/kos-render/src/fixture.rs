@@ -72,6 +72,14 @@ pub fn render_observed(edit: impl FnOnce(String) -> String, observed: &str, env:
     Rendered { plan, files, pki_dir }
 }
 
+/// The example with three masters (its default endpoint is then `vip`).
+pub fn three_masters(s: String) -> String {
+    s.replace("  - name: worker-1\n", "  - name: master-2\n    role: master\n  - name: master-3\n    role: master\n  - name: worker-1\n")
+}
+
+/// What the cloud shows of [`three_masters`]: addresses and the API's VIP.
+pub const OBSERVED_HA: &str = "tenant_cidr: 192.168.50.0/24\napi_vip: 192.168.50.100\napi_floating_ip: 203.0.113.100\nnodes:\n  master-1: {fixed_ip: 192.168.50.11, floating_ip: 203.0.113.11}\n  master-2: {fixed_ip: 192.168.50.21}\n  master-3: {fixed_ip: 192.168.50.31}\n  worker-1: {fixed_ip: 192.168.50.12}\n  worker-2: {fixed_ip: 192.168.50.13}\n";
+
 /// insta settings that replace what changes on every run (PEM bodies, base64 key
 /// material) with stable placeholders.
 pub fn snapshot_settings() -> insta::Settings {

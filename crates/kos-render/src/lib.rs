@@ -89,6 +89,8 @@ pub struct NodeFacts {
     /// The interface of the node's default route (its tenant network NIC: `ens3`, `eth0`),
     /// where keepalived holds the API's VIP on a master; `None` when the probe saw none.
     pub interface: Option<String>,
+    /// etcd has data on the node (`/var/lib/etcd/member`): its member has started once.
+    pub etcd_data: bool,
 }
 
 /// Rendering failed.
@@ -100,6 +102,8 @@ pub enum RenderError {
         "the address of {what} is not known yet: run `kos up --only instances` first, or pass the addresses with --observed FILE (see examples/observed.yaml)"
     )]
     AddressUnknown { what: String },
+    #[error("`{node}` has no etcd member in the plan (not a master of it): a bug in kos, please report it")]
+    NotAMaster { node: String },
     #[error("cannot serialise {what}")]
     Serialise {
         what: String,

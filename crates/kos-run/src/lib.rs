@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod etcd;
 pub mod files;
 pub mod inputs;
 pub mod kubeconfig;
@@ -139,6 +140,9 @@ pub enum RunError {
     Cloud(#[from] kos_cloud::apply::ApplyError),
     #[error(transparent)]
     Kube(#[from] kos_kube::KubeError),
+    /// etcd's membership could not be changed as the settings ask (the message says why).
+    #[error("{0}")]
+    Etcd(String),
     /// Everything ran, but not everywhere: the report names each failure once.
     #[error("{0} node problem(s) (above); the other nodes are done; run `kos up` again once they are fixed")]
     Nodes(usize),

@@ -149,6 +149,12 @@ pub async fn plan<C: Cloud, R: Reach, K: Connect>(
     kos_core::plan::check_control_plane_change(settings, &observed).map_err(|e| RunError::Invalid(e.to_string()))?;
     let plan = plan_for(settings, &observed)?;
     let mut report = PlanReport { cloud: cloud_changes(cloud, settings, &plan, &survey, &have, &resolved).await?, ..Default::default() };
+    // A removed master's etcd member goes first, as `kos up` does it.
+    let removed = kos_core::plan::membership::removed_masters(settings, &observed);
+    report.cloud.splice(
+        0..0,
+        removed.iter().map(|m| format!("remove {m}'s etcd member (one at a time, a healthy majority kept), before its server")),
+    );
     // Nodes whose server is missing or has no address yet are provisioned from scratch.
     let missing = plan.nodes_without_address();
     for n in plan.nodes.iter().filter(|n| !have.servers.contains_key(&n.name) || missing.contains(&n.name.as_str())) {

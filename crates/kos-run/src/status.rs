@@ -58,12 +58,6 @@ pub struct EtcdMember {
     pub error: Option<String>,
 }
 
-/// Asks etcd, inside the master's etcd container, for every member's health (JSON).
-const ETCD_HEALTH: &str = "c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'; id=$($c ps -q --name '^etcd$' --state running 2>/dev/null | head -n 1); \
-    [ -n \"$id\" ] || { echo 'no running etcd container' >&2; exit 3; }; p=/etc/kubernetes/pki/etcd; \
-    $c exec \"$id\" etcdctl --endpoints=https://127.0.0.1:2379 --cacert=$p/ca.crt --cert=$p/healthcheck-client.crt --key=$p/healthcheck-client.key \
-    --command-timeout=3s endpoint health --cluster -w json";
-
 impl StatusReport {
     /// The table (or, for a cluster without servers, the line that says so).
     pub fn table(&self) -> Vec<String> {
@@ -215,16 +209,13 @@ async fn control_plane<N: Remote>(plan: &kos_core::plan::ClusterPlan, sessions: 
             }
         }
         if cp.etcd.is_empty() {
-            match x.run(ETCD_HEALTH, Default::default()).await {
-                Ok(o) => match serde_json::from_str::<Vec<EtcdMember>>(o.stdout_text().trim()) {
-                    Ok(mut members) => {
-                        members.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
-                        cp.etcd = members;
-                        cp.etcd_asked = format!("asked on {}", m.name);
-                    }
-                    Err(_) => cp.etcd_asked = format!("{}: {}", m.name, o.stderr_text().trim()),
-                },
-                Err(e) => cp.etcd_asked = format!("{}: {e}", m.name),
+            match crate::etcd::health(x).await {
+                Ok(mut members) => {
+                    members.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+                    cp.etcd = members;
+                    cp.etcd_asked = format!("asked on {}", m.name);
+                }
+                Err(e) => cp.etcd_asked = e,
             }
         }
     }

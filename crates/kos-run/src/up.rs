@@ -21,7 +21,8 @@ use kos_core::settings::Settings;
 use kos_kube::Connect;
 use kos_node::artifacts::Artifact;
 use kos_node::provision::{self, Provision};
-use kos_node::wanted::NodePhase;
+use kos_node::remote::Remote;
+use kos_node::wanted::{NodePhase, NodeWants};
 use std::time::{Duration, Instant};
 
 /// How `up` runs.
@@ -280,6 +281,14 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             view.have = apply::discover(cloud, &settings.cluster.name).await?;
             view.plan = plan_for(settings, &view.have.observed(Some(view.resolved.subnet.cidr)))?;
         }
+        // A removed master's etcd member goes before its server does.
+        let removed = kos_core::plan::membership::removed_masters(settings, &view.have.observed(None))
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        if !removed.is_empty() {
+            self.remove_members(view, &removed).await?;
+        }
         let ctx = NodeContext { settings, plan: &view.plan, resolved: &view.resolved, security_groups: &groups, waits: Waits::default() };
         let done = apply::apply_nodes(cloud, ctx, &view.have).await;
         // What was made before an error is reported (and in the JSON) all the same.
@@ -297,6 +306,37 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         }
         self.timed("instances", t);
         Ok(())
+    }
+
+    /// The etcd members of the masters the settings removed, one at a time, asked of the
+    /// first running master kept that answers; refused (before any server is deleted) when a
+    /// removal would leave no healthy majority.
+    async fn remove_members(&mut self, view: &CloudView, removed: &[String]) -> Result<(), RunError> {
+        let reach = self.systems.reach;
+        let kept: Vec<String> = view.plan.masters().filter(|m| view.have.servers.contains_key(&m.name)).map(|m| m.name.clone()).collect();
+        let targets: Vec<_> = nodes::targets(&view.plan, &view.have).into_iter().filter(|t| kept.contains(&t.node)).collect();
+        reach.prepare(&targets)?;
+        let mut last = format!("no running master is kept ({})", removed.join(", "));
+        for t in &targets {
+            let node = match reach.connect(t, self.options.ssh_wait).await {
+                Ok(node) => node,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let names: Vec<&str> = removed.iter().map(String::as_str).collect();
+            let outcome = crate::etcd::remove(&node, &names).await;
+            reach.close(node).await;
+            match outcome {
+                Ok(lines) => {
+                    self.etcd_lines(lines);
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(RunError::Etcd(format!("the etcd members of {} were not removed, so their servers stay: {last}", removed.join(", "))))
     }
 
     async fn routes(&mut self, view: &CloudView) -> Result<(), RunError> {
@@ -342,7 +382,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                 self.report.failures.push(Failure { node: node.clone(), phase: "ssh".into(), message: error.clone() });
             }
         }
-        self.provision(sessions, &prepared).await;
+        self.provision(&view.plan, sessions, &prepared, &facts).await;
         // Verify looks at the nodes only (units, cbr0, the masquerade rule, forwarding): it runs
         // while the add-ons go through the API server, and reports after them. Nodes that
         // failed already are named once, not verified.
@@ -370,37 +410,44 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         addons
     }
 
-    /// The node phases on every reachable node, in parallel.
-    async fn provision(&mut self, sessions: &[NodeSession<R::Node>], prepared: &Prepared) {
+    /// The node phases on every reachable node, in parallel; then the masters that join etcd
+    /// in this run, one at a time.
+    async fn provision(
+        &mut self,
+        plan: &ClusterPlan,
+        sessions: &[NodeSession<R::Node>],
+        prepared: &Prepared,
+        facts: &std::collections::BTreeMap<String, kos_render::NodeFacts>,
+    ) {
         let node_phases = self.options.node_phases();
         if node_phases.is_empty() {
             return;
         }
         let t = Instant::now();
         let how = Provision { phases: node_phases.clone(), dry_run: false, parallel: self.options.parallel };
-        let pairs = nodes::with_wants(sessions, &prepared.wants);
+        // A master whose etcd has no data yet and does not make the cluster gets its static
+        // pods only once its member was added (see `etcd_joins`).
+        let mut wants = prepared.wants.clone();
+        let mut deferred = std::collections::BTreeMap::new();
+        if node_phases.contains(&NodePhase::Kubernetes) {
+            for w in &mut wants {
+                let joins = plan.node(&w.node).and_then(|n| n.etcd.as_ref()).is_some_and(|e| !e.is_first());
+                if joins && !facts.get(&w.node).is_some_and(|f| f.etcd_data) {
+                    let (now, etcd, rest) = crate::etcd::split_joiner(w);
+                    *w = now;
+                    deferred.insert(w.node.clone(), (etcd, rest));
+                }
+            }
+        }
+        let pairs = nodes::with_wants(sessions, &wants);
         let names: Vec<&str> = pairs.iter().map(|(n, _)| kos_node::remote::Remote::node(*n)).collect();
         let reporter = self.systems.reporter;
         reporter.nodes_started(&names);
         let reports = provision::provision_all(&pairs, &how, &NodeSteps(reporter)).await;
         reporter.nodes_finished();
-        for r in reports {
-            for (phase, list) in &r.changes {
-                self.line(&format!("{phase}: {}: {} change(s)", r.node, list.len()));
-                for c in list {
-                    reporter.detail(&format!("  {c}"));
-                }
-            }
-            for w in &r.warnings {
-                self.line(&format!("warning: {}: {w}", r.node));
-            }
-            self.report.changes += r.change_count();
-            if let Some(e) = &r.error {
-                let phase = r.failed_phase.clone().unwrap_or_default();
-                self.report.failures.push(Failure { node: r.node.clone(), phase, message: e.clone() });
-            }
-            let phases = r.changes.into_iter().map(|(p, changes)| NodePhaseChanges { phase: p.to_string(), changes }).collect();
-            self.report.nodes.push(NodeOutcome { node: r.node, phases, warnings: r.warnings });
+        self.node_reports(reports);
+        if node_phases.contains(&NodePhase::Kubernetes) {
+            self.etcd_joins(plan, sessions, &deferred).await;
         }
         let names: Vec<String> = node_phases.iter().map(ToString::to_string).collect();
         self.timed(&names.join(" + "), t);
@@ -419,6 +466,117 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                     self.line(&warning);
                     self.report.notes.push(warning);
                 }
+            }
+        }
+    }
+
+    /// Every master after the first in etcd's joining order, one at a time: added as a
+    /// learner when it is not a member (asking the first master before it that answers),
+    /// its etcd started (the manifest deferred by `provision`), promoted once caught up,
+    /// then its other static pods. The first failure stops the joins after it.
+    async fn etcd_joins(
+        &mut self,
+        plan: &ClusterPlan,
+        sessions: &[NodeSession<R::Node>],
+        deferred: &std::collections::BTreeMap<String, (NodeWants, NodeWants)>,
+    ) {
+        let order = crate::etcd::joining_order(plan);
+        let up = |name: &str| {
+            sessions.iter().find_map(|s| match s {
+                NodeSession::Up(n) if n.node() == name => Some(n),
+                _ => None,
+            })
+        };
+        for (k, joiner) in order.iter().enumerate().skip(1) {
+            if self.report.failed_nodes().contains(&joiner.name.as_str()) {
+                return;
+            }
+            let fail = |me: &mut Self, message: String| {
+                me.report.failures.push(Failure { node: joiner.name.clone(), phase: "etcd".into(), message });
+            };
+            let (Some(me), Some(asked)) = (up(&joiner.name), order[..k].iter().find_map(|m| up(&m.name))) else {
+                fail(self, format!("no session to {} or to a master before it in etcd's joining order", joiner.name));
+                return;
+            };
+            let (member, lines) = match crate::etcd::add(asked, joiner).await {
+                Ok(added) => added,
+                Err(e) => return fail(self, e),
+            };
+            self.etcd_lines(lines);
+            let (etcd, rest) = match deferred.get(&joiner.name) {
+                Some((etcd, rest)) => (Some(etcd), Some(rest)),
+                None => (None, None),
+            };
+            let written = match etcd {
+                Some(w) => match self.provision_one(me, w).await {
+                    Ok(changes) => changes,
+                    Err(e) => return fail(self, e),
+                },
+                None => 0,
+            };
+            // A member never started whose manifest was already in place (a run stopped
+            // after writing it): the kubelet may sit on the pod; a restart starts it.
+            if etcd.is_some() && written == 0 && member.name.is_empty() {
+                if let Err(e) = crate::etcd::restart_kubelet(me).await {
+                    return fail(self, e);
+                }
+                self.etcd_lines(vec![format!("etcd: {}'s kubelet restarted to start its member", joiner.name)]);
+            }
+            match crate::etcd::promote(asked, &joiner.name, &member).await {
+                Ok(line) => self.etcd_lines(line.into_iter().collect()),
+                Err(e) => return fail(self, e),
+            }
+            if let Some(w) = rest
+                && let Err(e) = self.provision_one(me, w).await
+            {
+                return fail(self, e);
+            }
+        }
+    }
+
+    fn etcd_lines(&mut self, lines: Vec<String>) {
+        for l in lines {
+            self.line(&l);
+            self.report.notes.push(l);
+            self.report.changes += 1;
+        }
+    }
+
+    /// One node's wants written now (the kubernetes phase only), reported like the others';
+    /// how many changes it made.
+    async fn provision_one(&mut self, node: &R::Node, wants: &NodeWants) -> Result<usize, String> {
+        let how = Provision { phases: vec![NodePhase::Kubernetes], dry_run: false, parallel: 1 };
+        let report = provision::provision_node(node, wants, &how, &NodeSteps(self.systems.reporter)).await;
+        let (error, changes) = (report.error.clone(), report.change_count());
+        self.node_reports(vec![report]);
+        error.map_or(Ok(changes), Err)
+    }
+
+    fn node_reports(&mut self, reports: Vec<provision::NodeReport>) {
+        let reporter = self.systems.reporter;
+        for r in reports {
+            for (phase, list) in &r.changes {
+                self.line(&format!("{phase}: {}: {} change(s)", r.node, list.len()));
+                for c in list {
+                    reporter.detail(&format!("  {c}"));
+                }
+            }
+            for w in &r.warnings {
+                self.line(&format!("warning: {}: {w}", r.node));
+            }
+            self.report.changes += r.change_count();
+            if let Some(e) = &r.error {
+                let phase = r.failed_phase.clone().unwrap_or_default();
+                self.report.failures.push(Failure { node: r.node.clone(), phase, message: e.clone() });
+            }
+            let phases = r.changes.into_iter().map(|(p, changes)| NodePhaseChanges { phase: p.to_string(), changes }).collect();
+            match self.report.nodes.iter_mut().find(|o| o.node == r.node) {
+                // A joining master's static pods, written after the others' phases.
+                Some(o) => {
+                    o.phases.extend(phases);
+                    o.warnings.extend(r.warnings);
+                }
+                None => self.report.nodes.push(NodeOutcome { node: r.node, phases, warnings: r.warnings }),
             }
         }
     }

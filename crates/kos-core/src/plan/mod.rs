@@ -8,6 +8,7 @@ pub mod observed;
 mod pod_cidrs;
 
 pub use certificates::{CaId, CertSpec, CertificatePlan, Usage};
+pub use membership::EtcdStart;
 pub use observed::{Observed, ObservedNode};
 
 use crate::settings::{ApiEndpoint, KubeVersion, Role, Settings};
@@ -26,8 +27,11 @@ pub mod marks {
     /// `kos-pod-cidr=<cidr>`: the node's pod range, kept for the node's life.
     pub const POD_CIDR: &str = "kos-pod-cidr";
     /// `kos-masters=<n>` on a master: how many masters the settings had when it was made (a
-    /// control plane that grew or shrank since is told apart from one still being made).
+    /// record for the operator; etcd's membership goes by [`ETCD_ORDER`]).
     pub const MASTERS: &str = "kos-masters";
+    /// `kos-etcd-order=<n>` on a master: its place in the order masters joined etcd, from 1
+    /// (see [`super::membership`]).
+    pub const ETCD_ORDER: &str = "kos-etcd-order";
     /// The Neutron tag of the port that reserves the API's virtual IP (`api_endpoint: vip`).
     pub const API_VIP: &str = "kos-api-vip";
     /// The seed system's group tag, read by its dynamic inventory.
@@ -91,6 +95,8 @@ pub struct NodePlan {
     pub wants_floating_ip: bool,
     /// Instance metadata: the user's, the seed's Ansible tags and kos's marks.
     pub metadata: BTreeMap<String, String>,
+    /// On a master: how its etcd member starts the first time.
+    pub etcd: Option<EtcdStart>,
 }
 
 impl NodePlan {
@@ -160,13 +166,9 @@ pub enum PlanError {
     #[error("no free pod range left for node `{node}`: use a larger pod_cidr or a longer node_prefix")]
     NoRoom { node: String },
     #[error(
-        "the settings add master(s) {added} to a cluster whose control plane runs on {running}: kos does not grow a running control plane yet (etcd members must join one at a time; started as a new cluster they would split etcd in two); keep the masters as they are, or make a new cluster with every master from the start"
+        "the settings remove every running master ({removed}) and name only new ones: etcd's data lives on the running masters, and the new ones would have no member to join; keep at least one running master in `nodes` (remove the others in a later run)"
     )]
-    GrowControlPlane { added: String, running: String },
-    #[error(
-        "the settings remove master(s) {removed} of a running control plane: kos does not shrink it yet (their etcd members would stay in the cluster and count against its quorum); put them back in `nodes`"
-    )]
-    ShrinkControlPlane { removed: String },
+    ReplaceControlPlane { removed: String },
     #[error(
         "the cluster's API is reached through {running}, and the settings say `api_endpoint: {wanted}`: kos does not change how a running cluster's API is reached yet; set `api_endpoint: {running_key}` under `cluster:`"
     )]
@@ -199,6 +201,7 @@ pub fn check_control_plane_change(settings: &Settings, observed: &Observed) -> R
 /// Settings + observations → the plan.
 pub fn plan(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, PlanError> {
     let pod_cidrs = pod_cidrs::assign(settings, observed)?;
+    let mut etcd = membership::etcd_starts(settings, observed);
     let net = &settings.networking;
     let mut nodes = Vec::with_capacity(settings.nodes.len());
     for n in &settings.nodes {
@@ -211,8 +214,10 @@ pub fn plan(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, Pla
         metadata.insert(marks::NODE.into(), n.name.clone());
         metadata.insert(marks::ROLE.into(), n.role.as_str().into());
         metadata.insert(marks::POD_CIDR.into(), pod_cidr.to_string());
-        if n.role == Role::Master {
+        let etcd = etcd.remove(&n.name);
+        if let Some(start) = &etcd {
             metadata.insert(marks::MASTERS.into(), settings.masters().count().to_string());
+            metadata.insert(marks::ETCD_ORDER.into(), start.order.to_string());
         }
         nodes.push(NodePlan {
             name: n.name.clone(),
@@ -225,6 +230,7 @@ pub fn plan(settings: &Settings, observed: &Observed) -> Result<ClusterPlan, Pla
             floating_ip: seen.and_then(|s| s.floating_ip),
             wants_floating_ip: n.floating_ip,
             metadata,
+            etcd,
         });
     }
 

@@ -53,6 +53,9 @@ pub struct ObservedNode {
     /// On a master: how many masters the settings had when its server was made (`kos-masters`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub masters: Option<u32>,
+    /// On a master: its place in the order masters joined etcd (`kos-etcd-order`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_order: Option<u32>,
 }
 
 impl Observed {

@@ -227,44 +227,64 @@ fn observed_state_file_parses_and_rejects_unknown_keys() {
 }
 
 #[test]
-fn a_running_control_plane_is_neither_grown_nor_shrunk_but_a_new_one_is_finished() {
+fn masters_join_etcd_in_a_recorded_order_and_the_running_ones_never_change() {
     use super::check_control_plane_change as check;
-    let three = |extra: &str| {
+    use super::membership::{etcd_starts, removed_masters};
+    let with = |masters: &[&str]| {
+        let list: String = masters.iter().map(|m| format!("  - {{name: {m}, role: master}}\n")).collect();
         let text = format!(
-            "cluster: {{name: demo}}\ncloud: {{image: i, flavor: f, network: n, router: r}}\nssh: {{user: debian, private_key: k}}\nnodes:\n  - {{name: m1, role: master}}\n{extra}  - {{name: w1, role: worker}}\n"
+            "cluster: {{name: demo}}\ncloud: {{image: i, flavor: f, network: n, router: r}}\nssh: {{user: debian, private_key: k}}\nnodes:\n{list}  - {{name: w1, role: worker}}\n"
         );
         Settings::parse(Path::new("s.yaml"), &text).unwrap()
     };
-    let (one, grown) = (three(""), three("  - {name: m2, role: master}\n  - {name: m3, role: master}\n"));
-    let running =
-        |masters: Option<u32>| ObservedNode { server_id: Some("id".into()), role: Some("master".into()), masters, ..Default::default() };
-    // Every master records how many it was made among.
-    assert_eq!(plan(&grown, &Observed::default()).unwrap().nodes[0].metadata["kos-masters"], "3");
-    assert!(!plan(&grown, &Observed::default()).unwrap().nodes[3].metadata.contains_key("kos-masters"));
-    // Nothing running yet, or a first run stopped after its first master: go on.
-    assert_eq!(check(&grown, &Observed::default()), Ok(()));
-    // (The VIP's port is made before the servers: a run that made a master made it.)
-    let mut seen = Observed { api_vip: Some("10.0.0.100".parse().unwrap()), ..Observed::default() };
-    seen.nodes.insert("m1".into(), running(Some(3)));
-    assert_eq!(check(&grown, &seen), Ok(()));
-    // A master made for one (or by an older kos, which did not record it): refused, named.
-    for recorded in [Some(1), None] {
-        seen.nodes.insert("m1".into(), running(recorded));
-        let err = check(&grown, &seen).unwrap_err().to_string();
-        assert!(err.contains("add master(s) m2, m3 to a cluster whose control plane runs on m1"), "{err}");
-    }
-    seen.api_vip = None;
-    assert_eq!(check(&one, &seen), Ok(()), "as it was (one master, reached at its address)");
-    // A running master left out of the settings.
+    let running = |order: Option<u32>| ObservedNode {
+        server_id: Some("id".into()),
+        role: Some("master".into()),
+        etcd_order: order,
+        ..Default::default()
+    };
+    let starts = |s: &Settings, o: &Observed| -> Vec<(String, u32, String)> {
+        etcd_starts(s, o).into_iter().map(|(n, e)| (n, e.order, e.initial.join(","))).collect()
+    };
+    let row = |n: &str, o: u32, i: &str| (n.to_string(), o, i.to_string());
+    // A new cluster: the first master makes etcd, the others join it one after the other.
+    let three = with(&["m1", "m2", "m3"]);
+    assert_eq!(starts(&three, &Observed::default()), [row("m1", 1, "m1"), row("m2", 2, "m1,m2"), row("m3", 3, "m1,m2,m3")]);
+    let planned = plan(&three, &Observed::default()).unwrap();
+    assert_eq!(planned.nodes[1].metadata["kos-etcd-order"], "2");
+    assert!(planned.nodes[0].etcd.as_ref().unwrap().is_first() && !planned.nodes[2].etcd.as_ref().unwrap().is_first());
+    assert!(planned.nodes[3].etcd.is_none() && !planned.nodes[3].metadata.contains_key("kos-etcd-order"), "a worker has no member");
+    // Grown from one: the running master keeps its start, the new ones come after it.
     let mut seen = Observed::default();
-    for m in ["m1", "m2", "m3"] {
-        seen.nodes.insert(m.into(), running(Some(3)));
+    seen.nodes.insert("m1".into(), running(Some(1)));
+    assert_eq!(starts(&three, &seen), [row("m1", 1, "m1"), row("m2", 2, "m1,m2"), row("m3", 3, "m1,m2,m3")]);
+    assert_eq!(check(&three, &Observed { api_vip: Some("10.0.0.100".parse().unwrap()), ..seen.clone() }), Ok(()));
+    // Shrunk to the third, then grown with new names: they join the one left.
+    let mut seen = Observed::default();
+    seen.nodes.insert("m3".into(), running(Some(3)));
+    assert_eq!(starts(&with(&["m3", "m4", "m5"]), &seen), [row("m3", 3, "m3"), row("m4", 4, "m3,m4"), row("m5", 5, "m3,m4,m5")]);
+    // A first run that made the second master only: it makes etcd, the others join it.
+    let mut seen = Observed::default();
+    seen.nodes.insert("m2".into(), running(Some(2)));
+    assert_eq!(starts(&three, &seen), [row("m1", 3, "m2,m1"), row("m2", 2, "m2"), row("m3", 4, "m2,m1,m3")]);
+    // A master of an older kos (no order recorded) comes first.
+    let mut seen = Observed::default();
+    seen.nodes.insert("m2".into(), running(None));
+    assert_eq!(starts(&three, &seen)[1], row("m2", 1, "m2"));
+    // Removed masters are named (their members go first); replacing every one is refused.
+    let mut seen = Observed::default();
+    for (i, m) in ["m1", "m2", "m3"].into_iter().enumerate() {
+        seen.nodes.insert(m.into(), running(Some(i as u32 + 1)));
     }
     seen.nodes.insert("w1".into(), ObservedNode { server_id: Some("w".into()), role: Some("worker".into()), ..Default::default() });
     seen.api_vip = Some("10.0.0.100".parse().unwrap());
-    let err = check(&one, &seen).unwrap_err().to_string();
-    assert!(err.contains("remove master(s) m2, m3 of a running control plane"), "{err}");
-    assert_eq!(check(&grown, &seen), Ok(()));
+    let mut one = with(&["m1"]);
+    one.cluster.api_endpoint = crate::settings::ApiEndpoint::Vip;
+    assert_eq!(removed_masters(&one, &seen), ["m2", "m3"]);
+    assert_eq!(check(&one, &seen), Ok(()));
+    let err = check(&with(&["m4"]), &seen).unwrap_err().to_string();
+    assert!(err.contains("remove every running master (m1, m2, m3)") && err.contains("keep at least one running master"), "{err}");
+    let grown = three.clone();
     // How the API is reached stays as it was made: a VIP's port exists, or none does.
     let mut master_pinned = grown.clone();
     master_pinned.cluster.api_endpoint = crate::settings::ApiEndpoint::Master;

@@ -49,7 +49,12 @@ fn master_key_material_is_private_and_the_etcd_ca_key_stays_home() {
 }
 
 fn command(r: &crate::fixture::Rendered, pod: &str) -> Vec<String> {
-    let text = &r.node_file("master-1", &format!("/etc/kubernetes/manifests/{pod}.yaml")).contents;
+    command_of(r, "master-1", pod)
+}
+
+/// A static pod's command line on `node`.
+fn command_of(r: &crate::fixture::Rendered, node: &str, pod: &str) -> Vec<String> {
+    let text = &r.node_file(node, &format!("/etc/kubernetes/manifests/{pod}.yaml")).contents;
     let value: serde_json::Value = serde_saphyr::from_str(text).unwrap();
     value["spec"]["containers"][0]["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
 }
@@ -90,6 +95,21 @@ fn etcd_demands_client_certificates_and_has_no_plaintext_port() {
     }
     assert!(!cmd.iter().any(|a| a.contains("http://")), "no plaintext URL: {cmd:#?}");
     assert!(cmd.contains(&"--initial-cluster=master-1=https://192.168.50.11:2380".to_string()));
+}
+
+#[test]
+fn the_first_master_makes_etcd_and_each_later_one_joins_the_masters_before_it() {
+    let r = crate::fixture::render_observed(crate::fixture::three_masters, crate::fixture::OBSERVED_HA, &crate::Environment::default());
+    let flags = |node: &str| {
+        let cmd = command_of(&r, node, "etcd");
+        let get = |k: &str| cmd.iter().find_map(|a| a.strip_prefix(&format!("--{k}="))).map(String::from).unwrap_or_default();
+        (get("initial-cluster-state"), get("initial-cluster"))
+    };
+    let (m1, m2, m3) =
+        ("master-1=https://192.168.50.11:2380", "master-2=https://192.168.50.21:2380", "master-3=https://192.168.50.31:2380");
+    assert_eq!(flags("master-1"), ("new".into(), m1.to_string()));
+    assert_eq!(flags("master-2"), ("existing".into(), format!("{m1},{m2}")));
+    assert_eq!(flags("master-3"), ("existing".into(), format!("{m1},{m2},{m3}")));
 }
 
 #[test]

@@ -2,15 +2,8 @@
 //! where each node's kubelet then reaches the API.
 
 use crate::Environment;
-use crate::fixture::{render_example, render_observed, snapshot_settings};
+use crate::fixture::{OBSERVED_HA, render_example, render_observed, snapshot_settings, three_masters};
 use crate::node::paths;
-
-/// The example with three masters (its default endpoint is then `vip`).
-fn three_masters(s: String) -> String {
-    s.replace("  - name: worker-1\n", "  - name: master-2\n    role: master\n  - name: master-3\n    role: master\n  - name: worker-1\n")
-}
-
-const OBSERVED_HA: &str = "tenant_cidr: 192.168.50.0/24\napi_vip: 192.168.50.100\napi_floating_ip: 203.0.113.100\nnodes:\n  master-1: {fixed_ip: 192.168.50.11, floating_ip: 203.0.113.11}\n  master-2: {fixed_ip: 192.168.50.21}\n  master-3: {fixed_ip: 192.168.50.31}\n  worker-1: {fixed_ip: 192.168.50.12}\n  worker-2: {fixed_ip: 192.168.50.13}\n";
 
 fn probed(interface: &str) -> Environment {
     let facts = crate::NodeFacts { interface: Some(interface.into()), ..crate::NodeFacts::default() };

@@ -6,9 +6,11 @@ use crate::support;
 use crate::testbed_cloud::{openstack, openstack_ok};
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::io::{BufRead as _, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(crate) const HOW_TO_START: &str = "TB_PREFIX=kose testbed/with-testbed.sh cargo nextest run -p kos --test it testbed_";
@@ -524,4 +526,66 @@ pub(crate) fn http_from(c: &Cluster, from: &str, ip: &str) -> Option<String> {
     let script = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8080 | tail -n 1");
     let (ok, out, _) = c.kubectl(&["exec", from, "--", "sh", "-c", &script]);
     (ok && !out.trim().is_empty()).then(|| out.trim().to_owned())
+}
+
+/// Where a kill of `kos up` lands: `delay` after the first stdout line containing `after`
+/// (after the start when empty).
+pub(crate) struct KillPoint {
+    pub(crate) after: &'static str,
+    pub(crate) delay: Duration,
+}
+
+impl Cluster {
+    /// Runs kos with `args` and SIGKILLs it at `point`; returns whether it had already
+    /// finished, and the last lines it printed.
+    pub(crate) fn kos_killed(&self, args: &[&str], point: &KillPoint) -> (bool, String) {
+        let mut child = self.kos_command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kos runs");
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let reader = {
+            let lines = lines.clone();
+            let stdout = child.stdout.take().expect("stdout");
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    lines.lock().expect("lines").push(line);
+                }
+            })
+        };
+        // Its errors, for the message when a run ends early (a run that stopped on an error said
+        // why only there).
+        let errors = {
+            let stderr = child.stderr.take().expect("stderr");
+            std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<String>>())
+        };
+        let start = Instant::now();
+        let mut seen_at: Option<Instant> = point.after.is_empty().then_some(start);
+        let finished = loop {
+            if child.try_wait().expect("kos status").is_some() {
+                break true;
+            }
+            if seen_at.is_none() && lines.lock().expect("lines").iter().any(|l| l.contains(point.after)) {
+                seen_at = Some(Instant::now());
+            }
+            if seen_at.is_some_and(|t| t.elapsed() >= point.delay) {
+                child.kill().expect("SIGKILL kos");
+                let _ = child.wait();
+                break false;
+            }
+            assert!(start.elapsed() < Duration::from_secs(300), "kos up never printed {:?}", point.after);
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = reader.join();
+        let errors = errors.join().unwrap_or_default();
+        let lines = lines.lock().expect("lines");
+        let tail = lines.iter().rev().take(2).rev().cloned().collect::<Vec<_>>().join(" | ");
+        let errors: Vec<&String> = errors.iter().filter(|l| !l.trim().is_empty()).collect();
+        let errors = errors[errors.len().saturating_sub(3)..].iter().map(|l| l.as_str()).collect::<Vec<_>>().join(" | ");
+        (
+            finished,
+            format!(
+                "after {:.1} s: {tail}{}",
+                start.elapsed().as_secs_f64(),
+                if errors.is_empty() { String::new() } else { format!(" | stderr: {errors}") }
+            ),
+        )
+    }
 }

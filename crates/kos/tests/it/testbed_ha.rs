@@ -1,8 +1,9 @@
-//! A highly available control plane on the test bed: three masters (stacked etcd) behind a
-//! VIP that Neutron reserves and keepalived holds, two workers reaching the API servers
-//! through their own balancer; then the master holding the VIP is stopped through the
-//! cloud's API and started again, while a client polls a Service on the workers and
-//! another polls the API through the VIP's floating IP.
+//! A highly available control plane on the test bed, one cluster through its life: one
+//! master behind a VIP that Neutron reserves and keepalived holds, grown to three (stacked
+//! etcd, members joining one at a time, the run killed half-way), two workers reaching the
+//! API servers through their own balancer; the master holding the VIP stopped through the
+//! cloud's API and started again; shrunk back to one. A client polls a Service on the
+//! workers and another the API through the VIP's floating IP throughout.
 
 use crate::harness::*;
 use crate::testbed_cloud::openstack_ok;
@@ -19,27 +20,21 @@ const WORKERS: [&str; 2] = ["worker-1", "worker-2"];
 /// the bound leaves room for a loaded test machine). The test prints the figure it saw.
 const API_OUTAGE_BOUND: Duration = Duration::from_secs(30);
 
+/// `etcdctl <args>` inside `master`'s etcd pod (through the API); its output.
+fn etcdctl(c: &Cluster, master: &str, args: &[&str]) -> String {
+    let pki = "/etc/kubernetes/pki/etcd";
+    let (cacert, cert, key) =
+        (format!("--cacert={pki}/ca.crt"), format!("--cert={pki}/healthcheck-client.crt"), format!("--key={pki}/healthcheck-client.key"));
+    let pod = format!("etcd-{master}");
+    let mut all = vec!["-n", "kube-system", "exec", &pod, "--", "etcdctl", "--endpoints=https://127.0.0.1:2379", &cacert, &cert, &key];
+    all.extend(["--command-timeout=3s"]);
+    all.extend(args);
+    c.kubectl(&all).1
+}
+
 /// `etcdctl endpoint health --cluster` inside `master`'s etcd pod: member URL → healthy.
 fn etcd_health(c: &Cluster, master: &str) -> Vec<(String, bool)> {
-    let pki = "/etc/kubernetes/pki/etcd";
-    let (_, out, _) = c.kubectl(&[
-        "-n",
-        "kube-system",
-        "exec",
-        &format!("etcd-{master}"),
-        "--",
-        "etcdctl",
-        "--endpoints=https://127.0.0.1:2379",
-        &format!("--cacert={pki}/ca.crt"),
-        &format!("--cert={pki}/healthcheck-client.crt"),
-        &format!("--key={pki}/healthcheck-client.key"),
-        "--command-timeout=3s",
-        "endpoint",
-        "health",
-        "--cluster",
-        "-w",
-        "json",
-    ]);
+    let out = etcdctl(c, master, &["endpoint", "health", "--cluster", "-w", "json"]);
     let list: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
     let mut v: Vec<(String, bool)> = list
         .as_array()
@@ -104,8 +99,81 @@ fn poll(stop: Arc<AtomicBool>, every: Duration, mut ask: impl FnMut() -> bool + 
     })
 }
 
+/// The service and API pollers of one stretch of the test: started together, stopped and
+/// printed together.
+struct Pollers {
+    stop: Arc<AtomicBool>,
+    service: std::thread::JoinHandle<Polled>,
+    api: std::thread::JoinHandle<Polled>,
+}
+
+impl Pollers {
+    /// The Service on the workers' fixed IPs (every 200 ms) and `kubectl get nodes` through
+    /// the VIP's floating IP (every 500 ms).
+    fn start(c: &Cluster, worker_ips: &[String], node_port: u16) -> Pollers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ips = worker_ips.to_vec();
+        let mut turn = 0usize;
+        let service = poll(stop.clone(), Duration::from_millis(200), move || {
+            turn += 1;
+            get_hostname(&ips[turn % ips.len()], node_port, 2).is_some()
+        });
+        let kubectl = artifact_set().join("bin/kubectl");
+        let (kc, context) = (c.kubeconfig(), format!("kos-{}", c.name));
+        let api = poll(stop.clone(), Duration::from_millis(500), move || {
+            std::process::Command::new(&kubectl)
+                .env("KUBECONFIG", &kc)
+                .args(["--context", &context, "--request-timeout=2s", "get", "nodes", "-o", "name"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        Pollers { stop, service, api }
+    }
+
+    /// Stop both; print what they saw under `what`.
+    fn finish(self, what: &str) -> (Polled, Polled) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (service, api) = (self.service.join().expect("service poller"), self.api.join().expect("API poller"));
+        eprintln!(
+            "{what}: API through the VIP: {} answered, {} failed, longest outage {:.1} s; Service on the workers: {} answered, {} failed",
+            api.ok,
+            api.failed,
+            api.longest_gap.as_secs_f64(),
+            service.ok,
+            service.failed
+        );
+        (service, api)
+    }
+}
+
+/// etcd's members as `master` sees them: (name, is a learner).
+fn etcd_members(c: &Cluster, master: &str) -> Vec<(String, bool)> {
+    let out = etcdctl(c, master, &["member", "list", "-w", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("member list ({e}): {out}"));
+    let mut members: Vec<(String, bool)> = json["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m["name"].as_str().unwrap_or("").to_string(), m["isLearner"] == true))
+        .collect();
+    members.sort();
+    members
+}
+
+/// The lines `kos up -o json` printed about etcd's membership.
+fn etcd_notes(report: &serde_json::Value) -> Vec<String> {
+    report["notes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str())
+        .filter(|n| n.starts_with("etcd: "))
+        .map(String::from)
+        .collect()
+}
+
 #[test]
-fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder_stops() {
+fn one_master_grows_to_three_behind_a_vip_keeps_serving_when_the_vip_holder_stops_and_shrinks_back() {
     if !nodes_are_up() {
         return;
     }
@@ -113,26 +181,83 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
     let mut c = Cluster::new("ha", &nodes, "10.58.0.0/16", "{kind: containerd}");
     let settings = c.dir.path().join("settings.yaml");
     let text_of = std::fs::read_to_string(&settings).expect("settings");
-    let with_fip =
-        text_of.replacen(&format!("cluster: {{name: {}}}", c.name), &format!("cluster: {{name: {}, api_floating_ip: true}}", c.name), 1);
-    assert_ne!(with_fip, text_of, "the cluster line is where the harness writes it");
-    std::fs::write(&settings, with_fip).expect("settings written");
+    // (`api_endpoint: vip` said outright: with one master the default is `master`.)
+    let full = text_of.replacen(
+        &format!("cluster: {{name: {}}}", c.name),
+        &format!("cluster: {{name: {}, api_floating_ip: true, api_endpoint: vip}}", c.name),
+        1,
+    );
+    assert_ne!(full, text_of, "the cluster line is where the harness writes it");
+    let one = ["master-2", "master-3"]
+        .iter()
+        .fold(full.clone(), |t, m| t.replace(&format!("  - {{name: {m}, role: master, floating_ip: false}}\n"), ""));
+    assert!(!one.contains("master-2") && !one.contains("master-3"), "{one}");
+    std::fs::write(&settings, &one).expect("settings written");
 
-    // 1. From nothing: the VIP's port and its floating IP first, then the nodes; kos up
-    // returns once every node and every control-plane pod is Ready.
+    // 1. One master and two workers, reached through a VIP from the start: the VIP's port
+    // and its floating IP first, then the nodes.
     let first = c.kos_ok(&["up", "-o", "json"]);
-    eprintln!("kos up of 3 masters + 2 workers: {:.1} s; phases: {:?}", first.secs, first.phase_times());
+    eprintln!("kos up of 1 master + 2 workers: {:.1} s; phases: {:?}", first.secs, first.phase_times());
     let report = first.report();
     let facts = UpFacts(&report);
     assert_eq!(facts.cloud_changes("create the API's VIP port"), 1, "{report:#}");
     assert_eq!(facts.cloud_changes("allocate a floating IP for the API's VIP"), 1, "{report:#}");
-    assert_eq!(facts.cloud_changes("create server of "), 5, "{report:#}");
+    assert_eq!(facts.cloud_changes("create server of "), 3, "{report:#}");
+    assert!(report["ok"] == true && etcd_notes(&report).is_empty(), "one master makes etcd alone: {report:#}");
+
+    // 2. A workload on the workers behind a NodePort; the pollers run through the growth.
+    let web = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  \
+         template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      \
+         topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}]\n      \
+         containers:\n      - name: web\n        image: {BUSYBOX}\n        imagePullPolicy: IfNotPresent\n        \
+         command: [sh, -c, 'exec httpd -f -p 8080 -h /etc']\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  type: NodePort\n  selector: {{app: web}}\n  ports: [{{port: 80, targetPort: 8080}}]\n"
+    );
+    let file = c.dir.path().join("web.yaml");
+    std::fs::write(&file, web).expect("web.yaml");
+    c.kubectl_ok(&["apply", "-f", &file.display().to_string()]);
+    c.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    let node_port: u16 = c.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().expect("a nodePort");
+    // (Read from the nodes: `kos status` rows would be asked of all five nodes of the settings.)
+    let worker_ips: Vec<String> = WORKERS
+        .iter()
+        .map(|w| c.kubectl_ok(&["get", "node", w, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]))
+        .collect();
+    for ip in &worker_ips {
+        wait_for(&format!("{ip}:{node_port} answers"), 60, || get_hostname(ip, node_port, 3), String::new);
+    }
+    let growth = Pollers::start(&c, &worker_ips, node_port);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // 3. Grown to three masters by the settings: the run is killed right after etcd added
+    // master-2 as a learner (it counts for no quorum), and the next run finishes: master-2's
+    // etcd starts and is promoted, then master-3 joins the same way.
+    std::fs::write(&settings, &full).expect("settings written");
+    let grew_at = Instant::now();
+    let (finished, last) = c.kos_killed(&["up", "-v"], &KillPoint { after: "etcd: master-2 added as a learner", delay: Duration::ZERO });
+    assert!(!finished, "kos up was to be killed during the growth: {last}");
+    eprintln!("growth killed {last}; etcd then: {:?}", etcd_members(&c, "master-1"));
+    let grown = c.kos_ok(&["up", "-o", "json"]);
+    let report = grown.report();
+    let notes = etcd_notes(&report);
+    eprintln!("kos up after the kill: {:.1} s; {notes:?}", grown.secs);
+    assert!(notes.iter().any(|n| n.starts_with("etcd: master-2 promoted")), "{report:#}");
+    assert!(notes.iter().any(|n| n == "etcd: master-3 added as a learner"), "{report:#}");
+    assert!(notes.iter().any(|n| n.starts_with("etcd: master-3 promoted")), "{report:#}");
+    assert!(!notes.iter().any(|n| n == "etcd: master-2 added as a learner"), "added once, by the killed run: {report:#}");
     let ready = report["ready"].as_array().expect("ready");
     assert!(ready.iter().all(|i| i["ready"] == true) && report["ok"] == true, "{report:#}");
+    std::thread::sleep(Duration::from_secs(5));
+    let (service, api) = growth.finish(&format!("growth 1 → 3 ({:.0} s, a kill included)", grew_at.elapsed().as_secs_f64()));
+    assert_eq!(service.failed, 0, "the workloads kept serving while the control plane grew: {service:?}");
+    assert!(api.longest_gap <= API_OUTAGE_BOUND, "the API answered through the growth: {api:?}");
+    let members = etcd_members(&c, "master-1");
+    assert_eq!(members, [("master-1".into(), false), ("master-2".into(), false), ("master-3".into(), false)], "three voting members");
 
     // The VIP: a port of its own, marked as the cluster's; its address on every master's
-    // port as an allowed pair (and on no worker's); the operator's kubeconfig points at its
-    // floating IP, and the API server's certificate names both.
+    // port as an allowed pair beside its pod range (and on no worker's); the operator's
+    // kubeconfig points at its floating IP, and the API server's certificate names both.
     let vip_port: serde_json::Value =
         serde_json::from_str(&openstack_ok(&["port", "show", &format!("{}-api-vip", c.name), "-f", "json"])).expect("port JSON");
     let vip = vip_port["fixed_ips"][0]["ip_address"].as_str().expect("the VIP port has an address").to_owned();
@@ -150,18 +275,13 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
         "Floating IP Address",
     ]);
     assert!(fip.starts_with("203.0.113."), "the VIP has a floating IP: {fip:?}");
-    for (i, n) in nodes.iter().enumerate() {
+    for n in &nodes {
         let port: serde_json::Value =
             serde_json::from_str(&openstack_ok(&["port", "show", &format!("{}-{}", c.name, n.name), "-f", "json"])).expect("port JSON");
         let pairs: Vec<&str> =
             port["allowed_address_pairs"].as_array().into_iter().flatten().filter_map(|p| p["ip_address"].as_str()).collect();
-        let pod_range = format!("10.58.{i}.0/24");
-        let want: Vec<&str> = if n.master { vec![pod_range.as_str(), vip.as_str()] } else { vec![pod_range.as_str()] };
-        let mut sorted = pairs.clone();
-        sorted.sort();
-        let mut want_sorted = want.clone();
-        want_sorted.sort();
-        assert_eq!(sorted, want_sorted, "{}'s allowed address pairs", n.name);
+        let ranges = pairs.iter().filter(|p| p.starts_with("10.58.") && p.ends_with(".0/24")).count();
+        assert_eq!((ranges, pairs.contains(&vip.as_str()), pairs.len()), (1, n.master, 1 + usize::from(n.master)), "{}: {pairs:?}", n.name);
     }
     let kubeconfig = std::fs::read_to_string(c.kubeconfig()).expect("kubeconfig");
     assert!(
@@ -172,7 +292,7 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
     let via_vip = c.kubectl_ok(&["--server", &format!("https://{vip}:6443"), "get", "--raw", "/readyz"]);
     assert_eq!(via_vip.trim(), "ok");
 
-    // 2. Five Ready nodes; etcd has three healthy members; exactly one master holds the VIP.
+    // 4. Five Ready nodes; etcd has three healthy members; exactly one master holds the VIP.
     assert_eq!(ready_nodes(&c).len(), 5, "{}", c.kubectl(&["get", "nodes"]).1);
     let members = etcd_health(&c, "master-1");
     assert_eq!((members.len(), healthy(&members)), (3, 3), "etcd: {members:?}");
@@ -188,7 +308,7 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
     let etcd = cp["etcd"].as_array().expect("etcd members");
     assert!(etcd.len() == 3 && etcd.iter().all(|m| m["health"] == true), "{status:#}");
 
-    // 3. The workers' kubelets and kube-proxies talk to the API through their own balancer.
+    // The workers' kubelets and kube-proxies talk to the API through their own balancer.
     for w in WORKERS {
         let conf = c.root_ok(w, "grep -h 'server:' /etc/kubernetes/kubelet.conf /etc/kubernetes/kube-proxy.conf");
         assert_eq!(conf.lines().map(str::trim).collect::<Vec<_>>(), ["server: https://127.0.0.1:7445"; 2], "{w}");
@@ -198,47 +318,11 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
         assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
     }
 
-    // 4. A workload on the workers behind a NodePort, and two pollers: the Service on both
-    // workers' fixed IPs, and `kubectl get` through the VIP's floating IP.
-    let web = format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  \
-         template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      \
-         topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}]\n      \
-         containers:\n      - name: web\n        image: {BUSYBOX}\n        imagePullPolicy: IfNotPresent\n        \
-         command: [sh, -c, 'exec httpd -f -p 8080 -h /etc']\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  type: NodePort\n  selector: {{app: web}}\n  ports: [{{port: 80, targetPort: 8080}}]\n"
-    );
-    let file = c.dir.path().join("web.yaml");
-    std::fs::write(&file, web).expect("web.yaml");
-    c.kubectl_ok(&["apply", "-f", &file.display().to_string()]);
-    c.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
-    let node_port: u16 = c.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().expect("a nodePort");
-    let status = c.status();
-    let worker_ips: Vec<String> = WORKERS.iter().map(|w| status[*w].fixed_ip.clone()).collect();
-    for ip in &worker_ips {
-        wait_for(&format!("{ip}:{node_port} answers"), 60, || get_hostname(ip, node_port, 3), String::new);
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let ips = worker_ips.clone();
-    let mut turn = 0usize;
-    let service = poll(stop.clone(), Duration::from_millis(200), move || {
-        turn += 1;
-        get_hostname(&ips[turn % ips.len()], node_port, 2).is_some()
-    });
-    let kubectl = artifact_set().join("bin/kubectl");
-    let (kc, context) = (c.kubeconfig(), format!("kos-{}", c.name));
-    let api = poll(stop.clone(), Duration::from_millis(500), move || {
-        std::process::Command::new(&kubectl)
-            .env("KUBECONFIG", &kc)
-            .args(["--context", &context, "--request-timeout=2s", "get", "nodes", "-o", "name"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    std::thread::sleep(Duration::from_secs(5));
-
     // 5. The master holding the VIP is stopped through the cloud's API: the VIP moves to
     // another master, the API answers again through it, the workloads keep serving, the
     // other nodes stay Ready, and etcd keeps a quorum of two.
+    let failover = Pollers::start(&c, &worker_ips, node_port);
+    std::thread::sleep(Duration::from_secs(5));
     let stopped_at = Instant::now();
     openstack_ok(&["server", "stop", &format!("{}-{holder}", c.name)]);
     let others: Vec<&str> = MASTERS.iter().copied().filter(|m| *m != holder).collect();
@@ -264,18 +348,8 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
     // The pollers and the other nodes are watched a while longer (45 s) after the failover.
     std::thread::sleep(Duration::from_secs(45));
     let still_ready = ready_nodes(&c);
-    stop.store(true, Ordering::Relaxed);
-    let (service, api) = (service.join().expect("service poller"), api.join().expect("API poller"));
-    eprintln!(
-        "stopped {holder}: VIP on {new_holder} after {:.1} s; API through the VIP: {} answered, {} failed, longest outage {:.1} s; \
-         Service on the workers: {} answered, {} failed; etcd {members:?}; Ready: {still_ready:?}",
-        moved.as_secs_f64(),
-        api.ok,
-        api.failed,
-        api.longest_gap.as_secs_f64(),
-        service.ok,
-        service.failed,
-    );
+    let (service, api) = failover.finish(&format!("stopped {holder}: VIP on {new_holder} after {:.1} s", moved.as_secs_f64()));
+    eprintln!("etcd {members:?}; Ready: {still_ready:?}");
     assert_eq!(service.failed, 0, "the workloads on the workers kept serving: {service:?}");
     assert!(api.longest_gap <= API_OUTAGE_BOUND, "the API answered again within {API_OUTAGE_BOUND:?}: {api:?}");
     // Every other node stays Ready. (The stopped one turns NotReady only after the node
@@ -303,28 +377,30 @@ fn three_masters_behind_a_vip_keep_the_api_and_the_workloads_when_the_vip_holder
     let report = again.report();
     assert_eq!(UpFacts(&report).changes(), 0, "a converged HA cluster: {report:#}");
 
-    // 7. Shrinking a running control plane is not built yet: refused, naming the masters,
-    // before anything changes.
-    let full = std::fs::read_to_string(&settings).expect("settings");
-    // (Down to one: two masters would be refused by the settings' own check, an even number.)
-    // (`api_endpoint: vip` said outright: with one master the default is `master`.)
-    let vip_said = full.replace("api_floating_ip: true}", "api_floating_ip: true, api_endpoint: vip}");
-    let one = ["master-2", "master-3"]
-        .iter()
-        .fold(vip_said, |t, m| t.replace(&format!("  - {{name: {m}, role: master, floating_ip: false}}\n"), ""));
-    assert!(one.contains("api_endpoint: vip") && !one.contains("master-2"), "{one}");
-    std::fs::write(&settings, one).expect("settings");
-    let refused = c.kos(&["up"]);
+    // 7. Shrunk back to master-1: the two members are removed one at a time (each removal
+    // checked against the health of those left), then their servers; the workloads serve
+    // throughout, and a run after it changes nothing.
+    let shrink = Pollers::start(&c, &worker_ips, node_port);
+    std::fs::write(&settings, &one).expect("settings");
+    let shrunk = c.kos(&["up", "-o", "json"]);
     // The settings back before any assertion: a cluster dropped with a failed test is
-    // destroyed by them, and two masters would be refused.
+    // destroyed by them.
     std::fs::write(&settings, &full).expect("settings");
-    assert!(
-        !refused.ok() && refused.stderr.contains("remove master(s) master-2, master-3 of a running control plane"),
-        "{}\n{}",
-        refused.stdout,
-        refused.stderr
-    );
-    assert!(!refused.stdout.contains("instances:"), "nothing changed: {}", refused.stdout);
+    assert!(shrunk.ok(), "{}\n{}", shrunk.stdout, shrunk.stderr);
+    let report = shrunk.report();
+    let notes = etcd_notes(&report);
+    let (service, api) = shrink.finish(&format!("shrink 3 → 1 ({:.0} s): {notes:?}", shrunk.secs));
+    assert_eq!(notes, ["etcd: master-2's member removed (2 left)", "etcd: master-3's member removed (1 left)"], "{report:#}");
+    assert_eq!(UpFacts(&report).cloud_changes("remove master-"), 2, "{report:#}");
+    assert_eq!(service.failed, 0, "the workloads kept serving while the control plane shrank: {service:?}");
+    eprintln!("the API through the shrink: {api:?}");
+    let members = etcd_health(&c, "master-1");
+    assert_eq!((members.len(), healthy(&members)), (1, 1), "etcd: {members:?}");
+    assert_eq!(ready_nodes(&c).len(), 3, "{}", c.kubectl(&["get", "nodes"]).1);
+    std::fs::write(&settings, &one).expect("settings");
+    let again = c.kos_ok(&["up", "-o", "json"]);
+    let report = again.report();
+    assert_eq!(UpFacts(&report).changes(), 0, "a converged cluster after the shrink: {report:#}");
 
     // 8. Destroy: nothing left, the VIP's port and floating IP included.
     c.destroy();

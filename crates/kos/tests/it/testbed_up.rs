@@ -14,10 +14,9 @@ use crate::harness::*;
 use crate::support;
 use crate::testbed_cloud::{openstack, openstack_ok};
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 /// One node's state as `key\tvalue` lines: file modes and owners, units, cbr0, the NAT jump,
@@ -416,67 +415,6 @@ fn up_with_docker_tls_lets_the_operators_env_file_reach_docker_and_no_one_else()
     c.destroy();
 }
 
-/// Where a kill of `kos up` lands: `delay` after the first stdout line containing `after`
-/// (after the start when empty).
-struct KillPoint {
-    after: &'static str,
-    delay: Duration,
-}
-
-/// Runs `kos up -v` and SIGKILLs it at `point`; returns the last lines it printed and whether
-/// it had already finished.
-fn up_killed(c: &Cluster, point: &KillPoint) -> (bool, String) {
-    let mut child =
-        c.kos_command(&["up", "-v", "--only", CLUSTER_PHASES]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kos runs");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stdout = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                lines.lock().expect("lines").push(line);
-            }
-        })
-    };
-    // Its errors, for the message when a run ends early (a run that stopped on an error said
-    // why only there).
-    let errors = {
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<String>>())
-    };
-    let start = Instant::now();
-    let mut seen_at: Option<Instant> = point.after.is_empty().then_some(start);
-    let finished = loop {
-        if child.try_wait().expect("kos status").is_some() {
-            break true;
-        }
-        if seen_at.is_none() && lines.lock().expect("lines").iter().any(|l| l.contains(point.after)) {
-            seen_at = Some(Instant::now());
-        }
-        if seen_at.is_some_and(|t| t.elapsed() >= point.delay) {
-            child.kill().expect("SIGKILL kos");
-            let _ = child.wait();
-            break false;
-        }
-        assert!(start.elapsed() < Duration::from_secs(300), "kos up never printed {:?}", point.after);
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = reader.join();
-    let errors = errors.join().unwrap_or_default();
-    let lines = lines.lock().expect("lines");
-    let tail = lines.iter().rev().take(2).rev().cloned().collect::<Vec<_>>().join(" | ");
-    let errors: Vec<&String> = errors.iter().filter(|l| !l.trim().is_empty()).collect();
-    let errors = errors[errors.len().saturating_sub(3)..].iter().map(|l| l.as_str()).collect::<Vec<_>>().join(" | ");
-    (
-        finished,
-        format!(
-            "after {:.1} s: {tail}{}",
-            start.elapsed().as_secs_f64(),
-            if errors.is_empty() { String::new() } else { format!(" | stderr: {errors}") }
-        ),
-    )
-}
-
 #[test]
 fn up_killed_at_any_point_converges_when_run_again_and_destroy_leaves_nothing() {
     if !nodes_are_up() {
@@ -496,7 +434,7 @@ fn up_killed_at_any_point_converges_when_run_again_and_destroy_leaves_nothing() 
         KillPoint { after: ": kubernetes: ", delay: Duration::from_millis(300) },
     ];
     for (i, point) in points.iter().enumerate() {
-        let (finished, last) = up_killed(&c, point);
+        let (finished, last) = c.kos_killed(&["up", "-v", "--only", CLUSTER_PHASES], point);
         eprintln!("run {}: {} {last}", i + 1, if finished { "finished before the kill point" } else { "killed" });
     }
     let orphans = c.ssh_processes();
