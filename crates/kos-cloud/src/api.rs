@@ -101,7 +101,13 @@ pub struct LoadBalancerSpec {
     pub name: String,
     /// kos's mark (`kos-cluster=<name>`) and what it exposes.
     pub description: String,
+    /// The members' subnet, and the VIP's unless `vip_port_id` is given.
     pub subnet_id: String,
+    /// A port of kos's own whose address the load balancer takes as its VIP (the API's
+    /// endpoint: the address then outlives a rebuilt load balancer, and Octavia leaves a port
+    /// it did not create in place when the load balancer is deleted); `None`: Octavia
+    /// allocates one on `subnet_id` (`kos expose`).
+    pub vip_port_id: Option<String>,
     pub listener_port: u16,
     pub member_port: u16,
     pub members: Vec<(String, Ipv4Addr)>,

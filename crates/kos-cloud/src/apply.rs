@@ -470,6 +470,7 @@ pub async fn apply_api<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Cluster
                     name,
                     description,
                     subnet_id: ctx.resolved.subnet.id.clone(),
+                    vip_port_id: api_port.clone(),
                     listener_port: ctx.plan.api_port,
                     member_port: ctx.plan.api_port,
                     members: ctx.plan.masters().filter_map(|m| m.fixed_ip.map(|ip| (m.name.clone(), ip))).collect(),

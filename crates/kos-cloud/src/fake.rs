@@ -121,6 +121,23 @@ impl FakeState {
         self.next_id += 1;
         format!("{kind}-{}", self.next_id)
     }
+
+    /// A load balancer, active, on the VIP `vip_address` of port `vip_port_id`.
+    fn add_load_balancer(&mut self, id: &str, spec: &LoadBalancerSpec, vip_address: Ipv4Addr, vip_port_id: String) -> LoadBalancer {
+        let lb = LoadBalancer {
+            id: id.to_string(),
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            vip_address,
+            vip_port_id: Some(vip_port_id),
+            provisioning_status: "ACTIVE".into(),
+            operating_status: "ONLINE".into(),
+        };
+        self.load_balancers.insert(id.to_string(), lb.clone());
+        self.lb_members.insert(id.to_string(), members(&spec.members, spec.member_port));
+        self.lb_monitors.insert(id.to_string(), spec.monitor.clone());
+        lb
+    }
 }
 
 fn not_found(kind: &'static str, name: &str) -> CloudError {
@@ -396,10 +413,16 @@ impl Cloud for FakeCloud {
             Ok(r.clone())
         })
     }
-    /// Like Octavia's: the VIP is a port of its own, on the subnet, carrying no tag of kos.
+    /// Like Octavia's: the VIP is the port given, else a port of its own on the subnet,
+    /// carrying no tag of kos.
     async fn create_load_balancer(&self, spec: &LoadBalancerSpec) -> CloudResult<LoadBalancer> {
-        Ok(self.with("create_load_balancer", |s| {
+        self.with("create_load_balancer", |s| {
             let id = s.id("lb");
+            if let Some(given) = &spec.vip_port_id {
+                let port = s.ports.get(given).ok_or_else(|| not_found("port", given))?;
+                let vip_address = port.fixed_ips.first().map(|f| f.ip_address).ok_or_else(|| not_found("fixed IP of port", given))?;
+                return Ok(s.add_load_balancer(&id, spec, vip_address, given.clone()));
+            }
             let port_id = s.id("port");
             s.next_ip += 1;
             let vip_address = Ipv4Addr::new(192, 168, 50, s.next_ip);
@@ -416,20 +439,8 @@ impl Cloud for FakeCloud {
                 port_security_enabled: Some(true),
             };
             s.ports.insert(port_id.clone(), port);
-            let lb = LoadBalancer {
-                id: id.clone(),
-                name: spec.name.clone(),
-                description: spec.description.clone(),
-                vip_address,
-                vip_port_id: Some(port_id),
-                provisioning_status: "ACTIVE".into(),
-                operating_status: "ONLINE".into(),
-            };
-            s.load_balancers.insert(id.clone(), lb.clone());
-            s.lb_members.insert(id.clone(), members(&spec.members, spec.member_port));
-            s.lb_monitors.insert(id, spec.monitor.clone());
-            lb
-        }))
+            Ok(s.add_load_balancer(&id, spec, vip_address, port_id))
+        })
     }
     async fn set_load_balancer_members(&self, id: &str, member_port: u16, members_: &[(String, Ipv4Addr)]) -> CloudResult<()> {
         self.with("set_load_balancer_members", |s| {
@@ -444,7 +455,8 @@ impl Cloud for FakeCloud {
             let lb = s.load_balancers.remove(id).ok_or_else(|| not_found("load balancer", id))?;
             s.lb_members.remove(id);
             s.lb_monitors.remove(id);
-            if let Some(port) = lb.vip_port_id {
+            // Like Octavia's: only a VIP port it made itself goes with it.
+            if let Some(port) = lb.vip_port_id.filter(|p| s.ports.get(p).is_some_and(|p| p.device_owner == "Octavia")) {
                 s.ports.remove(&port);
                 for f in s.floating_ips.values_mut().filter(|f| f.port_id.as_deref() == Some(port.as_str())) {
                     f.port_id = None;

@@ -902,11 +902,13 @@ impl Cloud for OpenStackCloud {
     /// calls: 5 creates + 1 poll per 0.3 s of each wait (≈ 5 + 5×2 on the test cloud).
     async fn create_load_balancer(&self, spec: &LoadBalancerSpec) -> CloudResult<LoadBalancer> {
         let action = format!("create load balancer `{}`", spec.name);
-        let body = json!({"loadbalancer": {
-            "name": spec.name,
-            "description": spec.description,
-            "vip_subnet_id": spec.subnet_id,
-        }});
+        let vip = match &spec.vip_port_id {
+            Some(port) => ("vip_port_id", port),
+            None => ("vip_subnet_id", &spec.subnet_id),
+        };
+        let mut lb = json!({"name": spec.name, "description": spec.description});
+        lb[vip.0] = json!(vip.1);
+        let body = json!({ "loadbalancer": lb });
         let call = Call::post(Service::LoadBalancer, "lbaas/loadbalancers", body);
         let created: wire::LoadBalancerOne = self.t().json(&call, &action).await?;
         let id = created.loadbalancer.id;

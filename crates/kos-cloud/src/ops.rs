@@ -251,13 +251,10 @@ fn check_quotas(
             let cores: i64 = new_nodes.iter().filter_map(|x| flavor_of(&x.name)).map(|f| i64::from(f.vcpus)).sum();
             let ram: i64 = new_nodes.iter().filter_map(|x| flavor_of(&x.name)).map(|f| f.ram as i64).sum();
             let mut fips = new_nodes.iter().filter(|x| x.wants_floating_ip).count() as i64;
-            // The API's VIP: a port of its own (Octavia's, for a load balancer, in the
-            // project too), and its floating IP when asked for.
+            // The API's VIP: a port of its own (a load balancer's VIP too), and its floating
+            // IP when asked for.
             let api = seen.have.as_ref().map(|h| crate::reconcile::api_changes(plan, h)).unwrap_or_default();
-            let vip_port = api
-                .iter()
-                .filter(|c| matches!(c, crate::reconcile::ApiChange::CreateVipPort | crate::reconcile::ApiChange::CreateLoadBalancer))
-                .count() as i64;
+            let vip_port = api.iter().filter(|c| matches!(c, crate::reconcile::ApiChange::CreateVipPort)).count() as i64;
             fips += api.iter().filter(|c| matches!(c, crate::reconcile::ApiChange::AttachFloatingIp { reuse: None })).count() as i64;
             for (what, quota, need) in [
                 ("instances", q.instances, n),
@@ -460,6 +457,7 @@ pub async fn expose<C: Cloud>(
         name: name.clone(),
         description: mark,
         subnet_id: subnet.id,
+        vip_port_id: None,
         listener_port: port,
         member_port: node_port,
         members: members.clone(),

@@ -152,23 +152,24 @@ impl ClusterResources {
             let server_id = server.map(|s| s.id.clone());
             nodes.insert(name.clone(), ObservedNode { fixed_ip, floating_ip, pod_cidr, server_id, role, masters, etcd_order });
         }
-        // A load balancer, when there is one, is the API's endpoint (a VIP's port beside it is
-        // a leftover `kos up` releases).
-        let api_vip = match (&self.api_load_balancer, &self.vip_port) {
-            (Some(api), _) => Some(api.lb.vip_address),
-            (None, vip) => vip.as_ref().and_then(|p| p.fixed_ips.first().map(|f| f.ip_address)),
+        // The API's address is the VIP's port's (the load balancer's VIP, with Octavia); a load
+        // balancer made on a port of Octavia's own has that port's.
+        let api_vip = match (&self.vip_port, &self.api_load_balancer) {
+            (Some(vip), _) => vip.fixed_ips.first().map(|f| f.ip_address),
+            (None, api) => api.as_ref().map(|a| a.lb.vip_address),
         };
         let endpoint = if self.api_load_balancer.is_some() { ApiEndpoint::Octavia } else { ApiEndpoint::Vip };
         let api_floating_ip = self.api_port_id(endpoint).and_then(|id| self.floating_ip_of(id)).map(|f| f.floating_ip_address);
         Observed { nodes, tenant_cidr, api_vip, api_floating_ip, api_load_balancer: self.api_load_balancer.is_some() }
     }
 
-    /// The port the API's floating IP goes on with `endpoint`: the load balancer's VIP port
-    /// (Octavia's), or the VIP's own port.
+    /// The port the API's floating IP goes on with `endpoint`: the VIP's own port (with
+    /// Octavia, the load balancer's VIP port; Octavia's own if it made one).
     pub fn api_port_id(&self, endpoint: ApiEndpoint) -> Option<&str> {
+        let vip = self.vip_port.as_ref().map(|p| p.id.as_str());
         match endpoint {
-            ApiEndpoint::Octavia => self.api_load_balancer.as_ref().and_then(|a| a.lb.vip_port_id.as_deref()),
-            ApiEndpoint::Vip => self.vip_port.as_ref().map(|p| p.id.as_str()),
+            ApiEndpoint::Octavia => vip.or_else(|| self.api_load_balancer.as_ref().and_then(|a| a.lb.vip_port_id.as_deref())),
+            ApiEndpoint::Vip => vip,
             ApiEndpoint::Master => None,
         }
     }
@@ -310,7 +311,7 @@ impl std::fmt::Display for ApiChange {
                     .collect();
                 write!(f, "set the API load balancer's members: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") })
             }
-            ApiChange::DeleteVipPort { .. } => f.write_str("delete the API's VIP port (`api_endpoint` is no longer `vip`)"),
+            ApiChange::DeleteVipPort { .. } => f.write_str("delete the API's VIP port (`api_endpoint: master` needs none)"),
             ApiChange::DeleteLoadBalancer { .. } => f.write_str("delete the API's load balancer (`api_endpoint` is no longer `octavia`)"),
         }
     }
@@ -325,17 +326,23 @@ pub fn api_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<ApiChange
         port_id.and_then(|id| have.floating_ip_of(id)).map(|f| f.id.clone()).into_iter().collect()
     };
     let mut changes = Vec::new();
-    if let Some(p) = have.vip_port.as_ref().filter(|_| endpoint != ApiEndpoint::Vip) {
+    if let Some(p) = have.vip_port.as_ref().filter(|_| !endpoint.is_shared()) {
         changes.push(ApiChange::DeleteVipPort { port_id: p.id.clone(), floating_ip_ids: fips_on(Some(&p.id)) });
     }
     if let Some(api) = have.api_load_balancer.as_ref().filter(|_| endpoint != ApiEndpoint::Octavia) {
-        let floating_ip_ids = fips_on(api.lb.vip_port_id.as_deref());
+        // On a port of kos's own, the VIP's address and its floating IP stay for the next endpoint.
+        let octavias = api.lb.vip_port_id.as_deref().filter(|id| have.vip_port.as_ref().is_none_or(|p| p.id != *id));
+        let floating_ip_ids = fips_on(octavias);
         changes.push(ApiChange::DeleteLoadBalancer { lb_id: api.lb.id.clone(), floating_ip_ids });
     }
-    match endpoint {
-        ApiEndpoint::Vip if have.vip_port.is_none() => changes.push(ApiChange::CreateVipPort),
-        ApiEndpoint::Octavia if have.api_load_balancer.is_none() => changes.push(ApiChange::CreateLoadBalancer),
-        _ => {}
+    // Both shared endpoints hold the address on a port of kos's own; a load balancer takes
+    // it as its VIP.
+    let kept_load_balancer = endpoint == ApiEndpoint::Octavia && have.api_load_balancer.is_some();
+    if endpoint.is_shared() && have.vip_port.is_none() && !kept_load_balancer {
+        changes.push(ApiChange::CreateVipPort);
+    }
+    if endpoint == ApiEndpoint::Octavia && have.api_load_balancer.is_none() {
+        changes.push(ApiChange::CreateLoadBalancer);
     }
     if endpoint.is_shared() && plan.wants_api_floating_ip && fips_on(have.api_port_id(endpoint)).is_empty() {
         let reuse = have.floating_ips.iter().find(|f| f.port_id.is_none()).map(|f| f.id.clone());

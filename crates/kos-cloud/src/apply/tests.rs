@@ -293,12 +293,15 @@ async fn octavia_fronts_the_masters_from_the_first_run_and_follows_them() {
     let cloud = FakeCloud::new();
     let s = octavia_settings(&["master-1", "master-2", "master-3"]);
     let lines = up_with_api(&cloud, &s).await;
-    // The load balancer and its floating IP before any node, its members once they have ports.
-    assert!(
-        lines[0]
-            .starts_with("create the API's load balancer (TCP listener, the masters as members, HTTPS /readyz monitor): demo-api (VIP ")
+    // The VIP's port, the load balancer on it and its floating IP before any node, its
+    // members once they have ports.
+    assert!(lines[0].starts_with("create the API's VIP port: demo-api-vip (192.168.50."), "{lines:#?}");
+    let vip = lines[0].rsplit_once('(').unwrap().1.trim_end_matches(')').to_string();
+    assert_eq!(
+        lines[1],
+        format!("create the API's load balancer (TCP listener, the masters as members, HTTPS /readyz monitor): demo-api (VIP {vip})")
     );
-    assert!(lines[1].starts_with("allocate a floating IP for the API's VIP: 203.0.113."), "{lines:#?}");
+    assert!(lines[2].starts_with("allocate a floating IP for the API's VIP: 203.0.113."), "{lines:#?}");
     assert!(lines.last().unwrap().starts_with("set the API load balancer's members: master-1 192.168.50."), "{lines:#?}");
     {
         let st = cloud.state.lock().unwrap();
@@ -315,6 +318,10 @@ async fn octavia_fronts_the_masters_from_the_first_run_and_follows_them() {
         let members: Vec<(String, Ipv4Addr, u16)> =
             st.lb_members[&lb.id].iter().map(|m| (m.name.clone(), m.address, m.protocol_port)).collect();
         assert_eq!(members, masters);
+        // Its VIP is kos's port, marked as the cluster's.
+        let vip_port = &st.ports[lb.vip_port_id.as_deref().unwrap()];
+        assert_eq!((vip_port.name.as_str(), vip_port.fixed_ips[0].ip_address), ("demo-api-vip", lb.vip_address));
+        assert_eq!(vip_port.tags, ["kos-cluster=demo", marks::API_VIP]);
         let fip = st.floating_ips.values().find(|f| f.port_id == lb.vip_port_id).expect("a floating IP on the VIP port");
         assert_eq!(fip.tags, ["kos-cluster=demo"]);
         // Octavia holds the VIP: the masters' ports carry their pod range only.

@@ -206,6 +206,7 @@ async fn destroy_takes_the_api_load_balancer_and_its_floating_ip_but_not_a_clust
             name,
             description,
             subnet_id: "subnet-id".into(),
+            vip_port_id: None,
             listener_port: 6443,
             member_port: 6443,
             members: vec![],

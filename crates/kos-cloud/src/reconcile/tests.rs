@@ -329,6 +329,7 @@ fn a_vip_no_longer_asked_for_is_released_with_its_floating_ip() {
 }
 
 /// The cluster's API load balancer as Octavia shows it, with `members` on 6443.
+/// The API's load balancer as kos makes it: its VIP on kos's port ([`vip_port`]).
 fn api_lb(members: &[(&str, [u8; 4])]) -> ApiLoadBalancer {
     let (name, description) = api_load_balancer_identity("demo");
     ApiLoadBalancer {
@@ -336,8 +337,8 @@ fn api_lb(members: &[(&str, [u8; 4])]) -> ApiLoadBalancer {
             id: "lb-api".into(),
             name,
             description,
-            vip_address: Ipv4Addr::new(192, 168, 50, 200),
-            vip_port_id: Some("port-octavia".into()),
+            vip_address: Ipv4Addr::new(192, 168, 50, 100),
+            vip_port_id: Some("port-vip".into()),
             provisioning_status: "ACTIVE".into(),
             operating_status: "ONLINE".into(),
         },
@@ -353,24 +354,32 @@ fn the_load_balancer_comes_first_its_floating_ip_on_its_vip_port_and_masters_car
     let s = Settings::parse(Path::new("s.yaml"), &ha_text("  api_endpoint: octavia\n")).unwrap();
     let nodes = ["master-1", "master-2", "master-3", "worker-1"];
     let mut have = ClusterResources::default();
-    // No load balancer yet: it and its floating IP are the changes; no member to set.
+    // No load balancer yet: the VIP's port, the load balancer on it and its floating IP are
+    // the changes; no member to set.
     let p = plan(&s, &have.observed(None)).unwrap();
-    assert_eq!(api_changes(&p, &have), [ApiChange::CreateLoadBalancer, ApiChange::AttachFloatingIp { reuse: None }]);
+    assert_eq!(
+        api_changes(&p, &have),
+        [ApiChange::CreateVipPort, ApiChange::CreateLoadBalancer, ApiChange::AttachFloatingIp { reuse: None }]
+    );
     assert_eq!(api_member_change(&p, &have, &BTreeMap::new()), None);
     for (i, n) in nodes.iter().enumerate() {
         let cidr = format!("10.1.{i}.0/24");
         have.ports.insert(n.to_string(), port(n, [192, 168, 50, 11 + i as u8], &cidr));
         have.servers.insert(n.to_string(), server(n, "ACTIVE", &cidr));
     }
-    // Found, with its floating IP on Octavia's VIP port: the plan's API address is its VIP.
+    // Killed after the port: the load balancer is still to make, on that port.
+    have.vip_port = Some(vip_port());
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(api_changes(&p, &have), [ApiChange::CreateLoadBalancer, ApiChange::AttachFloatingIp { reuse: None }]);
+    // Found, with its floating IP on the VIP's port: the plan's API address is the port's.
     have.api_load_balancer = Some(api_lb(&[]));
-    have.floating_ips.push(fip("fip-api", [203, 0, 113, 100], Some("port-octavia")));
+    have.floating_ips.push(fip("fip-api", [203, 0, 113, 100], Some("port-vip")));
     let seen = have.observed(None);
-    assert_eq!((seen.api_vip, seen.api_floating_ip), (Some(Ipv4Addr::new(192, 168, 50, 200)), Some(Ipv4Addr::new(203, 0, 113, 100))));
+    assert_eq!((seen.api_vip, seen.api_floating_ip), (Some(Ipv4Addr::new(192, 168, 50, 100)), Some(Ipv4Addr::new(203, 0, 113, 100))));
     assert!(seen.api_load_balancer);
     let p = plan(&s, &seen).unwrap();
     assert_eq!((p.internal_api, p.external_api), (seen.api_vip, seen.api_floating_ip));
-    assert!(p.certificates.get("apiserver").unwrap().ip_addresses.contains(&"192.168.50.200".parse().unwrap()));
+    assert!(p.certificates.get("apiserver").unwrap().ip_addresses.contains(&"192.168.50.100".parse().unwrap()));
     assert!(api_changes(&p, &have).is_empty());
     // Octavia holds the VIP: no master's port carries it.
     assert!(node_changes(&p, &have).is_empty(), "{:?}", node_changes(&p, &have));
@@ -396,8 +405,16 @@ fn the_load_balancer_comes_first_its_floating_ip_on_its_vip_port_and_masters_car
 fn an_endpoint_no_longer_asked_for_is_released_and_the_other_made() {
     let s = Settings::parse(Path::new("s.yaml"), &ha_text("")).unwrap();
     // Settings now say `vip` (before any server, the only time the guard lets them): the load
-    // balancer and its floating IP go, the VIP's port comes, a free address is reused.
-    let mut have = ClusterResources { api_load_balancer: Some(api_lb(&[])), ..ClusterResources::default() };
+    // balancer goes; the VIP's port and its floating IP stay, so the address does too.
+    let mut have = ClusterResources { api_load_balancer: Some(api_lb(&[])), vip_port: Some(vip_port()), ..ClusterResources::default() };
+    have.floating_ips.push(fip("fip-api", [203, 0, 113, 100], Some("port-vip")));
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(api_changes(&p, &have), [ApiChange::DeleteLoadBalancer { lb_id: "lb-api".into(), floating_ip_ids: vec![] }]);
+    // A load balancer on a port of Octavia's own: its floating IP goes with it, a port and a
+    // free address (reused) come.
+    let mut octavias = api_lb(&[]);
+    octavias.lb.vip_port_id = Some("port-octavia".into());
+    let mut have = ClusterResources { api_load_balancer: Some(octavias), ..ClusterResources::default() };
     have.floating_ips.push(fip("fip-api", [203, 0, 113, 100], Some("port-octavia")));
     let p = plan(&s, &have.observed(None)).unwrap();
     assert_eq!(
@@ -408,18 +425,16 @@ fn an_endpoint_no_longer_asked_for_is_released_and_the_other_made() {
             ApiChange::AttachFloatingIp { reuse: None },
         ]
     );
-    // And the other way: a VIP's port left by `vip`, Octavia asked for.
+    // And the other way: a VIP's port left by `vip`, Octavia asked for: the load balancer
+    // takes it.
     let s = Settings::parse(Path::new("s.yaml"), &ha_text("  api_endpoint: octavia\n")).unwrap();
     let have = ClusterResources { vip_port: Some(vip_port()), ..ClusterResources::default() };
     let p = plan(&s, &have.observed(None)).unwrap();
-    assert_eq!(
-        api_changes(&p, &have),
-        [
-            ApiChange::DeleteVipPort { port_id: "port-vip".into(), floating_ip_ids: vec![] },
-            ApiChange::CreateLoadBalancer,
-            ApiChange::AttachFloatingIp { reuse: None },
-        ]
-    );
+    assert_eq!(api_changes(&p, &have), [ApiChange::CreateLoadBalancer, ApiChange::AttachFloatingIp { reuse: None }]);
+    // `master`: the port and its floating IP go.
+    let s = settings(&["master-1", "worker-1"]);
+    let p = plan(&s, &have.observed(None)).unwrap();
+    assert_eq!(api_changes(&p, &have), [ApiChange::DeleteVipPort { port_id: "port-vip".into(), floating_ip_ids: vec![] }]);
 }
 
 #[test]

@@ -1,15 +1,15 @@
 //! `cluster.api_endpoint: octavia` against the real test cloud: `kos up --only
-//! check,instances,routes` of three masters and a worker makes the API's load balancer, and
-//! the Octavia API (through the `openstack` CLI, as the project user) shows what kos asked
-//! for; a second run changes nothing; `kos destroy` leaves nothing.
+//! check,instances,routes` of three masters and a worker makes the API's VIP port, the load
+//! balancer on it and a floating IP on it, and the Octavia and Neutron APIs (through the
+//! `openstack` CLI, as the project user) show what kos asked for; a second run changes
+//! nothing; `kos destroy` leaves nothing.
 //!
 //! The test cloud's Octavia runs noop drivers (no amphora: no data plane can run here), so
-//! only what its API shows is asserted — the load balancer ACTIVE with kos's mark, the TCP
-//! listener, the pool of the masters, the HTTPS health monitor — never traffic through it.
-//! The noop network driver also makes up the VIP and a VIP port Neutron does not know
-//! (testbed/cloud/README.md): a floating IP cannot be put on it here, so the test asserts
-//! that `api_floating_ip: true` asks Neutron for exactly that port, is refused, and leaks no
-//! address.
+//! only what its API shows is asserted — the load balancer ACTIVE with kos's mark on kos's
+//! VIP port, the TCP listener, the pool of the masters, the HTTPS health monitor, the
+//! floating IP on the VIP's port — never traffic through it. The noop network driver does
+//! not read the port it is given, so the VIP address the load balancer reports is its own
+//! placeholder (testbed/cloud/README.md); kos takes the API's address from its port.
 
 use crate::cloud_commands::{Cluster, file};
 use crate::support::testbed;
@@ -52,27 +52,34 @@ fn cloud_api_octavia_fronts_the_masters_and_destroy_removes_it() {
         return;
     }
     let c = Cluster::new();
-    let path = settings(&c, false);
+    let path = settings(&c, true);
     let out = c.kos_ok(&["check", "-f", file(&path)]);
     assert!(out.contains("0 failed"), "{out}");
 
     let (first, figures) = up(&c, &path);
     eprintln!("first kos up: {figures}");
     let changes: Vec<&str> = first["cloud"].as_array().unwrap().iter().filter_map(|x| x["change"].as_str()).collect();
-    // The load balancer before the nodes (the certificates name its VIP), its members once
-    // the masters have addresses.
+    // The VIP's port and the load balancer on it before the nodes (the certificates name the
+    // address), its members once the masters have addresses.
     let at = |prefix: &str| changes.iter().position(|x| x.starts_with(prefix));
-    let (lb_made, first_port) = (at("create the API's load balancer"), at("create port of "));
+    let (vip_made, lb_made, first_port) = (at("create the API's VIP port"), at("create the API's load balancer"), at("create port of "));
     let (members_set, last_server) =
         (at("set the API load balancer's members: master-1 "), changes.iter().rposition(|x| x.starts_with("create server of ")));
-    assert!(lb_made.is_some() && lb_made < first_port && members_set > last_server && last_server.is_some(), "{changes:#?}");
+    assert!(vip_made.is_some() && vip_made < lb_made && lb_made < first_port, "{changes:#?}");
+    assert!(members_set > last_server && last_server.is_some(), "{changes:#?}");
 
-    // The load balancer, with kos's mark.
+    // The load balancer, with kos's mark, its VIP on kos's port.
     let name = format!("{}-api", c.name);
     let lb = json(&["loadbalancer", "show", &name]);
     assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb:#}");
     assert_eq!(lb["description"], format!("kos-cluster={} kos-api-lb", c.name));
     let lb_id = lb["id"].as_str().unwrap();
+    let vip_port = json(&["port", "show", &format!("{}-api-vip", c.name)]);
+    assert_eq!(lb["vip_port_id"], vip_port["id"], "the load balancer's VIP is kos's port: {lb:#}\n{vip_port:#}");
+    let tags: Vec<&str> = vip_port["tags"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(tags.contains(&format!("kos-cluster={}", c.name).as_str()) && tags.contains(&"kos-api-vip"), "{tags:?}");
+    let vip = vip_port["fixed_ips"][0]["ip_address"].as_str().unwrap().to_string();
+    eprintln!("the VIP's port: {vip}; the load balancer reports {} (the noop network driver's own)", lb["vip_address"]);
     // A TCP listener on 6443.
     let listeners = json(&["loadbalancer", "listener", "list", "--loadbalancer", lb_id]);
     let listener = json(&["loadbalancer", "listener", "show", listeners[0]["id"].as_str().unwrap()]);
@@ -103,32 +110,38 @@ fn cloud_api_octavia_fronts_the_masters_and_destroy_removes_it() {
     for (key, value) in [("type", "HTTPS"), ("http_method", "GET"), ("url_path", "/readyz"), ("expected_codes", "200")] {
         assert_eq!(monitor[key], value, "{monitor:#}");
     }
+    // The floating IP, marked as the cluster's, on the VIP's port, NATed to its address.
+    let tag = format!("kos-cluster={}", c.name);
+    let fips = json(&["floating", "ip", "list", "--tags", &tag, "--long"]);
+    let fips = fips.as_array().unwrap();
+    assert_eq!(fips.len(), 1, "one floating IP: the API's {fips:#?}");
+    assert_eq!((&fips[0]["Port"], &fips[0]["Fixed IP Address"]), (&vip_port["id"], &Value::from(vip.as_str())), "{fips:#?}");
+    let floating = fips[0]["Floating IP Address"].as_str().unwrap();
+    // The masters' ports do not carry the VIP (Octavia holds it).
+    for m in MASTERS {
+        let port = json(&["port", "show", &format!("{}-{m}", c.name), "-c", "allowed_address_pairs"]);
+        assert!(!port["allowed_address_pairs"].to_string().contains(&format!("\"{vip}\"")), "{m}: {port}");
+    }
+    // What kos renders from it: the operator's kubeconfig goes to the floating IP, the API
+    // server's certificate names the VIP's port's address and the floating IP.
+    let out = c.dir.path().join("rendered");
+    c.kos_ok(&["render", "-f", file(&path), "-o", file(&out)]);
+    let admin = std::fs::read_to_string(out.join("local/admin.kubeconfig")).unwrap();
+    assert!(admin.contains(&format!("server: https://{floating}:6443")), "{admin}");
+    let crt = out.join("nodes/master-1/etc/kubernetes/pki/apiserver.crt");
+    let sans = std::process::Command::new("openssl").args(["x509", "-noout", "-ext", "subjectAltName", "-in"]).arg(&crt).output().unwrap();
+    let sans = String::from_utf8_lossy(&sans.stdout);
+    assert!(sans.contains(&format!("IP Address:{vip}")) && sans.contains(&format!("IP Address:{floating}")), "{sans}");
 
     let (again, figures) = up(&c, &path);
     eprintln!("second kos up: {figures}");
     assert_eq!(again["changes"], 0, "a second run changes nothing:\n{again:#}");
 
-    // `api_floating_ip: true`: kos asks Neutron for a floating IP on the load balancer's VIP
-    // port. The noop driver's port is unknown to Neutron, so here that is refused; the
-    // address allocated for it is released again.
-    let vip_port = lb["vip_port_id"].as_str().unwrap();
-    assert!(
-        !openstack(&["port", "show", vip_port]).status.success(),
-        "Neutron knows the load balancer's VIP port now: assert the floating IP on it instead of its refusal"
-    );
-    let with_fip = settings(&c, true);
-    let (ok, stdout, stderr) = c.kos(&["up", "--only", "instances", "-f", file(&with_fip)]);
-    assert!(!ok, "{stdout}\n{stderr}");
-    assert!(stderr.contains("attach a floating IP to the API's VIP") && stderr.contains(vip_port), "{stderr}");
-    eprintln!("api_floating_ip on the test cloud: {}", stderr.trim().replace('\n', " / "));
-    let tag = format!("kos-cluster={}", c.name);
-    assert!(openstack_ok(&["floating", "ip", "list", "--tags", &tag, "-f", "value"]).is_empty(), "no address leaked");
-
-    let out = c.kos_ok(&["destroy", "--yes", "-f", file(&with_fip)]);
+    let out = c.kos_ok(&["destroy", "--yes", "-f", file(&path)]);
     assert!(out.contains(&format!("load balancer {name}")), "{out}");
     assert!(!openstack(&["loadbalancer", "show", &name]).status.success(), "the load balancer is gone");
     assert!(openstack_ok(&["floating", "ip", "list", "--tags", &tag, "-f", "value"]).is_empty());
-    assert!(openstack_ok(&["port", "list", "--tags", &tag, "-f", "value"]).is_empty());
+    assert!(openstack_ok(&["port", "list", "--tags", &tag, "-f", "value"]).is_empty(), "kos's VIP port is gone too");
     assert!(c.servers().is_empty());
-    std::fs::remove_file(&with_fip).unwrap(); // nothing left to destroy
+    std::fs::remove_file(&path).unwrap(); // nothing left to destroy
 }

@@ -320,6 +320,7 @@ async fn cloud_client_load_balancer_with_two_members_reaches_active_and_is_delet
         name: name.clone(),
         description: format!("kos-cluster=it {name}"),
         subnet_id: subnet.id.clone(),
+        vip_port_id: None,
         listener_port: 80,
         member_port: 30080,
         members: vec![("w1".into(), Ipv4Addr::new(10, 0, 0, 11)), ("w2".into(), Ipv4Addr::new(10, 0, 0, 12))],
