@@ -16,11 +16,24 @@ use std::time::{Duration, Instant};
 
 /// A shell script that runs `etcdctl <args>` in the node's running etcd container.
 pub fn etcdctl(args: &str) -> String {
+    etcdctl_within(5, args)
+}
+
+/// [`etcdctl`] with a command timeout of `secs` (a snapshot takes longer than a question).
+pub fn etcdctl_within(secs: u64, args: &str) -> String {
+    in_etcd(&format!(
+        "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=$p/ca.crt --cert=$p/healthcheck-client.crt --key=$p/healthcheck-client.key \
+         --command-timeout={secs}s {args}"
+    ))
+}
+
+/// A shell script that runs `command` in the node's running etcd container (`$p`: the etcd
+/// certificates' folder).
+pub fn in_etcd(command: &str) -> String {
     format!(
         "c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'; id=$($c ps -q --name '^etcd$' --state running 2>/dev/null | head -n 1); \
          [ -n \"$id\" ] || {{ echo 'no running etcd container' >&2; exit 3; }}; p=/etc/kubernetes/pki/etcd; \
-         $c exec \"$id\" etcdctl --endpoints=https://127.0.0.1:2379 --cacert=$p/ca.crt --cert=$p/healthcheck-client.crt --key=$p/healthcheck-client.key \
-         --command-timeout=5s {args}"
+         $c exec \"$id\" {command}"
     )
 }
 
@@ -68,13 +81,15 @@ async fn run<N: Remote>(node: &N, args: &str) -> Result<String, String> {
     match out.success() {
         true => Ok(out.stdout_text()),
         // etcdctl's last line says why (`Error: ...`); the lines before are its client's log.
-        false => {
-            let stderr = out.stderr_text();
-            let lines = || stderr.lines().rev().map(str::trim).filter(|l| !l.is_empty());
-            let why = lines().find(|l| l.starts_with("Error:")).or_else(|| lines().next()).unwrap_or("no message").to_string();
-            Err(format!("{}: etcdctl {args}: {why}", node.node()))
-        }
+        false => Err(format!("{}: etcdctl {args}: {}", node.node(), why(&out.stderr_text()))),
     }
+}
+
+/// Why an etcd tool failed: its last `Error:` line (the lines before are its client's log),
+/// else its last line.
+pub fn why(stderr: &str) -> String {
+    let lines = || stderr.lines().rev().map(str::trim).filter(|l| !l.is_empty());
+    lines().find(|l| l.starts_with("Error:")).or_else(|| lines().next()).unwrap_or("no message").to_string()
 }
 
 /// The members, as the node's etcd sees them.

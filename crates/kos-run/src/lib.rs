@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod etcd;
 pub mod files;
 pub mod inputs;

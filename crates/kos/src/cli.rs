@@ -40,6 +40,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Per node: server state, addresses, pod CIDR, route, SSH, kubelet; the API server's view.
     Status(StatusArgs),
+    /// Write an archive of the cluster (an etcd snapshot, its PKI, kos's state and settings), mode 0600.
+    Backup(BackupArgs),
     /// Ansible dynamic inventory of the cluster (`ansible -i` a script calling `kos inventory "$@"`).
     Inventory(InventoryArgs),
     /// Delete everything the cluster owns in the cloud (shows it first; asks unless --yes).
@@ -150,6 +152,18 @@ pub struct StatusArgs {
     /// `text` for people; `json` for programs.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub settings: SettingsArg,
+    /// The archive to write (.tar.gz); default `<state>/backups/<cluster>-<UTC time>.tar.gz`.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Seconds to wait for each master's SSH to answer.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub ssh_wait: u64,
 }
 
 #[derive(Debug, Args)]

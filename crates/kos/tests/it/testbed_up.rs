@@ -299,6 +299,9 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     let plan = c.kos_ok(&["plan", "--detailed-exitcode"]);
     assert!(plan.stdout.contains("nothing to change: the cluster matches the settings"), "{}", plan.stdout);
 
+    // 6b. `kos backup`: an archive, 0600, whose snapshot holds an object made just before.
+    backup_holds_the_clusters_objects_and_pki(&c);
+
     // 7. A reboot of a worker from inside (`systemctl reboot`; the test hypervisor boots it
     // again): the node is Ready again, and a Deployment's pod runs and serves on it again.
     let deployment = format!(
@@ -485,4 +488,93 @@ fn up_killed_at_any_point_converges_when_run_again_and_destroy_leaves_nothing() 
     // leak check.)
     let forever: Vec<_> = orphans.iter().filter(|(_, cmd)| cmd.contains("ControlPersist=yes")).collect();
     assert!(forever.is_empty(), "killed `kos up` runs left SSH masters that never exit:\n{forever:#?}");
+}
+
+/// `kos backup` of a running cluster: the archive is 0600 and lists what it holds; its
+/// snapshot's SHA-256 and etcd's own facts (read again here by the upstream `etcdutl`, from
+/// the test bed's build of the pinned etcd) are what the manifest says; its PKI is the
+/// state folder's; and an etcd started here on the restored snapshot (loopback of the test's
+/// namespace, a throw-away data folder) holds a ConfigMap made just before the backup.
+fn backup_holds_the_clusters_objects_and_pki(c: &Cluster) {
+    c.kubectl_ok(&["create", "namespace", "kept"]);
+    c.kubectl_ok(&["-n", "kept", "create", "configmap", "marker", "--from-literal=word=kos-backup-marker"]);
+    let archive = c.dir.path().join("backup.tar.gz");
+    let run = c.kos_ok(&["backup", "-o", archive.to_str().expect("utf-8 path")]);
+    eprintln!("kos backup ({:.1} s):\n{}", run.secs, run.stdout);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&archive).expect("the archive").permissions().mode() & 0o777, 0o600);
+    assert!(run.stdout.contains("etcd snapshot from master-1: revision "), "{}", run.stdout);
+    let out = c.dir.path().join("backup");
+    std::fs::create_dir_all(&out).expect("a folder");
+    let tar = Command::new("tar").arg("-xzf").arg(&archive).arg("-C").arg(&out).status().expect("tar runs");
+    assert!(tar.success());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("kos-backup.json")).expect("the manifest")).expect("JSON");
+    assert_eq!((&manifest["cluster"], &manifest["kubernetes_version"]), (&serde_json::json!(c.name), &serde_json::json!("1.37.2")));
+    // Every file the manifest lists is there with its SHA-256; the PKI is the state folder's.
+    let sha = |path: &Path| {
+        let out = Command::new("sha256sum").arg(path).output().expect("sha256sum runs");
+        text(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
+    };
+    let files = manifest["files"].as_array().expect("files");
+    for f in files {
+        let path = out.join(f["path"].as_str().expect("path"));
+        assert_eq!(sha(&path), f["sha256"].as_str().expect("sha256"), "{}", path.display());
+        assert!(run.stdout.contains(f["path"].as_str().expect("path")), "the report lists {f}");
+    }
+    for key in ["ca.key", "ca.crt", "sa.key", "etcd/ca.key", "encryption.key"] {
+        let kept = std::fs::read(out.join("state/pki").join(key)).unwrap_or_default();
+        assert!(!kept.is_empty() && kept == std::fs::read(c.state().join("pki").join(key)).expect("the state's PKI"), "{key}");
+    }
+    let snapshot = out.join("etcd/snapshot.db");
+    assert_eq!(sha(&snapshot), manifest["etcd"]["sha256"].as_str().expect("sha256"));
+    // etcd's own reading of it, here.
+    let etcd_bin = {
+        let pins = std::fs::read_to_string(support::repo_root().join("testbed/k8s/versions.env")).expect("versions.env");
+        let version = pins.lines().find_map(|l| l.strip_prefix("ETCD=")).expect("ETCD= in versions.env").to_owned();
+        artifact_set().parent().expect("the build cache").join(format!("etcd-v{version}"))
+    };
+    let status = Command::new(etcd_bin.join("etcdutl")).arg("snapshot").arg("status").arg(&snapshot).args(["-w", "json"]).output();
+    let status = status.expect("etcdutl runs");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|_| panic!("{}", text(&status.stderr)));
+    for (theirs, ours) in [("hash", "hash"), ("revision", "revision"), ("totalKey", "total_keys")] {
+        assert_eq!(status[theirs], manifest["etcd"][ours], "{status} vs {}", manifest["etcd"]);
+    }
+    // Restored and started here: the ConfigMap is in it.
+    let data = c.dir.path().join("restored");
+    let peer = "http://127.0.0.1:23800";
+    let restore = Command::new(etcd_bin.join("etcdutl"))
+        .args(["snapshot", "restore"])
+        .arg(&snapshot)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--name", "judge", "--initial-cluster", &format!("judge={peer}"), "--initial-advertise-peer-urls", peer])
+        .output()
+        .expect("etcdutl runs");
+    assert!(restore.status.success(), "{}", text(&restore.stderr));
+    let client = "http://127.0.0.1:23790";
+    let mut etcd = Command::new(etcd_bin.join("etcd"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--name", "judge", "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd starts");
+    let key = "/registry/configmaps/kept/marker";
+    let get = || Command::new(etcd_bin.join("etcdctl")).args(["--endpoints", client, "get", key, "--print-value-only"]).output();
+    let start = Instant::now();
+    let value = loop {
+        let out = get().expect("etcdctl runs");
+        if out.status.success() && !out.stdout.is_empty() {
+            break out.stdout;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            break Vec::new();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    assert!(text(&value).contains("kos-backup-marker"), "{key} in the restored snapshot: {:?}", text(&value));
 }
