@@ -344,10 +344,13 @@ connection = $DB_URL/octavia?charset=utf8
 $(authtoken octavia load-balancer)
 [service_auth]
 $(ksa octavia)
+[neutron]
+# Where the network driver reads ports (testbed/cloud/octavia_driver/): the plain endpoints.
+region_name = RegionOne
 [controller_worker]
 amphora_driver = amphora_noop_driver
 compute_driver = compute_noop_driver
-network_driver = network_noop_driver
+network_driver = network_noop_reading_neutron
 volume_driver = volume_noop_driver
 image_driver = image_noop_driver
 loadbalancer_topology = SINGLE
@@ -386,8 +389,9 @@ done
 # no nova-compute package (it would pull libvirt/qemu): start it from python3-nova
 start nova-compute $PY -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' \
   "${NOVA[@]}" --log-file "$LOG/nova-compute-app.log"
+# The noop network driver, reading the ports Neutron knows (testbed/cloud/octavia_driver/).
 for svc in api worker; do
-  start octavia-$svc octavia-$svc --config-file "$ETC/octavia/octavia.conf" --log-file "$LOG/octavia-$svc-app.log"
+  PYTHONPATH="$HERE/octavia_driver" start octavia-$svc octavia-$svc --config-file "$ETC/octavia/octavia.conf" --log-file "$LOG/octavia-$svc-app.log"
 done
 
 # fake OVS agent (so ML2/openvswitch binds ports on $TC_HOST): its report_state

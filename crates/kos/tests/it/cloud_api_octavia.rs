@@ -7,9 +7,9 @@
 //! The test cloud's Octavia runs noop drivers (no amphora: no data plane can run here), so
 //! only what its API shows is asserted — the load balancer ACTIVE with kos's mark on kos's
 //! VIP port, the TCP listener, the pool of the masters, the HTTPS health monitor, the
-//! floating IP on the VIP's port — never traffic through it. The noop network driver does
-//! not read the port it is given, so the VIP address the load balancer reports is its own
-//! placeholder (testbed/cloud/README.md); kos takes the API's address from its port.
+//! floating IP on the VIP's port — never traffic through it. The test cloud's network driver
+//! is the noop one reading the ports Neutron knows (testbed/cloud/octavia_driver/), so the
+//! load balancer's VIP is the port's address, as on a real cloud.
 
 use crate::cloud_commands::{Cluster, file};
 use crate::support::testbed;
@@ -79,7 +79,7 @@ fn cloud_api_octavia_fronts_the_masters_and_destroy_removes_it() {
     let tags: Vec<&str> = vip_port["tags"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(tags.contains(&format!("kos-cluster={}", c.name).as_str()) && tags.contains(&"kos-api-vip"), "{tags:?}");
     let vip = vip_port["fixed_ips"][0]["ip_address"].as_str().unwrap().to_string();
-    eprintln!("the VIP's port: {vip}; the load balancer reports {} (the noop network driver's own)", lb["vip_address"]);
+    assert_eq!(lb["vip_address"], vip.as_str(), "the load balancer's VIP is the port's address: {lb:#}");
     // A TCP listener on 6443.
     let listeners = json(&["loadbalancer", "listener", "list", "--loadbalancer", lb_id]);
     let listener = json(&["loadbalancer", "listener", "show", listeners[0]["id"].as_str().unwrap()]);

@@ -396,7 +396,13 @@ fn one_master_grows_to_three_behind_a_vip_keeps_serving_when_the_vip_holder_stop
     eprintln!("the API through the shrink: {api:?}");
     let members = etcd_health(&c, "master-1");
     assert_eq!((members.len(), healthy(&members)), (1, 1), "etcd: {members:?}");
-    assert_eq!(ready_nodes(&c).len(), 3, "{}", c.kubectl(&["get", "nodes"]).1);
+    // The three nodes kept are Ready. The removed masters' Node objects stay (NotReady once
+    // the node controller's grace is over): kos does not delete Node objects yet (the
+    // scale-down work of the day-two issue), so they are not counted here.
+    let ready = ready_nodes(&c);
+    for kept in ["master-1", "worker-1", "worker-2"] {
+        assert!(ready.iter().any(|n| n == kept), "{kept} Ready: {}", c.kubectl(&["get", "nodes"]).1);
+    }
     std::fs::write(&settings, &one).expect("settings");
     let again = c.kos_ok(&["up", "-o", "json"]);
     let report = again.report();
