@@ -257,9 +257,21 @@ pub async fn backup<C: Cloud, R: Reach>(
             cloud.name()
         )));
     }
+    // The PKI is looked for before any master is asked: a snapshot without it is no backup.
+    let pki = state.dir.join("pki");
+    let pki_files = match pki.exists() {
+        true => files_under(&pki).map_err(|e| RunError::Other(anyhow::anyhow!("read {}: {e}", pki.display())))?,
+        false => Vec::new(),
+    };
+    if pki_files.is_empty() {
+        return Err(RunError::Invalid(format!(
+            "{} holds no PKI: a backup without the cluster's CAs could not restore it; run kos backup where kos up ran (or with its --state-dir)",
+            pki.display()
+        )));
+    }
     // Only the masters are asked.
-    let masters = kos_core::plan::ClusterPlan { nodes: plan.masters().cloned().collect(), ..plan.clone() };
-    let sessions = nodes::connect_all(reach, &masters, &have, options.ssh_wait, reporter, &mut nodes::Early::default()).await?;
+    let is_master = |node: &str| plan.masters().any(|m| m.name == node);
+    let sessions = nodes::connect_some(reach, &plan, &have, is_master, options.ssh_wait, reporter, &mut nodes::Early::default()).await?;
     let mut tried = Vec::new();
     let mut taken = None;
     for s in &sessions {
@@ -287,17 +299,6 @@ pub async fn backup<C: Cloud, R: Reach>(
         vec![(SNAPSHOT.to_string(), snapshot_bytes), ("settings.yaml".into(), read(&settings.source)?)];
     if state.observed_file().exists() {
         contents.push(("state/observed.yaml".into(), read(&state.observed_file())?));
-    }
-    let pki = state.dir.join("pki");
-    let pki_files = match pki.exists() {
-        true => files_under(&pki).map_err(|e| RunError::Other(anyhow::anyhow!("read {}: {e}", pki.display())))?,
-        false => Vec::new(),
-    };
-    if pki_files.is_empty() {
-        return Err(RunError::Invalid(format!(
-            "{} holds no PKI: a backup without the cluster's CAs could not restore it; run kos backup where kos up ran (or with its --state-dir)",
-            pki.display()
-        )));
     }
     for (rel, path) in pki_files {
         contents.push((format!("state/pki/{rel}"), read(&path)?));
@@ -373,17 +374,21 @@ mod tests {
         }
     }
 
-    #[derive(Debug)]
-    struct Masters(Vec<EtcdStandIn>);
+    /// The masters' stand-ins, and what kos asked of the reach: the nodes the ssh_config was
+    /// written for, and the nodes it connected to.
+    #[derive(Debug, Default)]
+    struct Masters(Vec<EtcdStandIn>, std::sync::Mutex<(Vec<String>, Vec<String>)>);
 
     impl Reach for Masters {
         type Node = EtcdStandIn;
 
-        fn prepare(&self, _targets: &[SshTarget]) -> Result<String, RunError> {
+        fn prepare(&self, targets: &[SshTarget]) -> Result<String, RunError> {
+            self.1.lock().unwrap().0 = targets.iter().map(|t| t.node.clone()).collect();
             Ok(String::new())
         }
 
         async fn connect(&self, target: &SshTarget, _wait: Duration) -> Result<EtcdStandIn, String> {
+            self.1.lock().unwrap().1.push(target.node.clone());
             self.0.iter().find(|m| m.node == target.node).cloned().ok_or_else(|| format!("{}: not a master", target.node))
         }
 
@@ -403,7 +408,7 @@ mod tests {
         let state = LocalState::for_settings(Some(&dir.path().join(".kos")), &s);
         let options = BackupOptions { out: None, ssh_wait: Duration::from_secs(1), kos_version: "test".into() };
         let heard = Heard::default();
-        let ok = Masters(vec![master("master-1", None, false)]);
+        let ok = Masters(vec![master("master-1", None, false)], Default::default());
 
         // No server yet: nothing to back up, said as bad input.
         let none = backup(&s, &state, &cloud, &ok, &options, &heard).await.unwrap_err();
@@ -418,14 +423,18 @@ mod tests {
         kos_fs::write_atomic(&state.dir.join("pki/ca.key"), b"THE CA KEY", 0o600).unwrap();
         kos_fs::write_atomic(&state.dir.join("pki/etcd/ca.key"), b"THE ETCD CA KEY", 0o600).unwrap();
         // etcdctl's error, and a garbled transfer, are each said with the master's name.
-        let failing = Masters(vec![master("master-1", Some("context deadline exceeded"), false)]);
+        let failing = Masters(vec![master("master-1", Some("context deadline exceeded"), false)], Default::default());
         let e = backup(&s, &state, &cloud, &failing, &options, &heard).await.unwrap_err().to_string();
         assert_eq!(e, "no master gave an etcd snapshot: master-1: the snapshot failed: Error: context deadline exceeded");
-        let garbled = Masters(vec![master("master-1", None, true)]);
+        let garbled = Masters(vec![master("master-1", None, true)], Default::default());
         let e = backup(&s, &state, &cloud, &garbled, &options, &heard).await.unwrap_err().to_string();
         assert!(e.contains("master-1: the snapshot changed on its way (38 bytes, sha256 "), "{e}");
 
         let report = backup(&s, &state, &cloud, &ok, &options, &heard).await.unwrap();
+        // Only the master is asked, but the ssh_config written (the operator's too) names
+        // every node: a backup once left the workers out of it.
+        let (prepared, connected) = ok.1.lock().unwrap().clone();
+        assert_eq!((prepared, connected), (vec!["master-1".into(), "worker-1".into(), "worker-2".into()], vec!["master-1".into()]));
         assert!(report.archive.starts_with(state.dir.join("backups")) && report.archive.to_string_lossy().ends_with("Z.tar.gz"));
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&report.archive).unwrap().permissions().mode() & 0o777, 0o600);

@@ -294,7 +294,23 @@ pub async fn connect_all<R: Reach>(
     reporter: &dyn Reporter,
     early: &mut Early<R::Node>,
 ) -> Result<Vec<NodeSession<R::Node>>, RunError> {
-    let targets = targets(plan, have);
+    connect_some(reach, plan, have, |_| true, wait, reporter, early).await
+}
+
+/// [`connect_all`] to the nodes `wanted` keeps. The ssh_config still names every node of the
+/// plan: it is the operator's too (`ssh -F <state>/ssh/config <cluster>-<node>`), and a command
+/// that asks only the masters must not take the workers out of it.
+pub async fn connect_some<R: Reach>(
+    reach: &R,
+    plan: &ClusterPlan,
+    have: &ClusterResources,
+    wanted: impl Fn(&str) -> bool,
+    wait: Duration,
+    reporter: &dyn Reporter,
+    early: &mut Early<R::Node>,
+) -> Result<Vec<NodeSession<R::Node>>, RunError> {
+    let all = targets(plan, have);
+    let targets: Vec<SshTarget> = all.iter().filter(|t| wanted(&t.node)).cloned().collect();
     // The early sessions to targets the cloud confirms (same address, same server, running).
     let mut kept = Vec::new();
     for (target, node) in std::mem::take(&mut early.sessions) {
@@ -306,7 +322,7 @@ pub async fn connect_all<R: Reach>(
             reach.close(node).await;
         }
     }
-    let prepared = reach.prepare(&targets);
+    let prepared = reach.prepare(&all);
     let prepared = match prepared {
         Ok(line) => line,
         Err(e) => {

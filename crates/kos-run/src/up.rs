@@ -314,8 +314,10 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
     async fn remove_members(&mut self, view: &CloudView, removed: &[String]) -> Result<(), RunError> {
         let reach = self.systems.reach;
         let kept: Vec<String> = view.plan.masters().filter(|m| view.have.servers.contains_key(&m.name)).map(|m| m.name.clone()).collect();
-        let targets: Vec<_> = nodes::targets(&view.plan, &view.have).into_iter().filter(|t| kept.contains(&t.node)).collect();
-        reach.prepare(&targets)?;
+        // The ssh_config names every node (it is the operator's too); only the kept masters are asked.
+        let all = nodes::targets(&view.plan, &view.have);
+        reach.prepare(&all)?;
+        let targets: Vec<_> = all.into_iter().filter(|t| kept.contains(&t.node)).collect();
         let mut last = format!("no running master is kept ({})", removed.join(", "));
         for t in &targets {
             let node = match reach.connect(t, self.options.ssh_wait).await {
