@@ -1,11 +1,11 @@
 //! The real API server client: kube-rs over mutual TLS, from a kubeconfig kos rendered.
 
 use crate::apply::{FIELD_MANAGER, Object, Outcome};
-use crate::{Connect, KubeApi, KubeError};
+use crate::{Connect, Eviction, KubeApi, KubeError};
 use http::Request;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, EvictParams, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use std::time::Duration;
@@ -151,6 +151,34 @@ impl KubeApi for KubeClient {
             .await
             .map(drop)
             .map_err(|e| describe(&e))
+    }
+
+    async fn cordon(&self, node: &str) -> Result<(), String> {
+        Api::<Node>::all(self.client.clone()).cordon(node).await.map(drop).map_err(|e| describe(&e))
+    }
+
+    async fn pods_on(&self, node: &str) -> Result<Vec<Pod>, String> {
+        let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        let list = Api::<Pod>::all(self.client.clone()).list(&params).await.map_err(|e| describe(&e))?;
+        Ok(list.items)
+    }
+
+    /// 429 is a disruption budget's refusal (asked again later); 404 a pod already gone.
+    async fn evict(&self, namespace: &str, pod: &str) -> Result<Eviction, String> {
+        match Api::<Pod>::namespaced(self.client.clone(), namespace).evict(pod, &EvictParams::default()).await {
+            Ok(_) => Ok(Eviction::Accepted),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Eviction::Gone),
+            Err(kube::Error::Api(status)) if status.code == 429 => Ok(Eviction::Refused(one_line(&status.message, 200))),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
+    async fn delete_node(&self, node: &str) -> Result<bool, String> {
+        match Api::<Node>::all(self.client.clone()).delete(node, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(e) => Err(describe(&e)),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! test gives it.
 
 use crate::apply::{Object, Outcome};
-use crate::{Connect, KubeApi, KubeError};
+use crate::{Connect, Eviction, KubeApi, KubeError};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
 use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, NodeSystemInfo, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -29,6 +29,15 @@ pub struct FakeKubeState {
     pub deployments: BTreeMap<String, Deployment>,
     /// How many times [`Connect::connect`] was asked.
     pub connects: usize,
+    /// Nodes cordoned, in order.
+    pub cordoned: Vec<String>,
+    /// Pods (`namespace/name`) whose next evictions are refused, as a disruption budget
+    /// would, and how many times.
+    pub refuse_evictions: BTreeMap<String, usize>,
+    /// Evictions accepted, in order (`namespace/name`); the pod is gone at once.
+    pub evicted: Vec<String>,
+    /// Node objects deleted, in order.
+    pub deleted_nodes: Vec<String>,
 }
 
 /// The double; clones share one state.
@@ -91,6 +100,18 @@ pub fn ready_pod(name: &str) -> Pod {
         status: Some(PodStatus { phase: Some("Running".into()), conditions: Some(vec![ready]), ..Default::default() }),
         ..Default::default()
     }
+}
+
+/// A running pod of `namespace` bound to `node`, controlled by an object of kind `owner`
+/// (`ReplicaSet`, `DaemonSet`, ...) or by nothing.
+pub fn pod_on(node: &str, namespace: &str, name: &str, owner: Option<&str>) -> Pod {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let mut pod = ready_pod(name);
+    pod.metadata.namespace = Some(namespace.into());
+    pod.spec = Some(k8s_openapi::api::core::v1::PodSpec { node_name: Some(node.into()), ..Default::default() });
+    pod.metadata.owner_references =
+        owner.map(|kind| vec![OwnerReference { kind: kind.into(), name: "owner".into(), controller: Some(true), ..Default::default() }]);
+    pod
 }
 
 /// A deployment with all its `replicas` ready.
@@ -162,5 +183,49 @@ impl KubeApi for FakeKube {
         let n = st.nodes.iter_mut().find(|n| n.metadata.name.as_deref() == Some(node)).ok_or(format!("nodes \"{node}\" not found"))?;
         n.metadata.labels.get_or_insert_with(Default::default).insert(key.into(), value.into());
         Ok(())
+    }
+
+    async fn cordon(&self, node: &str) -> Result<(), String> {
+        let mut st = self.state();
+        let n = st.nodes.iter_mut().find(|n| n.metadata.name.as_deref() == Some(node)).ok_or(format!("nodes \"{node}\" not found"))?;
+        n.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
+        st.cordoned.push(node.into());
+        Ok(())
+    }
+
+    async fn pods_on(&self, node: &str) -> Result<Vec<Pod>, String> {
+        let st = self.state();
+        let on = |p: &&Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node);
+        Ok(st.pods.values().flatten().filter(on).cloned().collect())
+    }
+
+    async fn evict(&self, namespace: &str, pod: &str) -> Result<Eviction, String> {
+        let mut st = self.state();
+        let key = format!("{namespace}/{pod}");
+        if let Some(left) = st.refuse_evictions.get_mut(&key)
+            && *left > 0
+        {
+            *left -= 1;
+            return Ok(Eviction::Refused("Cannot evict pod as it would violate the pod's disruption budget.".into()));
+        }
+        let Some(pods) = st.pods.get_mut(namespace) else { return Ok(Eviction::Gone) };
+        let before = pods.len();
+        pods.retain(|p| p.metadata.name.as_deref() != Some(pod));
+        if pods.len() == before {
+            return Ok(Eviction::Gone);
+        }
+        st.evicted.push(key);
+        Ok(Eviction::Accepted)
+    }
+
+    async fn delete_node(&self, node: &str) -> Result<bool, String> {
+        let mut st = self.state();
+        let before = st.nodes.len();
+        st.nodes.retain(|n| n.metadata.name.as_deref() != Some(node));
+        let deleted = st.nodes.len() < before;
+        if deleted {
+            st.deleted_nodes.push(node.into());
+        }
+        Ok(deleted)
     }
 }

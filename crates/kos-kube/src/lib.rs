@@ -9,11 +9,14 @@
 //!   before the first request, then applied in order.
 //! - [`health`]: the cluster as kos judges it ready (every node, the control plane,
 //!   CoreDNS), looked at once or waited for.
+//! - [`drain`]: a node leaving the cluster: cordoned, its pods evicted (disruption budgets
+//!   respected, a bounded wait that names the pod that blocks), its Node object deleted.
 
 #![forbid(unsafe_code)]
 
 pub mod apply;
 pub mod client;
+pub mod drain;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod health;
@@ -24,6 +27,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use apply::{Applied, Object, Outcome};
+pub use drain::Drained;
 pub use k8s_openapi::api::apps::v1::Deployment;
 pub use k8s_openapi::api::core::v1::{Node, Pod};
 
@@ -48,6 +52,26 @@ pub trait KubeApi: Send + Sync {
     fn deployment(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Deployment>, String>> + Send;
     /// Set one label on a node.
     fn label_node(&self, node: &str, key: &str, value: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Mark a node unschedulable (`spec.unschedulable`).
+    fn cordon(&self, node: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Every pod bound to a node, in every namespace.
+    fn pods_on(&self, node: &str) -> impl Future<Output = Result<Vec<Pod>, String>> + Send;
+    /// Ask the API server to evict one pod (the eviction subresource: the pod's disruption
+    /// budgets decide).
+    fn evict(&self, namespace: &str, pod: &str) -> impl Future<Output = Result<Eviction, String>> + Send;
+    /// Delete a Node object; `false` when there was none.
+    fn delete_node(&self, node: &str) -> impl Future<Output = Result<bool, String>> + Send;
+}
+
+/// What the API server said to an eviction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Eviction {
+    /// Accepted: the pod is being deleted.
+    Accepted,
+    /// The pod was already gone.
+    Gone,
+    /// Refused for now (HTTP 429: a disruption budget allows no disruption); its message.
+    Refused(String),
 }
 
 /// How the pipeline reaches an API server from a kubeconfig it rendered.
@@ -81,6 +105,9 @@ pub enum KubeError {
     /// A read the readiness check needs failed (`cannot list nodes: ...`).
     #[error("{0}")]
     Read(String),
+    /// A node's pods did not all go in time; each one still there, with why.
+    #[error("{node} was not drained within {} s: {}", waited.as_secs(), pods.join(", "))]
+    NotDrained { node: String, waited: Duration, pods: Vec<String> },
     /// The cluster did not become ready in time; each item that is not, with its reason.
     #[error("the cluster was not ready within {} s: {}", waited.as_secs(), missing.join("; "))]
     NotReadyInTime { waited: Duration, missing: Vec<String> },

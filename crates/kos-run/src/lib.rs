@@ -144,6 +144,9 @@ pub enum RunError {
     /// etcd's membership could not be changed as the settings ask (the message says why).
     #[error("{0}")]
     Etcd(String),
+    /// A removed node could not be drained, so its server stays (the message says why and what to do).
+    #[error("{0}")]
+    Drain(String),
     /// Everything ran, but not everywhere: the report names each failure once.
     #[error("{0} node problem(s) (above); the other nodes are done; run `kos up` again once they are fixed")]
     Nodes(usize),

@@ -149,12 +149,15 @@ pub async fn plan<C: Cloud, R: Reach, K: Connect>(
     kos_core::plan::check_control_plane_change(settings, &observed).map_err(|e| RunError::Invalid(e.to_string()))?;
     let plan = plan_for(settings, &observed)?;
     let mut report = PlanReport { cloud: cloud_changes(cloud, settings, &plan, &survey, &have, &resolved).await?, ..Default::default() };
-    // A removed master's etcd member goes first, as `kos up` does it.
+    // A removed node is drained, then a removed master's etcd member goes, before their
+    // servers, as `kos up` does it.
+    let leaving = kos_core::plan::membership::removed_nodes(settings, &observed);
     let removed = kos_core::plan::membership::removed_masters(settings, &observed);
-    report.cloud.splice(
-        0..0,
-        removed.iter().map(|m| format!("remove {m}'s etcd member (one at a time, a healthy majority kept), before its server")),
-    );
+    let first = leaving
+        .iter()
+        .map(|n| format!("drain {n} (cordon, evict its pods, delete its Node object), before its server"))
+        .chain(removed.iter().map(|m| format!("remove {m}'s etcd member (one at a time, a healthy majority kept), before its server")));
+    report.cloud.splice(0..0, first);
     // Nodes whose server is missing or has no address yet are provisioned from scratch.
     let missing = plan.nodes_without_address();
     for n in plan.nodes.iter().filter(|n| !have.servers.contains_key(&n.name) || missing.contains(&n.name.as_str())) {

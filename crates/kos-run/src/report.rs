@@ -40,6 +40,8 @@ pub struct UpReport {
     pub nodes: Vec<NodeOutcome>,
     /// What happened to the admin kubeconfig in the user's kubeconfig file.
     pub kubeconfig: Option<String>,
+    /// The nodes removed from the settings, drained before their servers were deleted.
+    pub drained: Vec<kos_kube::Drained>,
     /// Every add-on object applied, and what the apply did.
     pub addons: Vec<Applied>,
     /// What the cluster showed when kos judged it ready.
@@ -80,6 +82,7 @@ impl UpReport {
             notes: Vec::new(),
             nodes: Vec::new(),
             kubeconfig: None,
+            drained: Vec::new(),
             addons: Vec::new(),
             ready: Vec::new(),
             verified: Vec::new(),

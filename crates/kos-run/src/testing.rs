@@ -21,12 +21,21 @@ use std::time::Duration;
 /// and a local artifact folder `dir/artifacts` (filled by [`with_binaries`] for the tests
 /// that need it; nothing is fetched from the internet).
 pub fn settings(dir: &Path) -> Settings {
+    settings_with(dir, &["worker-1", "worker-2"])
+}
+
+/// The test settings (cluster `demo`, master-1 with a floating IP) with these workers.
+pub fn settings_with(dir: &Path, workers: &[&str]) -> Settings {
     std::fs::write(dir.join("id_kos"), "a key\n").unwrap();
-    let text = "cluster: {name: demo}\n\
+    let mut text = "cluster: {name: demo}\n\
         cloud: {image: tiny, flavor: m1.tiny, network: net, router: router, floating_ip_pool: public, key_name: kos-key}\n\
         ssh: {user: debian, private_key: id_kos}\n\
         artifacts: {source: local, dir: ./artifacts}\n\
-        nodes:\n  - {name: master-1, role: master, floating_ip: true}\n  - {name: worker-1, role: worker}\n  - {name: worker-2, role: worker}\n";
+        nodes:\n  - {name: master-1, role: master, floating_ip: true}\n"
+        .to_string();
+    for w in workers {
+        text.push_str(&format!("  - {{name: {w}, role: worker}}\n"));
+    }
     let file = dir.join("settings.yaml");
     std::fs::write(&file, text).unwrap();
     Settings::load(&file).unwrap()
@@ -40,6 +49,7 @@ pub fn options(phases: &[Phase]) -> UpOptions {
         ready_wait: Duration::from_secs(30),
         parallel: 10,
         kubeconfig: None,
+        drain_wait: Some(Duration::from_secs(30)),
     }
 }
 
@@ -148,13 +158,23 @@ pub async fn run<R: Reach>(
     reach: &R,
     kube: &FakeKube,
 ) -> (UpReport, Result<(), RunError>, Vec<String>) {
-    let settings = settings(dir);
-    let state = LocalState::for_settings(Some(&dir.join(".kos")), &settings);
-    let options = options(phases);
+    run_with(dir, &settings(dir), &options(phases), cloud, reach, kube).await
+}
+
+/// [`run`] with these settings and options.
+pub async fn run_with<R: Reach>(
+    dir: &Path,
+    settings: &Settings,
+    options: &UpOptions,
+    cloud: &FakeCloud,
+    reach: &R,
+    kube: &FakeKube,
+) -> (UpReport, Result<(), RunError>, Vec<String>) {
+    let state = LocalState::for_settings(Some(&dir.join(".kos")), settings);
     let heard = Heard::default();
-    let local = local_inputs(&settings, &options).await.unwrap();
+    let local = local_inputs(settings, options).await.unwrap();
     let systems = Systems { cloud, reach, kube, reporter: &heard };
-    let (report, result) = up(&settings, &state, &options, &local, systems).await;
+    let (report, result) = up(settings, &state, options, &local, systems).await;
     conforms(&report);
     let lines = heard.0.into_inner().unwrap();
     (report, result, lines)

@@ -41,6 +41,9 @@ pub struct UpOptions {
     /// The user's kubeconfig file, into which the admin kubeconfig is merged as context
     /// `kos-<cluster>` once the `kubernetes` phase has run; `None`: not merged.
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// How long to wait for a removed node's pods to go; `None`: removed nodes are not
+    /// drained (their servers are deleted with whatever runs on them).
+    pub drain_wait: Option<Duration>,
 }
 
 impl UpOptions {
@@ -281,6 +284,14 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             view.have = apply::discover(cloud, &settings.cluster.name).await?;
             view.plan = plan_for(settings, &view.have.observed(Some(view.resolved.subnet.cidr)))?;
         }
+        // A removed node is drained, and its Node object deleted, before its server goes.
+        let leaving = kos_core::plan::membership::removed_nodes(settings, &view.have.observed(None))
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        if !leaving.is_empty() {
+            self.drain(view, &leaving).await?;
+        }
         // A removed master's etcd member goes before its server does.
         let removed = kos_core::plan::membership::removed_masters(settings, &view.have.observed(None))
             .into_iter()
@@ -305,6 +316,49 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             view.router = None;
         }
         self.timed("instances", t);
+        Ok(())
+    }
+
+    /// The nodes the settings removed, one at a time, through the API server: cordoned,
+    /// their pods evicted (their disruption budgets respected), their Node objects deleted.
+    /// Refused, before any server is deleted, when the API server does not answer or a pod
+    /// does not go in time; `--no-drain` deletes the servers without it.
+    async fn drain(&mut self, view: &CloudView, leaving: &[String]) -> Result<(), RunError> {
+        let t = Instant::now();
+        let names = leaving.join(", ");
+        let Some(wait) = self.options.drain_wait else {
+            self.line(&format!("drain: skipped for {names} (--no-drain): their pods go with their servers"));
+            return Ok(());
+        };
+        // No cluster CA here: no Kubernetes was made from this state, so there is nothing to drain.
+        if self.state.pki().ca_cert_pem(kos_core::plan::CaId::Cluster).is_err() {
+            self.line(&format!("drain: skipped for {names}: {} holds no cluster CA", self.state.dir.join("pki").display()));
+            return Ok(());
+        }
+        let observed = view.have.observed(Some(view.resolved.subnet.cidr));
+        let kubeconfig = crate::files::admin_kubeconfig(self.settings, self.state, &observed, &view.plan)?;
+        let fix = "bring the API server back and run `kos up` again, or run `kos up --no-drain` to delete their servers with whatever runs on them";
+        let reporter = self.systems.reporter;
+        reporter.wait_started("drain: waiting for the API server to answer /readyz", self.options.api_wait);
+        let api = self.systems.kube.connect(&kubeconfig, self.options.api_wait).await;
+        reporter.wait_finished();
+        let api = api.map_err(|e| RunError::Drain(format!("cannot drain {names} before deleting their servers: {e}; {fix}")))?;
+        for node in leaving {
+            reporter.wait_started(&format!("drain: evicting {node}'s pods"), wait);
+            let drained = kos_kube::drain::drain(&api, node, wait, |waiting| reporter.wait_progress(waiting)).await;
+            reporter.wait_finished();
+            let drained = drained.map_err(|e| {
+                RunError::Drain(format!(
+                    "{e}; its server stays: free what blocks (a PodDisruptionBudget that allows no disruption: scale its workload up) and run `kos up` again, or `kos up --no-drain`"
+                ))
+            })?;
+            self.line(&format!("drain: {drained}"));
+            if drained.registered {
+                self.report.changes += 1;
+            }
+            self.report.drained.push(drained);
+        }
+        self.timed("drain", t);
         Ok(())
     }
 

@@ -113,6 +113,13 @@ pub struct UpArgs {
     /// Nodes provisioned at the same time.
     #[arg(long, default_value_t = 10)]
     pub parallel: usize,
+    /// Seconds to wait for a node removed from the settings to be drained (its pods evicted,
+    /// their PodDisruptionBudgets respected) before its server is deleted.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub drain_wait: u64,
+    /// Delete removed nodes' servers without draining them (when the API server is lost).
+    #[arg(long)]
+    pub no_drain: bool,
     /// `text` for people; `json`: the run's report (docs/up-report.md) on stdout, and no
     /// progress lines.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]

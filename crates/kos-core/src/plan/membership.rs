@@ -60,11 +60,23 @@ pub fn etcd_starts(settings: &Settings, observed: &Observed) -> BTreeMap<String,
 /// The running masters the settings no longer name: their etcd members are removed (one at
 /// a time, quorum kept) before their servers are deleted.
 pub fn removed_masters<'a>(settings: &Settings, observed: &'a Observed) -> Vec<&'a str> {
+    removed(settings, observed, Some(Role::Master))
+}
+
+/// The nodes, of any role, whose servers are running but that the settings no longer list:
+/// each is drained before its server goes.
+pub fn removed_nodes<'a>(settings: &Settings, observed: &'a Observed) -> Vec<&'a str> {
+    removed(settings, observed, None)
+}
+
+fn removed<'a>(settings: &Settings, observed: &'a Observed, role: Option<Role>) -> Vec<&'a str> {
     observed
         .nodes
         .iter()
         .filter(|(name, o)| {
-            o.server_id.is_some() && o.role.as_deref() == Some(Role::Master.as_str()) && !settings.nodes.iter().any(|n| &n.name == *name)
+            o.server_id.is_some()
+                && role.is_none_or(|r| o.role.as_deref() == Some(r.as_str()))
+                && !settings.nodes.iter().any(|n| &n.name == *name)
         })
         .map(|(name, _)| name.as_str())
         .collect()

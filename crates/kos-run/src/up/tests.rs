@@ -10,7 +10,7 @@ use super::*;
 use crate::report::UpReport;
 use crate::testing::{Answer, NoAnswer, run, validator};
 use kos_cloud::fake::FakeCloud;
-use kos_kube::fake::FakeKube;
+use kos_kube::fake::{FakeKube, pod_on};
 
 fn steps(report: &UpReport) -> Vec<&str> {
     report.timings.iter().map(|t| t.step.as_str()).collect()
@@ -282,4 +282,96 @@ async fn a_run_stopped_by_the_routes_phase_reports_what_it_made_and_the_next_run
     assert_eq!(made.len(), 3, "{made:?}");
     assert!(made.iter().all(|c| c.starts_with("add route ")), "{made:?}");
     assert!(report.cloud.iter().all(|c| c.phase == Phase::Network));
+}
+
+/// A cloud with the test settings' three servers and an API server that has them Ready,
+/// the PKI made (the instances and add-ons phases run).
+async fn serving_three(dir: &std::path::Path) -> (FakeCloud, FakeKube) {
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    run(dir, &[Phase::Instances, Phase::Addons], &cloud, &Answer::default(), &kube).await.1.unwrap();
+    (cloud, kube)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_removed_from_the_settings_is_drained_and_its_node_object_deleted_before_its_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, kube) = serving_three(dir.path()).await;
+    let options = crate::testing::options(&[Phase::Instances]);
+    kube.state()
+        .pods
+        .entry("default".into())
+        .or_default()
+        .extend([pod_on("worker-2", "default", "web-1", Some("ReplicaSet")), pod_on("worker-1", "default", "web-2", Some("ReplicaSet"))]);
+    let server = |name: &str| cloud.state.lock().unwrap().servers.values().any(|s| s.name == format!("demo-{name}"));
+    assert!(server("worker-2"));
+
+    // A disruption budget that never allows the eviction: the drain names the pod, and the
+    // server stays.
+    kube.state().refuse_evictions.insert("default/web-1".into(), usize::MAX);
+    let two = crate::testing::settings_with(dir.path(), &["worker-1"]);
+    // `kos plan` says it first (it renders the nodes' files: it needs the artifact set).
+    if crate::testing::with_binaries(dir.path()).is_some() {
+        let state = LocalState::for_settings(Some(&dir.path().join(".kos")), &two);
+        let heard = crate::testing::Heard::default();
+        let looks = crate::plan::Looks {
+            cloud: &cloud,
+            reach: &Answer::default(),
+            kube: &kube,
+            reporter: &heard,
+            ssh_wait: Duration::from_secs(1),
+        };
+        let planned = crate::plan::plan(&two, &state, looks).await.unwrap();
+        assert_eq!(planned.cloud[0], "drain worker-2 (cordon, evict its pods, delete its Node object), before its server");
+        assert!(planned.cloud[1].starts_with("remove worker-2 (no longer in the settings"), "{:#?}", planned.cloud);
+    }
+    let (report, result, _) = crate::testing::run_with(dir.path(), &two, &options, &cloud, &Answer::default(), &kube).await;
+    let e = result.unwrap_err().to_string();
+    assert!(
+        e.starts_with("worker-2 was not drained within 30 s: default/web-1 (eviction refused: Cannot evict pod as it would violate"),
+        "{e}"
+    );
+    assert!(e.contains("its server stays") && e.contains("`kos up --no-drain`"), "{e}");
+    assert!(server("worker-2") && report.cloud.is_empty(), "{:#?}", report.cloud);
+    assert_eq!(kube.state().cordoned, ["worker-2"]);
+    assert_eq!(report.error.as_deref(), Some(e.as_str()));
+
+    // The budget allows it again (after two refusals): the pod goes, then the Node object,
+    // then the server.
+    kube.state().refuse_evictions.insert("default/web-1".into(), 2);
+    let (report, result, lines) = crate::testing::run_with(dir.path(), &two, &options, &cloud, &Answer::default(), &kube).await;
+    result.unwrap();
+    assert_eq!(kube.state().evicted, ["default/web-1"]);
+    assert_eq!(kube.state().deleted_nodes, ["worker-2"]);
+    assert!(!server("worker-2") && server("worker-1"));
+    let drained = lines.iter().position(|l| l == "drain: worker-2: cordoned, 1 pod(s) evicted, Node object deleted");
+    let deleted = lines.iter().position(|l| l.starts_with("instances: remove worker-2 (no longer in the settings"));
+    assert!(drained.is_some() && deleted.is_some() && drained < deleted, "{lines:#?}");
+    assert_eq!(report.drained.len(), 1);
+    assert!(report.drained[0].registered && report.drained[0].evicted == ["default/web-1"]);
+
+    // Nothing left to drain: a rerun changes nothing.
+    let (report, result, _) = crate::testing::run_with(dir.path(), &two, &options, &cloud, &Answer::default(), &kube).await;
+    result.unwrap();
+    assert_eq!((report.changes, report.drained.len()), (0, 0), "{report:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_drain_deletes_a_removed_workers_server_without_the_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, kube) = serving_three(dir.path()).await;
+    kube.state().not_ready = Some("connection refused".into());
+    let two = crate::testing::settings_with(dir.path(), &["worker-1"]);
+    let mut options = crate::testing::options(&[Phase::Instances]);
+    // The API server is down: refused, naming both ways on.
+    let (_, result, _) = crate::testing::run_with(dir.path(), &two, &options, &cloud, &Answer::default(), &kube).await;
+    let e = result.unwrap_err().to_string();
+    assert!(e.starts_with("cannot drain worker-2 before deleting their servers: the API server at"), "{e}");
+    assert!(e.ends_with("or run `kos up --no-drain` to delete their servers with whatever runs on them"), "{e}");
+    options.drain_wait = None;
+    let (report, result, lines) = crate::testing::run_with(dir.path(), &two, &options, &cloud, &Answer::default(), &kube).await;
+    result.unwrap();
+    assert!(lines.contains(&"drain: skipped for worker-2 (--no-drain): their pods go with their servers".to_string()), "{lines:#?}");
+    assert!(report.cloud.iter().any(|c| c.change.starts_with("remove worker-2 (no longer in the settings")), "{:#?}", report.cloud);
+    assert!(kube.state().deleted_nodes.is_empty());
 }

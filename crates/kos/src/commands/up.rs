@@ -25,6 +25,7 @@ pub fn up(args: &UpArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Pri
         api_wait: Duration::from_secs(args.api_wait),
         ready_wait: Duration::from_secs(args.ready_wait),
         parallel: args.parallel,
+        drain_wait: (!args.no_drain).then(|| Duration::from_secs(args.drain_wait)),
         kubeconfig: match kos_run::kubeconfig::admin_kubeconfig_path() {
             Ok(path) => Some(path),
             Err(e) => {

@@ -396,13 +396,20 @@ fn one_master_grows_to_three_behind_a_vip_keeps_serving_when_the_vip_holder_stop
     eprintln!("the API through the shrink: {api:?}");
     let members = etcd_health(&c, "master-1");
     assert_eq!((members.len(), healthy(&members)), (1, 1), "etcd: {members:?}");
-    // The three nodes kept are Ready. The removed masters' Node objects stay (NotReady once
-    // the node controller's grace is over): kos does not delete Node objects yet (the
-    // scale-down work of the day-two issue), so they are not counted here.
-    let ready = ready_nodes(&c);
-    for kept in ["master-1", "worker-1", "worker-2"] {
-        assert!(ready.iter().any(|n| n == kept), "{kept} Ready: {}", c.kubectl(&["get", "nodes"]).1);
-    }
+    // Each removed master was drained and its Node object deleted before its server went:
+    // the cluster has the three nodes kept, Ready.
+    let drained: Vec<(&str, bool)> = report["drained"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| (d["node"].as_str().unwrap_or_default(), d["registered"] == true))
+        .collect();
+    assert_eq!(drained, [("master-2", true), ("master-3", true)], "{report:#}");
+    let mut ready = ready_nodes(&c);
+    ready.sort();
+    assert_eq!(ready, ["master-1", "worker-1", "worker-2"], "{}", c.kubectl(&["get", "nodes"]).1);
+    let (_, names, _) = c.kubectl(&["get", "nodes", "-o", "name"]);
+    assert_eq!(names.split_whitespace().count(), 3, "no Node object of a removed master is left: {names}");
     std::fs::write(&settings, &one).expect("settings");
     let again = c.kos_ok(&["up", "-o", "json"]);
     let report = again.report();

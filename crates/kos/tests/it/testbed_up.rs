@@ -366,7 +366,124 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     assert_eq!(ready["status"], "True", "{ready}");
     assert_node(&c, &nodes[1], &status["worker-1"], &UNITS);
 
+    // 8. worker-2 taken out of the settings while it runs pods: drained first (its pods
+    // evicted one at a time as their PodDisruptionBudget allows, and made again on worker-1),
+    // its Node object deleted, then its server, port and route; nothing of it is left.
+    worker_removed_is_drained_before_its_server_goes(&c, &status["worker-2"]);
+
     c.destroy();
+}
+
+/// Step 8 of the cluster scenario: two replicas behind a PodDisruptionBudget that keeps one
+/// available, both on worker-2 (worker-1 cordoned while they are scheduled), and the bare
+/// pod `bb-worker-2`; then worker-2 leaves the settings.
+fn worker_removed_is_drained_before_its_server_goes(c: &Cluster, worker_2: &StatusRow) {
+    let kept = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: kept}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: kept}}}}\n  \
+         template:\n    metadata: {{labels: {{app: kept}}}}\n    spec:\n      terminationGracePeriodSeconds: 2\n      \
+         containers:\n      - name: web\n        image: {BUSYBOX}\n        imagePullPolicy: IfNotPresent\n        \
+         command: [sh, -c, 'exec httpd -f -p 8080 -h /etc']\n        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}\n---\n\
+         apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: kept}}\nspec:\n  minAvailable: 1\n  selector: {{matchLabels: {{app: kept}}}}\n"
+    );
+    let file = c.dir.path().join("kept.yaml");
+    std::fs::write(&file, kept).expect("written");
+    c.kubectl_ok(&["cordon", "worker-1"]);
+    c.kubectl_ok(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+    c.kubectl_ok(&["rollout", "status", "deployment/kept", "--timeout=120s"]);
+    c.kubectl_ok(&["uncordon", "worker-1"]);
+    let placed = |c: &Cluster| -> Vec<(String, String, bool)> {
+        let pods = c.kubectl_json(&["get", "pods", "-l", "app=kept"]);
+        pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let ready =
+                    p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+                (
+                    p["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                    p["spec"]["nodeName"].as_str().unwrap_or_default().to_owned(),
+                    ready,
+                )
+            })
+            .collect()
+    };
+    let before = placed(c);
+    assert!(before.len() == 2 && before.iter().all(|(_, node, ready)| node == "worker-2" && *ready), "{before:?}");
+
+    // While kos runs, the Deployment's Ready replicas are counted every half second: the
+    // budget keeps one at every look.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, kubeconfig, context) = (stop.clone(), c.kubeconfig(), format!("kos-{}", c.name));
+        std::thread::spawn(move || {
+            let mut fewest = usize::MAX;
+            let mut looks = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = Command::new(artifact_set().join("bin/kubectl"))
+                    .env("KUBECONFIG", &kubeconfig)
+                    .args([
+                        "--context",
+                        &context,
+                        "get",
+                        "deployment",
+                        "kept",
+                        "-o",
+                        "jsonpath={.status.readyReplicas}",
+                        "--request-timeout=5s",
+                    ])
+                    .output();
+                if let Ok(out) = out
+                    && out.status.success()
+                {
+                    looks += 1;
+                    fewest = fewest.min(text(&out.stdout).trim().parse().unwrap_or(0));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            (looks, fewest)
+        })
+    };
+    let settings = c.dir.path().join("settings.yaml");
+    let full = std::fs::read_to_string(&settings).expect("settings");
+    let without = full.replace("  - {name: worker-2, role: worker, floating_ip: false}\n", "");
+    assert_ne!(without, full, "worker-2's line is where the harness writes it");
+    std::fs::write(&settings, &without).expect("settings");
+    let plan = c.kos(&["plan"]);
+    let removed = c.kos(&["up", "-o", "json"]);
+    // The settings back before any assertion: a cluster dropped with a failed test is
+    // destroyed by them.
+    std::fs::write(&settings, &full).expect("settings");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (looks, fewest) = watcher.join().expect("the watcher");
+    assert!(plan.stdout.contains("drain worker-2 (cordon, evict its pods, delete its Node object), before its server"), "{}", plan.stdout);
+    assert!(removed.ok(), "{}\n{}", removed.stdout, removed.stderr);
+    let report = removed.report();
+    let drained = &report["drained"];
+    eprintln!("worker-2 removed in {:.1} s; drained: {drained}; Ready replicas of kept: at least {fewest} in {looks} looks", removed.secs);
+    assert_eq!(drained.as_array().map(Vec::len), Some(1), "{report:#}");
+    assert_eq!((drained[0]["node"].as_str(), drained[0]["registered"].as_bool()), (Some("worker-2"), Some(true)), "{report:#}");
+    let evicted: Vec<&str> = drained[0]["evicted"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
+    for (pod, _, _) in &before {
+        assert!(evicted.contains(&format!("default/{pod}").as_str()), "{pod} evicted: {evicted:?}");
+    }
+    assert_eq!(drained[0]["unmanaged"], serde_json::json!(["default/bb-worker-2"]), "the bare pod is said to be lost: {report:#}");
+    assert!(looks >= 5 && fewest >= 1, "the budget kept a replica Ready throughout ({looks} looks, fewest {fewest})");
+    assert_eq!(UpFacts(&report).cloud_changes("remove worker-2 (no longer in the settings"), 1, "{report:#}");
+    // The replicas run on worker-1 now; the Node object, the server, its port and its route are gone.
+    let after = placed(c);
+    assert!(after.len() == 2 && after.iter().all(|(_, node, ready)| node == "worker-1" && *ready), "{after:?}");
+    let (_, nodes, _) = c.kubectl(&["get", "nodes", "-o", "name"]);
+    assert_eq!(nodes.split_whitespace().collect::<Vec<_>>(), ["node/master-1", "node/worker-1"], "{nodes}");
+    let servers = openstack_ok(&["server", "list", "-f", "value", "-c", "Name", "--name", &format!("^{}-", c.name)]);
+    assert!(!servers.contains("worker-2"), "{servers}");
+    assert!(!c.ports_named().iter().any(|(_, name, _)| name.ends_with("-worker-2")), "{:?}", c.ports_named());
+    let routes = openstack_ok(&["router", "show", "demo-router", "-f", "json", "-c", "routes"]);
+    assert!(!routes.contains(&format!("\"{}\"", worker_2.pod_cidr)), "worker-2's route {} is gone: {routes}", worker_2.pod_cidr);
+    std::fs::write(&settings, &without).expect("settings");
+    let again = c.kos_ok(&["up", "-o", "json"]);
+    std::fs::write(&settings, &full).expect("settings");
+    assert_eq!(UpFacts(&again.report()).changes(), 0, "nothing left to drain or delete: {:#}", again.report());
 }
 
 #[test]
