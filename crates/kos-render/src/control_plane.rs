@@ -31,7 +31,7 @@ const AUTHENTICATION_CONFIG: &str = "/etc/kubernetes/authentication-config.yaml"
 const ADMISSION_CONFIG: &str = "/etc/kubernetes/admission-config.yaml";
 const AUDIT_LOG_DIR: &str = "/var/log/kubernetes/audit";
 /// etcd's data directory on a master (0700: the kubelet's unit makes it so, see kubelet.service.j2).
-pub(crate) const ETCD_DATA: &str = "/var/lib/etcd";
+pub const ETCD_DATA: &str = "/var/lib/etcd";
 
 /// etcd image tag: the newest patch of the 3.7 series kubeadm 1.37 pairs (3.7.0-0); the
 /// API servers of 1.35 and 1.36 support it too (their minimum is 3.5.24).

@@ -112,7 +112,7 @@ struct Status {
     total_size: u64,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -191,7 +191,7 @@ fn files_under(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 }
 
 /// The archive's bytes: the manifest, then each entry, every one mode 0600.
-fn archive(manifest: &Manifest, contents: &[(String, Vec<u8>)], mtime: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn archive(manifest: &Manifest, contents: &[(String, Vec<u8>)], mtime: u64) -> std::io::Result<Vec<u8>> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let json = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;

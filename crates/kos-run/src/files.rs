@@ -50,6 +50,27 @@ pub fn render_tree(
 /// The admin kubeconfig, from the cluster's PKI, which it reads and never changes: a
 /// kubeconfig for a CA that no cluster trusts would only mislead.
 pub fn admin_kubeconfig(settings: &Settings, state: &LocalState, observed: &Observed, plan: &ClusterPlan) -> Result<String, RunError> {
+    local_kubeconfig(Kind::AdminKubeconfig, settings, state, observed, plan)
+}
+
+/// The super-admin kubeconfig (`system:masters`: it needs no binding from etcd), as
+/// [`admin_kubeconfig`].
+pub fn super_admin_kubeconfig(
+    settings: &Settings,
+    state: &LocalState,
+    observed: &Observed,
+    plan: &ClusterPlan,
+) -> Result<String, RunError> {
+    local_kubeconfig(Kind::SuperAdminKubeconfig, settings, state, observed, plan)
+}
+
+fn local_kubeconfig(
+    kind: Kind,
+    settings: &Settings,
+    state: &LocalState,
+    observed: &Observed,
+    plan: &ClusterPlan,
+) -> Result<String, RunError> {
     let pki = state.pki();
     if pki.ca_cert_pem(CaId::Cluster).is_err() {
         return Err(RunError::Invalid(format!(
@@ -63,6 +84,6 @@ pub fn admin_kubeconfig(settings: &Settings, state: &LocalState, observed: &Obse
         e @ RenderError::AddressUnknown { .. } => RunError::Invalid(e.to_string()),
         other => RunError::Other(anyhow::Error::new(other).context("cannot render the admin kubeconfig")),
     })?;
-    let admin = files.into_iter().find(|f| f.kind == Kind::AdminKubeconfig).context("kos rendered no admin kubeconfig (a bug in kos)")?;
-    Ok(admin.contents)
+    let file = files.into_iter().find(|f| f.kind == kind).with_context(|| format!("kos rendered no {kind:?} (a bug in kos)"))?;
+    Ok(file.contents)
 }

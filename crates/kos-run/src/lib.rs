@@ -20,6 +20,7 @@ pub mod nodes;
 pub mod ops;
 pub mod plan;
 pub mod report;
+pub mod restore;
 pub mod state;
 pub mod status;
 #[cfg(test)]

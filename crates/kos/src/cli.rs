@@ -42,6 +42,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Write an archive of the cluster (an etcd snapshot, its PKI, kos's state and settings), mode 0600.
     Backup(BackupArgs),
+    /// Put the cluster's objects back from a `kos backup` archive: every master's etcd restored, the workers kept.
+    Restore(RestoreArgs),
     /// Ansible dynamic inventory of the cluster (`ansible -i` a script calling `kos inventory "$@"`).
     Inventory(InventoryArgs),
     /// Delete everything the cluster owns in the cloud (shows it first; asks unless --yes).
@@ -171,6 +173,27 @@ pub struct BackupArgs {
     /// Seconds to wait for each master's SSH to answer.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub ssh_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub settings: SettingsArg,
+    /// The archive `kos backup` wrote.
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Seconds to wait for each master's SSH to answer.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub ssh_wait: u64,
+    /// Seconds to wait for the API server once the control plane is back.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub api_wait: u64,
+    /// Seconds to wait, then, for every node, the control plane and CoreDNS to be Ready.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub ready_wait: u64,
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,7 @@ fn main() {
         },
         Command::Status(args) => commands::status(args, tls, printer),
         Command::Backup(args) => commands::backup(args, tls, printer),
+        Command::Restore(args) => commands::restore(args, tls, printer),
         Command::Inventory(args) => commands::inventory(args, tls, printer),
         Command::Destroy(args) => commands::destroy(args, tls, printer),
         Command::Expose(args) => commands::expose(args, tls, printer),

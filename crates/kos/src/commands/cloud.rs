@@ -51,7 +51,7 @@ pub fn destroy(args: &DestroyArgs, tls: ConnectOptions, printer: Printer) -> Res
         } else {
             printer.data(format!("kos destroy will delete from cloud {}:", cloud.name()));
             found.lines().iter().for_each(|line| printer.data(format!("  {line}")));
-            if !args.yes && !confirm(&settings.cluster.name, printer)? {
+            if !args.yes && !confirm("destroy", &settings.cluster.name, "delete all of this", printer)? {
                 return Err(CommandError::Invalid("not confirmed; nothing was deleted".into()));
             }
             kos_run::ops::destroy(&cloud, &settings, &found).await?;
@@ -63,13 +63,14 @@ pub fn destroy(args: &DestroyArgs, tls: ConnectOptions, printer: Printer) -> Res
     })
 }
 
-/// Ask on the terminal; without one, refuse (use --yes).
-fn confirm(cluster: &str, printer: Printer) -> Result<bool, CommandError> {
+/// Ask on the terminal for the cluster's name before `command` does `what`; without a
+/// terminal, refuse (use --yes).
+pub(super) fn confirm(command: &str, cluster: &str, what: &str, printer: Printer) -> Result<bool, CommandError> {
     use std::io::{BufRead, IsTerminal};
     if !std::io::stdin().is_terminal() {
-        return Err(CommandError::Invalid("kos destroy needs --yes when not run on a terminal".into()));
+        return Err(CommandError::Invalid(format!("kos {command} needs --yes when not run on a terminal")));
     }
-    printer.prompt(&format!("type the cluster's name ({cluster}) to delete all of this: "));
+    printer.prompt(&format!("type the cluster's name ({cluster}) to {what}: "));
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).context("cannot read the answer")?;
     Ok(line.trim() == cluster)

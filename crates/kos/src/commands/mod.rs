@@ -15,7 +15,7 @@ pub use cloud::{check, destroy, expose, inventory};
 pub use kubeconfig::kubeconfig;
 pub use plan::plan;
 pub use render::render;
-pub use status::{backup, status};
+pub use status::{backup, restore, status};
 pub use up::up;
 pub use validate::validate;
 

@@ -300,7 +300,11 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     assert!(plan.stdout.contains("nothing to change: the cluster matches the settings"), "{}", plan.stdout);
 
     // 6b. `kos backup`: an archive, 0600, whose snapshot holds an object made just before.
-    backup_holds_the_clusters_objects_and_pki(&c);
+    let archive = backup_holds_the_clusters_objects_and_pki(&c);
+
+    // 6c. `kos restore` of it after the namespace was deleted: its objects are back, what was
+    // made after the backup is not, the encrypted Secret reads, the workers were not rebuilt.
+    restore_brings_back_what_the_backup_held(&c, &archive);
 
     // 7. A reboot of a worker from inside (`systemctl reboot`; the test hypervisor boots it
     // again): the node is Ready again, and a Deployment's pod runs and serves on it again.
@@ -612,9 +616,18 @@ fn up_killed_at_any_point_converges_when_run_again_and_destroy_leaves_nothing() 
 /// the test bed's build of the pinned etcd) are what the manifest says; its PKI is the
 /// state folder's; and an etcd started here on the restored snapshot (loopback of the test's
 /// namespace, a throw-away data folder) holds a ConfigMap made just before the backup.
-fn backup_holds_the_clusters_objects_and_pki(c: &Cluster) {
+/// The namespace `kept` full of objects (a ConfigMap `marker`, twenty more, a Secret), then
+/// `kos backup`; the archive's path.
+fn backup_holds_the_clusters_objects_and_pki(c: &Cluster) -> std::path::PathBuf {
     c.kubectl_ok(&["create", "namespace", "kept"]);
     c.kubectl_ok(&["-n", "kept", "create", "configmap", "marker", "--from-literal=word=kos-backup-marker"]);
+    let many: Vec<String> = (1..=20)
+        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}, namespace: kept}}\ndata: {{i: \"{i}\"}}\n"))
+        .collect();
+    let file = c.dir.path().join("kept.yaml");
+    std::fs::write(&file, many.join("---\n")).expect("written");
+    c.kubectl_ok(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+    c.kubectl_ok(&["-n", "kept", "create", "secret", "generic", "kept-secret", "--from-literal=password=correct-horse"]);
     let archive = c.dir.path().join("backup.tar.gz");
     let run = c.kos_ok(&["backup", "-o", archive.to_str().expect("utf-8 path")]);
     eprintln!("kos backup ({:.1} s):\n{}", run.secs, run.stdout);
@@ -694,4 +707,55 @@ fn backup_holds_the_clusters_objects_and_pki(c: &Cluster) {
     let _ = etcd.kill();
     let _ = etcd.wait();
     assert!(text(&value).contains("kos-backup-marker"), "{key} in the restored snapshot: {:?}", text(&value));
+    archive
+}
+
+/// Step 6c of the cluster scenario.
+fn restore_brings_back_what_the_backup_held(c: &Cluster, archive: &Path) {
+    let pods_before = c.kubectl_json(&["get", "pods", "-o", "json"]);
+    let uid = |pods: &serde_json::Value, name: &str| {
+        pods["items"].as_array().into_iter().flatten().find(|p| p["metadata"]["name"] == name).map(|p| p["metadata"]["uid"].clone())
+    };
+    c.kubectl_ok(&["-n", "kept", "create", "configmap", "after-the-backup", "--from-literal=x=y"]);
+    c.kubectl_ok(&["delete", "namespace", "kept", "--timeout=120s"]);
+    let (gone, _, _) = c.kubectl(&["get", "namespace", "kept"]);
+    assert!(!gone, "the namespace is deleted");
+    let run = c.kos(&["restore", "--yes", archive.to_str().expect("utf-8 path")]);
+    eprintln!("kos restore ({:.1} s):\n{}\n{}", run.secs, run.stdout, run.stderr);
+    assert!(run.ok(), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("master-1: etcd restored; its data from before is kept in /var/lib/kos-etcd-before-restore/"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("ready: 3 node(s) Ready"), "{}", run.stdout);
+    let names = c.kubectl_ok(&["-n", "kept", "get", "configmaps", "-o", "name"]);
+    let names: Vec<&str> = names.split_whitespace().filter(|n| *n != "configmap/kube-root-ca.crt").collect();
+    assert_eq!(names.len(), 21, "marker and cm-1..cm-20 are back: {names:?}");
+    assert!(names.contains(&"configmap/marker") && names.contains(&"configmap/cm-20"), "{names:?}");
+    assert!(!names.contains(&"configmap/after-the-backup"), "made after the backup: {names:?}");
+    let word = c.kubectl_ok(&["-n", "kept", "get", "configmap", "marker", "-o", "jsonpath={.data.word}"]);
+    assert_eq!(word, "kos-backup-marker");
+    // The Secret was stored encrypted: it reads, so the encryption key is the archive's.
+    let password = c.kubectl_ok(&["-n", "kept", "get", "secret", "kept-secret", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(password, "Y29ycmVjdC1ob3JzZQ==", "base64 of correct-horse");
+    // The workers were not rebuilt: their pods are the same pods, Ready again.
+    for pod in ["bb-worker-1", "bb-worker-2"] {
+        let ready = wait_for(
+            &format!("{pod} Ready after the restore"),
+            120,
+            || {
+                let pods = c.kubectl_json(&["get", "pods"]);
+                let p = pods["items"].as_array().into_iter().flatten().find(|p| p["metadata"]["name"] == pod)?.clone();
+                let ready =
+                    p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+                ready.then_some(p["metadata"]["uid"].clone())
+            },
+            || c.kubectl(&["get", "pods", "-o", "wide"]).1,
+        );
+        assert_eq!(Some(ready), uid(&pods_before, pod), "{pod} is the pod from before the backup");
+    }
+    // And the cluster converges as before: a kos up changes nothing.
+    let again = c.kos_ok(&["up", "-o", "json"]);
+    assert_eq!(UpFacts(&again.report()).changes(), 0, "after the restore: {:#}", again.report());
 }
