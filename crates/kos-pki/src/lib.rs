@@ -173,6 +173,26 @@ impl Pki {
             .collect())
     }
 
+    /// What `kos certs check` shows of a PEM certificate read elsewhere (a node's copy).
+    pub fn inspect(pem: &str, now: OffsetDateTime) -> Result<CertDetails, ParseError> {
+        let der = x509::pem_to_der(pem)?;
+        let cert = x509::parse(&der)?;
+        Ok(x509::details(&cert, whole_seconds(now)))
+    }
+
+    /// The file of this PKI's CA whose key signed `pem` (`ca.crt`, `etcd/ca.crt`), if any:
+    /// what tells a certificate of this cluster from one of another with the same names.
+    pub fn signer(&self, pem: &str) -> Option<String> {
+        let der = x509::pem_to_der(pem).ok()?;
+        let cert = x509::parse(&der).ok()?;
+        self.store.certificate_files().ok()?.into_iter().find(|file| {
+            let Ok(ca_pem) = self.cert_file_pem(file) else { return false };
+            let Ok(ca_der) = x509::pem_to_der(&ca_pem) else { return false };
+            let Ok(ca) = x509::parse(&ca_der) else { return false };
+            ca.is_ca() && cert.verify_signature(Some(ca.public_key())).is_ok()
+        })
+    }
+
     /// The PEM certificate of a leaf, by file stem (`apiserver`, `etcd/peer-master-1`).
     pub fn cert_pem(&self, stem: &str) -> Result<String, PkiError> {
         store::check_stem(stem)?;

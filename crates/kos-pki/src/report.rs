@@ -186,4 +186,8 @@ pub struct CertDetails {
     pub not_after: OffsetDateTime,
     /// Whole days from the time of the check to `not_after` (negative once expired).
     pub days_left: i64,
+    /// The serial number, `aa:bb:…`: what tells two issues of one certificate apart.
+    pub serial: String,
+    /// Subject alternative names, as x509-parser writes them (`DNSName(kubernetes)`, `IPAddress(…)`).
+    pub sans: Vec<String>,
 }

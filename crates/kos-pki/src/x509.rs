@@ -39,5 +39,12 @@ pub(crate) fn details(cert: &X509Certificate<'_>, now: OffsetDateTime) -> CertDe
         not_before: cert.validity().not_before.to_datetime(),
         not_after,
         days_left: days_left(not_after, now),
+        serial: cert.raw_serial_as_string(),
+        sans: cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|ext| ext.value.general_names.iter().map(|n| n.to_string()).collect())
+            .unwrap_or_default(),
     }
 }

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+pub mod certs;
 pub mod etcd;
 pub mod files;
 pub mod inputs;

@@ -353,13 +353,11 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::Phase;
     use crate::backup::{Entry, FORMAT, SnapshotFacts};
-    use crate::testing::{Answer, Heard, run, settings};
+    use crate::testing::{Heard, settings};
     use kos_cloud::fake::FakeCloud;
     use kos_kube::fake::FakeKube;
     use kos_node::remote::{Output, RemoteError};
-    use kos_node::ssh::SshTarget;
     use std::sync::{Arc, Mutex};
 
     const DB: &[u8] = b"a bbolt file with etcd's hash at its end, as far as this test knows";
@@ -413,26 +411,11 @@ mod tests {
         }
     }
 
-    #[derive(Debug)]
-    struct Masters(Vec<MasterStandIn>);
-
-    impl Reach for Masters {
-        type Node = MasterStandIn;
-
-        fn prepare(&self, _targets: &[SshTarget]) -> Result<String, RunError> {
-            Ok(String::new())
-        }
-
-        async fn connect(&self, target: &SshTarget, _wait: Duration) -> Result<MasterStandIn, String> {
-            self.0.iter().find(|m| m.node == target.node).cloned().ok_or_else(|| format!("{}: not a master", target.node))
-        }
-
-        async fn close(&self, _node: MasterStandIn) {}
-    }
+    type Masters = crate::testing::StandIns<MasterStandIn>;
 
     fn masters(fails: Option<&'static str>) -> (Masters, Arc<Mutex<Vec<String>>>) {
         let log = Arc::new(Mutex::new(Vec::new()));
-        (Masters(vec![MasterStandIn { node: "master-1".into(), log: log.clone(), fails }]), log)
+        (crate::testing::StandIns(vec![MasterStandIn { node: "master-1".into(), log: log.clone(), fails }]), log)
     }
 
     /// An archive of cluster `cluster` whose PKI is these files.
@@ -460,11 +443,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn every_master_gets_its_copy_before_any_is_stopped_then_the_cluster_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
-        let cloud = FakeCloud::new();
-        let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
-        let s = settings(dir.path());
-        let state = LocalState::for_settings(Some(&dir.path().join(".kos")), &s);
-        run(dir.path(), &[Phase::Instances, Phase::Addons], &cloud, &Answer::default(), &kube).await.1.unwrap();
+        let (cloud, kube, s, state) = crate::testing::served(dir.path()).await;
         let pki = |rel: &str| std::fs::read(state.dir.join("pki").join(rel)).unwrap();
         let (ca, ca_key, sa) = (pki("ca.crt"), pki("ca.key"), pki("sa.key"));
         let archive = dir.path().join("backup.tar.gz");

@@ -72,6 +72,25 @@ pub struct NoAnswer {
     pub tried: Mutex<Vec<String>>,
 }
 
+/// Reaches the stand-ins given for the servers a unit test cannot boot, by node name; any
+/// other node refuses the connection.
+#[derive(Debug)]
+pub struct StandIns<N>(pub Vec<N>);
+
+impl<N: Remote + Clone + std::fmt::Debug + 'static> Reach for StandIns<N> {
+    type Node = N;
+
+    fn prepare(&self, _targets: &[kos_node::ssh::SshTarget]) -> Result<String, RunError> {
+        Ok(String::new())
+    }
+
+    async fn connect(&self, target: &kos_node::ssh::SshTarget, _wait: Duration) -> Result<N, String> {
+        self.0.iter().find(|m| m.node() == target.node).cloned().ok_or_else(|| format!("{}: connection refused", target.node))
+    }
+
+    async fn close(&self, _node: N) {}
+}
+
 /// A node that answers but runs nothing (every script fails): enough for phases that only
 /// look at nodes (the add-ons, whose probe is best effort).
 #[derive(Debug)]
@@ -192,4 +211,16 @@ pub fn conforms(report: &UpReport) {
     let json = serde_json::to_value(report).unwrap();
     let errors: Vec<String> = validator.iter_errors(&json).map(|e| format!("{}: {e}", e.instance_path())).collect();
     assert!(errors.is_empty(), "the report does not match docs/up-report.schema.json: {errors:#?}\n{json:#}");
+}
+
+/// The test settings' cluster made on the in-memory cloud and API server (the instances and
+/// add-ons phases run: servers, PKI, the API server Ready): the cloud, the API server, the
+/// settings and the state.
+pub async fn served(dir: &Path) -> (FakeCloud, FakeKube, Settings, LocalState) {
+    let cloud = FakeCloud::new();
+    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    run(dir, &[Phase::Instances, Phase::Addons], &cloud, &Answer::default(), &kube).await.1.unwrap();
+    let s = settings(dir);
+    let state = LocalState::for_settings(Some(&dir.join(".kos")), &s);
+    (cloud, kube, s, state)
 }

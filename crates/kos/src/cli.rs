@@ -260,8 +260,18 @@ pub struct CertsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CertsAction {
-    /// List every certificate with its expiry.
-    Check(SettingsArg),
+    /// List every certificate with its expiry: kos's copies, then what every node holds,
+    /// each compared with kos's (exit 1 on any difference).
+    Check {
+        #[command(flatten)]
+        settings: SettingsArg,
+        /// Only kos's copies (no cloud, no SSH).
+        #[arg(long)]
+        local: bool,
+        /// Seconds to wait for each node's SSH to answer.
+        #[arg(long, default_value_t = 10, value_name = "SECS")]
+        ssh_wait: u64,
+    },
     /// Re-issue leaf certificates (all, or those named); CAs are kept.
     Renew {
         #[command(flatten)]

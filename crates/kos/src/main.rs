@@ -28,7 +28,7 @@ fn main() {
     let result = match &cli.command {
         Command::Validate(args) => commands::validate(args, printer),
         Command::Render(args) => commands::render(args, printer),
-        Command::Certs(args) => commands::certs(args, printer),
+        Command::Certs(args) => commands::certs(args, tls, printer),
         Command::Check(args) => commands::check(args, tls, printer),
         Command::Up(args) => commands::up(args, tls, printer),
         Command::Plan(args) => match commands::plan(args, tls, printer) {

@@ -284,19 +284,10 @@ async fn a_run_stopped_by_the_routes_phase_reports_what_it_made_and_the_next_run
     assert!(report.cloud.iter().all(|c| c.phase == Phase::Network));
 }
 
-/// A cloud with the test settings' three servers and an API server that has them Ready,
-/// the PKI made (the instances and add-ons phases run).
-async fn serving_three(dir: &std::path::Path) -> (FakeCloud, FakeKube) {
-    let cloud = FakeCloud::new();
-    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
-    run(dir, &[Phase::Instances, Phase::Addons], &cloud, &Answer::default(), &kube).await.1.unwrap();
-    (cloud, kube)
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_worker_removed_from_the_settings_is_drained_and_its_node_object_deleted_before_its_server() {
     let dir = tempfile::tempdir().unwrap();
-    let (cloud, kube) = serving_three(dir.path()).await;
+    let (cloud, kube, _, _) = crate::testing::served(dir.path()).await;
     let options = crate::testing::options(&[Phase::Instances]);
     kube.state()
         .pods
@@ -359,7 +350,7 @@ async fn a_worker_removed_from_the_settings_is_drained_and_its_node_object_delet
 #[tokio::test(start_paused = true)]
 async fn no_drain_deletes_a_removed_workers_server_without_the_api_server() {
     let dir = tempfile::tempdir().unwrap();
-    let (cloud, kube) = serving_three(dir.path()).await;
+    let (cloud, kube, _, _) = crate::testing::served(dir.path()).await;
     kube.state().not_ready = Some("connection refused".into());
     let two = crate::testing::settings_with(dir.path(), &["worker-1"]);
     let mut options = crate::testing::options(&[Phase::Instances]);

@@ -1,16 +1,18 @@
 //! `kos certs check` and `kos certs renew`.
 
 use super::CommandError;
-use super::session::Session;
+use super::cloud::connect;
+use super::session::{Session, runtime};
 use crate::cli::{CertsAction, CertsArgs};
 use crate::printer::Printer;
 use anyhow::Context as _;
 use kos_pki::{OffsetDateTime, RenewFilter};
 
-pub fn certs(args: &CertsArgs, printer: Printer) -> Result<(), CommandError> {
+pub fn certs(args: &CertsArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     match &args.action {
-        CertsAction::Check(s) => {
-            let pki = Session::load(s)?.state.pki();
+        CertsAction::Check { settings: s, local, ssh_wait } => {
+            let Session { settings, state } = Session::load(s)?;
+            let pki = state.pki();
             let statuses = pki.check(OffsetDateTime::now_utc()).context("cannot read the PKI")?;
             if statuses.is_empty() {
                 return Err(CommandError::Invalid(format!(
@@ -25,7 +27,25 @@ pub fn certs(args: &CertsArgs, printer: Printer) -> Result<(), CommandError> {
                     Err(e) => printer.data(format!("{:<48} {:>9}  {e}", s.file, "?")),
                 }
             }
-            Ok(())
+            if *local {
+                return Ok(());
+            }
+            // What the nodes hold, compared with those.
+            let progress = crate::progress::Progress::new(printer);
+            let reach = kos_run::nodes::Ssh::new(&settings, &state);
+            let report = runtime()?.block_on(async {
+                let cloud = connect(&settings, tls).await?;
+                let wait = std::time::Duration::from_secs(*ssh_wait);
+                Ok::<_, CommandError>(kos_run::certs::node_certs(&settings, &state, &cloud, &reach, wait, &progress).await?)
+            })?;
+            printer.data(String::new());
+            report.table().into_iter().for_each(|l| printer.data(l));
+            let problems = report.problems();
+            problems.iter().for_each(|p| printer.line(p));
+            match problems.len() {
+                0 => Ok(()),
+                n => Err(CommandError::Failed(anyhow::anyhow!("{n} certificate problem(s) on the nodes (above)"))),
+            }
         }
         CertsAction::Renew { settings: s, only } => {
             let Session { settings, state } = Session::load(s)?;

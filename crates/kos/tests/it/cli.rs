@@ -78,7 +78,7 @@ fn render_twice_reuses_the_pki_and_certs_check_lists_expiry() {
     assert_eq!(std::fs::read(&key).unwrap(), first, "second render reuses the apiserver key");
 
     let check = kos()
-        .args(["certs", "check", "-f"])
+        .args(["certs", "check", "--local", "-f"])
         .arg(root.join("examples/settings.yaml"))
         .arg("--state-dir")
         .arg(tmp.path().join("state"))

@@ -306,6 +306,10 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     // made after the backup is not, the encrypted Secret reads, the workers were not rebuilt.
     restore_brings_back_what_the_backup_held(&c, &archive);
 
+    // 6d. `kos certs check` reads every node's certificates: all kos's current issues; a
+    // renewal is flagged on the master until `kos up --only kubernetes` rolls it out.
+    certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(&c);
+
     // 7. A reboot of a worker from inside (`systemctl reboot`; the test hypervisor boots it
     // again): the node is Ready again, and a Deployment's pod runs and serves on it again.
     let deployment = format!(
@@ -708,6 +712,43 @@ fn backup_holds_the_clusters_objects_and_pki(c: &Cluster) -> std::path::PathBuf 
     let _ = etcd.wait();
     assert!(text(&value).contains("kos-backup-marker"), "{key} in the restored snapshot: {:?}", text(&value));
     archive
+}
+
+/// Step 6d of the cluster scenario.
+fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) {
+    let check = c.kos_ok(&["certs", "check"]);
+    let rows: Vec<&str> =
+        check.stdout.lines().filter(|l| ["master-1 ", "worker-1 ", "worker-2 "].iter().any(|n| l.starts_with(n))).collect();
+    for node in ["master-1", "worker-1", "worker-2"] {
+        let of: Vec<&&str> = rows.iter().filter(|l| l.starts_with(node)).collect();
+        assert!(of.len() >= 3, "{node} holds its CA, kubelet and kube-proxy certificates:\n{}", check.stdout);
+        assert!(of.iter().all(|l| l.contains("same as ")), "{node}: every certificate is kos's current one:\n{}", check.stdout);
+    }
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("master-1") && l.contains("/etc/kubernetes/pki/apiserver.crt") && l.ends_with("same as apiserver.crt")),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        rows.iter().any(|l| l.starts_with("worker-1") && l.contains("(user ") && l.contains("same as nodes/worker-1/kubelet-client.crt")),
+        "{}",
+        check.stdout
+    );
+    c.kos_ok(&["certs", "renew", "--only", "apiserver"]);
+    let flagged = c.kos(&["certs", "check"]);
+    assert_eq!(flagged.code, Some(1), "{}\n{}", flagged.stdout, flagged.stderr);
+    assert!(flagged.stdout.contains("DIFFERS from apiserver.crt"), "{}", flagged.stdout);
+    assert!(
+        flagged.stdout.contains("another issue than kos's apiserver.crt") && flagged.stdout.contains("kos up --only kubernetes"),
+        "{}",
+        flagged.stdout
+    );
+    assert!(flagged.stderr.contains("1 certificate problem(s) on the nodes"), "{}", flagged.stderr);
+    c.kos_ok(&["up", "--only", "kubernetes"]);
+    let check = c.kos_ok(&["certs", "check"]);
+    assert!(!check.stdout.contains("DIFFERS"), "rolled out:\n{}", check.stdout);
+    eprintln!("kos certs check ({:.1} s): {} certificates on the nodes, all kos's", check.secs, rows.len());
 }
 
 /// Step 6c of the cluster scenario.
