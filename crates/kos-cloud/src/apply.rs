@@ -596,10 +596,20 @@ fn node_of(change: &NodeChange) -> &str {
         | NodeChange::SetAddressPairs { node, .. }
         | NodeChange::CreateServer { node }
         | NodeChange::RecreateServer { node, .. }
+        | NodeChange::ReplaceServer { node, .. }
         | NodeChange::AttachFloatingIp { node, .. }
         | NodeChange::Remove { node, .. } => node,
         NodeChange::DeleteStrayPort { name, .. } => name,
     }
+}
+
+/// `kos replace`: delete the node's server and wait until it is gone; its port stays, so
+/// [`apply_nodes`] makes the server again with the same address and pod range.
+pub async fn replace_server<C: Cloud>(cloud: &C, node: &str, server_id: &str, waits: Waits) -> Result<Done, ApplyError> {
+    cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete server of {node}")))?;
+    wait_gone(cloud, server_id, waits).await?;
+    let change = NodeChange::ReplaceServer { node: node.to_string(), server_id: server_id.to_string() };
+    Ok(Done::new(CloudChange::Node(change), Some("deleted".into())))
 }
 
 /// Remove a node that left the settings; returns what was deleted.
@@ -704,7 +714,7 @@ async fn apply_node<C: Cloud>(
                 let address = attach_floating_ip(cloud, ctx, &node.name, &port_id, reuse.as_deref()).await?;
                 lines.push(Done::new(CloudChange::Node(change.clone()), Some(address)));
             }
-            NodeChange::Remove { .. } | NodeChange::DeleteStrayPort { .. } => {}
+            NodeChange::Remove { .. } | NodeChange::DeleteStrayPort { .. } | NodeChange::ReplaceServer { .. } => {}
         }
     }
     Ok(port)

@@ -195,6 +195,9 @@ pub enum NodeChange {
     AttachFloatingIp { node: String, reuse: Option<String> },
     /// A second, unattached port of a node (see [`ClusterResources::stray_ports`]): delete it.
     DeleteStrayPort { port_id: String, name: String },
+    /// `kos replace`: delete the node's server, keeping its port (its address, pod range and
+    /// floating IP), so the next step makes it again.
+    ReplaceServer { node: String, server_id: String },
     /// The node is no longer in the settings: delete its server, port and floating IP.
     Remove { node: String, server_id: Option<String>, port_id: Option<String>, floating_ip_ids: Vec<String> },
 }
@@ -216,6 +219,9 @@ impl std::fmt::Display for NodeChange {
             }
             NodeChange::DeleteStrayPort { name, port_id } => {
                 format!("delete stray port {name} ({port_id}): a second, unattached port of its node")
+            }
+            NodeChange::ReplaceServer { node, .. } => {
+                format!("delete server of {node} to make it again (kos replace; its port, address and pod range kept)")
             }
             NodeChange::Remove { node, .. } => format!("remove {node} (no longer in the settings: its server, port, floating IP, routes)"),
         };

@@ -173,6 +173,14 @@ impl KubeApi for KubeClient {
         }
     }
 
+    async fn delete_pod(&self, namespace: &str, pod: &str) -> Result<bool, String> {
+        match Api::<Pod>::namespaced(self.client.clone(), namespace).delete(pod, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
     async fn delete_node(&self, node: &str) -> Result<bool, String> {
         match Api::<Node>::all(self.client.clone()).delete(node, &DeleteParams::default()).await {
             Ok(_) => Ok(true),

@@ -8,8 +8,10 @@
 //! ignores `unschedulable` and the pod goes with the Node object), a static pod's mirror (the
 //! kubelet owns it), a finished pod. A pod no controller owns is evicted all the same, as the
 //! server holding it is about to go, and is named in the outcome: nothing recreates it.
-//! On a node whose kubelet is not Ready a pod already terminating is not waited for: no kubelet
-//! will confirm its end, and deleting the Node object lets the API server collect it.
+//! On a node whose kubelet is not Ready (a lost or broken server) the pods no longer run:
+//! they are deleted rather than evicted (a disruption budget counts them unhealthy already and
+//! would refuse their eviction for ever, as `kubectl drain` then waits), and not waited for, as
+//! no kubelet will confirm their end; deleting the Node object lets the API server collect them.
 
 use crate::{Eviction, KubeApi, KubeError};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -90,12 +92,18 @@ pub async fn drain<K: KubeApi>(api: &K, node: &str, wait: Duration, progress: im
         return Ok(drained);
     };
     drained.registered = true;
-    let kubelet_ready = is_ready(found);
+    let mut kubelet_ready = is_ready(found);
     api.cordon(node).await.map_err(|e| read("cordon it", e))?;
     let deadline = Instant::now() + wait;
     // The last refusal of each pod whose eviction was refused.
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
+    let mut first = true;
     loop {
+        // A server lost just now still shows Ready until the node controller's grace is over.
+        if !std::mem::take(&mut first) {
+            let nodes = api.nodes().await.map_err(|e| read("list the nodes", e))?;
+            kubelet_ready = nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node)).is_some_and(is_ready);
+        }
         let pods = api.pods_on(node).await.map_err(|e| read("list its pods", e))?;
         let mut waiting = Vec::new();
         for pod in &pods {
@@ -114,6 +122,15 @@ pub async fn drain<K: KubeApi>(api: &K, node: &str, wait: Duration, progress: im
                 continue;
             }
             let (ns, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or(""));
+            if !kubelet_ready {
+                if api.delete_pod(ns, name).await.map_err(|e| read(&format!("delete {k}"), e))? && !drained.evicted.contains(&k) {
+                    drained.evicted.push(k.clone());
+                    if owner(pod).is_none() {
+                        drained.unmanaged.push(k.clone());
+                    }
+                }
+                continue;
+            }
             match api.evict(ns, name).await.map_err(|e| read(&format!("evict {k}"), e))? {
                 Eviction::Accepted => {
                     refused.remove(&k);
@@ -219,7 +236,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_terminating_pod_is_waited_for_only_while_its_kubelet_is_ready() {
+    async fn on_a_node_whose_kubelet_is_not_ready_pods_are_deleted_and_not_waited_for() {
         let kube = FakeKube::serving(&["master-1"], &["worker-1"], "v1.37.2");
         {
             let mut st = kube.state();
@@ -235,7 +252,12 @@ mod tests {
                 n.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "Unknown".into();
             }
         });
+        // And a pod a budget guards is deleted, not evicted: it no longer runs anyway.
+        kube.state().pods.get_mut("default").unwrap().push(on("worker-1", "default", "guarded", Some("ReplicaSet")));
+        kube.state().refuse_evictions.insert("default/guarded".into(), usize::MAX);
         let drained = drain(&kube, "worker-1", Duration::from_secs(10), |_| ()).await.unwrap();
-        assert!(drained.registered && drained.evicted.is_empty());
+        assert!(drained.registered && drained.evicted == ["default/guarded"], "{drained:?}");
+        let st = kube.state();
+        assert_eq!((st.deleted_pods.clone(), st.evicted.len()), (vec!["default/guarded".to_string()], 0));
     }
 }

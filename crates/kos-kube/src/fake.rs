@@ -38,6 +38,8 @@ pub struct FakeKubeState {
     pub evicted: Vec<String>,
     /// Node objects deleted, in order.
     pub deleted_nodes: Vec<String>,
+    /// Pods deleted (not evicted), in order (`namespace/name`).
+    pub deleted_pods: Vec<String>,
 }
 
 /// The double; clones share one state.
@@ -216,6 +218,18 @@ impl KubeApi for FakeKube {
         }
         st.evicted.push(key);
         Ok(Eviction::Accepted)
+    }
+
+    async fn delete_pod(&self, namespace: &str, pod: &str) -> Result<bool, String> {
+        let mut st = self.state();
+        let Some(pods) = st.pods.get_mut(namespace) else { return Ok(false) };
+        let before = pods.len();
+        pods.retain(|p| p.metadata.name.as_deref() != Some(pod));
+        let deleted = pods.len() < before;
+        if deleted {
+            st.deleted_pods.push(format!("{namespace}/{pod}"));
+        }
+        Ok(deleted)
     }
 
     async fn delete_node(&self, node: &str) -> Result<bool, String> {

@@ -59,6 +59,8 @@ pub trait KubeApi: Send + Sync {
     /// Ask the API server to evict one pod (the eviction subresource: the pod's disruption
     /// budgets decide).
     fn evict(&self, namespace: &str, pod: &str) -> impl Future<Output = Result<Eviction, String>> + Send;
+    /// Delete a pod (its grace period as it says); `false` when there was none.
+    fn delete_pod(&self, namespace: &str, pod: &str) -> impl Future<Output = Result<bool, String>> + Send;
     /// Delete a Node object; `false` when there was none.
     fn delete_node(&self, node: &str) -> impl Future<Output = Result<bool, String>> + Send;
 }

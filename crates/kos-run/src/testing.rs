@@ -50,6 +50,7 @@ pub fn options(phases: &[Phase]) -> UpOptions {
         parallel: 10,
         kubeconfig: None,
         drain_wait: Some(Duration::from_secs(30)),
+        replace: Vec::new(),
     }
 }
 

@@ -44,6 +44,9 @@ pub struct UpOptions {
     /// How long to wait for a removed node's pods to go; `None`: removed nodes are not
     /// drained (their servers are deleted with whatever runs on them).
     pub drain_wait: Option<Duration>,
+    /// `kos replace`: workers whose servers are made again (drained, their Node objects and
+    /// servers deleted, their ports kept), then provisioned like new ones.
+    pub replace: Vec<String>,
 }
 
 impl UpOptions {
@@ -113,6 +116,10 @@ pub async fn up<C: Cloud, R: Reach, K: Connect>(
 ) -> (UpReport, Result<(), RunError>) {
     let started = Instant::now();
     let mut run = Run { settings, state, options, systems, report: UpReport::new(&settings.cluster.name, &options.phases) };
+    if let Err(e) = replaceable(settings, options) {
+        run.report.error = Some(e.to_string());
+        return (run.report, Err(e));
+    }
     run.report.timings.push(Timing { step: "local inputs".into(), seconds: local.took.as_secs_f64() });
     let result = run.all(&local.artifacts).await;
     let mut report = run.report;
@@ -122,6 +129,33 @@ pub async fn up<C: Cloud, R: Reach, K: Connect>(
     // With its causes: a script reading the JSON gets the whole reason on one line.
     report.error = result.as_ref().err().map(|e| chain(e));
     (report, result)
+}
+
+/// The nodes `kos replace` is asked for: workers of the settings, with the instances phase.
+fn replaceable(settings: &Settings, options: &UpOptions) -> Result<(), RunError> {
+    for name in &options.replace {
+        match settings.nodes.iter().find(|n| &n.name == name) {
+            None => {
+                let known: Vec<&str> = settings.nodes.iter().map(|n| n.name.as_str()).collect();
+                return Err(RunError::Invalid(format!(
+                    "{name} is not a node of {} (its nodes: {})",
+                    settings.source.display(),
+                    known.join(", ")
+                )));
+            }
+            Some(n) if n.role == kos_core::settings::Role::Master => {
+                return Err(RunError::Invalid(format!(
+                    "{name} is a master: kos replace makes workers again. To make a master again, take it out of `nodes` and run `kos up` \
+                     (its etcd member is removed first), then put it back and run `kos up` (it joins as a new member)"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if !options.replace.is_empty() && !options.has(Phase::Instances) {
+        return Err(RunError::Invalid("kos replace needs the instances phase".into()));
+    }
+    Ok(())
 }
 
 impl<C, R, K> std::fmt::Debug for Systems<'_, C, R, K> {
@@ -291,6 +325,21 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             .collect::<Vec<_>>();
         if !leaving.is_empty() {
             self.drain(view, &leaving).await?;
+        }
+        // `kos replace`: drained (also when the server is already lost: its Node object and
+        // pods stay behind), then the server deleted (its port kept); made again below.
+        if !self.options.replace.is_empty() {
+            self.drain(view, &self.options.replace).await?;
+            let servers: Vec<(&String, String)> =
+                self.options.replace.iter().filter_map(|n| view.have.servers.get(n).map(|s| (n, s.id.clone()))).collect();
+            for (node, id) in &servers {
+                let done = apply::replace_server(cloud, node, id, Waits::default()).await?;
+                self.cloud_changed(Phase::Instances, vec![done]);
+            }
+            if !servers.is_empty() {
+                view.have = apply::discover(cloud, &settings.cluster.name).await?;
+                view.plan = plan_for(settings, &view.have.observed(Some(view.resolved.subnet.cidr)))?;
+            }
         }
         // A removed master's etcd member goes before its server does.
         let removed = kos_core::plan::membership::removed_masters(settings, &view.have.observed(None))

@@ -36,6 +36,8 @@ pub enum Command {
     Check(SettingsArg),
     /// Bring the cluster to the settings: check → instances → runtime → kubernetes → network → addons → verify.
     Up(UpArgs),
+    /// Make workers again: drained, their servers deleted (ports, addresses, pod ranges kept), made and provisioned anew.
+    Replace(ReplaceArgs),
     /// Show what `kos up` would change in the cloud and on each node, changing nothing.
     Plan(PlanArgs),
     /// Per node: server state, addresses, pod CIDR, route, SSH, kubelet; the API server's view.
@@ -173,6 +175,18 @@ pub struct BackupArgs {
     /// Seconds to wait for each master's SSH to answer.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub ssh_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplaceArgs {
+    /// The workers to make again (names in the settings' `nodes`).
+    #[arg(value_name = "NODE", required = true)]
+    pub nodes: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub up: UpArgs,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,7 @@ fn main() {
         Command::Certs(args) => commands::certs(args, tls, printer),
         Command::Check(args) => commands::check(args, tls, printer),
         Command::Up(args) => commands::up(args, tls, printer),
+        Command::Replace(args) => commands::replace(args, tls, printer),
         Command::Plan(args) => match commands::plan(args, tls, printer) {
             // terraform's convention: 2 for pending changes, 1 for every error.
             Ok(pending) if args.detailed_exitcode && pending > 0 => std::process::exit(2),

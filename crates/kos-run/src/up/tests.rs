@@ -366,3 +366,45 @@ async fn no_drain_deletes_a_removed_workers_server_without_the_api_server() {
     assert!(report.cloud.iter().any(|c| c.change.starts_with("remove worker-2 (no longer in the settings")), "{:#?}", report.cloud);
     assert!(kube.state().deleted_nodes.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn replace_drains_a_worker_and_makes_its_server_again_on_the_same_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, kube, s, _) = crate::testing::served(dir.path()).await;
+    kube.state().pods.entry("default".into()).or_default().push(pod_on("worker-2", "default", "web-1", Some("ReplicaSet")));
+    let ids = |name: &str| {
+        let st = cloud.state.lock().unwrap();
+        let server = st.servers.values().find(|x| x.name == format!("demo-{name}")).map(|x| x.id.clone());
+        let port = st.ports.values().find(|p| p.name == format!("demo-{name}")).map(|p| (p.id.clone(), p.fixed_ips.clone()));
+        (server, port)
+    };
+    let (server_before, port_before) = ids("worker-2");
+    let mut options = crate::testing::options(&[Phase::Instances]);
+
+    // A master, or a node not in the settings, is refused before anything is asked.
+    for (name, says) in [("master-1", "master-1 is a master: kos replace makes workers again"), ("worker-9", "worker-9 is not a node of ")]
+    {
+        options.replace = vec![name.into()];
+        let (_, result, _) = crate::testing::run_with(dir.path(), &s, &options, &cloud, &Answer::default(), &kube).await;
+        let e = result.unwrap_err();
+        assert!(e.is_invalid() && e.to_string().starts_with(says), "{e}");
+    }
+
+    options.replace = vec!["worker-2".into()];
+    let (report, result, _) = crate::testing::run_with(dir.path(), &s, &options, &cloud, &Answer::default(), &kube).await;
+    result.unwrap();
+    let made: Vec<&str> = report.cloud.iter().map(|c| c.change.as_str()).collect();
+    assert_eq!(
+        made,
+        [
+            "delete server of worker-2 to make it again (kos replace; its port, address and pod range kept): deleted",
+            "create server of worker-2: demo-worker-2 ACTIVE"
+        ],
+        "{made:#?}"
+    );
+    assert_eq!(kube.state().evicted, ["default/web-1"]);
+    assert_eq!(kube.state().deleted_nodes, ["worker-2"]);
+    let (server_after, port_after) = ids("worker-2");
+    assert!(server_after.is_some() && server_after != server_before, "a new server");
+    assert_eq!(port_after, port_before, "the same port: the same address and pod range");
+}

@@ -16,7 +16,7 @@ pub use kubeconfig::kubeconfig;
 pub use plan::plan;
 pub use render::render;
 pub use status::{backup, restore, status};
-pub use up::up;
+pub use up::{replace, up};
 pub use validate::validate;
 
 use kos_core::settings::{Diagnostics, LoadError};

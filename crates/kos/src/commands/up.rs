@@ -4,7 +4,7 @@
 use super::CommandError;
 use super::cloud::connect;
 use super::session::{Session, runtime};
-use crate::cli::{OutputFormat, Phase, UpArgs};
+use crate::cli::{OutputFormat, Phase, ReplaceArgs, UpArgs};
 use crate::printer::Printer;
 use crate::progress::Progress;
 use kos_run::nodes::Ssh;
@@ -13,6 +13,27 @@ use kos_run::{UpOptions, UpReport};
 use std::time::Duration;
 
 pub fn up(args: &UpArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<(), CommandError> {
+    run_up(args, Vec::new(), tls, printer)
+}
+
+/// `kos replace NODE… [--yes]`: says what it rebuilds, asks, then `kos up` with those workers'
+/// servers made again.
+pub fn replace(args: &ReplaceArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<(), CommandError> {
+    let settings = kos_core::settings::Settings::load(&args.up.settings.file)?;
+    let names = args.nodes.join(", ");
+    // (With -o json, stdout is the report alone.)
+    if args.up.output != OutputFormat::Json {
+        printer.data(format!(
+            "kos replace will drain {names}, delete their Node objects and servers (their ports, addresses and pod ranges kept), make them again and provision them"
+        ));
+    }
+    if !args.yes && !super::cloud::confirm("replace", &settings.cluster.name, &format!("rebuild {names}"), printer)? {
+        return Err(CommandError::Invalid("not confirmed; nothing was changed".into()));
+    }
+    run_up(&args.up, args.nodes.clone(), tls, printer)
+}
+
+fn run_up(args: &UpArgs, replace: Vec<String>, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<(), CommandError> {
     let Session { settings, state } = Session::load(&args.settings)?;
     let json = args.output == OutputFormat::Json;
     // With JSON on stdout, the progress lines go nowhere but the report.
@@ -26,6 +47,7 @@ pub fn up(args: &UpArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Pri
         ready_wait: Duration::from_secs(args.ready_wait),
         parallel: args.parallel,
         drain_wait: (!args.no_drain).then(|| Duration::from_secs(args.drain_wait)),
+        replace,
         kubeconfig: match kos_run::kubeconfig::admin_kubeconfig_path() {
             Ok(path) => Some(path),
             Err(e) => {

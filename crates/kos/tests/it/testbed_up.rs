@@ -379,7 +379,60 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     // its Node object deleted, then its server, port and route; nothing of it is left.
     worker_removed_is_drained_before_its_server_goes(&c, &status["worker-2"]);
 
+    // 9. worker-1's server deleted behind kos's back: once it is NotReady, `kos replace
+    // worker-1` drains what is left of it (its pods deleted: they no longer run), makes the
+    // server again on its port, and it is Ready with the same address and pod range; the
+    // Deployment's replicas run on it again.
+    lost_worker_is_replaced_with_its_address_and_pod_range(&c, &status["worker-1"]);
+
     c.destroy();
+}
+
+/// Step 9 of the cluster scenario (worker-2 already gone from the settings and the cloud).
+fn lost_worker_is_replaced_with_its_address_and_pod_range(c: &Cluster, before: &StatusRow) {
+    let settings = c.dir.path().join("settings.yaml");
+    let full = std::fs::read_to_string(&settings).expect("settings");
+    let without = full.replace("  - {name: worker-2, role: worker, floating_ip: false}\n", "");
+    let server = format!("{}-worker-1", c.name);
+    let server_id = || openstack_ok(&["server", "show", &server, "-f", "value", "-c", "id"]).trim().to_owned();
+    let old_id = server_id();
+    openstack_ok(&["server", "delete", "--wait", &server]);
+    wait_for(
+        "worker-1 NotReady once its server is gone",
+        120,
+        || {
+            let node = c.kubectl_json(&["get", "node", "worker-1"]);
+            let ready = node["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready").cloned();
+            ready.filter(|r| r["status"] != "True").map(drop)
+        },
+        || c.kubectl(&["get", "nodes"]).1,
+    );
+    std::fs::write(&settings, &without).expect("settings");
+    let run = c.kos(&["replace", "--yes", "worker-1", "-o", "json"]);
+    std::fs::write(&settings, &full).expect("settings");
+    assert!(run.ok(), "{}\n{}", run.stdout, run.stderr);
+    let report = run.report();
+    eprintln!("kos replace worker-1 ({:.1} s): drained {}", run.secs, report["drained"]);
+    assert_eq!(report["drained"][0]["node"], "worker-1", "{report:#}");
+    let made: Vec<&str> = report["cloud"].as_array().into_iter().flatten().filter_map(|c| c["change"].as_str()).collect();
+    assert!(made.iter().any(|m| m.starts_with("create server of worker-1")), "{made:#?}");
+    assert!(!made.iter().any(|m| m.starts_with("delete server of worker-1")), "it was already gone: {made:#?}");
+    let status = c.status();
+    let after = &status["worker-1"];
+    assert_eq!((&after.fixed_ip, &after.pod_cidr), (&before.fixed_ip, &before.pod_cidr), "the same address and pod range");
+    assert_eq!(after.server, "ACTIVE");
+    assert_ne!(server_id(), old_id, "a new server");
+    let node = c.kubectl_json(&["get", "node", "worker-1"]);
+    assert!(
+        node["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        "{node:#}"
+    );
+    c.kubectl_ok(&["rollout", "status", "deployment/kept", "--timeout=180s"]);
+    let pods = c.kubectl_json(&["get", "pods", "-l", "app=kept", "-o", "wide"]);
+    for p in pods["items"].as_array().into_iter().flatten() {
+        let ip = p["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(p["spec"]["nodeName"] == "worker-1" && in_cidr(ip, &before.pod_cidr), "{ip} in {}: {p:#}", before.pod_cidr);
+    }
 }
 
 /// Step 8 of the cluster scenario: two replicas behind a PodDisruptionBudget that keeps one
