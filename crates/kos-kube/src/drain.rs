@@ -110,7 +110,8 @@ pub async fn drain<K: KubeApi>(api: &K, node: &str, wait: Duration, progress: im
             let k = key(pod);
             if let Some(why) = stays(pod) {
                 let line = format!("{k} ({why})");
-                if !drained.left.contains(&line) {
+                // An evicted pod that has finished since is not one left behind.
+                if !drained.evicted.contains(&k) && !drained.left.contains(&line) {
                     drained.left.push(line);
                 }
                 continue;
