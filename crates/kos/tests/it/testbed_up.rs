@@ -385,7 +385,60 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     // Deployment's replicas run on it again.
     lost_worker_is_replaced_with_its_address_and_pod_range(&c, &status["worker-1"]);
 
+    // 10. Every master lost (master-1's server deleted behind kos's back): `kos up` of the
+    // servers and their software makes a new, empty control plane on the same address, and
+    // `kos restore` of the backup brings the cluster back with its objects and its worker,
+    // which was not touched.
+    lost_control_plane_comes_back_from_the_backup(&c, &archive);
+
     c.destroy();
+}
+
+/// Step 10 of the cluster scenario (worker-2 gone from the cloud; the archive of step 6b).
+fn lost_control_plane_comes_back_from_the_backup(c: &Cluster, archive: &Path) {
+    let settings = c.dir.path().join("settings.yaml");
+    let full = std::fs::read_to_string(&settings).expect("settings");
+    let without = full.replace("  - {name: worker-2, role: worker, floating_ip: false}\n", "");
+    let worker_pod = c.kubectl_json(&["get", "pod", "-l", "app=kept", "-o", "json"]);
+    let kept_uids: Vec<String> =
+        worker_pod["items"].as_array().into_iter().flatten().filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_owned)).collect();
+    assert!(!kept_uids.is_empty());
+    openstack_ok(&["server", "delete", "--wait", &format!("{}-master-1", c.name)]);
+    std::fs::write(&settings, &without).expect("settings");
+    let t = Instant::now();
+    let up = c.kos(&["up", "--only", "instances,runtime,kubernetes,network"]);
+    let restored = up.ok().then(|| c.kos(&["restore", "--yes", archive.to_str().expect("utf-8 path")]));
+    std::fs::write(&settings, &full).expect("settings");
+    assert!(up.ok(), "{}\n{}", up.stdout, up.stderr);
+    let restored = restored.expect("restore ran");
+    eprintln!(
+        "the control plane lost: kos up {:.1} s, kos restore {:.1} s ({:.1} s in all):\n{}",
+        up.secs,
+        restored.secs,
+        t.elapsed().as_secs_f64(),
+        restored.stdout
+    );
+    assert!(restored.ok(), "{}\n{}", restored.stdout, restored.stderr);
+    assert!(restored.stdout.contains("ready: 2 node(s) Ready"), "{}", restored.stdout);
+    // The objects of the backup are back: the namespace's 21 ConfigMaps and its Secret.
+    let names = c.kubectl_ok(&["-n", "kept", "get", "configmaps", "-o", "name"]);
+    assert_eq!(names.split_whitespace().filter(|n| n.starts_with("configmap/cm-") || *n == "configmap/marker").count(), 21, "{names}");
+    let password = c.kubectl_ok(&["-n", "kept", "get", "secret", "kept-secret", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(password, "Y29ycmVjdC1ob3JzZQ==");
+    // The worker was not rebuilt: Ready, and the pods made after the backup are not in the
+    // restored objects (the API server has none of them).
+    let node = c.kubectl_json(&["get", "node", "worker-1"]);
+    assert!(
+        node["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        "{node:#}"
+    );
+    let pods = c.kubectl_json(&["get", "pods", "-A"]);
+    let uids: Vec<&str> = pods["items"].as_array().into_iter().flatten().filter_map(|p| p["metadata"]["uid"].as_str()).collect();
+    assert!(kept_uids.iter().all(|u| !uids.contains(&u.as_str())), "made after the backup, so not restored");
+    std::fs::write(&settings, &without).expect("settings");
+    let again = c.kos(&["up", "-o", "json"]);
+    std::fs::write(&settings, &full).expect("settings");
+    assert!(again.ok(), "a kos up after it converges: {}\n{}", again.stdout, again.stderr);
 }
 
 /// Step 9 of the cluster scenario (worker-2 already gone from the settings and the cloud).
