@@ -858,6 +858,8 @@ fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) 
 
     // Every leaf renewed and rolled out while the admin watches the nodes every second: no
     // node is NotReady at any look, and the API never refuses the admin.
+    let started = |node: &str| c.root_ok(node, "systemctl show -p ActiveEnterTimestampMonotonic --value kubelet").trim().to_owned();
+    let kubelets_before: Vec<String> = ["master-1", "worker-1", "worker-2"].iter().map(|n| started(n)).collect();
     let renewed = c.kos_ok(&["certs", "renew"]);
     eprintln!("kos certs renew: {}", renewed.stdout.trim());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -909,6 +911,10 @@ fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) 
     assert!(not_ready.is_empty(), "no node NotReady at any look: {not_ready:?}");
     let check = c.kos_ok(&["certs", "check"]);
     assert!(!check.stdout.contains("DIFFERS"), "every renewal rolled out:\n{}", check.stdout);
+    // Each kubelet was restarted onto its new client certificate (it reads it when it starts).
+    for (node, before) in ["master-1", "worker-1", "worker-2"].iter().zip(&kubelets_before) {
+        assert_ne!(&started(node), before, "{node}'s kubelet restarted after its kubeconfig changed");
+    }
 }
 
 /// Step 6c of the cluster scenario.
