@@ -261,4 +261,16 @@ mod tests {
         let st = kube.state();
         assert_eq!((st.deleted_pods.clone(), st.evicted.len()), (vec!["default/guarded".to_string()], 0));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_evicted_and_finished_since_is_not_listed_as_left_with_the_node() {
+        let kube = FakeKube::serving(&["master-1"], &["worker-1"], "v1.37.2");
+        {
+            let mut st = kube.state();
+            st.evicted_finish = true;
+            st.pods.entry("default".into()).or_default().push(on("worker-1", "default", "bare", None));
+        }
+        let drained = drain(&kube, "worker-1", Duration::from_secs(30), |_| ()).await.unwrap();
+        assert_eq!((drained.evicted.as_slice(), drained.left.as_slice()), (["default/bare".to_string()].as_slice(), [].as_slice()));
+    }
 }

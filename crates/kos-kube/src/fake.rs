@@ -34,8 +34,11 @@ pub struct FakeKubeState {
     /// Pods (`namespace/name`) whose next evictions are refused, as a disruption budget
     /// would, and how many times.
     pub refuse_evictions: BTreeMap<String, usize>,
-    /// Evictions accepted, in order (`namespace/name`); the pod is gone at once.
+    /// Evictions accepted, in order (`namespace/name`); the pod is gone at once, unless
+    /// `evicted_finish`.
     pub evicted: Vec<String>,
+    /// An evicted pod stays, Failed, as a bare pod's does once its kubelet has stopped it.
+    pub evicted_finish: bool,
     /// Node objects deleted, in order.
     pub deleted_nodes: Vec<String>,
     /// Pods deleted (not evicted), in order (`namespace/name`).
@@ -210,11 +213,14 @@ impl KubeApi for FakeKube {
             *left -= 1;
             return Ok(Eviction::Refused("Cannot evict pod as it would violate the pod's disruption budget.".into()));
         }
+        let finish = st.evicted_finish;
         let Some(pods) = st.pods.get_mut(namespace) else { return Ok(Eviction::Gone) };
-        let before = pods.len();
-        pods.retain(|p| p.metadata.name.as_deref() != Some(pod));
-        if pods.len() == before {
-            return Ok(Eviction::Gone);
+        let Some(i) = pods.iter().position(|p| p.metadata.name.as_deref() == Some(pod)) else { return Ok(Eviction::Gone) };
+        let is_running = pods[i].status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        match (finish, is_running) {
+            (true, true) => pods[i].status.get_or_insert_with(Default::default).phase = Some("Failed".into()),
+            (true, false) => return Ok(Eviction::Gone),
+            (false, _) => drop(pods.remove(i)),
         }
         st.evicted.push(key);
         Ok(Eviction::Accepted)
