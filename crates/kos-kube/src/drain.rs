@@ -15,7 +15,6 @@
 
 use crate::{Eviction, KubeApi, KubeError};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -37,6 +36,20 @@ pub struct Drained {
     pub unmanaged: Vec<String>,
     /// Pods that went with the node: `namespace/name (why)`.
     pub left: Vec<String>,
+}
+
+impl Drained {
+    /// `pod` (`key`) was evicted or deleted: recorded once, and among the unmanaged when no
+    /// controller owns it.
+    fn took(&mut self, key: String, pod: &Pod) {
+        if self.evicted.contains(&key) {
+            return;
+        }
+        if owner(pod).is_none() {
+            self.unmanaged.push(key.clone());
+        }
+        self.evicted.push(key);
+    }
 }
 
 impl std::fmt::Display for Drained {
@@ -95,15 +108,7 @@ pub async fn drain<K: KubeApi>(api: &K, node: &str, wait: Duration, progress: im
     let mut kubelet_ready = is_ready(found);
     api.cordon(node).await.map_err(|e| read("cordon it", e))?;
     let deadline = Instant::now() + wait;
-    // The last refusal of each pod whose eviction was refused.
-    let mut refused: BTreeMap<String, String> = BTreeMap::new();
-    let mut first = true;
     loop {
-        // A server lost just now still shows Ready until the node controller's grace is over.
-        if !std::mem::take(&mut first) {
-            let nodes = api.nodes().await.map_err(|e| read("list the nodes", e))?;
-            kubelet_ready = nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node)).is_some_and(is_ready);
-        }
         let pods = api.pods_on(node).await.map_err(|e| read("list its pods", e))?;
         let mut waiting = Vec::new();
         for pod in &pods {
@@ -124,32 +129,18 @@ pub async fn drain<K: KubeApi>(api: &K, node: &str, wait: Duration, progress: im
             }
             let (ns, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or(""));
             if !kubelet_ready {
-                if api.delete_pod(ns, name).await.map_err(|e| read(&format!("delete {k}"), e))? && !drained.evicted.contains(&k) {
-                    drained.evicted.push(k.clone());
-                    if owner(pod).is_none() {
-                        drained.unmanaged.push(k.clone());
-                    }
+                if api.delete_pod(ns, name).await.map_err(|e| read(&format!("delete {k}"), e))? {
+                    drained.took(k, pod);
                 }
                 continue;
             }
             match api.evict(ns, name).await.map_err(|e| read(&format!("evict {k}"), e))? {
                 Eviction::Accepted => {
-                    refused.remove(&k);
-                    if !drained.evicted.contains(&k) {
-                        drained.evicted.push(k.clone());
-                        if owner(pod).is_none() {
-                            drained.unmanaged.push(k.clone());
-                        }
-                    }
-                    if kubelet_ready {
-                        waiting.push(format!("{k} (evicted, terminating)"));
-                    }
+                    waiting.push(format!("{k} (evicted, terminating)"));
+                    drained.took(k, pod);
                 }
                 Eviction::Gone => {}
-                Eviction::Refused(why) => {
-                    waiting.push(format!("{k} (eviction refused: {why})"));
-                    refused.insert(k, why);
-                }
+                Eviction::Refused(why) => waiting.push(format!("{k} (eviction refused: {why})")),
             }
         }
         if waiting.is_empty() {
@@ -160,6 +151,9 @@ pub async fn drain<K: KubeApi>(api: &K, node: &str, wait: Duration, progress: im
         }
         progress(&waiting.join(", "));
         tokio::time::sleep(POLL).await;
+        // A server lost just now still shows Ready until the node controller's grace is over.
+        let nodes = api.nodes().await.map_err(|e| read("list the nodes", e))?;
+        kubelet_ready = nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node)).is_some_and(is_ready);
     }
     drained.left.sort();
     api.delete_node(node).await.map_err(|e| read("delete its Node object", e))?;

@@ -180,17 +180,18 @@ impl Pki {
         Ok(x509::details(&cert, whole_seconds(now)))
     }
 
-    /// The file of this PKI's CA whose key signed `pem` (`ca.crt`, `etcd/ca.crt`), if any:
-    /// what tells a certificate of this cluster from one of another with the same names.
-    pub fn signer(&self, pem: &str) -> Option<String> {
-        let der = x509::pem_to_der(pem).ok()?;
-        let cert = x509::parse(&der).ok()?;
-        self.store.certificate_files().ok()?.into_iter().find(|file| {
-            let Ok(ca_pem) = self.cert_file_pem(file) else { return false };
-            let Ok(ca_der) = x509::pem_to_der(&ca_pem) else { return false };
-            let Ok(ca) = x509::parse(&ca_der) else { return false };
-            ca.is_ca() && cert.verify_signature(Some(ca.public_key())).is_ok()
-        })
+    /// This PKI's CA certificates, read once, to tell which of them signed a certificate
+    /// read elsewhere ([`Signers::of`]).
+    pub fn signers(&self) -> Signers {
+        let files = self.store.certificate_files().unwrap_or_default();
+        let cas = files
+            .into_iter()
+            .filter_map(|file| {
+                let der = x509::pem_to_der(&self.cert_file_pem(&file).ok()?).ok()?;
+                x509::parse(&der).ok()?.is_ca().then_some((file, der))
+            })
+            .collect();
+        Signers { cas }
     }
 
     /// The PEM certificate of a leaf, by file stem (`apiserver`, `etcd/peer-master-1`).
@@ -253,6 +254,25 @@ impl Pki {
 
     fn key_file_pem(&self, file: &str) -> Result<SecretString, PkiError> {
         self.store.read_secret(file)?.ok_or_else(|| PkiError::Missing { path: self.store.path(file) })
+    }
+}
+
+/// The CA certificates of a PKI (file, DER), from [`Pki::signers`].
+#[derive(Debug, Clone)]
+pub struct Signers {
+    cas: Vec<(String, Vec<u8>)>,
+}
+
+impl Signers {
+    /// The file of the CA whose key signed `pem` (`ca.crt`, `etcd/ca.crt`), if any: what
+    /// tells a certificate of this cluster from one of another with the same names.
+    pub fn of(&self, pem: &str) -> Option<String> {
+        let der = x509::pem_to_der(pem).ok()?;
+        let cert = x509::parse(&der).ok()?;
+        self.cas.iter().find_map(|(file, ca_der)| {
+            let ca = x509::parse(ca_der).ok()?;
+            cert.verify_signature(Some(ca.public_key())).is_ok().then(|| file.clone())
+        })
     }
 }
 

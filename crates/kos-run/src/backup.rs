@@ -12,7 +12,7 @@
 
 use crate::nodes::{self, NodeSession, Reach};
 use crate::state::LocalState;
-use crate::{Reporter, RunError, plan_for};
+use crate::{Reporter, RunError};
 use kos_cloud::Cloud;
 use kos_core::settings::Settings;
 use kos_node::remote::Remote;
@@ -247,9 +247,7 @@ pub async fn backup<C: Cloud, R: Reach>(
     options: &BackupOptions,
     reporter: &dyn Reporter,
 ) -> Result<BackupReport, RunError> {
-    let survey = kos_cloud::survey::survey(cloud, settings, kos_cloud::survey::Asks::default()).await;
-    let (resolved, have) = (survey.resolved()?, survey.have()?);
-    let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
+    let crate::Looked { have, plan, .. } = crate::look(cloud, settings).await?;
     let cluster = &settings.cluster.name;
     if !plan.masters().any(|m| have.servers.contains_key(&m.name)) {
         return Err(RunError::Invalid(format!(

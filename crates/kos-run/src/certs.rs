@@ -7,12 +7,12 @@
 
 use crate::nodes::{self, NodeSession, Reach};
 use crate::state::LocalState;
-use crate::{Reporter, RunError, plan_for};
+use crate::{Reporter, RunError};
 use base64::Engine as _;
 use kos_cloud::Cloud;
 use kos_core::settings::Settings;
 use kos_node::remote::Remote;
-use kos_pki::{CertDetails, OffsetDateTime, Pki};
+use kos_pki::{CertDetails, OffsetDateTime, Pki, Signers};
 use std::time::Duration;
 
 /// Prints each certificate file and kubeconfig of the node, each after a `=== <path>` line.
@@ -133,8 +133,15 @@ fn deployed(stdout: &str) -> Vec<(String, Result<String, String>)> {
 }
 
 /// What `pem` on `node` is to the state's certificates.
-fn judge(node: &str, path: &str, pem: Result<String, String>, pki: &Pki, local: &[(String, CertDetails)], now: OffsetDateTime) -> NodeCert {
-    let details = pem.and_then(|p| Pki::inspect(&p, now).map(|d| (d, pki.signer(&p))).map_err(|e| e.to_string()));
+fn judge(
+    node: &str,
+    path: &str,
+    pem: Result<String, String>,
+    signers: &Signers,
+    local: &[(String, CertDetails)],
+    now: OffsetDateTime,
+) -> NodeCert {
+    let details = pem.and_then(|p| Pki::inspect(&p, now).map(|d| (d, signers.of(&p))).map_err(|e| e.to_string()));
     let (d, signer) = match details {
         Ok(d) => d,
         Err(why) => {
@@ -190,9 +197,8 @@ pub async fn node_certs<C: Cloud, R: Reach>(
         .into_iter()
         .filter_map(|s| s.details.ok().map(|d| (s.file, d)))
         .collect();
-    let survey = kos_cloud::survey::survey(cloud, settings, kos_cloud::survey::Asks::default()).await;
-    let (resolved, have) = (survey.resolved()?, survey.have()?);
-    let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
+    let signers = pki.signers();
+    let crate::Looked { have, plan, .. } = crate::look(cloud, settings).await?;
     let sessions = nodes::connect_all(reach, &plan, &have, ssh_wait, reporter, &mut nodes::Early::default()).await?;
     let mut report = NodeCertsReport::default();
     for s in &sessions {
@@ -201,7 +207,7 @@ pub async fn node_certs<C: Cloud, R: Reach>(
             NodeSession::Up(n) => match n.run(DEPLOYED, Default::default()).await {
                 Ok(out) if out.success() => {
                     let found = deployed(&out.stdout_text());
-                    report.certs.extend(found.into_iter().map(|(path, pem)| judge(n.node(), &path, pem, &pki, &local, now)));
+                    report.certs.extend(found.into_iter().map(|(path, pem)| judge(n.node(), &path, pem, &signers, &local, now)));
                 }
                 Ok(out) => report.unreachable.push(format!("{}: {}", n.node(), out.stderr_text().trim())),
                 Err(e) => report.unreachable.push(format!("{}: {e}", n.node())),
@@ -248,7 +254,7 @@ mod tests {
         let admin = pki.cert_pem("admin").unwrap();
         let kubelet = pki.cert_pem("nodes/worker-1/kubelet-server").unwrap();
         // A renewal not rolled out: the master still has the old issue.
-        let plan = plan_for(&s, &state.observed().unwrap()).unwrap();
+        let plan = crate::plan_for(&s, &state.observed().unwrap()).unwrap();
         let only = kos_pki::RenewFilter::Only(vec!["apiserver".into()]);
         pki.renew(&plan.certificates, &only, OffsetDateTime::now_utc()).unwrap();
         // A certificate of another cluster's CA.

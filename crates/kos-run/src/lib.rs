@@ -171,6 +171,45 @@ pub fn plan_for(settings: &Settings, observed: &Observed) -> Result<ClusterPlan,
     kos_core::plan::plan(settings, observed).map_err(|e| RunError::Invalid(e.to_string()))
 }
 
+/// The cluster as the cloud shows it now, for the commands that look before they act on
+/// nodes (`status`, `backup`, `restore`, `certs check`): one survey, what it found, and the
+/// settings' plan against it.
+pub(crate) struct Looked {
+    pub resolved: kos_cloud::apply::Resolved,
+    pub have: kos_cloud::reconcile::ClusterResources,
+    pub observed: Observed,
+    pub plan: ClusterPlan,
+}
+
+pub(crate) async fn look<C: kos_cloud::Cloud>(cloud: &C, settings: &Settings) -> Result<Looked, RunError> {
+    let survey = kos_cloud::survey::survey(cloud, settings, kos_cloud::survey::Asks::default()).await;
+    let (resolved, have) = (survey.resolved()?, survey.have()?);
+    let observed = have.observed(Some(resolved.subnet.cidr));
+    let plan = plan_for(settings, &observed)?;
+    Ok(Looked { resolved, have, observed, plan })
+}
+
+/// Wait, at most `wait`, for every node of the plan, the control plane and (with the DNS
+/// add-on) CoreDNS to be Ready, telling `reporter` what is still missing; `step` names the
+/// waiting command in its line (`ready`, `restore`).
+pub(crate) async fn wait_ready<K: kos_kube::KubeApi>(
+    api: &K,
+    settings: &Settings,
+    plan: &ClusterPlan,
+    wait: std::time::Duration,
+    reporter: &dyn Reporter,
+    step: &str,
+) -> Result<Vec<kos_kube::health::Item>, RunError> {
+    reporter.wait_started(&format!("{step}: waiting for every node, the control plane and CoreDNS"), wait);
+    let items = kos_kube::health::wait_ready(api, plan, settings.addons.dns.is_some(), wait, |missing| {
+        let missing: Vec<String> = missing.iter().map(|i| format!("{} ({})", i.what, i.detail)).collect();
+        reporter.wait_progress(&missing.join(", "));
+    })
+    .await;
+    reporter.wait_finished();
+    items.map_err(RunError::NotReady)
+}
+
 /// An error of a library below, as a pipeline's failure.
 /// An error with its causes on one line (`a: b: c`), for a warning or a report.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -20,7 +20,7 @@
 use crate::backup::{Manifest, SNAPSHOT, read_archive, sha256_hex};
 use crate::nodes::{self, NodeSession, Reach};
 use crate::state::LocalState;
-use crate::{Reporter, RunError, plan_for};
+use crate::{Reporter, RunError};
 use kos_cloud::Cloud;
 use kos_core::plan::{ClusterPlan, NodePlan};
 use kos_core::settings::Settings;
@@ -242,16 +242,14 @@ pub async fn restore<C: Cloud, R: Reach, K: Connect>(
             manifest.cluster
         )));
     }
-    let snapshot = entries.iter().find(|(n, _)| n == SNAPSHOT).map(|(_, b)| b.clone()).unwrap_or_default();
+    // One copy in memory, shared by every master's transfer.
+    let snapshot = std::sync::Arc::new(entries.iter().find(|(n, _)| n == SNAPSHOT).map(|(_, b)| b.clone()).unwrap_or_default());
     let pki = take_pki(state, &entries, cluster)?;
     if let PkiOutcome::Written(n) = pki {
         reporter.line(&format!("restore: the archive's PKI ({n} files) written to {}", state.dir.join("pki").display()));
     }
 
-    let survey = kos_cloud::survey::survey(cloud, settings, kos_cloud::survey::Asks::default()).await;
-    let (resolved, have) = (survey.resolved()?, survey.have()?);
-    let observed = have.observed(Some(resolved.subnet.cidr));
-    let plan = plan_for(settings, &observed)?;
+    let crate::Looked { have, observed, plan, .. } = crate::look(cloud, settings).await?;
     let missing: Vec<&str> = plan.masters().filter(|m| !have.servers.contains_key(&m.name)).map(|m| m.name.as_str()).collect();
     if !missing.is_empty() {
         return Err(RunError::Invalid(format!(
@@ -272,15 +270,7 @@ pub async fn restore<C: Cloud, R: Reach, K: Connect>(
     let api = kube.connect(&kubeconfig, options.api_wait).await;
     reporter.wait_finished();
     let api = api?;
-    let with_dns = settings.addons.dns.is_some();
-    reporter.wait_started("restore: waiting for every node, the control plane and CoreDNS", options.ready_wait);
-    let ready = kos_kube::health::wait_ready(&api, &plan, with_dns, options.ready_wait, |missing| {
-        let missing: Vec<String> = missing.iter().map(|i| format!("{} ({})", i.what, i.detail)).collect();
-        reporter.wait_progress(&missing.join(", "));
-    })
-    .await;
-    reporter.wait_finished();
-    let ready = ready.map_err(RunError::NotReady)?;
+    let ready = crate::wait_ready(&api, settings, &plan, options.ready_wait, reporter, "restore").await?;
     Ok(RestoreReport { archive: archive.clone(), manifest, pki, masters: kept, ready, seconds: started.elapsed().as_secs_f64() })
 }
 
@@ -288,7 +278,7 @@ pub async fn restore<C: Cloud, R: Reach, K: Connect>(
 async fn restore_on<N: Remote>(
     plan: &ClusterPlan,
     sessions: &[NodeSession<N>],
-    snapshot: &[u8],
+    snapshot: &std::sync::Arc<Vec<u8>>,
     reporter: &dyn Reporter,
 ) -> Result<Vec<(String, String)>, RunError> {
     let mut masters = Vec::new();
@@ -308,7 +298,7 @@ async fn restore_on<N: Remote>(
             let name = node.node();
             reporter.line(&format!("restore: {name}: the snapshot carried and unpacked by etcdutl"));
             let mut stdin = Stdin::default();
-            stdin.push_bytes(snapshot.to_vec());
+            stdin.push_bytes(snapshot.clone());
             let there = run_on(*node, "carrying the snapshot", &upload_script(), stdin).await?;
             if there.split_whitespace().next().is_none_or(|sha| sha != want) {
                 return Err(format!("{name}: the snapshot changed on its way (sha256 {want} here; there: {})", there.trim()));

@@ -4,7 +4,7 @@
 
 use crate::nodes::{self, NodeSession, Reach};
 use crate::state::LocalState;
-use crate::{Reporter, RunError, plan_for};
+use crate::{Reporter, RunError};
 use kos_cloud::Cloud;
 use kos_cloud::model::Route;
 use kos_core::settings::Settings;
@@ -145,9 +145,7 @@ pub async fn status<C: Cloud, R: Reach, K: Connect>(
     ssh_wait: Duration,
     reporter: &dyn Reporter,
 ) -> Result<StatusReport, RunError> {
-    let survey = kos_cloud::survey::survey(cloud, settings, kos_cloud::survey::Asks::default()).await;
-    let (resolved, have) = (survey.resolved()?, survey.have()?);
-    let plan = plan_for(settings, &have.observed(Some(resolved.subnet.cidr)))?;
+    let crate::Looked { resolved, have, plan, .. } = crate::look(cloud, settings).await?;
     let mut report = StatusReport {
         cluster: settings.cluster.name.clone(),
         cloud: cloud.name().to_string(),

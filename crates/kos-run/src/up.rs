@@ -711,14 +711,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         self.timed("addons", t);
         let t = Instant::now();
         let with_dns = self.settings.addons.dns.is_some();
-        reporter.wait_started("ready: waiting for every node, the control plane and CoreDNS", self.options.ready_wait);
-        let items = kos_kube::health::wait_ready(&api, plan, with_dns, self.options.ready_wait, |missing| {
-            let missing: Vec<String> = missing.iter().map(|i| format!("{} ({})", i.what, i.detail)).collect();
-            reporter.wait_progress(&missing.join(", "));
-        })
-        .await;
-        reporter.wait_finished();
-        let items = items.map_err(RunError::NotReady)?;
+        let items = crate::wait_ready(&api, self.settings, plan, self.options.ready_wait, reporter, "ready").await?;
         let nodes = items.iter().filter(|i| i.node.is_some()).count();
         let versions: std::collections::BTreeSet<&str> = items.iter().filter_map(|i| i.node.as_ref()).map(|n| n.version.as_str()).collect();
         self.line(&format!(

@@ -13,13 +13,13 @@ use kos_run::{UpOptions, UpReport};
 use std::time::Duration;
 
 pub fn up(args: &UpArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<(), CommandError> {
-    run_up(args, Vec::new(), tls, printer)
+    run_up(args, Session::load(&args.settings)?, Vec::new(), tls, printer)
 }
 
 /// `kos replace NODE… [--yes]`: says what it rebuilds, asks, then `kos up` with those workers'
 /// servers made again.
 pub fn replace(args: &ReplaceArgs, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<(), CommandError> {
-    let settings = kos_core::settings::Settings::load(&args.up.settings.file)?;
+    let session = Session::load(&args.up.settings)?;
     let names = args.nodes.join(", ");
     // (With -o json, stdout is the report alone.)
     if args.up.output != OutputFormat::Json {
@@ -27,14 +27,20 @@ pub fn replace(args: &ReplaceArgs, tls: kos_cloud::openstack::ConnectOptions, pr
             "kos replace will drain {names}, delete their Node objects and servers (their ports, addresses and pod ranges kept), make them again and provision them"
         ));
     }
-    if !args.yes && !super::cloud::confirm("replace", &settings.cluster.name, &format!("rebuild {names}"), printer)? {
+    if !args.yes && !super::cloud::confirm("replace", &session.settings.cluster.name, &format!("rebuild {names}"), printer)? {
         return Err(CommandError::Invalid("not confirmed; nothing was changed".into()));
     }
-    run_up(&args.up, args.nodes.clone(), tls, printer)
+    run_up(&args.up, session, args.nodes.clone(), tls, printer)
 }
 
-fn run_up(args: &UpArgs, replace: Vec<String>, tls: kos_cloud::openstack::ConnectOptions, printer: Printer) -> Result<(), CommandError> {
-    let Session { settings, state } = Session::load(&args.settings)?;
+fn run_up(
+    args: &UpArgs,
+    session: Session,
+    replace: Vec<String>,
+    tls: kos_cloud::openstack::ConnectOptions,
+    printer: Printer,
+) -> Result<(), CommandError> {
+    let Session { settings, state } = session;
     let json = args.output == OutputFormat::Json;
     // With JSON on stdout, the progress lines go nowhere but the report.
     let shown = if json { printer.quiet() } else { printer };

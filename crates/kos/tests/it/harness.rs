@@ -71,6 +71,11 @@ pub(crate) fn wait_for<T>(what: &str, secs: u64, mut check: impl FnMut() -> Opti
     }
 }
 
+/// Whether a node's or pod's JSON says its Ready condition is True.
+pub(crate) fn is_ready(object: &serde_json::Value) -> bool {
+    object["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
 /// Whether `ip` lies in `cidr` (`a.b.c.d/n`).
 pub(crate) fn in_cidr(ip: &str, cidr: &str) -> bool {
     let (net, len) = cidr.split_once('/').expect("a CIDR");
@@ -514,7 +519,7 @@ pub(crate) fn pod_ip(c: &Cluster, pod: &str) -> String {
         120,
         || {
             let p = c.kubectl_json(&["get", "pod", pod]);
-            let ready = p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let ready = is_ready(&p);
             ready.then(|| p["status"]["podIP"].as_str().unwrap_or_default().to_owned())
         },
         || c.kubectl(&["describe", "pod", pod]).1,

@@ -66,7 +66,7 @@ fn ready_nodes(c: &Cluster) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|n| n["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .filter(|n| is_ready(n))
         .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
         .collect()
 }

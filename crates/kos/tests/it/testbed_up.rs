@@ -325,7 +325,7 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     let web_pod = || {
         let pods = c.kubectl_json(&["get", "pods", "-l", "app=web"]);
         pods["items"].as_array().into_iter().flatten().find_map(|p| {
-            let ready = p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let ready = is_ready(p);
             let ip = p["status"]["podIP"].as_str().unwrap_or_default().to_owned();
             (ready && !ip.is_empty()).then(|| (p["metadata"]["name"].as_str().unwrap_or_default().to_owned(), ip))
         })
@@ -396,9 +396,7 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
 
 /// Step 10 of the cluster scenario (worker-2 gone from the cloud; the archive of step 6b).
 fn lost_control_plane_comes_back_from_the_backup(c: &Cluster, archive: &Path) {
-    let settings = c.dir.path().join("settings.yaml");
-    let full = std::fs::read_to_string(&settings).expect("settings");
-    let without = full.replace("  - {name: worker-2, role: worker, floating_ip: false}\n", "");
+    let (settings, full, without) = settings_without_worker_2(c);
     let worker_pod = c.kubectl_json(&["get", "pod", "-l", "app=kept", "-o", "json"]);
     let kept_uids: Vec<String> =
         worker_pod["items"].as_array().into_iter().flatten().filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_owned)).collect();
@@ -428,10 +426,7 @@ fn lost_control_plane_comes_back_from_the_backup(c: &Cluster, archive: &Path) {
     // The worker was not rebuilt: Ready, and the pods made after the backup are not in the
     // restored objects (the API server has none of them).
     let node = c.kubectl_json(&["get", "node", "worker-1"]);
-    assert!(
-        node["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"),
-        "{node:#}"
-    );
+    assert!(is_ready(&node), "{node:#}");
     let pods = c.kubectl_json(&["get", "pods", "-A"]);
     let uids: Vec<&str> = pods["items"].as_array().into_iter().flatten().filter_map(|p| p["metadata"]["uid"].as_str()).collect();
     assert!(kept_uids.iter().all(|u| !uids.contains(&u.as_str())), "made after the backup, so not restored");
@@ -443,9 +438,7 @@ fn lost_control_plane_comes_back_from_the_backup(c: &Cluster, archive: &Path) {
 
 /// Step 9 of the cluster scenario (worker-2 already gone from the settings and the cloud).
 fn lost_worker_is_replaced_with_its_address_and_pod_range(c: &Cluster, before: &StatusRow) {
-    let settings = c.dir.path().join("settings.yaml");
-    let full = std::fs::read_to_string(&settings).expect("settings");
-    let without = full.replace("  - {name: worker-2, role: worker, floating_ip: false}\n", "");
+    let (settings, full, without) = settings_without_worker_2(c);
     let server = format!("{}-worker-1", c.name);
     let server_id = || openstack_ok(&["server", "show", &server, "-f", "value", "-c", "id"]).trim().to_owned();
     let old_id = server_id();
@@ -476,16 +469,24 @@ fn lost_worker_is_replaced_with_its_address_and_pod_range(c: &Cluster, before: &
     assert_eq!(after.server, "ACTIVE");
     assert_ne!(server_id(), old_id, "a new server");
     let node = c.kubectl_json(&["get", "node", "worker-1"]);
-    assert!(
-        node["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"),
-        "{node:#}"
-    );
+    assert!(is_ready(&node), "{node:#}");
     c.kubectl_ok(&["rollout", "status", "deployment/kept", "--timeout=180s"]);
     let pods = c.kubectl_json(&["get", "pods", "-l", "app=kept", "-o", "wide"]);
     for p in pods["items"].as_array().into_iter().flatten() {
         let ip = p["status"]["podIP"].as_str().unwrap_or_default();
         assert!(p["spec"]["nodeName"] == "worker-1" && in_cidr(ip, &before.pod_cidr), "{ip} in {}: {p:#}", before.pod_cidr);
     }
+}
+
+/// The settings file, its text, and that text without worker-2 (steps 8 to 10 take worker-2
+/// out for their runs and put the whole text back before any assertion: a cluster dropped
+/// with a failed test is destroyed by it).
+fn settings_without_worker_2(c: &Cluster) -> (std::path::PathBuf, String, String) {
+    let settings = c.dir.path().join("settings.yaml");
+    let full = std::fs::read_to_string(&settings).expect("settings");
+    let without = full.replace("  - {name: worker-2, role: worker, floating_ip: false}\n", "");
+    assert_ne!(without, full, "worker-2's line is where the harness writes it");
+    (settings, full, without)
 }
 
 /// Step 8 of the cluster scenario: two replicas behind a PodDisruptionBudget that keeps one
@@ -512,8 +513,7 @@ fn worker_removed_is_drained_before_its_server_goes(c: &Cluster, worker_2: &Stat
             .into_iter()
             .flatten()
             .map(|p| {
-                let ready =
-                    p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+                let ready = is_ready(p);
                 (
                     p["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
                     p["spec"]["nodeName"].as_str().unwrap_or_default().to_owned(),
@@ -558,10 +558,7 @@ fn worker_removed_is_drained_before_its_server_goes(c: &Cluster, worker_2: &Stat
             (looks, fewest)
         })
     };
-    let settings = c.dir.path().join("settings.yaml");
-    let full = std::fs::read_to_string(&settings).expect("settings");
-    let without = full.replace("  - {name: worker-2, role: worker, floating_ip: false}\n", "");
-    assert_ne!(without, full, "worker-2's line is where the harness writes it");
+    let (settings, full, without) = settings_without_worker_2(c);
     std::fs::write(&settings, &without).expect("settings");
     let plan = c.kos(&["plan"]);
     let removed = c.kos(&["up", "-o", "json"]);
@@ -878,11 +875,7 @@ fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) 
                     looks += 1;
                     let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
                     for n in nodes["items"].as_array().into_iter().flatten() {
-                        let ready = n["status"]["conditions"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                        let ready = is_ready(n);
                         if !ready {
                             not_ready.push(n["metadata"]["name"].as_str().unwrap_or_default().to_owned());
                         }
@@ -954,8 +947,7 @@ fn restore_brings_back_what_the_backup_held(c: &Cluster, archive: &Path) {
             || {
                 let pods = c.kubectl_json(&["get", "pods"]);
                 let p = pods["items"].as_array().into_iter().flatten().find(|p| p["metadata"]["name"] == pod)?.clone();
-                let ready =
-                    p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+                let ready = is_ready(&p);
                 ready.then_some(p["metadata"]["uid"].clone())
             },
             || c.kubectl(&["get", "pods", "-o", "wide"]).1,

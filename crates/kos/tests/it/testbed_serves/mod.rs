@@ -271,9 +271,7 @@ fn a_cluster_serves_routed_pods_services_nodeports_dns_and_the_control_plane() {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|p| {
-                    p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
+                .filter(|p| is_ready(p))
                 .map(|p| {
                     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
                     (s(&p["spec"]["nodeName"]), (s(&p["metadata"]["name"]), s(&p["status"]["podIP"])))
