@@ -10,8 +10,8 @@
 use crate::api::{Cloud, CloudError, HealthMonitor, LoadBalancerSpec, PortFilter, PortSpec, RuleSpec, ServerSpec};
 use crate::model::{Flavor, Network, Port, Route, Router, Subnet};
 use crate::reconcile::{
-    ApiChange, ApiLoadBalancer, ClusterResources, NodeChange, RouteChange, api_changes, api_load_balancer_identity, api_member_change,
-    cluster_tag, is_api_load_balancer, node_changes, node_tag, route_changes, routes_after,
+    ApiChange, ApiLoadBalancer, ClusterResources, NodeChange, RouteChange, Unusable, api_changes, api_load_balancer_identity,
+    api_member_change, cluster_tag, is_api_load_balancer, node_changes, node_tag, route_changes, routes_after,
 };
 use kos_core::plan::{ClusterPlan, NodePlan, marks};
 use kos_core::settings::Settings;
@@ -28,7 +28,7 @@ pub enum ApplyError {
         #[source]
         source: CloudError,
     },
-    #[error("server `{server}` went to ERROR twice; Nova says: {fault}")]
+    #[error("server `{server}` did not come up: {fault}")]
     Boot { server: String, fault: String },
     #[error("server `{server}` is still {status} after {seconds} s; re-run `kos up` to keep waiting, or check the cloud's compute service")]
     Timeout { server: String, status: String, seconds: u64 },
@@ -363,10 +363,10 @@ pub enum CloudChange {
         kind: &'static str,
         name: String,
     },
-    /// A server that booted into ERROR, deleted and created once more.
+    /// A server that booted unusable, deleted and created once more.
     RetryServer {
         node: String,
-        fault: String,
+        why: Unusable,
     },
 }
 
@@ -379,7 +379,7 @@ impl std::fmt::Display for CloudChange {
             CloudChange::AddRoute(r) => write!(f, "add route {} via {}", r.destination, r.nexthop),
             CloudChange::RemoveRoute(r) => write!(f, "remove route {} via {}", r.destination, r.nexthop),
             CloudChange::CompleteTags { kind, name } => write!(f, "complete the tags of {kind} {name} (its tagging had been interrupted)"),
-            CloudChange::RetryServer { node, fault } => write!(f, "re-create server of {node} (ERROR: {fault}), once"),
+            CloudChange::RetryServer { node, why } => write!(f, "re-create server of {node} ({why}), once"),
         }
     }
 }
@@ -543,6 +543,17 @@ pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Clust
             done.0.push(Done::new(CloudChange::Node(change.clone()), None));
             continue;
         }
+        if let NodeChange::DeleteStrayServer { server_id, name } = &change {
+            let deleted = async {
+                cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete stray server {name}")))?;
+                wait_gone(cloud, server_id, ctx.waits).await
+            };
+            if let Err(e) = deleted.await {
+                return Err(Stopped::after(done, e));
+            }
+            done.0.push(Done::new(CloudChange::Node(change.clone()), None));
+            continue;
+        }
         if let NodeChange::Remove { node, server_id, port_id, floating_ip_ids } = &change {
             match remove_node(cloud, ctx, have, node, server_id.as_deref(), port_id.as_deref(), floating_ip_ids).await {
                 Ok(result) => done.0.push(Done::new(CloudChange::Node(change.clone()), Some(result))),
@@ -596,10 +607,11 @@ fn node_of(change: &NodeChange) -> &str {
         | NodeChange::SetAddressPairs { node, .. }
         | NodeChange::CreateServer { node }
         | NodeChange::RecreateServer { node, .. }
+        | NodeChange::SettleServer { node, .. }
         | NodeChange::ReplaceServer { node, .. }
         | NodeChange::AttachFloatingIp { node, .. }
         | NodeChange::Remove { node, .. } => node,
-        NodeChange::DeleteStrayPort { name, .. } => name,
+        NodeChange::DeleteStrayPort { name, .. } | NodeChange::DeleteStrayServer { name, .. } => name,
     }
 }
 
@@ -703,10 +715,23 @@ async fn apply_node<C: Cloud>(
                 lines.push(Done::new(CloudChange::Node(change.clone()), Some(result)));
             }
             NodeChange::RecreateServer { server_id, .. } => {
-                cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete failed server of {}", node.name)))?;
+                cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete unusable server of {}", node.name)))?;
                 wait_gone(cloud, server_id, ctx.waits).await?;
                 let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
                 let result = boot(cloud, ctx, node, &port_id, lines).await?;
+                lines.push(Done::new(CloudChange::Node(change.clone()), Some(result)));
+            }
+            NodeChange::SettleServer { server_id, .. } => {
+                let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+                let result = match settle(cloud, ctx, node, server_id, &port_id, lines).await? {
+                    Settled::Active => format!("{} ACTIVE", node.server_name),
+                    Settled::Unusable(why) => {
+                        cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete unusable server of {}", node.name)))?;
+                        wait_gone(cloud, server_id, ctx.waits).await?;
+                        lines.push(Done::new(CloudChange::RetryServer { node: node.name.clone(), why }, None));
+                        boot(cloud, ctx, node, &port_id, lines).await?
+                    }
+                };
                 lines.push(Done::new(CloudChange::Node(change.clone()), Some(result)));
             }
             NodeChange::AttachFloatingIp { reuse, .. } => {
@@ -714,7 +739,10 @@ async fn apply_node<C: Cloud>(
                 let address = attach_floating_ip(cloud, ctx, &node.name, &port_id, reuse.as_deref()).await?;
                 lines.push(Done::new(CloudChange::Node(change.clone()), Some(address)));
             }
-            NodeChange::Remove { .. } | NodeChange::DeleteStrayPort { .. } | NodeChange::ReplaceServer { .. } => {}
+            NodeChange::Remove { .. }
+            | NodeChange::DeleteStrayPort { .. }
+            | NodeChange::DeleteStrayServer { .. }
+            | NodeChange::ReplaceServer { .. } => {}
         }
     }
     Ok(port)
@@ -724,8 +752,9 @@ fn first_ip(p: &crate::model::Port) -> String {
     p.fixed_ips.first().map_or_else(|| "no address".to_string(), |f| f.ip_address.to_string())
 }
 
-/// Create the server and wait for ACTIVE; a server in ERROR is deleted and created once
-/// more (reported in `lines`) before giving up with Nova's fault. Returns the server's state.
+/// Create the server and wait until it is settled (see [`settle`]); one that is not usable
+/// then is deleted and created once more (reported in `lines`) before giving up with the
+/// reason. Returns the server's state.
 async fn boot<C: Cloud>(
     cloud: &C,
     ctx: NodeContext<'_>,
@@ -753,19 +782,67 @@ async fn boot<C: Cloud>(
     };
     for attempt in 1..=2 {
         let server = cloud.create_server(&spec).await.map_err(cloud_err(format!("create server {}", spec.name)))?;
-        let state = wait_active(cloud, &server.id, &spec.name, ctx.waits).await?;
-        if state.status == "ACTIVE" {
-            return Ok(format!("{} ACTIVE", spec.name));
-        }
-        let fault = state.fault.unwrap_or_else(|| "no fault message".into());
+        let why = match settle(cloud, ctx, node, &server.id, port_id, lines).await? {
+            Settled::Active => return Ok(format!("{} ACTIVE", spec.name)),
+            Settled::Unusable(why) => why,
+        };
         cloud.delete_server(&server.id).await.map_err(cloud_err(format!("delete failed server {}", spec.name)))?;
         wait_gone(cloud, &server.id, ctx.waits).await?;
         if attempt == 2 {
-            return Err(ApplyError::Boot { server: spec.name.clone(), fault });
+            return Err(ApplyError::Boot { server: spec.name.clone(), fault: format!("{why} (twice)") });
         }
-        lines.push(Done::new(CloudChange::RetryServer { node: node.name.clone(), fault }, None));
+        lines.push(Done::new(CloudChange::RetryServer { node: node.name.clone(), why }, None));
     }
     Err(ApplyError::Boot { server: spec.name.clone(), fault: "no attempt was made".into() })
+}
+
+/// What became of a server once it stopped building.
+enum Settled {
+    /// ACTIVE, the node's only server, its port attached.
+    Active,
+    /// ERROR (with Nova's fault), or ACTIVE without the node's port.
+    Unusable(Unusable),
+}
+
+/// Wait for the node's server to leave BUILD; then delete any other server of the node
+/// (reported in `lines`), and see that the node's port is attached to it.
+///
+/// A run killed while its server create was in flight leaves a server the next run could
+/// not list yet, so that run makes a second one on the same port. Nova attaches the port to
+/// one of them at most: the other fails, and its clean-up can take the port from the first
+/// too, which then runs without an address that anyone can reach. Seen on the test bed's
+/// real Nova when `kos up` was killed twice in a row.
+async fn settle<C: Cloud>(
+    cloud: &C,
+    ctx: NodeContext<'_>,
+    node: &NodePlan,
+    server_id: &str,
+    port_id: &str,
+    lines: &mut Vec<Done>,
+) -> Result<Settled, ApplyError> {
+    let state = wait_active(cloud, server_id, &node.server_name, ctx.waits).await?;
+    if state.status != "ACTIVE" {
+        return Ok(Settled::Unusable(Unusable::Error { fault: state.fault }));
+    }
+    let servers = cloud.servers().await.map_err(cloud_err("list servers"))?;
+    let of_node = |s: &&crate::model::Server| {
+        s.id != server_id && s.metadata.get(marks::CLUSTER) == Some(&ctx.plan.cluster) && s.metadata.get(marks::NODE) == Some(&node.name)
+    };
+    let others: Vec<_> = servers.iter().filter(of_node).collect();
+    for other in &others {
+        cloud.delete_server(&other.id).await.map_err(cloud_err(format!("delete stray server {}", other.name)))?;
+    }
+    for other in &others {
+        wait_gone(cloud, &other.id, ctx.waits).await?;
+        let change = NodeChange::DeleteStrayServer { server_id: other.id.clone(), name: other.name.clone() };
+        lines.push(Done::new(CloudChange::Node(change), None));
+    }
+    let filter = PortFilter { device_id: Some(server_id.to_string()), ..PortFilter::default() };
+    let attached = cloud.ports(&filter).await.map_err(cloud_err(format!("read the ports of {}", node.server_name)))?;
+    if !attached.iter().any(|p| p.id == port_id) {
+        return Ok(Settled::Unusable(Unusable::PortNotAttached { attached_to: None }));
+    }
+    Ok(Settled::Active)
 }
 
 async fn wait_active<C: Cloud>(cloud: &C, id: &str, name: &str, waits: Waits) -> Result<crate::model::Server, ApplyError> {

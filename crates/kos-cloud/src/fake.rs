@@ -28,6 +28,11 @@ pub struct FakeState {
     pub instance_quota: i64,
     /// Server names that boot into ERROR, and how many more times.
     pub failing_boots: BTreeMap<String, u32>,
+    /// Server names whose next creates each race a second create of the same server on the
+    /// same port (a killed run's, still in flight), and how many more times: the twin fails
+    /// (ERROR) and its clean-up takes the port from the server made, as the test bed's real
+    /// Nova did.
+    pub racing_creates: BTreeMap<String, u32>,
     /// Calls made, by method name.
     pub calls: BTreeMap<&'static str, u32>,
     /// Methods whose next calls fail as an unavailable service, and how many more times
@@ -343,7 +348,18 @@ impl Cloud for FakeCloud {
                 key_name: spec.key_name.clone(),
                 flavor_id: Some(spec.flavor_id.clone()),
             };
-            s.servers.insert(id, server.clone());
+            s.servers.insert(id.clone(), server.clone());
+            if let Some(n) = s.racing_creates.get_mut(&spec.name).filter(|n| **n > 0) {
+                *n -= 1;
+                let twin = s.id("server");
+                let fault = Some("Build of instance aborted: Failed to allocate the network(s), not rescheduling.".to_string());
+                let failed = Server { id: twin.clone(), status: "ERROR".into(), fault, addresses: vec![], ..server.clone() };
+                s.servers.insert(twin, failed);
+                if let Some(port) = s.ports.get_mut(&spec.port_id) {
+                    port.device_id.clear();
+                    port.device_owner.clear();
+                }
+            }
             Ok(server)
         })
     }

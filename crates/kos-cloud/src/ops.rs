@@ -362,7 +362,7 @@ pub async fn find_teardown<C: Cloud>(cloud: &C, settings: &Settings) -> Result<T
         load_balancers,
         routes,
         floating_ips: have.floating_ips.iter().map(|f| (f.id.clone(), f.floating_ip_address)).collect(),
-        servers: have.servers.values().map(|s| (s.id.clone(), s.name.clone())).collect(),
+        servers: have.servers.values().chain(&have.stray_servers).map(|s| (s.id.clone(), s.name.clone())).collect(),
         ports: ports.into_iter().map(|p| (p.id, p.name)).collect(),
         security_groups: cloud
             .security_groups(&tag)

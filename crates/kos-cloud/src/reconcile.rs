@@ -77,6 +77,11 @@ pub struct ClusterResources {
     /// timed-out POST, a killed run) and that was made again. Not attached to anything, so
     /// `up` deletes it.
     pub stray_ports: Vec<Port>,
+    /// A second server marked for a node that has one: a run killed while its create was
+    /// in flight, and the next run (which could not list it yet) made another on the same
+    /// port. Nova binds the port to one of them at most (the loser fails, and its clean-up
+    /// can unbind the port from the winner too), so `up` deletes every one but the node's.
+    pub stray_servers: Vec<Server>,
     /// The port that reserves the API's virtual IP (tagged [`marks::API_VIP`]), if any.
     pub vip_port: Option<Port>,
     /// The API's Octavia load balancer (found by name and mark), if any.
@@ -88,13 +93,33 @@ impl ClusterResources {
     pub fn collect(cluster: &str, servers: Vec<Server>, ports: Vec<Port>, floating_ips: Vec<FloatingIp>) -> Self {
         let ctag = cluster_tag(cluster);
         let mut r = ClusterResources::default();
+        let mut by_node: BTreeMap<String, Vec<Server>> = BTreeMap::new();
         for s in servers {
             if s.metadata.get(marks::CLUSTER).map(String::as_str) == Some(cluster)
                 && let Some(node) = s.metadata.get(marks::NODE).cloned()
             {
-                r.servers.insert(node, s);
+                by_node.entry(node).or_default().push(s);
             }
         }
+        // Ports are sorted first without servers (a port's claim to be the node's does not
+        // depend on which server is), then the servers by the ports.
+        r.collect_ports(cluster, ports, &by_node);
+        for (node, mut candidates) in by_node {
+            // The node's server: the one its port is attached to, else one not in ERROR,
+            // else the first listed; any other is stray.
+            let holds_port = |s: &Server| r.ports.get(&node).is_some_and(|p| p.device_id == s.id);
+            let pick = candidates.iter().position(holds_port).or_else(|| candidates.iter().position(|s| s.status != "ERROR")).unwrap_or(0);
+            let kept = candidates.remove(pick);
+            r.stray_servers.extend(candidates);
+            r.servers.insert(node, kept);
+        }
+        r.floating_ips = floating_ips.into_iter().filter(|f| f.tags.contains(&ctag)).collect();
+        r
+    }
+
+    fn collect_ports(&mut self, cluster: &str, ports: Vec<Port>, servers: &BTreeMap<String, Vec<Server>>) {
+        let ctag = cluster_tag(cluster);
+        let r = self;
         for p in ports {
             if !p.tags.contains(&ctag) {
                 continue;
@@ -109,8 +134,8 @@ impl ClusterResources {
             }
             let prefix = format!("{}=", marks::NODE);
             let Some(node) = p.tags.iter().find_map(|t| t.strip_prefix(&prefix)).map(str::to_string) else { continue };
-            // Of two ports of one node, the one its server uses (else the first) is the node's.
-            let uses = |port: &Port| r.servers.get(&node).is_some_and(|s| s.id == port.device_id);
+            // Of two ports of one node, the one a server of it uses (else the first) is the node's.
+            let uses = |port: &Port| servers.get(&node).is_some_and(|all| all.iter().any(|s| s.id == port.device_id));
             match r.ports.remove(&node) {
                 None => {
                     r.ports.insert(node, p);
@@ -122,8 +147,6 @@ impl ClusterResources {
                 }
             }
         }
-        r.floating_ips = floating_ips.into_iter().filter(|f| f.tags.contains(&ctag)).collect();
-        r
     }
 
     /// The fixed IPs of every port of the cluster (nodes being removed included): the
@@ -180,6 +203,28 @@ impl ClusterResources {
     }
 }
 
+/// Why a node's server is made again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// Nova put it in ERROR (with its fault message, if any).
+    Error { fault: Option<String> },
+    /// It runs, but the node's port is not attached to it (attached to `attached_to`, or to
+    /// nothing): it has no address on the tenant network, so it can never be reached. Two
+    /// servers made on one port (a killed run's and the next run's) leave this behind.
+    PortNotAttached { attached_to: Option<String> },
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Error { fault: None } => f.write_str("ERROR"),
+            Unusable::Error { fault: Some(fault) } => write!(f, "ERROR: {fault}"),
+            Unusable::PortNotAttached { attached_to: None } => f.write_str("its port is attached to nothing"),
+            Unusable::PortNotAttached { attached_to: Some(other) } => write!(f, "its port is attached to server {other}"),
+        }
+    }
+}
+
 /// One change to a node's cloud resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeChange {
@@ -189,12 +234,17 @@ pub enum NodeChange {
     SetAddressPairs { node: String, port_id: String, cidrs: Vec<String> },
     /// Create the server on its port.
     CreateServer { node: String },
-    /// The server is in ERROR: delete it and create it again (once per run).
-    RecreateServer { node: String, server_id: String, fault: Option<String> },
+    /// The server cannot serve (see [`Unusable`]): delete it and create it again (once per run).
+    RecreateServer { node: String, server_id: String, why: Unusable },
+    /// The server is still being built (a killed run's): wait for it to be ACTIVE, the
+    /// node's only server, holding its port.
+    SettleServer { node: String, server_id: String },
     /// Give the node a floating IP: reuse a free one of the cluster's, else allocate.
     AttachFloatingIp { node: String, reuse: Option<String> },
     /// A second, unattached port of a node (see [`ClusterResources::stray_ports`]): delete it.
     DeleteStrayPort { port_id: String, name: String },
+    /// A second server of a node (see [`ClusterResources::stray_servers`]): delete it.
+    DeleteStrayServer { server_id: String, name: String },
     /// `kos replace`: delete the node's server, keeping its port (its address, pod range and
     /// floating IP), so the next step makes it again.
     ReplaceServer { node: String, server_id: String },
@@ -211,14 +261,16 @@ impl std::fmt::Display for NodeChange {
                 format!("set allowed address pairs of {node}'s port to {}", cidrs.join(", "))
             }
             NodeChange::CreateServer { node } => format!("create server of {node}"),
-            NodeChange::RecreateServer { node, fault, .. } => {
-                format!("re-create server of {node} (ERROR{})", fault.as_ref().map(|f| format!(": {f}")).unwrap_or_default())
-            }
+            NodeChange::RecreateServer { node, why, .. } => format!("re-create server of {node} ({why})"),
+            NodeChange::SettleServer { node, .. } => format!("wait for server of {node} to be ACTIVE (it is still being built)"),
             NodeChange::AttachFloatingIp { node, reuse } => {
                 format!("{} floating IP for {node}", if reuse.is_some() { "attach a free" } else { "allocate a" })
             }
             NodeChange::DeleteStrayPort { name, port_id } => {
                 format!("delete stray port {name} ({port_id}): a second, unattached port of its node")
+            }
+            NodeChange::DeleteStrayServer { name, server_id } => {
+                format!("delete stray server {name} ({server_id}): a second server of its node")
             }
             NodeChange::ReplaceServer { node, .. } => {
                 format!("delete server of {node} to make it again (kos replace; its port, address and pod range kept)")
@@ -249,10 +301,21 @@ pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChan
         }
         match have.servers.get(&node.name) {
             None => changes.push(NodeChange::CreateServer { node: node.name.clone() }),
-            Some(s) if s.status == "ERROR" => {
-                changes.push(NodeChange::RecreateServer { node: node.name.clone(), server_id: s.id.clone(), fault: s.fault.clone() })
+            Some(s) => {
+                let recreate = |why| NodeChange::RecreateServer { node: node.name.clone(), server_id: s.id.clone(), why };
+                let port = have.ports.get(&node.name);
+                match s.status.as_str() {
+                    "ERROR" => changes.push(recreate(Unusable::Error { fault: s.fault.clone() })),
+                    "BUILD" => changes.push(NodeChange::SettleServer { node: node.name.clone(), server_id: s.id.clone() }),
+                    // Nova attaches the port before the server first runs, and leaves it
+                    // attached while it is stopped.
+                    "ACTIVE" | "SHUTOFF" if port.is_some_and(|p| p.device_id != s.id) => {
+                        let attached_to = port.map(|p| p.device_id.clone()).filter(|d| !d.is_empty());
+                        changes.push(recreate(Unusable::PortNotAttached { attached_to }));
+                    }
+                    _ => {}
+                }
             }
-            Some(_) => {}
         }
         if node.wants_floating_ip && !has_floating_ip(node, have) {
             let reuse = if free_fips.is_empty() { None } else { Some(free_fips.remove(0).id.clone()) };
@@ -272,7 +335,12 @@ pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChan
                 .unwrap_or_default(),
         });
     }
-    for p in have.stray_ports.iter().filter(|p| p.device_id.is_empty()) {
+    // Stray servers go first: a stray port may be attached to one of them.
+    for s in &have.stray_servers {
+        changes.push(NodeChange::DeleteStrayServer { server_id: s.id.clone(), name: s.name.clone() });
+    }
+    let stray_server = |id: &str| have.stray_servers.iter().any(|s| s.id == id);
+    for p in have.stray_ports.iter().filter(|p| p.device_id.is_empty() || stray_server(&p.device_id)) {
         changes.push(NodeChange::DeleteStrayPort { port_id: p.id.clone(), name: p.name.clone() });
     }
     changes

@@ -128,8 +128,55 @@ async fn a_server_in_error_is_recreated_once_then_nova_fault_is_reported() {
     let ctx = NodeContext { settings: &s, plan: &p, resolved: &resolved, security_groups: &[], waits: FAST };
     let err = apply_nodes(&cloud, ctx, &have).await.unwrap_err().error;
     assert!(matches!(&err, ApplyError::Boot { server, .. } if server == "demo-master-1"), "{err:?}");
-    assert!(err.to_string().contains("Nova says: No valid host was found. There are not enough hosts available."), "{err}");
+    assert!(
+        err.to_string().contains("did not come up: ERROR: No valid host was found. There are not enough hosts available. (twice)"),
+        "{err}"
+    );
     assert!(cloud.state.lock().unwrap().servers.is_empty(), "no server left in ERROR");
+}
+
+/// Two creates of one server on one port (a killed run's still in flight, and the next
+/// run's): the twin is deleted, and the server the port was taken from is made again, in
+/// the same run; the next run changes nothing, and exactly one server per node is left.
+#[tokio::test]
+async fn a_second_server_on_the_same_port_is_deleted_and_the_node_gets_its_port_back() {
+    let cloud = FakeCloud::new();
+    cloud.state.lock().unwrap().racing_creates.insert("demo-worker-1".into(), 1);
+    let s = settings(&["master-1", "worker-1"]);
+    let lines = up(&cloud, &s).await;
+    assert!(lines.iter().any(|l| l.starts_with("delete stray server demo-worker-1 (")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l == "re-create server of worker-1 (its port is attached to nothing), once"), "{lines:#?}");
+    assert!(lines.iter().any(|l| l == "create server of worker-1: demo-worker-1 ACTIVE"), "{lines:#?}");
+    let attached = |cloud: &FakeCloud| {
+        let st = cloud.state.lock().unwrap();
+        let servers: Vec<&crate::model::Server> = st.servers.values().collect();
+        assert_eq!(servers.len(), 2, "one server per node: {servers:#?}");
+        servers.iter().all(|srv| st.ports.values().any(|p| p.device_id == srv.id && p.name == srv.name))
+    };
+    assert!(attached(&cloud), "every server holds its node's port");
+    assert_eq!(up(&cloud, &s).await, Vec::<String>::new());
+
+    // The same leftovers found by a later run (the run that made them was killed): the
+    // server without its port is made again and its failed twin deleted.
+    let cloud = FakeCloud::new();
+    up(&cloud, &s).await;
+    {
+        let mut st = cloud.state.lock().unwrap();
+        let srv = st.servers.values().find(|x| x.name == "demo-worker-1").unwrap().clone();
+        let twin = crate::model::Server { id: "twin".into(), status: "ERROR".into(), ..srv.clone() };
+        st.servers.insert("twin".into(), twin);
+        st.ports.values_mut().find(|p| p.device_id == srv.id).unwrap().device_id.clear();
+    }
+    let lines = up(&cloud, &s).await;
+    assert_eq!(
+        lines,
+        [
+            "delete stray server demo-worker-1 (twin): a second server of its node",
+            "re-create server of worker-1 (its port is attached to nothing): demo-worker-1 ACTIVE",
+        ]
+    );
+    assert!(attached(&cloud), "every server holds its node's port");
+    assert_eq!(up(&cloud, &s).await, Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -150,9 +150,60 @@ fn an_error_server_is_recreated_with_novas_fault() {
         [NodeChange::RecreateServer {
             node: "worker-1".into(),
             server_id: "srv-worker-1".into(),
-            fault: Some("No valid host was found.".into())
+            why: Unusable::Error { fault: Some("No valid host was found.".into()) }
         }]
     );
+}
+
+/// Of two servers of one node, the one its port is attached to is the node's, whatever
+/// their order; a server that runs without the node's port is made again, and one still
+/// being built is waited for.
+#[test]
+fn a_nodes_second_server_is_stray_and_one_without_its_port_is_made_again() {
+    let (s, have) = converged();
+    let mut twin = server("worker-1", "ERROR", "10.1.1.0/24");
+    twin.id = "twin".into();
+    let servers = |first: Server, second: Server| {
+        let mut all: Vec<Server> = have.servers.values().filter(|x| x.name != "demo-worker-1").cloned().collect();
+        all.extend([first, second]);
+        all
+    };
+    let ports = || have.ports.values().cloned().collect::<Vec<_>>();
+    let fips = || have.floating_ips.clone();
+    let worker = have.servers["worker-1"].clone();
+    for (a, b) in [(worker.clone(), twin.clone()), (twin.clone(), worker.clone())] {
+        let found = ClusterResources::collect("demo", servers(a, b), ports(), fips());
+        assert_eq!(found.servers["worker-1"].id, "srv-worker-1", "the one holding the port");
+        assert_eq!(found.stray_servers.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["twin"]);
+        let p = plan(&s, &found.observed(None)).unwrap();
+        assert_eq!(node_changes(&p, &found), [NodeChange::DeleteStrayServer { server_id: "twin".into(), name: "demo-worker-1".into() }]);
+    }
+    // The port attached to nothing (the failed twin's clean-up took it): the running one is
+    // kept, and made again.
+    let mut unbound = ports();
+    unbound.iter_mut().find(|p| p.id == "port-worker-1").unwrap().device_id.clear();
+    let found = ClusterResources::collect("demo", servers(twin.clone(), worker.clone()), unbound, fips());
+    assert_eq!(found.servers["worker-1"].id, "srv-worker-1", "the one not in ERROR");
+    let p = plan(&s, &found.observed(None)).unwrap();
+    let changes = node_changes(&p, &found);
+    assert_eq!(
+        changes,
+        [
+            NodeChange::RecreateServer {
+                node: "worker-1".into(),
+                server_id: "srv-worker-1".into(),
+                why: Unusable::PortNotAttached { attached_to: None }
+            },
+            NodeChange::DeleteStrayServer { server_id: "twin".into(), name: "demo-worker-1".into() },
+        ]
+    );
+    assert_eq!(changes[0].to_string(), "re-create server of worker-1 (its port is attached to nothing)");
+    // Still being built: waited for, not judged.
+    let mut building = have.clone();
+    building.servers.get_mut("worker-1").unwrap().status = "BUILD".into();
+    building.ports.get_mut("worker-1").unwrap().device_id.clear();
+    let p = plan(&s, &building.observed(None)).unwrap();
+    assert_eq!(node_changes(&p, &building), [NodeChange::SettleServer { node: "worker-1".into(), server_id: "srv-worker-1".into() }]);
 }
 
 #[test]

@@ -563,6 +563,7 @@ impl Cluster {
         };
         let start = Instant::now();
         let mut seen_at: Option<Instant> = point.after.is_empty().then_some(start);
+        let mut never_seen = false;
         let finished = loop {
             if child.try_wait().expect("kos status").is_some() {
                 break true;
@@ -570,17 +571,25 @@ impl Cluster {
             if seen_at.is_none() && lines.lock().expect("lines").iter().any(|l| l.contains(point.after)) {
                 seen_at = Some(Instant::now());
             }
-            if seen_at.is_some_and(|t| t.elapsed() >= point.delay) {
+            never_seen = seen_at.is_none() && start.elapsed() >= Duration::from_secs(300);
+            if never_seen || seen_at.is_some_and(|t| t.elapsed() >= point.delay) {
                 child.kill().expect("SIGKILL kos");
                 let _ = child.wait();
                 break false;
             }
-            assert!(start.elapsed() < Duration::from_secs(300), "kos up never printed {:?}", point.after);
             std::thread::sleep(Duration::from_millis(50));
         };
         let _ = reader.join();
         let errors = errors.join().unwrap_or_default();
         let lines = lines.lock().expect("lines");
+        // Where it waited instead, in its own words.
+        assert!(
+            !never_seen,
+            "kos up never printed {:?} in 300 s; its last lines:\n{}\nits stderr:\n{}",
+            point.after,
+            lines[lines.len().saturating_sub(15)..].join("\n"),
+            errors[errors.len().saturating_sub(15)..].join("\n")
+        );
         let tail = lines.iter().rev().take(2).rev().cloned().collect::<Vec<_>>().join(" | ");
         let errors: Vec<&String> = errors.iter().filter(|l| !l.trim().is_empty()).collect();
         let errors = errors[errors.len().saturating_sub(3)..].iter().map(|l| l.as_str()).collect::<Vec<_>>().join(" | ");

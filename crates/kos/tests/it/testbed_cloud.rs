@@ -25,14 +25,16 @@ fn repo_root() -> PathBuf {
 /// Runs `openstack ARGS` as the project user, against the clouds.yaml `with-cloud.sh` exported.
 /// (Shared with the other test-bed modules: `crate::testbed_cloud::{openstack, openstack_ok}`.)
 pub(crate) fn openstack(args: &[&str]) -> Output {
+    openstack_command(args).output().unwrap_or_else(|e| panic!("`openstack` did not run (testbed/cloud/install.sh installs it): {e}"))
+}
+
+/// `openstack ARGS` as the project user, not started yet (to run several at once).
+pub(crate) fn openstack_command(args: &[&str]) -> Command {
     let cloud = std::env::var("KOS_TEST_CLOUD_USER")
         .unwrap_or_else(|_| panic!("KOS_TEST_CLOUD_USER is not set: testbed/cloud/with-cloud.sh sets it (. $TC_HOME/env.sh)"));
-    Command::new("openstack")
-        .arg("--os-cloud")
-        .arg(cloud)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("`openstack` did not run (testbed/cloud/install.sh installs it): {e}"))
+    let mut command = Command::new("openstack");
+    command.arg("--os-cloud").arg(cloud).args(args);
+    command
 }
 
 pub(crate) fn text(bytes: &[u8]) -> String {
