@@ -59,6 +59,8 @@ pub struct NodeState {
     pub interface: Option<String>,
     /// `/var/lib/etcd/member` exists: etcd has data here.
     pub etcd_data: bool,
+    /// With data: the `--initial-cluster` and `--initial-cluster-state` its manifest holds.
+    pub etcd_started_with: Option<kos_render::EtcdStartedWith>,
     /// Actions an interrupted run left undone (markers in [`PENDING_DIR`]): `daemon-reload`,
     /// `sysctl`, `modules`, `unit-<name>`.
     pub pending: Vec<String>,
@@ -73,6 +75,7 @@ impl NodeState {
             oom_score_restricted: self.no_sys_resource,
             interface: self.interface.clone(),
             etcd_data: self.etcd_data,
+            etcd_started_with: self.etcd_started_with.clone().filter(|_| self.etcd_data),
         }
     }
 
@@ -111,11 +114,11 @@ pub fn script_with_cache(wants: &NodeWants, cache: &str) -> String {
          printf 'swaps\\t%s\\n' \"$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)\"\n\
          printf 'cgroup\\t%s\\n' \"$(stat -fc %T /sys/fs/cgroup 2>/dev/null)\"\n\
          printf 'iface\\t%s\\n' \"$(ip -o route show default 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == \"dev\") { print $(i + 1); exit } }')\"\n\
-         [ -d /var/lib/etcd/member ] && printf 'etcd\\tdata\\n'\n\
          f=/proc/sys/net/netfilter/nf_conntrack_max\n\
          c=$(awk '/^CapEff/ { print $2 }' /proc/self/status); [ -n \"$c\" ] && [ $(( 0x$c >> 24 & 1 )) = 0 ] && printf 'caps\\tno-sys-resource\\n'\n\
          if [ -e $f ]; then case $(stat -c %a $f) in 6??) [ -w $f ] || printf 'conntrack\\tfixed\\n';; *) printf 'conntrack\\tfixed\\n';; esac; fi\n",
     );
+    s.push_str(&etcd_section("/var/lib/etcd", "/etc/kubernetes/manifests/etcd.yaml"));
     if !wants.all_images().is_empty() {
         s.push_str("command -v ctr >/dev/null 2>&1 && ctr -n k8s.io images ls 2>/dev/null | awk 'NR > 1 { printf \"image\\t%s\\t%s\\t%s\\n\", $1, $3, $NF }'\n");
     }
@@ -141,6 +144,15 @@ pub fn script_with_cache(wants: &NodeWants, cache: &str) -> String {
     }
     s.push_str("exit 0\n");
     s
+}
+
+/// Whether etcd has data under `data`, and then the initial-cluster flags its manifest at
+/// `manifest` started it with.
+pub fn etcd_section(data: &str, manifest: &str) -> String {
+    format!(
+        "[ -d {data}/member ] && printf 'etcd\\tdata\\n' && \
+         sed -n 's/^ *- --initial-cluster\\(-state\\)\\{{0,1\\}}=\\(.*\\)$/etcd\\tinitial\\1\\t\\2/p' {manifest} 2>/dev/null\n"
+    )
 }
 
 /// The probe's cache of file hashes on the node: `<stat key>\t<sha256>\t<path>` per line,
@@ -184,6 +196,8 @@ pub fn parse(out: &str) -> Result<NodeState, String> {
             ["cgroup", fs] => st.cgroup_fs = fs.to_string(),
             ["conntrack", "fixed"] => st.conntrack_max_fixed = true,
             ["etcd", "data"] => st.etcd_data = true,
+            ["etcd", "initial", members] => st.etcd_started_with.get_or_insert_default().members = members.to_string(),
+            ["etcd", "initial-state", state] => st.etcd_started_with.get_or_insert_default().state = state.to_string(),
             ["iface", name] => st.interface = Some(name.to_string()).filter(|n| !n.is_empty()),
             ["caps", "no-sys-resource"] => st.no_sys_resource = true,
             ["image", name, digest, labels] => {

@@ -262,7 +262,12 @@ pub fn etcd_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'static 
         let m = inputs.plan.node(name).ok_or_else(|| RenderError::NotAMaster { node: name.clone() })?;
         initial.push(format!("{}=https://{}:2380", m.name, address(m)?));
     }
-    let state = if start.is_first() { "new" } else { "existing" };
+    let mut state = if start.is_first() { "new" } else { "existing" }.to_string();
+    let mut initial = initial.join(",");
+    // A member that started once keeps the flags it started with (etcd ignores them now).
+    if let Some(kept) = inputs.env.facts(&node.name).etcd_started_with.filter(|k| !k.members.is_empty() && !k.state.is_empty()) {
+        (initial, state) = (kept.members, kept.state);
+    }
     let pki = format!("{PKI}/etcd");
     Ok(vec![
         ("name", node.name.clone()),
@@ -271,8 +276,8 @@ pub fn etcd_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'static 
         ("advertise-client-urls", format!("https://{ip}:2379")),
         ("listen-peer-urls", format!("https://{ip}:2380")),
         ("initial-advertise-peer-urls", format!("https://{ip}:2380")),
-        ("initial-cluster", initial.join(",")),
-        ("initial-cluster-state", state.into()),
+        ("initial-cluster", initial),
+        ("initial-cluster-state", state),
         ("initial-cluster-token", inputs.plan.cluster.clone()),
         ("client-cert-auth", "true".into()),
         ("trusted-ca-file", format!("{pki}/ca.crt")),

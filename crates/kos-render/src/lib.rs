@@ -91,6 +91,18 @@ pub struct NodeFacts {
     pub interface: Option<String>,
     /// etcd has data on the node (`/var/lib/etcd/member`): its member has started once.
     pub etcd_data: bool,
+    /// What the manifest of a member with data started it with: kept as it is, so that the
+    /// membership changing around it (a master before it in the joining order replaced or
+    /// removed) does not rewrite its manifest and restart it. etcd reads these only once.
+    pub etcd_started_with: Option<EtcdStartedWith>,
+}
+
+/// A running etcd member's `--initial-cluster` and `--initial-cluster-state`, as its
+/// manifest on the node holds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EtcdStartedWith {
+    pub members: String,
+    pub state: String,
 }
 
 /// Rendering failed.

@@ -323,3 +323,35 @@ async fn the_probe_hashes_only_files_whose_stat_changed() {
     probe(probe::script_with_cache(&node, elsewhere.to_str().unwrap())).await;
     assert!(!elsewhere.exists());
 }
+
+/// A member with data: the probe reads the flags its manifest started it with (the
+/// rendered manifest's own lines), and nothing of them without data.
+#[tokio::test]
+async fn the_probe_reads_a_started_members_initial_cluster_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("etcd.yaml");
+    std::fs::write(
+        &manifest,
+        "spec:\n  containers:\n  - command:\n    - etcd\n    - --initial-advertise-peer-urls=https://10.0.0.12:2380\n    \
+         - --initial-cluster=master-1=https://10.0.0.11:2380,master-2=https://10.0.0.12:2380\n    \
+         - --initial-cluster-state=existing\n    - --initial-cluster-token=demo\n",
+    )
+    .unwrap();
+    let data = dir.path().join("etcd");
+    let script = probe::etcd_section(data.to_str().unwrap(), manifest.to_str().unwrap());
+    let probe = |script: String| async move {
+        probe::parse(&format!("os\tdebian\t12\n{}", LocalShell.run(&script, Default::default()).await.unwrap().stdout_text())).unwrap()
+    };
+    let none = probe(script.clone()).await;
+    assert!(!none.etcd_data && none.facts().etcd_started_with.is_none());
+    std::fs::create_dir_all(data.join("member")).unwrap();
+    let seen = probe(script).await;
+    assert!(seen.etcd_data);
+    assert_eq!(
+        seen.facts().etcd_started_with,
+        Some(kos_render::EtcdStartedWith {
+            members: "master-1=https://10.0.0.11:2380,master-2=https://10.0.0.12:2380".into(),
+            state: "existing".into()
+        })
+    );
+}

@@ -110,6 +110,19 @@ fn the_first_master_makes_etcd_and_each_later_one_joins_the_masters_before_it() 
     assert_eq!(flags("master-1"), ("new".into(), m1.to_string()));
     assert_eq!(flags("master-2"), ("existing".into(), format!("{m1},{m2}")));
     assert_eq!(flags("master-3"), ("existing".into(), format!("{m1},{m2},{m3}")));
+
+    // A member that started once keeps what its manifest says, whatever the order says now
+    // (master-1 made again comes last, which would make master-2 the first): its manifest,
+    // and so its etcd, stay as they are.
+    let kept = crate::EtcdStartedWith { members: format!("{m1},{m2}"), state: "existing".into() };
+    let mut env = crate::Environment::default();
+    env.nodes.insert("master-2".into(), crate::NodeFacts { etcd_data: true, etcd_started_with: Some(kept), ..Default::default() });
+    let r = crate::fixture::render_observed(crate::fixture::three_masters, crate::fixture::OBSERVED_HA, &env);
+    let cmd = command_of(&r, "master-2", "etcd");
+    assert!(
+        cmd.contains(&format!("--initial-cluster={m1},{m2}")) && cmd.contains(&"--initial-cluster-state=existing".to_string()),
+        "{cmd:#?}"
+    );
 }
 
 #[test]

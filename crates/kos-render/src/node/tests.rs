@@ -522,8 +522,14 @@ fn no_two_files_share_a_path_on_a_node() {
 /// cgroup v1; kube-proxy told to leave nf_conntrack_max. A node not probed keeps the defaults.
 #[test]
 fn snapshots_artifact_runtime_on_a_container_like_node() {
-    let facts =
-        crate::NodeFacts { cgroup_v1: true, conntrack_max_fixed: true, oom_score_restricted: true, interface: None, etcd_data: false };
+    let facts = crate::NodeFacts {
+        cgroup_v1: true,
+        conntrack_max_fixed: true,
+        oom_score_restricted: true,
+        interface: None,
+        etcd_data: false,
+        etcd_started_with: None,
+    };
     let env = crate::Environment { runtime_from_artifacts: true, nodes: [("worker-1".to_string(), facts)].into() };
     let r = render_example_in(|s| s, &env);
     snapshot_nodes("artifact_runtime", &r, &["worker-1"]);
