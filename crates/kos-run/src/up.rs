@@ -131,8 +131,7 @@ pub async fn up<C: Cloud, R: Reach, K: Connect>(
     (report, result)
 }
 
-/// The nodes `kos replace` is asked for: nodes of the settings (a master only beside others,
-/// fewer than half of them at once), with the instances phase.
+/// The nodes `kos replace` is asked for: workers of the settings, with the instances phase.
 fn replaceable(settings: &Settings, options: &UpOptions) -> Result<(), RunError> {
     for name in &options.replace {
         match settings.nodes.iter().find(|n| &n.name == name) {
@@ -144,24 +143,14 @@ fn replaceable(settings: &Settings, options: &UpOptions) -> Result<(), RunError>
                     known.join(", ")
                 )));
             }
-            Some(n) if n.role == kos_core::settings::Role::Master && settings.masters().count() == 1 => {
+            Some(n) if n.role == kos_core::settings::Role::Master => {
                 return Err(RunError::Invalid(format!(
-                    "{name} is the only master: its etcd holds the cluster, and no other member could take a new one in. To make it \
-                     again, take a `kos backup` (while it runs), delete its server, run `kos up --only instances,runtime,kubernetes,network`, \
-                     then `kos restore` (the README's `kos restore` row)"
+                    "{name} is a master: kos replace makes workers again. To make a master again, take it out of `nodes` and run `kos up` \
+                     (its etcd member is removed first), then put it back and run `kos up` (it joins as a new member)"
                 )));
             }
             Some(_) => {}
         }
-    }
-    let masters: Vec<&str> = settings.masters().map(|m| m.name.as_str()).collect();
-    let replaced = masters.iter().filter(|m| options.replace.iter().any(|r| r == *m)).count();
-    if replaced * 2 >= masters.len() && replaced > 0 {
-        return Err(RunError::Invalid(format!(
-            "replacing {replaced} of the {} masters at once would leave etcd without a majority while they are made again: replace them \
-             one at a time (each joins etcd again before the next goes)",
-            masters.len()
-        )));
     }
     if !options.replace.is_empty() && !options.has(Phase::Instances) {
         return Err(RunError::Invalid("kos replace needs the instances phase".into()));
@@ -341,13 +330,6 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         // pods stay behind), then the server deleted (its port kept); made again below.
         if !self.options.replace.is_empty() {
             self.drain(view, &self.options.replace).await?;
-            // A master's etcd member goes first (also when its server is lost already): the
-            // new server joins as a new member.
-            let masters: Vec<String> =
-                self.options.replace.iter().filter(|n| view.plan.node(n).is_some_and(|p| p.etcd.is_some())).cloned().collect();
-            if !masters.is_empty() {
-                self.remove_members(view, &masters).await?;
-            }
             let servers: Vec<(&String, String)> =
                 self.options.replace.iter().filter_map(|n| view.have.servers.get(n).map(|s| (n, s.id.clone()))).collect();
             for (node, id) in &servers {
@@ -434,12 +416,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
     /// removal would leave no healthy majority.
     async fn remove_members(&mut self, view: &CloudView, removed: &[String]) -> Result<(), RunError> {
         let reach = self.systems.reach;
-        let kept: Vec<String> = view
-            .plan
-            .masters()
-            .filter(|m| view.have.servers.contains_key(&m.name) && !removed.contains(&m.name))
-            .map(|m| m.name.clone())
-            .collect();
+        let kept: Vec<String> = view.plan.masters().filter(|m| view.have.servers.contains_key(&m.name)).map(|m| m.name.clone()).collect();
         // The ssh_config names every node (it is the operator's too); only the kept masters are asked.
         let all = nodes::targets(&view.plan, &view.have);
         reach.prepare(&all)?;

@@ -36,7 +36,7 @@ pub enum Command {
     Check(SettingsArg),
     /// Bring the cluster to the settings: check → instances → runtime → kubernetes → network → addons → verify.
     Up(UpArgs),
-    /// Make nodes again: drained, a master's etcd member removed, their servers deleted (ports, addresses, pod ranges kept), made and provisioned anew (a master joins etcd again).
+    /// Make workers again: drained, their servers deleted (ports, addresses, pod ranges kept), made and provisioned anew.
     Replace(ReplaceArgs),
     /// Show what `kos up` would change in the cloud and on each node, changing nothing.
     Plan(PlanArgs),
@@ -179,7 +179,7 @@ pub struct BackupArgs {
 
 #[derive(Debug, Args)]
 pub struct ReplaceArgs {
-    /// The nodes to make again (names in the settings' `nodes`; a master only beside others, fewer than half of them at once).
+    /// The workers to make again (names in the settings' `nodes`).
     #[arg(value_name = "NODE", required = true)]
     pub nodes: Vec<String>,
     /// Do not ask for confirmation.
