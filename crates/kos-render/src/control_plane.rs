@@ -10,7 +10,7 @@
 //! serve the network.
 
 use crate::kubeconfig::{client_kubeconfig, loopback_server_url};
-use crate::{Inputs, Material, NodePhase, RenderError, RenderedFile, object, to_yaml};
+use crate::{Inputs, Material, NodePhase, RenderError, RenderedFile, Unit, object, to_yaml};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ExecAction, HTTPGetAction, HostPathVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
     ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
@@ -45,7 +45,7 @@ pub const TLS_CIPHER_SUITES: &str = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS
 pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Material) -> Result<Vec<RenderedFile>, RenderError> {
     let mut files = Vec::new();
     let n = node.name.as_str();
-    // Static pods and their files: the kubelet watches the manifests; no unit restarts.
+    // The static pods' files: the kubelet reads them as it starts its pods; no unit restarts.
     let mut put =
         |path: String, mode: u32, contents: String| files.push(RenderedFile::node(n, NodePhase::Kubernetes, None, &path, mode, contents));
 
@@ -82,16 +82,27 @@ pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Materi
     put(AUTHENTICATION_CONFIG.into(), 0o644, authentication_config()?);
     put(ADMISSION_CONFIG.into(), 0o644, admission_config()?);
 
-    // Static pods: the kubelet starts them from this folder. 0600 as CIS 1.1.1 asks.
     for (name, pod) in [
         ("etcd", etcd_pod(inputs, node)),
         ("kube-apiserver", apiserver_pod(inputs, node)),
         ("kube-controller-manager", controller_manager_pod(inputs)),
         ("kube-scheduler", scheduler_pod(inputs)),
     ] {
-        put(format!("{MANIFESTS}/{name}.yaml"), 0o600, to_yaml(name, &object(name, &pod?)?)?);
+        files.push(manifest_file(node, name, &pod?)?);
     }
     Ok(files)
+}
+
+/// A static pod's manifest on `node`, in the kubelet's folder, 0600 as CIS 1.1.1 asks.
+/// Writing it restarts the kubelet: a kubelet that started without an API server to reach
+/// (a joining master's, with only its etcd manifest) leaves a static pod added later
+/// waiting for its volumes for minutes (kubernetes/kubernetes#103658); restarted, it runs
+/// it at once, as a kubelet that starts with its manifests in place does. A kubelet restart
+/// leaves the running containers alone.
+pub(crate) fn manifest_file(node: &NodePlan, name: &str, pod: &Pod) -> Result<RenderedFile, RenderError> {
+    let path = format!("{MANIFESTS}/{name}.yaml");
+    let contents = to_yaml(name, &object(name, pod)?)?;
+    Ok(RenderedFile::node(&node.name, NodePhase::Kubernetes, Some(Unit::Kubelet), &path, 0o600, contents))
 }
 
 /// The node's fixed IP, which every master has once rendering is possible.

@@ -13,8 +13,8 @@
 //! change of a configuration changes its pod's `kos.io/config-sha256` annotation, so the
 //! kubelet restarts the pod with it.
 
-use crate::control_plane::{address, host_network_pod, locked_down, requests_of};
-use crate::{Inputs, NodePhase, RenderError, RenderedFile, object, template, to_yaml};
+use crate::control_plane::{address, host_network_pod, locked_down, manifest_file, requests_of};
+use crate::{Inputs, NodePhase, RenderError, RenderedFile, template};
 use k8s_openapi::api::core::v1::{Container, EmptyDirVolumeSource, HostPathVolumeSource, Pod, Probe, TCPSocketAction, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kos_core::plan::{LOCAL_API_PORT, NodePlan, vrrp_router_id};
@@ -54,7 +54,7 @@ pub fn render(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<RenderedFile>,
             let conf = keepalived_conf(inputs, node)?;
             let pod = keepalived_pod(&conf);
             put(KEEPALIVED_CONF_PATH, 0o600, conf);
-            put(&manifest("kos-api-vip"), 0o600, to_yaml("kos-api-vip", &object("kos-api-vip", &pod)?)?);
+            files.push(manifest_file(node, "kos-api-vip", &pod)?);
         }
         (ApiEndpoint::Octavia, Role::Master) => {}
         (_, Role::Worker) => {
@@ -62,14 +62,10 @@ pub fn render(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<RenderedFile>,
             let pod = haproxy_pod(&cfg);
             // 0644: haproxy runs as nobody and reads it; it names the masters, nothing secret.
             put(HAPROXY_CFG_PATH, 0o644, cfg);
-            put(&manifest("kos-api-balancer"), 0o600, to_yaml("kos-api-balancer", &object("kos-api-balancer", &pod)?)?);
+            files.push(manifest_file(node, "kos-api-balancer", &pod)?);
         }
     }
     Ok(files)
-}
-
-fn manifest(name: &str) -> String {
-    format!("{}/{name}.yaml", crate::control_plane::MANIFESTS)
 }
 
 /// keepalived's configuration on one master.

@@ -214,31 +214,6 @@ pub async fn restart_kubelet<N: Remote>(node: &N) -> Result<(), String> {
     }
 }
 
-/// Every static pod manifest the node gets restarts its kubelet when written. A kubelet
-/// that started without an API server to reach (a joining master's, which had only its etcd
-/// manifest; a run killed after that, whose etcd then made its data, so the next run no
-/// longer defers the rest) leaves a static pod added later waiting for its volumes for
-/// minutes (kubernetes/kubernetes#103658): master-2 of the HA test never registered. A
-/// restart runs the kubelet with the manifests in place, as on the first master; a kubelet
-/// restart leaves the running containers alone.
-pub fn restart_kubelet_on_manifests(wants: &mut NodeWants) {
-    let manifests = format!("{}/", kos_render::control_plane::MANIFESTS);
-    let kubelet = Unit::Kubelet.name();
-    for (phase, w) in &mut wants.phases {
-        if *phase != NodePhase::Kubernetes {
-            continue;
-        }
-        let written: Vec<String> = w.files.iter().filter(|f| f.path.starts_with(&manifests)).map(|f| f.path.clone()).collect();
-        if let Some(unit) = w.units.iter_mut().find(|u| u.name == kubelet) {
-            for path in written {
-                if !unit.restart_on.contains(&path) {
-                    unit.restart_on.push(path);
-                }
-            }
-        }
-    }
-}
-
 /// A joining master's wants split in three: what is written with every other node (all but
 /// the static pods), its etcd manifest (after it was added), the other static pods (after
 /// it was promoted: the API server needs its etcd).
@@ -398,24 +373,6 @@ mod tests {
             kubelet.len() == 1 && kubelet[0].name == "kubelet" && kubelet[0].restarts_on("/etc/kubernetes/manifests/etcd.yaml"),
             "{kubelet:?}"
         );
-    }
-
-    /// Any static pod written restarts the kubelet (a master that is not deferred, a
-    /// worker's balancer); other files keep their own units.
-    #[test]
-    fn a_static_pod_written_restarts_the_kubelet() {
-        let file = |p: &str| WantedFile::from_bytes(p, 0o600, p.as_bytes().to_vec());
-        let kubelet = WantedUnit { name: "kubelet", restart_on: vec!["/etc/kubernetes/kubelet.conf".into()] };
-        let kube = PhaseWants {
-            files: vec![file("/etc/kubernetes/kubelet.conf"), file("/etc/kubernetes/manifests/kube-apiserver.yaml")],
-            units: vec![kubelet],
-            ..PhaseWants::default()
-        };
-        let mut wants = NodeWants { node: "m2".into(), phases: vec![(NodePhase::Kubernetes, kube)] };
-        restart_kubelet_on_manifests(&mut wants);
-        restart_kubelet_on_manifests(&mut wants);
-        let units = &wants.phase(NodePhase::Kubernetes).unwrap().units;
-        assert_eq!(units[0].restart_on, ["/etc/kubernetes/kubelet.conf", "/etc/kubernetes/manifests/kube-apiserver.yaml"]);
     }
 
     #[test]

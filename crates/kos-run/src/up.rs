@@ -536,7 +536,6 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         let mut deferred = std::collections::BTreeMap::new();
         if node_phases.contains(&NodePhase::Kubernetes) {
             for w in &mut wants {
-                crate::etcd::restart_kubelet_on_manifests(w);
                 let joins = plan.node(&w.node).and_then(|n| n.etcd.as_ref()).is_some_and(|e| !e.is_first());
                 if joins && !facts.get(&w.node).is_some_and(|f| f.etcd_data) {
                     let (now, etcd, rest) = crate::etcd::split_joiner(w);
