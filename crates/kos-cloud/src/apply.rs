@@ -11,7 +11,7 @@ use crate::api::{Cloud, CloudError, HealthMonitor, LoadBalancerSpec, PortFilter,
 use crate::model::{Flavor, Network, Port, Route, Router, Subnet};
 use crate::reconcile::{
     ApiChange, ApiLoadBalancer, ClusterResources, NodeChange, RouteChange, Unusable, api_changes, api_load_balancer_identity,
-    api_member_change, cluster_tag, is_api_load_balancer, node_changes, node_tag, route_changes, routes_after,
+    api_member_change, cluster_tag, is_api_load_balancer, node_changes, node_tag, route_changes, routes_after, server_node,
 };
 use kos_core::plan::{ClusterPlan, NodePlan, marks};
 use kos_core::settings::Settings;
@@ -544,11 +544,7 @@ pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Clust
             continue;
         }
         if let NodeChange::DeleteStrayServer { server_id, name } = &change {
-            let deleted = async {
-                cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete stray server {name}")))?;
-                wait_gone(cloud, server_id, ctx.waits).await
-            };
-            if let Err(e) = deleted.await {
+            if let Err(e) = delete_and_wait(cloud, server_id, format!("stray server {name}"), ctx.waits).await {
                 return Err(Stopped::after(done, e));
             }
             done.0.push(Done::new(CloudChange::Node(change.clone()), None));
@@ -618,8 +614,7 @@ fn node_of(change: &NodeChange) -> &str {
 /// `kos replace`: delete the node's server and wait until it is gone; its port stays, so
 /// [`apply_nodes`] makes the server again with the same address and pod range.
 pub async fn replace_server<C: Cloud>(cloud: &C, node: &str, server_id: &str, waits: Waits) -> Result<Done, ApplyError> {
-    cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete server of {node}")))?;
-    wait_gone(cloud, server_id, waits).await?;
+    delete_and_wait(cloud, server_id, format!("server of {node}"), waits).await?;
     let change = NodeChange::ReplaceServer { node: node.to_string(), server_id: server_id.to_string() };
     Ok(Done::new(CloudChange::Node(change), Some("deleted".into())))
 }
@@ -652,8 +647,7 @@ async fn remove_node<C: Cloud>(
         deleted.push("floating IP".to_string());
     }
     if let Some(id) = server_id {
-        cloud.delete_server(id).await.map_err(cloud_err(format!("delete server of {node}")))?;
-        wait_gone(cloud, id, ctx.waits).await?;
+        delete_and_wait(cloud, id, format!("server of {node}"), ctx.waits).await?;
         deleted.push("server".to_string());
     }
     if let Some(id) = port_id {
@@ -715,8 +709,7 @@ async fn apply_node<C: Cloud>(
                 lines.push(Done::new(CloudChange::Node(change.clone()), Some(result)));
             }
             NodeChange::RecreateServer { server_id, .. } => {
-                cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete unusable server of {}", node.name)))?;
-                wait_gone(cloud, server_id, ctx.waits).await?;
+                delete_and_wait(cloud, server_id, format!("unusable server of {}", node.name), ctx.waits).await?;
                 let port_id = port.as_ref().map(|p| p.id.clone()).unwrap_or_default();
                 let result = boot(cloud, ctx, node, &port_id, lines).await?;
                 lines.push(Done::new(CloudChange::Node(change.clone()), Some(result)));
@@ -726,8 +719,7 @@ async fn apply_node<C: Cloud>(
                 let result = match settle(cloud, ctx, node, server_id, &port_id, lines).await? {
                     Settled::Active => format!("{} ACTIVE", node.server_name),
                     Settled::Unusable(why) => {
-                        cloud.delete_server(server_id).await.map_err(cloud_err(format!("delete unusable server of {}", node.name)))?;
-                        wait_gone(cloud, server_id, ctx.waits).await?;
+                        delete_and_wait(cloud, server_id, format!("unusable server of {}", node.name), ctx.waits).await?;
                         lines.push(Done::new(CloudChange::RetryServer { node: node.name.clone(), why }, None));
                         boot(cloud, ctx, node, &port_id, lines).await?
                     }
@@ -786,8 +778,7 @@ async fn boot<C: Cloud>(
             Settled::Active => return Ok(format!("{} ACTIVE", spec.name)),
             Settled::Unusable(why) => why,
         };
-        cloud.delete_server(&server.id).await.map_err(cloud_err(format!("delete failed server {}", spec.name)))?;
-        wait_gone(cloud, &server.id, ctx.waits).await?;
+        delete_and_wait(cloud, &server.id, format!("failed server {}", spec.name), ctx.waits).await?;
         if attempt == 2 {
             return Err(ApplyError::Boot { server: spec.name.clone(), fault: format!("{why} (twice)") });
         }
@@ -825,16 +816,10 @@ async fn settle<C: Cloud>(
         return Ok(Settled::Unusable(Unusable::Error { fault: state.fault }));
     }
     let servers = cloud.servers().await.map_err(cloud_err("list servers"))?;
-    let of_node = |s: &&crate::model::Server| {
-        s.id != server_id && s.metadata.get(marks::CLUSTER) == Some(&ctx.plan.cluster) && s.metadata.get(marks::NODE) == Some(&node.name)
-    };
-    let others: Vec<_> = servers.iter().filter(of_node).collect();
-    for other in &others {
-        cloud.delete_server(&other.id).await.map_err(cloud_err(format!("delete stray server {}", other.name)))?;
-    }
-    for other in &others {
-        wait_gone(cloud, &other.id, ctx.waits).await?;
-        let change = NodeChange::DeleteStrayServer { server_id: other.id.clone(), name: other.name.clone() };
+    let twins = servers.iter().filter(|s| s.id != server_id && server_node(s, &ctx.plan.cluster) == Some(node.name.as_str()));
+    for twin in twins {
+        delete_and_wait(cloud, &twin.id, format!("stray server {}", twin.name), ctx.waits).await?;
+        let change = NodeChange::DeleteStrayServer { server_id: twin.id.clone(), name: twin.name.clone() };
         lines.push(Done::new(CloudChange::Node(change), None));
     }
     let filter = PortFilter { device_id: Some(server_id.to_string()), ..PortFilter::default() };
@@ -858,6 +843,12 @@ async fn wait_active<C: Cloud>(cloud: &C, id: &str, name: &str, waits: Waits) ->
             Some(_) => tokio::time::sleep(waits.poll).await,
         }
     }
+}
+
+/// Delete a server and wait until it is gone; `what` names it in an error.
+async fn delete_and_wait<C: Cloud>(cloud: &C, id: &str, what: String, waits: Waits) -> Result<(), ApplyError> {
+    cloud.delete_server(id).await.map_err(cloud_err(format!("delete {what}")))?;
+    wait_gone(cloud, id, waits).await
 }
 
 /// Wait until a deleted server is gone.

@@ -64,6 +64,14 @@ pub fn tags_to_complete(tags: &[String]) -> Option<Vec<String>> {
     tags.iter().any(|t| t == UNTAGGED).then(|| tags.iter().filter(|t| *t != UNTAGGED).cloned().collect())
 }
 
+/// The node a server is of, when its metadata marks it as `cluster`'s.
+pub fn server_node<'a>(server: &'a Server, cluster: &str) -> Option<&'a str> {
+    (server.metadata.get(marks::CLUSTER).map(String::as_str) == Some(cluster))
+        .then(|| server.metadata.get(marks::NODE))
+        .flatten()
+        .map(String::as_str)
+}
+
 /// What the cloud holds of one cluster, found by its marks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterResources {
@@ -95,14 +103,11 @@ impl ClusterResources {
         let mut r = ClusterResources::default();
         let mut by_node: BTreeMap<String, Vec<Server>> = BTreeMap::new();
         for s in servers {
-            if s.metadata.get(marks::CLUSTER).map(String::as_str) == Some(cluster)
-                && let Some(node) = s.metadata.get(marks::NODE).cloned()
-            {
-                by_node.entry(node).or_default().push(s);
+            if let Some(node) = server_node(&s, cluster) {
+                by_node.entry(node.to_string()).or_default().push(s);
             }
         }
-        // Ports are sorted first without servers (a port's claim to be the node's does not
-        // depend on which server is), then the servers by the ports.
+        // The ports first (by any server of their node), then each node's server by its port.
         r.collect_ports(cluster, ports, &by_node);
         for (node, mut candidates) in by_node {
             // The node's server: the one its port is attached to, else one not in ERROR,
@@ -117,33 +122,33 @@ impl ClusterResources {
         r
     }
 
+    /// The cluster's ports, by node: of two ports of one node, the one a server of the node
+    /// uses (else the first) is the node's, the other stray; the VIP's port apart.
     fn collect_ports(&mut self, cluster: &str, ports: Vec<Port>, servers: &BTreeMap<String, Vec<Server>>) {
         let ctag = cluster_tag(cluster);
-        let r = self;
         for p in ports {
             if !p.tags.contains(&ctag) {
                 continue;
             }
             if p.tags.iter().any(|t| t == marks::API_VIP) {
                 // Of two (a create whose answer was lost), the first is kept, the other swept.
-                match r.vip_port {
-                    None => r.vip_port = Some(p),
-                    Some(_) => r.stray_ports.push(p),
+                match self.vip_port {
+                    None => self.vip_port = Some(p),
+                    Some(_) => self.stray_ports.push(p),
                 }
                 continue;
             }
             let prefix = format!("{}=", marks::NODE);
             let Some(node) = p.tags.iter().find_map(|t| t.strip_prefix(&prefix)).map(str::to_string) else { continue };
-            // Of two ports of one node, the one a server of it uses (else the first) is the node's.
             let uses = |port: &Port| servers.get(&node).is_some_and(|all| all.iter().any(|s| s.id == port.device_id));
-            match r.ports.remove(&node) {
+            match self.ports.remove(&node) {
                 None => {
-                    r.ports.insert(node, p);
+                    self.ports.insert(node, p);
                 }
                 Some(kept) => {
                     let (keep, stray) = if uses(&p) && !uses(&kept) { (p, kept) } else { (kept, p) };
-                    r.ports.insert(node, keep);
-                    r.stray_ports.push(stray);
+                    self.ports.insert(node, keep);
+                    self.stray_ports.push(stray);
                 }
             }
         }
