@@ -318,11 +318,15 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             view.have = apply::discover(cloud, &settings.cluster.name).await?;
             view.plan = plan_for(settings, &view.have.observed(Some(view.resolved.subnet.cidr)))?;
         }
+        // The nodes the settings removed (a replaced node is not one: the replace below
+        // changes neither list), and the masters among them.
+        let (leaving, removed) = {
+            use kos_core::plan::membership::{removed_masters, removed_nodes};
+            let observed = view.have.observed(None);
+            let owned = |names: Vec<&str>| names.into_iter().map(String::from).collect::<Vec<_>>();
+            (owned(removed_nodes(settings, &observed)), owned(removed_masters(settings, &observed)))
+        };
         // A removed node is drained, and its Node object deleted, before its server goes.
-        let leaving = kos_core::plan::membership::removed_nodes(settings, &view.have.observed(None))
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
         if !leaving.is_empty() {
             self.drain(view, &leaving).await?;
         }
@@ -342,10 +346,6 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             }
         }
         // A removed master's etcd member goes before its server does.
-        let removed = kos_core::plan::membership::removed_masters(settings, &view.have.observed(None))
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
         if !removed.is_empty() {
             self.remove_members(view, &removed).await?;
         }
