@@ -107,8 +107,9 @@ pub fn cloud_only_inputs(dir: &std::path::Path) -> (String, String) {
 }
 
 /// A test-bed node's supervisor log and console (systemd's boot and shutdown, colours
-/// stripped; the last 40 lines), and what its systemd is doing now (its processes, state,
-/// pending jobs and failed units, asked through its namespaces): to explain a timeout.
+/// stripped; the last 40 lines), and what its systemd is doing now (its processes and their
+/// cgroups, state, pending jobs and failed units, asked through its namespaces, each with
+/// systemctl's exit status): to explain a timeout.
 /// `server` is the Nova server's name (the node's hostname).
 pub(crate) fn node_console(server: &str) -> String {
     let run = std::path::PathBuf::from(std::env::var("TB_RUN").unwrap_or_default());
@@ -126,9 +127,10 @@ pub(crate) fn node_console(server: &str) -> String {
         .arg(
             "p=$(pgrep -P \"$1\" | head -1) && [ -n \"$p\" ] || { echo 'no PID 1 under nspawn'; exit; }; \
              ps -o pid,stat,etime,cmd --ppid \"$p\" -p \"$p\" | head -40; \
-             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl is-system-running; \
-             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl list-jobs --no-pager | head -30; \
-             nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl --failed --no-pager | head -20",
+             for c in $(pgrep -P \"$p\" | head -20); do printf '%s cgroup %s\\n' \"$c\" \"$(cut -d: -f3 /proc/$c/cgroup 2>/dev/null | sort -u | tr '\\n' ' ')\"; done; \
+             for q in is-system-running 'list-jobs --no-pager' '--failed --no-pager'; do \
+               out=$(nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl $q 2>&1); rc=$?; \
+               printf '%s\\n' \"$out\" | head -30; echo \"(systemctl $q: exit $rc)\"; done",
         )
         .args(["-", nspawn.trim()])
         .output()
