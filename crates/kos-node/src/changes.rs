@@ -126,7 +126,7 @@ pub fn diff_phase(phase: NodePhase, wants: &PhaseWants, has: &NodeState) -> Vec<
         if state.enabled != "enabled" {
             out.push(Change::EnableUnit { unit: unit.name.to_string() });
         }
-        let touched: Vec<&str> = changed.iter().copied().filter(|p| unit.restarts_on(p)).collect();
+        let touched: Vec<&str> = writes.iter().filter(|(f, r)| unit.restarts_for(&f.path, *r)).map(|(f, _)| f.path.as_str()).collect();
         if state.active != "active" {
             let why = match state.active.as_str() {
                 "failed" => "it failed".to_string(),

@@ -64,12 +64,23 @@ pub struct WantedUnit {
     pub name: &'static str,
     /// Restart (or start) it when one of these changed in this run.
     pub restart_on: Vec<String>,
+    /// Restart it when one of these was written where there was none.
+    pub restart_on_new: Vec<String>,
 }
 
 impl WantedUnit {
     /// Whether a change to `path` restarts it.
     pub fn restarts_on(&self, path: &str) -> bool {
         self.restart_on.iter().any(|p| p == path)
+    }
+
+    /// Whether writing `path` for `reason` restarts it.
+    pub fn restarts_for(&self, path: &str, reason: crate::changes::FileReason) -> bool {
+        match reason {
+            crate::changes::FileReason::Mode => false,
+            crate::changes::FileReason::Content => self.restarts_on(path),
+            crate::changes::FileReason::New => self.restarts_on(path) || self.restart_on_new.iter().any(|p| p == path),
+        }
     }
 }
 
@@ -201,10 +212,14 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
     }
     // Which files restart which unit, from the renderer's word and the binaries'.
     let mut restart_on: std::collections::BTreeMap<Unit, Vec<String>> = Default::default();
+    let mut restart_on_new: std::collections::BTreeMap<Unit, Vec<String>> = Default::default();
     for file in rendered.iter().filter(|f| f.is_on(node)) {
-        let FileKind::Node { phase, restarts } = file.kind else { continue };
+        let FileKind::Node { phase, restarts, restarts_if_new } = file.kind else { continue };
         if let Some(unit) = restarts {
             restart_on.entry(unit).or_default().push(file.path.clone());
+        }
+        if let Some(unit) = restarts_if_new {
+            restart_on_new.entry(unit).or_default().push(file.path.clone());
         }
         slot(&mut phases, phase).files.push(WantedFile::from_bytes(&file.path, file.mode, file.contents.clone().into_bytes()));
     }
@@ -234,7 +249,8 @@ pub fn node_wants(settings: &Settings, node: &str, role: Role, rendered: &[Rende
     }
     for unit in Unit::ALL.into_iter().filter(|u| u.runs_with(runtime)) {
         let restart_on = restart_on.remove(&unit).unwrap_or_default();
-        slot(&mut phases, unit.phase(runtime)).units.push(WantedUnit { name: unit.name(), restart_on });
+        let restart_on_new = restart_on_new.remove(&unit).unwrap_or_default();
+        slot(&mut phases, unit.phase(runtime)).units.push(WantedUnit { name: unit.name(), restart_on, restart_on_new });
     }
     for (_, w) in &mut phases {
         w.files.sort_by(|a, b| a.path.cmp(&b.path));

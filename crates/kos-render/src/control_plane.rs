@@ -94,15 +94,16 @@ pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Materi
 }
 
 /// A static pod's manifest on `node`, in the kubelet's folder, 0600 as CIS 1.1.1 asks.
-/// Writing it restarts the kubelet: a kubelet that started without an API server to reach
-/// (a joining master's, with only its etcd manifest) leaves a static pod added later
-/// waiting for its volumes for minutes (kubernetes/kubernetes#103658); restarted, it runs
-/// it at once, as a kubelet that starts with its manifests in place does. A kubelet restart
-/// leaves the running containers alone.
+/// Writing it where there was none restarts the kubelet: a kubelet that started without an
+/// API server to reach (a joining master's, with only its etcd manifest) leaves a static
+/// pod added later waiting for its volumes for minutes (kubernetes/kubernetes#103658);
+/// restarted, it runs it at once, as a kubelet that starts with its manifests in place
+/// does. A changed manifest the kubelet takes by itself (it replaces the pod), so that
+/// restarts nothing.
 pub(crate) fn manifest_file(node: &NodePlan, name: &str, pod: &Pod) -> Result<RenderedFile, RenderError> {
     let path = format!("{MANIFESTS}/{name}.yaml");
     let contents = to_yaml(name, &object(name, pod)?)?;
-    Ok(RenderedFile::node(&node.name, NodePhase::Kubernetes, Some(Unit::Kubelet), &path, 0o600, contents))
+    Ok(RenderedFile::node(&node.name, NodePhase::Kubernetes, None, &path, 0o600, contents).restarting_if_new(Unit::Kubelet))
 }
 
 /// The node's fixed IP, which every master has once rendering is possible.

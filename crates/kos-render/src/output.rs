@@ -84,8 +84,9 @@ impl Unit {
 /// writing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A node's file, written in `phase`; a change to it restarts `restarts`.
-    Node { phase: NodePhase, restarts: Option<Unit> },
+    /// A node's file, written in `phase`; a change to it restarts `restarts`, and writing it
+    /// where there was none restarts `restarts_if_new`.
+    Node { phase: NodePhase, restarts: Option<Unit>, restarts_if_new: Option<Unit> },
     /// The operator's kubeconfig (group kos:cluster-admins), merged into the user's.
     AdminKubeconfig,
     /// The break-glass kubeconfig (system:masters): kos applies the add-ons with it.
@@ -116,8 +117,16 @@ impl RenderedFile {
             path: path.to_string(),
             mode,
             contents,
-            kind: Kind::Node { phase, restarts },
+            kind: Kind::Node { phase, restarts, restarts_if_new: None },
         }
+    }
+
+    /// This node file also restarts `unit` when it is written where there was none.
+    pub fn restarting_if_new(mut self, unit: Unit) -> Self {
+        if let Kind::Node { restarts_if_new, .. } = &mut self.kind {
+            *restarts_if_new = Some(unit);
+        }
+        self
     }
 
     /// A file for the operator, of a local `kind`.

@@ -239,7 +239,7 @@ pub fn split_joiner(wants: &NodeWants) -> (NodeWants, NodeWants, NodeWants) {
     let kubelet = Unit::Kubelet.name();
     let only = |files: Vec<WantedFile>| {
         let restart_on = files.iter().map(|f| f.path.clone()).collect();
-        let units = vec![WantedUnit { name: kubelet, restart_on }];
+        let units = vec![WantedUnit { name: kubelet, restart_on, restart_on_new: Vec::new() }];
         NodeWants { node: wants.node.clone(), phases: vec![(NodePhase::Kubernetes, PhaseWants { files, units, ..PhaseWants::default() })] }
     };
     (first, only(etcd_files), only(rest))

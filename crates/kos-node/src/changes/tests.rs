@@ -55,10 +55,30 @@ fn state_with(path: &str, sha: &str, mode: u32) -> NodeState {
 fn unchanged_files_and_running_units_give_no_changes() {
     let f = WantedFile::from_bytes("/etc/kubernetes/kubelet.conf", 0o600, b"x".to_vec());
     let mut wants = phase_with(vec![f.clone()]);
-    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec!["/etc/kubernetes/kubelet.conf".into()] });
+    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec!["/etc/kubernetes/kubelet.conf".into()], restart_on_new: vec![] });
     let mut has = state_with(&f.path, &f.sha256, 0o600);
     has.units.insert("kubelet".into(), UnitState { enabled: "enabled".into(), active: "active".into() });
     assert_eq!(diff_phase(NodePhase::Kubernetes, &wants, &has), vec![]);
+}
+
+/// A static pod's manifest restarts the kubelet when it is new, not when it changed (the
+/// kubelet replaces the pod by itself then).
+#[test]
+fn a_new_static_pod_restarts_the_kubelet_and_a_changed_one_does_not() {
+    let pod = WantedFile::from_bytes("/etc/kubernetes/manifests/kube-apiserver.yaml", 0o600, b"new".to_vec());
+    let mut wants = phase_with(vec![pod.clone()]);
+    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec![], restart_on_new: vec![pod.path.clone()] });
+    let mut has = NodeState::default();
+    has.units.insert("kubelet".into(), UnitState { enabled: "enabled".into(), active: "active".into() });
+    let restarts =
+        |has: &NodeState| diff_phase(NodePhase::Kubernetes, &wants, has).iter().filter(|c| matches!(c, Change::RestartUnit { .. })).count();
+    assert_eq!(restarts(&has), 1, "new");
+    let mut changed = state_with(&pod.path, "old", 0o600);
+    changed.units = has.units.clone();
+    assert_eq!(restarts(&changed), 0, "changed");
+    has = state_with(&pod.path, &pod.sha256, 0o644);
+    has.units = changed.units.clone();
+    assert_eq!(restarts(&has), 0, "its mode only");
 }
 
 #[test]
@@ -66,8 +86,8 @@ fn a_changed_file_restarts_exactly_the_units_that_read_it() {
     let conf = WantedFile::from_bytes("/etc/kubernetes/kubelet.conf", 0o600, b"new".to_vec());
     let proxy = WantedFile::from_bytes("/var/lib/kube-proxy/config.yaml", 0o644, b"same".to_vec());
     let mut wants = phase_with(vec![conf.clone(), proxy.clone()]);
-    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec![conf.path.clone()] });
-    wants.units.push(WantedUnit { name: "kube-proxy", restart_on: vec![proxy.path.clone()] });
+    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec![conf.path.clone()], restart_on_new: vec![] });
+    wants.units.push(WantedUnit { name: "kube-proxy", restart_on: vec![proxy.path.clone()], restart_on_new: vec![] });
     let mut has = state_with(&conf.path, "old", 0o600);
     has.files.insert(proxy.path.clone(), FileState { sha256: proxy.sha256.clone(), mode: 0o644, owner: "root:root".into() });
     for u in ["kubelet", "kube-proxy"] {
@@ -87,7 +107,7 @@ fn a_changed_file_restarts_exactly_the_units_that_read_it() {
 fn a_wrong_mode_is_fixed_without_a_restart() {
     let key = WantedFile::from_bytes("/var/lib/kubelet/pki/kubelet.key", 0o600, b"k".to_vec());
     let mut wants = phase_with(vec![key.clone()]);
-    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec![key.path.clone()] });
+    wants.units.push(WantedUnit { name: "kubelet", restart_on: vec![key.path.clone()], restart_on_new: vec![] });
     let mut has = state_with(&key.path, &key.sha256, 0o644);
     has.units.insert("kubelet".into(), UnitState { enabled: "enabled".into(), active: "active".into() });
     assert_eq!(
@@ -101,7 +121,7 @@ fn a_restart_left_pending_by_a_killed_run_is_done_by_the_next() {
     // The killed run wrote the file (so it matches now) but never restarted the unit.
     let conf = WantedFile::from_bytes("/etc/containerd/config.toml", 0o644, b"c".to_vec());
     let mut wants = phase_with(vec![conf.clone()]);
-    wants.units.push(WantedUnit { name: "containerd", restart_on: vec![conf.path.clone()] });
+    wants.units.push(WantedUnit { name: "containerd", restart_on: vec![conf.path.clone()], restart_on_new: vec![] });
     let mut has = state_with(&conf.path, &conf.sha256, 0o644);
     has.units.insert("containerd".into(), UnitState { enabled: "enabled".into(), active: "active".into() });
     has.pending = vec!["unit-containerd".into()];
@@ -115,7 +135,7 @@ fn a_restart_left_pending_by_a_killed_run_is_done_by_the_next() {
 fn missing_packages_swap_and_stopped_units() {
     let wants = PhaseWants {
         packages: vec!["containerd".into(), "runc".into()],
-        units: vec![WantedUnit { name: "containerd", restart_on: vec![] }],
+        units: vec![WantedUnit { name: "containerd", restart_on: vec![], restart_on_new: vec![] }],
         swap_off: true,
         ..Default::default()
     };

@@ -73,13 +73,15 @@ fn a_changed_configuration_changes_its_pod_so_the_kubelet_restarts_it() {
     };
     assert_eq!(hash(OBSERVED_HA), hash(OBSERVED_HA));
     assert_ne!(hash(OBSERVED_HA), hash(&OBSERVED_HA.replace("192.168.50.31", "192.168.50.32")));
-    // Like every static pod, writing it restarts the kubelet (kubernetes#103658).
+    // Like every static pod, writing it new restarts the kubelet (kubernetes#103658).
     let r = render_observed(three_masters, OBSERVED_HA, &probed("eth0"));
     for (node, path) in
         [("worker-1", "/etc/kubernetes/manifests/kos-api-balancer.yaml"), ("master-2", "/etc/kubernetes/manifests/kos-api-vip.yaml")]
     {
         let kind = r.node_file(node, path).kind;
-        assert_eq!(kind, crate::Kind::Node { phase: crate::NodePhase::Kubernetes, restarts: Some(crate::Unit::Kubelet) }, "{path}");
+        let new_restarts_kubelet =
+            crate::Kind::Node { phase: crate::NodePhase::Kubernetes, restarts: None, restarts_if_new: Some(crate::Unit::Kubelet) };
+        assert_eq!(kind, new_restarts_kubelet, "{path}");
     }
 }
 

@@ -101,8 +101,13 @@ fn purposes(r: &Rendered, node: &str) -> String {
         .iter()
         .filter(|f| f.is_on(node))
         .map(|f| match f.kind {
-            crate::Kind::Node { phase, restarts } => {
-                format!("{:<10} {:<15} {}", phase.to_string(), restarts.map_or("-", Unit::name), f.path)
+            crate::Kind::Node { phase, restarts, restarts_if_new } => {
+                let unit = match (restarts, restarts_if_new) {
+                    (Some(u), _) => u.name().to_string(),
+                    (None, Some(u)) => format!("{} if new", u.name()),
+                    (None, None) => "-".to_string(),
+                };
+                format!("{:<10} {:<15} {}", phase.to_string(), unit, f.path)
             }
             other => panic!("{} on {node} is a node file, not {other:?}", f.path),
         })
