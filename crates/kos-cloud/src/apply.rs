@@ -544,7 +544,7 @@ pub async fn apply_nodes<C: Cloud>(cloud: &C, ctx: NodeContext<'_>, have: &Clust
             continue;
         }
         if let NodeChange::DeleteStrayServer { server_id, name } = &change {
-            if let Err(e) = delete_and_wait(cloud, server_id, format!("stray server {name}"), ctx.waits).await {
+            if let Err(e) = delete_stray(cloud, server_id, name, ctx.waits).await {
                 return Err(Stopped::after(done, e));
             }
             done.0.push(Done::new(CloudChange::Node(change.clone()), None));
@@ -818,7 +818,7 @@ async fn settle<C: Cloud>(
     let servers = cloud.servers().await.map_err(cloud_err("list servers"))?;
     let twins = servers.iter().filter(|s| s.id != server_id && server_node(s, &ctx.plan.cluster) == Some(node.name.as_str()));
     for twin in twins {
-        delete_and_wait(cloud, &twin.id, format!("stray server {}", twin.name), ctx.waits).await?;
+        delete_stray(cloud, &twin.id, &twin.name, ctx.waits).await?;
         let change = NodeChange::DeleteStrayServer { server_id: twin.id.clone(), name: twin.name.clone() };
         lines.push(Done::new(CloudChange::Node(change), None));
     }
@@ -849,6 +849,23 @@ async fn wait_active<C: Cloud>(cloud: &C, id: &str, name: &str, waits: Waits) ->
 async fn delete_and_wait<C: Cloud>(cloud: &C, id: &str, what: String, waits: Waits) -> Result<(), ApplyError> {
     cloud.delete_server(id).await.map_err(cloud_err(format!("delete {what}")))?;
     wait_gone(cloud, id, waits).await
+}
+
+/// Delete a stray server once Nova is done building it, and wait until it is gone. A build
+/// that fails cleans up the port it took, also when that port is another server's by then
+/// (Nova sets ERROR only after that clean-up), so the port is looked at only after it;
+/// deleting a server mid-build would leave that clean-up running behind kos's back.
+async fn delete_stray<C: Cloud>(cloud: &C, id: &str, name: &str, waits: Waits) -> Result<(), ApplyError> {
+    let seen = cloud.server(id).await.map_err(cloud_err(format!("read stray server {name}")))?;
+    if seen.is_some_and(|s| s.status == "BUILD") {
+        match wait_active(cloud, id, name, waits).await {
+            Ok(_) => {}
+            // Gone by itself.
+            Err(ApplyError::Boot { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    delete_and_wait(cloud, id, format!("stray server {name}"), waits).await
 }
 
 /// Wait until a deleted server is gone.

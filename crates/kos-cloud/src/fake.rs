@@ -33,6 +33,10 @@ pub struct FakeState {
     /// (ERROR) and its clean-up takes the port from the server made, as the test bed's real
     /// Nova did.
     pub racing_creates: BTreeMap<String, u32>,
+    /// Servers still building, by ID, and how many more reads they stay so; then they go
+    /// to ERROR, and a build that failed takes the port it names from whoever holds it (as
+    /// a real Nova build that lost the race for a port cleans up).
+    pub building: BTreeMap<String, (u32, Option<String>)>,
     /// Calls made, by method name.
     pub calls: BTreeMap<&'static str, u32>,
     /// Methods whose next calls fail as an unavailable service, and how many more times
@@ -220,7 +224,23 @@ impl Cloud for FakeCloud {
         Ok(self.with("servers", |s| s.servers.values().cloned().collect()))
     }
     async fn server(&self, id: &str) -> CloudResult<Option<Server>> {
-        Ok(self.with("server", |s| s.servers.get(id).cloned()))
+        Ok(self.with("server", |s| {
+            if let Some((reads, port)) = s.building.get_mut(id) {
+                if *reads > 0 {
+                    *reads -= 1;
+                } else {
+                    let port = port.take();
+                    s.building.remove(id);
+                    if let Some(server) = s.servers.get_mut(id) {
+                        server.status = "ERROR".into();
+                    }
+                    if let Some(p) = port.and_then(|p| s.ports.get_mut(&p)) {
+                        p.device_id.clear();
+                    }
+                }
+            }
+            s.servers.get(id).cloned()
+        }))
     }
     async fn ports(&self, filter: &PortFilter) -> CloudResult<Vec<Port>> {
         Ok(self.with("ports", |s| {

@@ -241,8 +241,8 @@ pub enum NodeChange {
     CreateServer { node: String },
     /// The server cannot serve (see [`Unusable`]): delete it and create it again (once per run).
     RecreateServer { node: String, server_id: String, why: Unusable },
-    /// The server is still being built (a killed run's): wait for it to be ACTIVE, the
-    /// node's only server, holding its port.
+    /// The server is still being built (a killed run's), or has a twin: wait for it to be
+    /// ACTIVE, the node's only server, holding its port.
     SettleServer { node: String, server_id: String },
     /// Give the node a floating IP: reuse a free one of the cluster's, else allocate.
     AttachFloatingIp { node: String, reuse: Option<String> },
@@ -267,7 +267,7 @@ impl std::fmt::Display for NodeChange {
             }
             NodeChange::CreateServer { node } => format!("create server of {node}"),
             NodeChange::RecreateServer { node, why, .. } => format!("re-create server of {node} ({why})"),
-            NodeChange::SettleServer { node, .. } => format!("wait for server of {node} to be ACTIVE (it is still being built)"),
+            NodeChange::SettleServer { node, .. } => format!("see that server of {node} is ACTIVE, alone and on its port"),
             NodeChange::AttachFloatingIp { node, reuse } => {
                 format!("{} floating IP for {node}", if reuse.is_some() { "attach a free" } else { "allocate a" })
             }
@@ -317,6 +317,11 @@ pub fn node_changes(plan: &ClusterPlan, have: &ClusterResources) -> Vec<NodeChan
                     "ACTIVE" | "SHUTOFF" if port.is_some_and(|p| p.device_id != s.id) => {
                         let attached_to = port.map(|p| p.device_id.clone()).filter(|d| !d.is_empty());
                         changes.push(recreate(Unusable::PortNotAttached { attached_to }));
+                    }
+                    // Holding its port now, beside a twin: looked at again once the twin is
+                    // gone (a twin's failing build can still take the port from it).
+                    "ACTIVE" if have.stray_servers.iter().any(|t| server_node(t, &plan.cluster) == Some(node.name.as_str())) => {
+                        changes.push(NodeChange::SettleServer { node: node.name.clone(), server_id: s.id.clone() })
                     }
                     _ => {}
                 }

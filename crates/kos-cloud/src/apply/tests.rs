@@ -177,6 +177,31 @@ async fn a_second_server_on_the_same_port_is_deleted_and_the_node_gets_its_port_
     );
     assert!(attached(&cloud), "every server holds its node's port");
     assert_eq!(up(&cloud, &s).await, Vec::<String>::new());
+
+    // Found while the twin still builds, the node's server holding its port: the twin's
+    // build then fails and takes the port (the test bed's Nova did so after kos had looked).
+    // The twin is deleted only once it stopped building, then the server is looked at again
+    // and made again on its port.
+    let cloud = FakeCloud::new();
+    up(&cloud, &s).await;
+    {
+        let mut st = cloud.state.lock().unwrap();
+        let srv = st.servers.values().find(|x| x.name == "demo-worker-1").unwrap().clone();
+        let port = st.ports.values().find(|p| p.device_id == srv.id).unwrap().id.clone();
+        st.servers.insert("twin".into(), crate::model::Server { id: "twin".into(), status: "BUILD".into(), ..srv.clone() });
+        st.building.insert("twin".into(), (2, Some(port)));
+    }
+    let lines = up(&cloud, &s).await;
+    assert_eq!(
+        lines,
+        [
+            "delete stray server demo-worker-1 (twin): a second server of its node",
+            "re-create server of worker-1 (its port is attached to nothing), once",
+            "see that server of worker-1 is ACTIVE, alone and on its port: demo-worker-1 ACTIVE",
+        ]
+    );
+    assert!(attached(&cloud), "every server holds its node's port");
+    assert_eq!(up(&cloud, &s).await, Vec::<String>::new());
 }
 
 #[tokio::test]
