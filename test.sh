@@ -38,7 +38,11 @@ if [ "${KOS_TESTBED:-1}" = 1 ]; then
   say "artifact set (testbed/k8s/build.sh)"
   KOS_TEST_ARTIFACTS=$(testbed/k8s/build.sh | tail -n1)
   [ -f "$KOS_TEST_ARTIFACTS/SHA256SUMS" ] || { echo "testbed/k8s/build.sh did not name its artifact folder" >&2; exit 1; }
-  export KOS_TEST_ARTIFACTS
+  # The previous minor's set, where the upgrade test starts (its own Kubernetes; minutes cold
+  # after the set above, whose Go build cache it shares).
+  KOS_TEST_ARTIFACTS_PREVIOUS=$(testbed/k8s/build.sh --previous | tail -n1)
+  [ -f "$KOS_TEST_ARTIFACTS_PREVIOUS/SHA256SUMS" ] || { echo "testbed/k8s/build.sh --previous did not name its artifact folder" >&2; exit 1; }
+  export KOS_TEST_ARTIFACTS KOS_TEST_ARTIFACTS_PREVIOUS
   say "running all tests with the test bed up"
   CARGO_NET_OFFLINE=true testbed/with-testbed.sh cargo nextest run --workspace --profile ci "$@"
 else

@@ -67,7 +67,8 @@ OUT=/var/tmp/kos-soak/$(date +%Y%m%d-%H%M%S)-$PREFIX
 mkdir -p "$OUT"
 export PATH="${KOS_TOOLS:-/opt/kos-test-tools}/bin:$PATH" CI=1
 KOS_TEST_ARTIFACTS=$(testbed/k8s/build.sh | tail -n1)
-export KOS_TEST_ARTIFACTS
+KOS_TEST_ARTIFACTS_PREVIOUS=$(testbed/k8s/build.sh --previous | tail -n1)
+export KOS_TEST_ARTIFACTS KOS_TEST_ARTIFACTS_PREVIOUS
 cargo nextest run -p kos --test it --no-run >"$OUT/build.log" 2>&1 || { echo "build failed: $OUT/build.log" >&2; exit 1; }
 echo "$(git log -1 --format='%h %s' | cut -c1-100); filter: $FILTER" >"$OUT/commit"
 

@@ -24,10 +24,15 @@
 #
 #   KOS_K8S_CACHE   cache folder (default /var/tmp/kos-k8s)
 #   OUT_DIR         default $KOS_K8S_CACHE/artifacts-v$KUBERNETES (a folder made of hard links into the cache)
+#
+# build.sh --previous [OUT_DIR] builds the artifact set of KUBERNETES_PREVIOUS instead (the previous minor, where
+# the upgrade test starts): its own Kubernetes, every other component the same; no e2e suite or test images.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$HERE/versions.env"
+PREVIOUS=0
+if [[ ${1:-} == --previous ]]; then PREVIOUS=1 KUBERNETES=$KUBERNETES_PREVIOUS; shift; fi
 CACHE=${KOS_K8S_CACHE:-/var/tmp/kos-k8s}
 OUT=${1:-$CACHE/artifacts-v$KUBERNETES}
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local GOPROXY=${GOPROXY:-https://proxy.golang.org}
@@ -328,16 +333,18 @@ cached "runc v$RUNC" "$CACHE/runc-v$RUNC" runc
 cached "cni-plugins v$CNI_PLUGINS" "$CACHE/cni-v$CNI_PLUGINS" cni
 cached "crictl v$CRI_TOOLS" "$CACHE/crictl-v$CRI_TOOLS" crictl
 cached "pause $PAUSE" "$CACHE/pause-$PAUSE-$(sha256sum "$HERE/pause.c" | cut -c1-12)" pause
-cached "e2e.test, ginkgo v$KUBERNETES" "$CACHE/e2e-v$KUBERNETES" e2e
-AGNHOST=$(e2e_tag Agnhost); [[ -n $AGNHOST ]] || die "no agnhost tag in test/utils/image/manifest.go"
-cached "agnhost $AGNHOST" "$CACHE/agnhost-$AGNHOST" agnhost
-cached "nnp, sample-apiserver v$SAMPLE_APISERVER" "$CACHE/e2e-extras-v$KUBERNETES-$SAMPLE_APISERVER" e2e_extras
-[[ -n $BUSYBOX_SRC ]] || die "no busybox-static installed"
-BB=$CACHE/busybox-${BUSYBOX_SRC#*:}-ash-env
-cached "busybox $BUSYBOX_SRC (Debian's source, ash keeping every variable)" "$BB" busybox_ash
-KB=$CACHE/kube-bench-$(cat "$HERE"/kube-bench/go.{mod,sum} "$HERE/kube-bench/kos.yaml" | sha256sum | cut -c1-12)
-cached "kube-bench (testbed/k8s/kube-bench)" "$KB" kube_bench
-ln -sfn "$(basename "$KB")" "$CACHE/kube-bench"   # the tests' kube-bench: beside the artifact set, under a fixed name
+if ((!PREVIOUS)); then
+  cached "e2e.test, ginkgo v$KUBERNETES" "$CACHE/e2e-v$KUBERNETES" e2e
+  AGNHOST=$(e2e_tag Agnhost); [[ -n $AGNHOST ]] || die "no agnhost tag in test/utils/image/manifest.go"
+  cached "agnhost $AGNHOST" "$CACHE/agnhost-$AGNHOST" agnhost
+  cached "nnp, sample-apiserver v$SAMPLE_APISERVER" "$CACHE/e2e-extras-v$KUBERNETES-$SAMPLE_APISERVER" e2e_extras
+  [[ -n $BUSYBOX_SRC ]] || die "no busybox-static installed"
+  BB=$CACHE/busybox-${BUSYBOX_SRC#*:}-ash-env
+  cached "busybox $BUSYBOX_SRC (Debian's source, ash keeping every variable)" "$BB" busybox_ash
+  KB=$CACHE/kube-bench-$(cat "$HERE"/kube-bench/go.{mod,sum} "$HERE/kube-bench/kos.yaml" | sha256sum | cut -c1-12)
+  cached "kube-bench (testbed/k8s/kube-bench)" "$KB" kube_bench
+  ln -sfn "$(basename "$KB")" "$CACHE/kube-bench"   # the tests' kube-bench: beside the artifact set, under a fixed name
+fi
 if [[ ${KOS_K8S_KUBEADM:-0} == 1 ]]; then
   cached "kubeadm v$KUBERNETES and its kube-proxy image" "$CACHE/kubeadm-v$KUBERNETES" kubeadm_bin
 fi
@@ -405,6 +412,11 @@ README
     rm -rf "$OUT"; mv "$OUT.tmp" "$OUT"
     log "artifact folder: $OUT ($(du -sh "$OUT" | cut -f1))"
   fi
+fi
+if ((PREVIOUS)); then
+  log "build time of this run: $(( $(date +%s) - T0 )) s"
+  echo "$OUT"
+  exit 0
 fi
 # --- The test images the e2e suite runs, under the exact names `e2e.test --list-images` prints, in a sibling folder
 # of the same layout (images/*.tar, SHA256SUMS): not in the artifact set, which every cluster uploads. Archives are
