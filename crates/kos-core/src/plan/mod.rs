@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod membership;
 pub mod observed;
 mod pod_cidrs;
+pub mod upgrade;
 
 pub use certificates::{CaId, CertSpec, CertificatePlan, Usage};
 pub use membership::EtcdStart;
