@@ -61,6 +61,10 @@ pub struct NodeState {
     pub etcd_data: bool,
     /// With data: the `--initial-cluster` and `--initial-cluster-state` its manifest holds.
     pub etcd_started_with: Option<kos_render::EtcdStartedWith>,
+    /// `kubelet --version` of the installed kubelet (`/usr/local/bin/kubelet`).
+    pub kubelet_version: Option<kos_core::settings::KubeVersion>,
+    /// The tag of the image the kube-apiserver static pod manifest names.
+    pub apiserver_version: Option<kos_core::settings::KubeVersion>,
     /// Actions an interrupted run left undone (markers in [`PENDING_DIR`]): `daemon-reload`,
     /// `sysctl`, `modules`, `unit-<name>`.
     pub pending: Vec<String>,
@@ -76,6 +80,8 @@ impl NodeState {
             interface: self.interface.clone(),
             etcd_data: self.etcd_data,
             etcd_started_with: self.etcd_started_with.clone().filter(|_| self.etcd_data),
+            kubelet_version: self.kubelet_version,
+            apiserver_version: self.apiserver_version,
         }
     }
 
@@ -119,6 +125,7 @@ pub fn script_with_cache(wants: &NodeWants, cache: &str) -> String {
          if [ -e $f ]; then case $(stat -c %a $f) in 6??) [ -w $f ] || printf 'conntrack\\tfixed\\n';; *) printf 'conntrack\\tfixed\\n';; esac; fi\n",
     );
     s.push_str(&etcd_section("/var/lib/etcd", "/etc/kubernetes/manifests/etcd.yaml"));
+    s.push_str(&versions_section("/usr/local/bin/kubelet", "/etc/kubernetes/manifests/kube-apiserver.yaml"));
     if !wants.all_images().is_empty() {
         s.push_str("command -v ctr >/dev/null 2>&1 && ctr -n k8s.io images ls 2>/dev/null | awk 'NR > 1 { printf \"image\\t%s\\t%s\\t%s\\n\", $1, $3, $NF }'\n");
     }
@@ -152,6 +159,15 @@ pub fn etcd_section(data: &str, manifest: &str) -> String {
     format!(
         "[ -d {data}/member ] && printf 'etcd\\tdata\\n' && \
          sed -n 's/^ *- --initial-cluster\\(-state\\)\\{{0,1\\}}=\\(.*\\)$/etcd\\tinitial\\1\\t\\2/p' {manifest} 2>/dev/null\n"
+    )
+}
+
+/// The version of the kubelet at `kubelet` and of the API server the manifest at
+/// `manifest` runs (its image's tag), each when there is one.
+pub fn versions_section(kubelet: &str, manifest: &str) -> String {
+    format!(
+        "[ -x {kubelet} ] && printf 'version\\tkubelet\\t%s\\n' \"$({kubelet} --version 2>/dev/null | sed 's/^Kubernetes //')\"\n\
+         sed -n 's/^ *image: .*\\/kube-apiserver:\\(v[0-9.]*\\) *$/version\\tapiserver\\t\\1/p' {manifest} 2>/dev/null\n"
     )
 }
 
@@ -200,6 +216,9 @@ pub fn parse(out: &str) -> Result<NodeState, String> {
             ["etcd", "initial-state", state] => st.etcd_started_with.get_or_insert_default().state = state.to_string(),
             ["iface", name] => st.interface = Some(name.to_string()).filter(|n| !n.is_empty()),
             ["caps", "no-sys-resource"] => st.no_sys_resource = true,
+            // Unreadable: no version, as on a node kos has not provisioned.
+            ["version", "kubelet", v] => st.kubelet_version = v.trim().parse().ok(),
+            ["version", "apiserver", v] => st.apiserver_version = v.trim().parse().ok(),
             ["image", name, digest, labels] => {
                 st.images.insert(name.to_string(), digest.to_string());
                 if !labels.split(',').any(|l| l == PINNED) {

@@ -95,6 +95,13 @@ pub struct NodeFacts {
     /// membership changing around it (a master before it in the joining order replaced or
     /// removed) does not rewrite its manifest and restart it. etcd reads these only once.
     pub etcd_started_with: Option<EtcdStartedWith>,
+    /// The Kubernetes the node runs: its installed kubelet's version (`None` before kos
+    /// installed one) and, on a master, its API server's (from its static pod's image).
+    /// They shape no file; `kos up` reads them to roll an upgrade.
+    #[serde(skip)]
+    pub kubelet_version: Option<kos_core::settings::KubeVersion>,
+    #[serde(skip)]
+    pub apiserver_version: Option<kos_core::settings::KubeVersion>,
 }
 
 /// A running etcd member's `--initial-cluster` and `--initial-cluster-state`, as its

@@ -163,6 +163,11 @@ fn the_probe_output_is_parsed_and_garbage_is_refused() {
     assert_eq!(st.files["/etc/a"], FileState { sha256: "abc".into(), mode: 0o600, owner: "root:root".into() });
     assert_eq!(st.unit("kubelet"), UnitState { enabled: "enabled".into(), active: "active".into() });
     assert_eq!(st.pending, vec!["unit-kubelet"]);
+    assert_eq!((st.kubelet_version, st.apiserver_version), (None, None), "no Kubernetes installed");
+    let at = probe::parse("os\tdebian\t12\nversion\tkubelet\tv1.36.3\nversion\tapiserver\tv1.37.2\n").unwrap();
+    assert_eq!(at.facts().kubelet_version.map(|v| v.to_string()).as_deref(), Some("1.36.3"));
+    assert_eq!(at.facts().apiserver_version.map(|v| v.to_string()).as_deref(), Some("1.37.2"));
+    assert_eq!(probe::parse("os\tdebian\t12\nversion\tkubelet\t\n").unwrap().kubelet_version, None, "a kubelet that says nothing");
     assert!(probe::parse("what is this\n").is_err());
     assert!(probe::parse("").is_err());
 }

@@ -534,6 +534,8 @@ fn snapshots_artifact_runtime_on_a_container_like_node() {
         interface: None,
         etcd_data: false,
         etcd_started_with: None,
+        kubelet_version: None,
+        apiserver_version: None,
     };
     let env = crate::Environment { runtime_from_artifacts: true, nodes: [("worker-1".to_string(), facts)].into() };
     let r = render_example_in(|s| s, &env);
