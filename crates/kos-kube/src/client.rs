@@ -80,9 +80,23 @@ impl Connect for Connector {
     }
 }
 
+/// The same kubeconfig pointed at `server` (`https://host:port`): one master's own API
+/// server rather than the cluster's endpoint. (JSON, which is YAML.)
+pub fn pointed_at(kubeconfig_yaml: &str, server: &str) -> Result<String, KubeError> {
+    let mut config = kube::config::Kubeconfig::from_yaml(kubeconfig_yaml).map_err(KubeError::Kubeconfig)?;
+    for c in config.clusters.iter_mut().filter_map(|c| c.cluster.as_mut()) {
+        c.server = Some(server.to_string());
+    }
+    serde_json::to_string(&config).map_err(|e| KubeError::Read(format!("cannot write a kubeconfig for {server}: {e}")))
+}
+
 impl KubeApi for KubeClient {
     fn server(&self) -> &str {
         &self.server
+    }
+
+    async fn version(&self) -> Result<String, String> {
+        self.client.apiserver_version().await.map(|i| i.git_version).map_err(|e| describe(&e))
     }
 
     async fn ready(&self) -> Result<(), String> {
@@ -155,6 +169,15 @@ impl KubeApi for KubeClient {
 
     async fn cordon(&self, node: &str) -> Result<(), String> {
         Api::<Node>::all(self.client.clone()).cordon(node).await.map(drop).map_err(|e| describe(&e))
+    }
+
+    async fn schedule(&self, node: &str, unschedulable: bool, key: &str, value: Option<&str>) -> Result<(), String> {
+        let patch = serde_json::json!({"spec": {"unschedulable": unschedulable}, "metadata": {"annotations": {key: value}}});
+        Api::<Node>::all(self.client.clone())
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .map_err(|e| describe(&e))
     }
 
     async fn pods_on(&self, node: &str) -> Result<Vec<Pod>, String> {

@@ -36,6 +36,8 @@ pub struct Drained {
     pub unmanaged: Vec<String>,
     /// Pods that went with the node: `namespace/name (why)`.
     pub left: Vec<String>,
+    /// Its Node object was deleted (a node leaving; one drained for an upgrade stays).
+    pub deleted: bool,
 }
 
 impl Drained {
@@ -64,7 +66,10 @@ impl std::fmt::Display for Drained {
         if !self.left.is_empty() {
             write!(f, ", {} left with the node", self.left.len())?;
         }
-        write!(f, ", Node object deleted")
+        if self.deleted {
+            write!(f, ", Node object deleted")?;
+        }
+        Ok(())
     }
 }
 
@@ -98,6 +103,17 @@ fn is_ready(node: &Node) -> bool {
 /// Drain `node` and delete its Node object, waiting at most `wait` for its pods to go;
 /// `progress` hears what is still waited for. Nothing is deleted when the wait runs out.
 pub async fn drain<K: KubeApi>(api: &K, node: &str, wait: Duration, progress: impl Fn(&str)) -> Result<Drained, KubeError> {
+    let mut drained = evict_all(api, node, wait, progress).await?;
+    if drained.registered {
+        api.delete_node(node).await.map_err(|e| KubeError::Read(format!("cannot delete its Node object to drain {node}: {e}")))?;
+        drained.deleted = true;
+    }
+    Ok(drained)
+}
+
+/// Cordon `node` and evict its pods as [`drain`] does, waiting at most `wait` for them to
+/// go; its Node object stays (cordoned: [`KubeApi::schedule`] takes it back).
+pub async fn evict_all<K: KubeApi>(api: &K, node: &str, wait: Duration, progress: impl Fn(&str)) -> Result<Drained, KubeError> {
     let read = |what: &str, e: String| KubeError::Read(format!("cannot {what} to drain {node}: {e}"));
     let nodes = api.nodes().await.map_err(|e| read("list the nodes", e))?;
     let mut drained = Drained { node: node.to_string(), ..Drained::default() };
@@ -156,7 +172,6 @@ pub async fn drain<K: KubeApi>(api: &K, node: &str, wait: Duration, progress: im
         kubelet_ready = nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node)).is_some_and(is_ready);
     }
     drained.left.sort();
-    api.delete_node(node).await.map_err(|e| read("delete its Node object", e))?;
     Ok(drained)
 }
 
@@ -208,6 +223,24 @@ mod tests {
             drained.to_string(),
             "worker-2: cordoned, 2 pod(s) evicted (1 owned by no controller, not recreated: default/lonely), 3 left with the node, Node object deleted"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn evicting_for_an_upgrade_keeps_the_node_object_cordoned_until_scheduled_again() {
+        let kube = FakeKube::serving(&["master-1"], &["worker-1"], "v1.36.3");
+        kube.state().pods.entry("default".into()).or_default().push(on("worker-1", "default", "web-1", Some("ReplicaSet")));
+        kube.schedule("worker-1", true, "kos.dev/mark", Some("v1.37.2")).await.unwrap();
+        let drained = evict_all(&kube, "worker-1", Duration::from_secs(30), |_| ()).await.unwrap();
+        assert_eq!((drained.evicted.as_slice(), drained.deleted), (["default/web-1".to_string()].as_slice(), false));
+        assert_eq!(drained.to_string(), "worker-1: cordoned, 1 pod(s) evicted");
+        let node = |kube: &FakeKube| kube.state().nodes.iter().find(|n| n.metadata.name.as_deref() == Some("worker-1")).cloned().unwrap();
+        let n = node(&kube);
+        assert_eq!(n.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
+        assert_eq!(n.metadata.annotations.as_ref().and_then(|a| a.get("kos.dev/mark")).map(String::as_str), Some("v1.37.2"));
+        kube.schedule("worker-1", false, "kos.dev/mark", None).await.unwrap();
+        let n = node(&kube);
+        assert_eq!(n.spec.as_ref().and_then(|s| s.unschedulable), Some(false));
+        assert!(n.metadata.annotations.as_ref().is_none_or(|a| !a.contains_key("kos.dev/mark")), "the mark goes with the cordon");
     }
 
     #[tokio::test(start_paused = true)]

@@ -31,6 +31,8 @@ pub struct FakeKubeState {
     pub connects: usize,
     /// Nodes cordoned, in order.
     pub cordoned: Vec<String>,
+    /// Nodes made schedulable again, in order.
+    pub uncordoned: Vec<String>,
     /// Pods (`namespace/name`) whose next evictions are refused, as a disruption budget
     /// would, and how many times.
     pub refuse_evictions: BTreeMap<String, usize>,
@@ -39,6 +41,8 @@ pub struct FakeKubeState {
     pub evicted: Vec<String>,
     /// An evicted pod stays, Failed, as a bare pod's does once its kubelet has stopped it.
     pub evicted_finish: bool,
+    /// `GET /version`'s gitVersion (`v1.37.2`); empty: the version of the first node.
+    pub version: String,
     /// Node objects deleted, in order.
     pub deleted_nodes: Vec<String>,
     /// Pods deleted (not evicted), in order (`namespace/name`).
@@ -146,6 +150,15 @@ impl KubeApi for FakeKube {
         "https://fake-kube.invalid:6443"
     }
 
+    async fn version(&self) -> Result<String, String> {
+        let st = self.state();
+        if !st.version.is_empty() {
+            return Ok(st.version.clone());
+        }
+        let first = st.nodes.first().and_then(|n| n.status.as_ref()?.node_info.as_ref()).map(|i| i.kubelet_version.clone());
+        first.ok_or_else(|| "no version".to_string())
+    }
+
     async fn ready(&self) -> Result<(), String> {
         self.state().not_ready.clone().map_or(Ok(()), Err)
     }
@@ -195,6 +208,22 @@ impl KubeApi for FakeKube {
         let n = st.nodes.iter_mut().find(|n| n.metadata.name.as_deref() == Some(node)).ok_or(format!("nodes \"{node}\" not found"))?;
         n.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
         st.cordoned.push(node.into());
+        Ok(())
+    }
+
+    async fn schedule(&self, node: &str, unschedulable: bool, key: &str, value: Option<&str>) -> Result<(), String> {
+        let mut st = self.state();
+        let n = st.nodes.iter_mut().find(|n| n.metadata.name.as_deref() == Some(node)).ok_or(format!("nodes \"{node}\" not found"))?;
+        n.spec.get_or_insert_with(Default::default).unschedulable = Some(unschedulable);
+        let notes = n.metadata.annotations.get_or_insert_with(Default::default);
+        match value {
+            Some(v) => drop(notes.insert(key.into(), v.into())),
+            None => drop(notes.remove(key)),
+        }
+        match unschedulable {
+            true => st.cordoned.push(node.into()),
+            false => st.uncordoned.push(node.into()),
+        }
         Ok(())
     }
 

@@ -170,6 +170,29 @@ pub async fn label_masters<K: KubeApi>(api: &K, plan: &ClusterPlan) -> Result<Ve
     Ok(done)
 }
 
+/// Wait, at most `wait`, until `nodes` are Ready with their kubelets at `version`
+/// (`v1.37.2`) and, on masters, their control-plane pods Ready: what an upgraded node (or
+/// batch) must show before the next. `progress` hears what is still missing.
+pub async fn wait_upgraded<K: KubeApi>(
+    api: &K,
+    plan: &ClusterPlan,
+    nodes: &[String],
+    version: &str,
+    wait: Duration,
+    progress: impl Fn(&[Item]),
+) -> Result<Vec<Item>, KubeError> {
+    let ours = |i: &Item| {
+        nodes.iter().any(|n| i.what == format!("node {n}") || CONTROL_PLANE.iter().any(|c| i.what == format!("pod kube-system/{c}-{n}")))
+    };
+    let not_there = |i: &Item| match &i.node {
+        Some(seen) => seen.version != version,
+        None => false,
+    };
+    let mut items = wait_until(api, plan, false, wait, |i| ours(i) && (!i.ready || not_there(i)), progress).await?;
+    items.retain(ours);
+    Ok(items)
+}
+
 /// Wait, at most `wait`, until every item is ready; on a timeout the error names each
 /// one that is not, with its reason. `progress` hears what is still missing after each look.
 pub async fn wait_ready<K: KubeApi>(
@@ -177,6 +200,18 @@ pub async fn wait_ready<K: KubeApi>(
     plan: &ClusterPlan,
     with_dns: bool,
     wait: Duration,
+    progress: impl Fn(&[Item]),
+) -> Result<Vec<Item>, KubeError> {
+    wait_until(api, plan, with_dns, wait, |i| !i.ready, progress).await
+}
+
+/// [`wait_ready`] until no item is `missing`.
+async fn wait_until<K: KubeApi>(
+    api: &K,
+    plan: &ClusterPlan,
+    with_dns: bool,
+    wait: Duration,
+    missing: impl Fn(&Item) -> bool,
     progress: impl Fn(&[Item]),
 ) -> Result<Vec<Item>, KubeError> {
     let deadline = Instant::now() + wait;
@@ -195,7 +230,7 @@ pub async fn wait_ready<K: KubeApi>(
         if !labelled && items.iter().filter_map(|i| i.node.as_ref()).all(|n| n.registered) {
             labelled = label_masters(api, plan).await.is_ok();
         }
-        let missing: Vec<Item> = items.iter().filter(|i| !i.ready).cloned().collect();
+        let missing: Vec<Item> = items.iter().filter(|i| missing(i)).cloned().collect();
         if missing.is_empty() {
             return Ok(items);
         }

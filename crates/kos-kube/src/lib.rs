@@ -38,6 +38,8 @@ pub trait KubeApi: Send + Sync {
     fn server(&self) -> &str;
     /// `GET /readyz`: `Ok` only when it answers `ok`.
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+    /// `GET /version`: the API server's `gitVersion` (`v1.37.2`).
+    fn version(&self) -> impl Future<Output = Result<String, String>> + Send;
     /// Server-side apply of one object (field manager [`apply::FIELD_MANAGER`], taking over
     /// conflicting fields), and what it did.
     fn apply(&self, object: &Object) -> impl Future<Output = Result<Outcome, String>> + Send;
@@ -54,6 +56,10 @@ pub trait KubeApi: Send + Sync {
     fn label_node(&self, node: &str, key: &str, value: &str) -> impl Future<Output = Result<(), String>> + Send;
     /// Mark a node unschedulable (`spec.unschedulable`).
     fn cordon(&self, node: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Set a node's `spec.unschedulable` and, in the same change, its annotation `key` to
+    /// `value` (`None`: removed): what kos cordons for a while says so on the node, so a
+    /// later run takes it back even after this one was killed.
+    fn schedule(&self, node: &str, unschedulable: bool, key: &str, value: Option<&str>) -> impl Future<Output = Result<(), String>> + Send;
     /// Every pod bound to a node, in every namespace.
     fn pods_on(&self, node: &str) -> impl Future<Output = Result<Vec<Pod>, String>> + Send;
     /// Ask the API server to evict one pod (the eviction subresource: the pod's disruption
