@@ -256,6 +256,38 @@ pub async fn backup<C: Cloud, R: Reach>(
         )));
     }
     // The PKI is looked for before any master is asked: a snapshot without it is no backup.
+    pki_files(state)?;
+    // Only the masters are asked.
+    let is_master = |node: &str| plan.masters().any(|m| m.name == node);
+    let sessions = nodes::connect_some(reach, &plan, &have, is_master, options.ssh_wait, reporter, &mut nodes::Early::default()).await?;
+    let failed = sessions
+        .iter()
+        .filter_map(|s| match s {
+            NodeSession::Failed { node, error } => Some(format!("{node}: {error}")),
+            NodeSession::Up(_) => None,
+        })
+        .collect();
+    let masters: Vec<&R::Node> = sessions
+        .iter()
+        .filter_map(|s| match s {
+            NodeSession::Up(n) => Some(n),
+            NodeSession::Failed { .. } => None,
+        })
+        .collect();
+    let what = Archived {
+        kubernetes_version: settings.cluster.kubernetes_version.to_string(),
+        kos_version: options.kos_version.clone(),
+        out: options.out.clone(),
+        name: None,
+    };
+    let report = write_archive(settings, state, &masters, failed, what, reporter).await;
+    nodes::close_all(reach, sessions).await;
+    report
+}
+
+/// The files of `<state>/pki`, refused when there are none: a snapshot without the
+/// cluster's CAs is no backup.
+fn pki_files(state: &LocalState) -> Result<Vec<(String, PathBuf)>, RunError> {
     let pki = state.dir.join("pki");
     let pki_files = match pki.exists() {
         true => files_under(&pki).map_err(|e| RunError::Other(anyhow::anyhow!("read {}: {e}", pki.display())))?,
@@ -267,27 +299,44 @@ pub async fn backup<C: Cloud, R: Reach>(
             pki.display()
         )));
     }
-    // Only the masters are asked.
-    let is_master = |node: &str| plan.masters().any(|m| m.name == node);
-    let sessions = nodes::connect_some(reach, &plan, &have, is_master, options.ssh_wait, reporter, &mut nodes::Early::default()).await?;
-    let mut tried = Vec::new();
+    Ok(pki_files)
+}
+
+/// What an archive records beside the snapshot, and where it goes.
+#[derive(Debug)]
+pub(crate) struct Archived {
+    /// The Kubernetes the cluster runs.
+    pub kubernetes_version: String,
+    pub kos_version: String,
+    /// The archive's path; `None`: `<state>/backups/<cluster>-<name or time>.tar.gz`.
+    pub out: Option<PathBuf>,
+    pub name: Option<String>,
+}
+
+/// A snapshot from the first of `masters` that gives one (`failed`: the masters that could
+/// not be asked, for the error), written into an archive with the settings and kos's state.
+pub(crate) async fn write_archive<N: Remote>(
+    settings: &Settings,
+    state: &LocalState,
+    masters: &[&N],
+    failed: Vec<String>,
+    what: Archived,
+    reporter: &dyn Reporter,
+) -> Result<BackupReport, RunError> {
+    let cluster = &settings.cluster.name;
+    let pki_files = pki_files(state)?;
+    let mut tried = failed;
     let mut taken = None;
-    for s in &sessions {
-        match s {
-            NodeSession::Failed { node, error } => tried.push(format!("{node}: {error}")),
-            NodeSession::Up(node) => {
-                reporter.line(&format!("etcd snapshot on {}", node.node()));
-                match snapshot(node).await {
-                    Ok(t) => {
-                        taken = Some((node.node().to_string(), t));
-                        break;
-                    }
-                    Err(e) => tried.push(e),
-                }
+    for node in masters {
+        reporter.line(&format!("etcd snapshot on {}", node.node()));
+        match snapshot(*node).await {
+            Ok(t) => {
+                taken = Some((node.node().to_string(), t));
+                break;
             }
+            Err(e) => tried.push(e),
         }
     }
-    nodes::close_all(reach, sessions).await;
     let Some((taken_on, (snapshot_bytes, facts))) = taken else {
         return Err(RunError::Etcd(format!("no master gave an etcd snapshot: {}", tried.join("; "))));
     };
@@ -307,15 +356,16 @@ pub async fn backup<C: Cloud, R: Reach>(
     let manifest = Manifest {
         format: FORMAT,
         cluster: cluster.clone(),
-        kubernetes_version: settings.cluster.kubernetes_version.to_string(),
-        kos_version: options.kos_version.clone(),
+        kubernetes_version: what.kubernetes_version,
+        kos_version: what.kos_version,
         created,
         taken_on,
         etcd: facts,
         files: contents.iter().map(|(p, b)| Entry { path: p.clone(), bytes: b.len() as u64, sha256: sha256_hex(b) }).collect(),
     };
     let bytes = archive(&manifest, &contents, now).map_err(|e| RunError::Other(anyhow::anyhow!("build the archive: {e}")))?;
-    let out = options.out.clone().unwrap_or_else(|| state.dir.join("backups").join(format!("{cluster}-{stamp}.tar.gz")));
+    let name = what.name.unwrap_or(stamp);
+    let out = what.out.unwrap_or_else(|| state.dir.join("backups").join(format!("{cluster}-{name}.tar.gz")));
     kos_fs::write_atomic(&out, &bytes, 0o600).map_err(|e| RunError::Other(anyhow::anyhow!("write {}: {e}", out.display())))?;
     Ok(BackupReport { archive: out, archive_bytes: bytes.len() as u64, manifest })
 }

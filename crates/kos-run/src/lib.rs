@@ -149,6 +149,9 @@ pub enum RunError {
     /// A removed node could not be drained, so its server stays (the message says why and what to do).
     #[error("{0}")]
     Drain(String),
+    /// A rolling upgrade stopped where it was (the message says why and what to do).
+    #[error("{0}")]
+    Upgrade(String),
     /// Everything ran, but not everywhere: the report names each failure once.
     #[error("{0} node problem(s) (above); the other nodes are done; run `kos up` again once they are fixed")]
     Nodes(usize),

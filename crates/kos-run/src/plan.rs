@@ -32,6 +32,8 @@ pub struct PlanReport {
     pub nodes: Vec<(String, NodePlan)>,
     /// Add-on objects that would be created or configured (or why that is not known).
     pub addons: Vec<String>,
+    /// The rolling upgrade `up` would carry out first (its steps in one line).
+    pub upgrade: Option<String>,
 }
 
 /// What `kos up` would do on one node.
@@ -64,7 +66,7 @@ impl PlanReport {
 
     /// Changes pending, the unknown counted too: a script must not take them for none.
     pub fn pending(&self) -> usize {
-        self.cloud.len() + self.node_changes() + self.addons.len() + self.unknown()
+        self.cloud.len() + self.node_changes() + self.addons.len() + self.unknown() + usize::from(self.upgrade.is_some())
     }
 
     /// `kos plan -o json`.
@@ -84,13 +86,18 @@ impl PlanReport {
                 (node.clone(), value)
             })
             .collect();
-        json!({"cluster": cluster, "cloud": self.cloud, "nodes": nodes, "addons": self.addons,
+        json!({"cluster": cluster, "cloud": self.cloud, "nodes": nodes, "addons": self.addons, "upgrade": self.upgrade,
             "changes": self.pending() - self.unknown(), "unreachable": self.unknown()})
     }
 
     /// `kos plan` for people: a line per change, in `up`'s words, then the count.
     pub fn lines(&self) -> Vec<String> {
         let mut out: Vec<String> = self.cloud.iter().map(|l| format!("cloud: {l}")).collect();
+        if let Some(u) = &self.upgrade {
+            out.push(format!(
+                "upgrade: {u}; an etcd snapshot first, and each master (each batch) healthy at the new version before the next"
+            ));
+        }
         for (node, plan) in &self.nodes {
             match plan {
                 NodePlan::New => out.push(format!("{node}: new server: everything (runtime, kubernetes, network)")),
@@ -175,6 +182,7 @@ pub async fn plan<C: Cloud, R: Reach, K: Connect>(
         on_nodes(&mut report, &sessions, prepared, &have).await;
     }
     nodes::close_all(looks.reach, sessions).await;
+    report.upgrade = crate::up::rolling::upgrade_for(settings, &plan, &facts)?.map(|u| u.to_string());
     let prepared = prepared?;
     addons(&mut report, looks.kube, &prepared).await;
     Ok(report)

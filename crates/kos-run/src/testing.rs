@@ -51,6 +51,7 @@ pub fn options(phases: &[Phase]) -> UpOptions {
         kubeconfig: None,
         drain_wait: Some(Duration::from_secs(30)),
         replace: Vec::new(),
+        kos_version: "test".into(),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct UpOptions {
     /// `kos replace`: workers whose servers are made again (drained, their Node objects and
     /// servers deleted, their ports kept), then provisioned like new ones.
     pub replace: Vec<String>,
+    /// kos's own version, recorded in the etcd snapshot taken before an upgrade.
+    pub kos_version: String,
 }
 
 impl UpOptions {
@@ -487,6 +489,13 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                 self.report.failures.push(Failure { node: node.clone(), phase: "ssh".into(), message: error.clone() });
             }
         }
+        // Nodes at another Kubernetes than the settings': upgraded one by one first (the
+        // provisioning below then finds them converged).
+        if self.options.has(Phase::Kubernetes)
+            && let Some(upgrade) = rolling::upgrade_for(self.settings, &view.plan, &facts)?
+        {
+            self.rolling(&view.plan, sessions, &prepared, &upgrade).await?;
+        }
         self.provision(&view.plan, sessions, &prepared, &facts).await;
         // Verify looks at the nodes only (units, cbr0, the masquerade rule, forwarding): it runs
         // while the add-ons go through the API server, and reports after them. Nodes that
@@ -720,10 +729,14 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             if with_dns { " and CoreDNS" } else { "" }
         ));
         self.report.ready = items;
+        self.uncordon_left(&api).await?;
         self.timed("ready", t);
         Ok(())
     }
 }
+
+pub(crate) mod rolling;
+pub use rolling::CORDONED_FOR;
 
 #[cfg(test)]
 mod tests;

@@ -54,6 +54,7 @@ fn run_up(
         parallel: args.parallel,
         drain_wait: (!args.no_drain).then(|| Duration::from_secs(args.drain_wait)),
         replace,
+        kos_version: env!("KOS_VERSION").to_string(),
         kubeconfig: match kos_run::kubeconfig::admin_kubeconfig_path() {
             Ok(path) => Some(path),
             Err(e) => {
