@@ -10,6 +10,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,16 +31,26 @@ pub(crate) const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.36.1
 
 /// The artifact folder testbed/k8s/build.sh wrote (test.sh passes it; by hand: its default).
 pub(crate) fn artifact_set() -> PathBuf {
-    let dir = std::env::var_os("KOS_TEST_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| {
-        let pins = std::fs::read_to_string(support::repo_root().join("testbed/k8s/versions.env")).expect("testbed/k8s/versions.env");
-        let version = pins.lines().find_map(|l| l.strip_prefix("KUBERNETES=")).expect("KUBERNETES= in versions.env");
-        PathBuf::from(format!("/var/tmp/kos-k8s/artifacts-v{version}"))
-    });
-    assert!(
-        dir.join("SHA256SUMS").exists(),
-        "no artifact set at {}: run testbed/k8s/build.sh (test.sh does) before the test bed starts",
-        dir.display()
-    );
+    built_set("KOS_TEST_ARTIFACTS", "KUBERNETES", "testbed/k8s/build.sh")
+}
+
+/// The artifact folder of the previous minor, where the upgrade starts (`build.sh --previous`).
+pub(crate) fn previous_artifact_set() -> PathBuf {
+    built_set("KOS_TEST_ARTIFACTS_PREVIOUS", "KUBERNETES_PREVIOUS", "testbed/k8s/build.sh --previous")
+}
+
+/// A pin of testbed/k8s/versions.env (`KUBERNETES`, `KUBERNETES_PREVIOUS`).
+pub(crate) fn pinned(name: &str) -> String {
+    let pins = std::fs::read_to_string(support::repo_root().join("testbed/k8s/versions.env")).expect("testbed/k8s/versions.env");
+    let line = pins.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('='));
+    line.unwrap_or_else(|| panic!("{name}= in versions.env")).to_string()
+}
+
+/// The folder named by `var` (test.sh sets it), else the default of the version pinned as `pin`.
+fn built_set(var: &str, pin: &str, how: &str) -> PathBuf {
+    let dir =
+        std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(format!("/var/tmp/kos-k8s/artifacts-v{}", pinned(pin))));
+    assert!(dir.join("SHA256SUMS").exists(), "no artifact set at {}: run {how} (test.sh does) before the test bed starts", dir.display());
     dir
 }
 
@@ -602,4 +613,117 @@ impl Cluster {
             ),
         )
     }
+}
+
+/// What a poller saw: requests answered and failed, and the longest stretch without an answer.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Polled {
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) longest_gap: Duration,
+}
+
+/// Calls `ask` every `every` until `stop`, in a thread of its own.
+pub(crate) fn poll(
+    stop: Arc<AtomicBool>,
+    every: Duration,
+    mut ask: impl FnMut() -> bool + Send + 'static,
+) -> std::thread::JoinHandle<Polled> {
+    std::thread::spawn(move || {
+        let mut p = Polled::default();
+        let mut last_ok = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            if ask() {
+                p.ok += 1;
+                last_ok = Instant::now();
+            } else {
+                p.failed += 1;
+                p.longest_gap = p.longest_gap.max(last_ok.elapsed());
+            }
+            std::thread::sleep(every.saturating_sub(t.elapsed()));
+        }
+        p
+    })
+}
+
+/// The service and API pollers of one stretch of the test: started together, stopped and
+/// printed together.
+pub(crate) struct Pollers {
+    stop: Arc<AtomicBool>,
+    service: std::thread::JoinHandle<Polled>,
+    api: std::thread::JoinHandle<Polled>,
+}
+
+impl Pollers {
+    /// The Service on the workers' fixed IPs (every 200 ms: `GET /hostname` on its nodePort)
+    /// and `kubectl get nodes` through the context kos merged, the cluster's API endpoint
+    /// (every 500 ms).
+    pub(crate) fn start(c: &Cluster, worker_ips: &[String], node_port: u16) -> Pollers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ips = worker_ips.to_vec();
+        let mut turn = 0usize;
+        let service = poll(stop.clone(), Duration::from_millis(200), move || {
+            turn += 1;
+            crate::testbed_serves::get_hostname(&ips[turn % ips.len()], node_port, 2).is_some()
+        });
+        let kubectl = artifact_set().join("bin/kubectl");
+        let (kc, context) = (c.kubeconfig(), format!("kos-{}", c.name));
+        let api = poll(stop.clone(), Duration::from_millis(500), move || {
+            std::process::Command::new(&kubectl)
+                .env("KUBECONFIG", &kc)
+                .args(["--context", &context, "--request-timeout=2s", "get", "nodes", "-o", "name"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        Pollers { stop, service, api }
+    }
+
+    /// Stop both; print what they saw under `what`.
+    pub(crate) fn finish(self, what: &str) -> (Polled, Polled) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (service, api) = (self.service.join().expect("service poller"), self.api.join().expect("API poller"));
+        eprintln!(
+            "{what}: API: {} answered, {} failed, longest outage {:.1} s; Service on the workers: {} answered, {} failed",
+            api.ok,
+            api.failed,
+            api.longest_gap.as_secs_f64(),
+            service.ok,
+            service.failed
+        );
+        (service, api)
+    }
+}
+
+/// The workload the availability tests poll: two busybox httpd replicas behind a NodePort
+/// Service and a PodDisruptionBudget (`minAvailable: 1`), spread over the nodes
+/// (`when_unsatisfiable`: `DoNotSchedule` or `ScheduleAnyway`), each Ready once it listens
+/// and serving 5 s more when told to stop (preStop), so the Service's endpoints drop it
+/// first. Returns the nodePort and the `workers`' addresses, each answering on it.
+pub(crate) fn web_service(c: &Cluster, workers: &[&str], when_unsatisfiable: &str) -> (u16, Vec<String>) {
+    let web = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  \
+         template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      \
+         topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: {when_unsatisfiable}, labelSelector: {{matchLabels: {{app: web}}}}}}]\n      \
+         containers:\n      - name: web\n        image: {BUSYBOX}\n        imagePullPolicy: IfNotPresent\n        \
+         command: [sh, -c, 'exec httpd -f -p 8080 -h /etc']\n        \
+         readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}\n        \
+         lifecycle: {{preStop: {{exec: {{command: [sleep, '5']}}}}}}\n---\n\
+         apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web}}\nspec:\n  minAvailable: 1\n  selector: {{matchLabels: {{app: web}}}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  type: NodePort\n  selector: {{app: web}}\n  ports: [{{port: 80, targetPort: 8080}}]\n"
+    );
+    let file = c.dir.path().join("web.yaml");
+    std::fs::write(&file, web).expect("web.yaml");
+    c.kubectl_ok(&["apply", "-f", &file.display().to_string()]);
+    c.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    let node_port: u16 = c.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().expect("a nodePort");
+    // (Read from the Node objects: `kos status` would ask every node of the settings.)
+    let worker_ips: Vec<String> = workers
+        .iter()
+        .map(|w| c.kubectl_ok(&["get", "node", w, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]))
+        .collect();
+    for ip in &worker_ips {
+        wait_for(&format!("{ip}:{node_port} answers"), 60, || crate::testbed_serves::get_hostname(ip, node_port, 3), String::new);
+    }
+    (node_port, worker_ips)
 }

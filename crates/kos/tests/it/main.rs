@@ -22,3 +22,4 @@ mod testbed_ha;
 mod testbed_nodes;
 mod testbed_serves;
 mod testbed_up;
+mod testbed_upgrade;

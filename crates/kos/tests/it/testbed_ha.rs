@@ -7,9 +7,6 @@
 
 use crate::harness::*;
 use crate::testbed_cloud::openstack_ok;
-use crate::testbed_serves::get_hostname;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const MASTERS: [&str; 3] = ["master-1", "master-2", "master-3"];
@@ -69,81 +66,6 @@ fn ready_nodes(c: &Cluster) -> Vec<String> {
         .filter(|n| is_ready(n))
         .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
         .collect()
-}
-
-/// What a poller saw: requests answered and failed, and the longest stretch without an answer.
-#[derive(Debug, Default, Clone, Copy)]
-struct Polled {
-    ok: u64,
-    failed: u64,
-    longest_gap: Duration,
-}
-
-/// Calls `ask` every `every` until `stop`, in a thread of its own.
-fn poll(stop: Arc<AtomicBool>, every: Duration, mut ask: impl FnMut() -> bool + Send + 'static) -> std::thread::JoinHandle<Polled> {
-    std::thread::spawn(move || {
-        let mut p = Polled::default();
-        let mut last_ok = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            let t = Instant::now();
-            if ask() {
-                p.ok += 1;
-                last_ok = Instant::now();
-            } else {
-                p.failed += 1;
-                p.longest_gap = p.longest_gap.max(last_ok.elapsed());
-            }
-            std::thread::sleep(every.saturating_sub(t.elapsed()));
-        }
-        p
-    })
-}
-
-/// The service and API pollers of one stretch of the test: started together, stopped and
-/// printed together.
-struct Pollers {
-    stop: Arc<AtomicBool>,
-    service: std::thread::JoinHandle<Polled>,
-    api: std::thread::JoinHandle<Polled>,
-}
-
-impl Pollers {
-    /// The Service on the workers' fixed IPs (every 200 ms) and `kubectl get nodes` through
-    /// the VIP's floating IP (every 500 ms).
-    fn start(c: &Cluster, worker_ips: &[String], node_port: u16) -> Pollers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ips = worker_ips.to_vec();
-        let mut turn = 0usize;
-        let service = poll(stop.clone(), Duration::from_millis(200), move || {
-            turn += 1;
-            get_hostname(&ips[turn % ips.len()], node_port, 2).is_some()
-        });
-        let kubectl = artifact_set().join("bin/kubectl");
-        let (kc, context) = (c.kubeconfig(), format!("kos-{}", c.name));
-        let api = poll(stop.clone(), Duration::from_millis(500), move || {
-            std::process::Command::new(&kubectl)
-                .env("KUBECONFIG", &kc)
-                .args(["--context", &context, "--request-timeout=2s", "get", "nodes", "-o", "name"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        Pollers { stop, service, api }
-    }
-
-    /// Stop both; print what they saw under `what`.
-    fn finish(self, what: &str) -> (Polled, Polled) {
-        self.stop.store(true, Ordering::Relaxed);
-        let (service, api) = (self.service.join().expect("service poller"), self.api.join().expect("API poller"));
-        eprintln!(
-            "{what}: API through the VIP: {} answered, {} failed, longest outage {:.1} s; Service on the workers: {} answered, {} failed",
-            api.ok,
-            api.failed,
-            api.longest_gap.as_secs_f64(),
-            service.ok,
-            service.failed
-        );
-        (service, api)
-    }
 }
 
 /// etcd's members as `master` sees them: (name, is a learner).
@@ -206,27 +128,7 @@ fn one_master_grows_to_three_behind_a_vip_keeps_serving_when_the_vip_holder_stop
     assert!(report["ok"] == true && etcd_notes(&report).is_empty(), "one master makes etcd alone: {report:#}");
 
     // 2. A workload on the workers behind a NodePort; the pollers run through the growth.
-    let web = format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  \
-         template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      \
-         topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}]\n      \
-         containers:\n      - name: web\n        image: {BUSYBOX}\n        imagePullPolicy: IfNotPresent\n        \
-         command: [sh, -c, 'exec httpd -f -p 8080 -h /etc']\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  type: NodePort\n  selector: {{app: web}}\n  ports: [{{port: 80, targetPort: 8080}}]\n"
-    );
-    let file = c.dir.path().join("web.yaml");
-    std::fs::write(&file, web).expect("web.yaml");
-    c.kubectl_ok(&["apply", "-f", &file.display().to_string()]);
-    c.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
-    let node_port: u16 = c.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().expect("a nodePort");
-    // (Read from the nodes: `kos status` rows would be asked of all five nodes of the settings.)
-    let worker_ips: Vec<String> = WORKERS
-        .iter()
-        .map(|w| c.kubectl_ok(&["get", "node", w, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]))
-        .collect();
-    for ip in &worker_ips {
-        wait_for(&format!("{ip}:{node_port} answers"), 60, || get_hostname(ip, node_port, 3), String::new);
-    }
+    let (node_port, worker_ips) = web_service(&c, &WORKERS, "DoNotSchedule");
     let growth = Pollers::start(&c, &worker_ips, node_port);
     std::thread::sleep(Duration::from_secs(3));
 
