@@ -24,8 +24,23 @@ use crate::report::ReissueReason;
 /// How long a new leaf is valid (kubeadm's one year), capped at its CA's end.
 const LEAF_VALIDITY: Duration = Duration::days(365);
 
-/// A leaf this close to expiry is re-issued by `ensure`.
+/// A leaf this close to expiry is re-issued by `ensure` (a third of a shorter validity).
 const RENEW_BEFORE: Duration = Duration::days(30);
+
+/// A test-only setting: leaves issued valid this many seconds, not a year (the test bed's
+/// short-lived certificate test, which watches them renewed and rolled out before they
+/// expire). Never for a real cluster.
+pub const TEST_VALIDITY_VAR: &str = "KOS_TEST_LEAF_VALIDITY_SECS";
+
+/// How long a leaf issued now is valid, and how close to its end `ensure` renews it.
+fn validity() -> (Duration, Duration) {
+    static TEST: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    let test = *TEST.get_or_init(|| std::env::var(TEST_VALIDITY_VAR).ok().and_then(|v| v.parse().ok()).filter(|s| *s > 0));
+    match test {
+        Some(secs) => (Duration::seconds(secs), Duration::seconds(secs / 3).min(RENEW_BEFORE)),
+        None => (LEAF_VALIDITY, RENEW_BEFORE),
+    }
+}
 
 /// A freshly issued leaf, ready to be written.
 pub(crate) struct Issued {
@@ -64,7 +79,7 @@ pub(crate) fn issue(spec: &CertSpec, ca: &Authority, now: OffsetDateTime) -> Res
     let key = KeyPair::generate().map_err(generate)?;
     let mut params = CertificateParams::default();
     params.not_before = now - BACKDATE;
-    params.not_after = (now + LEAF_VALIDITY).min(ca.not_after);
+    params.not_after = (now + validity().0).min(ca.not_after);
     params.distinguished_name = DistinguishedName::new();
     // O before CN, the order Go's crypto/x509 (and so kubeadm) writes them in.
     for organization in &spec.organizations {
@@ -137,7 +152,7 @@ pub(crate) fn differences(
     }
     let validity = cert.validity();
     let not_after = validity.not_after.to_datetime();
-    if validity.not_before.to_datetime() > now || not_after - now < RENEW_BEFORE {
+    if validity.not_before.to_datetime() > now || not_after - now < self::validity().1 {
         reasons.push(ReissueReason::Expiring { days_left: crate::x509::days_left(not_after, now) });
     }
     reasons

@@ -35,6 +35,7 @@ pub use time::OffsetDateTime;
 
 use crate::authority::Authority;
 pub use crate::error::{ParseError, PkiError};
+pub use crate::leaf::TEST_VALIDITY_VAR;
 pub use crate::report::{CertDetails, CertStatus, Entry, Item, Outcome, ReissueReason, Report};
 use crate::store::{Store, Visibility};
 

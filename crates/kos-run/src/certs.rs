@@ -80,7 +80,8 @@ impl NodeCertsReport {
 
     /// The table for people.
     pub fn table(&self) -> Vec<String> {
-        let mut out = vec![format!("{:<10} {:<58} {:>9}  {:<10}  {}", "NODE", "DEPLOYED CERTIFICATE", "DAYS LEFT", "EXPIRES", "KOS'S PKI")];
+        let mut out =
+            vec![format!("{:<10} {:<58} {:>9}  {:<17}  {}", "NODE", "DEPLOYED CERTIFICATE", "DAYS LEFT", "EXPIRES (UTC)", "KOS'S PKI")];
         for c in &self.certs {
             let state = match &c.matches {
                 Match::Same { file } => format!("same as {file}"),
@@ -88,7 +89,7 @@ impl NodeCertsReport {
                 Match::NotKos => "NOT KOS'S".into(),
                 Match::Unreadable { .. } => "UNREADABLE".into(),
             };
-            out.push(format!("{:<10} {:<58} {:>9}  {:<10}  {state}", c.node, c.path, c.days_left, c.expires));
+            out.push(format!("{:<10} {:<58} {:>9}  {:<17}  {state}", c.node, c.path, c.days_left, c.expires));
         }
         out
     }
@@ -165,7 +166,7 @@ fn judge(
     let matches = match (signer, same, kin) {
         (None, _, _) => Match::NotKos,
         (Some(_), Some((file, _)), _) => Match::Same { file: file.clone() },
-        (Some(_), None, Some((file, l))) => Match::Differs { file: file.clone(), kos_expires: l.not_after.date().to_string() },
+        (Some(_), None, Some((file, l))) => Match::Differs { file: file.clone(), kos_expires: minute(l.not_after) },
         (Some(_), None, None) => Match::NotKos,
     };
     NodeCert {
@@ -174,10 +175,15 @@ fn judge(
         subject: d.subject,
         issuer: d.issuer,
         days_left: d.days_left,
-        expires: d.not_after.date().to_string(),
+        expires: minute(d.not_after),
         sans: d.sans,
         matches,
     }
+}
+
+/// `2026-11-27T10:15Z`: an expiry to the minute (a short-lived certificate's day says little).
+fn minute(t: OffsetDateTime) -> String {
+    format!("{}T{:02}:{:02}Z", t.date(), t.hour(), t.minute())
 }
 
 /// Read every node's certificates and compare them with the state's PKI.

@@ -115,6 +115,12 @@ pub fn prepare(
         .ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc())
         .with_context(|| format!("cannot prepare the PKI in {}", pki.dir().display()))?;
     reporter.detail(&report.to_string());
+    if let Ok(secs) = std::env::var(kos_pki::TEST_VALIDITY_VAR) {
+        reporter.line(&format!(
+            "warning: {}={secs}: new leaf certificates are valid {secs} s (a test-only setting)",
+            kos_pki::TEST_VALIDITY_VAR
+        ));
+    }
     let env = Environment { runtime_from_artifacts: artifacts::runtime_from_artifacts(arts), nodes: facts.clone() };
     let local_dir = state.local_dir();
     let inputs = Inputs { settings, plan, tenant_cidr, local_dir: &local_dir, env: &env };
