@@ -37,6 +37,25 @@ pub fn in_etcd(command: &str) -> String {
     )
 }
 
+/// The control-plane pods of a master that do not yet run a container started after their
+/// manifest was last written (the kubelet has not started them again since a change):
+/// `kube-apiserver not started again yet`, `etcd not running`. Empty when all are fresh.
+pub async fn stale_static_pods<N: Remote>(node: &N) -> Result<Vec<String>, String> {
+    let script = "c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'\n\
+        for m in etcd kube-apiserver kube-controller-manager kube-scheduler; do\n\
+          f=/etc/kubernetes/manifests/$m.yaml; [ -f \"$f\" ] || continue\n\
+          id=$($c ps -q --name \"^$m\\$\" --state running 2>/dev/null | head -n 1)\n\
+          [ -n \"$id\" ] || { echo \"$m not running\"; continue; }\n\
+          at=$($c inspect \"$id\" 2>/dev/null | sed -n 's/^ *\"startedAt\": \"\\([^\"]*\\)\".*/\\1/p' | head -n 1)\n\
+          [ \"$(date -d \"$at\" +%s 2>/dev/null || echo 0)\" -ge \"$(stat -c %Y \"$f\")\" ] || echo \"$m not started again yet\"\n\
+        done\n";
+    let out = node.run(script, Default::default()).await.map_err(|e| e.to_string())?;
+    match out.success() {
+        true => Ok(out.stdout_text().lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()),
+        false => Err(format!("{}: cannot look at its static pods: {}", node.node(), why(&out.stderr_text()))),
+    }
+}
+
 /// One member as `etcdctl member list -w json` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Member {

@@ -553,7 +553,13 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                 }
             }
         }
-        let pairs = nodes::with_wants(sessions, &wants);
+        // The running masters of a cluster of several first, one at a time (see `masters_in_turn`).
+        let in_turn = match node_phases.contains(&NodePhase::Kubernetes) {
+            true => self.masters_in_turn(plan, sessions, &wants, &how, prepared, facts).await,
+            false => Vec::new(),
+        };
+        let mut pairs = nodes::with_wants(sessions, &wants);
+        pairs.retain(|(n, _)| !in_turn.iter().any(|m| m == kos_node::remote::Remote::node(*n)));
         let names: Vec<&str> = pairs.iter().map(|(n, _)| kos_node::remote::Remote::node(*n)).collect();
         let reporter = self.systems.reporter;
         reporter.nodes_started(&names);

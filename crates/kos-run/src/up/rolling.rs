@@ -89,12 +89,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                 "the API server does not answer ({e}): kos upgrades only a cluster that serves; bring it back and run `kos up` again"
             ))
         })?;
-        let up = |name: &str| {
-            sessions.iter().find_map(|s| match s {
-                NodeSession::Up(n) if n.node() == name => Some(n),
-                _ => None,
-            })
-        };
+        let up = |name: &str| up_in(sessions, name);
         let todo: Vec<&String> = u.masters.iter().chain(u.batches.iter().flatten()).collect();
         if let Some(lost) = todo.iter().find(|n| up(n).is_none()) {
             return Err(RunError::Upgrade(format!(
@@ -113,9 +108,11 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         for m in &u.masters {
             let (Some(node), Some(w)) = (up(m), wants(m)) else { continue };
             self.step(format!("upgrade: {m} to {}", u.to));
-            let report = provision::provision_node(node, w, &how, &NodeSteps(reporter)).await;
-            self.upgraded(vec![report], m)?;
-            self.master_serves(node, plan, prepared, &version).await?;
+            self.one_master(node, w, &how, plan, prepared, &version).await.map_err(|e| {
+                RunError::Upgrade(format!(
+                    "{m} was not upgraded ({e}); the nodes after it were not touched: run `kos up` again once it is fixed"
+                ))
+            })?;
             self.wait_upgraded(&api, plan, std::slice::from_ref(m), &version).await?;
             self.step(format!("upgrade: {m} runs {} and serves; etcd healthy", u.to));
         }
@@ -141,6 +138,72 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         self.step(format!("upgrade: every node runs {}", u.to));
         self.timed("upgrade", t);
         Ok(())
+    }
+
+    /// The masters already running (etcd has data there) of a cluster of several, their
+    /// changes one master at a time: a master that changed must serve again (its own API
+    /// server answering at the settings' version, every etcd member healthy) before the
+    /// next is touched, so a certificate rolled out or a flag changed never restarts two
+    /// control planes at once. A master that fails stops the ones after it (each named as a
+    /// failure). Returns the masters dealt with here, for the parallel provisioning to skip.
+    pub(super) async fn masters_in_turn(
+        &mut self,
+        plan: &ClusterPlan,
+        sessions: &[NodeSession<R::Node>],
+        wants: &[kos_node::wanted::NodeWants],
+        how: &Provision,
+        prepared: &Prepared,
+        facts: &BTreeMap<String, NodeFacts>,
+    ) -> Vec<String> {
+        let running: Vec<String> =
+            plan.masters().filter(|m| facts.get(&m.name).is_some_and(|f| f.etcd_data)).map(|m| m.name.clone()).collect();
+        if running.len() < 2 {
+            return Vec::new();
+        }
+        let version = format!("v{}", self.settings.cluster.kubernetes_version);
+        let mut stopped: Option<String> = None;
+        for m in &running {
+            if let Some(why) = &stopped {
+                let message = format!("{m}: not changed: {why}; run `kos up` again once it is fixed");
+                self.report.failures.push(crate::report::Failure { node: m.clone(), phase: "kubernetes".into(), message });
+                continue;
+            }
+            let (Some(node), Some(w)) = (up_in(sessions, m), wants.iter().find(|w| &w.node == m)) else { continue };
+            match self.one_master(node, w, how, plan, prepared, &version).await {
+                Ok(true) => self.step(format!("kubernetes: {m} serves again; etcd healthy")),
+                Ok(false) => {}
+                // A failed provisioning is in the report already.
+                Err(MasterFailed::Provisioning(_)) => stopped = Some(format!("{m} failed before it")),
+                Err(MasterFailed::Serving(message)) => {
+                    self.report.failures.push(crate::report::Failure { node: m.clone(), phase: "kubernetes".into(), message });
+                    stopped = Some(format!("{m} did not serve again after its changes"));
+                }
+            }
+        }
+        running
+    }
+
+    /// One master's wants, and when they changed it, the wait until it serves again at
+    /// `version` ([`Self::master_serves`]); whether it changed.
+    async fn one_master(
+        &mut self,
+        node: &R::Node,
+        wants: &kos_node::wanted::NodeWants,
+        how: &Provision,
+        plan: &ClusterPlan,
+        prepared: &Prepared,
+        version: &str,
+    ) -> Result<bool, MasterFailed> {
+        let report = provision::provision_node(node, wants, how, &NodeSteps(self.systems.reporter)).await;
+        let (error, changed) = (report.error.clone(), report.change_count() > 0);
+        self.node_reports(vec![report]);
+        if let Some(e) = error {
+            return Err(MasterFailed::Provisioning(e));
+        }
+        if changed {
+            self.master_serves(node, plan, prepared, version).await.map_err(|e| MasterFailed::Serving(e.to_string()))?;
+        }
+        Ok(changed)
     }
 
     /// Every node to upgrade Ready, and every control-plane pod, before anything changes.
@@ -193,7 +256,8 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         }
     }
 
-    /// The master's own API server answers at `version`, and every etcd member is healthy.
+    /// The master's control-plane pods run containers started after their manifests were
+    /// last written, its own API server answers at `version`, and every etcd member is healthy.
     async fn master_serves(&self, node: &R::Node, plan: &ClusterPlan, prepared: &Prepared, version: &str) -> Result<(), RunError> {
         let name = node.node();
         let address = plan.node(name).and_then(|n| n.fixed_ip).map(|ip| format!("https://{ip}:{}", plan.api_port));
@@ -204,18 +268,9 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         let deadline = Instant::now() + NODE_WAIT;
         let mut last = String::from("not asked yet");
         let served = loop {
-            if let Ok(api) = self.systems.kube.connect(&kubeconfig, Duration::from_secs(10)).await {
-                match api.version().await {
-                    Ok(v) if v == version => match crate::etcd::health(node).await {
-                        Ok(members) if !members.is_empty() && members.iter().all(|m| m.health) => break true,
-                        Ok(members) => {
-                            last = format!("etcd: {} of {} members healthy", members.iter().filter(|m| m.health).count(), members.len())
-                        }
-                        Err(e) => last = format!("etcd: {e}"),
-                    },
-                    Ok(v) => last = format!("it answers {v}"),
-                    Err(e) => last = e,
-                }
+            match self.serves_now(node, &kubeconfig, version).await {
+                Ok(()) => break true,
+                Err(why) => last = why,
             }
             reporter.wait_progress(&last);
             if Instant::now() >= deadline {
@@ -230,6 +285,27 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                 "{name}'s API server did not serve {version} within {} s ({last}); the other masters were not touched: run `kos up` again once it does",
                 NODE_WAIT.as_secs()
             ))),
+        }
+    }
+
+    /// One look for [`Self::master_serves`]: why not yet.
+    async fn serves_now(&self, node: &R::Node, kubeconfig: &str, version: &str) -> Result<(), String> {
+        // The kubelet first starts again every pod whose manifest changed (the API server
+        // that still answers may be the one it is about to replace).
+        let stale = crate::etcd::stale_static_pods(node).await?;
+        if !stale.is_empty() {
+            return Err(stale.join(", "));
+        }
+        let api = self.systems.kube.connect(kubeconfig, Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
+        match api.version().await? {
+            v if v == version => {}
+            v => return Err(format!("it answers {v}")),
+        }
+        let members = crate::etcd::health(node).await.map_err(|e| format!("etcd: {e}"))?;
+        let healthy = members.iter().filter(|m| m.health).count();
+        match healthy == members.len() && healthy > 0 {
+            true => Ok(()),
+            false => Err(format!("etcd: {healthy} of {} members healthy", members.len())),
         }
     }
 
@@ -300,5 +376,30 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             }
         }
         Ok(())
+    }
+}
+
+/// The session to `name`, if it answered.
+fn up_in<'s, N: Remote>(sessions: &'s [NodeSession<N>], name: &str) -> Option<&'s N> {
+    sessions.iter().find_map(|s| match s {
+        NodeSession::Up(n) if n.node() == name => Some(n),
+        _ => None,
+    })
+}
+
+/// Why [`Run::one_master`] stopped.
+#[derive(Debug)]
+enum MasterFailed {
+    /// Its node phases failed (also in the node's report): why.
+    Provisioning(String),
+    /// It did not serve again: why.
+    Serving(String),
+}
+
+impl std::fmt::Display for MasterFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MasterFailed::Provisioning(why) | MasterFailed::Serving(why) => f.write_str(why),
+        }
     }
 }
