@@ -156,29 +156,3 @@ fn encryption_key_is_stable_across_renders_of_the_same_pki() {
     assert!(config.contains(&again), "the key in the config is the stored one");
     assert!(config.contains("secretbox"), "{config}");
 }
-
-/// A renewed certificate changes the manifests of the pods that mount it, and only those:
-/// the kubelet starts them again with it.
-#[test]
-fn a_pod_restarts_when_a_file_it_mounts_changes() {
-    let r = render_example(|s| s);
-    let files: Vec<crate::RenderedFile> = r.files.iter().filter(|f| f.target == Target::Node("master-1".into())).cloned().collect();
-    let pod = |name: &str| {
-        let text = &r.node_file("master-1", &format!("/etc/kubernetes/manifests/{name}.yaml")).contents;
-        let value: serde_json::Value = serde_saphyr::from_str(text).unwrap();
-        serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(value).unwrap()
-    };
-    let hash = |pod: k8s_openapi::api::core::v1::Pod, files: &[crate::RenderedFile]| {
-        super::with_files_hash(pod, files).metadata.annotations.unwrap()[super::FILES_HASH].clone()
-    };
-    let before: Vec<String> = ["etcd", "kube-apiserver", "kube-scheduler"].iter().map(|n| hash(pod(n), &files)).collect();
-    // The rendered manifests carry the hash of the files as rendered.
-    assert_eq!(pod("etcd").metadata.annotations.unwrap()[super::FILES_HASH], before[0]);
-    let mut renewed = files.clone();
-    let peer = renewed.iter_mut().find(|f| f.path == "/etc/kubernetes/pki/etcd/peer.crt").unwrap();
-    peer.contents.push('\n');
-    let after: Vec<String> = ["etcd", "kube-apiserver", "kube-scheduler"].iter().map(|n| hash(pod(n), &renewed)).collect();
-    assert_ne!(after[0], before[0], "etcd mounts its peer certificate");
-    assert_ne!(after[1], before[1], "the API server mounts every certificate");
-    assert_eq!(after[2], before[2], "the scheduler mounts only its kubeconfig");
-}
