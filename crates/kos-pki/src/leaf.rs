@@ -36,7 +36,12 @@ pub const TEST_VALIDITY_VAR: &str = "KOS_TEST_LEAF_VALIDITY_SECS";
 fn validity() -> (Duration, Duration) {
     static TEST: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
     let test = *TEST.get_or_init(|| std::env::var(TEST_VALIDITY_VAR).ok().and_then(|v| v.parse().ok()).filter(|s| *s > 0));
-    match test {
+    validity_of(test)
+}
+
+/// [`validity`] for a test validity of `secs` seconds, or none.
+fn validity_of(secs: Option<i64>) -> (Duration, Duration) {
+    match secs {
         Some(secs) => (Duration::seconds(secs), Duration::seconds(secs / 3).min(RENEW_BEFORE)),
         None => (LEAF_VALIDITY, RENEW_BEFORE),
     }
@@ -228,4 +233,14 @@ fn usages_match(cert: &X509Certificate<'_>, spec: &CertSpec) -> bool {
         && !(extended.any || extended.code_signing || extended.email_protection || extended.time_stamping || extended.ocsp_signing)
         && extended.other.is_empty();
     only_expected_key_usage && only_planned_eku
+}
+
+#[cfg(test)]
+mod validity_tests {
+    #[test]
+    fn a_test_validity_is_renewed_in_its_last_third_and_a_year_in_its_last_30_days() {
+        assert_eq!(super::validity_of(Some(240)), (time::Duration::seconds(240), time::Duration::seconds(80)));
+        assert_eq!(super::validity_of(None), (time::Duration::days(365), time::Duration::days(30)));
+        assert_eq!(super::validity_of(Some(3 * 365 * 86400)).1, time::Duration::days(30), "never earlier than 30 days");
+    }
 }

@@ -553,7 +553,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                 }
             }
         }
-        // The running masters of a cluster of several first, one at a time (see `masters_in_turn`).
+        // The running masters first, one at a time (see `masters_in_turn`).
         let in_turn = match node_phases.contains(&NodePhase::Kubernetes) {
             true => self.masters_in_turn(plan, sessions, &wants, &how, prepared, facts).await,
             false => Vec::new(),

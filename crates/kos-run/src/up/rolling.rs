@@ -140,12 +140,14 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         Ok(())
     }
 
-    /// The masters already running (etcd has data there) of a cluster of several, their
-    /// changes one master at a time: a master that changed must serve again (its own API
-    /// server answering at the settings' version, every etcd member healthy) before the
-    /// next is touched, so a certificate rolled out or a flag changed never restarts two
-    /// control planes at once. A master that fails stops the ones after it (each named as a
-    /// failure). Returns the masters dealt with here, for the parallel provisioning to skip.
+    /// The masters already running (etcd has data there), their changes first and one
+    /// master at a time: a master that changed must serve again (its control-plane pods
+    /// started again, its own API server answering at the settings' version, every etcd
+    /// member healthy) before the next is touched, so a certificate rolled out or a flag
+    /// changed never restarts two control planes at once, and the nodes after them (and
+    /// `kos up`'s readiness) find a control plane that serves, not one about to restart. A
+    /// master that fails stops the ones after it (each named as a failure). Returns the
+    /// masters dealt with here, for the parallel provisioning to skip.
     pub(super) async fn masters_in_turn(
         &mut self,
         plan: &ClusterPlan,
@@ -157,7 +159,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
     ) -> Vec<String> {
         let running: Vec<String> =
             plan.masters().filter(|m| facts.get(&m.name).is_some_and(|f| f.etcd_data)).map(|m| m.name.clone()).collect();
-        if running.len() < 2 {
+        if running.is_empty() {
             return Vec::new();
         }
         let version = format!("v{}", self.settings.cluster.kubernetes_version);
