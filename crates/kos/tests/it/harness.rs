@@ -246,6 +246,20 @@ impl Cluster {
         Cluster { dir, name, nodes: nodes.to_vec(), destroyed: false }
     }
 
+    /// Settings `text` (as the harness wrote them, or edited) naming Kubernetes `version`,
+    /// installed from the artifact set `set`.
+    pub(crate) fn at_version(&self, text: &str, version: &str, set: &Path) -> String {
+        let at = text
+            .replacen(
+                &format!("cluster: {{name: {}", self.name),
+                &format!("cluster: {{name: {}, kubernetes_version: \"{version}\"", self.name),
+                1,
+            )
+            .replacen(&format!("dir: {}", artifact_set().display()), &format!("dir: {}", set.display()), 1);
+        assert!(at.contains(&format!("kubernetes_version: \"{version}\"")) && at.contains(&set.display().to_string()), "{at}");
+        at
+    }
+
     pub(crate) fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
@@ -726,4 +740,61 @@ pub(crate) fn web_service(c: &Cluster, workers: &[&str], when_unsatisfiable: &st
         wait_for(&format!("{ip}:{node_port} answers"), 60, || crate::testbed_serves::get_hostname(ip, node_port, 3), String::new);
     }
     (node_port, worker_ips)
+}
+
+/// What the admin saw looking at the nodes every second: looks answered, nodes seen
+/// NotReady, refusals (Unauthorized, Forbidden, a certificate error), looks unanswered.
+#[derive(Debug, Default)]
+pub(crate) struct Watched {
+    pub(crate) looks: u32,
+    pub(crate) not_ready: Vec<String>,
+    pub(crate) refused: Vec<String>,
+    pub(crate) unanswered: u32,
+}
+
+/// `kubectl get nodes` as the admin, every second, in a thread of its own until finished.
+pub(crate) struct NodeWatcher {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<Watched>,
+}
+
+impl NodeWatcher {
+    pub(crate) fn start(c: &Cluster) -> NodeWatcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (kubeconfig, context) = (c.kubeconfig(), format!("kos-{}", c.name));
+        let kubectl = artifact_set().join("bin/kubectl");
+        let handle = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut w = Watched::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let out = Command::new(&kubectl)
+                        .env("KUBECONFIG", &kubeconfig)
+                        .args(["--context", &context, "get", "nodes", "-o", "json", "--request-timeout=5s"])
+                        .output()
+                        .expect("kubectl runs");
+                    let err = text(&out.stderr);
+                    if out.status.success() {
+                        w.looks += 1;
+                        let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                        for n in nodes["items"].as_array().into_iter().flatten().filter(|n| !is_ready(n)) {
+                            w.not_ready.push(n["metadata"]["name"].as_str().unwrap_or_default().to_owned());
+                        }
+                    } else if err.contains("Unauthorized") || err.contains("Forbidden") || err.contains("certificate") {
+                        w.refused.push(err.trim().to_owned());
+                    } else {
+                        w.unanswered += 1;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                w
+            })
+        };
+        NodeWatcher { stop, handle }
+    }
+
+    pub(crate) fn finish(self) -> Watched {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("the watcher")
+    }
 }

@@ -920,41 +920,10 @@ fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) 
     let kubelets_before: Vec<String> = ["master-1", "worker-1", "worker-2"].iter().map(|n| started(n)).collect();
     let renewed = c.kos_ok(&["certs", "renew"]);
     eprintln!("kos certs renew: {}", renewed.stdout.trim());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let (stop, kubeconfig, context) = (stop.clone(), c.kubeconfig(), format!("kos-{}", c.name));
-        std::thread::spawn(move || {
-            let (mut looks, mut not_ready, mut refused, mut unanswered) = (0, Vec::new(), Vec::new(), 0);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let out = Command::new(artifact_set().join("bin/kubectl"))
-                    .env("KUBECONFIG", &kubeconfig)
-                    .args(["--context", &context, "get", "nodes", "-o", "json", "--request-timeout=5s"])
-                    .output()
-                    .expect("kubectl runs");
-                let err = text(&out.stderr);
-                if out.status.success() {
-                    looks += 1;
-                    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-                    for n in nodes["items"].as_array().into_iter().flatten() {
-                        let ready = is_ready(n);
-                        if !ready {
-                            not_ready.push(n["metadata"]["name"].as_str().unwrap_or_default().to_owned());
-                        }
-                    }
-                } else if err.contains("Unauthorized") || err.contains("Forbidden") || err.contains("certificate") {
-                    refused.push(err.trim().to_owned());
-                } else {
-                    unanswered += 1;
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            (looks, not_ready, refused, unanswered)
-        })
-    };
+    let watcher = NodeWatcher::start(c);
     let rolled = c.kos(&["up", "--only", "kubernetes"]);
     std::thread::sleep(Duration::from_secs(10));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (looks, not_ready, refused, unanswered) = watcher.join().expect("the watcher");
+    let Watched { looks, not_ready, refused, unanswered } = watcher.finish();
     assert!(rolled.ok(), "{}\n{}", rolled.stdout, rolled.stderr);
     eprintln!(
         "every leaf rolled out in {:.1} s: {looks} looks at the nodes, {unanswered} unanswered, NotReady seen {not_ready:?}, refused {refused:?}",

@@ -50,17 +50,8 @@ fn a_cluster_of_the_previous_minor_is_upgraded_node_by_node_while_its_service_se
     let mut c = Cluster::new("upg", &nodes, "10.59.0.0/16", "{kind: containerd}");
     let settings = c.dir.path().join("settings.yaml");
     let target = std::fs::read_to_string(&settings).expect("settings");
-    let at = |version: &str, set: &std::path::Path| {
-        target
-            .replacen(
-                &format!("cluster: {{name: {}}}", c.name),
-                &format!("cluster: {{name: {}, kubernetes_version: \"{version}\"}}", c.name),
-                1,
-            )
-            .replacen(&format!("dir: {}", artifact_set().display()), &format!("dir: {}", set.display()), 1)
-    };
+    let at = |version: &str, set: &std::path::Path| c.at_version(&target, version, set);
     let start = at(&old, &previous_artifact_set());
-    assert!(start.contains(&old) && start.contains(&previous_artifact_set().display().to_string()), "{start}");
     std::fs::write(&settings, &start).expect("settings written");
 
     // 1. The cluster at the previous minor.
@@ -141,5 +132,6 @@ fn a_cluster_of_the_previous_minor_is_upgraded_node_by_node_while_its_service_se
     let again = c.kos_ok(&["up", "-v"]);
     let last = again.stdout.lines().last().unwrap_or_default().to_owned();
     assert!(last.starts_with("up to date: 0 changes ("), "{}", again.stdout);
+
     c.destroy();
 }
