@@ -82,15 +82,46 @@ pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Materi
     put(AUTHENTICATION_CONFIG.into(), 0o644, authentication_config()?);
     put(ADMISSION_CONFIG.into(), 0o644, admission_config()?);
 
-    for (name, pod) in [
-        ("etcd", etcd_pod(inputs, node)),
-        ("kube-apiserver", apiserver_pod(inputs, node)),
-        ("kube-controller-manager", controller_manager_pod(inputs)),
-        ("kube-scheduler", scheduler_pod(inputs)),
-    ] {
-        files.push(manifest_file(node, name, &pod?)?);
+    let pods = [
+        ("etcd", etcd_pod(inputs, node)?),
+        ("kube-apiserver", apiserver_pod(inputs, node)?),
+        ("kube-controller-manager", controller_manager_pod(inputs)?),
+        ("kube-scheduler", scheduler_pod(inputs)?),
+    ];
+    for (name, pod) in pods {
+        // The controller-manager and the scheduler read their kubeconfigs (and keys) only
+        // when they start; etcd and the API server's serving certificates are read again by
+        // the programs themselves, and an API server restarted on one master is an outage.
+        let pod = match name {
+            "kube-controller-manager" | "kube-scheduler" => with_files_hash(pod, &files),
+            _ => pod,
+        };
+        files.push(manifest_file(node, name, &pod)?);
     }
     Ok(files)
+}
+
+/// The annotation of a control-plane pod that hashes the files it mounts.
+pub const FILES_HASH: &str = "kos.io/files-sha256";
+
+/// `pod` with [`FILES_HASH`]: the SHA-256 of every file of `files` it mounts (path and
+/// contents), so a renewed client certificate in its kubeconfig changes its manifest and the
+/// kubelet starts it again with it; a cluster of several masters gets such changes one
+/// master at a time (`kos up`).
+fn with_files_hash(mut pod: Pod, files: &[RenderedFile]) -> Pod {
+    let mounted: Vec<String> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some(v.host_path.as_ref()?.path.trim_end_matches('/').to_string()))
+        .collect();
+    let under = |path: &str| mounted.iter().any(|m| path == m || path.strip_prefix(m.as_str()).is_some_and(|rest| rest.starts_with('/')));
+    let listing: String =
+        files.iter().filter(|f| under(&f.path)).map(|f| format!("{} {}\n", crate::sha256_hex(f.contents.as_bytes()), f.path)).collect();
+    pod.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(FILES_HASH.into(), crate::sha256_hex(listing.as_bytes()));
+    pod
 }
 
 /// A static pod's manifest on `node`, in the kubelet's folder, 0600 as CIS 1.1.1 asks.

@@ -156,3 +156,30 @@ fn encryption_key_is_stable_across_renders_of_the_same_pki() {
     assert!(config.contains(&again), "the key in the config is the stored one");
     assert!(config.contains("secretbox"), "{config}");
 }
+
+/// A renewed client certificate changes the manifests of the controller-manager and the
+/// scheduler that read it only when they start, and only theirs.
+#[test]
+fn the_controller_manager_and_scheduler_restart_when_their_kubeconfigs_change() {
+    let r = render_example(|s| s);
+    let files: Vec<crate::RenderedFile> = r.files.iter().filter(|f| f.target == Target::Node("master-1".into())).cloned().collect();
+    let pod = |name: &str| {
+        let text = &r.node_file("master-1", &format!("/etc/kubernetes/manifests/{name}.yaml")).contents;
+        let value: serde_json::Value = serde_saphyr::from_str(text).unwrap();
+        serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(value).unwrap()
+    };
+    let annotation = |name: &str| pod(name).metadata.annotations.and_then(|a| a.get(super::FILES_HASH).cloned());
+    assert!(annotation("etcd").is_none() && annotation("kube-apiserver").is_none(), "they read their certificates again themselves");
+    let hash = |name: &str, files: &[crate::RenderedFile]| {
+        super::with_files_hash(pod(name), files).metadata.annotations.unwrap()[super::FILES_HASH].clone()
+    };
+    assert_eq!(
+        annotation("kube-scheduler"),
+        Some(hash("kube-scheduler", &files)),
+        "the manifest carries the hash of the files as rendered"
+    );
+    let mut renewed = files.clone();
+    renewed.iter_mut().find(|f| f.path == "/etc/kubernetes/scheduler.conf").unwrap().contents.push('\n');
+    assert_ne!(hash("kube-scheduler", &renewed), hash("kube-scheduler", &files), "the scheduler mounts its kubeconfig");
+    assert_eq!(hash("kube-controller-manager", &renewed), hash("kube-controller-manager", &files), "not the scheduler's");
+}

@@ -918,6 +918,16 @@ fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) 
     // node is NotReady at any look, and the API never refuses the admin.
     let started = |node: &str| c.root_ok(node, "systemctl show -p ActiveEnterTimestampMonotonic --value kubelet").trim().to_owned();
     let kubelets_before: Vec<String> = ["master-1", "worker-1", "worker-2"].iter().map(|n| started(n)).collect();
+    // The running container of each control-plane pod on master-1.
+    let containers = || {
+        ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"].map(|p| {
+            c.root_ok(
+                "master-1",
+                &format!("crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps -q --state running --name '^{p}$'"),
+            )
+        })
+    };
+    let containers_before = containers();
     let renewed = c.kos_ok(&["certs", "renew"]);
     eprintln!("kos certs renew: {}", renewed.stdout.trim());
     let watcher = NodeWatcher::start(c);
@@ -938,6 +948,11 @@ fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) 
     for (node, before) in ["master-1", "worker-1", "worker-2"].iter().zip(&kubelets_before) {
         assert_ne!(&started(node), before, "{node}'s kubelet restarted after its kubeconfig changed");
     }
+    // The controller-manager and the scheduler, which read their kubeconfigs only as they
+    // start, run again; etcd and the API server read their certificates again themselves.
+    let after = containers();
+    assert_eq!(after[..2], containers_before[..2], "etcd and the API server kept running");
+    assert!(after[2] != containers_before[2] && after[3] != containers_before[3], "{containers_before:?} → {after:?}");
 }
 
 /// Step 6c of the cluster scenario.
