@@ -6,9 +6,11 @@
 //!    and control-plane pod be Ready: kos upgrades only a cluster that serves.
 //! 2. An etcd snapshot, with the PKI and the settings, into `<state>/backups/` (once per
 //!    target version: a resumed upgrade keeps the first).
-//! 3. Each master in turn: its node phases, then its own API server answers at the new
-//!    version, every etcd member is healthy, its Node is Ready at the new version with its
+//! 3. Each master in turn: its node phases, then its control-plane pods run again (started
+//!    after their manifests were written), its own API server answers at the new version,
+//!    every etcd member is healthy, its Node is Ready at the new version with its
 //!    control-plane pods; only then the next master. Never two masters down at once.
+//!    ([`Run::masters_in_turn`] gives every later change of a running master the same care.)
 //! 4. The workers batch by batch: cordoned (marked with [`CORDONED_FOR`]), their pods
 //!    evicted (disruption budgets respected, bounded by `--drain-wait`), their node phases,
 //!    Ready at the new version, uncordoned; only then the next batch.
