@@ -31,8 +31,6 @@ pub struct FakeKubeState {
     pub connects: usize,
     /// Nodes cordoned, in order.
     pub cordoned: Vec<String>,
-    /// Nodes made schedulable again, in order.
-    pub uncordoned: Vec<String>,
     /// Pods (`namespace/name`) whose next evictions are refused, as a disruption budget
     /// would, and how many times.
     pub refuse_evictions: BTreeMap<String, usize>,
@@ -220,9 +218,8 @@ impl KubeApi for FakeKube {
             Some(v) => drop(notes.insert(key.into(), v.into())),
             None => drop(notes.remove(key)),
         }
-        match unschedulable {
-            true => st.cordoned.push(node.into()),
-            false => st.uncordoned.push(node.into()),
+        if unschedulable {
+            st.cordoned.push(node.into());
         }
         Ok(())
     }
