@@ -27,11 +27,14 @@ pub fn etcdctl_within(secs: u64, args: &str) -> String {
     ))
 }
 
+/// Shell: `$c` is crictl on containerd's socket (the runtime kos installs).
+pub const CRICTL: &str = "c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'";
+
 /// A shell script that runs `command` in the node's running etcd container (`$p`: the etcd
 /// certificates' folder).
 pub fn in_etcd(command: &str) -> String {
     format!(
-        "c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'; id=$($c ps -q --name '^etcd$' --state running 2>/dev/null | head -n 1); \
+        "{CRICTL}; id=$($c ps -q --name '^etcd$' --state running 2>/dev/null | head -n 1); \
          [ -n \"$id\" ] || {{ echo 'no running etcd container' >&2; exit 3; }}; p=/etc/kubernetes/pki/etcd; \
          $c exec \"$id\" {command}"
     )
@@ -41,15 +44,18 @@ pub fn in_etcd(command: &str) -> String {
 /// manifest was last written (the kubelet has not started them again since a change):
 /// `kube-apiserver not started again yet`, `etcd not running`. Empty when all are fresh.
 pub async fn stale_static_pods<N: Remote>(node: &N) -> Result<Vec<String>, String> {
-    let script = "c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'\n\
-        for m in etcd kube-apiserver kube-controller-manager kube-scheduler; do\n\
-          f=/etc/kubernetes/manifests/$m.yaml; [ -f \"$f\" ] || continue\n\
-          id=$($c ps -q --name \"^$m\\$\" --state running 2>/dev/null | head -n 1)\n\
-          [ -n \"$id\" ] || { echo \"$m not running\"; continue; }\n\
-          at=$($c inspect \"$id\" 2>/dev/null | sed -n 's/^ *\"startedAt\": \"\\([^\"]*\\)\".*/\\1/p' | head -n 1)\n\
-          [ \"$(date -d \"$at\" +%s 2>/dev/null || echo 0)\" -ge \"$(stat -c %Y \"$f\")\" ] || echo \"$m not started again yet\"\n\
-        done\n";
-    let out = node.run(script, Default::default()).await.map_err(|e| e.to_string())?;
+    let script = format!(
+        "{CRICTL}\n\
+         for m in {pods}; do\n\
+           f=/etc/kubernetes/manifests/$m.yaml; [ -f \"$f\" ] || continue\n\
+           id=$($c ps -q --name \"^$m\\$\" --state running 2>/dev/null | head -n 1)\n\
+           [ -n \"$id\" ] || {{ echo \"$m not running\"; continue; }}\n\
+           at=$($c inspect \"$id\" 2>/dev/null | sed -n 's/^ *\"startedAt\": \"\\([^\"]*\\)\".*/\\1/p' | head -n 1)\n\
+           [ \"$(date -d \"$at\" +%s 2>/dev/null || echo 0)\" -ge \"$(stat -c %Y \"$f\")\" ] || echo \"$m not started again yet\"\n\
+         done\n",
+        pods = kos_kube::health::CONTROL_PLANE.join(" ")
+    );
+    let out = node.run(&script, Default::default()).await.map_err(|e| e.to_string())?;
     match out.success() {
         true => Ok(out.stdout_text().lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()),
         false => Err(format!("{}: cannot look at its static pods: {}", node.node(), why(&out.stderr_text()))),

@@ -387,6 +387,14 @@ pub async fn connect_some<R: Reach>(
     Ok(sessions)
 }
 
+/// The session to the node `name`, if it answered.
+pub fn session<'s, N: Remote>(sessions: &'s [NodeSession<N>], name: &str) -> Option<&'s N> {
+    sessions.iter().find_map(|s| match s {
+        NodeSession::Up(n) if n.node() == name => Some(n),
+        _ => None,
+    })
+}
+
 /// The reachable nodes with their wants.
 pub fn with_wants<'a, N: Remote>(sessions: &'a [NodeSession<N>], wants: &'a [NodeWants]) -> Vec<(&'a N, &'a NodeWants)> {
     sessions

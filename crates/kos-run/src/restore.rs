@@ -183,10 +183,12 @@ fn unpack_script(plan: &ClusterPlan, master: &NodePlan) -> Result<String, String
 fn stop_script() -> String {
     format!(
         "set -e; mkdir -p {HELD}; for f in {MANIFESTS}/*.yaml; do [ -e \"$f\" ] && mv \"$f\" {HELD}/; done; \
-         c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'; \
+         {CRICTL}; \
          for i in $(seq 1 {STOP_WAIT_SECS}); do \
-           [ -z \"$($c ps -q --state running --name '^(etcd|kube-apiserver|kube-controller-manager|kube-scheduler)$')\" ] && exit 0; sleep 1; \
-         done; echo 'the control plane did not stop within {STOP_WAIT_SECS} s' >&2; exit 1"
+           [ -z \"$($c ps -q --state running --name '^({pods})$')\" ] && exit 0; sleep 1; \
+         done; echo 'the control plane did not stop within {STOP_WAIT_SECS} s' >&2; exit 1",
+        CRICTL = crate::etcd::CRICTL,
+        pods = kos_kube::health::CONTROL_PLANE.join("|")
     )
 }
 

@@ -21,7 +21,6 @@ use kos_core::settings::Settings;
 use kos_kube::Connect;
 use kos_node::artifacts::Artifact;
 use kos_node::provision::{self, Provision};
-use kos_node::remote::Remote;
 use kos_node::wanted::{NodePhase, NodeWants};
 use std::time::{Duration, Instant};
 
@@ -601,12 +600,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         deferred: &std::collections::BTreeMap<String, (NodeWants, NodeWants)>,
     ) {
         let order = crate::etcd::joining_order(plan);
-        let up = |name: &str| {
-            sessions.iter().find_map(|s| match s {
-                NodeSession::Up(n) if n.node() == name => Some(n),
-                _ => None,
-            })
-        };
+        let up = |name: &str| nodes::session(sessions, name);
         for (k, joiner) in order.iter().enumerate().skip(1) {
             if self.report.failed_nodes().contains(&joiner.name.as_str()) {
                 return;

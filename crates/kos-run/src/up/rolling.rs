@@ -21,7 +21,7 @@
 use super::{Run, RunError};
 use crate::NodeSteps;
 use crate::backup::{self, Archived};
-use crate::nodes::{NodeSession, Prepared, Reach};
+use crate::nodes::{self, NodeSession, Prepared, Reach};
 use kos_cloud::Cloud;
 use kos_core::plan::ClusterPlan;
 use kos_core::plan::upgrade::{Running, Upgrade, upgrade};
@@ -91,7 +91,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                 "the API server does not answer ({e}): kos upgrades only a cluster that serves; bring it back and run `kos up` again"
             ))
         })?;
-        let up = |name: &str| up_in(sessions, name);
+        let up = |name: &str| nodes::session(sessions, name);
         let todo: Vec<&String> = u.masters.iter().chain(u.batches.iter().flatten()).collect();
         if let Some(lost) = todo.iter().find(|n| up(n).is_none()) {
             return Err(RunError::Upgrade(format!(
@@ -172,7 +172,7 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
                 self.report.failures.push(crate::report::Failure { node: m.clone(), phase: "kubernetes".into(), message });
                 continue;
             }
-            let (Some(node), Some(w)) = (up_in(sessions, m), wants.iter().find(|w| &w.node == m)) else { continue };
+            let (Some(node), Some(w)) = (nodes::session(sessions, m), wants.iter().find(|w| &w.node == m)) else { continue };
             match self.one_master(node, w, how, plan, prepared, &version).await {
                 Ok(true) => self.step(format!("kubernetes: {m} serves again; etcd healthy")),
                 Ok(false) => {}
@@ -381,14 +381,6 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         }
         Ok(())
     }
-}
-
-/// The session to `name`, if it answered.
-fn up_in<'s, N: Remote>(sessions: &'s [NodeSession<N>], name: &str) -> Option<&'s N> {
-    sessions.iter().find_map(|s| match s {
-        NodeSession::Up(n) if n.node() == name => Some(n),
-        _ => None,
-    })
 }
 
 /// Why [`Run::one_master`] stopped.
