@@ -133,6 +133,20 @@ impl Report {
         self.entries.push(Entry { item, outcome });
     }
 
+    /// The leaves re-issued because they were expiring (or expired), by file stem: what a
+    /// run renewed by itself.
+    pub fn renewed_as_expiring(&self) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter_map(|e| match (&e.item, &e.outcome) {
+                (Item::Leaf(stem), Outcome::Reissued(reasons)) if reasons.iter().any(|r| matches!(r, ReissueReason::Expiring { .. })) => {
+                    Some(stem.as_str())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The outcome for an item, if the report mentions it.
     pub fn outcome(&self, item: &Item) -> Option<&Outcome> {
         self.entries.iter().find(|e| &e.item == item).map(|e| &e.outcome)

@@ -359,6 +359,9 @@ fn leaf_within_30_days_of_expiry_is_reissued_and_cas_kept() {
             _ => assert_eq!(entry.outcome, Outcome::Reused),
         }
     }
+    let leaves = plan.leaves.iter().map(|l| l.file_stem.as_str()).collect::<Vec<_>>();
+    assert_eq!(report.renewed_as_expiring(), leaves, "what the run renewed by itself, by stem");
+    assert!(pki.renew(&plan, &kos_pki::RenewFilter::All, t0).unwrap().renewed_as_expiring().is_empty(), "asked for: not expiring");
     assert_eq!(read(&pki, "ca.crt"), ca_before);
 }
 

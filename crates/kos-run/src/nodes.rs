@@ -93,6 +93,8 @@ pub struct Prepared {
     pub super_admin_kubeconfig: String,
     /// Add-on manifests: (file name, multi-document YAML).
     pub addons: Vec<(String, String)>,
+    /// The leaf certificates this run re-issued because they were expiring (file stems).
+    pub renewed: Vec<String>,
 }
 
 /// PKI (created or completed), every file rendered for the artifacts (`arts`, from
@@ -115,6 +117,7 @@ pub fn prepare(
         .ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc())
         .with_context(|| format!("cannot prepare the PKI in {}", pki.dir().display()))?;
     reporter.detail(&report.to_string());
+    let renewed: Vec<String> = report.renewed_as_expiring().into_iter().map(str::to_owned).collect();
     if let Ok(secs) = std::env::var(kos_pki::TEST_VALIDITY_VAR) {
         reporter.line(&format!(
             "warning: {}={secs}: new leaf certificates are valid {secs} s (a test-only setting)",
@@ -134,7 +137,7 @@ pub fn prepare(
     let addons = of_kind(Kind::Addon).map(|f| (f.path.clone(), f.contents.clone())).collect();
     let env = kos_render::node::proxy_environment(&inputs).unwrap_or_default();
     let wants = plan.nodes.iter().map(|n| node_wants(settings, &n.name, n.role, &files, arts).with_env(&env)).collect();
-    Ok(Prepared { wants, admin_kubeconfig, super_admin_kubeconfig, addons })
+    Ok(Prepared { wants, admin_kubeconfig, super_admin_kubeconfig, addons, renewed })
 }
 
 /// A fact of a node and the operator's line for the nodes it holds on (`{}`: their names).

@@ -483,6 +483,15 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         let cidr = Some(view.resolved.subnet.cidr);
         let prepared = nodes::prepare(self.settings, self.state, &view.plan, cidr, arts, &facts, self.systems.reporter)?;
         self.timed("render", t);
+        if !prepared.renewed.is_empty() {
+            let n = format!(
+                "certificates: {} leaf certificate(s) renewed before they expire ({}); rolled out below",
+                prepared.renewed.len(),
+                prepared.renewed.join(", ")
+            );
+            self.line(&n);
+            self.report.notes.push(n);
+        }
         for s in sessions {
             if let NodeSession::Failed { node, error } = s {
                 self.report.failures.push(Failure { node: node.clone(), phase: "ssh".into(), message: error.clone() });
