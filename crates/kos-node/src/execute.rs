@@ -8,7 +8,7 @@
 //! the next run (the probe reports the markers).
 
 use crate::changes::Change;
-use crate::probe::{PENDING_DIR, PINNED, sh_quote};
+use crate::probe::{CRICTL, PENDING_DIR, PINNED, sh_quote};
 use crate::remote::{Remote, RemoteError, Stdin};
 use crate::wanted::{Content, NodePhase, PhaseWants, WantedFile};
 
@@ -107,6 +107,10 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), 
     }
     let mut tar = TarStream::default();
     let mut puts = String::new();
+    // Static pods' manifests go in after every other file (the certificates and configs a
+    // new pod mounts are in place when the kubelet starts it).
+    let mut manifests = String::new();
+    let mut pods = Vec::new();
     let mut after = String::new();
     let mut imports = String::new();
     let mut markers = Vec::new();
@@ -129,7 +133,13 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), 
                 let Some(file) = wants.files.iter().find(|f| &f.path == path) else {
                     return Err(format!("no wanted file {path}"));
                 };
-                puts.push_str(&place(&mut tar, file, &sh_quote(path))?);
+                match static_pod(path) {
+                    Some(pod) => {
+                        pods.push(pod);
+                        manifests.push_str(&place(&mut tar, file, &sh_quote(path))?);
+                    }
+                    None => puts.push_str(&place(&mut tar, file, &sh_quote(path))?),
+                }
             }
             Change::ImportImage { image, .. } => {
                 let Some(wanted) = wants.images.iter().find(|i| &i.name == image) else {
@@ -177,7 +187,7 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), 
         s.push_str(&format!("touch {PENDING_DIR}/{m}\n"));
     }
     let has_entries = tar.count > 0;
-    if has_entries || !puts.is_empty() {
+    if has_entries || !puts.is_empty() || !manifests.is_empty() {
         s.push_str(
             "d=\"$t/files\"; mkdir -m 0700 \"$d\"\n\
              put() { mkdir -p \"$(dirname \"$2\")\"; chown root:root \"$d/$1\"; chmod \"$3\" \"$d/$1\"; mv -f \"$d/$1\" \"$2.kos-new\"; mv -f \"$2.kos-new\" \"$2\"; }\n\
@@ -185,10 +195,14 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), 
              fetch() {\n  mkdir -p \"$(dirname \"$3\")\"\n  curl -fsSL --retry 3 --connect-timeout 20 -o \"$3.kos-new\" \"$1\" || { rm -f \"$3.kos-new\"; echo \"download of $1 failed\" >&2; exit 1; }\n  echo \"$2  $3.kos-new\" | sha256sum -c --quiet >/dev/null 2>&1 || { rm -f \"$3.kos-new\"; echo \"$1: SHA-256 differs from the published checksum $2\" >&2; exit 1; }\n  chown root:root \"$3.kos-new\"; chmod \"$4\" \"$3.kos-new\"; mv -f \"$3.kos-new\" \"$3\"\n}\n",
         );
         if has_entries {
-            s.push_str("tar -x -o -f - -C \"$d\"\n");
+            // -m: each file is as new as its writing (the tar's entries carry no time), which
+            // is what the check that a static pod was started again since compares with.
+            s.push_str("tar -x -m -o -f - -C \"$d\"\n");
         }
         s.push_str(&puts);
     }
+    let restarts_kubelet = changes.iter().any(|c| matches!(c, Change::RestartUnit { unit, .. } if unit == "kubelet"));
+    s.push_str(&replace_static_pods(&manifests, &pods, restarts_kubelet));
     s.push_str(&after);
     if !imports.is_empty() {
         // After the restarts: containerd must be running. The image is unpacked for the
@@ -202,6 +216,40 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), 
         s.push_str(&imports);
     }
     Ok((s, tar.finish()))
+}
+
+/// The pod a file of the kubelet's static-pod folder defines (its name is the file's).
+fn static_pod(path: &str) -> Option<&str> {
+    path.strip_prefix(kos_render::control_plane::MANIFESTS)?.strip_prefix('/')?.strip_suffix(".yaml")
+}
+
+/// How long the script waits for the kubelet to start a replaced static pod again before it
+/// restarts the kubelet anyway (with a warning).
+const REPLACE_WAIT_SECS: u32 = 120;
+
+/// The lines that write the static pods' manifests (`puts`, for `pods`). When the kubelet is
+/// restarted after them, they first wait until the running kubelet has started each pod
+/// that ran before again: a kubelet restarted while it replaces a pod loses track of the old
+/// one still stopping and starts the new one beside it. An API server then fails to bind
+/// its port, runs again a moment later, and answers before it is ready, while the old one
+/// never got its graceful stop (`--shutdown-delay-duration`), during which the API's VIP
+/// and balancers move away from it.
+fn replace_static_pods(puts: &str, pods: &[&str], restarts_kubelet: bool) -> String {
+    if puts.is_empty() || !restarts_kubelet {
+        return puts.to_string();
+    }
+    let names = pods.join(" ");
+    format!(
+        "{CRICTL}\
+         replaced=; if systemctl is-active -q kubelet; then for m in {names}; do if started \"$m\" >/dev/null; then replaced=\"$replaced $m\"; fi; done; fi\n\
+         since=$(date +%s)\n\
+         {puts}\
+         for m in $replaced; do i=0\n\
+           until [ \"$(started \"$m\" || echo 0)\" -ge \"$since\" ]; do\n\
+             i=$((i + 1)); [ $i -le {REPLACE_WAIT_SECS} ] || {{ warn \"$m: the kubelet did not start it again within {REPLACE_WAIT_SECS} s\"; break; }}; sleep 1\n\
+           done\n\
+         done\n"
+    )
 }
 
 /// Run one phase's changes on a node; returns the warnings it printed.

@@ -95,6 +95,15 @@ impl NodeState {
 /// next one instead of leaving the old configuration running.
 pub const PENDING_DIR: &str = "/var/lib/kos/pending";
 
+/// Shell: `$c` is crictl on containerd's socket (the runtime kos installs), and
+/// `started NAME` prints when the running container named NAME started (seconds since
+/// the epoch), or fails when none runs. Each static pod kos writes has one container,
+/// named as the pod and as its manifest file.
+pub const CRICTL: &str = "c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'\n\
+     started() { id=$($c ps -q --name \"^$1\\$\" --state running 2>/dev/null | head -n 1); [ -n \"$id\" ] || return 1; \
+     at=$($c inspect \"$id\" 2>/dev/null | sed -n 's/^ *\"startedAt\": \"\\([^\"]*\\)\".*/\\1/p' | head -n 1); \
+     date -d \"$at\" +%s 2>/dev/null; }\n";
+
 /// containerd's label that makes an image pinned for CRI (the kubelet's image garbage
 /// collection skips pinned images; containerd pins its sandbox image the same way).
 pub const PINNED: &str = "io.cri-containerd.pinned=pinned";

@@ -27,14 +27,13 @@ pub fn etcdctl_within(secs: u64, args: &str) -> String {
     ))
 }
 
-/// Shell: `$c` is crictl on containerd's socket (the runtime kos installs).
-pub const CRICTL: &str = "c='crictl --runtime-endpoint unix:///run/containerd/containerd.sock'";
+pub use kos_node::probe::CRICTL;
 
 /// A shell script that runs `command` in the node's running etcd container (`$p`: the etcd
 /// certificates' folder).
 pub fn in_etcd(command: &str) -> String {
     format!(
-        "{CRICTL}; id=$($c ps -q --name '^etcd$' --state running 2>/dev/null | head -n 1); \
+        "{CRICTL}id=$($c ps -q --name '^etcd$' --state running 2>/dev/null | head -n 1); \
          [ -n \"$id\" ] || {{ echo 'no running etcd container' >&2; exit 3; }}; p=/etc/kubernetes/pki/etcd; \
          $c exec \"$id\" {command}"
     )
@@ -45,13 +44,11 @@ pub fn in_etcd(command: &str) -> String {
 /// `kube-apiserver not started again yet`, `etcd not running`. Empty when all are fresh.
 pub async fn stale_static_pods<N: Remote>(node: &N) -> Result<Vec<String>, String> {
     let script = format!(
-        "{CRICTL}\n\
+        "{CRICTL}\
          for m in {pods}; do\n\
            f=/etc/kubernetes/manifests/$m.yaml; [ -f \"$f\" ] || continue\n\
-           id=$($c ps -q --name \"^$m\\$\" --state running 2>/dev/null | head -n 1)\n\
-           [ -n \"$id\" ] || {{ echo \"$m not running\"; continue; }}\n\
-           at=$($c inspect \"$id\" 2>/dev/null | sed -n 's/^ *\"startedAt\": \"\\([^\"]*\\)\".*/\\1/p' | head -n 1)\n\
-           [ \"$(date -d \"$at\" +%s 2>/dev/null || echo 0)\" -ge \"$(stat -c %Y \"$f\")\" ] || echo \"$m not started again yet\"\n\
+           at=$(started \"$m\") || {{ echo \"$m not running\"; continue; }}\n\
+           [ \"${{at:-0}}\" -ge \"$(stat -c %Y \"$f\")\" ] || echo \"$m not started again yet\"\n\
          done\n",
         pods = kos_kube::health::CONTROL_PLANE.join(" ")
     );

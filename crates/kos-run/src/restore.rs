@@ -182,8 +182,8 @@ fn unpack_script(plan: &ClusterPlan, master: &NodePlan) -> Result<String, String
 /// The control plane's static pods held out of the kubelet's folder, their containers waited for.
 fn stop_script() -> String {
     format!(
-        "set -e; mkdir -p {HELD}; for f in {MANIFESTS}/*.yaml; do [ -e \"$f\" ] && mv \"$f\" {HELD}/; done; \
-         {CRICTL}; \
+        "set -e; mkdir -p {HELD}; for f in {MANIFESTS}/*.yaml; do [ -e \"$f\" ] && mv \"$f\" {HELD}/; done\n\
+         {CRICTL}\
          for i in $(seq 1 {STOP_WAIT_SECS}); do \
            [ -z \"$($c ps -q --state running --name '^({pods})$')\" ] && exit 0; sleep 1; \
          done; echo 'the control plane did not stop within {STOP_WAIT_SECS} s' >&2; exit 1",

@@ -380,3 +380,27 @@ async fn the_probe_reads_a_started_members_initial_cluster_flags() {
         })
     );
 }
+
+/// A static pod's manifest goes in after the files it mounts; when the kubelet restarts in
+/// the same run, the script first waits until the running kubelet started each pod that ran
+/// before again (a kubelet restarted mid-replacement starts the new pod beside the old).
+#[test]
+fn static_pods_are_replaced_before_the_kubelet_restarts() {
+    let manifest = WantedFile::from_bytes("/etc/kubernetes/manifests/kube-apiserver.yaml", 0o600, b"kind: Pod\n".to_vec());
+    let cert = WantedFile::from_bytes("/etc/kubernetes/pki/apiserver-etcd-client.crt", 0o644, b"PEM\n".to_vec());
+    let kubeconfig = WantedFile::from_bytes("/etc/kubernetes/kubelet.conf", 0o600, b"kind: Config\n".to_vec());
+    let wants = phase_with(vec![manifest.clone(), cert.clone(), kubeconfig.clone()]);
+    let write = |f: &WantedFile| Change::WriteFile { path: f.path.clone(), mode: "0600".into(), reason: FileReason::Content };
+    let restart = Change::RestartUnit { unit: "kubelet".into(), why: "kubelet.conf changed".into() };
+    let (script, _) = execute::build(&wants, &[write(&manifest), write(&cert), write(&kubeconfig), restart]).unwrap();
+    let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("{needle:?} in:\n{script}"));
+    assert!(at("apiserver-etcd-client.crt") < at("/etc/kubernetes/manifests/kube-apiserver.yaml"), "{script}");
+    assert!(at("/etc/kubernetes/manifests/kube-apiserver.yaml") < at("for m in $replaced"), "{script}");
+    assert!(at("for m in $replaced") < at("systemctl restart 'kubelet'"), "{script}");
+    assert!(script.contains("for m in kube-apiserver; do if started \"$m\""), "only the pods written: {script}");
+    let syntax = std::process::Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
+    assert!(syntax.status.success(), "the shell reads it: {}", String::from_utf8_lossy(&syntax.stderr));
+    // Without a kubelet restart the running kubelet replaces them by itself: no wait.
+    let (script, _) = execute::build(&wants, &[write(&manifest), write(&cert)]).unwrap();
+    assert!(!script.contains("$replaced") && script.contains("/etc/kubernetes/manifests/kube-apiserver.yaml"), "{script}");
+}
