@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kos_core::plan::{CaId, NodePlan};
+use kos_core::settings::ApiEndpoint;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -89,11 +90,14 @@ pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Materi
         ("kube-scheduler", scheduler_pod(inputs)?),
     ];
     for (name, pod) in pods {
-        // The controller-manager and the scheduler read their kubeconfigs (and keys) only
-        // when they start; etcd and the API server's serving certificates are read again by
-        // the programs themselves, and an API server restarted on one master is an outage.
+        // A pod restarts when a file it reads only as it starts changes: the controller-
+        // manager and the scheduler read all of theirs so (kubeconfigs, keys); the API server
+        // reads its serving, client-CA, kubelet-client and front-proxy certificates again
+        // by itself, but its etcd client certificate, service-account keys and configs
+        // only as it starts. etcd reads its certificates again by itself.
         let pod = match name {
-            "kube-controller-manager" | "kube-scheduler" => with_files_hash(pod, &files),
+            "kube-controller-manager" | "kube-scheduler" => with_files_hash(pod, &files, |_| true),
+            "kube-apiserver" => with_files_hash(pod, &files, |path| !RELOADED_BY_APISERVER.contains(&path)),
             _ => pod,
         };
         files.push(manifest_file(node, name, &pod)?);
@@ -101,14 +105,29 @@ pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Materi
     Ok(files)
 }
 
+/// The files the API server reads again by itself when they change (its dynamic
+/// certificate controllers), so a renewal of them needs no restart. Every other file it
+/// mounts from kos, the etcd client certificate among them, it reads only as it starts.
+const RELOADED_BY_APISERVER: [&str; 9] = [
+    "/etc/kubernetes/pki/ca.crt",
+    "/etc/kubernetes/pki/apiserver.crt",
+    "/etc/kubernetes/pki/apiserver.key",
+    "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+    "/etc/kubernetes/pki/apiserver-kubelet-client.key",
+    "/etc/kubernetes/pki/front-proxy-ca.crt",
+    "/etc/kubernetes/pki/front-proxy-client.crt",
+    "/etc/kubernetes/pki/front-proxy-client.key",
+    AUTHENTICATION_CONFIG,
+];
+
 /// The annotation of a control-plane pod that hashes the files it mounts.
 pub const FILES_HASH: &str = "kos.io/files-sha256";
 
-/// `pod` with [`FILES_HASH`]: the SHA-256 of every file of `files` it mounts (path and
-/// contents), so a renewed client certificate in its kubeconfig changes its manifest and the
-/// kubelet starts it again with it; a cluster of several masters gets such changes one
-/// master at a time (`kos up`).
-fn with_files_hash(mut pod: Pod, files: &[RenderedFile]) -> Pod {
+/// `pod` with [`FILES_HASH`]: the SHA-256 of every file of `files` it mounts and `read_at_start`
+/// keeps (path and contents), so a renewed client certificate in its kubeconfig changes its
+/// manifest and the kubelet starts it again with it; a cluster of several masters gets such
+/// changes one master at a time (`kos up`).
+fn with_files_hash(mut pod: Pod, files: &[RenderedFile], read_at_start: impl Fn(&str) -> bool) -> Pod {
     let mounted: Vec<String> = pod
         .spec
         .as_ref()
@@ -118,8 +137,11 @@ fn with_files_hash(mut pod: Pod, files: &[RenderedFile]) -> Pod {
         .filter_map(|v| Some(v.host_path.as_ref()?.path.trim_end_matches('/').to_string()))
         .collect();
     let under = |path: &str| mounted.iter().any(|m| path == m || path.strip_prefix(m.as_str()).is_some_and(|rest| rest.starts_with('/')));
-    let listing: String =
-        files.iter().filter(|f| under(&f.path)).map(|f| format!("{} {}\n", crate::sha256_hex(f.contents.as_bytes()), f.path)).collect();
+    let listing: String = files
+        .iter()
+        .filter(|f| under(&f.path) && read_at_start(&f.path))
+        .map(|f| format!("{} {}\n", crate::sha256_hex(f.contents.as_bytes()), f.path))
+        .collect();
     pod.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(FILES_HASH.into(), crate::sha256_hex(listing.as_bytes()));
     pod
 }
@@ -379,7 +401,7 @@ fn etcd_pod(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Pod, RenderError> {
 pub fn apiserver_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'static str, String)>, RenderError> {
     let plan = inputs.plan;
     let ip = address(node)?;
-    Ok(vec![
+    let mut flags = vec![
         ("advertise-address", ip.to_string()),
         ("secure-port", plan.api_port.to_string()),
         ("allow-privileged", "true".into()),
@@ -425,8 +447,30 @@ pub fn apiserver_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'st
         ("audit-log-maxbackup", "10".into()),
         ("audit-log-maxsize", "100".into()),
         ("request-timeout", "60s".into()),
+        // Asked to stop, it ends its watches (their clients list and watch again elsewhere)
+        // within 5 s, then exits; without it the open watches hold it until the kubelet kills
+        // it after its 30 s grace (measured: an API server restart went from ~40 s to ~10 s).
+        ("shutdown-watch-termination-grace-period", "5s".into()),
         ("profiling", "false".into()),
-    ])
+    ];
+    if let Some(delay) = shutdown_delay(plan.api_endpoint) {
+        flags.push(("shutdown-delay-duration", delay.into()));
+    }
+    Ok(flags)
+}
+
+/// How long an API server that is asked to stop (a restart by the kubelet: a new version,
+/// a renewed etcd client certificate) keeps serving while its `/readyz` fails, so the
+/// API's endpoint stops sending to it before it stops: keepalived moves the VIP after 2
+/// failed checks a second apart, each node's haproxy drops it after 2 failed checks 2 s
+/// apart (see the endpoint templates), Octavia's monitor after 3 failed checks 5 s apart.
+/// A single master's API has nowhere else to go: no delay.
+fn shutdown_delay(endpoint: ApiEndpoint) -> Option<&'static str> {
+    match endpoint {
+        ApiEndpoint::Master => None,
+        ApiEndpoint::Vip => Some("8s"),
+        ApiEndpoint::Octavia => Some("20s"),
+    }
 }
 
 fn apiserver_pod(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Pod, RenderError> {

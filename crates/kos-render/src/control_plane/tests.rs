@@ -158,9 +158,11 @@ fn encryption_key_is_stable_across_renders_of_the_same_pki() {
 }
 
 /// A renewed client certificate changes the manifests of the controller-manager and the
-/// scheduler that read it only when they start, and only theirs.
+/// scheduler that read it only when they start, and only theirs; the API server's changes
+/// only with a file it reads only as it starts (its etcd client certificate), not with one
+/// it reads again by itself (its serving certificate).
 #[test]
-fn the_controller_manager_and_scheduler_restart_when_their_kubeconfigs_change() {
+fn a_pod_restarts_when_a_file_it_reads_only_as_it_starts_changes() {
     let r = render_example(|s| s);
     let files: Vec<crate::RenderedFile> = r.files.iter().filter(|f| f.target == Target::Node("master-1".into())).cloned().collect();
     let pod = |name: &str| {
@@ -169,17 +171,35 @@ fn the_controller_manager_and_scheduler_restart_when_their_kubeconfigs_change() 
         serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(value).unwrap()
     };
     let annotation = |name: &str| pod(name).metadata.annotations.and_then(|a| a.get(super::FILES_HASH).cloned());
-    assert!(annotation("etcd").is_none() && annotation("kube-apiserver").is_none(), "they read their certificates again themselves");
+    assert!(annotation("etcd").is_none(), "etcd reads its certificates again itself");
     let hash = |name: &str, files: &[crate::RenderedFile]| {
-        super::with_files_hash(pod(name), files).metadata.annotations.unwrap()[super::FILES_HASH].clone()
+        let read_at_start = |path: &str| name != "kube-apiserver" || !super::RELOADED_BY_APISERVER.contains(&path);
+        super::with_files_hash(pod(name), files, read_at_start).metadata.annotations.unwrap()[super::FILES_HASH].clone()
     };
-    assert_eq!(
-        annotation("kube-scheduler"),
-        Some(hash("kube-scheduler", &files)),
-        "the manifest carries the hash of the files as rendered"
-    );
-    let mut renewed = files.clone();
-    renewed.iter_mut().find(|f| f.path == "/etc/kubernetes/scheduler.conf").unwrap().contents.push('\n');
+    for name in ["kube-scheduler", "kube-apiserver"] {
+        assert_eq!(annotation(name), Some(hash(name, &files)), "{name}'s manifest carries the hash of the files as rendered");
+    }
+    let changed = |path: &str| {
+        let mut renewed = files.clone();
+        renewed.iter_mut().find(|f| f.path == path).unwrap().contents.push('\n');
+        renewed
+    };
+    let renewed = changed("/etc/kubernetes/scheduler.conf");
     assert_ne!(hash("kube-scheduler", &renewed), hash("kube-scheduler", &files), "the scheduler mounts its kubeconfig");
     assert_eq!(hash("kube-controller-manager", &renewed), hash("kube-controller-manager", &files), "not the scheduler's");
+    let etcd_client = changed("/etc/kubernetes/pki/apiserver-etcd-client.crt");
+    assert_ne!(hash("kube-apiserver", &etcd_client), hash("kube-apiserver", &files), "read only as it starts");
+    let serving = changed("/etc/kubernetes/pki/apiserver.crt");
+    assert_eq!(hash("kube-apiserver", &serving), hash("kube-apiserver", &files), "read again by itself");
+}
+
+/// An API server asked to stop keeps serving, not ready, while the API's endpoint moves
+/// away from it; a single master's has nowhere to move to.
+#[test]
+fn an_api_server_of_several_masters_leaves_the_endpoint_before_it_stops() {
+    let single = command(&render_example(|s| s), "kube-apiserver");
+    assert!(!single.iter().any(|f| f.starts_with("--shutdown-delay-duration")), "{single:#?}");
+    let r = crate::fixture::render_observed(crate::fixture::three_masters, crate::fixture::OBSERVED_HA, &crate::Environment::default());
+    let ha = command_of(&r, "master-2", "kube-apiserver");
+    assert!(ha.contains(&"--shutdown-delay-duration=8s".to_string()), "{ha:#?}");
 }
