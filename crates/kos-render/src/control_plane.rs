@@ -449,7 +449,8 @@ pub fn apiserver_flags(inputs: &Inputs<'_>, node: &NodePlan) -> Result<Vec<(&'st
         ("request-timeout", "60s".into()),
         // Asked to stop, it ends its watches (their clients list and watch again elsewhere)
         // within 5 s, then exits; without it the open watches hold it until the kubelet kills
-        // it after its 30 s grace (measured: an API server restart went from ~40 s to ~10 s).
+        // it after its 30 s grace (measured behind a VIP: a restart from ~44 s to ~15 s, 8 s of
+        // it the shutdown delay).
         ("shutdown-watch-termination-grace-period", "5s".into()),
         ("profiling", "false".into()),
     ];

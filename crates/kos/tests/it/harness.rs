@@ -290,8 +290,13 @@ impl Cluster {
     }
 
     pub(crate) fn kos(&self, args: &[&str]) -> Run {
+        self.kos_with(&[], args)
+    }
+
+    /// [`Cluster::kos`] with these environment variables set.
+    pub(crate) fn kos_with(&self, vars: &[(&str, &str)], args: &[&str]) -> Run {
         let t = Instant::now();
-        let out = self.kos_command(args).output().expect("kos runs");
+        let out = self.kos_command(args).envs(vars.iter().copied()).output().expect("kos runs");
         let run = Run { code: out.status.code(), stdout: text(&out.stdout), stderr: text(&out.stderr), secs: t.elapsed().as_secs_f64() };
         eprintln!("kos {} -> {:?} in {:.1} s", args.join(" "), run.code, run.secs);
         run
@@ -767,6 +772,7 @@ impl NodeWatcher {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut w = Watched::default();
+                let started = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     let out = Command::new(&kubectl)
                         .env("KUBECONFIG", &kubeconfig)
@@ -781,7 +787,7 @@ impl NodeWatcher {
                             w.not_ready.push(n["metadata"]["name"].as_str().unwrap_or_default().to_owned());
                         }
                     } else if err.contains("Unauthorized") || err.contains("Forbidden") || err.contains("certificate") {
-                        w.refused.push(err.trim().to_owned());
+                        w.refused.push(format!("at {:.0} s: {}", started.elapsed().as_secs_f64(), err.trim()));
                     } else {
                         w.unanswered += 1;
                     }

@@ -130,9 +130,12 @@ pub(crate) fn node_console(server: &str) -> String {
              for c in $(pgrep -P \"$p\" | head -20); do printf '%s cgroup %s\\n' \"$c\" \"$(cut -d: -f3 /proc/$c/cgroup 2>/dev/null | sort -u | tr '\\n' ' ')\"; done; \
              for q in is-system-running 'list-jobs --no-pager' '--failed --no-pager'; do \
                out=$(nsenter -t \"$p\" -m -u -i -n -p timeout 5 systemctl $q 2>&1); rc=$?; \
-               printf '%s\\n' \"$out\" | head -30; echo \"(systemctl $q: exit $rc)\"; done",
+               printf '%s\\n' \"$out\" | head -30; echo \"(systemctl $q: exit $rc)\"; done; \
+             echo \"its PID 1 waits in: $(cat /proc/$p/wchan 2>/dev/null)\"; cat /proc/$p/stack 2>/dev/null | head -20; \
+             grep -E '^(State|SigPnd|ShdPnd|SigBlk)' /proc/$p/status 2>/dev/null; \
+             echo 'its journal, last lines:'; journalctl -D \"$2/upper/var/log/journal\" --no-pager -n 60 -o short-monotonic 2>&1 | tail -60",
         )
-        .args(["-", nspawn.trim()])
+        .args(["-", nspawn.trim(), &dir.to_string_lossy()])
         .output()
         .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
         .unwrap_or_else(|e| format!("(cannot ask the node: {e})"));

@@ -3,11 +3,13 @@
 //! etcd, members joining one at a time, the run killed half-way), two workers reaching the
 //! API servers through their own balancer; the master holding the VIP stopped through the
 //! cloud's API and started again; all of it at the previous minor (1.36.3), then upgraded to
-//! the default version one master at a time; shrunk back to one. A client polls a Service on the
+//! the default version one master at a time; its leaf certificates made to live minutes,
+//! renewed and rolled out twice before they end; shrunk back to one. A client polls a Service on the
 //! workers and another the API through the VIP's floating IP throughout.
 
 use crate::harness::*;
 use crate::testbed_cloud::openstack_ok;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 const MASTERS: [&str; 3] = ["master-1", "master-2", "master-3"];
@@ -17,6 +19,52 @@ const WORKERS: [&str; 2] = ["worker-1", "worker-2"];
 /// target is 10 s: keepalived's 3 missed adverts of 1 s, or at once on a clean shutdown;
 /// the bound leaves room for a loaded test machine). The test prints the figure it saw.
 const API_OUTAGE_BOUND: Duration = Duration::from_secs(30);
+
+/// How long the leaves of step 6c live: long enough that `kos up` renews them in their last
+/// third and rolls them out to 3 masters one at a time before the first ones end.
+const SHORT_LEAVES: Duration = Duration::from_secs(450);
+
+/// `kos up -o json` with these environment variables: it succeeds, and the masters took
+/// their changed files one at a time, each serving again before the next.
+fn rolled_out_in_turn(c: &Cluster, vars: &[(&str, &str)]) -> Run {
+    let run = c.kos_with(vars, &["up", "-o", "json"]);
+    assert!(run.ok(), "{}\n{}", run.stdout, run.stderr);
+    let report = run.report();
+    let in_turn: Vec<&str> = report["notes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str()?.strip_prefix("kubernetes: ")?.strip_suffix(" serves again; etcd healthy"))
+        .collect();
+    assert_eq!(in_turn, MASTERS, "one master after the other: {report:#}");
+    run
+}
+
+/// The ends (UTC, to the minute) of the certificates each node holds that end within a
+/// day, from `kos certs check`, which also finds each of them to be kos's current issue.
+fn short_lived(c: &Cluster) -> BTreeMap<String, Vec<String>> {
+    let check = c.kos_ok(&["certs", "check"]);
+    let mut ends = BTreeMap::<String, Vec<String>>::new();
+    for node in MASTERS.iter().chain(&WORKERS) {
+        let rows: Vec<&str> = check.stdout.lines().filter(|l| l.starts_with(&format!("{node} "))).collect();
+        assert!(!rows.is_empty() && rows.iter().all(|l| l.contains("same as ")), "{node}: kos's current issues:\n{}", check.stdout);
+        let of = ends.entry((*node).to_owned()).or_default();
+        for row in rows {
+            let words: Vec<&str> = row.split_whitespace().collect();
+            let at =
+                words.iter().position(|w| w.len() == 17 && w.as_bytes()[10] == b'T' && w.ends_with('Z')).expect("an end to the minute");
+            if words[at - 1] == "0" {
+                of.push(words[at].to_owned());
+            }
+        }
+    }
+    ends
+}
+
+/// Each node's certificate ends of [`short_lived`], each end once.
+fn distinct(ends: &BTreeMap<String, Vec<String>>) -> BTreeMap<&str, BTreeSet<&str>> {
+    ends.iter().map(|(node, ends)| (node.as_str(), ends.iter().map(String::as_str).collect())).collect()
+}
 
 /// `etcdctl <args>` inside `master`'s etcd pod (through the API); its output.
 fn etcdctl(c: &Cluster, master: &str, args: &[&str]) -> String {
@@ -308,24 +356,76 @@ fn one_master_grows_to_three_behind_a_vip_keeps_serving_when_the_vip_holder_stop
     let members = etcd_health(&c, "master-1");
     assert_eq!((members.len(), healthy(&members)), (3, 3), "etcd after the upgrade: {members:?}");
 
-    // 6c. Every leaf certificate renewed and rolled out: the masters take theirs one at a
-    // time, each serving again before the next; the API and the Service answer throughout.
-    c.kos_ok(&["certs", "renew"]);
-    let rollout = Pollers::start(&c, &worker_ips, node_port);
-    let rolled = c.kos_ok(&["up", "-o", "json"]);
-    let report = rolled.report();
-    let (service, api) = rollout.finish(&format!("every leaf certificate rolled out ({:.0} s)", rolled.secs));
-    let in_turn: Vec<&str> = report["notes"]
+    // 6c. Leaf certificates that live minutes (a test-only setting): issued, rolled out,
+    // renewed by `kos up` itself in their last third and rolled out again before the first
+    // ones end; the masters take theirs one at a time each time. Past the first set's end
+    // every node is still Ready, etcd and the API (through its etcd client certificate, and
+    // to the kubelets) serve, and `kos certs check` shows the second set on every node. The
+    // admin watches the nodes every second, and the API and the Service are polled, from the
+    // first renewal to past the first set's end.
+    let validity = SHORT_LEAVES.as_secs().to_string();
+    let short = [(kos_pki::TEST_VALIDITY_VAR, validity.as_str())];
+    let t0 = Instant::now();
+    let renewed = c.kos_with(&short, &["certs", "renew"]);
+    assert!(renewed.ok(), "{}\n{}", renewed.stdout, renewed.stderr);
+    let watcher = NodeWatcher::start(&c);
+    let pollers = Pollers::start(&c, &worker_ips, node_port);
+    let first = rolled_out_in_turn(&c, &short);
+    let first_set = short_lived(&c);
+    eprintln!("leaves valid {validity} s rolled out in {:.1} s; they end at {:?}", first.secs, distinct(&first_set));
+    assert!(first_set.values().all(|ends| !ends.is_empty()), "every node holds short-lived leaves: {first_set:?}");
+    // Every leaf of the first set is in its last third now (they were all issued at t0).
+    std::thread::sleep((SHORT_LEAVES * 2 / 3 + Duration::from_secs(5)).saturating_sub(t0.elapsed()));
+    let second = rolled_out_in_turn(&c, &short);
+    let renewal = second.report()["notes"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|n| n.as_str()?.strip_prefix("kubernetes: ")?.strip_suffix(" serves again; etcd healthy"))
-        .collect();
-    assert_eq!(in_turn, MASTERS, "one master after the other: {report:#}");
+        .filter_map(|n| n.as_str())
+        .find(|n| n.starts_with("certificates: "))
+        .map(str::to_owned);
+    assert!(renewal.as_deref().is_some_and(|n| n.contains("renewed before they expire")), "kos up renewed them itself: {renewal:?}");
+    let second_set = short_lived(&c);
+    let rolled_by = t0.elapsed();
+    eprintln!(
+        "renewed by kos up and rolled out in {:.1} s ({:.0} s after the first set was issued); they end at {:?}",
+        second.secs,
+        rolled_by.as_secs_f64(),
+        distinct(&second_set)
+    );
+    assert!(rolled_by < SHORT_LEAVES, "the second set was out before the first ended");
+    let first_end = first_set.values().flatten().max().expect("short-lived leaves").clone();
+    for (node, ends) in &second_set {
+        assert!(ends.iter().all(|end| *end > first_end), "{node} holds only the second set: {ends:?} (the first ends {first_end})");
+    }
+    std::thread::sleep((SHORT_LEAVES + Duration::from_secs(20)).saturating_sub(t0.elapsed()));
+    // Past the first set's end: what each certificate serves still works.
+    let mut ready = ready_nodes(&c);
+    ready.sort();
+    assert_eq!(ready, ["master-1", "master-2", "master-3", "worker-1", "worker-2"], "{}", c.kubectl(&["get", "nodes"]).1);
+    let members = etcd_health(&c, "master-1");
+    assert_eq!((members.len(), healthy(&members)), (3, 3), "etcd past the first set's end: {members:?}");
+    let web = c.kubectl_json(&["get", "pods", "-l", "app=web"]);
+    let pod = web["items"][0]["metadata"]["name"].as_str().expect("a web pod").to_owned();
+    let (logs, _, err) = c.kubectl(&["logs", &pod, "--tail=1"]);
+    assert!(logs, "the API server reaches the kubelets with its new client certificate: {err}");
+    let (service, api) = pollers.finish(&format!("leaves valid {validity} s, renewed twice ({:.0} s)", t0.elapsed().as_secs_f64()));
+    let Watched { looks, not_ready, refused, unanswered } = watcher.finish();
+    eprintln!("the admin's looks at the nodes: {looks}, {unanswered} unanswered, NotReady seen {not_ready:?}, refused {refused:?}");
+    assert_eq!(service.failed, 0, "the workloads kept serving through the renewals: {service:?}");
+    assert!(api.longest_gap <= API_OUTAGE_BOUND, "the API answered through the VIP during the renewals: {api:?}");
+    assert!(refused.is_empty(), "the API never refused the admin: {refused:?}");
+    assert!(not_ready.is_empty(), "no node NotReady at any look: {not_ready:?}");
+
+    // 6d. A run without the test-only setting renews the short-lived leaves for a year, the
+    // masters one at a time; the API and the Service answer throughout.
+    let rollout = Pollers::start(&c, &worker_ips, node_port);
+    let rolled = rolled_out_in_turn(&c, &[]);
+    let (service, api) = rollout.finish(&format!("every leaf certificate renewed for a year and rolled out ({:.0} s)", rolled.secs));
     assert_eq!(service.failed, 0, "the workloads kept serving through the rollout: {service:?}");
     assert!(api.longest_gap <= API_OUTAGE_BOUND, "the API answered through the VIP during the rollout: {api:?}");
-    let check = c.kos_ok(&["certs", "check"]);
-    assert!(!check.stdout.contains("DIFFERS"), "every renewal rolled out:\n{}", check.stdout);
+    let left = short_lived(&c);
+    assert!(left.values().all(Vec::is_empty), "no leaf on a node ends within a day: {left:?}");
 
     // 7. Shrunk back to master-1: the two members are removed one at a time (each removal
     // checked against the health of those left), then their servers; the workloads serve

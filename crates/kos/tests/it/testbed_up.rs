@@ -915,7 +915,10 @@ fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) 
     eprintln!("kos certs check ({:.1} s): {} certificates on the nodes, all kos's", check.secs, rows.len());
 
     // Every leaf renewed and rolled out while the admin watches the nodes every second: no
-    // node is NotReady at any look, and the API never refuses the admin.
+    // node is NotReady at any look. The only API server restarts for its etcd client
+    // certificate: looks go unanswered meanwhile, and for a moment after it starts it may
+    // answer Forbidden (its RBAC cache not filled yet, kubernetes#121635); a cluster of
+    // several masters hides both behind its VIP (testbed_ha asserts it never refuses).
     let started = |node: &str| c.root_ok(node, "systemctl show -p ActiveEnterTimestampMonotonic --value kubelet").trim().to_owned();
     let kubelets_before: Vec<String> = ["master-1", "worker-1", "worker-2"].iter().map(|n| started(n)).collect();
     // The running container of each control-plane pod on master-1.
@@ -940,7 +943,6 @@ fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) 
         rolled.secs
     );
     assert!(looks >= 5, "the watcher saw the nodes ({looks} looks, {unanswered} unanswered)");
-    assert!(refused.is_empty(), "the API never refused the admin: {refused:?}");
     assert!(not_ready.is_empty(), "no node NotReady at any look: {not_ready:?}");
     let check = c.kos_ok(&["certs", "check"]);
     assert!(!check.stdout.contains("DIFFERS"), "every renewal rolled out:\n{}", check.stdout);
@@ -948,11 +950,12 @@ fn certs_on_the_nodes_are_kos_and_a_renewal_shows_until_rolled_out(c: &Cluster) 
     for (node, before) in ["master-1", "worker-1", "worker-2"].iter().zip(&kubelets_before) {
         assert_ne!(&started(node), before, "{node}'s kubelet restarted after its kubeconfig changed");
     }
-    // The controller-manager and the scheduler, which read their kubeconfigs only as they
-    // start, run again; etcd and the API server read their certificates again themselves.
+    // etcd reads its certificates again itself and kept running. The API server, which
+    // reads its etcd client certificate only as it starts, the controller-manager and the
+    // scheduler (their kubeconfigs) run again.
     let after = containers();
-    assert_eq!(after[..2], containers_before[..2], "etcd and the API server kept running");
-    assert!(after[2] != containers_before[2] && after[3] != containers_before[3], "{containers_before:?} → {after:?}");
+    assert_eq!(after[0], containers_before[0], "etcd kept running");
+    assert!(after[1..].iter().zip(&containers_before[1..]).all(|(a, b)| a != b), "{containers_before:?} → {after:?}");
 }
 
 /// Step 6c of the cluster scenario.
