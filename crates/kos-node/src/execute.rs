@@ -201,8 +201,7 @@ pub fn build(wants: &PhaseWants, changes: &[Change]) -> Result<(String, Stdin), 
         }
         s.push_str(&puts);
     }
-    let restarts_kubelet = changes.iter().any(|c| matches!(c, Change::RestartUnit { unit, .. } if unit == "kubelet"));
-    s.push_str(&replace_static_pods(&manifests, &pods, restarts_kubelet));
+    s.push_str(&replace_static_pods(&manifests, &pods, same_kubelet_restarts(wants, changes)));
     s.push_str(&after);
     if !imports.is_empty() {
         // After the restarts: containerd must be running. The image is unpacked for the
@@ -223,19 +222,32 @@ fn static_pod(path: &str) -> Option<&str> {
     path.strip_prefix(kos_render::control_plane::MANIFESTS)?.strip_prefix('/')?.strip_suffix(".yaml")
 }
 
+/// Whether the kubelet restarts with the binary it runs (a changed config or certificate).
+/// A new kubelet (an upgrade) is restarted at once instead: it starts every static pod
+/// again anyway (its container hashes differ), so waiting for the old one to replace them
+/// would restart each twice, the second time after `kos up` saw the master serve again.
+fn same_kubelet_restarts(wants: &PhaseWants, changes: &[Change]) -> bool {
+    let restarts = changes.iter().any(|c| matches!(c, Change::RestartUnit { unit, .. } if unit == "kubelet"));
+    let binary = |path: &str| wants.files.iter().any(|f| f.path == path && !matches!(f.content, Content::Bytes(_)));
+    let unit = wants.units.iter().find(|u| u.name == "kubelet");
+    let new_binary =
+        changes.iter().any(|c| matches!(c, Change::WriteFile { path, .. } if binary(path) && unit.is_some_and(|u| u.restarts_on(path))));
+    restarts && !new_binary
+}
+
 /// How long the script waits for the kubelet to start a replaced static pod again before it
 /// restarts the kubelet anyway (with a warning).
 const REPLACE_WAIT_SECS: u32 = 120;
 
-/// The lines that write the static pods' manifests (`puts`, for `pods`). When the kubelet is
-/// restarted after them, they first wait until the running kubelet has started each pod
+/// The lines that write the static pods' manifests (`puts`, for `pods`). When the same
+/// kubelet is restarted after them, they first wait until the running kubelet has started each pod
 /// that ran before again: a kubelet restarted while it replaces a pod loses track of the old
 /// one still stopping and starts the new one beside it. An API server then fails to bind
 /// its port, runs again a moment later, and answers before it is ready, while the old one
 /// never got its graceful stop (`--shutdown-delay-duration`), during which the API's VIP
 /// and balancers move away from it.
-fn replace_static_pods(puts: &str, pods: &[&str], restarts_kubelet: bool) -> String {
-    if puts.is_empty() || !restarts_kubelet {
+fn replace_static_pods(puts: &str, pods: &[&str], same_kubelet_restarts: bool) -> String {
+    if puts.is_empty() || !same_kubelet_restarts {
         return puts.to_string();
     }
     let names = pods.join(" ");

@@ -403,4 +403,15 @@ fn static_pods_are_replaced_before_the_kubelet_restarts() {
     // Without a kubelet restart the running kubelet replaces them by itself: no wait.
     let (script, _) = execute::build(&wants, &[write(&manifest), write(&cert)]).unwrap();
     assert!(!script.contains("$replaced") && script.contains("/etc/kubernetes/manifests/kube-apiserver.yaml"), "{script}");
+    // A new kubelet (an upgrade) is restarted at once: it starts every static pod again itself.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("kubelet");
+    std::fs::write(&bin, b"ELF").unwrap();
+    let kubelet =
+        WantedFile { path: "/usr/local/bin/kubelet".into(), mode: 0o755, sha256: "x".into(), content: Content::File { path: bin, len: 3 } };
+    let mut upgrade = phase_with(vec![manifest.clone(), kubelet.clone()]);
+    upgrade.units = vec![WantedUnit { name: "kubelet", restart_on: vec![kubelet.path.clone()], restart_on_new: vec![] }];
+    let restart = Change::RestartUnit { unit: "kubelet".into(), why: "a new kubelet".into() };
+    let (script, _) = execute::build(&upgrade, &[write(&manifest), write(&kubelet), restart]).unwrap();
+    assert!(!script.contains("$replaced") && script.contains("systemctl restart 'kubelet'"), "{script}");
 }
