@@ -95,10 +95,9 @@ pub fn render_master(inputs: &Inputs<'_>, node: &NodePlan, material: &dyn Materi
         // reads its serving, client-CA, kubelet-client and front-proxy certificates again
         // by itself, but its etcd client certificate, service-account keys and configs
         // only as it starts. etcd reads its certificates again by itself.
-        let pod = match name {
-            "kube-controller-manager" | "kube-scheduler" => with_files_hash(pod, &files, |_| true),
-            "kube-apiserver" => with_files_hash(pod, &files, |path| !RELOADED_BY_APISERVER.contains(&path)),
-            _ => pod,
+        let pod = match read_only_at_start(name) {
+            Some(read_at_start) => with_files_hash(pod, &files, read_at_start),
+            None => pod,
         };
         files.push(manifest_file(node, name, &pod)?);
     }
@@ -120,6 +119,16 @@ const RELOADED_BY_APISERVER: [&str; 9] = [
     AUTHENTICATION_CONFIG,
 ];
 
+/// Which of the files it mounts a control-plane pod reads only as it starts (their hash
+/// restarts it), or `None` for a pod that reads all of them again by itself (etcd).
+fn read_only_at_start(pod: &str) -> Option<fn(&str) -> bool> {
+    match pod {
+        "kube-controller-manager" | "kube-scheduler" => Some(|_| true),
+        "kube-apiserver" => Some(|path| !RELOADED_BY_APISERVER.contains(&path)),
+        _ => None,
+    }
+}
+
 /// The annotation of a control-plane pod that hashes the files it mounts.
 pub const FILES_HASH: &str = "kos.io/files-sha256";
 
@@ -127,7 +136,7 @@ pub const FILES_HASH: &str = "kos.io/files-sha256";
 /// keeps (path and contents), so a renewed client certificate in its kubeconfig changes its
 /// manifest and the kubelet starts it again with it; a cluster of several masters gets such
 /// changes one master at a time (`kos up`).
-fn with_files_hash(mut pod: Pod, files: &[RenderedFile], read_at_start: impl Fn(&str) -> bool) -> Pod {
+fn with_files_hash(mut pod: Pod, files: &[RenderedFile], read_at_start: fn(&str) -> bool) -> Pod {
     let mounted: Vec<String> = pod
         .spec
         .as_ref()

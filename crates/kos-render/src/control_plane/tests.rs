@@ -173,7 +173,7 @@ fn a_pod_restarts_when_a_file_it_reads_only_as_it_starts_changes() {
     let annotation = |name: &str| pod(name).metadata.annotations.and_then(|a| a.get(super::FILES_HASH).cloned());
     assert!(annotation("etcd").is_none(), "etcd reads its certificates again itself");
     let hash = |name: &str, files: &[crate::RenderedFile]| {
-        let read_at_start = |path: &str| name != "kube-apiserver" || !super::RELOADED_BY_APISERVER.contains(&path);
+        let read_at_start = super::read_only_at_start(name).unwrap();
         super::with_files_hash(pod(name), files, read_at_start).metadata.annotations.unwrap()[super::FILES_HASH].clone()
     };
     for name in ["kube-scheduler", "kube-apiserver"] {
