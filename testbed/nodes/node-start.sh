@@ -69,7 +69,12 @@ while :; do
   [[ $(cat "$d/request" 2>/dev/null) == reboot ]] && rm -f "$d/request"
   mkdir -p "$d/upper$SYSCTL_DIR"   # written while no overlay is mounted on the upper dir
   for kv in $SYSCTLS; do k=${kv%%=*}; echo "${kv#*=}" >"$d/upper$SYSCTL_DIR/${k//\//.}"; done
-  systemd-nspawn --quiet --register=no --keep-unit --boot --console=passive \
+  # --console=read-only: the node's console (a pty) is copied to console.log as it is written.
+  # `passive` (used before) leaves the pty undrained: nspawn 252 copied the first ~18 KB, then the
+  # node's systemd blocked in write() to /dev/console (PID 1 in n_tty_write) and advanced only when
+  # something else woke nspawn. A boot and a shutdown with a few stop jobs' progress lines fill
+  # that: the "worker-1 rebooted" timeouts (a shutdown stalled for minutes, in CI on 2026-11-27).
+  systemd-nspawn --quiet --register=no --keep-unit --boot --console=read-only \
      --resolv-conf=off --timezone=off --link-journal=no --capability=CAP_NET_ADMIN,CAP_SYS_RESOURCE,CAP_IPC_LOCK \
      --machine="$TB_PREFIX-$id" --hostname="$(cat "$d/hostname")" \
      --directory="$TB_CACHE/base" --overlay="$TB_CACHE/base:$d/upper:/" \

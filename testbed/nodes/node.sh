@@ -109,6 +109,11 @@ reboot)
   echo reboot >"$d/request.tmp" && mv -f "$d/request.tmp" "$d/request"
   kill -HUP "$p" ;;
 down)
+  # A deleted server is off the network at once (Nova destroys it and Neutron unbinds its port;
+  # its IP may be given to a new server at once): the link goes before the clean poweroff, which
+  # may take up to 10 s. Otherwise a new server with the same IP meets the old one still
+  # answering ssh on it (seen: `kos up` re-creating a lost master ran its script on the dying one).
+  ip -n "$NS" link set eth0 down 2>/dev/null || true
   power_off
   cg_remove "$d/cgroups"
   ip netns del "$NS" 2>/dev/null || true     # takes the veth pair with it

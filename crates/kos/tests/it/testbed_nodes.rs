@@ -297,6 +297,22 @@ fn servers_become_nodes_with_routed_pods_and_floating_ips() {
         let state = ssh.ok(&node.root(), "systemctl is-system-running --wait");
         assert_eq!(state, "running", "systemd on {} finished booting", node.name);
     }
+    // The node's console is drained as it is written: 2048 lines (~110 KiB) written to
+    // /dev/console (a busy boot and shutdown write tens of KiB; an undrained pty blocked its
+    // writers, PID 1 among them, after ~18 KiB) all reach the node's console.log on the host.
+    let mark = format!("console-drained-{}", std::process::id());
+    let wrote = ssh.ok(
+        &a.root(),
+        &format!(
+            "timeout 30 sh -c 'i=0; while [ $i -lt 2048 ]; do echo \"line $i of the console check: padding padding padding\"; \
+             i=$((i+1)); done > /dev/console; echo {mark} > /dev/console' && echo written"
+        ),
+    );
+    assert_eq!(wrote, "written", "2048 lines written to node A's console within 30 s");
+    let console = std::path::Path::new(&env("TB_RUN")).join("nodes").join(&a.id8).join("console.log");
+    wait_for("the console's last line in console.log", 10, || {
+        std::fs::read_to_string(&console).ok().filter(|log| log.contains(&mark)).map(|_| ())
+    });
     let addr = ssh.ok(&a.root(), "ip -4 -o addr show eth0 | awk '{print $4}'");
     assert_eq!(addr, format!("{}/24", a.ip), "eth0 has the Neutron port's address");
 
