@@ -159,6 +159,11 @@ impl Run {
     }
 }
 
+/// The notes of a `kos up -o json` report, a line each.
+pub(crate) fn up_notes(report: &serde_json::Value) -> Vec<&str> {
+    report["notes"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).collect()
+}
+
 /// Facts of an up report, for assertions.
 pub(crate) struct UpFacts<'a>(pub(crate) &'a serde_json::Value);
 

@@ -26,18 +26,15 @@ const SHORT_LEAVES: Duration = Duration::from_secs(450);
 
 /// `kos up -o json` with these environment variables: it succeeds, and the masters took
 /// their changed files one at a time, each serving again before the next.
-fn rolled_out_in_turn(c: &Cluster, vars: &[(&str, &str)]) -> Run {
+/// Its run and report.
+fn rolled_out_in_turn(c: &Cluster, vars: &[(&str, &str)]) -> (Run, serde_json::Value) {
     let run = c.kos_with(vars, &["up", "-o", "json"]);
     assert!(run.ok(), "{}\n{}", run.stdout, run.stderr);
     let report = run.report();
-    let in_turn: Vec<&str> = report["notes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n.as_str()?.strip_prefix("kubernetes: ")?.strip_suffix(" serves again; etcd healthy"))
-        .collect();
+    let in_turn: Vec<&str> =
+        up_notes(&report).into_iter().filter_map(|n| n.strip_prefix("kubernetes: ")?.strip_suffix(" serves again; etcd healthy")).collect();
     assert_eq!(in_turn, MASTERS, "one master after the other: {report:#}");
-    run
+    (run, report)
 }
 
 /// The ends (UTC, to the minute) of the certificates each node holds that end within a
@@ -133,14 +130,7 @@ fn etcd_members(c: &Cluster, master: &str) -> Vec<(String, bool)> {
 
 /// The lines `kos up -o json` printed about etcd's membership.
 fn etcd_notes(report: &serde_json::Value) -> Vec<String> {
-    report["notes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n.as_str())
-        .filter(|n| n.starts_with("etcd: "))
-        .map(String::from)
-        .collect()
+    up_notes(report).into_iter().filter(|n| n.starts_with("etcd: ")).map(String::from).collect()
 }
 
 #[test]
@@ -349,8 +339,7 @@ fn one_master_grows_to_three_behind_a_vip_keeps_serving_when_the_vip_holder_stop
     std::fs::write(&settings, &full).expect("settings written");
     let upgraded = c.kos_ok(&["up", "-o", "json"]);
     let report = upgraded.report();
-    let steps: Vec<&str> =
-        report["notes"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).filter(|n| n.starts_with("upgrade: ")).collect();
+    let steps: Vec<&str> = up_notes(&report).into_iter().filter(|n| n.starts_with("upgrade: ")).collect();
     let (service, api) = upgrade.finish(&format!("upgrade {old} → {new} of 3 masters and 2 workers ({:.0} s)", upgraded.secs));
     let served: Vec<&str> =
         steps.iter().filter_map(|s| s.strip_prefix("upgrade: ")?.strip_suffix(&format!(" runs {new} and serves; etcd healthy"))).collect();
@@ -381,21 +370,15 @@ fn one_master_grows_to_three_behind_a_vip_keeps_serving_when_the_vip_holder_stop
     assert!(renewed.ok(), "{}\n{}", renewed.stdout, renewed.stderr);
     let watcher = NodeWatcher::start(&c);
     let pollers = Pollers::start(&c, &worker_ips, node_port);
-    let first = rolled_out_in_turn(&c, &short);
+    let (first, _) = rolled_out_in_turn(&c, &short);
     let first_set = short_lived(&c);
     eprintln!("leaves valid {validity} s rolled out in {:.1} s; they end at {:?}", first.secs, distinct(&first_set));
     assert!(first_set.values().all(|ends| !ends.is_empty()), "every node holds short-lived leaves: {first_set:?}");
     // Every leaf of the first set is in its last third now (they were all issued at t0).
     std::thread::sleep((SHORT_LEAVES * 2 / 3 + Duration::from_secs(5)).saturating_sub(t0.elapsed()));
-    let second = rolled_out_in_turn(&c, &short);
-    let renewal = second.report()["notes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n.as_str())
-        .find(|n| n.starts_with("certificates: "))
-        .map(str::to_owned);
-    assert!(renewal.as_deref().is_some_and(|n| n.contains("renewed before they expire")), "kos up renewed them itself: {renewal:?}");
+    let (second, second_report) = rolled_out_in_turn(&c, &short);
+    let renewal = up_notes(&second_report).into_iter().find(|n| n.starts_with("certificates: "));
+    assert!(renewal.is_some_and(|n| n.contains("renewed before they expire")), "kos up renewed them itself: {renewal:?}");
     let second_set = short_lived(&c);
     let rolled_by = t0.elapsed();
     eprintln!(
@@ -431,7 +414,7 @@ fn one_master_grows_to_three_behind_a_vip_keeps_serving_when_the_vip_holder_stop
     // 6d. A run without the test-only setting renews the short-lived leaves for a year, the
     // masters one at a time; the API and the Service answer throughout.
     let rollout = Pollers::start(&c, &worker_ips, node_port);
-    let rolled = rolled_out_in_turn(&c, &[]);
+    let (rolled, _) = rolled_out_in_turn(&c, &[]);
     let (service, api) = rollout.finish(&format!("every leaf certificate renewed for a year and rolled out ({:.0} s)", rolled.secs));
     assert_eq!(service.failed, 0, "the workloads kept serving through the rollout: {service:?}");
     assert!(api.longest_gap <= API_OUTAGE_BOUND, "the API answered through the VIP during the rollout: {api:?}");

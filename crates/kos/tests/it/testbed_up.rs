@@ -141,7 +141,7 @@ fn up_makes_a_real_cluster_that_serves_survives_a_reboot_and_converges() {
     assert!(ready.iter().all(|i| i["ready"] == true), "{report:#}");
     let versions: Vec<&str> = ready.iter().filter_map(|i| i["node"]["version"].as_str()).collect();
     assert_eq!(versions, ["v1.37.2"; 3], "{report:#}");
-    let cgroup_v1 = report["notes"].as_array().is_some_and(|n| n.iter().any(|n| n.as_str().is_some_and(|n| n.contains("run cgroup v1"))));
+    let cgroup_v1 = up_notes(&report).iter().any(|n| n.contains("run cgroup v1"));
     let host_v1 = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default().contains(" /sys/fs/cgroup tmpfs");
     assert_eq!(cgroup_v1, host_v1, "the cgroup v1 warning matches the host: {report:#}");
     assert!(report["ok"] == true && report["failures"].as_array().is_some_and(Vec::is_empty), "{report:#}");

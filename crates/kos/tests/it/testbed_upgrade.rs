@@ -102,7 +102,7 @@ fn a_cluster_of_the_previous_minor_is_upgraded_node_by_node_while_its_service_se
     eprintln!("the upgrade finished by the next run in {:.1} s ({:.1} s since it began)", done.secs, t.elapsed().as_secs_f64());
     let (service, api) = pollers.finish("upgrade");
     let report = done.report();
-    let notes: Vec<&str> = report["notes"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).collect();
+    let notes = up_notes(&report);
     assert!(
         notes.iter().any(|n| n.starts_with("upgrade: the snapshot taken before it is ")),
         "the first run's snapshot is kept: {notes:#?}"
