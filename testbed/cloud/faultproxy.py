@@ -34,6 +34,7 @@ import hashlib
 import http.client
 import http.server
 import json
+import os
 import signal
 import ssl
 import sys
@@ -72,8 +73,12 @@ class Counters:
                 self.faults += 1
             else:
                 self.forwarded += 1
-            with open(self.state_file, "w") as f:
+            # Whole or not at all: a reader (the test, the moment kos has exited) never finds the
+            # file truncated, which it read as zero counts.
+            tmp = self.state_file + ".tmp"
+            with open(tmp, "w") as f:
                 json.dump({"faults": self.faults, "forwarded": self.forwarded, "expired": self.expired}, f)
+            os.replace(tmp, self.state_file)
 
     def is_expired(self, presented):
         """Whether one of `presented` (tokens of a request) has expired."""
@@ -127,18 +132,20 @@ def handler(listen, upstream, rewrites, counters, every, expire_after, keystone_
             if login:
                 presented += login_tokens(body)
             if expire_after and counters.is_expired(presented):
+                # Counted before it is answered: once a client has its answer, the count has it.
+                counters.count(False, expired=True)
                 payload = json.dumps(UNAUTHORIZED).encode()
                 self.send_response(401, "Unauthorized")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
-                counters.count(False, expired=True)
                 return
             fault, which = counters.next_is_fault(listen, every)
             if fault:
                 faults = FAULTS[:2] if self.command == "POST" else FAULTS
                 code, reason, extra = faults[which % len(faults)]
+                counters.count(True)
                 payload = json.dumps({"error": "injected by faultproxy", "code": code}).encode()
                 self.send_response(code, reason)
                 for k, v in extra.items():
@@ -147,7 +154,6 @@ def handler(listen, upstream, rewrites, counters, every, expire_after, keystone_
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
-                counters.count(True)
                 return
             conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=120)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"}
@@ -162,6 +168,7 @@ def handler(listen, upstream, rewrites, counters, every, expire_after, keystone_
             if not (tls and self.path.startswith("/v3/auth/")):
                 for old, new in rewrites:
                     data = data.replace(old, new)
+            counters.count(False)
             self.send_response(resp.status, resp.reason)
             for k, v in resp.getheaders():
                 if k.lower() in HOP:
@@ -175,7 +182,6 @@ def handler(listen, upstream, rewrites, counters, every, expire_after, keystone_
             if self.command != "HEAD":
                 self.wfile.write(data)
             conn.close()
-            counters.count(False)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = relay
 

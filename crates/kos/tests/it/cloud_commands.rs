@@ -377,10 +377,15 @@ impl FaultProxy {
         self.count("faults")
     }
 
-    /// One of the proxy's counters (`faults`, `forwarded`, `expired`).
+    /// One of the proxy's counters (`faults`, `forwarded`, `expired`). The proxy writes its
+    /// state file whole (renamed into place) and counts a request before answering it, so
+    /// the counts are complete once kos has exited; a file that cannot be read is a failure,
+    /// never zero (read as zero, a file caught half-written once failed the expiring-token
+    /// test under load).
     pub fn count(&self, what: &str) -> u64 {
-        let text = std::fs::read_to_string(&self.state).unwrap_or_default();
-        serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v[what].as_u64()).unwrap_or(0)
+        let text = std::fs::read_to_string(&self.state).unwrap_or_else(|e| panic!("{}: {e}", self.state.display()));
+        let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text:?}", self.state.display()));
+        state[what].as_u64().unwrap_or_else(|| panic!("{}: no counter `{what}` in {text}", self.state.display()))
     }
 }
 
