@@ -20,6 +20,12 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct KubeClient {
     client: Client,
+    /// The same server without kube-client's retry layer, for evictions: a 429 to an
+    /// eviction is a disruption budget's "not now", not throttling, and that layer would
+    /// ask again up to 15 times with a backoff growing to minutes (a drain against a real
+    /// API server blocked ~6 min in one eviction, far past its own bounded wait). The
+    /// drain asks again itself, within its bound, and names the budget that refuses.
+    once: Client,
     server: String,
 }
 
@@ -39,8 +45,11 @@ impl KubeClient {
         config.read_timeout = Some(ATTEMPT_TIMEOUT);
         config.write_timeout = Some(ATTEMPT_TIMEOUT);
         let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let mut no_retry = config.clone();
+        no_retry.default_retry = false;
+        let once = Client::try_from(no_retry).map_err(KubeError::Client)?;
         let client = Client::try_from(config).map_err(KubeError::Client)?;
-        Ok(KubeClient { client, server })
+        Ok(KubeClient { client, once, server })
     }
 }
 
@@ -188,7 +197,7 @@ impl KubeApi for KubeClient {
 
     /// 429 is a disruption budget's refusal (asked again later); 404 a pod already gone.
     async fn evict(&self, namespace: &str, pod: &str) -> Result<Eviction, String> {
-        match Api::<Pod>::namespaced(self.client.clone(), namespace).evict(pod, &EvictParams::default()).await {
+        match Api::<Pod>::namespaced(self.once.clone(), namespace).evict(pod, &EvictParams::default()).await {
             Ok(_) => Ok(Eviction::Accepted),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(Eviction::Gone),
             Err(kube::Error::Api(status)) if status.code == 429 => Ok(Eviction::Refused(one_line(&status.message, 200))),
