@@ -302,26 +302,34 @@ mod tests {
         assert_eq!(line.to_string(), "ConfigMap kube-system/coredns: unchanged");
     }
 
-    #[tokio::test]
+    /// Against a real API server on loopback ([`crate::loopback`]): what it says to a
+    /// server-side apply decides created, unchanged or configured.
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_second_apply_of_the_same_objects_is_unchanged_and_an_edit_is_configured() {
-        let api = crate::fake::FakeKube::new();
+        let Some(server) = crate::loopback::LoopbackApi::start().await else { return };
+        let api = server.kube().await;
         let manifests = rendered_manifests();
         let planned = would_apply(&api, &manifests).await.unwrap();
-        assert!(planned.iter().all(|a| a.outcome == Outcome::Created), "{planned:?}");
+        // The admins' binding is there already: the loopback server was set up as `kos up`
+        // starts, with the super-admin applying it.
+        let fresh = |a: &Applied| a.outcome == if a.name == "kos:cluster-admins" { Outcome::Unchanged } else { Outcome::Created };
+        assert!(planned.iter().all(fresh), "{planned:?}");
         assert_eq!(planned[0].planned(), "ServiceAccount kube-system/coredns: would be created");
+        let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(server.client(), "kube-system");
+        assert!(maps.get_opt("coredns").await.unwrap().is_none(), "the plan applied nothing");
         let first = apply(&api, &manifests).await.unwrap();
         assert_eq!(first, planned, "apply does what the plan said");
-        assert!(api.state().applies.len() == first.len(), "the plan applied nothing");
-        assert!(first.iter().all(|a| a.outcome == Outcome::Created), "{first:?}");
+        assert!(first.iter().all(fresh), "{first:?}");
         let again = apply(&api, &manifests).await.unwrap();
         assert!(again.iter().all(|a| a.outcome == Outcome::Unchanged), "{again:?}");
         let edited: Vec<(String, String)> = manifests.iter().map(|(f, t)| (f.clone(), t.replacen("cache 30", "cache 60", 1))).collect();
         let changed: Vec<String> =
             apply(&api, &edited).await.unwrap().into_iter().filter(|a| a.outcome != Outcome::Unchanged).map(|a| a.to_string()).collect();
         assert_eq!(changed, ["ConfigMap kube-system/coredns: configured"]);
+        let corefile = maps.get("coredns").await.unwrap().data.unwrap_or_default().remove("Corefile").unwrap_or_default();
+        assert!(corefile.contains("cache 60"), "the edit is on the server:\n{corefile}");
         let replanned: Vec<String> =
             would_apply(&api, &manifests).await.unwrap().iter().filter(|a| a.outcome != Outcome::Unchanged).map(Applied::planned).collect();
         assert_eq!(replanned, ["ConfigMap kube-system/coredns: would be configured"], "back to the rendered one");
-        assert_eq!(api.state().applies.len(), 3 * first.len(), "every object, in order, each run");
     }
 }

@@ -177,127 +177,141 @@ pub async fn evict_all<K: KubeApi>(api: &K, node: &str, wait: Duration, progress
 
 #[cfg(test)]
 mod tests {
+    //! Against a real API server on loopback ([`crate::loopback`]): real evictions, real
+    //! disruption budgets counted by the real disruption controller. There is no kubelet:
+    //! the test registers the nodes and writes their pods' status as a kubelet would.
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::fake::{FakeKube, pod_on as on};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use crate::loopback::LoopbackApi;
+    use std::sync::{Arc, Mutex};
 
-    #[tokio::test(start_paused = true)]
+    /// The eviction API's own words when a disruption budget refuses.
+    const REFUSED: &str = "eviction refused: Cannot evict pod as it would violate the pod's disruption budget.";
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn drain_evicts_what_would_be_rescheduled_waits_for_it_and_deletes_the_node_object() {
-        let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
-        {
-            let mut st = kube.state();
-            let pods = st.pods.entry("default".into()).or_default();
-            pods.push(on("worker-2", "default", "web-1", Some("ReplicaSet")));
-            pods.push(on("worker-2", "default", "lonely", None));
-            pods.push(on("worker-1", "default", "web-2", Some("ReplicaSet")));
-            let mut done = on("worker-2", "default", "job-1", Some("Job"));
-            done.status.as_mut().unwrap().phase = Some("Succeeded".into());
-            pods.push(done);
-            st.pods.entry("kube-system".into()).or_default().push(on("worker-2", "kube-system", "agent-x", Some("DaemonSet")));
-            let mut mirror = on("worker-2", "kube-system", "static-worker-2", Some("Node"));
-            mirror.metadata.annotations = Some([(MIRROR.to_string(), "abc".to_string())].into());
-            st.pods.get_mut("kube-system").unwrap().push(mirror);
-            // A disruption budget refuses web-1's first two evictions.
-            st.refuse_evictions.insert("default/web-1".into(), 2);
-        }
-        let heard = std::sync::Mutex::new(Vec::new());
+        let Some(api) = LoopbackApi::start().await else { return };
+        api.serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2").await;
+        api.pod_on("worker-2", "default", "web-1", Some("ReplicaSet")).await;
+        api.pod_on("worker-2", "default", "lonely", None).await;
+        api.pod_on("worker-1", "default", "web-2", Some("ReplicaSet")).await;
+        api.pod_on("worker-2", "default", "job-1", Some("Job")).await;
+        api.pod_status("default", "job-1", "Succeeded").await;
+        api.pod_on("worker-2", "kube-system", "agent-x", Some("DaemonSet")).await;
+        api.mirror_pod_on("worker-2", "kube-system", "static-worker-2").await;
+        // A disruption budget refuses web-1's eviction until it is taken away, once refused.
+        api.budget("default", "web-1").await;
+        let heard = Arc::new(Mutex::new(Vec::<String>::new()));
+        let relaxed = tokio::spawn({
+            let (heard, client) = (heard.clone(), api.client());
+            async move {
+                while !heard.lock().unwrap().iter().any(|h| h.contains(REFUSED)) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let budgets: kube::Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> = kube::Api::namespaced(client, "default");
+                budgets.delete("web-1", &Default::default()).await.unwrap();
+            }
+        });
+        let kube = api.kube().await;
         let drained = drain(&kube, "worker-2", Duration::from_secs(60), |w| heard.lock().unwrap().push(w.to_string())).await.unwrap();
+        relaxed.await.unwrap();
         assert_eq!(drained.evicted, ["default/lonely", "default/web-1"]);
         assert_eq!(drained.unmanaged, ["default/lonely"]);
         assert_eq!(
             drained.left,
             ["default/job-1 (finished)", "kube-system/agent-x (DaemonSet)", "kube-system/static-worker-2 (static pod)"]
         );
-        let st = kube.state();
-        assert_eq!(st.cordoned, ["worker-2"]);
-        assert!(st.nodes.iter().all(|n| n.metadata.name.as_deref() != Some("worker-2")), "the Node object is deleted");
-        assert!(st.pods["default"].iter().any(|p| p.metadata.name.as_deref() == Some("web-2")), "other nodes' pods stay");
+        assert!(api.node_object("worker-2").await.is_none(), "the Node object is deleted");
+        assert!(api.pod("default", "web-1").await.is_none() && api.pod("default", "lonely").await.is_none(), "evicted");
+        assert!(api.pod("default", "web-2").await.is_some(), "other nodes' pods stay");
         let heard = heard.lock().unwrap();
-        assert!(
-            heard[0].contains("default/web-1 (eviction refused: Cannot evict pod as it would violate the pod's disruption budget.)"),
-            "{heard:?}"
-        );
+        assert!(heard[0].contains(&format!("default/web-1 ({REFUSED}")), "{heard:?}");
         assert_eq!(
             drained.to_string(),
             "worker-2: cordoned, 2 pod(s) evicted (1 owned by no controller, not recreated: default/lonely), 3 left with the node, Node object deleted"
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test(flavor = "multi_thread")]
     async fn evicting_for_an_upgrade_keeps_the_node_object_cordoned_until_scheduled_again() {
-        let kube = FakeKube::serving(&["master-1"], &["worker-1"], "v1.36.3");
-        kube.state().pods.entry("default".into()).or_default().push(on("worker-1", "default", "web-1", Some("ReplicaSet")));
+        let Some(api) = LoopbackApi::start().await else { return };
+        api.serving(&["master-1"], &["worker-1"], "v1.36.3").await;
+        api.pod_on("worker-1", "default", "web-1", Some("ReplicaSet")).await;
+        let kube = api.kube().await;
         kube.schedule("worker-1", true, "kos.dev/mark", Some("v1.37.2")).await.unwrap();
         let drained = evict_all(&kube, "worker-1", Duration::from_secs(30), |_| ()).await.unwrap();
         assert_eq!((drained.evicted.as_slice(), drained.deleted), (["default/web-1".to_string()].as_slice(), false));
         assert_eq!(drained.to_string(), "worker-1: cordoned, 1 pod(s) evicted");
-        let node = |kube: &FakeKube| kube.state().nodes.iter().find(|n| n.metadata.name.as_deref() == Some("worker-1")).cloned().unwrap();
-        let n = node(&kube);
+        let n = api.node_object("worker-1").await.unwrap();
         assert_eq!(n.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
         assert_eq!(n.metadata.annotations.as_ref().and_then(|a| a.get("kos.dev/mark")).map(String::as_str), Some("v1.37.2"));
         kube.schedule("worker-1", false, "kos.dev/mark", None).await.unwrap();
-        let n = node(&kube);
-        assert_eq!(n.spec.as_ref().and_then(|s| s.unschedulable), Some(false));
+        let n = api.node_object("worker-1").await.unwrap();
+        assert_ne!(n.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
         assert!(n.metadata.annotations.as_ref().is_none_or(|a| !a.contains_key("kos.dev/mark")), "the mark goes with the cordon");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_drain_that_cannot_finish_names_the_pod_and_keeps_the_node_object() {
-        let kube = FakeKube::serving(&["master-1"], &["worker-1"], "v1.37.2");
-        {
-            let mut st = kube.state();
-            st.pods.entry("default".into()).or_default().push(on("worker-1", "default", "db-0", Some("StatefulSet")));
-            st.refuse_evictions.insert("default/db-0".into(), usize::MAX);
-        }
-        let e = drain(&kube, "worker-1", Duration::from_secs(30), |_| ()).await.unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "worker-1 was not drained within 30 s: default/db-0 (eviction refused: Cannot evict pod as it would violate the pod's disruption budget.)"
-        );
-        assert!(kube.state().nodes.iter().any(|n| n.metadata.name.as_deref() == Some("worker-1")));
+        let Some(api) = LoopbackApi::start().await else { return };
+        api.serving(&["master-1"], &["worker-1"], "v1.37.2").await;
+        api.pod_on("worker-1", "default", "db-0", Some("StatefulSet")).await;
+        api.budget("default", "db-0").await;
+        let kube = api.kube().await;
+        let e = drain(&kube, "worker-1", Duration::from_secs(5), |_| ()).await.unwrap_err().to_string();
+        assert_eq!(e, format!("worker-1 was not drained within 5 s: default/db-0 ({REFUSED})"));
+        assert!(api.node_object("worker-1").await.is_some());
+        assert!(api.pod("default", "db-0").await.is_some());
         // No Node object: nothing to do.
-        let none = drain(&kube, "worker-9", Duration::from_secs(30), |_| ()).await.unwrap();
+        let none = drain(&kube, "worker-9", Duration::from_secs(5), |_| ()).await.unwrap();
         assert!(!none.registered);
         assert_eq!(none.to_string(), "worker-9: no Node object (nothing to drain)");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test(flavor = "multi_thread")]
     async fn on_a_node_whose_kubelet_is_not_ready_pods_are_deleted_and_not_waited_for() {
-        let kube = FakeKube::serving(&["master-1"], &["worker-1"], "v1.37.2");
-        {
-            let mut st = kube.state();
-            let mut stuck = on("worker-1", "default", "slow", Some("ReplicaSet"));
-            stuck.metadata.deletion_timestamp = Some(Time(Default::default()));
-            st.pods.entry("default".into()).or_default().push(stuck);
-        }
-        let e = drain(&kube, "worker-1", Duration::from_secs(10), |_| ()).await.unwrap_err().to_string();
+        let Some(api) = LoopbackApi::start().await else { return };
+        api.serving(&["master-1"], &["worker-1"], "v1.37.2").await;
+        // Deleted with an hour's grace, and no kubelet to end it: terminating for good.
+        api.pod_with_grace("worker-1", "default", "slow", Some("ReplicaSet"), 3600).await;
+        let pods: kube::Api<Pod> = kube::Api::namespaced(api.client(), "default");
+        pods.delete("slow", &Default::default()).await.unwrap();
+        let kube = api.kube().await;
+        let e = drain(&kube, "worker-1", Duration::from_secs(5), |_| ()).await.unwrap_err().to_string();
         assert!(e.ends_with("default/slow (terminating)"), "{e}");
         // Its kubelet gone, no one would end it: the Node object goes and the API server collects it.
-        kube.state().nodes.iter_mut().for_each(|n| {
-            if n.metadata.name.as_deref() == Some("worker-1") {
-                n.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "Unknown".into();
-            }
-        });
-        // And a pod a budget guards is deleted, not evicted: it no longer runs anyway.
-        kube.state().pods.get_mut("default").unwrap().push(on("worker-1", "default", "guarded", Some("ReplicaSet")));
-        kube.state().refuse_evictions.insert("default/guarded".into(), usize::MAX);
-        let drained = drain(&kube, "worker-1", Duration::from_secs(10), |_| ()).await.unwrap();
+        api.node_ready("worker-1", "Unknown").await;
+        // And a pod a budget guards is deleted, not evicted (the budget would refuse for
+        // ever): it no longer runs anyway.
+        api.pod_on("worker-1", "default", "guarded", Some("ReplicaSet")).await;
+        api.budget("default", "guarded").await;
+        let drained = drain(&kube, "worker-1", Duration::from_secs(5), |_| ()).await.unwrap();
         assert!(drained.registered && drained.evicted == ["default/guarded"], "{drained:?}");
-        let st = kube.state();
-        assert_eq!((st.deleted_pods.clone(), st.evicted.len()), (vec!["default/guarded".to_string()], 0));
+        assert!(api.pod("default", "guarded").await.is_none(), "deleted");
+        assert!(api.node_object("worker-1").await.is_none());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_pod_evicted_and_finished_since_is_not_listed_as_left_with_the_node() {
-        let kube = FakeKube::serving(&["master-1"], &["worker-1"], "v1.37.2");
-        {
-            let mut st = kube.state();
-            st.evicted_finish = true;
-            st.pods.entry("default".into()).or_default().push(on("worker-1", "default", "bare", None));
-        }
-        let drained = drain(&kube, "worker-1", Duration::from_secs(30), |_| ()).await.unwrap();
+        let Some(api) = LoopbackApi::start().await else { return };
+        api.serving(&["master-1"], &["worker-1"], "v1.37.2").await;
+        api.pod_with_grace("worker-1", "default", "bare", None, 30).await;
+        // Playing its kubelet: once the eviction marked it for deletion, it stops it and
+        // reports it Failed, where the pod then stays.
+        let kubelet = tokio::spawn({
+            let pods: kube::Api<Pod> = kube::Api::namespaced(api.client(), "default");
+            async move {
+                while pods.get("bare").await.unwrap().metadata.deletion_timestamp.is_none() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        let kube = api.kube().await;
+        let drain = tokio::spawn(async move { drain(&kube, "worker-1", Duration::from_secs(30), |_| ()).await });
+        kubelet.await.unwrap();
+        api.pod_status("default", "bare", "Failed").await;
+        let drained = drain.await.unwrap().unwrap();
         assert_eq!((drained.evicted.as_slice(), drained.left.as_slice()), (["default/bare".to_string()].as_slice(), [].as_slice()));
     }
 }

@@ -1,5 +1,6 @@
-//! An in-memory stand-in for an API server, for the pipeline's unit tests only (the
-//! end-to-end tests use a real kube-apiserver). It keeps the objects applied to it, compares
+//! An in-memory stand-in for an API server, for the pipeline's unit tests only, until they
+//! move to the real one on loopback (`crate::loopback`, which this crate's own tests use;
+//! the end-to-end tests use a real cluster). It keeps the objects applied to it, compares
 //! an apply with what it holds (created, configured or unchanged, as the real server's
 //! resourceVersion would say), and answers reads from the nodes, pods and deployments a
 //! test gives it.

@@ -245,10 +245,13 @@ async fn wait_until<K: KubeApi>(
 
 #[cfg(test)]
 mod tests {
+    //! Against a real API server on loopback ([`crate::loopback`]); the test registers the
+    //! nodes and writes their pods' and CoreDNS's status, as their kubelets and the
+    //! deployment controller would.
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::fake::FakeKube;
+    use crate::loopback::LoopbackApi;
 
     fn example_plan() -> ClusterPlan {
         crate::test_support::example().2
@@ -258,45 +261,51 @@ mod tests {
         plan.nodes.iter().filter(|n| n.role == role).map(|n| n.name.as_str()).collect()
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_serving_cluster_is_ready_and_its_masters_get_their_role_label() {
+        let Some(api) = LoopbackApi::start().await else { return };
         let plan = example_plan();
-        let api = FakeKube::serving(&names(&plan, Role::Master), &names(&plan, Role::Worker), "v1.37.2");
-        let items = wait_ready(&api, &plan, true, Duration::from_secs(10), |_| panic!("nothing is missing")).await.unwrap();
+        api.serving(&names(&plan, Role::Master), &names(&plan, Role::Worker), "v1.37.2").await;
+        let kube = api.kube().await;
+        let items = wait_ready(&kube, &plan, true, Duration::from_secs(10), |_| panic!("nothing is missing")).await.unwrap();
         // Every node, four control-plane pods per master, CoreDNS.
         assert_eq!(items.len(), plan.nodes.len() + 4 * names(&plan, Role::Master).len() + 1);
         assert!(items.iter().all(|i| i.ready), "{items:?}");
-        let st = api.state();
-        for n in &st.nodes {
+        for n in kube.nodes().await.unwrap() {
             let name = n.metadata.name.as_deref().unwrap();
             let labelled = n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(CONTROL_PLANE_LABEL));
             assert_eq!(labelled, names(&plan, Role::Master).contains(&name), "{name}");
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_missing_node_and_a_stuck_coredns_are_named_when_the_wait_ends() {
+        let Some(api) = LoopbackApi::start().await else { return };
         let plan = example_plan();
         let workers = names(&plan, Role::Worker);
-        let api = FakeKube::serving(&names(&plan, Role::Master), &workers[1..], "v1.37.2");
-        api.state().deployments.get_mut("kube-system/coredns").unwrap().status.as_mut().unwrap().ready_replicas = Some(1);
+        api.serving(&names(&plan, Role::Master), &workers[1..], "v1.37.2").await;
+        api.deployment_ready("kube-system", "coredns", 2, 1).await;
+        let kube = api.kube().await;
         let heard = std::sync::Mutex::new(0);
-        let err = wait_ready(&api, &plan, true, Duration::from_secs(10), |missing| {
+        let err = wait_ready(&kube, &plan, true, Duration::from_secs(5), |missing| {
             *heard.lock().unwrap() += 1;
             assert_eq!(missing.len(), 2, "{missing:?}");
         })
         .await
         .unwrap_err()
         .to_string();
-        assert!(*heard.lock().unwrap() >= 5, "progress is heard after each look");
+        // A look at once, then one each POLL (2 s) within the 5 s.
+        assert!(*heard.lock().unwrap() >= 2, "progress is heard after each look");
         assert_eq!(
             err,
             format!(
-                "the cluster was not ready within 10 s: node {}: {NOT_REGISTERED}; deployment kube-system/coredns: 1/2 ready",
+                "the cluster was not ready within 5 s: node {}: {NOT_REGISTERED}; deployment kube-system/coredns: 1/2 ready",
                 workers[0]
             )
         );
         // Not every node registered: nobody was labelled yet.
-        assert!(api.state().nodes.iter().all(|n| n.metadata.labels.is_none()));
+        assert!(
+            kube.nodes().await.unwrap().iter().all(|n| n.metadata.labels.as_ref().is_none_or(|l| !l.contains_key(CONTROL_PLANE_LABEL)))
+        );
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! - [`KubeApi`]: the few calls kos makes (readiness, server-side apply of one object, the
 //!   nodes, the pods of a namespace, a deployment, a node label). [`client::KubeClient`] is
-//!   the real one (kube-rs over mutual TLS); [`fake::FakeKube`] (feature `fake`) keeps the
-//!   objects in memory for the pipeline's tests.
+//!   the real one (kube-rs over mutual TLS). This crate's tests run it against a real API
+//!   server on loopback (`loopback::LoopbackApi`, feature `loopback` for other crates'
+//!   tests: etcd, kube-apiserver and kube-controller-manager of the pinned versions);
+//!   `fake::FakeKube` (feature `fake`) still keeps objects in memory for the pipeline's
+//!   tests, until they move to the loopback server too.
 //! - [`Connect`]: how the pipeline gets a [`KubeApi`] once it has rendered a kubeconfig.
 //! - [`apply`]: the add-on manifests mapped to their endpoints, every document checked
 //!   before the first request, then applied in order.
@@ -17,10 +20,12 @@
 pub mod apply;
 pub mod client;
 pub mod drain;
-#[cfg(any(test, feature = "fake"))]
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod health;
-#[cfg(test)]
+#[cfg(any(test, feature = "loopback"))]
+pub mod loopback;
+#[cfg(any(test, feature = "loopback"))]
 mod test_support;
 
 use std::future::Future;

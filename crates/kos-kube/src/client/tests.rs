@@ -4,27 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use super::*;
-use crate::test_support::example;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The example's admin kubeconfig and PKI folder, with the server moved to `server`.
 fn admin_kubeconfig(pki_dir: &Path, server: &str) -> String {
-    let (settings, observed, plan) = example();
-    let pki = kos_pki::Pki::open(pki_dir);
-    pki.ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc()).unwrap();
-    let inputs = kos_render::Inputs {
-        settings: &settings,
-        plan: &plan,
-        tenant_cidr: observed.tenant_cidr,
-        local_dir: pki_dir,
-        env: &Default::default(),
-    };
-    let files = kos_render::local::render_local(&inputs, &pki).unwrap();
-    let admin = files.into_iter().find(|f| f.path == "admin.kubeconfig").unwrap();
-    let mut config = Kubeconfig::from_yaml(&admin.contents).unwrap();
-    config.clusters[0].cluster.as_mut().unwrap().server = Some(server.to_string());
-    serde_saphyr::to_string(&config).unwrap()
+    crate::loopback::with_server(&crate::loopback::kubeconfigs(pki_dir).0, server)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

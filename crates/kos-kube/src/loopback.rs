@@ -1,0 +1,439 @@
+//! A real Kubernetes API server on loopback, for tests (this crate's and the pipeline's): etcd,
+//! kube-apiserver and kube-controller-manager of the pinned versions (the binaries
+//! `testbed/k8s/build.sh` builds from their Go modules), with the certificates kos's own PKI
+//! makes for the repository's example cluster, mutual TLS everywhere, in a temporary folder.
+//!
+//! There is no kubelet and no scheduler: a test registers the nodes and writes the pods'
+//! and nodes' status itself, as their kubelets would ([`LoopbackApi::node`],
+//! [`LoopbackApi::pod_on`]). The controller manager runs only the controllers a test of kos
+//! meets without a kubelet: `disruption` (disruption budgets decide evictions, as in a real
+//! cluster) and `serviceaccount` (every namespace's `default` account). Every process is
+//! started under `setpriv --pdeathsig KILL`, so it ends with the test even when the test is
+//! killed; dropping the [`LoopbackApi`] ends them at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use crate::client::KubeClient;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the three programs may take to serve (2 cores, a test bed beside them).
+const START: Duration = Duration::from_secs(120);
+
+/// The running programs and an admin's client of them.
+pub struct LoopbackApi {
+    dir: tempfile::TempDir,
+    children: Vec<(&'static str, Child)>,
+    /// The admin kubeconfig kos renders (group `kos:cluster-admins`), its server moved here.
+    pub admin_kubeconfig: String,
+    client: kube::Client,
+}
+
+impl std::fmt::Debug for LoopbackApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopbackApi").field("dir", &self.dir.path()).finish()
+    }
+}
+
+impl Drop for LoopbackApi {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The pinned versions (`testbed/k8s/versions.env`) and the folder their builds are cached in.
+fn binary(component: &str, pin: &str, file: &str) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let pins = std::fs::read_to_string(repo.join("testbed/k8s/versions.env")).expect("testbed/k8s/versions.env");
+    let version = pins.lines().find_map(|l| l.strip_prefix(&format!("{pin}="))).unwrap_or_else(|| panic!("{pin}= in versions.env"));
+    let cache = std::env::var_os("KOS_K8S_CACHE").map_or_else(|| PathBuf::from("/var/tmp/kos-k8s"), PathBuf::from);
+    cache.join(format!("{component}-v{version}")).join(file)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl LoopbackApi {
+    /// Start etcd, the API server and the controller manager; `None`, with a note, when their
+    /// binaries are not built here (with `CI` set that is a failure: ./test.sh builds them).
+    pub async fn start() -> Option<LoopbackApi> {
+        let programs = [
+            binary("etcd", "ETCD", "etcd"),
+            binary("kubernetes", "KUBERNETES", "kube-apiserver"),
+            binary("kubernetes", "KUBERNETES", "kube-controller-manager"),
+        ];
+        if let Some(missing) = programs.iter().find(|p| !p.exists()) {
+            assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing: run testbed/k8s/build.sh", missing.display());
+            eprintln!("skipped: {} is missing (testbed/k8s/build.sh builds it)", missing.display());
+            return None;
+        }
+        let [etcd, apiserver, controller_manager] = programs;
+        let dir = tempfile::tempdir().unwrap();
+        let pki_dir = dir.path().join("pki");
+        let (admin, super_admin, cluster_admins) = kubeconfigs(&pki_dir);
+        let pki = |f: &str| pki_dir.join(f).display().to_string();
+        let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+        let mut api =
+            LoopbackApi { dir, children: Vec::new(), admin_kubeconfig: String::new(), client: client(&super_admin, api_port).await };
+
+        let peer = format!("https://127.0.0.1:{peer_port}");
+        let clients = format!("https://127.0.0.1:{client_port}");
+        api.spawn(
+            "etcd",
+            Command::new(etcd)
+                .args(["--name", "master-1", "--data-dir"])
+                .arg(api.dir.path().join("etcd"))
+                .args(["--listen-client-urls", &clients, "--advertise-client-urls", &clients])
+                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+                .args(["--initial-cluster", &format!("master-1={peer}")])
+                .args(["--cert-file", &pki("etcd/server-master-1.crt"), "--key-file", &pki("etcd/server-master-1.key")])
+                .args(["--client-cert-auth", "--trusted-ca-file", &pki("etcd/ca.crt")])
+                .args(["--peer-cert-file", &pki("etcd/peer-master-1.crt"), "--peer-key-file", &pki("etcd/peer-master-1.key")])
+                .args(["--peer-client-cert-auth", "--peer-trusted-ca-file", &pki("etcd/ca.crt")])
+                // A test's data: no fsync (seconds on a loaded disk), gone with the folder.
+                .arg("--unsafe-no-fsync"),
+        );
+        api.spawn(
+            "kube-apiserver",
+            Command::new(apiserver)
+                .args(["--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", &api_port.to_string()])
+                .args(["--etcd-servers", &clients, "--etcd-cafile", &pki("etcd/ca.crt")])
+                .args(["--etcd-certfile", &pki("apiserver-etcd-client.crt"), "--etcd-keyfile", &pki("apiserver-etcd-client.key")])
+                .args(["--tls-cert-file", &pki("apiserver.crt"), "--tls-private-key-file", &pki("apiserver.key")])
+                .args(["--client-ca-file", &pki("ca.crt"), "--authorization-mode", "Node,RBAC"])
+                .args(["--service-account-issuer", "https://kubernetes.default.svc.cluster.local"])
+                .args(["--service-account-key-file", &pki("sa.pub"), "--service-account-signing-key-file", &pki("sa.key")])
+                .args(["--service-cluster-ip-range", "10.96.0.0/12", "--profiling=false"])
+                // No `kubernetes` Service endpoints: a loopback address may not be one.
+                .arg("--endpoint-reconciler-type=none")
+                .arg("--cert-dir")
+                .arg(api.dir.path().join("apiserver")),
+        );
+        let admin_file = api.dir.path().join("super-admin.kubeconfig");
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut f = std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(&admin_file).unwrap();
+            f.write_all(at_port(&super_admin, api_port).as_bytes()).unwrap();
+        }
+        api.spawn(
+            "kube-controller-manager",
+            Command::new(controller_manager).arg("--kubeconfig").arg(&admin_file).args([
+                "--controllers",
+                "disruption,serviceaccount",
+                "--leader-elect=false",
+                "--secure-port=0",
+            ]),
+        );
+        api.wait_ready().await;
+        // What `kos up` does first with the super-admin: the binding that gives the admin its rights.
+        let objects = crate::apply::objects(&[cluster_admins]).unwrap();
+        let sa = KubeClient::new(&at_port(&super_admin, api_port)).await.unwrap();
+        for o in &objects {
+            crate::KubeApi::apply(&sa, o).await.unwrap();
+        }
+        api.admin_kubeconfig = at_port(&admin, api_port);
+        api.client = client(&admin, api_port).await;
+        api.wait_for_default_accounts(&["default", "kube-system"]).await;
+        Some(api)
+    }
+
+    fn spawn(&mut self, name: &'static str, command: &mut Command) {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let program = command.get_program().to_owned();
+        let args: Vec<_> = command.get_args().map(ToOwned::to_owned).collect();
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("setpriv (util-linux) starts {name}: {e}"));
+        self.children.push((name, child));
+    }
+
+    /// A program's log so far (its last lines), for a failure's message.
+    pub fn log(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    async fn wait_ready(&mut self) {
+        let started = Instant::now();
+        loop {
+            let exited = self.children.iter_mut().find_map(|(name, child)| Some((*name, child.try_wait().unwrap()?)));
+            if let Some((name, status)) = exited {
+                panic!("{name} exited ({status}):\n{}", self.log(name));
+            }
+            let ready = self.client.request_text(http::Request::get("/readyz").body(Vec::new()).unwrap()).await;
+            if matches!(ready.as_deref(), Ok("ok")) {
+                return;
+            }
+            assert!(started.elapsed() < START, "the API server was not ready in {START:?} ({ready:?}):\n{}", self.log("kube-apiserver"));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn wait_for_default_accounts(&self, namespaces: &[&str]) {
+        let started = Instant::now();
+        for ns in namespaces {
+            let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
+            while accounts.get_opt("default").await.unwrap().is_none() {
+                assert!(started.elapsed() < START, "no `default` service account in {ns}:\n{}", self.log("kube-controller-manager"));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+
+    /// kos's client of this server, with the admin kubeconfig.
+    pub async fn kube(&self) -> KubeClient {
+        KubeClient::new(&self.admin_kubeconfig).await.unwrap()
+    }
+
+    /// An admin's kube-rs client, to arrange what a test needs and to look at the result.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// Register a node as its kubelet would: the Node object, then its status (Ready
+    /// `True`, or `ready` as given: `"False"`, `"Unknown"`) with the kubelet's version.
+    pub async fn node(&self, name: &str, version: &str, ready: &str) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        nodes.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await.unwrap();
+        let info = json!({"kubeletVersion": version, "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
+            "osImage": "", "containerRuntimeVersion": "", "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64"});
+        nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": {"nodeInfo": info}}))).await.unwrap();
+        self.node_ready(name, ready).await;
+    }
+
+    /// Set a node's Ready condition (`True`, `False`, `Unknown`: what the node controller
+    /// writes once its kubelet stops posting).
+    pub async fn node_ready(&self, name: &str, ready: &str) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let condition = json!({"type": "Ready", "status": ready, "reason": "SetByTheTest", "message": "set by the test"});
+        nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": {"conditions": [condition]}}))).await.unwrap();
+    }
+
+    /// A pod bound to `node`, running and Ready as its kubelet would say, controlled by an
+    /// object of kind `owner` (`ReplicaSet`, `DaemonSet`, `Job`, `Node` for a static pod's
+    /// mirror, ...) or by nothing, labelled `app: <name>`. Its grace period is 0: with no
+    /// kubelet to finish a graceful deletion, an evicted pod is gone at once, as it is once a
+    /// kubelet has stopped it.
+    pub async fn pod_on(&self, node: &str, namespace: &str, name: &str, owner: Option<&str>) -> Pod {
+        self.pod_with_grace(node, namespace, name, owner, 0).await
+    }
+
+    /// [`LoopbackApi::pod_on`] with a grace period of `grace` seconds: deleted or evicted,
+    /// it stays terminating until a kubelet (here: the test) ends it.
+    pub async fn pod_with_grace(&self, node: &str, namespace: &str, name: &str, owner: Option<&str>, grace: i64) -> Pod {
+        self.create_pod(node, namespace, name, owner, grace, json!({})).await
+    }
+
+    /// A static pod's mirror on `node`, as its kubelet makes it (the mirror annotation, which
+    /// only a creation may carry, and the Node as owner).
+    pub async fn mirror_pod_on(&self, node: &str, namespace: &str, name: &str) -> Pod {
+        self.create_pod(node, namespace, name, Some("Node"), 0, json!({"kubernetes.io/config.mirror": "set-by-the-test"})).await
+    }
+
+    async fn create_pod(
+        &self,
+        node: &str,
+        namespace: &str,
+        name: &str,
+        owner: Option<&str>,
+        grace: i64,
+        annotations: serde_json::Value,
+    ) -> Pod {
+        self.namespace(namespace).await;
+        let owners = owner.map_or(json!([]), |kind| {
+            let api_version = match kind {
+                "Node" => "v1",
+                "Job" => "batch/v1",
+                _ => "apps/v1",
+            };
+            json!([{"apiVersion": api_version, "kind": kind, "name": "owner", "uid": "00000000-0000-0000-0000-000000000001", "controller": true}])
+        });
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}, "ownerReferences": owners, "annotations": annotations},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": grace, "automountServiceAccountToken": false,
+                "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10.2"}]},
+        }))
+        .unwrap();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        self.pod_status(namespace, name, "Running").await
+    }
+
+    /// The pod, if there is one.
+    pub async fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        Api::<Pod>::namespaced(self.client.clone(), namespace).get_opt(name).await.unwrap()
+    }
+
+    /// The Node object, if there is one.
+    pub async fn node_object(&self, name: &str) -> Option<Node> {
+        Api::<Node>::all(self.client.clone()).get_opt(name).await.unwrap()
+    }
+
+    /// A disruption budget over the pods labelled `app: <app>` that allows none of them to
+    /// go (`minAvailable: 1` of one), once the disruption controller has counted it (before
+    /// that an eviction is refused for another reason).
+    pub async fn budget(&self, namespace: &str, app: &str) {
+        use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+        let budgets: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), namespace);
+        let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+            "metadata": {"name": app, "namespace": namespace},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}},
+        }))
+        .unwrap();
+        budgets.create(&PostParams::default(), &pdb).await.unwrap();
+        let started = Instant::now();
+        loop {
+            let pdb = budgets.get(app).await.unwrap();
+            let status = pdb.status.as_ref();
+            if status.and_then(|s| s.observed_generation) == pdb.metadata.generation
+                && status.is_some_and(|s| s.current_healthy.unwrap_or(0) >= 1)
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < START,
+                "the disruption controller did not count {namespace}/{app}:\n{}",
+                self.log("kube-controller-manager")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Delete the disruption budget of `app`.
+    pub async fn remove_budget(&self, namespace: &str, app: &str) {
+        use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+        let budgets: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), namespace);
+        budgets.delete(app, &Default::default()).await.unwrap();
+    }
+
+    /// Set a pod's phase as its kubelet would (Ready while `Running`).
+    pub async fn pod_status(&self, namespace: &str, name: &str, phase: &str) -> Pod {
+        let ready = if phase == "Running" { "True" } else { "False" };
+        let status = json!({"status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]}});
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap()
+    }
+
+    /// The namespace, made if there is none.
+    pub async fn namespace(&self, name: &str) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        if namespaces.get_opt(name).await.unwrap().is_none() {
+            namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await.unwrap();
+            self.wait_for_default_accounts(&[name]).await;
+        }
+    }
+
+    /// What a healthy cluster shows: every node named registered and Ready at `version`,
+    /// each master's four control-plane pods Ready, the CoreDNS deployment 2/2 ready.
+    pub async fn serving(&self, masters: &[&str], workers: &[&str], version: &str) {
+        for n in masters.iter().chain(workers) {
+            self.node(n, version, "True").await;
+        }
+        for m in masters {
+            for c in crate::health::CONTROL_PLANE {
+                self.mirror_pod_on(m, "kube-system", &format!("{c}-{m}")).await;
+            }
+        }
+        self.deployment("kube-system", "coredns", 2, 2).await;
+    }
+
+    /// A deployment of `replicas`, `ready` of them ready as its controller would say.
+    pub async fn deployment(&self, namespace: &str, name: &str, replicas: i32, ready: i32) {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10.2"}]}}},
+        }))
+        .unwrap();
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        deployments.create(&PostParams::default(), &deployment).await.unwrap();
+        self.deployment_ready(namespace, name, replicas, ready).await;
+    }
+
+    /// Set how many of a deployment's `replicas` are ready, as its controller would.
+    pub async fn deployment_ready(&self, namespace: &str, name: &str, replicas: i32, ready: i32) {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let status = json!({"status": {"replicas": replicas, "updatedReplicas": replicas, "readyReplicas": ready,
+            "availableReplicas": ready, "observedGeneration": 1}});
+        deployments.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+    }
+}
+
+/// The example cluster's PKI in `pki_dir` and the kubeconfigs kos renders from it: the
+/// admin's, the super-admin's, and the add-on binding the admin group to `cluster-admin`.
+pub fn kubeconfigs(pki_dir: &Path) -> (String, String, (String, String)) {
+    let (settings, observed, plan) = crate::test_support::example();
+    let pki = kos_pki::Pki::open(pki_dir);
+    pki.ensure(&plan.certificates, kos_pki::OffsetDateTime::now_utc()).unwrap();
+    let inputs = kos_render::Inputs {
+        settings: &settings,
+        plan: &plan,
+        tenant_cidr: observed.tenant_cidr,
+        local_dir: pki_dir,
+        env: &Default::default(),
+    };
+    let files = kos_render::local::render_local(&inputs, &pki).unwrap();
+    let file = |path: &str| files.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("{path} rendered")).contents.clone();
+    let bindings = kos_render::addons::CLUSTER_ADMINS_FILE;
+    let addons = kos_render::addons::render_addons(&inputs).unwrap();
+    let binding = addons.into_iter().find(|f| f.path == bindings).unwrap_or_else(|| panic!("{bindings} rendered")).contents;
+    (file("admin.kubeconfig"), file("super-admin.kubeconfig"), (bindings.to_string(), binding))
+}
+
+/// A kubeconfig with its server moved to `server`.
+pub fn with_server(kubeconfig: &str, server: &str) -> String {
+    let mut config = Kubeconfig::from_yaml(kubeconfig).unwrap();
+    config.clusters[0].cluster.as_mut().unwrap().server = Some(server.to_string());
+    serde_saphyr::to_string(&config).unwrap()
+}
+
+/// A kubeconfig with its server moved to the loopback API server on `port`.
+fn at_port(kubeconfig: &str, port: u16) -> String {
+    with_server(kubeconfig, &format!("https://127.0.0.1:{port}"))
+}
+
+async fn client(kubeconfig: &str, port: u16) -> kube::Client {
+    let config = Kubeconfig::from_yaml(&at_port(kubeconfig, port)).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KubeApi;
+
+    /// The loopback API server serves kos's own certificates over mutual TLS, and the admin
+    /// kos renders has its rights through the binding kos applies.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_loopback_api_server_answers_kos_with_the_admin_kos_renders() {
+        let Some(api) = LoopbackApi::start().await else { return };
+        let kube = api.kube().await;
+        kube.ready().await.unwrap();
+        let version = kube.version().await.unwrap();
+        let pinned = binary("kubernetes", "KUBERNETES", "");
+        assert!(pinned.display().to_string().contains(&format!("kubernetes-{version}")), "{version} is not {}", pinned.display());
+        api.serving(&["master-1"], &["worker-1"], &version).await;
+        let nodes = kube.nodes().await.unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(kube.pods("kube-system").await.unwrap().len(), 4);
+    }
+}
