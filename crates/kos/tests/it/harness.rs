@@ -639,31 +639,59 @@ impl Cluster {
     }
 }
 
-/// What a poller saw: requests answered and failed, and the longest stretch without an answer.
-#[derive(Debug, Default, Clone, Copy)]
+/// What a poller saw: requests answered and failed, the longest stretch without an answer,
+/// and each failure (its moment since the poller started, and why).
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Polled {
     pub(crate) ok: u64,
     pub(crate) failed: u64,
     pub(crate) longest_gap: Duration,
+    pub(crate) failures: Vec<(Duration, String)>,
 }
 
-/// Calls `ask` every `every` until `stop`, in a thread of its own.
+impl Polled {
+    /// The failures as stretches: those of one reason less than 2 s apart are one
+    /// (`+12.3–15.1 s ×7: 10.59.0.5: connection refused`).
+    pub(crate) fn stretches(&self) -> String {
+        let mut out: Vec<(Duration, Duration, usize, &str)> = Vec::new();
+        for (at, why) in &self.failures {
+            match out.last_mut() {
+                Some((_, end, n, last)) if *last == why.as_str() && *at - *end < Duration::from_secs(2) => {
+                    *end = *at;
+                    *n += 1;
+                }
+                _ => out.push((*at, *at, 1, why)),
+            }
+        }
+        let lines: Vec<String> =
+            out.iter().map(|(a, b, n, why)| format!("+{:.1}–{:.1} s ×{n}: {why}", a.as_secs_f64(), b.as_secs_f64())).collect();
+        lines.join("; ")
+    }
+}
+
+/// Calls `ask` every `every` until `stop`, in a thread of its own; `ask` says why a request
+/// failed.
 pub(crate) fn poll(
     stop: Arc<AtomicBool>,
     every: Duration,
-    mut ask: impl FnMut() -> bool + Send + 'static,
+    mut ask: impl FnMut() -> Result<(), String> + Send + 'static,
 ) -> std::thread::JoinHandle<Polled> {
     std::thread::spawn(move || {
         let mut p = Polled::default();
+        let began = Instant::now();
         let mut last_ok = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let t = Instant::now();
-            if ask() {
-                p.ok += 1;
-                last_ok = Instant::now();
-            } else {
-                p.failed += 1;
-                p.longest_gap = p.longest_gap.max(last_ok.elapsed());
+            match ask() {
+                Ok(()) => {
+                    p.ok += 1;
+                    last_ok = Instant::now();
+                }
+                Err(why) => {
+                    p.failed += 1;
+                    p.longest_gap = p.longest_gap.max(last_ok.elapsed());
+                    p.failures.push((t - began, why));
+                }
             }
             std::thread::sleep(every.saturating_sub(t.elapsed()));
         }
@@ -689,7 +717,8 @@ impl Pollers {
         let mut turn = 0usize;
         let service = poll(stop.clone(), Duration::from_millis(200), move || {
             turn += 1;
-            crate::testbed_serves::get_hostname(&ips[turn % ips.len()], node_port, 2).is_some()
+            let ip = &ips[turn % ips.len()];
+            crate::testbed_serves::ask_hostname(ip, node_port, 2).map(drop).map_err(|why| format!("{ip}: {why}"))
         });
         let kubectl = artifact_set().join("bin/kubectl");
         let (kc, context) = (c.kubeconfig(), format!("kos-{}", c.name));
@@ -698,7 +727,11 @@ impl Pollers {
                 .env("KUBECONFIG", &kc)
                 .args(["--context", &context, "--request-timeout=2s", "get", "nodes", "-o", "name"])
                 .output()
-                .is_ok_and(|o| o.status.success())
+                .map_err(|e| e.to_string())
+                .and_then(|o| {
+                    let why = String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or_default().to_owned();
+                    if o.status.success() { Ok(()) } else { Err(why) }
+                })
         });
         Pollers { stop, service, api }
     }
@@ -715,6 +748,12 @@ impl Pollers {
             service.ok,
             service.failed
         );
+        // When: seconds since the pollers started, beside the test's own timed lines.
+        for (who, p) in [("API", &api), ("Service", &service)] {
+            if p.failed > 0 {
+                eprintln!("{what}: {who} failures: {}", p.stretches());
+            }
+        }
         (service, api)
     }
 }

@@ -94,10 +94,10 @@ fn a_cluster_of_the_previous_minor_is_upgraded_node_by_node_while_its_service_se
     // 5. Killed while the master is upgraded, then once worker-1 was drained; the next run finishes.
     let (finished, last) = c.kos_killed(&["up", "-v"], &KillPoint { after: "upgrade: master-1 to ", delay: Duration::from_secs(4) });
     assert!(!finished, "kos up was to be killed during the master's upgrade: {last}");
-    eprintln!("upgrade killed during the master's: {last}");
+    eprintln!("upgrade killed during the master's (+{:.1} s since the pollers began): {last}", t.elapsed().as_secs_f64());
     let (finished, last) = c.kos_killed(&["up", "-v"], &KillPoint { after: "upgrade: worker-1: cordoned", delay: Duration::ZERO });
     assert!(!finished, "kos up was to be killed after worker-1's drain: {last}");
-    eprintln!("upgrade killed after worker-1's drain: {last}; cordoned then: {:?}", cordoned(&c));
+    eprintln!("upgrade killed after worker-1's drain (+{:.1} s): {last}; cordoned then: {:?}", t.elapsed().as_secs_f64(), cordoned(&c));
     let done = c.kos_ok(&["up", "-o", "json"]);
     eprintln!("the upgrade finished by the next run in {:.1} s ({:.1} s since it began)", done.secs, t.elapsed().as_secs_f64());
     let (service, api) = pollers.finish("upgrade");
@@ -126,7 +126,13 @@ fn a_cluster_of_the_previous_minor_is_upgraded_node_by_node_while_its_service_se
         api.failed,
         api.longest_gap.as_secs_f64()
     );
-    assert!(service.ok > 0 && service.failed == 0, "the Service failed {} of {} requests", service.failed, service.ok + service.failed);
+    assert!(
+        service.ok > 0 && service.failed == 0,
+        "the Service failed {} of {} requests: {}",
+        service.failed,
+        service.ok + service.failed,
+        service.stretches()
+    );
 
     // 7. Converged: a second run changes nothing.
     let again = c.kos_ok(&["up", "-v"]);

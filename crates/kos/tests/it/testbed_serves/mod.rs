@@ -106,14 +106,25 @@ fn image_in(stem: &str) -> String {
 /// `GET /hostname` (netexec's) on `ip:port` from here, within `secs` to connect and to read:
 /// the body, when there is one.
 pub(crate) fn get_hostname(ip: &str, port: u16, secs: u64) -> Option<String> {
+    ask_hostname(ip, port, secs).ok()
+}
+
+/// [`get_hostname`], saying why there was no answer (the connection refused or timed out, the
+/// reply cut or empty).
+pub(crate) fn ask_hostname(ip: &str, port: u16, secs: u64) -> Result<String, String> {
     use std::io::{Read as _, Write as _};
     let timeout = std::time::Duration::from_secs(secs);
-    let mut s = std::net::TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.write_all(b"GET /hostname HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let addr = format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.write_all(b"GET /hostname HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| format!("send: {e}"))?;
     let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    reply.split("\r\n\r\n").nth(1).map(|b| b.trim().to_owned()).filter(|b| !b.is_empty())
+    let read = s.read_to_string(&mut reply);
+    let body = reply.split("\r\n\r\n").nth(1).map(|b| b.trim().to_owned()).filter(|b| !b.is_empty());
+    body.ok_or_else(|| match read {
+        Err(e) => format!("read: {e} after {} bytes", reply.len()),
+        Ok(n) => format!("no body in a {n}-byte reply"),
+    })
 }
 
 /// What every promise gets: the cluster, the workloads' addresses, the nodes' rows.
