@@ -729,7 +729,11 @@ impl Pollers {
                 .output()
                 .map_err(|e| e.to_string())
                 .and_then(|o| {
-                    let why = String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or_default().to_owned();
+                    let stderr = String::from_utf8_lossy(&o.stderr);
+                    let first = stderr.lines().next().unwrap_or_default();
+                    // Without klog's prefix (`E1127 21:04:36.971422 24180 memcache.go:265] `), so
+                    // that one cause's failures read as one stretch.
+                    let why = first.split_once("] ").map_or(first, |(_, cause)| cause).to_owned();
                     if o.status.success() { Ok(()) } else { Err(why) }
                 })
         });
