@@ -58,6 +58,15 @@ class Counters:
         self.tokens = set()
         self.token_uses = 0
         self.tokens_expired = False
+        self.save()
+
+    def save(self):
+        """Write the counts. Whole or not at all: a reader (the test, the moment kos has
+        exited) never finds the file truncated, which it read as zero counts."""
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"faults": self.faults, "forwarded": self.forwarded, "expired": self.expired}, f)
+        os.replace(tmp, self.state_file)
 
     def next_is_fault(self, port, every):
         with self.lock:
@@ -73,12 +82,7 @@ class Counters:
                 self.faults += 1
             else:
                 self.forwarded += 1
-            # Whole or not at all: a reader (the test, the moment kos has exited) never finds the
-            # file truncated, which it read as zero counts.
-            tmp = self.state_file + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump({"faults": self.faults, "forwarded": self.forwarded, "expired": self.expired}, f)
-            os.replace(tmp, self.state_file)
+            self.save()
 
     def is_expired(self, presented):
         """Whether one of `presented` (tokens of a request) has expired."""
@@ -218,8 +222,6 @@ def main():
     else:
         rewrites = [(b"127.0.0.1:%d" % up, b"127.0.0.1:%d" % lp) for lp, up in pairs]
     counters = Counters(args.state)
-    with open(args.state, "w") as f:
-        json.dump({"faults": 0, "forwarded": 0, "expired": 0}, f)
     servers = []
     for listen, upstream in pairs:
         srv = Server(("127.0.0.1", listen), handler(listen, upstream, rewrites, counters, args.every, args.expire_tokens_after, 5000, bool(args.tls)))

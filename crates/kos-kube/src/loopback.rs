@@ -59,7 +59,8 @@ fn binary(component: &str, pin: &str, file: &str) -> PathBuf {
     cache.join(format!("{component}-v{version}")).join(file)
 }
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -83,8 +84,8 @@ impl LoopbackApi {
         let (admin, super_admin, cluster_admins) = kubeconfigs(&pki_dir);
         let pki = |f: &str| pki_dir.join(f).display().to_string();
         let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
-        let mut api =
-            LoopbackApi { dir, children: Vec::new(), admin_kubeconfig: String::new(), client: client(&super_admin, api_port).await };
+        let super_admin = at_port(&super_admin, api_port);
+        let mut api = LoopbackApi { dir, children: Vec::new(), admin_kubeconfig: String::new(), client: client(&super_admin).await };
 
         let peer = format!("https://127.0.0.1:{peer_port}");
         let clients = format!("https://127.0.0.1:{client_port}");
@@ -124,7 +125,7 @@ impl LoopbackApi {
             use std::io::Write as _;
             use std::os::unix::fs::OpenOptionsExt as _;
             let mut f = std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(&admin_file).unwrap();
-            f.write_all(at_port(&super_admin, api_port).as_bytes()).unwrap();
+            f.write_all(super_admin.as_bytes()).unwrap();
         }
         api.spawn(
             "kube-controller-manager",
@@ -138,12 +139,12 @@ impl LoopbackApi {
         api.wait_ready().await;
         // What `kos up` does first with the super-admin: the binding that gives the admin its rights.
         let objects = crate::apply::objects(&[cluster_admins]).unwrap();
-        let sa = KubeClient::new(&at_port(&super_admin, api_port)).await.unwrap();
+        let sa = KubeClient::new(&super_admin).await.unwrap();
         for o in &objects {
             crate::KubeApi::apply(&sa, o).await.unwrap();
         }
         api.admin_kubeconfig = at_port(&admin, api_port);
-        api.client = client(&admin, api_port).await;
+        api.client = client(&api.admin_kubeconfig).await;
         api.wait_for_default_accounts(&["default", "kube-system"]).await;
         Some(api)
     }
@@ -317,13 +318,6 @@ impl LoopbackApi {
         }
     }
 
-    /// Delete the disruption budget of `app`.
-    pub async fn remove_budget(&self, namespace: &str, app: &str) {
-        use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-        let budgets: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), namespace);
-        budgets.delete(app, &Default::default()).await.unwrap();
-    }
-
     /// Set a pod's phase as its kubelet would (Ready while `Running`).
     pub async fn pod_status(&self, namespace: &str, name: &str, phase: &str) -> Pod {
         let ready = if phase == "Running" { "True" } else { "False" };
@@ -410,8 +404,8 @@ fn at_port(kubeconfig: &str, port: u16) -> String {
     with_server(kubeconfig, &format!("https://127.0.0.1:{port}"))
 }
 
-async fn client(kubeconfig: &str, port: u16) -> kube::Client {
-    let config = Kubeconfig::from_yaml(&at_port(kubeconfig, port)).unwrap();
+async fn client(kubeconfig: &str) -> kube::Client {
+    let config = Kubeconfig::from_yaml(kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await.unwrap();
     kube::Client::try_from(config).unwrap()
 }

@@ -20,7 +20,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn a_closed_port_gives_the_clear_error_within_the_bound() {
     let tmp = tempfile::tempdir().unwrap();
     // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::loopback::free_port();
     let kubeconfig = admin_kubeconfig(tmp.path(), &format!("https://127.0.0.1:{port}"));
     let wait = Duration::from_secs(3);
     let started = std::time::Instant::now();
@@ -89,7 +89,7 @@ fn a_tls_server_that_is_not_kubernetes_is_not_ready_and_the_client_speaks_mutual
     let Some(openssl) = openssl() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let pki = tmp.path().join("pki");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::loopback::free_port();
     // 127.0.0.1 is one of the API server certificate's SANs, so the client verifies it.
     let kubeconfig = admin_kubeconfig(&pki, &format!("https://127.0.0.1:{port}"));
     let log = tmp.path().join("s_server.log");
@@ -118,7 +118,7 @@ fn a_server_certificate_of_another_ca_is_refused_and_named() {
     let Some(openssl) = openssl() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let pki = tmp.path().join("pki");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::loopback::free_port();
     let kubeconfig = admin_kubeconfig(&pki, &format!("https://127.0.0.1:{port}"));
     let _server = s_server(&openssl, &pki, "etcd/server-master-1", port, &tmp.path().join("s_server.log"));
     let Err(err) = runtime().block_on(wait_for_api(&kubeconfig, Duration::from_secs(1))) else { panic!("ready?") };
