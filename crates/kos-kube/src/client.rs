@@ -1,7 +1,7 @@
 //! The real API server client: kube-rs over mutual TLS, from a kubeconfig kos rendered.
 
 use crate::apply::{FIELD_MANAGER, Object, Outcome};
-use crate::{Connect, Eviction, KubeApi, KubeError};
+use crate::{Connect, Eviction, KubeApi, KubeError, Lease};
 use http::Request;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -219,6 +219,10 @@ impl KubeApi for KubeClient {
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
             Err(e) => Err(describe(&e)),
         }
+    }
+
+    async fn lease(&self, namespace: &str, name: &str) -> Result<Option<Lease>, String> {
+        Api::<Lease>::namespaced(self.client.clone(), namespace).get_opt(name).await.map_err(|e| describe(&e))
     }
 }
 

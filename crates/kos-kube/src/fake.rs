@@ -6,7 +6,7 @@
 //! test gives it.
 
 use crate::apply::{Object, Outcome};
-use crate::{Connect, Eviction, KubeApi, KubeError};
+use crate::{Connect, Eviction, KubeApi, KubeError, Lease};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
 use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, NodeSystemInfo, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -46,6 +46,9 @@ pub struct FakeKubeState {
     pub deleted_nodes: Vec<String>,
     /// Pods deleted (not evicted), in order (`namespace/name`).
     pub deleted_pods: Vec<String>,
+    /// Leases read, in order (`namespace/name`). Every Lease has a live holder: renewed
+    /// between any two reads.
+    pub leases_read: Vec<String>,
 }
 
 /// The double; clones share one state.
@@ -274,5 +277,15 @@ impl KubeApi for FakeKube {
             st.deleted_nodes.push(node.into());
         }
         Ok(deleted)
+    }
+
+    async fn lease(&self, namespace: &str, name: &str) -> Result<Option<Lease>, String> {
+        use k8s_openapi::api::coordination::v1::LeaseSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        let mut st = self.state();
+        st.leases_read.push(format!("{namespace}/{name}"));
+        let renewed = k8s_openapi::jiff::Timestamp::from_second(st.leases_read.len() as i64).map_err(|e| e.to_string())?;
+        let spec = LeaseSpec { holder_identity: Some("master-1_fake".into()), renew_time: Some(MicroTime(renewed)), ..Default::default() };
+        Ok(Some(Lease { metadata: meta(name), spec: Some(spec) }))
     }
 }

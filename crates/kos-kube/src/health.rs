@@ -243,6 +243,57 @@ async fn wait_until<K: KubeApi>(
     }
 }
 
+/// The control-plane components whose masters elect a leader (their Leases in `kube-system`
+/// are named after them): only the leader's controllers run (endpoint slices, disruption
+/// budgets, scheduling).
+pub const LEADERS: [&str; 2] = ["kube-controller-manager", "kube-scheduler"];
+
+/// Wait, at most `wait`, until each of `names` (Leases in `kube-system`) has a leader that
+/// is alive: its Lease written since kos first looked, renewed or taken over. A Lease that
+/// still names a process that is gone (a restarted master's old controller-manager, until
+/// the Lease expires) is not: while it does, no Service's endpoints follow a pod that
+/// goes, and a drain then sends requests to stopped pods. A Ready pod does not tell it: a
+/// controller-manager answers its health check while it waits for the Lease.
+/// `progress` hears which still wait, after each look.
+pub async fn wait_leading<K: KubeApi>(api: &K, names: &[&str], wait: Duration, progress: impl Fn(&[String])) -> Result<(), KubeError> {
+    type Mark = Option<(Option<String>, Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>)>;
+    let deadline = Instant::now() + wait;
+    let mut first: std::collections::BTreeMap<&str, Mark> = Default::default();
+    loop {
+        let mut waiting = Vec::new();
+        for &name in names {
+            let lease = match api.lease("kube-system", name).await {
+                Ok(lease) => lease,
+                Err(e) => {
+                    waiting.push(format!("lease kube-system/{name}: cannot read it: {e}"));
+                    continue;
+                }
+            };
+            let mark: Mark = lease.map(|l| l.spec.map(|s| (s.holder_identity, s.renew_time)).unwrap_or_default());
+            let seen = first.entry(name).or_insert_with(|| mark.clone());
+            let holder = mark.as_ref().and_then(|m| m.0.clone()).filter(|h| !h.is_empty());
+            match (holder, *seen != mark) {
+                (Some(_), true) => {}
+                (Some(h), false) => {
+                    let renewed = mark.and_then(|m| m.1).and_then(|t| serde_json::to_value(t).ok());
+                    let since = renewed.as_ref().and_then(|v| v.as_str()).unwrap_or("never");
+                    waiting.push(format!("lease kube-system/{name}: held by {h}, not renewed since {since}"));
+                }
+                (None, _) if mark.is_none() => waiting.push(format!("lease kube-system/{name}: none yet")),
+                (None, _) => waiting.push(format!("lease kube-system/{name}: no holder")),
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        progress(&waiting);
+        if Instant::now() >= deadline {
+            return Err(KubeError::NotReadyInTime { waited: wait, missing: waiting });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Against a real API server on loopback ([`crate::loopback`]); the test registers the
@@ -307,5 +358,43 @@ mod tests {
         assert!(
             kube.nodes().await.unwrap().iter().all(|n| n.metadata.labels.as_ref().is_none_or(|l| !l.contains_key(CONTROL_PLANE_LABEL)))
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_leader_that_renews_its_lease_leads_and_one_that_is_gone_is_named() {
+        let Some(api) = LoopbackApi::start().await else { return };
+        let kube = api.kube().await;
+        // The real controller-manager holds its Lease and renews it (every 2 s).
+        let started = Instant::now();
+        wait_leading(&kube, &["kube-controller-manager"], Duration::from_secs(60), |_| {}).await.unwrap();
+        eprintln!("the controller-manager led after {:.1} s", started.elapsed().as_secs_f64());
+
+        // A Lease whose holder is gone (written once, as by a master's old scheduler before
+        // its restart), and one that does not exist: both named when the wait ends.
+        api.lease("kube-scheduler", "master-1_gone").await;
+        let heard = std::sync::Mutex::new(Vec::new());
+        let err = wait_leading(&kube, &["kube-controller-manager", "kube-scheduler", "kube-nothing"], Duration::from_secs(5), |w| {
+            heard.lock().unwrap().push(w.to_vec())
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "the cluster was not ready within 5 s: lease kube-system/kube-scheduler: held by master-1_gone, not renewed since 20"
+            ),
+            "{err}"
+        );
+        assert!(err.ends_with("; lease kube-system/kube-nothing: none yet"), "{err}");
+        assert!(!err.contains("kube-controller-manager"), "the live leader is not named: {err}");
+        assert!(heard.lock().unwrap().len() >= 2, "progress after each look");
+
+        // A new holder takes the Lease over during the wait: it leads.
+        let renew = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            api.lease("kube-scheduler", "master-1_new").await;
+        };
+        let (led, ()) = tokio::join!(wait_leading(&kube, &["kube-scheduler"], Duration::from_secs(20), |_| {}), renew);
+        led.unwrap();
     }
 }

@@ -34,6 +34,7 @@ use std::time::Duration;
 pub use apply::{Applied, Object, Outcome};
 pub use drain::Drained;
 pub use k8s_openapi::api::apps::v1::Deployment;
+pub use k8s_openapi::api::coordination::v1::Lease;
 pub use k8s_openapi::api::core::v1::{Node, Pod};
 
 /// The calls kos makes to an API server. Errors are one readable line (the API's message
@@ -74,6 +75,8 @@ pub trait KubeApi: Send + Sync {
     fn delete_pod(&self, namespace: &str, pod: &str) -> impl Future<Output = Result<bool, String>> + Send;
     /// Delete a Node object; `false` when there was none.
     fn delete_node(&self, node: &str) -> impl Future<Output = Result<bool, String>> + Send;
+    /// One Lease (a leader election's record), `None` when there is none.
+    fn lease(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Lease>, String>> + Send;
 }
 
 /// What the API server said to an eviction.

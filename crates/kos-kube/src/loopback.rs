@@ -7,7 +7,8 @@
 //! and nodes' status itself, as their kubelets would ([`LoopbackApi::node`],
 //! [`LoopbackApi::pod_on`]). The controller manager runs only the controllers a test of kos
 //! meets without a kubelet: `disruption` (disruption budgets decide evictions, as in a real
-//! cluster) and `serviceaccount` (every namespace's `default` account). Every process is
+//! cluster) and `serviceaccount` (every namespace's `default` account); it elects itself
+//! leader through its Lease, as on a master. Every process is
 //! started under `setpriv --pdeathsig KILL`, so it ends with the test even when the test is
 //! killed; dropping the [`LoopbackApi`] ends them at once.
 
@@ -132,7 +133,8 @@ impl LoopbackApi {
             Command::new(controller_manager).arg("--kubeconfig").arg(&admin_file).args([
                 "--controllers",
                 "disruption,serviceaccount",
-                "--leader-elect=false",
+                // Elected as on a master: its Lease `kube-system/kube-controller-manager`.
+                "--leader-elect=true",
                 "--secure-port=0",
             ]),
         );
@@ -360,6 +362,17 @@ impl LoopbackApi {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
         deployments.create(&PostParams::default(), &deployment).await.unwrap();
         self.deployment_ready(namespace, name, replicas, ready).await;
+    }
+
+    /// Write the Lease `kube-system/<name>` as a leader election's holder `holder` does, renewed
+    /// now (made if there is none).
+    pub async fn lease(&self, name: &str, holder: &str) {
+        use k8s_openapi::api::coordination::v1::Lease;
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-system");
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now());
+        let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "namespace": "kube-system"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": now, "acquireTime": now}});
+        leases.patch(name, &PatchParams::apply("kos-test").force(), &Patch::Apply(lease)).await.unwrap();
     }
 
     /// Set how many of a deployment's `replicas` are ready, as its controller would.

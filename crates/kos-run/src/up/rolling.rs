@@ -118,6 +118,9 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
             self.wait_upgraded(&api, plan, std::slice::from_ref(m), &version).await?;
             self.step(format!("upgrade: {m} runs {} and serves; etcd healthy", u.to));
         }
+        if !u.batches.is_empty() {
+            self.wait_leading(&api).await?;
+        }
         for batch in &u.batches {
             let names = batch.join(", ");
             let mut ours = Vec::new();
@@ -323,6 +326,22 @@ impl<C: Cloud, R: Reach, K: Connect> Run<'_, C, R, K> {
         .await;
         reporter.wait_finished();
         waited.map(drop).map_err(|e| RunError::Upgrade(format!("{e}; run `kos up` again once it is fixed")))
+    }
+
+    /// Before the first drain: the controller-manager and the scheduler lead again (their
+    /// Leases renewed since kos looked), in this run too when an earlier one upgraded the
+    /// masters. A master's restarted controller-manager serves its health check while the
+    /// old one's Lease has not yet expired; a drain then would stop pods whose endpoints
+    /// nothing removes, and the Service would send requests to them.
+    async fn wait_leading<A: KubeApi>(&mut self, api: &A) -> Result<(), RunError> {
+        let reporter = self.systems.reporter;
+        let leaders = kos_kube::health::LEADERS;
+        reporter.wait_started(&format!("upgrade: waiting for {} to lead (their Leases renewed)", leaders.join(" and ")), NODE_WAIT);
+        let led = kos_kube::health::wait_leading(api, &leaders, NODE_WAIT, |waiting| reporter.wait_progress(&waiting.join("; "))).await;
+        reporter.wait_finished();
+        led.map_err(|e| RunError::Upgrade(format!("{e}; no worker was drained: run `kos up` again once they lead")))?;
+        self.step(format!("upgrade: {} lead", leaders.join(" and ")));
+        Ok(())
     }
 
     /// Cordon a worker for its upgrade; whether kos did (a node already cordoned by someone

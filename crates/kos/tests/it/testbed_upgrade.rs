@@ -108,6 +108,11 @@ fn a_cluster_of_the_previous_minor_is_upgraded_node_by_node_while_its_service_se
         "the first run's snapshot is kept: {notes:#?}"
     );
     assert!(notes.contains(&format!("upgrade: every node runs {new}").as_str()), "{notes:#?}");
+    // No worker was drained before the restarted master's controller-manager and scheduler
+    // led again (else the Service's endpoints would not follow the pods that go).
+    let led = notes.iter().position(|n| *n == "upgrade: kube-controller-manager and kube-scheduler lead");
+    let drained = notes.iter().position(|n| n.starts_with("upgrade: worker-"));
+    assert!(led.is_some() && led < drained, "{notes:#?}");
 
     // 6. Every node runs the new version, none is left cordoned, the Service never failed.
     let v_new = format!("v{new}");
