@@ -128,6 +128,9 @@ impl LoopbackApi {
             let mut f = std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(&admin_file).unwrap();
             f.write_all(super_admin.as_bytes()).unwrap();
         }
+        // The controller manager once the API server is ready: it gives the server only 10 s to
+        // become healthy once it leads, which a loaded machine's server starting beside it can miss.
+        api.wait_ready().await;
         api.spawn(
             "kube-controller-manager",
             Command::new(controller_manager).arg("--kubeconfig").arg(&admin_file).args([
@@ -138,7 +141,6 @@ impl LoopbackApi {
                 "--secure-port=0",
             ]),
         );
-        api.wait_ready().await;
         // What `kos up` does first with the super-admin: the binding that gives the admin its rights.
         let objects = crate::apply::objects(&[cluster_admins]).unwrap();
         let sa = KubeClient::new(&super_admin).await.unwrap();
