@@ -360,6 +360,8 @@ mod tests {
         );
     }
 
+    // It says how long the controller-manager took to lead, for whoever reads the output.
+    #[allow(clippy::print_stderr)]
     #[tokio::test(flavor = "multi_thread")]
     async fn a_leader_that_renews_its_lease_leads_and_one_that_is_gone_is_named() {
         let Some(api) = LoopbackApi::start().await else { return };

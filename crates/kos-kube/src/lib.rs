@@ -2,11 +2,10 @@
 //!
 //! - [`KubeApi`]: the few calls kos makes (readiness, server-side apply of one object, the
 //!   nodes, the pods of a namespace, a deployment, a node label). [`client::KubeClient`] is
-//!   the real one (kube-rs over mutual TLS). This crate's tests run it against a real API
-//!   server on loopback (`loopback::LoopbackApi`, feature `loopback` for other crates'
-//!   tests: etcd, kube-apiserver and kube-controller-manager of the pinned versions);
-//!   `fake::FakeKube` (feature `fake`) still keeps objects in memory for the pipeline's
-//!   tests, until they move to the loopback server too.
+//!   the real one (kube-rs over mutual TLS). Tests run it against a real API server on
+//!   loopback (`loopback::LoopbackApi`, feature `loopback` for other crates' tests: etcd,
+//!   kube-apiserver and kube-controller-manager of the pinned versions); the pipeline's
+//!   tests reach it through `loopback::LoopbackConnect`.
 //! - [`Connect`]: how the pipeline gets a [`KubeApi`] once it has rendered a kubeconfig.
 //! - [`apply`]: the add-on manifests mapped to their endpoints, every document checked
 //!   before the first request, then applied in order.
@@ -20,8 +19,6 @@
 pub mod apply;
 pub mod client;
 pub mod drain;
-#[cfg(feature = "fake")]
-pub mod fake;
 pub mod health;
 #[cfg(any(test, feature = "loopback"))]
 pub mod loopback;

@@ -11,10 +11,14 @@
 //! leader through its Lease, as on a master. Every process is
 //! started under `setpriv --pdeathsig KILL`, so it ends with the test even when the test is
 //! killed; dropping the [`LoopbackApi`] ends them at once.
+//!
+//! The pipeline's tests reach it through [`LoopbackConnect`], kos's [`Connect`] for this
+//! server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use crate::client::KubeClient;
+use crate::client::{KubeClient, wait_for_api};
+use crate::{Connect, KubeError};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -22,6 +26,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long the three programs may take to serve (2 cores, a test bed beside them).
@@ -33,6 +38,9 @@ pub struct LoopbackApi {
     children: Vec<(&'static str, Child)>,
     /// The admin kubeconfig kos renders (group `kos:cluster-admins`), its server moved here.
     pub admin_kubeconfig: String,
+    /// The super-admin kubeconfig kos renders (`system:masters`), its server moved here.
+    pub super_admin_kubeconfig: String,
+    /// The super-admin's client: the test's own hand, which kos's RBAC does not restrict.
     client: kube::Client,
 }
 
@@ -66,9 +74,29 @@ pub(crate) fn free_port() -> u16 {
 }
 
 impl LoopbackApi {
-    /// Start etcd, the API server and the controller manager; `None`, with a note, when their
-    /// binaries are not built here (with `CI` set that is a failure: ./test.sh builds them).
+    /// Start etcd, the API server and the controller manager, and apply the binding that
+    /// gives the admin its rights (what `kos up` applies first, with the super-admin); `None`,
+    /// with a note, when their binaries are not built here (with `CI` set that is a failure:
+    /// ./test.sh builds them).
     pub async fn start() -> Option<LoopbackApi> {
+        let (api, cluster_admins) = LoopbackApi::launch().await?;
+        let objects = crate::apply::objects(&[cluster_admins]).unwrap();
+        let sa = KubeClient::new(&api.super_admin_kubeconfig).await.unwrap();
+        for o in &objects {
+            crate::KubeApi::apply(&sa, o).await.unwrap();
+        }
+        Some(api)
+    }
+
+    /// [`LoopbackApi::start`] without the admin's binding: the API server of a cluster
+    /// `kos up` is making, before its add-ons. The admin has no rights until kos applies
+    /// them; the super-admin (and the test, through [`LoopbackApi::client`]) may do anything.
+    pub async fn start_bare() -> Option<LoopbackApi> {
+        Some(LoopbackApi::launch().await?.0)
+    }
+
+    /// The three programs serving, and the add-on file that binds the admin's group.
+    async fn launch() -> Option<(LoopbackApi, (String, String))> {
         let programs = [
             binary("etcd", "ETCD", "etcd"),
             binary("kubernetes", "KUBERNETES", "kube-apiserver"),
@@ -86,7 +114,13 @@ impl LoopbackApi {
         let pki = |f: &str| pki_dir.join(f).display().to_string();
         let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
         let super_admin = at_port(&super_admin, api_port);
-        let mut api = LoopbackApi { dir, children: Vec::new(), admin_kubeconfig: String::new(), client: client(&super_admin).await };
+        let mut api = LoopbackApi {
+            dir,
+            children: Vec::new(),
+            admin_kubeconfig: at_port(&admin, api_port),
+            client: client(&super_admin).await,
+            super_admin_kubeconfig: super_admin,
+        };
 
         let peer = format!("https://127.0.0.1:{peer_port}");
         let clients = format!("https://127.0.0.1:{client_port}");
@@ -126,7 +160,7 @@ impl LoopbackApi {
             use std::io::Write as _;
             use std::os::unix::fs::OpenOptionsExt as _;
             let mut f = std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(&admin_file).unwrap();
-            f.write_all(super_admin.as_bytes()).unwrap();
+            f.write_all(api.super_admin_kubeconfig.as_bytes()).unwrap();
         }
         // The controller manager once the API server is ready: it gives the server only 10 s to
         // become healthy once it leads, which a loaded machine's server starting beside it can miss.
@@ -141,16 +175,8 @@ impl LoopbackApi {
                 "--secure-port=0",
             ]),
         );
-        // What `kos up` does first with the super-admin: the binding that gives the admin its rights.
-        let objects = crate::apply::objects(&[cluster_admins]).unwrap();
-        let sa = KubeClient::new(&super_admin).await.unwrap();
-        for o in &objects {
-            crate::KubeApi::apply(&sa, o).await.unwrap();
-        }
-        api.admin_kubeconfig = at_port(&admin, api_port);
-        api.client = client(&api.admin_kubeconfig).await;
         api.wait_for_default_accounts(&["default", "kube-system"]).await;
-        Some(api)
+        Some((api, cluster_admins))
     }
 
     fn spawn(&mut self, name: &'static str, command: &mut Command) {
@@ -208,7 +234,8 @@ impl LoopbackApi {
         KubeClient::new(&self.admin_kubeconfig).await.unwrap()
     }
 
-    /// An admin's kube-rs client, to arrange what a test needs and to look at the result.
+    /// The super-admin's kube-rs client, to arrange what a test needs and to look at the
+    /// result.
     pub fn client(&self) -> kube::Client {
         self.client.clone()
     }
@@ -342,6 +369,13 @@ impl LoopbackApi {
     /// What a healthy cluster shows: every node named registered and Ready at `version`,
     /// each master's four control-plane pods Ready, the CoreDNS deployment 2/2 ready.
     pub async fn serving(&self, masters: &[&str], workers: &[&str], version: &str) {
+        self.kubelets_serving(masters, workers, version).await;
+        self.deployment("kube-system", "coredns", 2, 2).await;
+    }
+
+    /// What the kubelets of a healthy cluster show: every node named registered and Ready at
+    /// `version`, each master's four control-plane pods (static pods' mirrors) Ready.
+    pub async fn kubelets_serving(&self, masters: &[&str], workers: &[&str], version: &str) {
         for n in masters.iter().chain(workers) {
             self.node(n, version, "True").await;
         }
@@ -350,7 +384,40 @@ impl LoopbackApi {
                 self.mirror_pod_on(m, "kube-system", &format!("{c}-{m}")).await;
             }
         }
-        self.deployment("kube-system", "coredns", 2, 2).await;
+    }
+
+    /// Play the deployment controller's part for one deployment a test does not make itself
+    /// (kos applies it): once it exists, its status says all its replicas are ready, as
+    /// that controller would write once their pods run. In the background; it ends then.
+    pub fn ready_once_applied(&self, namespace: &str, name: &str) {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            loop {
+                // A read or write that fails is tried again; should none succeed, the test
+                // sees the deployment never ready.
+                if let Ok(Some(d)) = deployments.get_opt(&name).await {
+                    let replicas = d.spec.replicas.unwrap_or(1);
+                    let status = json!({"status": {"replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas,
+                        "availableReplicas": replicas, "observedGeneration": d.metadata.generation}});
+                    if deployments.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await.is_ok() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    /// kos's way to this server for the pipeline's tests (see [`LoopbackConnect`]).
+    pub fn connector(&self) -> LoopbackConnect {
+        LoopbackConnect {
+            admin: self.admin_kubeconfig.clone(),
+            super_admin: self.super_admin_kubeconfig.clone(),
+            closed_port: free_port(),
+            connects: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        }
     }
 
     /// A deployment of `replicas`, `ready` of them ready as its controller would say.
@@ -384,6 +451,62 @@ impl LoopbackApi {
             "availableReplicas": ready, "observedGeneration": 1}});
         deployments.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
     }
+}
+
+/// The [`Connect`] of the pipeline's tests: a client of the loopback API server, counting
+/// how often it was asked, and able to play an API server that is down.
+///
+/// The cluster a test renders has a CA of its own, which this server does not trust (it
+/// serves the repository's example PKI). So the kubeconfig the pipeline passes is read only
+/// for whom it names: `kos-<cluster>-super-admin` (`system:masters`) connects with this
+/// server's super-admin kubeconfig, any other user with its admin kubeconfig (group
+/// `kos:cluster-admins`, whose rights come from the binding kos applies). That the rendered
+/// kubeconfigs themselves reach their cluster is proven by the end-to-end tests on real
+/// nodes.
+#[derive(Debug)]
+pub struct LoopbackConnect {
+    admin: String,
+    super_admin: String,
+    /// A loopback port nothing listens on, for an API server that is down.
+    closed_port: u16,
+    connects: AtomicUsize,
+    down: AtomicBool,
+}
+
+impl LoopbackConnect {
+    /// How many times [`Connect::connect`] was asked.
+    pub fn connects(&self) -> usize {
+        self.connects.load(Ordering::SeqCst)
+    }
+
+    /// Down (`true`): connections go to a closed loopback port, so the pipeline meets a real
+    /// `Connection refused`; `false`: to the server again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+impl Connect for LoopbackConnect {
+    type Api = KubeClient;
+
+    async fn connect(&self, kubeconfig: &str, wait: Duration) -> Result<KubeClient, KubeError> {
+        self.connects.fetch_add(1, Ordering::SeqCst);
+        let ours = if names_super_admin(kubeconfig)? { &self.super_admin } else { &self.admin };
+        if self.down.load(Ordering::SeqCst) {
+            wait_for_api(&with_server(ours, &format!("https://127.0.0.1:{}", self.closed_port)), wait).await
+        } else {
+            wait_for_api(ours, wait).await
+        }
+    }
+}
+
+/// Whether a kubeconfig kos rendered is the super-admin's: its current context's user is
+/// `kos-<cluster>-super-admin`.
+fn names_super_admin(kubeconfig: &str) -> Result<bool, KubeError> {
+    let config = Kubeconfig::from_yaml(kubeconfig).map_err(KubeError::Kubeconfig)?;
+    let current = config.current_context.as_deref();
+    let context = config.contexts.iter().find(|c| Some(c.name.as_str()) == current).and_then(|c| c.context.as_ref());
+    Ok(context.and_then(|c| c.user.as_deref()).is_some_and(|u| u.ends_with("-super-admin")))
 }
 
 /// The example cluster's PKI in `pki_dir` and the kubeconfigs kos renders from it: the

@@ -376,9 +376,8 @@ mod tests {
 
     use super::*;
     use crate::Phase;
-    use crate::testing::{Answer, Heard, run, settings};
+    use crate::testing::{Answer, Heard, NoApiServer, run, settings};
     use kos_cloud::fake::FakeCloud;
-    use kos_kube::fake::FakeKube;
     use kos_node::remote::{Output, RemoteError, Stdin};
     use kos_node::ssh::SshTarget;
 
@@ -451,7 +450,8 @@ mod tests {
     async fn backup_takes_the_snapshot_checks_it_and_writes_a_private_archive_of_it_and_the_pki() {
         let dir = tempfile::tempdir().unwrap();
         let cloud = FakeCloud::new();
-        let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+        // A backup asks etcd on a master, never the API server.
+        let kube = NoApiServer::default();
         let s = settings(dir.path());
         let state = LocalState::for_settings(Some(&dir.path().join(".kos")), &s);
         let options = BackupOptions { out: None, ssh_wait: Duration::from_secs(1), kos_version: "test".into() };
@@ -502,6 +502,7 @@ mod tests {
             "{lines:#?}"
         );
         assert_eq!(lines.len(), 2 + 5);
+        assert_eq!(kube.connects(), 0);
     }
 
     #[test]

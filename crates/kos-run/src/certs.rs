@@ -254,7 +254,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn each_deployed_certificate_is_compared_with_the_states_by_issue() {
         let dir = tempfile::tempdir().unwrap();
-        let (cloud, _, s, state) = crate::testing::served(dir.path()).await;
+        let (cloud, s, state) = crate::testing::made_with_pki(dir.path()).await;
         let pki = state.pki();
         let old_apiserver = pki.cert_pem("apiserver").unwrap();
         let admin = pki.cert_pem("admin").unwrap();

@@ -6,8 +6,8 @@
 //! sessions) and the Kubernetes API ([`kos_kube::Connect`]). Progress goes to a
 //! [`Reporter`]; the result is a typed [`report::UpReport`] that the binary prints as text or
 //! JSON and the tests read. So the pipeline's order, its resumption after a failure and its
-//! summary are tested with the in-memory cloud and API server, and the binary keeps only
-//! the command line, the per-run session and the printer.
+//! summary are tested with the in-memory cloud and a real API server on loopback, and the
+//! binary keeps only the command line, the per-run session and the printer.
 
 #![forbid(unsafe_code)]
 

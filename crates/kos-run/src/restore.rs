@@ -346,9 +346,9 @@ mod tests {
 
     use super::*;
     use crate::backup::{Entry, FORMAT, SnapshotFacts};
-    use crate::testing::{Heard, settings};
+    use crate::testing::{Heard, NoApiServer, settings};
     use kos_cloud::fake::FakeCloud;
-    use kos_kube::fake::FakeKube;
+    use kos_kube::loopback::LoopbackApi;
     use kos_node::remote::{Output, RemoteError};
     use std::sync::{Arc, Mutex};
 
@@ -432,10 +432,11 @@ mod tests {
         RestoreOptions { archive: archive.to_path_buf(), ssh_wait: wait, api_wait: wait, ready_wait: Duration::from_secs(10) }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test(flavor = "multi_thread")]
     async fn every_master_gets_its_copy_before_any_is_stopped_then_the_cluster_is_waited_for() {
+        let Some(api) = LoopbackApi::start_bare().await else { return };
         let dir = tempfile::tempdir().unwrap();
-        let (cloud, kube, s, state) = crate::testing::served(dir.path()).await;
+        let (cloud, kube, s, state) = crate::testing::served(dir.path(), &api).await;
         let pki = |rel: &str| std::fs::read(state.dir.join("pki").join(rel)).unwrap();
         let (ca, ca_key, sa) = (pki("ca.crt"), pki("ca.key"), pki("sa.key"));
         let archive = dir.path().join("backup.tar.gz");
@@ -447,10 +448,12 @@ mod tests {
         let e = restore(&s, &state, (&cloud, &failing, &kube), &options(&archive), &heard).await.unwrap_err().to_string();
         assert_eq!(e, "master-1: etcdutl snapshot restore failed: Error: the stand-in fails here; nothing was changed");
         assert_eq!(*log.lock().unwrap(), ["master-1 carry", "master-1 unpack", "master-1 clean"]);
+        let asked = kube.connects();
 
         let (ok, log) = masters(None);
         let report = restore(&s, &state, (&cloud, &ok, &kube), &options(&archive), &heard).await.unwrap();
         assert_eq!(*log.lock().unwrap(), ["master-1 carry", "master-1 unpack", "master-1 stop", "master-1 swap", "master-1 start"]);
+        assert_eq!(kube.connects(), asked + 1, "the API server is asked once the control plane is back");
         assert_eq!(report.pki, PkiOutcome::Same);
         assert_eq!(report.masters, [("master-1".to_string(), format!("{BEFORE}/20261127T030000Z"))]);
         assert!(report.ready.iter().all(|i| i.ready) && report.ready.len() == 3 + 4 + 1, "{:#?}", report.ready);
@@ -472,7 +475,7 @@ mod tests {
     async fn an_archive_of_another_cluster_or_ca_or_a_tampered_one_is_refused_and_a_lost_pki_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let cloud = FakeCloud::new();
-        let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+        let kube = NoApiServer::default();
         let s = settings(dir.path());
         let state = LocalState::for_settings(Some(&dir.path().join(".kos")), &s);
         let heard = Heard::default();
@@ -510,5 +513,6 @@ mod tests {
         let e = restore(&s, &state, (&cloud, &reach, &kube), &options(&archive), &heard).await.unwrap_err().to_string();
         assert!(e.starts_with("the archive's ca.crt differ from "), "{e}");
         assert!(log.lock().unwrap().is_empty(), "no master was asked anything");
+        assert_eq!(kube.connects(), 0, "nor the API server");
     }
 }

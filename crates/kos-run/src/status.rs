@@ -242,21 +242,22 @@ mod tests {
 
     use super::*;
     use crate::Phase;
-    use crate::testing::{Answer, Heard, NoAnswer, run, settings};
+    use crate::testing::{Answer, Heard, NoAnswer, kubelets, run, settings};
     use kos_cloud::fake::FakeCloud;
-    use kos_kube::fake::FakeKube;
+    use kos_kube::loopback::{LoopbackApi, LoopbackConnect};
 
-    async fn look<R: Reach>(dir: &std::path::Path, cloud: &FakeCloud, reach: &R, kube: &FakeKube) -> StatusReport {
+    async fn look<R: Reach>(dir: &std::path::Path, cloud: &FakeCloud, reach: &R, kube: &LoopbackConnect) -> StatusReport {
         let settings = settings(dir);
         let state = LocalState::for_settings(Some(&dir.join(".kos")), &settings);
         status(&settings, &state, cloud, reach, kube, Duration::from_secs(1), &Heard::default()).await.unwrap()
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test(flavor = "multi_thread")]
     async fn status_shows_each_node_its_route_and_answer_then_the_api_servers_view() {
+        let Some(api) = LoopbackApi::start_bare().await else { return };
         let dir = tempfile::tempdir().unwrap();
         let cloud = FakeCloud::new();
-        let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+        let kube = kubelets(&api).await;
         let none = look(dir.path(), &cloud, &Answer::default(), &kube).await;
         assert!(!none.exists && none.nodes.is_empty() && matches!(none.api, ApiView::NotAsked), "{none:?}");
 
@@ -271,8 +272,10 @@ mod tests {
         assert_eq!(no_routes.problems.len(), 3, "each node that did not answer, once: {:?}", no_routes.problems);
         assert!(no_routes.nodes[0].floating_ip.is_some() && no_routes.nodes[1].floating_ip.is_none());
         assert!(matches!(no_routes.api, ApiView::NoKubeconfig { .. }), "{:?}", no_routes.api);
+        assert_eq!(kube.connects(), 0, "no kubeconfig yet: the API server is not asked");
 
         run(dir.path(), &[Phase::Routes, Phase::Addons], &cloud, &Answer::default(), &kube).await.1.unwrap();
+        // Through the admin kubeconfig, whose rights come from the binding the add-ons applied.
         let up = look(dir.path(), &cloud, &Answer::default(), &kube).await;
         assert!(up.nodes.iter().all(|n| n.route && n.ssh == "ok") && up.problems.is_empty(), "{up:#?}");
         let ApiView::Answered { items } = &up.api else { panic!("{:?}", up.api) };

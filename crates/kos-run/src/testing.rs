@@ -1,6 +1,8 @@
 //! What the unit tests of the pipelines share: a small cluster in the in-memory cloud, node
 //! doubles that stand in for the servers' operating systems (which a unit test cannot boot;
-//! the end-to-end tests use real nodes), a reporter that keeps what it heard, and one `up`.
+//! the end-to-end tests use real nodes), the cluster's kubelets as a real API server on
+//! loopback shows them (`kos_kube::loopback`), a reporter that keeps what it heard, and one
+//! `up`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,11 +12,14 @@ use crate::up::{Systems, UpOptions, local_inputs, up};
 use crate::{LocalState, Phase, Reporter, RunError};
 use kos_cloud::fake::FakeCloud;
 use kos_core::settings::Settings;
-use kos_kube::fake::FakeKube;
+use kos_kube::client::KubeClient;
+use kos_kube::loopback::{LoopbackApi, LoopbackConnect};
+use kos_kube::{Connect, KubeError};
 use kos_node::remote::{Output, Remote, RemoteError, Stdin};
 use kos_node::ssh::SshTarget;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A cluster of one master and two workers in the fake cloud's project, its key in `dir`,
@@ -172,24 +177,24 @@ impl Reporter for Heard {
     }
 }
 
-pub async fn run<R: Reach>(
+pub async fn run<R: Reach, K: Connect>(
     dir: &Path,
     phases: &[Phase],
     cloud: &FakeCloud,
     reach: &R,
-    kube: &FakeKube,
+    kube: &K,
 ) -> (UpReport, Result<(), RunError>, Vec<String>) {
     run_with(dir, &settings(dir), &options(phases), cloud, reach, kube).await
 }
 
 /// [`run`] with these settings and options.
-pub async fn run_with<R: Reach>(
+pub async fn run_with<R: Reach, K: Connect>(
     dir: &Path,
     settings: &Settings,
     options: &UpOptions,
     cloud: &FakeCloud,
     reach: &R,
-    kube: &FakeKube,
+    kube: &K,
 ) -> (UpReport, Result<(), RunError>, Vec<String>) {
     let state = LocalState::for_settings(Some(&dir.join(".kos")), settings);
     let heard = Heard::default();
@@ -215,12 +220,58 @@ pub fn conforms(report: &UpReport) {
     assert!(errors.is_empty(), "the report does not match docs/up-report.schema.json: {errors:#?}\n{json:#}");
 }
 
-/// The test settings' cluster made on the in-memory cloud and API server (the instances and
-/// add-ons phases run: servers, PKI, the API server Ready): the cloud, the API server, the
-/// settings and the state.
-pub async fn served(dir: &Path) -> (FakeCloud, FakeKube, Settings, LocalState) {
+/// For the tests in which no phase may reach the API server: there is none, and every
+/// connection is refused (and counted), so a phase that asks fails and the test sees it.
+#[derive(Debug, Default)]
+pub struct NoApiServer {
+    connects: AtomicUsize,
+}
+
+impl NoApiServer {
+    /// How many times a phase asked for the API server.
+    pub fn connects(&self) -> usize {
+        self.connects.load(Ordering::SeqCst)
+    }
+}
+
+impl Connect for NoApiServer {
+    type Api = KubeClient;
+
+    async fn connect(&self, _kubeconfig: &str, wait: Duration) -> Result<KubeClient, KubeError> {
+        self.connects.fetch_add(1, Ordering::SeqCst);
+        Err(KubeError::NotReady { server: "(none)".into(), waited: wait, last: "this test has no API server".into() })
+    }
+}
+
+/// The test settings' servers made in the in-memory cloud and the cluster's PKI made as
+/// `kos render` makes it (no API server needed): the cloud, the settings and the state.
+pub async fn made_with_pki(dir: &Path) -> (FakeCloud, Settings, LocalState) {
     let cloud = FakeCloud::new();
-    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    run(dir, &[Phase::Instances], &cloud, &NoAnswer::default(), &NoApiServer::default()).await.1.unwrap();
+    let s = settings(dir);
+    let state = LocalState::for_settings(Some(&dir.join(".kos")), &s);
+    let observed = state.observed().unwrap();
+    let plan = crate::plan_for(&s, &observed).unwrap();
+    crate::files::render_tree(&s, &state, &observed, &plan, &dir.join("rendered")).unwrap();
+    (cloud, s, state)
+}
+
+/// The test settings' three nodes on the loopback API server as their kubelets would show
+/// them once serving (registered and Ready at v1.37.2, master-1's control-plane pods
+/// Ready), and kos's way to it. No deployment controller runs there, so once kos has
+/// applied CoreDNS the test plays that controller's part: its replicas ready.
+pub async fn kubelets(api: &LoopbackApi) -> LoopbackConnect {
+    api.kubelets_serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2").await;
+    api.ready_once_applied("kube-system", "coredns");
+    api.connector()
+}
+
+/// The test settings' cluster made on the in-memory cloud and the loopback API server (the
+/// instances and add-ons phases run: servers, PKI, the add-ons applied, the cluster Ready):
+/// the cloud, kos's way to the API server, the settings and the state.
+pub async fn served(dir: &Path, api: &LoopbackApi) -> (FakeCloud, LoopbackConnect, Settings, LocalState) {
+    let cloud = FakeCloud::new();
+    let kube = kubelets(api).await;
     run(dir, &[Phase::Instances, Phase::Addons], &cloud, &Answer::default(), &kube).await.1.unwrap();
     let s = settings(dir);
     let state = LocalState::for_settings(Some(&dir.join(".kos")), &s);

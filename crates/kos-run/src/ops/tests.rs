@@ -5,9 +5,8 @@
 
 use super::*;
 use crate::Phase;
-use crate::testing::{NoAnswer, run, settings};
+use crate::testing::{NoAnswer, NoApiServer, run, settings};
 use kos_cloud::fake::FakeCloud;
-use kos_kube::fake::FakeKube;
 
 /// Snapshots of what the binary prints, the test's temporary folder shown as `[DIR]`.
 fn transcript(dir: &std::path::Path, name: &str, lines: &[String]) {
@@ -20,8 +19,10 @@ fn transcript(dir: &std::path::Path, name: &str, lines: &[String]) {
 async fn made(phases: &[Phase]) -> (tempfile::TempDir, FakeCloud, Settings, LocalState) {
     let dir = tempfile::tempdir().unwrap();
     let cloud = FakeCloud::new();
-    let (_, result, _) = run(dir.path(), phases, &cloud, &NoAnswer::default(), &FakeKube::new()).await;
+    let kube = NoApiServer::default();
+    let (_, result, _) = run(dir.path(), phases, &cloud, &NoAnswer::default(), &kube).await;
     result.unwrap();
+    assert_eq!(kube.connects(), 0, "the cloud phases do without the API server");
     let settings = settings(dir.path());
     let state = LocalState::for_settings(Some(&dir.path().join(".kos")), &settings);
     (dir, cloud, settings, state)

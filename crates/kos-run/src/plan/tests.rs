@@ -1,15 +1,15 @@
-//! `plan` against the in-memory cloud and API server: on an empty cloud it lists every
-//! change `up` then makes, in `up`'s words; after `up` it lists none.
+//! `plan` against the in-memory cloud and a real API server on loopback: on an empty cloud
+//! it lists every change `up` then makes, in `up`'s words; after `up` it lists none.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 use crate::Phase;
-use crate::testing::{Answer, Heard, NoAnswer, run, settings, with_binaries};
+use crate::testing::{Answer, Heard, NoAnswer, kubelets, run, settings, with_binaries};
 use kos_cloud::fake::FakeCloud;
-use kos_kube::fake::FakeKube;
+use kos_kube::loopback::{LoopbackApi, LoopbackConnect};
 
-async fn look<R: Reach>(dir: &std::path::Path, cloud: &FakeCloud, reach: &R, kube: &FakeKube) -> PlanReport {
+async fn look<R: Reach>(dir: &std::path::Path, cloud: &FakeCloud, reach: &R, kube: &LoopbackConnect) -> PlanReport {
     let settings = settings(dir);
     let state = LocalState::for_settings(Some(&dir.join(".kos")), &settings);
     let heard = Heard::default();
@@ -21,14 +21,16 @@ fn starting(lines: &[String], prefix: &str) -> usize {
     lines.iter().filter(|l| l.starts_with(prefix)).count()
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test(flavor = "multi_thread")]
 async fn on_an_empty_cloud_the_plan_lists_everything_up_makes_and_after_up_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // The plan renders every node's files, so it checks the artifact set's programs.
     let Some(()) = with_binaries(dir.path()) else { return };
+    let Some(api) = LoopbackApi::start_bare().await else { return };
     let cloud = FakeCloud::new();
-    let kube = FakeKube::serving(&["master-1"], &["worker-1", "worker-2"], "v1.37.2");
+    let kube = kubelets(&api).await;
     let before = look(dir.path(), &cloud, &NoAnswer::default(), &kube).await;
+    assert_eq!(kube.connects(), 0, "no server has an address yet: the API server is not asked");
     assert_eq!(cloud.write_count(), 0, "the plan changed nothing");
     let c = &before.cloud;
     assert_eq!(starting(c, "create security group demo-nodes with "), 1, "{c:#?}");
@@ -50,11 +52,15 @@ async fn on_an_empty_cloud_the_plan_lists_everything_up_makes_and_after_up_nothi
     }
 
     // The cloud matches; the nodes answer but cannot be probed here (the double runs no
-    // script), so they are unknown, never taken for converged; every add-on is to create.
+    // script), so they are unknown, never taken for converged; the API server's dry run
+    // says every add-on is to create, and nothing was.
     let after = look(dir.path(), &cloud, &Answer::default(), &kube).await;
     assert!(after.cloud.is_empty(), "{:#?}", after.cloud);
     assert_eq!(after.unknown(), 3, "{:?}", after.nodes);
     assert!(!after.addons.is_empty() && after.addons.iter().all(|a| a.ends_with(": would be created")), "{:?}", after.addons);
+    assert_eq!(kube.connects(), 1);
+    let coredns: kube::Api<kos_kube::Deployment> = kube::Api::namespaced(api.client(), "kube-system");
+    assert!(coredns.get_opt("coredns").await.unwrap().is_none(), "a dry run applies nothing");
     let (_, result, _) = run(dir.path(), &[Phase::Addons], &cloud, &Answer::default(), &kube).await;
     result.unwrap();
     let last = look(dir.path(), &cloud, &Answer::default(), &kube).await;
