@@ -398,8 +398,7 @@ impl LoopbackApi {
                 // sees the deployment never ready.
                 if let Ok(Some(d)) = deployments.get_opt(&name).await {
                     let replicas = d.spec.replicas.unwrap_or(1);
-                    let status = json!({"status": {"replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas,
-                        "availableReplicas": replicas, "observedGeneration": d.metadata.generation}});
+                    let status = deployment_status(replicas, replicas, d.metadata.generation);
                     if deployments.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await.is_ok() {
                         return;
                     }
@@ -447,10 +446,15 @@ impl LoopbackApi {
     /// Set how many of a deployment's `replicas` are ready, as its controller would.
     pub async fn deployment_ready(&self, namespace: &str, name: &str, replicas: i32, ready: i32) {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        let status = json!({"status": {"replicas": replicas, "updatedReplicas": replicas, "readyReplicas": ready,
-            "availableReplicas": ready, "observedGeneration": 1}});
-        deployments.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+        deployments.patch_status(name, &PatchParams::default(), &Patch::Merge(deployment_status(replicas, ready, Some(1)))).await.unwrap();
     }
+}
+
+/// A deployment's status as its controller writes it: `ready` of `replicas` ready, at
+/// `generation`.
+fn deployment_status(replicas: i32, ready: i32, generation: Option<i64>) -> serde_json::Value {
+    json!({"status": {"replicas": replicas, "updatedReplicas": replicas, "readyReplicas": ready,
+        "availableReplicas": ready, "observedGeneration": generation}})
 }
 
 /// The [`Connect`] of the pipeline's tests: a client of the loopback API server, counting
