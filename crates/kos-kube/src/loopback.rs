@@ -68,6 +68,188 @@ fn binary(component: &str, pin: &str, file: &str) -> PathBuf {
     cache.join(format!("{component}-v{version}")).join(file)
 }
 
+/// Start `command` under `setpriv --pdeathsig KILL` (it ends with the test, even a killed
+/// one), its output in `dir/<name>.log`.
+fn spawn_logged(dir: &Path, name: &str, command: &Command) -> Child {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(command.get_program())
+        .args(command.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("setpriv (util-linux) starts {name}: {e}"))
+}
+
+/// The last lines of `dir/<name>.log`, for a failure's message.
+fn log_tail(dir: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// One etcd member on loopback: its name, client and peer URLs, and the certificate (stem in
+/// kos's PKI folder) it shows its peers.
+struct EtcdMember<'a> {
+    name: &'a str,
+    client: &'a str,
+    peer: &'a str,
+    peer_cert: &'a str,
+}
+
+/// etcd as kos runs it on a master (mutual TLS for clients and peers, certificates of kos's
+/// etcd CA), on loopback, joining the cluster `initial` (`name=peer-url,...`).
+fn etcd_command(etcd: &Path, pki: &Path, data: &Path, member: &EtcdMember<'_>, initial: &str) -> Command {
+    let pki = |f: &str| pki.join(f).display().to_string();
+    let mut command = Command::new(etcd);
+    command
+        .args(["--name", member.name, "--data-dir"])
+        .arg(data)
+        .args(["--listen-client-urls", member.client, "--advertise-client-urls", member.client])
+        .args(["--listen-peer-urls", member.peer, "--initial-advertise-peer-urls", member.peer])
+        .args(["--initial-cluster", initial])
+        .args(["--cert-file", &pki("etcd/server-master-1.crt"), "--key-file", &pki("etcd/server-master-1.key")])
+        .args(["--client-cert-auth", "--trusted-ca-file", &pki("etcd/ca.crt")])
+        .args(["--peer-cert-file", &pki(&format!("{}.crt", member.peer_cert))])
+        .args(["--peer-key-file", &pki(&format!("{}.key", member.peer_cert))])
+        .args(["--peer-client-cert-auth", "--peer-trusted-ca-file", &pki("etcd/ca.crt")])
+        // A test's data: no fsync (seconds on a loaded disk), gone with the folder.
+        .arg("--unsafe-no-fsync");
+    command
+}
+
+/// A real etcd cluster of several members on loopback (the pinned etcd, kos's etcd CA and
+/// certificates, mutual TLS between clients and members and among members), for tests of
+/// kos's membership changes. Every member serves on 127.0.0.1 with its own ports and shows
+/// the certificate `etcd/server-master-1` (its addresses include 127.0.0.1) as server and as
+/// peer; a member may be stopped ([`LoopbackEtcd::stop`]) to be a member that is down.
+pub struct LoopbackEtcd {
+    dir: tempfile::TempDir,
+    /// Name, client URL and process (`None` once stopped).
+    members: Vec<(String, String, Option<Child>)>,
+}
+
+impl std::fmt::Debug for LoopbackEtcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopbackEtcd").field("dir", &self.dir.path()).finish()
+    }
+}
+
+impl Drop for LoopbackEtcd {
+    fn drop(&mut self) {
+        for (_, _, child) in &mut self.members {
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl LoopbackEtcd {
+    /// Start a member for each name, all of one cluster, and wait until each answers a
+    /// health check; `None`, with a note, when the pinned etcd is not built here (with `CI`
+    /// set that is a failure).
+    pub fn start(names: &[&str]) -> Option<LoopbackEtcd> {
+        let (etcd, etcdctl) = (binary("etcd", "ETCD", "etcd"), binary("etcd", "ETCD", "etcdctl"));
+        if let Some(missing) = [&etcd, &etcdctl].into_iter().find(|p| !p.exists()) {
+            assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing: run testbed/k8s/build.sh", missing.display());
+            eprintln!("skipped: {} is missing (testbed/k8s/build.sh builds it)", missing.display());
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        kubeconfigs(&pki);
+        // The etcd certificates' folder as on master-1 (/etc/kubernetes/pki/etcd).
+        let on_master = dir.path().join("master-pki-etcd");
+        std::fs::create_dir(&on_master).unwrap();
+        for (there, here) in [
+            ("ca.crt", "ca.crt"),
+            ("healthcheck-client.crt", "healthcheck-client-master-1.crt"),
+            ("healthcheck-client.key", "healthcheck-client-master-1.key"),
+        ] {
+            std::os::unix::fs::symlink(pki.join("etcd").join(here), on_master.join(there)).unwrap();
+        }
+        let urls: Vec<(String, String)> =
+            names.iter().map(|_| (format!("https://127.0.0.1:{}", free_port()), format!("https://127.0.0.1:{}", free_port()))).collect();
+        let initial = names.iter().zip(&urls).map(|(n, (_, peer))| format!("{n}={peer}")).collect::<Vec<_>>().join(",");
+        let mut cluster = LoopbackEtcd { members: Vec::new(), dir };
+        for (name, (client, peer)) in names.iter().zip(&urls) {
+            let member = EtcdMember { name, client, peer, peer_cert: "etcd/server-master-1" };
+            let command = etcd_command(&etcd, &pki, &cluster.dir.path().join(name), &member, &initial);
+            let child = spawn_logged(cluster.dir.path(), name, &command);
+            cluster.members.push((name.to_string(), client.clone(), Some(child)));
+        }
+        let started = Instant::now();
+        for (name, client, _) in &cluster.members {
+            loop {
+                let health = cluster.etcdctl(&["--endpoints", client, "endpoint", "health"]);
+                if health.status.success() {
+                    break;
+                }
+                let why = String::from_utf8_lossy(&health.stderr);
+                assert!(
+                    started.elapsed() < START,
+                    "etcd member {name} not healthy in {START:?} ({why}):\n{}",
+                    log_tail(cluster.dir.path(), name)
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        Some(cluster)
+    }
+
+    /// The pinned etcdctl with the health-check client's certificate (what kos uses on a
+    /// master), run here.
+    pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        let pki = |f: &str| self.pki().join(f).display().to_string();
+        Command::new(binary("etcd", "ETCD", "etcdctl"))
+            .args(["--cacert", &pki("ca.crt"), "--cert", &pki("healthcheck-client.crt")])
+            .args(["--key", &pki("healthcheck-client.key"), "--command-timeout=5s"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// The folder of the pinned etcd's tools (etcdctl, etcdutl).
+    pub fn tools(&self) -> PathBuf {
+        binary("etcd", "ETCD", "")
+    }
+
+    /// The etcd certificates' folder as kos writes it on a master (`/etc/kubernetes/pki/etcd`:
+    /// the CA's certificate and the health-check client's key pair, of master-1).
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("master-pki-etcd")
+    }
+
+    /// The client URL of member `name`.
+    pub fn client_url(&self, name: &str) -> &str {
+        &self.members.iter().find(|m| m.0 == name).unwrap_or_else(|| panic!("no member {name}")).1
+    }
+
+    /// Stop member `name` (killed, as a master that lost its power): it is down from now on.
+    pub fn stop(&mut self, name: &str) {
+        let member = self.members.iter_mut().find(|m| m.0 == name).unwrap_or_else(|| panic!("no member {name}"));
+        if let Some(mut child) = member.2.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// The members' names as the cluster lists them, asking member `asked`.
+    pub fn names(&self, asked: &str) -> Vec<String> {
+        let out = self.etcdctl(&["--endpoints", self.client_url(asked), "member", "list", "-w", "json"]);
+        assert!(out.status.success(), "member list: {}", String::from_utf8_lossy(&out.stderr));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut names: Vec<String> =
+            list["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap_or_default().to_string()).collect();
+        names.sort();
+        names
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -124,21 +306,9 @@ impl LoopbackApi {
 
         let peer = format!("https://127.0.0.1:{peer_port}");
         let clients = format!("https://127.0.0.1:{client_port}");
-        api.spawn(
-            "etcd",
-            Command::new(etcd)
-                .args(["--name", "master-1", "--data-dir"])
-                .arg(api.dir.path().join("etcd"))
-                .args(["--listen-client-urls", &clients, "--advertise-client-urls", &clients])
-                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", &format!("master-1={peer}")])
-                .args(["--cert-file", &pki("etcd/server-master-1.crt"), "--key-file", &pki("etcd/server-master-1.key")])
-                .args(["--client-cert-auth", "--trusted-ca-file", &pki("etcd/ca.crt")])
-                .args(["--peer-cert-file", &pki("etcd/peer-master-1.crt"), "--peer-key-file", &pki("etcd/peer-master-1.key")])
-                .args(["--peer-client-cert-auth", "--peer-trusted-ca-file", &pki("etcd/ca.crt")])
-                // A test's data: no fsync (seconds on a loaded disk), gone with the folder.
-                .arg("--unsafe-no-fsync"),
-        );
+        let member = EtcdMember { name: "master-1", client: &clients, peer: &peer, peer_cert: "etcd/peer-master-1" };
+        let mut etcd = etcd_command(&etcd, &pki_dir, &api.dir.path().join("etcd"), &member, &format!("master-1={peer}"));
+        api.spawn("etcd", &mut etcd);
         api.spawn(
             "kube-apiserver",
             Command::new(apiserver)
@@ -180,26 +350,12 @@ impl LoopbackApi {
     }
 
     fn spawn(&mut self, name: &'static str, command: &mut Command) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        let program = command.get_program().to_owned();
-        let args: Vec<_> = command.get_args().map(ToOwned::to_owned).collect();
-        let child = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "--"])
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("setpriv (util-linux) starts {name}: {e}"));
-        self.children.push((name, child));
+        self.children.push((name, spawn_logged(self.dir.path(), name, command)));
     }
 
     /// A program's log so far (its last lines), for a failure's message.
     pub fn log(&self, name: &str) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        log_tail(self.dir.path(), name)
     }
 
     async fn wait_ready(&mut self) {

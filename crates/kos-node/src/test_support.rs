@@ -1,5 +1,6 @@
 //! For tests (this crate's and the pipeline's): the real Kubernetes programs of the artifact
-//! set `testbed/k8s/build.sh` builds, so that no test puts a made-up file in their place.
+//! set `testbed/k8s/build.sh` builds, so that no test puts a made-up file in their place, and
+//! a local shell that runs the scripts kos sends to nodes ([`LocalShell`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -50,4 +51,44 @@ pub fn regex_escape(s: &str) -> String {
         out.push(c);
         out
     })
+}
+
+/// Runs scripts with the local `/bin/sh` as the current user (root on CI): the same scripts
+/// kos sends over SSH, without the SSH. `path_first` goes before `$PATH` (a test's own
+/// programs).
+#[derive(Debug, Default, Clone)]
+pub struct LocalShell {
+    pub path_first: Option<PathBuf>,
+}
+
+impl crate::remote::Remote for LocalShell {
+    fn node(&self) -> &str {
+        "local"
+    }
+
+    async fn run(&self, script: &str, stdin: crate::remote::Stdin) -> Result<crate::remote::Output, crate::remote::RemoteError> {
+        use tokio::io::AsyncWriteExt;
+        let failed = |e: std::io::Error| crate::remote::RemoteError::Transport { node: "local".into(), detail: e.to_string() };
+        let stdin = stdin.to_vec().await.map_err(failed)?;
+        let mut command = tokio::process::Command::new("/bin/sh");
+        if let Some(first) = &self.path_first {
+            let path = std::env::var("PATH").unwrap_or_default();
+            command.env("PATH", format!("{}:{path}", first.display()));
+        }
+        let mut child = command
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(failed)?;
+        let mut input = child.stdin.take().expect("stdin");
+        let writer = tokio::spawn(async move {
+            let _ = input.write_all(&stdin).await;
+        });
+        let out = child.wait_with_output().await.map_err(failed)?;
+        let _ = writer.await;
+        Ok(crate::remote::Output { status: out.status.code(), stdout: out.stdout, stderr: out.stderr })
+    }
 }

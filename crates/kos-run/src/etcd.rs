@@ -278,6 +278,7 @@ pub fn joining_order(plan: &ClusterPlan) -> Vec<&NodePlan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kos_kube::loopback::LoopbackEtcd;
 
     #[test]
     fn the_member_list_reads_learners_and_unstarted_members() {
@@ -289,35 +290,44 @@ mod tests {
         assert!(parse_members("Error: context deadline exceeded").unwrap_err().contains("unreadable member list"));
     }
 
-    /// A stand-in for etcdctl (unit tests only; the test bed's HA test runs the real one):
-    /// members, who is healthy, and the removals asked for.
-    struct FakeEtcd {
-        members: std::sync::Mutex<Vec<Member>>,
-        down: Vec<&'static str>,
+    /// A master's shell whose etcd container is a real etcd cluster on loopback
+    /// ([`LoopbackEtcd`]): kos's scripts run here as they are, but for the folder of the
+    /// certificates and the member they ask (a master asks its own, at 127.0.0.1:2379), and
+    /// with a `crictl` that stands in for the container runtime (a unit test runs no
+    /// containerd): `ps` names the one etcd container, `exec` runs its command here.
+    struct MasterOnLoopback {
+        shell: kos_node::test_support::LocalShell,
+        pki: String,
+        endpoint: String,
+        _bin: tempfile::TempDir,
     }
 
-    impl FakeEtcd {
-        fn new(names: &[&str], down: &[&'static str]) -> FakeEtcd {
-            let members = names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| Member {
-                    id: i as u64 + 10,
-                    name: n.to_string(),
-                    peer_urls: vec![format!("https://10.0.0.{i}:2380")],
-                    client_urls: vec![format!("https://10.0.0.{i}:2379")],
-                    is_learner: false,
-                })
-                .collect();
-            FakeEtcd { members: std::sync::Mutex::new(members), down: down.to_vec() }
-        }
+    const CRICTL_STAND_IN: &str = "#!/bin/sh\n\
+        while [ \"${1#--}\" != \"$1\" ]; do shift 2; done\n\
+        case \"$1\" in\n\
+          ps) echo etcd-on-loopback ;;\n\
+          exec) shift 2; exec \"$@\" ;;\n\
+          *) echo \"crictl stand-in: no $1 here\" >&2; exit 1 ;;\n\
+        esac\n";
 
-        fn names(&self) -> Vec<String> {
-            self.members.lock().unwrap().iter().map(|m| m.name.clone()).collect()
+    impl MasterOnLoopback {
+        fn asking(etcd: &LoopbackEtcd, member: &str) -> MasterOnLoopback {
+            use std::os::unix::fs::PermissionsExt as _;
+            let bin = tempfile::tempdir().unwrap();
+            let crictl = bin.path().join("crictl");
+            std::fs::write(&crictl, CRICTL_STAND_IN).unwrap();
+            std::fs::set_permissions(&crictl, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::os::unix::fs::symlink(etcd.tools().join("etcdctl"), bin.path().join("etcdctl")).unwrap();
+            MasterOnLoopback {
+                shell: kos_node::test_support::LocalShell { path_first: Some(bin.path().to_path_buf()) },
+                pki: etcd.pki().display().to_string(),
+                endpoint: etcd.client_url(member).to_string(),
+                _bin: bin,
+            }
         }
     }
 
-    impl Remote for FakeEtcd {
+    impl Remote for MasterOnLoopback {
         fn node(&self) -> &str {
             "m1"
         }
@@ -325,51 +335,31 @@ mod tests {
         async fn run(
             &self,
             script: &str,
-            _stdin: kos_node::remote::Stdin,
+            stdin: kos_node::remote::Stdin,
         ) -> Result<kos_node::remote::Output, kos_node::remote::RemoteError> {
-            let mut members = self.members.lock().unwrap();
-            let stdout = if script.ends_with("member list -w json") {
-                let list: Vec<String> = members
-                    .iter()
-                    .map(|m| {
-                        format!(
-                            r#"{{"ID":{},"name":"{}","peerURLs":["{}"],"clientURLs":["{}"]}}"#,
-                            m.id, m.name, m.peer_urls[0], m.client_urls[0]
-                        )
-                    })
-                    .collect();
-                format!(r#"{{"members":[{}]}}"#, list.join(","))
-            } else if script.ends_with("endpoint health --cluster -w json") {
-                let list: Vec<String> = members
-                    .iter()
-                    .map(|m| format!(r#"{{"endpoint":"{}","health":{}}}"#, m.client_urls[0], !self.down.contains(&m.name.as_str())))
-                    .collect();
-                format!("[{}]", list.join(","))
-            } else if let Some(id) = script.rsplit_once("member remove ").map(|(_, id)| id) {
-                members.retain(|m| m.hex() != id);
-                String::new()
-            } else {
-                panic!("unexpected script {script}")
-            };
-            Ok(kos_node::remote::Output { status: Some(0), stdout: stdout.into_bytes(), stderr: Vec::new() })
+            let here = script.replace("/etc/kubernetes/pki/etcd", &self.pki).replace("https://127.0.0.1:2379", &self.endpoint);
+            self.shell.run(&here, stdin).await
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread")]
     async fn members_are_removed_one_at_a_time_the_unhealthy_first_and_never_below_a_majority() {
-        // 3 → 1, one of the two going is down: it goes first, then the other.
-        let etcd = FakeEtcd::new(&["m1", "m2", "m3"], &["m3"]);
-        let done = remove(&etcd, &["m2", "m3"]).await.unwrap();
-        assert_eq!(done, ["etcd: m3's member removed (2 left)", "etcd: m2's member removed (1 left)"]);
-        assert_eq!(etcd.names(), ["m1"]);
-        // Removed already (a run stopped after it): nothing to do.
-        assert!(remove(&etcd, &["m2", "m3"]).await.unwrap().is_empty());
+        let Some(mut etcd) = LoopbackEtcd::start(&["m1", "m2", "m3", "m4", "m5"]) else { return };
+        let m1 = MasterOnLoopback::asking(&etcd, "m1");
+        etcd.stop("m4");
+        etcd.stop("m5");
         // 5 → 3 with two of the three kept down: the first removal would leave 2 healthy of
         // 4, no majority. Refused before anything is removed, naming who is down.
-        let etcd = FakeEtcd::new(&["m1", "m2", "m3", "m4", "m5"], &["m2", "m3"]);
-        let err = remove(&etcd, &["m4", "m5"]).await.unwrap_err();
-        assert!(err.contains("would leave 2 healthy of 4 (down: m2, m3), no majority"), "{err}");
-        assert_eq!(etcd.names().len(), 5);
+        let err = remove(&m1, &["m2", "m3"]).await.unwrap_err();
+        assert!(err.contains("would leave 2 healthy of 4 (down: m4, m5), no majority"), "{err}");
+        assert_eq!(etcd.names("m1"), ["m1", "m2", "m3", "m4", "m5"]);
+        // One down and one healthy going: the one down goes first (its name comes later),
+        // then the other, each leaving a healthy majority.
+        let done = remove(&m1, &["m2", "m5"]).await.unwrap();
+        assert_eq!(done, ["etcd: m5's member removed (4 left)", "etcd: m2's member removed (3 left)"]);
+        assert_eq!(etcd.names("m1"), ["m1", "m3", "m4"]);
+        // Removed already (a run stopped after it): nothing to do.
+        assert!(remove(&m1, &["m2", "m5"]).await.unwrap().is_empty());
     }
 
     #[test]

@@ -5,37 +5,9 @@
 use super::*;
 use crate::execute;
 use crate::probe::{self, FileState, NodeState, UnitState};
-use crate::remote::{Output, Remote, RemoteError};
+use crate::remote::Remote;
+use crate::test_support::LocalShell;
 use crate::wanted::{Content, NodeWants, PhaseWants, WantedFile, WantedUnit};
-
-/// Runs scripts with the local `/bin/sh` as the current user (root on CI).
-struct LocalShell;
-
-impl Remote for LocalShell {
-    fn node(&self) -> &str {
-        "local"
-    }
-
-    async fn run(&self, script: &str, stdin: crate::remote::Stdin) -> Result<Output, RemoteError> {
-        use tokio::io::AsyncWriteExt;
-        let stdin = stdin.to_vec().await.map_err(|e| RemoteError::Transport { node: "local".into(), detail: e.to_string() })?;
-        let mut child = tokio::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| RemoteError::Transport { node: "local".into(), detail: e.to_string() })?;
-        let mut input = child.stdin.take().expect("stdin");
-        let writer = tokio::spawn(async move {
-            let _ = input.write_all(&stdin).await;
-        });
-        let out = child.wait_with_output().await.map_err(|e| RemoteError::Transport { node: "local".into(), detail: e.to_string() })?;
-        let _ = writer.await;
-        Ok(Output { status: out.status.code(), stdout: out.stdout, stderr: out.stderr })
-    }
-}
 
 fn phase_with(files: Vec<WantedFile>) -> PhaseWants {
     PhaseWants { files, ..Default::default() }
@@ -184,10 +156,10 @@ async fn files_are_written_with_their_modes_and_a_second_run_changes_nothing() {
     let node = node_with(phase_with(vec![key.clone(), bin.clone(), quote.clone()]));
     let phase = node.phase(NodePhase::Kubernetes).unwrap();
 
-    let before = crate::provision::probe(&LocalShell, &node).await.unwrap();
+    let before = crate::provision::probe(&LocalShell::default(), &node).await.unwrap();
     let changes = diff_phase(NodePhase::Kubernetes, phase, &before);
     assert_eq!(changes.len(), 3, "{changes:?}");
-    let warnings = execute::execute(&LocalShell, NodePhase::Kubernetes, phase, &changes).await.unwrap();
+    let warnings = execute::execute(&LocalShell::default(), NodePhase::Kubernetes, phase, &changes).await.unwrap();
     assert!(warnings.is_empty());
 
     use std::os::unix::fs::PermissionsExt;
@@ -197,7 +169,7 @@ async fn files_are_written_with_their_modes_and_a_second_run_changes_nothing() {
         let Content::Bytes(b) = &f.content else { unreachable!() };
         assert_eq!(&std::fs::read(&f.path).unwrap(), b.as_ref());
     }
-    let after = crate::provision::probe(&LocalShell, &node).await.unwrap();
+    let after = crate::provision::probe(&LocalShell::default(), &node).await.unwrap();
     assert_eq!(diff_phase(NodePhase::Kubernetes, phase, &after), vec![], "second run must change nothing");
     // No staging leftovers next to the files.
     let leftovers: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.ends_with(".kos-new")).collect();
@@ -218,7 +190,7 @@ async fn a_download_with_the_wrong_checksum_is_refused_and_leaves_nothing() {
     };
     let phase = phase_with(vec![f]);
     let changes = vec![Change::WriteFile { path: target.clone(), mode: "0755".into(), reason: FileReason::New }];
-    let err = execute::execute(&LocalShell, NodePhase::Kubernetes, &phase, &changes).await.unwrap_err().to_string();
+    let err = execute::execute(&LocalShell::default(), NodePhase::Kubernetes, &phase, &changes).await.unwrap_err().to_string();
     assert!(err.contains("SHA-256 differs"), "{err}");
     assert!(!std::path::Path::new(&target).exists());
     assert!(!std::path::Path::new(&format!("{target}.kos-new")).exists());
@@ -279,7 +251,7 @@ async fn files_streamed_from_disk_arrive_checked() {
     let (script, stdin) = execute::build(&wants, &changes).unwrap();
     assert!(script.contains(&format!("putv 0 '{}' 0755 '{sha}'", target.display())), "{script}");
     assert_eq!(stdin.len() % 512, 0, "a whole tar stream");
-    let out = LocalShell.run(&script, stdin).await.unwrap();
+    let out = LocalShell::default().run(&script, stdin).await.unwrap();
     assert!(out.success(), "{}", out.stderr_text());
     assert_eq!(std::fs::read(&target).unwrap(), bytes);
 
@@ -289,7 +261,7 @@ async fn files_streamed_from_disk_arrive_checked() {
     other[0] ^= 1;
     std::fs::write(&src, &other).unwrap();
     let (script, stdin) = execute::build(&wants, &changes).unwrap();
-    let out = LocalShell.run(&script, stdin).await.unwrap();
+    let out = LocalShell::default().run(&script, stdin).await.unwrap();
     assert!(!out.success() && out.stderr_text().contains("SHA-256"), "{}", out.stderr_text());
     assert!(!target.exists(), "a file that fails its check is never put in place");
 
@@ -325,8 +297,9 @@ async fn the_probe_hashes_only_files_whose_stat_changed() {
     std::fs::create_dir_all(dir.path().join("etc/a b")).unwrap();
     std::fs::write(&file.path, b"one\n").unwrap();
     let node = node_with(phase_with(vec![file.clone()]));
-    let probe =
-        |script: String| async move { probe::parse(&LocalShell.run(&script, Default::default()).await.unwrap().stdout_text()).unwrap() };
+    let probe = |script: String| async move {
+        probe::parse(&LocalShell::default().run(&script, Default::default()).await.unwrap().stdout_text()).unwrap()
+    };
 
     let first = probe(probe::script_with_cache(&node, cache_s)).await;
     assert_eq!(first.files[&file.path].sha256, file.sha256);
@@ -365,7 +338,8 @@ async fn the_probe_reads_a_started_members_initial_cluster_flags() {
     let data = dir.path().join("etcd");
     let script = probe::etcd_section(data.to_str().unwrap(), manifest.to_str().unwrap());
     let probe = |script: String| async move {
-        probe::parse(&format!("os\tdebian\t12\n{}", LocalShell.run(&script, Default::default()).await.unwrap().stdout_text())).unwrap()
+        probe::parse(&format!("os\tdebian\t12\n{}", LocalShell::default().run(&script, Default::default()).await.unwrap().stdout_text()))
+            .unwrap()
     };
     let none = probe(script.clone()).await;
     assert!(!none.etcd_data && none.facts().etcd_started_with.is_none());
