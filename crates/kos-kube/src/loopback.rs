@@ -127,6 +127,8 @@ fn etcd_command(etcd: &Path, pki: &Path, data: &Path, member: &EtcdMember<'_>, i
 /// peer; a member may be stopped ([`LoopbackEtcd::stop`]) to be a member that is down.
 pub struct LoopbackEtcd {
     dir: tempfile::TempDir,
+    /// The pinned etcd's folder (etcd, etcdctl, etcdutl).
+    tools: PathBuf,
     /// Name, client URL and process (`None` once stopped).
     members: Vec<(String, String, Option<Child>)>,
 }
@@ -153,10 +155,9 @@ impl LoopbackEtcd {
     /// health check; `None`, with a note, when the pinned etcd is not built here (with `CI`
     /// set that is a failure).
     pub fn start(names: &[&str]) -> Option<LoopbackEtcd> {
-        let (etcd, etcdctl) = (binary("etcd", "ETCD", "etcd"), binary("etcd", "ETCD", "etcdctl"));
-        if let Some(missing) = [&etcd, &etcdctl].into_iter().find(|p| !p.exists()) {
-            assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing: run testbed/k8s/build.sh", missing.display());
-            eprintln!("skipped: {} is missing (testbed/k8s/build.sh builds it)", missing.display());
+        let tools = binary("etcd", "ETCD", "");
+        let etcd = tools.join("etcd");
+        if !built(&[etcd.clone(), tools.join("etcdctl")]) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -175,7 +176,7 @@ impl LoopbackEtcd {
         let urls: Vec<(String, String)> =
             names.iter().map(|_| (format!("https://127.0.0.1:{}", free_port()), format!("https://127.0.0.1:{}", free_port()))).collect();
         let initial = names.iter().zip(&urls).map(|(n, (_, peer))| format!("{n}={peer}")).collect::<Vec<_>>().join(",");
-        let mut cluster = LoopbackEtcd { members: Vec::new(), dir };
+        let mut cluster = LoopbackEtcd { members: Vec::new(), dir, tools };
         for (name, (client, peer)) in names.iter().zip(&urls) {
             let member = EtcdMember { name, client, peer, peer_cert: "etcd/server-master-1" };
             let command = etcd_command(&etcd, &pki, &cluster.dir.path().join(name), &member, &initial);
@@ -205,7 +206,7 @@ impl LoopbackEtcd {
     /// master), run here.
     pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
         let pki = |f: &str| self.pki().join(f).display().to_string();
-        Command::new(binary("etcd", "ETCD", "etcdctl"))
+        Command::new(self.tools.join("etcdctl"))
             .args(["--cacert", &pki("ca.crt"), "--cert", &pki("healthcheck-client.crt")])
             .args(["--key", &pki("healthcheck-client.key"), "--command-timeout=5s"])
             .args(args)
@@ -214,8 +215,8 @@ impl LoopbackEtcd {
     }
 
     /// The folder of the pinned etcd's tools (etcdctl, etcdutl).
-    pub fn tools(&self) -> PathBuf {
-        binary("etcd", "ETCD", "")
+    pub fn tools(&self) -> &Path {
+        &self.tools
     }
 
     /// The etcd certificates' folder as kos writes it on a master (`/etc/kubernetes/pki/etcd`:
@@ -248,6 +249,15 @@ impl LoopbackEtcd {
         names.sort();
         names
     }
+}
+
+/// Whether every one of `programs` is built; a note when one is not (with `CI` set that is a
+/// failure: ./test.sh builds them).
+fn built(programs: &[PathBuf]) -> bool {
+    let Some(missing) = programs.iter().find(|p| !p.exists()) else { return true };
+    assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing: run testbed/k8s/build.sh", missing.display());
+    eprintln!("skipped: {} is missing (testbed/k8s/build.sh builds it)", missing.display());
+    false
 }
 
 /// A loopback port that was free a moment ago.
@@ -284,9 +294,7 @@ impl LoopbackApi {
             binary("kubernetes", "KUBERNETES", "kube-apiserver"),
             binary("kubernetes", "KUBERNETES", "kube-controller-manager"),
         ];
-        if let Some(missing) = programs.iter().find(|p| !p.exists()) {
-            assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing: run testbed/k8s/build.sh", missing.display());
-            eprintln!("skipped: {} is missing (testbed/k8s/build.sh builds it)", missing.display());
+        if !built(&programs) {
             return None;
         }
         let [etcd, apiserver, controller_manager] = programs;

@@ -296,6 +296,8 @@ mod tests {
     /// with a `crictl` that stands in for the container runtime (a unit test runs no
     /// containerd): `ps` names the one etcd container, `exec` runs its command here.
     struct MasterOnLoopback {
+        /// The member asked (named as its master).
+        name: String,
         shell: kos_node::test_support::LocalShell,
         pki: String,
         endpoint: String,
@@ -319,6 +321,7 @@ mod tests {
             std::fs::set_permissions(&crictl, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::os::unix::fs::symlink(etcd.tools().join("etcdctl"), bin.path().join("etcdctl")).unwrap();
             MasterOnLoopback {
+                name: member.to_string(),
                 shell: kos_node::test_support::LocalShell { path_first: Some(bin.path().to_path_buf()) },
                 pki: etcd.pki().display().to_string(),
                 endpoint: etcd.client_url(member).to_string(),
@@ -329,7 +332,7 @@ mod tests {
 
     impl Remote for MasterOnLoopback {
         fn node(&self) -> &str {
-            "m1"
+            &self.name
         }
 
         async fn run(
