@@ -208,9 +208,12 @@ pub async fn remove<N: Remote>(asked: &N, removed: &[&str]) -> Result<Vec<String
         let left: Vec<&Member> = list.iter().filter(|m| m.id != next.id && !m.is_learner).collect();
         let up = left.iter().filter(|m| healthy(&h, m)).count();
         if up * 2 <= left.len() {
-            let down: Vec<&str> = left.iter().filter(|m| !healthy(&h, m)).map(|m| m.name.as_str()).collect();
+            // By name: etcd lists its members by ID, which is random.
+            let mut down: Vec<&str> = left.iter().filter(|m| !healthy(&h, m)).map(|m| m.name.as_str()).collect();
+            down.sort_unstable();
+            let it = if down.len() == 1 { "it" } else { "them" };
             return Err(format!(
-                "removing {}'s etcd member would leave {up} healthy of {} (down: {}), no majority: bring {} back first, or remove it in this run too",
+                "removing {}'s etcd member would leave {up} healthy of {} (down: {}), no majority: bring {} back first, or remove {it} in this run too",
                 next.name,
                 left.len(),
                 down.join(", "),
@@ -354,7 +357,7 @@ mod tests {
         // 5 → 3 with two of the three kept down: the first removal would leave 2 healthy of
         // 4, no majority. Refused before anything is removed, naming who is down.
         let err = remove(&m1, &["m2", "m3"]).await.unwrap_err();
-        assert!(err.contains("would leave 2 healthy of 4 (down: m4, m5), no majority"), "{err}");
+        assert!(err.contains("would leave 2 healthy of 4 (down: m4, m5), no majority: bring m4, m5 back first, or remove them"), "{err}");
         assert_eq!(etcd.names("m1"), ["m1", "m2", "m3", "m4", "m5"]);
         // One down and one healthy going: the one down goes first (its name comes later),
         // then the other, each leaving a healthy majority.
